@@ -1,0 +1,61 @@
+"""The one place where Hygie's settings and policy numbers live.
+
+Every setting can be given as an environment variable prefixed with ``HYGIE_`` (for example
+``HYGIE_DATA_DIR``). Policy numbers are stated here once and read everywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HYGIE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./hygie-data"), description="Where the hub keeps everything.")
+    key_passphrase: SecretStr | None = Field(
+        default=None, description="Passphrase from which the keystore master key is derived (Argon2id)."
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="A 32-byte master key file (mode 0600), kept apart from the data dir. "
+        "Used instead of the passphrase when set.",
+    )
+    key_backend: str = Field(
+        default="local", description="Key custody backend: 'local' (keystore in the data dir); HSM/KMS later."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the metadata database; SQLite in the data dir when unset."
+    )
+
+    # Policy numbers.
+    disclosure_threshold: int = Field(default=11, description="Platform minimum people per released cell.")
+    ingest_max_errors: int = Field(
+        default=200, description="Errors reported per batch before the report is cut (the batch is rejected anyway)."
+    )
+    ingest_chunk_rows: int = Field(default=500_000, description="Rows read and checked at a time per file.")
+    ingest_max_delay_months: int = Field(
+        default=27, description="Longest accepted delay between care and its arrival in a flow."
+    )
+    earliest_plausible_date: str = Field(
+        default="1890-01-01", description="Dates before this are refused (except the 1600-01-01 missing code)."
+    )
+
+    # Key derivation (Argon2id, RFC 9106 second recommended option).
+    kdf_memory_kib: int = Field(default=65_536)
+    kdf_iterations: int = Field(default=3)
+    kdf_lanes: int = Field(default=4)
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hygie.db').resolve()}"
+
+
+def get_settings() -> Settings:
+    """Read the settings afresh: cheap, and lets each command or test see its own environment."""
+    return Settings()
