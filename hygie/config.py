@@ -28,20 +28,23 @@ class Settings(BaseSettings):
         default="local", description="Key custody backend: 'local' (keystore in the data dir); HSM/KMS later."
     )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL of the metadata database; SQLite in the data dir when unset."
+        default=None,
+        description="SQLAlchemy URL of the metadata database; SQLite in the data dir when unset.",
     )
 
     # Policy numbers.
     disclosure_threshold: int = Field(default=11, description="Platform minimum people per released cell.")
     ingest_max_errors: int = Field(
-        default=200, description="Errors reported per batch before the report is cut (the batch is rejected anyway)."
+        default=200,
+        description="Errors reported per batch before the report is cut (the batch is rejected anyway).",
     )
     ingest_chunk_rows: int = Field(default=500_000, description="Rows read and checked at a time per file.")
     ingest_max_delay_months: int = Field(
         default=27, description="Longest accepted delay between care and its arrival in a flow."
     )
     earliest_plausible_date: str = Field(
-        default="1890-01-01", description="Dates before this are refused (except the 1600-01-01 missing code)."
+        default="1890-01-01",
+        description="Dates before this are refused (except the 1600-01-01 missing code).",
     )
 
     # Key derivation (Argon2id, RFC 9106 second recommended option).

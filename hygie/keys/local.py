@@ -280,9 +280,7 @@ class LocalKeystore:
 
     def _new_version(self, name: str, purpose: str, version: int) -> dict[str, Any]:
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._master.encrypt(
-            nonce, secrets.token_bytes(KEY_BYTES), _material_aad(name, version, purpose)
-        )
+        sealed = self._master.encrypt(nonce, secrets.token_bytes(KEY_BYTES), _material_aad(name, version, purpose))
         return {"created_at": _now(), "nonce": _b64(nonce), "sealed": _b64(sealed)}
 
     def _info(self, name: str) -> KeyInfo:

@@ -1,0 +1,4 @@
+"""Imports every module that declares tables, so Alembic sees the whole schema."""
+
+from hygie.identity import vault as _vault  # noqa: F401
+from hygie.warehouse import catalog as _catalog  # noqa: F401

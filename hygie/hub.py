@@ -1,0 +1,88 @@
+"""A hub: one data dir with its keys, metadata database and warehouse, opened together."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hygie.config import Settings
+from hygie.db import make_engine, make_sessionmaker, migrate
+from hygie.identity.pseudonym import Pseudonymiser
+from hygie.identity.vault import IdentityVault
+from hygie.keys import KeyCustody, open_custody
+from hygie.warehouse.encryption import ParquetCrypto
+from hygie.warehouse.store import Warehouse
+
+
+class HubNotInitialised(Exception):
+    pass
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    custody: KeyCustody
+    engine: Engine
+    sessions: sessionmaker[Any]
+    warehouse: Warehouse
+    pseudonymiser: Pseudonymiser
+
+    @classmethod
+    def init(cls, settings: Settings) -> Hub:
+        """Create (or complete) a hub in ``settings.data_dir``; safe to run again."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.data_dir, 0o700)
+        (settings.data_dir / "locks").mkdir(exist_ok=True)
+        custody = open_custody(settings, create=True)
+        engine = make_engine(settings)
+        migrate(engine)
+        return cls._assemble(settings, custody, engine)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Hub:
+        if not (settings.data_dir / "keys" / "keystore.json").exists():
+            raise HubNotInitialised(f"no hub in {settings.data_dir}: run `hygie init` first")
+        custody = open_custody(settings)
+        engine = make_engine(settings)
+        migrate(engine)
+        return cls._assemble(settings, custody, engine)
+
+    @classmethod
+    def _assemble(cls, settings: Settings, custody: KeyCustody, engine: Engine) -> Hub:
+        return cls(
+            settings=settings,
+            custody=custody,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            warehouse=Warehouse(settings.data_dir / "warehouse", ParquetCrypto(custody)),
+            pseudonymiser=Pseudonymiser(custody),
+        )
+
+    def session(self) -> Session:
+        return self.sessions()  # type: ignore[no-any-return]
+
+    def vault(self, session: Session) -> IdentityVault:
+        return IdentityVault(session, self.custody, self.pseudonymiser)
+
+    @contextmanager
+    def ingest_lock(self) -> Iterator[None]:
+        """One ingestion at a time per hub (the warehouse's recovery relies on it)."""
+        lock_dir = self.settings.data_dir / "locks"
+        lock_dir.mkdir(exist_ok=True)
+        fd = os.open(lock_dir / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def close(self) -> None:
+        self.engine.dispose()

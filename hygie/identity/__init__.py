@@ -1,0 +1,1 @@
+"""Identity: the NIR, keyed pseudonyms, and the encrypted identity vault."""

@@ -1,0 +1,61 @@
+"""Keyed pseudonyms derived from the NIR.
+
+A NIR has at most about 2^38 possible values (a few million once birth month and place are known), so any
+unkeyed hash of it is reversed by brute force. Every pseudonym here is an HMAC-SHA-256 under a key that
+never leaves key custody; without that key the pseudonym says nothing about the NIR.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+
+from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, KeyCustody, KeyPurpose
+
+PSEUDONYM_LENGTH = 17
+"""As SNDS's BEN_NIR_PSA: 17 base32 characters carry 85 bits of the HMAC. Among 100 million people the
+chance that any two share a pseudonym is about n^2 / 2^86 = 1.3e-10."""
+
+_HUB_LABEL = b"hygie/hub-pseudonym/v1|"
+_INDEX_LABEL = b"hygie/vault-index/v1|"
+
+
+def _encode(digest: bytes) -> str:
+    return base64.b32encode(digest[:11]).decode("ascii")[:PSEUDONYM_LENGTH]
+
+
+class Pseudonymiser:
+    """Turns NIRs into hub pseudonyms and vault indexes, caching each NIR's results for one run.
+
+    The cache lives in memory only, for the length of an ingestion, so each distinct NIR costs one MAC call
+    to key custody however many care rows carry it.
+    """
+
+    def __init__(self, custody: KeyCustody) -> None:
+        self._custody = custody
+        custody.ensure(HUB_PSEUDONYM_KEY, KeyPurpose.PSEUDONYM)
+        custody.ensure(VAULT_INDEX_KEY, KeyPurpose.PSEUDONYM)
+        self._pseudonyms: dict[str, str] = {}
+        self._indexes: dict[str, bytes] = {}
+
+    def pseudonyms(self, nirs: Iterable[str]) -> list[str]:
+        nirs = list(nirs)
+        missing = [n for n in dict.fromkeys(nirs) if n not in self._pseudonyms]
+        if missing:
+            macs = self._custody.mac(HUB_PSEUDONYM_KEY, [_HUB_LABEL + n.encode("ascii") for n in missing])
+            self._pseudonyms.update(zip(missing, map(_encode, macs), strict=True))
+        return [self._pseudonyms[n] for n in nirs]
+
+    def indexes(self, nirs: Iterable[str]) -> list[bytes]:
+        nirs = list(nirs)
+        missing = [n for n in dict.fromkeys(nirs) if n not in self._indexes]
+        if missing:
+            macs = self._custody.mac(VAULT_INDEX_KEY, [_INDEX_LABEL + n.encode("ascii") for n in missing])
+            self._indexes.update(zip(missing, macs, strict=True))
+        return [self._indexes[n] for n in nirs]
+
+    def pseudonym(self, nir: str) -> str:
+        return self.pseudonyms([nir])[0]
+
+    def index(self, nir: str) -> bytes:
+        return self.indexes([nir])[0]

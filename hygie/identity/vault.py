@@ -1,0 +1,142 @@
+"""The identity vault: direct identifiers, sealed record by record, found by a keyed blind index.
+
+Each record (NIR, names, birth date, address, contacts, and the person's hub pseudonym) is sealed with
+AES-256-GCM under a vault record key; that key is stored only wrapped by key custody. A record is found from
+a NIR through ``person_index`` = HMAC(vault-index key, NIR), so looking up one person decrypts one record,
+never the whole vault. Re-deliveries add a new version; the newest is current, older ones are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hygie.db import Base
+from hygie.identity.pseudonym import Pseudonymiser
+from hygie.keys import VAULT_KEY, KeyCustody, KeyPurpose
+
+NONCE_BYTES = 12
+
+
+class VaultKeyRow(Base):
+    __tablename__ = "vault_key"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class IdentityRow(Base):
+    __tablename__ = "identity_record"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_index: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False, index=True)
+    batch_id: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("vault_key.id"), nullable=False)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(NONCE_BYTES), nullable=False)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+@dataclass(frozen=True)
+class Identity:
+    nir: str
+    rng_gem: int
+    last_name: str
+    first_name: str
+    birth_date: str
+    address: str | None
+    postcode: str | None
+    commune: str | None
+    phone: str | None
+    email: str | None
+    pseudonym: str
+    """The person's hub pseudonym (BEN_NIR_PSA in the warehouse)."""
+
+
+class IdentityVault:
+    def __init__(self, session: Session, custody: KeyCustody, pseudonymiser: Pseudonymiser) -> None:
+        self._session = session
+        self._custody = custody
+        self._pseudonymiser = pseudonymiser
+        custody.ensure(VAULT_KEY, KeyPurpose.WRAP)
+        self._keys: dict[int, AESGCM] = {}
+        self._current: int | None = None
+
+    def _aad(self, person_index: bytes, key_id: int) -> bytes:
+        return b"hygie/identity/v1|" + person_index + key_id.to_bytes(8, "big")
+
+    def _record_key(self) -> tuple[int, AESGCM]:
+        if self._current is None:
+            row = self._session.scalars(select(VaultKeyRow).order_by(VaultKeyRow.id.desc()).limit(1)).first()
+            if row is None:
+                row = VaultKeyRow(
+                    wrapped=self._custody.wrap(VAULT_KEY, secrets.token_bytes(32), b"vault-record-key"),
+                    created_at=datetime.now(UTC),
+                )
+                self._session.add(row)
+                self._session.flush()
+            self._current = row.id
+        return self._current, self._key(self._current)
+
+    def _key(self, key_id: int) -> AESGCM:
+        if key_id not in self._keys:
+            row = self._session.get(VaultKeyRow, key_id)
+            if row is None:
+                raise LookupError(f"vault record key {key_id} is missing")
+            self._keys[key_id] = AESGCM(self._custody.unwrap(VAULT_KEY, row.wrapped, b"vault-record-key"))
+        return self._keys[key_id]
+
+    def seal(self, identities: Iterable[Identity], batch_id: str) -> list[IdentityRow]:
+        """Seal identities into rows (added to the session, committed by the caller's transaction)."""
+        key_id, aead = self._record_key()
+        now = datetime.now(UTC)
+        rows = []
+        identities = list(identities)
+        indexes = self._pseudonymiser.indexes(i.nir for i in identities)
+        for identity, person_index in zip(identities, indexes, strict=True):
+            nonce = secrets.token_bytes(NONCE_BYTES)
+            plaintext = json.dumps(asdict(identity), ensure_ascii=False, separators=(",", ":")).encode()
+            rows.append(
+                IdentityRow(
+                    person_index=person_index,
+                    batch_id=batch_id,
+                    key_id=key_id,
+                    nonce=nonce,
+                    sealed=aead.encrypt(nonce, plaintext, self._aad(person_index, key_id)),
+                    created_at=now,
+                )
+            )
+        return rows
+
+    def find(self, nir: str) -> Identity | None:
+        """The current identity of the person with this NIR, or None (decrypts that one record)."""
+        person_index = self._pseudonymiser.index(nir)
+        row = self._session.scalars(
+            select(IdentityRow).where(IdentityRow.person_index == person_index).order_by(IdentityRow.id.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        plaintext = self._key(row.key_id).decrypt(row.nonce, row.sealed, self._aad(row.person_index, row.key_id))
+        return Identity(**json.loads(plaintext))
+
+    def known(self, person_indexes: Sequence[bytes]) -> set[bytes]:
+        """Which of these blind indexes already have a record."""
+        found: set[bytes] = set()
+        unique = list(dict.fromkeys(person_indexes))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            found.update(
+                self._session.scalars(
+                    select(IdentityRow.person_index).where(IdentityRow.person_index.in_(part)).distinct()
+                )
+            )
+        return found
+
+    def count(self) -> int:
+        return int(self._session.scalar(select(func.count(func.distinct(IdentityRow.person_index)))) or 0)

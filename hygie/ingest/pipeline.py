@@ -1,0 +1,607 @@
+"""Ingestion of delivery batches: check everything, split identities off, pseudonymise, store encrypted.
+
+All or nothing per batch: rows are staged (encrypted) while the batch is checked, and published only if
+the whole batch is clean, in one catalog transaction with its identity-vault records. Any error, a crash
+or a kill leaves the warehouse as it was (see :mod:`hygie.warehouse.store` for recovery).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import structlog
+from sqlalchemy import select
+
+from hygie.hub import Hub
+from hygie.identity.nir import InvalidNIR, validate_nir
+from hygie.identity.vault import Identity
+from hygie.ingest import checks
+from hygie.ingest.contract import (
+    BENEFICIARY_TABLE,
+    CARE_TABLE,
+    DCIR_KEYS,
+    DETAIL_TABLES,
+    IDENTITY_COLUMNS,
+    INGEST_ORDER,
+    MANIFEST,
+    NIR_COLUMN,
+    PSEUDONYM_COLUMN,
+    TABLES,
+)
+from hygie.ingest.errors import DeliveryError, ErrorLog
+from hygie.ingest.manifest import Manifest, file_sha256, read_manifest
+from hygie.ingest.rules import FieldRule, rules, stored_schema
+from hygie.warehouse.catalog import BatchRow
+from hygie.warehouse.store import Staging
+
+log = structlog.get_logger("hygie.ingest")
+
+Progress = Callable[[int], None]
+"""Called with the number of rows just processed."""
+
+UNKNOWN_MONTH = "unknown"
+_BLOCK_BYTES = 64 << 20
+_MAX_DELAY_DAYS_PER_MONTH = 31
+
+
+@dataclass
+class BatchResult:
+    batch_dir: Path
+    batch_id: str | None
+    status: str
+    """accepted, duplicate or rejected."""
+    rows: dict[str, int] = field(default_factory=dict)
+    errors: list[DeliveryError] = field(default_factory=list)
+    errors_not_shown: int = 0
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "rows": self.rows,
+            "errors": [e.as_dict() for e in self.errors],
+        }
+        if self.errors_not_shown:
+            out["errors_not_shown"] = self.errors_not_shown
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+class _FastPathFailed(Exception):
+    """The typed CSV reader refused a value: re-read the file as text to find every error exactly."""
+
+
+@dataclass
+class _TableState:
+    keys: list[pa.Table] = field(default_factory=list)
+    stored: list[pa.Table] = field(default_factory=list)
+    lines: list[pa.Array] = field(default_factory=list)
+
+
+class _BatchIngestion:
+    def __init__(self, hub: Hub, batch_dir: Path, manifest: Manifest, progress: Progress | None) -> None:
+        self.hub = hub
+        self.dir = batch_dir
+        self.manifest = manifest
+        self.progress = progress
+        settings = hub.settings
+        self.errors = ErrorLog(settings.ingest_max_errors)
+        self.earliest = dt.date.fromisoformat(settings.earliest_plausible_date)
+        self.latest = datetime.now(UTC).date()
+        self.max_delay_days = settings.ingest_max_delay_months * _MAX_DELAY_DAYS_PER_MONTH
+        self.nir_reason: dict[str, str | None] = {}
+        self.known: dict[str, bool] = {}
+        self.beneficiaries: set[str] = set()
+        self.identities: list[pa.Table] = []
+        self.care_keys: pa.Table | None = None
+        self.details: dict[str, _TableState] = {}
+        self.rows: dict[str, int] = {}
+        self.session = hub.session()
+        self.vault = hub.vault(self.session)
+
+    # -- reporting ----------------------------------------------------------------------------------
+
+    @property
+    def writing(self) -> bool:
+        """Once anything is wrong the batch is lost: stop converting and storing, keep checking."""
+        return not self.errors
+
+    def report(self, file: str, lines: pa.Array, mask: pa.Array, column: str | None, reason: str) -> None:
+        positions, total = checks.first_rows(mask, max(1, self.errors.room))
+        if total:
+            self.errors.add_lines(file, pc.take(lines, pa.array(positions)).to_pylist(), total, column, reason)
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def read_header(self, name: str, path: Path) -> list[str] | None:
+        contract = TABLES[name.removesuffix(".csv")]
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as f:
+                header = next(csv.reader(f), None)
+        except UnicodeDecodeError:
+            self.errors.add(name, 1, None, "the header is not UTF-8 text")
+            return None
+        if not header:
+            self.errors.add(name, 1, None, "the file is empty: a header row is required")
+            return None
+        ok = True
+        seen: set[str] = set()
+        for column in header:
+            if column in seen:
+                self.errors.add(name, 1, column, "column appears twice in the header")
+                ok = False
+            seen.add(column)
+            if column not in contract.columns:
+                hint = " (send the clear NIR in BEN_NIR)" if column == PSEUDONYM_COLUMN else ""
+                self.errors.add(name, 1, column, f"column not accepted in {contract.name}{hint}")
+                ok = False
+        for column in contract.required:
+            if column not in seen:
+                self.errors.add(name, 1, column, "required column missing from the header")
+                ok = False
+        return header if ok else None
+
+    def ingest_file(self, table: str, staging: Staging) -> None:
+        entry = next(f for f in self.manifest.files if f.name == f"{table}.csv")
+        path = self.dir / entry.name
+        header = self.read_header(entry.name, path)
+        if header is None:
+            return
+        try:
+            count = self.scan(table, entry.name, path, header, staging, diagnose=False)
+        except _FastPathFailed:
+            self.errors.discard(entry.name)
+            before = self.errors.total
+            count = self.scan(table, entry.name, path, header, staging, diagnose=True)
+            if self.errors.total == before:
+                self.errors.add(entry.name, None, None, "the file could not be read as CSV")
+        if count is not None and count != entry.rows:
+            self.errors.add(
+                entry.name, None, None, f"the manifest announces {entry.rows} rows but the file holds {count}"
+            )
+        self.rows[table] = count or 0
+        if table in DETAIL_TABLES and table in self.details:
+            self.attach_details(table, entry.name, staging)
+
+    def scan(
+        self, table: str, name: str, path: Path, header: list[str], staging: Staging, *, diagnose: bool
+    ) -> int | None:
+        table_rules = rules(table)
+        types = {c: (pa.string() if diagnose else table_rules[c].read_type) for c in header}
+        try:
+            reader = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES, encoding="utf8"),
+                parse_options=pacsv.ParseOptions(newlines_in_values=False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types,
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if not diagnose:
+                raise _FastPathFailed from None
+            self.errors.add(name, None, None, _parse_failure(exc))
+            return None
+        offset = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                if not diagnose:
+                    raise _FastPathFailed from None
+                self.errors.add(name, None, None, _parse_failure(exc, offset))
+                return None
+            self.check_chunk(table, name, pa.Table.from_batches([batch]), offset, staging, diagnose)
+            offset += batch.num_rows
+            if self.progress:
+                self.progress(batch.num_rows)
+            if self.errors.room == 0:
+                return None
+        return offset
+
+    # -- one chunk ------------------------------------------------------------------------------------
+
+    def check_chunk(
+        self, table: str, name: str, chunk: pa.Table, offset: int, staging: Staging, diagnose: bool
+    ) -> None:
+        n = chunk.num_rows
+        lines = pa.array(range(offset + 2, offset + 2 + n), pa.int64())
+        table_rules = rules(table)
+        columns: dict[str, pa.Array] = {}
+        for column_name, rule in table_rules.items():
+            if column_name not in chunk.column_names:
+                columns[column_name] = pa.nulls(n, rule.read_type)
+                continue
+            column = chunk.column(column_name).combine_chunks()
+            if diagnose:
+                column, broken = checks.parse_text(rule, column)
+                if broken is not None:
+                    self.report(name, lines, broken[0], column_name, broken[1])
+            column = checks.effective(rule, column)
+            for mask, reason in checks.violations(rule, column, self.earliest, self.latest):
+                self.report(name, lines, mask, column_name, reason)
+            columns[column_name] = column
+        pseudonyms = None
+        if NIR_COLUMN in columns:
+            pseudonyms = self.check_nirs(table, name, columns, lines)
+        if table == BENEFICIARY_TABLE:
+            self.check_beneficiary_consistency(name, columns, lines)
+        if table == CARE_TABLE:
+            self.check_care_dates(name, columns, lines)
+        keys = None
+        if table == CARE_TABLE or table in DETAIL_TABLES:
+            keys = pa.table({k: columns[k] for k in DCIR_KEYS} | {"__line": lines})
+        if table == CARE_TABLE and keys is not None:
+            months = pc.fill_null(pc.strftime(columns["EXE_SOI_DTD"], format="%Y-%m"), UNKNOWN_MONTH)
+            part = keys.append_column("__care_month", months)
+            self.care_keys = part if self.care_keys is None else pa.concat_tables([self.care_keys, part])
+        if not self.writing:
+            return
+        stored = self.to_stored(table, table_rules, columns, pseudonyms)
+        if table == BENEFICIARY_TABLE:
+            self.identities.append(pa.table({c: columns[c] for c in (NIR_COLUMN, "BEN_RNG_GEM", *IDENTITY_COLUMNS)}))
+            staging.append(table, None, stored)
+        elif table == CARE_TABLE:
+            self.append_by_month(staging, table, stored, months)
+        else:
+            state = self.details.setdefault(table, _TableState())
+            assert keys is not None
+            state.keys.append(keys)
+            state.stored.append(stored)
+
+    def check_nirs(self, table: str, name: str, columns: dict[str, pa.Array], lines: pa.Array) -> pa.Array:
+        nirs = columns[NIR_COLUMN]
+        uniques = pc.unique(nirs.drop_null())
+        for nir in uniques.to_pylist():
+            if nir not in self.nir_reason:
+                try:
+                    validate_nir(nir)
+                    self.nir_reason[nir] = None
+                except InvalidNIR as exc:
+                    self.nir_reason[nir] = str(exc)
+        by_reason: dict[str, list[str]] = {}
+        for nir in uniques.to_pylist():
+            reason = self.nir_reason[nir]
+            if reason is not None:
+                by_reason.setdefault(reason, []).append(nir)
+        for reason, bad in by_reason.items():
+            self.report(name, lines, pc.is_in(nirs, value_set=pa.array(bad, pa.string())), NIR_COLUMN, reason)
+        valid = [u for u in uniques.to_pylist() if self.nir_reason[u] is None]
+        if table == BENEFICIARY_TABLE:
+            counts = pc.value_counts(nirs.drop_null())
+            twice = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]
+            again = [u for u in valid if u in self.beneficiaries]
+            if twice or again:
+                mask = pc.is_in(nirs, value_set=pa.array(twice + again, pa.string()))
+                self.report(name, lines, mask, NIR_COLUMN, "the same person appears more than once in the batch")
+            self.beneficiaries.update(valid)
+        else:
+            unknown = self.unknown_beneficiaries(valid)
+            if unknown:
+                mask = pc.is_in(nirs, value_set=pa.array(unknown, pa.string()))
+                self.report(
+                    name,
+                    lines,
+                    mask,
+                    NIR_COLUMN,
+                    "no beneficiary with this NIR in IR_BEN_R, in this batch or an earlier one",
+                )
+        if not self.writing:
+            return pa.nulls(len(nirs), pa.string())
+        value_set = pa.array(valid, pa.string())
+        positions = pc.index_in(nirs, value_set=value_set)
+        return pc.take(pa.array(self.hub.pseudonymiser.pseudonyms(valid), pa.string()), positions)
+
+    def unknown_beneficiaries(self, nirs: list[str]) -> list[str]:
+        todo = [n for n in nirs if n not in self.beneficiaries and n not in self.known]
+        if todo:
+            indexes = self.hub.pseudonymiser.indexes(todo)
+            found = self.vault.known(indexes)
+            for nir, index in zip(todo, indexes, strict=True):
+                self.known[nir] = index in found
+        return [n for n in nirs if n not in self.beneficiaries and not self.known[n]]
+
+    def check_beneficiary_consistency(self, name: str, c: dict[str, pa.Array], lines: pa.Array) -> None:
+        nir = c[NIR_COLUMN]
+        born = c["DATE_NAISSANCE"]
+        sex_digit = pc.utf8_slice_codeunits(nir, 0, 1)
+        self.report(
+            name,
+            lines,
+            pc.not_equal(sex_digit, pc.cast(c["BEN_SEX_COD"], pa.string())),
+            "BEN_SEX_COD",
+            "does not match the sex digit of the NIR",
+        )
+        born_year = pc.year(born)
+        self.report(
+            name,
+            lines,
+            pc.not_equal(born_year, c["BEN_NAI_ANN"]),
+            "BEN_NAI_ANN",
+            "does not match the year of DATE_NAISSANCE",
+        )
+        nir_year = pc.cast(pc.utf8_slice_codeunits(nir, 1, 3), pa.int64(), safe=False)
+        self.report(
+            name,
+            lines,
+            pc.not_equal(nir_year, pc.remainder(born_year, 100)),
+            "DATE_NAISSANCE",
+            "the birth year does not match the year digits of the NIR",
+        )
+        month = pc.cast(c["BEN_NAI_MOI"], pa.int64(), safe=False)
+        self.report(
+            name,
+            lines,
+            pc.not_equal(month, pc.month(born)),
+            "BEN_NAI_MOI",
+            "does not match the month of DATE_NAISSANCE",
+        )
+        self.report(name, lines, pc.less(c["BEN_DCD_DTE"], born), "BEN_DCD_DTE", "death before birth")
+
+    def check_care_dates(self, name: str, c: dict[str, pa.Array], lines: pa.Array) -> None:
+        care, flow, made_available = c["EXE_SOI_DTD"], c["FLX_TRT_DTD"], c["FLX_DIS_DTD"]
+        self.report(name, lines, pc.less(flow, care), "FLX_TRT_DTD", "the flow is dated before the care")
+        self.report(name, lines, pc.less(made_available, flow), "FLX_DIS_DTD", "made available before processing")
+        self.report(name, lines, pc.less(c["EXE_SOI_DTF"], care), "EXE_SOI_DTF", "care ends before it starts")
+        delay = pc.days_between(care, flow)
+        self.report(
+            name,
+            lines,
+            pc.greater(delay, self.max_delay_days),
+            "EXE_SOI_DTD",
+            f"care more than {self.hub.settings.ingest_max_delay_months} months before its flow",
+        )
+
+    # -- storing --------------------------------------------------------------------------------------
+
+    def to_stored(
+        self,
+        table: str,
+        table_rules: dict[str, FieldRule],
+        c: dict[str, pa.Array],
+        pseudonyms: pa.Array | None,
+    ) -> pa.Table:
+        schema = stored_schema(table)
+        arrays = []
+        for f in schema:
+            if f.name == PSEUDONYM_COLUMN:
+                arrays.append(pseudonyms)
+                continue
+            rule, value = table_rules[f.name], c[f.name]
+            if rule.kind == "month":
+                value = pc.cast(value, pa.int32())
+            elif rule.kind == "boolean":
+                value = pc.is_in(value, value_set=pa.array(["1", "true"]))
+                value = pc.if_else(pc.is_null(c[f.name]), pa.scalar(None, pa.bool_()), value)
+            arrays.append(pc.cast(value, f.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def append_by_month(self, staging: Staging, table: str, stored: pa.Table, months: pa.Array) -> None:
+        for month in pc.unique(months).to_pylist():
+            part = stored.filter(pc.equal(months, month))
+            staging.append(table, None if month == UNKNOWN_MONTH else month, part)
+
+    def check_care_keys_unique(self) -> None:
+        if self.care_keys is None or self.care_keys.num_rows == 0:
+            return
+        con = duckdb.connect(config={"temp_directory": ""})
+        try:
+            con.register("care", self.care_keys)
+            keys = ", ".join(DCIR_KEYS)
+            duplicates = con.execute(
+                f"SELECT list(__line ORDER BY __line) FROM care GROUP BY {keys} HAVING count(*) > 1 LIMIT 1000"
+            ).fetchall()
+        finally:
+            con.close()
+        for (found,) in duplicates:
+            for line in found[1:]:
+                self.errors.add(f"{CARE_TABLE}.csv", line, None, f"the nine DCIR keys repeat those of line {found[0]}")
+
+    def attach_details(self, table: str, name: str, staging: Staging) -> None:
+        """Find each detail row's care row (same batch) to reject orphans and partition by care month."""
+        state = self.details.pop(table)
+        keys = pa.concat_tables(state.keys)
+        care = self.care_keys if self.care_keys is not None else _empty_care_keys()
+        con = duckdb.connect(config={"temp_directory": ""})
+        try:
+            con.register("detail", keys)
+            con.register("care", care.drop_columns(["__line"]))
+            on = " AND ".join(f"d.{k} = c.{k}" for k in DCIR_KEYS)
+            matched: pa.Table = con.execute(
+                f"SELECT d.__line, c.__care_month FROM detail d LEFT JOIN care c ON {on} ORDER BY d.__line"
+            ).to_arrow_table()
+        finally:
+            con.close()
+        months = matched.column("__care_month").combine_chunks()
+        self.report(
+            name,
+            matched.column("__line").combine_chunks(),
+            pc.is_null(months),
+            None,
+            f"orphan detail row: no {CARE_TABLE} row of this batch has the same nine DCIR keys",
+        )
+        if self.writing:
+            stored = pa.concat_tables(state.stored)
+            self.append_by_month(staging, table, stored, months)
+
+    def seal_identities(self) -> list[object]:
+        rows: list[object] = []
+        for part in self.identities:
+            people = []
+            data = part.to_pylist()
+            pseudonyms = self.hub.pseudonymiser.pseudonyms([r[NIR_COLUMN] for r in data])
+            for r, pseudonym in zip(data, pseudonyms, strict=True):
+                people.append(
+                    Identity(
+                        nir=r[NIR_COLUMN],
+                        rng_gem=int(r["BEN_RNG_GEM"]),
+                        last_name=r["NOM"],
+                        first_name=r["PRENOM"],
+                        birth_date=r["DATE_NAISSANCE"].isoformat(),
+                        address=r["ADRESSE"],
+                        postcode=r["CODE_POSTAL"],
+                        commune=r["COMMUNE"],
+                        phone=r["TELEPHONE"],
+                        email=r["EMAIL"],
+                        pseudonym=pseudonym,
+                    )
+                )
+            rows.extend(self.vault.seal(people, self.manifest.batch_id))
+        return rows
+
+    # -- the batch ------------------------------------------------------------------------------------
+
+    def run(self) -> BatchResult:
+        manifest = self.manifest
+        for entry in manifest.files:
+            if file_sha256(self.dir / entry.name) != entry.sha256.lower():
+                self.errors.add(
+                    entry.name,
+                    None,
+                    None,
+                    "checksum mismatch: the file is not the one the manifest describes (truncated or altered?)",
+                )
+        present = {manifest.table_of(f.name) for f in manifest.files}
+        token = uuid.uuid4().hex
+        with self.hub.warehouse.staging(token, {t: stored_schema(t) for t in TABLES}) as staging:
+            for table in INGEST_ORDER:
+                if table in present and self.errors.room:
+                    self.ingest_file(table, staging)
+                    if table == CARE_TABLE:
+                        self.check_care_keys_unique()
+            if self.errors:
+                staging.abort()
+                return self.result("rejected")
+            staged = staging.close()
+            identity_rows = self.seal_identities()
+            files = self.hub.warehouse.publish(staged, manifest.batch_id)
+            try:
+                self.session.add(
+                    BatchRow(
+                        batch_id=manifest.batch_id,
+                        producer=manifest.producer,
+                        content_digest=manifest.content_digest(),
+                        created_at=manifest.created_at,
+                        accepted_at=datetime.now(UTC),
+                        rows=self.rows,
+                    )
+                )
+                self.session.flush()
+                self.session.add_all(files)
+                self.session.add_all(identity_rows)
+                self.session.commit()
+            except BaseException:
+                self.session.rollback()
+                for f in files:
+                    (self.hub.warehouse.directory / f.path).unlink(missing_ok=True)
+                raise
+        return self.result("accepted")
+
+    def result(self, status: str) -> BatchResult:
+        self.session.close()
+        return BatchResult(
+            batch_dir=self.dir,
+            batch_id=self.manifest.batch_id,
+            status=status,
+            rows=self.rows,
+            errors=list(self.errors.errors),
+            errors_not_shown=self.errors.dropped,
+        )
+
+
+def _empty_care_keys() -> pa.Table:
+    schema = stored_schema(CARE_TABLE)
+    return pa.table(
+        {k: pa.array([], schema.field(k).type) for k in DCIR_KEYS}
+        | {"__line": pa.array([], pa.int64()), "__care_month": pa.array([], pa.string())}
+    )
+
+
+def _parse_failure(exc: Exception, offset: int | None = None) -> str:
+    # pyarrow's messages can quote the offending value (possibly an identifier): keep only their kind.
+    text = str(exc)
+    if "Expected" in text and "columns" in text:
+        reason = "a row has a different number of fields than the header (truncated or malformed line)"
+    elif "UTF8" in text.upper() or isinstance(exc, UnicodeDecodeError):
+        reason = "the file is not valid UTF-8"
+    else:
+        reason = "the file could not be parsed as CSV"
+    if offset is not None:
+        reason += f" (after data row {offset})"
+    return reason
+
+
+def ingest_batch(hub: Hub, batch_dir: Path, progress: Progress | None = None) -> BatchResult:
+    errors = ErrorLog(hub.settings.ingest_max_errors)
+    manifest = read_manifest(batch_dir, errors)
+    if manifest is None:
+        return BatchResult(batch_dir, None, "rejected", errors=list(errors.errors), errors_not_shown=errors.dropped)
+    with hub.ingest_lock():
+        with hub.session() as session:
+            hub.warehouse.recover(session)
+            previous = session.get(BatchRow, manifest.batch_id)
+            same_content = session.scalars(
+                select(BatchRow).where(BatchRow.content_digest == manifest.content_digest())
+            ).first()
+        if previous is not None and previous.content_digest != manifest.content_digest():
+            return BatchResult(
+                batch_dir,
+                manifest.batch_id,
+                "rejected",
+                errors=[
+                    DeliveryError(
+                        MANIFEST,
+                        None,
+                        "batch_id",
+                        "this batch_id was already accepted with different content; send a correction as a new batch",
+                    )
+                ],
+            )
+        if previous is not None or same_content is not None:
+            assert same_content is not None
+            note = None if previous else f"same content as batch {same_content.batch_id}, already stored"
+            return BatchResult(batch_dir, manifest.batch_id, "duplicate", rows=dict(same_content.rows), note=note)
+        result = _BatchIngestion(hub, batch_dir, manifest, progress).run()
+    log.info(
+        "ingest.batch",
+        batch_id=result.batch_id,
+        status=result.status,
+        rows=result.rows,
+        errors=len(result.errors) + result.errors_not_shown,
+    )
+    return result
+
+
+def expand_batches(paths: list[Path]) -> list[Path]:
+    """Batch folders from the command line: a folder with a manifest, or a folder of such folders."""
+    out: list[Path] = []
+    for path in paths:
+        if (path / MANIFEST).exists() or not path.is_dir():
+            out.append(path)
+        else:
+            children = sorted(p for p in path.iterdir() if (p / MANIFEST).exists())
+            out.extend(children or [path])
+    return out
+
+
+def planned_rows(batch_dir: Path) -> int:
+    errors = ErrorLog(1)
+    manifest = read_manifest(batch_dir, errors)
+    return sum(f.rows for f in manifest.files) if manifest else 0

@@ -1,0 +1,1 @@
+"""The warehouse: pseudonymised tables in Parquet with modular encryption, queried through DuckDB."""

@@ -1,0 +1,238 @@
+"""The warehouse on disk: staging, atomic publication, crash recovery, and reading through DuckDB.
+
+Layout under ``<data dir>/warehouse``::
+
+    <TABLE>/care_month=YYYY-MM/<batch token>-<n>.parquet   published files (listed in the catalog)
+    <TABLE>/all/<batch token>-<n>.parquet                    tables without a care date (IR_BEN_R)
+    .staging/<batch token>/...                               files of a batch being ingested
+
+Every file is encrypted (see :mod:`hygie.warehouse.encryption`), staging included, so an interrupted
+ingestion never leaves readable data behind. Publication renames staged files into place, then the caller
+commits their catalog rows; :meth:`Warehouse.recover` removes whatever a crash left between the two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hygie.warehouse.catalog import FileRow
+from hygie.warehouse.encryption import ParquetCrypto
+
+STAGING = ".staging"
+NO_MONTH = "all"
+ROWS_PER_FILE = 4_000_000
+"""Roll to a new file past this many rows, so files stay a size every reader handles well."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class StagedFile:
+    table: str
+    care_month: str | None
+    path: Path
+    rows: int
+    bytes: int = 0
+    sha256: str = ""
+
+
+@dataclass
+class _OpenFile:
+    writer: pq.ParquetWriter
+    staged: StagedFile
+
+
+@dataclass
+class Staging:
+    """Encrypted Parquet writers for one batch, one file per (table, care month) at a time."""
+
+    directory: Path
+    token: str
+    crypto: ParquetCrypto
+    schemas: dict[str, pa.Schema]
+    _open: dict[tuple[str, str | None], _OpenFile] = field(default_factory=dict)
+    _done: list[StagedFile] = field(default_factory=list)
+    _counter: int = 0
+
+    def append(self, table: str, care_month: str | None, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        key = (table, care_month)
+        current = self._open.get(key)
+        if current is not None and current.staged.rows >= ROWS_PER_FILE:
+            self._finish(key)
+            current = None
+        if current is None:
+            self._counter += 1
+            month = care_month or NO_MONTH
+            path = self.directory / table / month / f"{self.token}-{self._counter:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(
+                path,
+                self.schemas[table],
+                compression="zstd",
+                compression_level=1,
+                encryption_properties=self.crypto.encryption_properties(),
+            )
+            current = _OpenFile(writer, StagedFile(table, care_month, path, 0))
+            self._open[key] = current
+        current.writer.write_table(data.cast(self.schemas[table]), row_group_size=1_000_000)
+        current.staged.rows += data.num_rows
+
+    def _finish(self, key: tuple[str, str | None]) -> None:
+        current = self._open.pop(key)
+        current.writer.close()
+        with current.staged.path.open("rb+") as f:
+            os.fsync(f.fileno())
+        current.staged.bytes = current.staged.path.stat().st_size
+        current.staged.sha256 = _sha256(current.staged.path)
+        self._done.append(current.staged)
+
+    def close(self) -> list[StagedFile]:
+        for key in list(self._open):
+            self._finish(key)
+        return list(self._done)
+
+    def abort(self) -> None:
+        for current in self._open.values():
+            with contextlib.suppress(Exception):  # the staging dir is removed just below
+                current.writer.close()
+        self._open.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Warehouse:
+    def __init__(self, directory: Path, crypto: ParquetCrypto) -> None:
+        self.directory = directory
+        self.crypto = crypto
+        directory.mkdir(parents=True, exist_ok=True)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def staging(self, token: str, schemas: dict[str, pa.Schema]) -> Iterator[Staging]:
+        """A staging area removed on any exception (callers publish before leaving the block)."""
+        directory = self.directory / STAGING / token
+        directory.mkdir(parents=True, exist_ok=False)
+        staging = Staging(directory, token, self.crypto, schemas)
+        try:
+            yield staging
+        except BaseException:
+            staging.abort()
+            raise
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def publish(self, staged: list[StagedFile], batch_id: str) -> list[FileRow]:
+        """Move staged files into place; the caller commits the returned rows with the batch."""
+        rows = []
+        touched: set[Path] = set()
+        for item in staged:
+            month_dir = f"care_month={item.care_month}" if item.care_month else NO_MONTH
+            relative = Path(item.table) / month_dir / item.path.name
+            target = self.directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(item.path, target)
+            touched.add(target.parent)
+            rows.append(
+                FileRow(
+                    batch_id=batch_id,
+                    table_name=item.table,
+                    care_month=item.care_month,
+                    path=relative.as_posix(),
+                    rows=item.rows,
+                    bytes=item.bytes,
+                    sha256=item.sha256,
+                )
+            )
+        for directory in touched:
+            fsync_dir(directory)
+        return rows
+
+    def recover(self, session: Session) -> list[Path]:
+        """Remove what an interrupted ingestion left: staging areas and files no catalog row lists.
+
+        Call only while holding the ingestion lock, or a running ingestion would lose its staged files.
+        """
+        removed: list[Path] = []
+        staging = self.directory / STAGING
+        if staging.exists():
+            for child in staging.iterdir():
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child)
+        listed = set(session.scalars(select(FileRow.path)))
+        for path in self.directory.rglob("*.parquet"):
+            relative = path.relative_to(self.directory)
+            if relative.parts[0] == STAGING:
+                continue
+            if relative.as_posix() not in listed:
+                path.unlink()
+                removed.append(path)
+        return removed
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def files(self, session: Session, table: str) -> list[Path]:
+        paths = session.scalars(select(FileRow.path).where(FileRow.table_name == table).order_by(FileRow.id))
+        return [self.directory / p for p in paths]
+
+    def dataset(self, session: Session, table: str) -> ds.Dataset | None:
+        files = self.files(session, table)
+        if not files:
+            return None
+        return ds.dataset([str(f) for f in files], format=self.crypto.file_format())
+
+    def connect(self, session: Session, tables: list[str] | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per warehouse table.
+
+        DuckDB never spills to disk here (no temp directory): decrypted data stays in memory.
+        """
+        con = duckdb.connect(config={"temp_directory": ""})
+        names = tables or list(session.scalars(select(FileRow.table_name).distinct()))
+        for name in names:
+            dataset = self.dataset(session, name)
+            if dataset is not None:
+                con.register(name, dataset)
+        return con
+
+    def row_counts(self, session: Session) -> dict[str, int]:
+        result = session.execute(select(FileRow.table_name, func.sum(FileRow.rows)).group_by(FileRow.table_name))
+        return {name: int(total) for name, total in result}
+
+    def verify(self, session: Session) -> list[str]:
+        """Check every catalogued file is present and unaltered; return one line per problem."""
+        problems = []
+        for row in session.scalars(select(FileRow)):
+            path = self.directory / row.path
+            if not path.exists():
+                problems.append(f"{row.path}: missing")
+            elif _sha256(path) != row.sha256:
+                problems.append(f"{row.path}: content differs from the catalog")
+        return problems

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from stdnum.fr import nir as stdnum_nir
+
+from hygie.identity.nir import InvalidNIR, is_valid_nir, nir_key, split_nir, validate_nir
+
+departments = st.one_of(
+    st.integers(1, 95).filter(lambda d: d != 20).map(lambda d: f"{d:02d}"),
+    st.sampled_from(["2A", "2B"]),
+)
+
+
+@st.composite
+def nirs(draw: st.DrawFn) -> str:
+    body = (
+        draw(st.sampled_from("12"))
+        + f"{draw(st.integers(0, 99)):02d}"
+        + f"{draw(st.integers(1, 12)):02d}"
+        + draw(departments)
+        + f"{draw(st.integers(1, 990)):03d}"
+        + f"{draw(st.integers(1, 999)):03d}"
+    )
+    return body + nir_key(body)
+
+
+@given(nirs())
+def test_computed_key_agrees_with_stdnum(nir: str) -> None:
+    assert stdnum_nir.is_valid(nir)
+    assert validate_nir(nir) == nir
+    parts = split_nir(nir)
+    assert parts.key == nir[13:]
+
+
+@given(nirs(), st.integers(1, 96))
+def test_any_wrong_key_is_refused_without_echo(nir: str, delta: int) -> None:
+    wrong = nir[:13] + f"{(int(nir[13:]) + delta - 1) % 97 + 1:02d}"
+    if wrong == nir:
+        return
+    with pytest.raises(InvalidNIR) as info:
+        validate_nir(wrong)
+    assert wrong not in str(info.value)
+    assert nir[:13] not in str(info.value)
+
+
+@given(st.text(max_size=20))
+def test_arbitrary_text_never_crashes_and_never_echoes(text: str) -> None:
+    try:
+        validate_nir(text)
+    except InvalidNIR as exc:
+        if len(text) >= 4:
+            assert text not in str(exc)
+
+
+def test_corsica() -> None:
+    body = "1850520A00101"[:0] + "185052A001001"
+    nir = body + nir_key(body)
+    assert int(nir_key(body)) == 97 - int("1850519001001") % 97
+    assert is_valid_nir(nir)
