@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from hygie import logging as _logging  # noqa: F401  (JSON logs to stderr)
 from hygie.config import Settings
 from hygie.db import make_engine, make_sessionmaker, migrate
 from hygie.identity.pseudonym import Pseudonymiser

@@ -19,3 +19,8 @@ def configure(level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+if not structlog.is_configured():
+    # Library use (tests, notebooks) logs JSON to stderr too, never to stdout where --json output goes.
+    configure("WARNING")

@@ -47,7 +47,9 @@ def parse_text(rule: FieldRule, column: pa.Array) -> tuple[pa.Array, Violation |
     cleaned = pc.if_else(ok, column, pa.scalar(None, pa.string()))
     if rule.kind == "date":
         stamps = pc.strptime(cleaned, format="%Y-%m-%d", unit="s", error_is_null=True)
-        typed = pc.cast(stamps, pa.date32())
+        # strptime rolls impossible days over (2024-02-30 becomes 2024-03-01): keep only exact round trips.
+        exact = pc.equal(pc.strftime(stamps, format="%Y-%m-%d"), cleaned)
+        typed = pc.if_else(exact, pc.cast(stamps, pa.date32()), pa.scalar(None, pa.date32()))
         reason = "not a real date in the form YYYY-MM-DD"
     else:
         typed = pc.cast(cleaned, target)

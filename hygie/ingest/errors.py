@@ -50,8 +50,13 @@ class ErrorLog:
     def total(self) -> int:
         return len(self.errors) + self.dropped
 
-    def discard(self, file: str) -> None:
-        self.errors = [e for e in self.errors if e.file != file]
+    def mark(self) -> tuple[int, int]:
+        return len(self.errors), self.dropped
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Forget the errors recorded since ``mark`` (a file about to be re-checked more precisely)."""
+        del self.errors[mark[0] :]
+        self.dropped = mark[1]
 
     def __bool__(self) -> bool:
         return self.total > 0

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -108,6 +109,8 @@ class _BatchIngestion:
         self.care_keys: pa.Table | None = None
         self.details: dict[str, _TableState] = {}
         self.rows: dict[str, int] = {}
+        self.failed_fast = False
+        """A file was refused by the typed reader: the batch is rejected whatever the re-check finds."""
         self.session = hub.session()
         self.vault = hub.vault(self.session)
 
@@ -116,7 +119,7 @@ class _BatchIngestion:
     @property
     def writing(self) -> bool:
         """Once anything is wrong the batch is lost: stop converting and storing, keep checking."""
-        return not self.errors
+        return not self.errors and not self.failed_fast
 
     def report(self, file: str, lines: pa.Array, mask: pa.Array, column: str | None, reason: str) -> None:
         positions, total = checks.first_rows(mask, max(1, self.errors.room))
@@ -159,10 +162,12 @@ class _BatchIngestion:
         header = self.read_header(entry.name, path)
         if header is None:
             return
+        mark = self.errors.mark()
         try:
             count = self.scan(table, entry.name, path, header, staging, diagnose=False)
         except _FastPathFailed:
-            self.errors.discard(entry.name)
+            self.errors.rollback(mark)
+            self.failed_fast = True
             before = self.errors.total
             count = self.scan(table, entry.name, path, header, staging, diagnose=True)
             if self.errors.total == before:
@@ -180,11 +185,19 @@ class _BatchIngestion:
     ) -> int | None:
         table_rules = rules(table)
         types = {c: (pa.string() if diagnose else table_rules[c].read_type) for c in header}
+        malformed: list[int | None] = []
+
+        def skip_malformed(row: Any) -> str:
+            malformed.append(row.number)
+            return "skip"
+
         try:
             reader = pacsv.open_csv(
                 path,
-                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES, encoding="utf8"),
-                parse_options=pacsv.ParseOptions(newlines_in_values=False),
+                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES, encoding="utf8", use_threads=not diagnose),
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=False, invalid_row_handler=skip_malformed if diagnose else None
+                ),
                 convert_options=pacsv.ConvertOptions(
                     column_types=types,
                     null_values=[""],
@@ -208,21 +221,26 @@ class _BatchIngestion:
                     raise _FastPathFailed from None
                 self.errors.add(name, None, None, _parse_failure(exc, offset))
                 return None
-            self.check_chunk(table, name, pa.Table.from_batches([batch]), offset, staging, diagnose)
+            lines = pa.array(range(offset + 2, offset + 2 + batch.num_rows), pa.int64())
+            for number in sorted(m for m in malformed if m is not None):
+                # Skipped malformed rows shift the physical line of every later row.
+                lines = pc.if_else(pc.greater_equal(lines, number), pc.add(lines, 1), lines)
+            self.check_chunk(table, name, pa.Table.from_batches([batch]), lines, staging, diagnose)
             offset += batch.num_rows
             if self.progress:
                 self.progress(batch.num_rows)
             if self.errors.room == 0:
                 return None
-        return offset
+        for bad_line in malformed:
+            self.errors.add(name, bad_line, None, "this row has a different number of fields than the header")
+        return offset + len(malformed)
 
     # -- one chunk ------------------------------------------------------------------------------------
 
     def check_chunk(
-        self, table: str, name: str, chunk: pa.Table, offset: int, staging: Staging, diagnose: bool
+        self, table: str, name: str, chunk: pa.Table, lines: pa.Array, staging: Staging, diagnose: bool
     ) -> None:
         n = chunk.num_rows
-        lines = pa.array(range(offset + 2, offset + 2 + n), pa.int64())
         table_rules = rules(table)
         columns: dict[str, pa.Array] = {}
         for column_name, rule in table_rules.items():
@@ -424,7 +442,7 @@ class _BatchIngestion:
             con.register("detail", keys)
             con.register("care", care.drop_columns(["__line"]))
             on = " AND ".join(f"d.{k} = c.{k}" for k in DCIR_KEYS)
-            matched: pa.Table = con.execute(
+            matched: pa.Table = con.sql(
                 f"SELECT d.__line, c.__care_month FROM detail d LEFT JOIN care c ON {on} ORDER BY d.__line"
             ).to_arrow_table()
         finally:
