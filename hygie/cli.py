@@ -220,3 +220,7 @@ def demo(
         if exc.exit_code:
             raise
     warehouse_stats(as_json=False)
+
+
+if __name__ == "__main__":
+    app()

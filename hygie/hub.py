@@ -50,10 +50,13 @@ class Hub:
     def open(cls, settings: Settings) -> Hub:
         if not (settings.data_dir / "keys" / "keystore.json").exists():
             raise HubNotInitialised(f"no hub in {settings.data_dir}: run `hygie init` first")
+        (settings.data_dir / "locks").mkdir(exist_ok=True)
         custody = open_custody(settings)
         engine = make_engine(settings)
         migrate(engine)
-        return cls._assemble(settings, custody, engine)
+        hub = cls._assemble(settings, custody, engine)
+        hub.recover_if_idle()
+        return hub
 
     @classmethod
     def _assemble(cls, settings: Settings, custody: KeyCustody, engine: Engine) -> Hub:
@@ -83,6 +86,21 @@ class Hub:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def recover_if_idle(self) -> bool:
+        """Clear what a killed ingestion left behind, unless an ingestion is running right now."""
+        fd = os.open(self.settings.data_dir / "locks" / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            with self.session() as session:
+                self.warehouse.recover(session)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+        finally:
             os.close(fd)
 
     def close(self) -> None:

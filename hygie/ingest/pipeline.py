@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 import structlog
 from sqlalchemy import select
 
+from hygie import faults
 from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, validate_nir
 from hygie.identity.vault import Identity
@@ -509,7 +510,9 @@ class _BatchIngestion:
                 return self.result("rejected")
             staged = staging.close()
             identity_rows = self.seal_identities()
+            faults.point("before-publish")
             files = self.hub.warehouse.publish(staged, manifest.batch_id)
+            faults.point("after-publish")
             try:
                 self.session.add(
                     BatchRow(
@@ -525,6 +528,7 @@ class _BatchIngestion:
                 self.session.add_all(files)
                 self.session.add_all(identity_rows)
                 self.session.commit()
+                faults.point("after-commit")
             except BaseException:
                 self.session.rollback()
                 for f in files:

@@ -68,7 +68,7 @@ def test_parquet_files_do_not_open_with_another_keystore(hub: Hub, tmp_path: Pat
     from hygie.warehouse.encryption import ParquetCrypto
 
     f = next(hub.warehouse.directory.rglob("*.parquet"))
-    with pytest.raises(Exception):  # noqa: B017  (pyarrow raises OSError or a wrapped KeyNotFound/UnwrapFailed)
+    with pytest.raises(Exception):
         pq.read_table(f, decryption_properties=ParquetCrypto(other.custody).decryption_properties())
 
 
