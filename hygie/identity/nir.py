@@ -8,6 +8,7 @@ this module adds what stdnum does not offer (computing a key, splitting the fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from stdnum.exceptions import ValidationError
 from stdnum.fr import nir as stdnum_nir
@@ -77,3 +78,25 @@ class NIRParts:
 def split_nir(nir: str) -> NIRParts:
     nir = validate_nir(nir)
     return NIRParts(nir[0], nir[1:3], nir[3:5], nir[5:7], nir[7:10], nir[10:13], nir[13:15])
+
+
+_NIR_FORM = r"^[0-9]{5}([0-9]{2}|2A|2B)[0-9]{8}$"
+
+
+def valid_nirs(nirs: Any) -> Any:
+    """Vectorised NIR check over an Arrow string array: true where the NIR is valid, null where missing.
+
+    The same rules as ``stdnum.fr.nir.validate`` (form, Corsica, control key), in a few Arrow kernels, so a
+    delivery of millions of rows is checked without a Python call per NIR; tests hold the two in agreement.
+    Unlike stdnum it does not strip spaces or fold case: a delivered NIR is exactly 15 characters.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    form = pc.match_substring_regex(nirs, _NIR_FORM)
+    safe = pc.if_else(form, nirs, pa.scalar("000000000000000"))
+    digits = pc.replace_substring(pc.replace_substring(pc.utf8_slice_codeunits(safe, 0, 13), "2A", "19"), "2B", "18")
+    body = pc.cast(digits, pa.int64())
+    key = pc.cast(pc.utf8_slice_codeunits(safe, 13, 15), pa.int64())
+    expected = pc.subtract(97, pc.subtract(body, pc.multiply(pc.divide(body, 97), 97)))
+    return pc.and_(form, pc.equal(key, expected))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, func, select
+from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.db import Base
@@ -92,27 +92,32 @@ class IdentityVault:
             self._keys[key_id] = AESGCM(self._custody.unwrap(VAULT_KEY, row.wrapped, b"vault-record-key"))
         return self._keys[key_id]
 
-    def seal(self, identities: Iterable[Identity], batch_id: str) -> list[IdentityRow]:
-        """Seal identities into rows (added to the session, committed by the caller's transaction)."""
+    def seal(self, identities: Iterable[Identity], batch_id: str) -> list[dict[str, object]]:
+        """Seal identities into row values for ``identity_record`` (inserted by the caller's transaction)."""
         key_id, aead = self._record_key()
         now = datetime.now(UTC)
-        rows = []
+        rows: list[dict[str, object]] = []
         identities = list(identities)
         indexes = self._pseudonymiser.indexes(i.nir for i in identities)
         for identity, person_index in zip(identities, indexes, strict=True):
             nonce = secrets.token_bytes(NONCE_BYTES)
-            plaintext = json.dumps(asdict(identity), ensure_ascii=False, separators=(",", ":")).encode()
+            plaintext = json.dumps(identity.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
             rows.append(
-                IdentityRow(
-                    person_index=person_index,
-                    batch_id=batch_id,
-                    key_id=key_id,
-                    nonce=nonce,
-                    sealed=aead.encrypt(nonce, plaintext, self._aad(person_index, key_id)),
-                    created_at=now,
-                )
+                {
+                    "person_index": person_index,
+                    "batch_id": batch_id,
+                    "key_id": key_id,
+                    "nonce": nonce,
+                    "sealed": aead.encrypt(nonce, plaintext, self._aad(person_index, key_id)),
+                    "created_at": now,
+                }
             )
         return rows
+
+    def store(self, rows: list[dict[str, object]]) -> None:
+        """Bulk insert sealed rows in the session's transaction."""
+        if rows:
+            self._session.execute(insert(IdentityRow), rows)
 
     def find(self, nir: str) -> Identity | None:
         """The current identity of the person with this NIR, or None (decrypts that one record)."""

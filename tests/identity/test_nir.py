@@ -59,3 +59,23 @@ def test_corsica() -> None:
     nir = body + nir_key(body)
     assert int(nir_key(body)) == 97 - int("1850519001001") % 97
     assert is_valid_nir(nir)
+
+
+@given(st.lists(st.one_of(nirs(), st.text(alphabet="0123456789AB", min_size=13, max_size=16)), max_size=40))
+def test_vectorised_check_agrees_with_stdnum(values: list[str]) -> None:
+    import pyarrow as pa
+
+    from hygie.identity.nir import valid_nirs
+
+    got = valid_nirs(pa.array(values, pa.string())).to_pylist()
+    assert got == [stdnum_nir.is_valid(v) and len(v) == 15 for v in values]
+
+
+@given(nirs(), st.integers(0, 14), st.sampled_from("0123456789AB"))
+def test_vectorised_check_catches_single_character_changes(nir: str, pos: int, char: str) -> None:
+    import pyarrow as pa
+
+    from hygie.identity.nir import valid_nirs
+
+    changed = nir[:pos] + char + nir[pos + 1 :]
+    assert valid_nirs(pa.array([changed])).to_pylist() == [stdnum_nir.is_valid(changed)]
