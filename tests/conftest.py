@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (imported early: a late import at session end trips a CPython 3.11.7 AST bug)
 import pytest
 
 from hygie.config import Settings
 from hygie.hub import Hub
+from tests import postgres
 
 TEST_PASSPHRASE = "correct horse battery staple"
 
@@ -24,9 +27,24 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "hub")
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    if not postgres.available():
+        pytest.fail("PostgreSQL binaries are missing: run scripts/test, which installs them")
+    with postgres.cluster() as url:
+        yield url
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Each test using a hub runs twice: on the embedded SQLite default and on PostgreSQL."""
+    if request.param == "sqlite":
+        return make_settings(tmp_path / "hub")
+    url = postgres.create_database(request.getfixturevalue("postgres_cluster"), f"hygie_test_{next(_counter)}")
+    return make_settings(tmp_path / "hub", database_url=url)
 
 
 @pytest.fixture

@@ -1,0 +1,75 @@
+"""A throwaway PostgreSQL cluster started from the installed binaries, for running the suite on PostgreSQL.
+
+``scripts/test`` installs Debian's postgresql package where initdb is missing. PostgreSQL refuses to run as
+root, so under root the cluster runs as the ``postgres`` system user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+def available() -> bool:
+    return _binary("initdb") is not None and _binary("pg_ctl") is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def cluster() -> Iterator[str]:
+    """Yield a SQLAlchemy URL prefix (without database name) of a fresh cluster; stop and remove it after."""
+    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+    assert initdb and pg_ctl, "PostgreSQL binaries not found: scripts/test installs them"
+    root = Path(tempfile.mkdtemp(prefix="hygie-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", _free_port()
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {root} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@/?host={root}&port={port}"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(prefix_url: str, name: str) -> str:
+    import psycopg
+
+    query = prefix_url.split("?", 1)[1]
+    params = dict(p.split("=", 1) for p in query.split("&"))
+    with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres") as conn:
+        conn.autocommit = True
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return prefix_url.replace("/?", f"/{name}?")
