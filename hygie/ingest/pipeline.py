@@ -463,7 +463,9 @@ class _BatchIngestion:
         stored, months = stored.take(order), pc.take(months, order)
         counts = pc.value_counts(months)
         start = 0
-        for month, count in sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())):
+        for month, count in sorted(
+            zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+        ):
             staging.append(table, None if month == UNKNOWN_MONTH else month, stored.slice(start, count))
             start += count
 
