@@ -6,7 +6,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
@@ -16,7 +16,7 @@ from hygie import logging as _logging  # noqa: F401  (JSON logs to stderr)
 from hygie.config import Settings
 from hygie.db import make_engine, make_sessionmaker, migrate
 from hygie.identity.pseudonym import Pseudonymiser
-from hygie.identity.vault import IdentityVault
+from hygie.identity.vault import IdentityVault, KnownPeople
 from hygie.keys import KeyCustody, open_custody
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import Warehouse
@@ -34,6 +34,7 @@ class Hub:
     sessions: sessionmaker[Any]
     warehouse: Warehouse
     pseudonymiser: Pseudonymiser
+    known_people: KnownPeople = field(default_factory=KnownPeople)
 
     @classmethod
     def init(cls, settings: Settings) -> Hub:

@@ -377,10 +377,8 @@ class _BatchIngestion:
     def unknown_beneficiaries(self, nirs: list[str]) -> list[str]:
         todo = [n for n in nirs if n not in self.beneficiaries and n not in self.known]
         if todo:
-            indexes = self.hub.pseudonymiser.indexes(todo)
-            found = self.vault.known(indexes)
-            for nir, index in zip(todo, indexes, strict=True):
-                self.known[nir] = index in found
+            found = self.hub.known_people.contains(self.hub.pseudonymiser.indexes(todo))
+            self.known.update(zip(todo, found, strict=True))
         return [n for n in nirs if n not in self.beneficiaries and not self.known[n]]
 
     def check_beneficiary_consistency(self, name: str, c: dict[str, pa.Array], lines: pa.Array) -> None:
@@ -550,6 +548,7 @@ class _BatchIngestion:
                     "checksum mismatch: the file is not the one the manifest describes (truncated or altered?)",
                 )
         present = {manifest.table_of(f.name) for f in manifest.files}
+        self.hub.known_people.refresh(self.vault)
         token = uuid.uuid4().hex
         with self.hub.warehouse.staging(token, {t: stored_schema(t) for t in TABLES}) as staging:
             for table in INGEST_ORDER:
