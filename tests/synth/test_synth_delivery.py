@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def test_manifests_match_files(generated: tuple[Path, SynthSummary, list[tuple[i
         assert manifest["producer"] == "CNAM-SYNTH"
         assert manifest["batch_id"] == f"CNAM-SYNTH-{folder.name}-s{SEED}"
         created = datetime.fromisoformat(manifest["created_at"].replace("Z", "+00:00"))
-        assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+        assert created.utcoffset() == timedelta(0)
         expected = [BENEFICIARY_TABLE] if folder.name.startswith("000") else list(CARE_TABLES)
         assert [f["name"] for f in manifest["files"]] == [f"{t}.csv" for t in expected]
         assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, *(f"{t}.csv" for t in expected)])
@@ -128,6 +128,13 @@ def test_rerun_into_same_folder_rewrites_it(tmp_path: Path) -> None:
     first = _digests(tmp_path)
     generate(tmp_path, people=200, years=1, seed=1)
     assert _digests(tmp_path) == first
+
+
+def test_refuses_to_mix_with_another_runs_batches(tmp_path: Path) -> None:
+    (tmp_path / "flow-2019-03").mkdir()
+    with pytest.raises(FileExistsError):
+        generate(tmp_path, people=10, years=1, seed=1)
+    assert not (tmp_path / "000-beneficiaries").exists()
 
 
 def test_rejects_nonsense_arguments(tmp_path: Path) -> None:

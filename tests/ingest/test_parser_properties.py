@@ -1,0 +1,65 @@
+"""Property-based tests of the delivery parser: one cell of a clean delivery replaced by arbitrary text."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hygie.config import Settings
+from hygie.hub import Hub
+from hygie.ingest.pipeline import ingest_batch
+from hygie.warehouse.stats import collect
+from tests.conftest import make_settings
+from tests.delivery import small_delivery
+
+COLUMNS = ["PRS_PAI_MNT", "EXE_SOI_DTD", "PSE_SPE_COD", "EXE_SOI_AMD", "PFS_EXE_NUM", "RGO_REM_TAU", "BEN_NAI_ANN"]
+cells = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=12)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("prop") / "hub")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=st.integers(0, 12), column=st.sampled_from(COLUMNS), value=cells)
+def test_one_bad_cell_is_named_exactly_and_never_echoed(
+    scratch: Settings, tmp_path_factory: pytest.TempPathFactory, row: int, column: str, value: str
+) -> None:
+    d = small_delivery()
+    d.rows["ER_PRS_F"][row][column] = value
+    folder = d.write(tmp_path_factory.mktemp("batch"), "P")
+    hub = Hub.init(scratch.model_copy(update={"data_dir": tmp_path_factory.mktemp("hub")}))
+    try:
+        result = ingest_batch(hub, folder)
+        if result.status == "rejected":
+            assert result.errors
+            for e in result.errors:
+                assert e.file == "ER_PRS_F.csv" and e.line == row + 2, e
+                if len(value.strip()) >= 3:
+                    assert value.strip() not in e.reason
+            assert collect(hub)["batches"] == 0
+        else:
+            assert result.status == "accepted"
+            assert collect(hub)["tables"]["ER_PRS_F"] == 13
+    finally:
+        hub.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=st.integers(0, 12), value=cells.filter(lambda v: v != "" and not re.fullmatch(r"-?[0-9]+", v)))
+def test_non_integer_in_an_integer_field_is_always_refused(
+    scratch: Settings, tmp_path_factory: pytest.TempPathFactory, row: int, value: str
+) -> None:
+    d = small_delivery()
+    d.rows["ER_PRS_F"][row]["PSE_SPE_COD"] = value
+    hub = Hub.init(scratch.model_copy(update={"data_dir": tmp_path_factory.mktemp("hub")}))
+    try:
+        result = ingest_batch(hub, d.write(tmp_path_factory.mktemp("batch"), "P"))
+    finally:
+        hub.close()
+    assert result.status == "rejected"
+    assert [(e.line, e.field) for e in result.errors] == [(row + 2, "PSE_SPE_COD")]
