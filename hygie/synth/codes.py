@@ -18,9 +18,13 @@ SCHEMAS_DIR = REFERENCE_DIR / "snds" / "schemas"
 DRUGS_FILE = REFERENCE_DIR / "drugs.csv"
 
 
-def read_code_list(name: str) -> list[dict[str, str]]:
+def read_code_list(name: str, *columns: str) -> list[dict[str, str]]:
+    """Rows of a code list; with ``columns``, only those (much faster on the large lists)."""
     with (NOMENCLATURES_DIR / f"{name}.csv").open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter=";"))
+        reader = csv.reader(f, delimiter=";")
+        header = next(reader)
+        wanted = [(c, header.index(c)) for c in (columns or header)]
+        return [{c: row[i] for c, i in wanted} for row in reader]
 
 
 @cache
@@ -37,7 +41,7 @@ def code_column(name: str) -> str:
 def codes(name: str) -> frozenset[str]:
     """Every code of a code list, as written in its CSV."""
     column = code_column(name)
-    return frozenset(row[column] for row in read_code_list(name))
+    return frozenset(row[column] for row in read_code_list(name, column))
 
 
 def require(name: str, *wanted: str | int) -> None:
@@ -61,7 +65,7 @@ class Commune:
 def communes_by_department() -> dict[str, tuple[Commune, ...]]:
     """Real communes per département (placeholders "000"/"999" left out), in file order."""
     out: dict[str, list[Commune]] = {}
-    for row in read_code_list("IR_GEO_V"):
+    for row in read_code_list("IR_GEO_V", "GEO_DPT_COD", "GEO_COM_COD", "GEO_COM_LIB"):
         code = row["GEO_COM_COD"]
         if code in ("000", "999") or not code.isdigit():
             continue
@@ -82,7 +86,7 @@ def caisses_by_department(per_department: int = 4) -> dict[str, tuple[str, ...]]
     order stand for the centres people are affiliated to.
     """
     offices: dict[str, dict[str, list[str]]] = {}
-    for row in read_code_list("IR_ORG_V"):
+    for row in read_code_list("IR_ORG_V", "ORG_NUM", "GEO_DPT_COD", "ORG_BSE_NUM"):
         num = row["ORG_NUM"]
         if not num.startswith("01C") or len(num) != 9:
             continue

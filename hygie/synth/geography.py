@@ -77,13 +77,14 @@ def _commune_weights(dpt: str, communes: tuple[Commune, ...]) -> npt.NDArray[np.
     order = sorted(small, key=lambda i: zlib.crc32(f"{dpt}{codes[i]}".encode()))
     ranks = np.arange(1, len(order) + 1, dtype=np.float64)
     zipf = 1.0 / ranks**0.9
-    share_small = 1.0 - sum(big[c] for c in codes if c in big)
+    share_small = max(0.0, 1.0 - sum(big[c] for c in codes if c in big))
     if order:
         w[order] = zipf / zipf.sum() * share_small
     for i, c in enumerate(codes):
         if c in big:
             w[i] = big[c]
-    return w / w.sum()
+    normalised: npt.NDArray[np.float64] = w / w.sum()
+    return normalised
 
 
 def _nir_code(dpt: str) -> str:
@@ -123,7 +124,8 @@ def departments() -> tuple[Department, ...]:
 
 def department_weights() -> npt.NDArray[np.float64]:
     pop = np.array([d.population for d in departments()], dtype=np.float64)
-    return pop / pop.sum()
+    weights: npt.NDArray[np.float64] = pop / pop.sum()
+    return weights
 
 
 def postal_code(dpt: str, commune: str) -> str:
