@@ -8,14 +8,14 @@ never the whole vault. Re-deliveries add a new version; the newest is current, o
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -34,21 +34,32 @@ class VaultKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class RawBytes(LargeBinary):
+    """Binary passed to the driver as is: sqlite3 and psycopg both take ``bytes``, and skipping SQLAlchemy's
+    per-value bind processing makes bulk vault inserts several times faster."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> None:
+        return None
+
+
 class IdentityRow(Base):
+    """One sealed identity. When it arrived is its batch's ``accepted_at``."""
+
     __tablename__ = "identity_record"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_index: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False, index=True)
+    person_index: Mapped[bytes] = mapped_column(RawBytes(32), nullable=False, index=True)
     batch_id: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
     key_id: Mapped[int] = mapped_column(ForeignKey("vault_key.id"), nullable=False)
-    nonce: Mapped[bytes] = mapped_column(LargeBinary(NONCE_BYTES), nullable=False)
-    sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    nonce: Mapped[bytes] = mapped_column(RawBytes(NONCE_BYTES), nullable=False)
+    sealed: Mapped[bytes] = mapped_column(RawBytes, nullable=False)
 
 
 @dataclass(frozen=True)
 class Identity:
     nir: str
-    rng_gem: int
+    rng_gem: str
     last_name: str
     first_name: str
     birth_date: str
@@ -59,6 +70,19 @@ class Identity:
     email: str | None
     pseudonym: str
     """The person's hub pseudonym (BEN_NIR_PSA in the warehouse)."""
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(Identity))
+RECORD_VERSION = b"v1\x1f"
+SEPARATOR = "\x1f"
+
+
+def _decode(plaintext: bytes) -> Identity:
+    if not plaintext.startswith(RECORD_VERSION):
+        raise ValueError("unknown identity record format")
+    values: list[str | None] = [v or None for v in plaintext[len(RECORD_VERSION) :].decode().split(SEPARATOR)]
+    record = dict(zip(RECORD_FIELDS, values, strict=True))
+    return Identity(**record)  # type: ignore[arg-type]
 
 
 class IdentityVault:
@@ -94,24 +118,27 @@ class IdentityVault:
             self._keys[key_id] = AESGCM(self._custody.unwrap(VAULT_KEY, row.wrapped, b"vault-record-key"))
         return self._keys[key_id]
 
-    def seal(self, identities: Iterable[Identity], batch_id: str) -> list[dict[str, object]]:
-        """Seal identities into row values for ``identity_record`` (inserted by the caller's transaction)."""
+    def seal(self, people: dict[str, pa.Array], batch_id: str) -> list[dict[str, object]]:
+        """Seal identities given as Arrow string columns named like :class:`Identity`'s fields.
+
+        A record is the fields joined by the unit separator (0x1F), which ingestion refuses inside identity
+        values; joining is vectorised, so sealing costs one AES-GCM call per person and little else.
+        """
         key_id, aead = self._record_key()
-        now = datetime.now(UTC)
+        nirs: list[str] = people["nir"].to_pylist()
+        indexes = self._pseudonymiser.indexes(nirs)
+        columns = [pc.fill_null(people[name], "") for name in RECORD_FIELDS]
+        records = pc.binary_join_element_wise(*columns, SEPARATOR).to_pylist()
         rows: list[dict[str, object]] = []
-        identities = list(identities)
-        indexes = self._pseudonymiser.indexes(i.nir for i in identities)
-        for identity, person_index in zip(identities, indexes, strict=True):
+        for record, person_index in zip(records, indexes, strict=True):
             nonce = secrets.token_bytes(NONCE_BYTES)
-            plaintext = json.dumps(identity.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
             rows.append(
                 {
                     "person_index": person_index,
                     "batch_id": batch_id,
                     "key_id": key_id,
                     "nonce": nonce,
-                    "sealed": aead.encrypt(nonce, plaintext, self._aad(person_index, key_id)),
-                    "created_at": now,
+                    "sealed": aead.encrypt(nonce, RECORD_VERSION + record.encode(), self._aad(person_index, key_id)),
                 }
             )
         return rows
@@ -137,7 +164,7 @@ class IdentityVault:
         if row is None:
             return None
         plaintext = self._key(row.key_id).decrypt(row.nonce, row.sealed, self._aad(row.person_index, row.key_id))
-        return Identity(**json.loads(plaintext))
+        return _decode(plaintext)
 
     def count(self) -> int:
         return int(self._session.scalar(select(func.count(func.distinct(IdentityRow.person_index)))) or 0)

@@ -28,7 +28,6 @@ from sqlalchemy import select
 from hygie import faults
 from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, valid_nirs, validate_nir
-from hygie.identity.vault import Identity
 from hygie.ingest import checks
 from hygie.ingest.contract import (
     BENEFICIARY_TABLE,
@@ -513,26 +512,22 @@ class _BatchIngestion:
     def seal_identities(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
         for part in self.identities:
-            people = []
-            data = part.to_pylist()
-            pseudonyms = self.hub.pseudonymiser.pseudonyms([r[NIR_COLUMN] for r in data])
-            for r, pseudonym in zip(data, pseudonyms, strict=True):
-                people.append(
-                    Identity(
-                        nir=r[NIR_COLUMN],
-                        rng_gem=int(r["BEN_RNG_GEM"]),
-                        last_name=r["NOM"],
-                        first_name=r["PRENOM"],
-                        birth_date=r["DATE_NAISSANCE"].isoformat(),
-                        address=r["ADRESSE"],
-                        postcode=r["CODE_POSTAL"],
-                        commune=r["COMMUNE"],
-                        phone=r["TELEPHONE"],
-                        email=r["EMAIL"],
-                        pseudonym=pseudonym,
-                    )
-                )
-            rows.extend(self.vault.seal(people, self.manifest.batch_id))
+            nirs = part.column(NIR_COLUMN).combine_chunks()
+            people = {
+                "nir": nirs,
+                "rng_gem": pc.cast(part.column("BEN_RNG_GEM"), pa.string()),
+                "last_name": part.column("NOM"),
+                "first_name": part.column("PRENOM"),
+                "birth_date": pc.strftime(part.column("DATE_NAISSANCE"), format="%Y-%m-%d"),
+                "address": part.column("ADRESSE"),
+                "postcode": part.column("CODE_POSTAL"),
+                "commune": part.column("COMMUNE"),
+                "phone": part.column("TELEPHONE"),
+                "email": part.column("EMAIL"),
+                "pseudonym": pa.array(self.hub.pseudonymiser.pseudonyms(nirs.to_pylist()), pa.string()),
+            }
+            flat = {k: v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for k, v in people.items()}
+            rows.extend(self.vault.seal(flat, self.manifest.batch_id))
         return rows
 
     # -- the batch ------------------------------------------------------------------------------------

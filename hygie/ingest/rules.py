@@ -83,13 +83,19 @@ class FieldRule:
         return READ_TYPES.get(self.kind, pa.string())
 
 
+_TEXT = r"^[^\x00-\x1f\x7f]*$"
+_TEXT_HINT = "text without control characters"
 _IDENTITY_RULES = {
-    "NOM": FieldRule("NOM", "string", required=True, max_length=100, identity=True),
-    "PRENOM": FieldRule("PRENOM", "string", required=True, max_length=100, identity=True),
+    "NOM": FieldRule(
+        "NOM", "string", required=True, max_length=100, pattern=_TEXT, pattern_hint=_TEXT_HINT, identity=True
+    ),
+    "PRENOM": FieldRule(
+        "PRENOM", "string", required=True, max_length=100, pattern=_TEXT, pattern_hint=_TEXT_HINT, identity=True
+    ),
     "DATE_NAISSANCE": FieldRule("DATE_NAISSANCE", "date", required=True, identity=True),
-    "ADRESSE": FieldRule("ADRESSE", "string", max_length=200, identity=True),
+    "ADRESSE": FieldRule("ADRESSE", "string", max_length=200, pattern=_TEXT, pattern_hint=_TEXT_HINT, identity=True),
     "CODE_POSTAL": FieldRule("CODE_POSTAL", "string", pattern=r"^[0-9]{5}$", pattern_hint="five digits", identity=True),
-    "COMMUNE": FieldRule("COMMUNE", "string", max_length=100, identity=True),
+    "COMMUNE": FieldRule("COMMUNE", "string", max_length=100, pattern=_TEXT, pattern_hint=_TEXT_HINT, identity=True),
     "TELEPHONE": FieldRule(
         "TELEPHONE",
         "string",
@@ -101,7 +107,7 @@ _IDENTITY_RULES = {
         "EMAIL",
         "string",
         max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
         pattern_hint="an e-mail address",
         identity=True,
     ),

@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,9 +83,24 @@ class Staging:
     _done: list[StagedFile] = field(default_factory=list)
     _counter: int = 0
 
+    _writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "hygie-parquet"))
+    _pending: list[Future[None]] = field(default_factory=list)
+
     def append(self, table: str, care_month: str | None, data: pa.Table) -> None:
+        """Queue rows for writing. Encoding, compression and encryption run on one background thread (they
+        release the GIL), so the next chunk is checked while this one is written; order is kept."""
         if data.num_rows == 0:
             return
+        self._pending.append(self._writer.submit(self._write, table, care_month, data))
+        if len(self._pending) > 8:
+            self._pending.pop(0).result()
+
+    def _drain(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def _write(self, table: str, care_month: str | None, data: pa.Table) -> None:
         key = (table, care_month)
         current = self._open.get(key)
         if current is not None and current.staged.rows >= ROWS_PER_FILE:
@@ -117,11 +133,17 @@ class Staging:
         self._done.append(current.staged)
 
     def close(self) -> list[StagedFile]:
+        self._drain()
+        self._writer.shutdown()
         for key in list(self._open):
             self._finish(key)
         return list(self._done)
 
     def abort(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._writer.shutdown(wait=True)
+        self._pending.clear()
         for current in self._open.values():
             with contextlib.suppress(Exception):  # the staging dir is removed just below
                 current.writer.close()

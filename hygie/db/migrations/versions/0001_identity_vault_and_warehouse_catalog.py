@@ -44,7 +44,6 @@ def upgrade() -> None:
         sa.Column("key_id", sa.Integer(), nullable=False),
         sa.Column("nonce", sa.LargeBinary(length=12), nullable=False),
         sa.Column("sealed", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["key_id"], ["vault_key.id"], name=op.f("fk_identity_record_key_id_vault_key")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_record")),
     )
