@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +36,8 @@ class Hub:
     warehouse: Warehouse
     pseudonymiser: Pseudonymiser
     known_people: KnownPeople = field(default_factory=KnownPeople)
+    confirmed_nirs: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    """NIRs this process has found in the vault (memory only), so later batches check them in one pass."""
 
     @classmethod
     def init(cls, settings: Settings) -> Hub:

@@ -65,7 +65,7 @@ def person(i: int) -> dict[str, str]:
         "BEN_RES_COM": "056",
         "BEN_DCD_DTE": "",
         "BEN_DCD_AME": "",
-        "ORG_AFF_BEN": "01C751000" if False else "",
+        "ORG_AFF_BEN": "",
         "BEN_DTE_INS": "2010-01-01",
         "BEN_DTE_MAJ": "2024-01-01",
         "NOM": f"Durand-{i}x",

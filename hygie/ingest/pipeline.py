@@ -107,7 +107,6 @@ class _BatchIngestion:
         self.latest = datetime.now(UTC).date()
         self.max_delay_days = settings.ingest_max_delay_months * _MAX_DELAY_DAYS_PER_MONTH
         self.nir_reason: dict[str, str | None] = {}
-        self.known: dict[str, bool] = {}
         self.beneficiaries: set[str] = set()
         self.identities: list[pa.Table] = []
         self.care_keys: pa.Table | None = None
@@ -348,8 +347,8 @@ class _BatchIngestion:
             for reason, values in by_reason.items():
                 self.report(name, lines, pc.is_in(nirs, value_set=pa.array(values, pa.string())), NIR_COLUMN, reason)
         valid = pc.unique(pc.filter(nirs, pc.fill_null(ok, False)))
-        valid_list: list[str] = valid.to_pylist()
         if table == BENEFICIARY_TABLE:
+            valid_list: list[str] = valid.to_pylist()
             counts = pc.value_counts(nirs.drop_null())
             twice = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
             again = [u for u in valid_list if u in self.beneficiaries]
@@ -358,7 +357,7 @@ class _BatchIngestion:
                 self.report(name, lines, mask, NIR_COLUMN, "the same person appears more than once in the batch")
             self.beneficiaries.update(valid_list)
         else:
-            unknown = self.unknown_beneficiaries(valid_list)
+            unknown = self.unknown_beneficiaries(valid)
             if unknown:
                 mask = pc.is_in(nirs, value_set=pa.array(unknown, pa.string()))
                 self.report(
@@ -371,14 +370,19 @@ class _BatchIngestion:
         if not self.writing:
             return pa.nulls(len(nirs), pa.string())
         positions = pc.index_in(nirs, value_set=valid)
-        return pc.take(pa.array(self.hub.pseudonymiser.pseudonyms(valid_list), pa.string()), positions)
+        return pc.take(self.hub.pseudonymiser.pseudonym_array(valid), positions)
 
-    def unknown_beneficiaries(self, nirs: list[str]) -> list[str]:
-        todo = [n for n in nirs if n not in self.beneficiaries and n not in self.known]
-        if todo:
-            found = self.hub.known_people.contains(self.hub.pseudonymiser.indexes(todo))
-            self.known.update(zip(todo, found, strict=True))
-        return [n for n in nirs if n not in self.beneficiaries and not self.known[n]]
+    def unknown_beneficiaries(self, nirs: pa.Array) -> list[str]:
+        """The NIRs (distinct, valid) that name nobody in this batch's IR_BEN_R nor in the vault."""
+        fresh = pc.filter(nirs, pc.invert(pc.is_in(nirs, value_set=self.hub.confirmed_nirs)))
+        todo = [n for n in fresh.to_pylist() if n not in self.beneficiaries]
+        if not todo:
+            return []
+        found = self.hub.known_people.contains(self.hub.pseudonymiser.indexes(todo))
+        confirmed = [n for n, known in zip(todo, found, strict=True) if known]
+        # Only people already in the vault are remembered: this batch's own beneficiaries may still be refused.
+        self.hub.confirmed_nirs = pa.concat_arrays([self.hub.confirmed_nirs, pa.array(confirmed, pa.string())])
+        return [n for n, known in zip(todo, found, strict=True) if not known]
 
     def check_beneficiary_consistency(self, name: str, c: dict[str, pa.Array], lines: pa.Array) -> None:
         nir = c[NIR_COLUMN]
