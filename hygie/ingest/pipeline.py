@@ -7,12 +7,12 @@ or a kill leaves the warehouse as it was (see :mod:`hygie.warehouse.store` for r
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import mmap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,7 +201,9 @@ class _BatchIngestion:
                 path,
                 read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES, encoding="utf8", use_threads=not diagnose),
                 parse_options=pacsv.ParseOptions(
-                    newlines_in_values=False, invalid_row_handler=skip_malformed if diagnose else None
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                    invalid_row_handler=skip_malformed if diagnose else None,
                 ),
                 convert_options=pacsv.ConvertOptions(
                     column_types=types,
@@ -243,44 +245,28 @@ class _BatchIngestion:
     def scan_segments(
         self, table: str, name: str, path: Path, header: list[str], staging: Staging, types: dict[str, pa.DataType]
     ) -> int | None:
-        """The fast path: the file cut at line ends into large segments, each parsed by all cores."""
-        convert = pacsv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True
-        )
-        options = pacsv.ReadOptions(column_names=header, block_size=_BLOCK_BYTES // 4, encoding="utf8")
-        parse = pacsv.ParseOptions(newlines_in_values=False)
+        """The fast path: the file cut at line ends into large segments, each parsed by all cores while the
+        previous one is being checked."""
         offset = 0
-        with (
-            path.open("rb") as f,
-            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            if path.stat().st_size
-            else (contextlib.nullcontext(b"")) as view,
-        ):
-            start = view.find(b"\n") + 1 if len(view) else 0
-            if start == 0:
-                return 0
-            source = pa.memory_map(str(path))
-            while start < len(view):
-                end = view.find(b"\n", min(start + _SEGMENT_BYTES, len(view) - 1))
-                end = len(view) if end < 0 else end + 1
+        with ThreadPoolExecutor(1, "hygie-csv") as reader:
+            segments = _segments(path)
+            pending = reader.submit(_parse_segment, path, next(segments, None), header, types)
+            while True:
                 try:
-                    segment = pacsv.read_csv(
-                        pa.BufferReader(source.read_at(end - start, start)),
-                        read_options=options,
-                        parse_options=parse,
-                        convert_options=convert,
-                    )
+                    segment = pending.result()
                 except (pa.ArrowInvalid, UnicodeDecodeError):
                     raise _FastPathFailed from None
+                if segment is None:
+                    return offset
+                pending = reader.submit(_parse_segment, path, next(segments, None), header, types)
                 lines = pa.array(range(offset + 2, offset + 2 + segment.num_rows), pa.int64())
                 self.check_chunk(table, name, segment, lines, staging, diagnose=False)
                 offset += segment.num_rows
-                start = end
                 if self.progress:
                     self.progress(segment.num_rows)
                 if self.errors.room == 0:
+                    pending.cancel()
                     return None
-        return offset
 
     # -- one chunk ------------------------------------------------------------------------------------
 
@@ -596,6 +582,43 @@ class _BatchIngestion:
             errors=list(self.errors.errors),
             errors_not_shown=self.errors.dropped,
         )
+
+
+def _segments(path: Path) -> Iterator[tuple[int, int]]:
+    """Byte ranges of the data rows, cut at line ends about every ``_SEGMENT_BYTES``."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        start = view.find(b"\n") + 1
+        if start == 0:
+            return
+        while start < size:
+            end = view.find(b"\n", min(start + _SEGMENT_BYTES, size - 1))
+            end = size if end < 0 else end + 1
+            yield start, end
+            start = end
+
+
+def _parse_segment(
+    path: Path, span: tuple[int, int] | None, header: list[str], types: dict[str, pa.DataType]
+) -> pa.Table | None:
+    if span is None:
+        return None
+    start, end = span
+    source = pa.memory_map(str(path))
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(source.read_at(end - start, start)),
+            read_options=pacsv.ReadOptions(column_names=header, block_size=_BLOCK_BYTES // 4, encoding="utf8"),
+            # A blank line is a malformed row, not something to skip: skipping would shift every later line.
+            parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True
+            ),
+        )
+    finally:
+        source.close()
 
 
 def _empty_care_keys() -> pa.Table:

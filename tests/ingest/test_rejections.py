@@ -145,3 +145,20 @@ def test_same_batch_id_other_content_is_rejected(hub: Hub, tmp_path: Path) -> No
     result = ingest_batch(hub, other)
     assert result.status == "rejected"
     assert result.errors[0].field == "batch_id"
+
+
+def test_blank_line_is_refused_and_later_lines_keep_their_numbers(hub: Hub, tmp_path: Path) -> None:
+    d = small_delivery()
+    d.rows["ER_PRS_F"][8]["PRS_NAT_REF"] = "7777"
+    folder = d.write(tmp_path / "b", "B")
+    path = folder / "ER_PRS_F.csv"
+    lines = path.read_text().splitlines()
+    lines.insert(4, "")  # becomes line 5; the bad row (data row 9, line 10) moves to line 11
+    path.write_text("\n".join(lines) + "\n")
+    refresh_manifest(folder)
+    result = ingest_batch(hub, folder)
+    assert result.status == "rejected"
+    found = {(e.line, e.field) for e in result.errors if e.file == "ER_PRS_F.csv"}
+    # The blank line is read as a row of missing values (each required field named), not skipped.
+    assert (5, "BEN_NIR") in found and (11, "PRS_NAT_REF") in found, result.errors
+    assert_nothing_stored(hub)
