@@ -74,11 +74,3 @@ def read_manifest(batch_dir: Path, errors: ErrorLog) -> Manifest | None:
         if extra not in seen:
             errors.add(extra, None, None, "present in the delivery but not listed in the manifest")
     return None if errors else manifest
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -42,10 +42,10 @@ from hygie.ingest.contract import (
     TABLES,
 )
 from hygie.ingest.errors import DeliveryError, ErrorLog
-from hygie.ingest.manifest import Manifest, file_sha256, read_manifest
+from hygie.ingest.manifest import Manifest, read_manifest
 from hygie.ingest.rules import FieldRule, rules, stored_schema
 from hygie.warehouse.catalog import BatchRow
-from hygie.warehouse.store import Staging
+from hygie.warehouse.store import Staging, sha256_file
 
 log = structlog.get_logger("hygie.ingest")
 
@@ -525,7 +525,7 @@ class _BatchIngestion:
     def run(self) -> BatchResult:
         manifest = self.manifest
         for entry in manifest.files:
-            if file_sha256(self.dir / entry.name) != entry.sha256.lower():
+            if sha256_file(self.dir / entry.name) != entry.sha256.lower():
                 self.errors.add(
                     entry.name,
                     None,

@@ -47,7 +47,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -129,7 +129,7 @@ class Staging:
         with current.staged.path.open("rb+") as f:
             os.fsync(f.fileno())
         current.staged.bytes = current.staged.path.stat().st_size
-        current.staged.sha256 = _sha256(current.staged.path)
+        current.staged.sha256 = sha256_file(current.staged.path)
         self._done.append(current.staged)
 
     def close(self) -> list[StagedFile]:
@@ -255,6 +255,6 @@ class Warehouse:
             path = self.directory / row.path
             if not path.exists():
                 problems.append(f"{row.path}: missing")
-            elif _sha256(path) != row.sha256:
+            elif sha256_file(path) != row.sha256:
                 problems.append(f"{row.path}: content differs from the catalog")
         return problems
