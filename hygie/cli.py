@@ -160,6 +160,22 @@ def warehouse_stats(
     )
 
 
+@warehouse_app.command("verify")
+def warehouse_verify() -> None:
+    """Check that every catalogued Parquet file is present and unaltered (SHA-256 against the catalog)."""
+    hub = _open_hub(get_settings())
+    try:
+        with hub.session() as session:
+            problems = hub.warehouse.verify(session)
+    finally:
+        hub.close()
+    for problem in problems:
+        err.print(f"[red]{problem}[/]")
+    if problems:
+        raise typer.Exit(1)
+    err.print("every catalogued file is present and unaltered")
+
+
 @keys_app.command("list")
 def keys_list() -> None:
     """The keys in custody: name, purpose, versions (never material)."""

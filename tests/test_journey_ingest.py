@@ -79,3 +79,20 @@ def test_bad_batch_exit_status_and_json_errors(tmp_path: Path, env: dict[str, st
     assert batch["status"] == "rejected"
     assert any(e["file"] == "IR_BEN_R.csv" and e["line"] is None and "checksum" in e["reason"] for e in batch["errors"])
     assert any(e["line"] == 4 and e["field"] == "DATE_NAISSANCE" for e in batch["errors"]), batch["errors"]
+
+
+def test_warehouse_verify_detects_an_altered_file(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.delivery import small_delivery
+
+    runner = CliRunner()
+    runner.invoke(app, ["init"])
+    folder = small_delivery().write(tmp_path / "b", "B")
+    assert runner.invoke(app, ["ingest", str(folder)]).exit_code == 0
+    assert runner.invoke(app, ["warehouse", "verify"]).exit_code == 0
+    victim = next((Path(env["HYGIE_DATA_DIR"]) / "warehouse").rglob("*.parquet"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    result = runner.invoke(app, ["warehouse", "verify"])
+    assert result.exit_code == 1
+    assert victim.name in result.output
