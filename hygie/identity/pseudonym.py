@@ -7,9 +7,9 @@ never leaves key custody; without that key the pseudonym says nothing about the 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -23,13 +23,19 @@ _HUB_LABEL = b"hygie/hub-pseudonym/v1|"
 _INDEX_LABEL = b"hygie/vault-index/v1|"
 
 
-def _encode_all(digests: list[bytes]) -> list[str]:
-    """The first 17 base32 characters of each digest, in one base32 call for the whole list.
+_BASE32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
+_WEIGHTS = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
 
-    15 bytes encode to exactly 24 base32 characters, so the concatenation splits back cleanly.
-    """
-    text = base64.b32encode(b"".join(d[:15] for d in digests)).decode("ascii")
-    return [text[i : i + PSEUDONYM_LENGTH] for i in range(0, len(text), 24)]
+
+def _encode_all(digests: list[bytes]) -> list[str]:
+    """The first 17 RFC 4648 base32 characters of each digest (its first 85 bits), vectorised with numpy:
+    the standard library's base32 is a Python loop, too slow for millions of people."""
+    if not digests:
+        return []
+    head = np.frombuffer(b"".join(d[:11] for d in digests), dtype=np.uint8).reshape(-1, 11)
+    groups = np.unpackbits(head, axis=1)[:, : PSEUDONYM_LENGTH * 5].reshape(-1, PSEUDONYM_LENGTH, 5)
+    text = _BASE32[groups @ _WEIGHTS].tobytes().decode("ascii")
+    return [text[i : i + PSEUDONYM_LENGTH] for i in range(0, len(text), PSEUDONYM_LENGTH)]
 
 
 class Pseudonymiser:

@@ -50,7 +50,7 @@ class IdentityRow(Base):
     __tablename__ = "identity_record"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_index: Mapped[bytes] = mapped_column(RawBytes(32), nullable=False, index=True)
-    batch_id: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    batch_id: Mapped[str] = mapped_column(String(200), nullable=False)
     key_id: Mapped[int] = mapped_column(ForeignKey("vault_key.id"), nullable=False)
     nonce: Mapped[bytes] = mapped_column(RawBytes(NONCE_BYTES), nullable=False)
     sealed: Mapped[bytes] = mapped_column(RawBytes, nullable=False)
@@ -146,6 +146,7 @@ class IdentityVault:
     def store(self, rows: list[dict[str, object]]) -> None:
         """Bulk insert sealed rows in the session's transaction (Core insert: no ORM bookkeeping per row)."""
         if rows:
+            rows.sort(key=lambda r: r["person_index"])  # type: ignore[arg-type,return-value]  # B-tree friendly
             self._session.connection().execute(insert(IdentityRow.__table__), rows)  # type: ignore[arg-type]
 
     def new_indexes_since(self, after_id: int) -> tuple[list[bytes], int]:

@@ -79,3 +79,12 @@ def test_vectorised_check_catches_single_character_changes(nir: str, pos: int, c
 
     changed = nir[:pos] + char + nir[pos + 1 :]
     assert valid_nirs(pa.array([changed])).to_pylist() == [stdnum_nir.is_valid(changed)]
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=20))
+def test_pseudonym_encoding_is_standard_base32(digests: list[bytes]) -> None:
+    import base64
+
+    from hygie.identity.pseudonym import PSEUDONYM_LENGTH, _encode_all
+
+    assert _encode_all(digests) == [base64.b32encode(d[:15]).decode()[:PSEUDONYM_LENGTH] for d in digests]

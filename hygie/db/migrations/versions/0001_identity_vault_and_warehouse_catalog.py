@@ -48,7 +48,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_record")),
     )
     with op.batch_alter_table("identity_record", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_identity_record_batch_id"), ["batch_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_identity_record_person_index"), ["person_index"], unique=False)
 
     op.create_table(
@@ -83,7 +82,6 @@ def downgrade() -> None:
     op.drop_table("warehouse_file")
     with op.batch_alter_table("identity_record", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_identity_record_person_index"))
-        batch_op.drop_index(batch_op.f("ix_identity_record_batch_id"))
 
     op.drop_table("identity_record")
     op.drop_table("vault_key")
