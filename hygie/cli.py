@@ -126,7 +126,7 @@ def ingest(
             rows = sum(r.rows.values())
             err.print(f"[{colour}]{r.status}[/] {r.batch_id or r.batch_dir.name}: {rows:,} rows")
             for e in r.errors:
-                err.print(f"    {e}")
+                err.print(f"    {e}", markup=False, highlight=False)
             if r.errors_not_shown:
                 err.print(f"    … and {r.errors_not_shown} more errors")
             if r.note:
@@ -193,8 +193,13 @@ def keys_list() -> None:
 @keys_app.command("rotate")
 def keys_rotate(name: str) -> None:
     """Add a new version of a key and make it current (older versions still decrypt)."""
-    from hygie.keys import KeyNotFound, open_custody
+    from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, KeyNotFound, open_custody
 
+    if name in {HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY}:
+        raise _fail(
+            f"{name} keys every stored pseudonym or vault index: rotating it needs a re-pseudonymisation of the "
+            "warehouse and vault, which this version does not have yet; nothing was changed"
+        )
     try:
         info = open_custody(get_settings()).rotate(name)
     except KeyNotFound as exc:

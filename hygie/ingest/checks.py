@@ -20,8 +20,9 @@ Violation = tuple[pa.Array, str]
 """A boolean mask over the chunk (true where the rule is broken) and the reason."""
 
 _MISSING = dt.date.fromisoformat(MISSING_DATE)
+_EPOCH = dt.date(1970, 1, 1).toordinal()
 _PATTERNS = {
-    "integer": (r"^-?[0-9]+$", "not a whole number"),
+    "integer": (r"^-?[0-9]{1,18}$", "not a whole number (at most 18 digits)"),
     "year": (r"^[0-9]{4}$", "not a year (YYYY)"),
     "date": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "not a date (YYYY-MM-DD)"),
     "number": (r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$", "not a number"),
@@ -99,19 +100,24 @@ def violations(rule: FieldRule, column: pa.Array, earliest: dt.date, latest: dt.
         if rule.kind == "integer" and rule.max_length:
             limit = 10**rule.max_length
             if bounds["max"] >= limit or bounds["min"] <= -limit:
-                yield pc.greater_equal(pc.abs(column), limit), f"more than {rule.max_length} digits"
+                # Not abs(): it wraps around at the smallest int64.
+                too_long = pc.or_(pc.greater_equal(column, limit), pc.less_equal(column, -limit))
+                yield too_long, f"more than {rule.max_length} digits"
         if rule.kind == "year" and (bounds["min"] < earliest.year or bounds["max"] > latest.year):
             outside = pc.or_(pc.less(column, earliest.year), pc.greater(column, latest.year))
             yield outside, f"not a plausible year ({earliest.year} to {latest.year})"
     if rule.kind == "date":
-        bounds = pc.min_max(column).as_py()
-        if bounds["min"] < earliest:
+        # Compared as day numbers: year 0 or 9999 must be an error, not a Python date overflow.
+        days = pc.cast(column, pa.int32())
+        bounds = pc.min_max(days).as_py()
+        first, last = (d.toordinal() - _EPOCH for d in (earliest, latest))
+        if bounds["min"] < first:
             yield (
-                pc.less(column, pa.scalar(earliest, pa.date32())),
+                pc.less(days, first),
                 f"implausible date, before {earliest.isoformat()} (a missing date is coded {MISSING_DATE})",
             )
-        if bounds["max"] > latest:
-            yield pc.greater(column, pa.scalar(latest, pa.date32())), "date in the future"
+        if bounds["max"] > last:
+            yield pc.greater(days, last), "date in the future"
     if rule.enum is not None:
         ok = pc.is_in(pc.cast(column, pa.string()), value_set=pa.array(rule.enum, pa.string()))
         if not pc.all(pc.or_(ok, pc.is_null(column))).as_py():

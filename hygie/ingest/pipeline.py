@@ -7,9 +7,9 @@ or a kill leaves the warehouse as it was (see :mod:`hygie.warehouse.store` for r
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import mmap
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +54,8 @@ Progress = Callable[[int], None]
 
 UNKNOWN_MONTH = "unknown"
 _BLOCK_BYTES = 64 << 20
+_MAX_HEADER_BYTES = 16 << 10
+_COLUMN_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 _SEGMENT_BYTES = 192 << 20
 """Bytes of CSV parsed at once on the fast path (about a million care rows)."""
 _MAX_DELAY_DAYS_PER_MONTH = 31
@@ -132,19 +134,32 @@ class _BatchIngestion:
     # -- files --------------------------------------------------------------------------------------
 
     def read_header(self, name: str, path: Path) -> list[str] | None:
+        """Read and check the header row. A cell is echoed only if it looks like a column name: when the header
+        row is missing, the "header" is a row of data, and its values must not appear in any error."""
         contract = TABLES[name.removesuffix(".csv")]
+        with path.open("rb") as f:
+            raw = f.readline(_MAX_HEADER_BYTES + 1)
+        if not raw.strip():
+            self.errors.add(name, 1, None, "the file is empty: a header row is required")
+            return None
+        if len(raw) > _MAX_HEADER_BYTES or not raw.endswith(b"\n"):
+            self.errors.add(name, 1, None, "the header row is missing, too long, or not followed by any line end")
+            return None
         try:
-            with path.open(encoding="utf-8-sig", newline="") as f:
-                header = next(csv.reader(f), None)
+            text = raw.decode("utf-8-sig").rstrip("\r\n")
         except UnicodeDecodeError:
             self.errors.add(name, 1, None, "the header is not UTF-8 text")
             return None
-        if not header:
-            self.errors.add(name, 1, None, "the file is empty: a header row is required")
-            return None
+        header = text.split(",")
         ok = True
         seen: set[str] = set()
-        for column in header:
+        for position, column in enumerate(header, start=1):
+            if not _COLUMN_NAME.match(column):
+                self.errors.add(
+                    name, 1, None, f"header cell {position} is not a column name (is the header row missing?)"
+                )
+                ok = False
+                continue
             if column in seen:
                 self.errors.add(name, 1, column, "column appears twice in the header")
                 ok = False
@@ -166,15 +181,29 @@ class _BatchIngestion:
         if header is None:
             return
         mark = self.errors.mark()
+        saved = (set(self.beneficiaries), self.care_keys, len(self.identities), self.details.get(table))
         try:
             count = self.scan(table, entry.name, path, header, staging, diagnose=False)
         except _FastPathFailed:
+            # Re-read the whole file exactly: forget what its first segments already contributed.
             self.errors.rollback(mark)
+            self.beneficiaries, self.care_keys = saved[0], saved[1]
+            del self.identities[saved[2] :]
+            self.details.pop(table, None)
+            if saved[3] is not None:
+                self.details[table] = saved[3]
             self.failed_fast = True
             before = self.errors.total
             count = self.scan(table, entry.name, path, header, staging, diagnose=True)
             if self.errors.total == before:
                 self.errors.add(entry.name, None, None, "the file could not be read as CSV")
+        if count is not None and count != _physical_data_lines(path):
+            self.errors.add(
+                entry.name,
+                None,
+                None,
+                "a quoted value spans several lines: line breaks are not accepted inside values",
+            )
         if count is not None and count != entry.rows:
             self.errors.add(
                 entry.name, None, None, f"the manifest announces {entry.rows} rows but the file holds {count}"
@@ -303,6 +332,9 @@ class _BatchIngestion:
             months = pc.fill_null(pc.strftime(columns["EXE_SOI_DTD"], format="%Y-%m"), UNKNOWN_MONTH)
             part = keys.append_column("__care_month", months)
             self.care_keys = part if self.care_keys is None else pa.concat_tables([self.care_keys, part])
+        if table in DETAIL_TABLES and keys is not None:
+            # Kept even once the batch is lost, so orphan rows are still reported.
+            self.details.setdefault(table, _TableState()).keys.append(keys)
         if not self.writing:
             return
         stored = self.to_stored(table, table_rules, columns, pseudonyms)
@@ -312,10 +344,7 @@ class _BatchIngestion:
         elif table == CARE_TABLE:
             self.append_by_month(staging, table, stored, months)
         else:
-            state = self.details.setdefault(table, _TableState())
-            assert keys is not None
-            state.keys.append(keys)
-            state.stored.append(stored)
+            self.details[table].stored.append(stored)
 
     def check_nirs(self, table: str, name: str, columns: dict[str, pa.Array], lines: pa.Array) -> pa.Array:
         nirs = columns[NIR_COLUMN]
@@ -371,7 +400,8 @@ class _BatchIngestion:
         return [n for n, known in zip(todo, found, strict=True) if not known]
 
     def check_beneficiary_consistency(self, name: str, c: dict[str, pa.Array], lines: pa.Array) -> None:
-        nir = c[NIR_COLUMN]
+        # Only values that passed their own checks are compared (and cast): the others are already errors.
+        nir = pc.if_else(pc.fill_null(valid_nirs(c[NIR_COLUMN]), False), c[NIR_COLUMN], pa.scalar(None, pa.string()))
         born = c["DATE_NAISSANCE"]
         sex_digit = pc.utf8_slice_codeunits(nir, 0, 1)
         self.report(
@@ -389,7 +419,7 @@ class _BatchIngestion:
             "BEN_NAI_ANN",
             "does not match the year of DATE_NAISSANCE",
         )
-        nir_year = pc.cast(pc.utf8_slice_codeunits(nir, 1, 3), pa.int64(), safe=False)
+        nir_year = pc.cast(pc.utf8_slice_codeunits(nir, 1, 3), pa.int64())
         self.report(
             name,
             lines,
@@ -397,7 +427,12 @@ class _BatchIngestion:
             "DATE_NAISSANCE",
             "the birth year does not match the year digits of the NIR",
         )
-        month = pc.cast(c["BEN_NAI_MOI"], pa.int64(), safe=False)
+        month_text = pc.if_else(
+            pc.fill_null(pc.match_substring_regex(c["BEN_NAI_MOI"], r"^(0[1-9]|1[0-2])$"), False),
+            c["BEN_NAI_MOI"],
+            pa.scalar(None, pa.string()),
+        )
+        month = pc.cast(month_text, pa.int64())
         self.report(
             name,
             lines,
@@ -495,7 +530,7 @@ class _BatchIngestion:
             None,
             f"orphan detail row: no {CARE_TABLE} row of this batch has the same nine DCIR keys",
         )
-        if self.writing:
+        if self.writing and state.stored:
             stored = pa.concat_tables(state.stored)
             self.append_by_month(staging, table, stored, months)
 
@@ -523,6 +558,12 @@ class _BatchIngestion:
     # -- the batch ------------------------------------------------------------------------------------
 
     def run(self) -> BatchResult:
+        try:
+            return self._run()
+        finally:
+            self.session.close()
+
+    def _run(self) -> BatchResult:
         manifest = self.manifest
         for entry in manifest.files:
             if sha256_file(self.dir / entry.name) != entry.sha256.lower():
@@ -547,7 +588,7 @@ class _BatchIngestion:
             staged = staging.close()
             identity_rows = self.seal_identities()
             faults.point("before-publish")
-            files = self.hub.warehouse.publish(staged, manifest.batch_id)
+            files = self.hub.warehouse.publish(staged, manifest.batch_id, token)
             faults.point("after-publish")
             try:
                 self.session.add(
@@ -566,10 +607,11 @@ class _BatchIngestion:
                 self.session.commit()
                 faults.point("after-commit")
             except BaseException:
+                # Never delete published files here: the commit may have happened before the failure. The next
+                # recovery (under the ingestion lock) keeps them if the catalog has the batch, removes them if not.
                 self.session.rollback()
-                for f in files:
-                    (self.hub.warehouse.directory / f.path).unlink(missing_ok=True)
                 raise
+            self.hub.warehouse.settle(token)
         return self.result("accepted")
 
     def result(self, status: str) -> BatchResult:
@@ -582,6 +624,18 @@ class _BatchIngestion:
             errors=list(self.errors.errors),
             errors_not_shown=self.errors.dropped,
         )
+
+
+def _physical_data_lines(path: Path) -> int:
+    """Data lines as the file's bytes count them (line ends, plus a last line without one)."""
+    breaks, last = 0, b""
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(16 << 20), b""):
+            breaks += block.count(b"\n")
+            last = block[-1:]
+    if not last:
+        return 0
+    return max(0, breaks - 1 + (0 if last == b"\n" else 1))
 
 
 def _segments(path: Path) -> Iterator[tuple[int, int]]:
@@ -673,7 +727,15 @@ def ingest_batch(hub: Hub, batch_dir: Path, progress: Progress | None = None) ->
             assert same_content is not None
             note = None if previous else f"same content as batch {same_content.batch_id}, already stored"
             return BatchResult(batch_dir, manifest.batch_id, "duplicate", rows=dict(same_content.rows), note=note)
-        result = _BatchIngestion(hub, batch_dir, manifest, progress).run()
+        try:
+            result = _BatchIngestion(hub, batch_dir, manifest, progress).run()
+        except Exception as exc:
+            # Never str(exc): library messages can quote delivered values. The type is enough to investigate.
+            log.error("ingest.internal_error", batch_id=manifest.batch_id, error=type(exc).__name__)
+            reason = f"internal error while checking the batch ({type(exc).__name__}); nothing was stored"
+            result = BatchResult(
+                batch_dir, manifest.batch_id, "rejected", errors=[DeliveryError(MANIFEST, None, None, reason)]
+            )
     log.info(
         "ingest.batch",
         batch_id=result.batch_id,

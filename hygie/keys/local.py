@@ -252,12 +252,12 @@ class LocalKeystore:
         return entry  # type: ignore[no-any-return]
 
     def _material(self, name: str, version: int, purpose: KeyPurpose) -> bytes:
-        cached = self._cache.get((name, version))
-        if cached is not None:
-            return cached
         entry = self._entry(name)
         if entry["purpose"] != purpose:
             raise WrongPurpose(f"key {name!r} is a {entry['purpose']} key, not a {purpose} key")
+        cached = self._cache.get((name, version))
+        if cached is not None:
+            return cached
         slot = entry["versions"].get(str(version))
         if slot is None:
             raise KeyNotFound(f"key {name!r} has no version {version}")

@@ -5,16 +5,19 @@ Layout under ``<data dir>/warehouse``::
     <TABLE>/care_month=YYYY-MM/<batch token>-<n>.parquet   published files (listed in the catalog)
     <TABLE>/all/<batch token>-<n>.parquet                    tables without a care date (IR_BEN_R)
     .staging/<batch token>/...                               files of a batch being ingested
+    .pending/<batch token>.json                              files being published, until the catalog commit
 
 Every file is encrypted (see :mod:`hygie.warehouse.encryption`), staging included, so an interrupted
 ingestion never leaves readable data behind. Publication renames staged files into place, then the caller
-commits their catalog rows; :meth:`Warehouse.recover` removes whatever a crash left between the two.
+commits their catalog rows; :meth:`Warehouse.recover` settles whatever a crash left between the two, touching
+only the files a publication intent names.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -30,10 +33,11 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hygie.warehouse.catalog import FileRow
+from hygie.warehouse.catalog import BatchRow, FileRow
 from hygie.warehouse.encryption import ParquetCrypto
 
 STAGING = ".staging"
+PENDING = ".pending"
 NO_MONTH = "all"
 ROWS_PER_FILE = 4_000_000
 """Roll to a new file past this many rows, so files stay a size every reader handles well."""
@@ -172,17 +176,19 @@ class Warehouse:
             raise
         shutil.rmtree(directory, ignore_errors=True)
 
-    def publish(self, staged: list[StagedFile], batch_id: str) -> list[FileRow]:
-        """Move staged files into place; the caller commits the returned rows with the batch."""
+    def publish(self, staged: list[StagedFile], batch_id: str, token: str) -> list[FileRow]:
+        """Move staged files into place; the caller commits the returned rows with the batch, then
+        calls :meth:`settle`.
+
+        An intent listing the files is made durable first, so recovery knows exactly which files belong to an
+        unfinished publication and never touches any other file.
+        """
         rows = []
-        touched: set[Path] = set()
+        moves = []
         for item in staged:
             month_dir = f"care_month={item.care_month}" if item.care_month else NO_MONTH
             relative = Path(item.table) / month_dir / item.path.name
-            target = self.directory / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(item.path, target)
-            touched.add(target.parent)
+            moves.append((item, relative))
             rows.append(
                 FileRow(
                     batch_id=batch_id,
@@ -194,12 +200,34 @@ class Warehouse:
                     sha256=item.sha256,
                 )
             )
+        pending = self.directory / PENDING
+        pending.mkdir(exist_ok=True)
+        intent = pending / f"{token}.json"
+        with intent.open("w", encoding="utf-8") as f:
+            json.dump({"batch_id": batch_id, "paths": [r.as_posix() for _, r in moves]}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(pending)
+        touched: set[Path] = set()
+        for item, relative in moves:
+            target = self.directory / relative
+            for directory in (target.parent.parent, target.parent):
+                if not directory.exists():
+                    directory.mkdir()
+                    touched.add(directory.parent)
+            os.rename(item.path, target)
+            touched.add(target.parent)
         for directory in touched:
             fsync_dir(directory)
         return rows
 
+    def settle(self, token: str) -> None:
+        """The batch is committed: its publication intent is no longer needed."""
+        (self.directory / PENDING / f"{token}.json").unlink(missing_ok=True)
+
     def recover(self, session: Session) -> list[Path]:
-        """Remove what an interrupted ingestion left: staging areas and files no catalog row lists.
+        """Finish what an interrupted ingestion left: drop staging areas, and for each publication intent keep
+        its files if the catalog committed the batch, or remove exactly those files if it did not.
 
         Call only while holding the ingestion lock, or a running ingestion would lose its staged files.
         """
@@ -209,14 +237,25 @@ class Warehouse:
             for child in staging.iterdir():
                 shutil.rmtree(child, ignore_errors=True)
                 removed.append(child)
-        listed = set(session.scalars(select(FileRow.path)))
-        for path in self.directory.rglob("*.parquet"):
-            relative = path.relative_to(self.directory)
-            if relative.parts[0] == STAGING:
+        pending = self.directory / PENDING
+        if not pending.exists():
+            return removed
+        for intent in sorted(pending.glob("*.json")):
+            try:
+                plan = json.loads(intent.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                # An intent is written and fsynced before any file moves: a torn one means nothing moved.
+                intent.unlink()
                 continue
-            if relative.as_posix() not in listed:
-                path.unlink()
-                removed.append(path)
+            committed = session.get(BatchRow, plan["batch_id"]) is not None
+            if not committed:
+                for relative in plan["paths"]:
+                    path = self.directory / relative
+                    if path.exists():
+                        path.unlink()
+                        removed.append(path)
+            intent.unlink()
+        fsync_dir(pending)
         return removed
 
     # -- reading ----------------------------------------------------------------------------------
