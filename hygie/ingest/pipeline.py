@@ -8,6 +8,7 @@ or a kill leaves the warehouse as it was (see :mod:`hygie.warehouse.store` for r
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import mmap
 import re
 import uuid
@@ -45,7 +46,7 @@ from hygie.ingest.errors import DeliveryError, ErrorLog
 from hygie.ingest.manifest import Manifest, read_manifest
 from hygie.ingest.rules import FieldRule, rules, stored_schema
 from hygie.warehouse.catalog import BatchRow
-from hygie.warehouse.store import Staging, sha256_file
+from hygie.warehouse.store import Staging
 
 log = structlog.get_logger("hygie.ingest")
 
@@ -114,6 +115,7 @@ class _BatchIngestion:
         self.care_keys: pa.Table | None = None
         self.details: dict[str, _TableState] = {}
         self.rows: dict[str, int] = {}
+        self.physical_lines: dict[str, int] = {}
         self.failed_fast = False
         """A file was refused by the typed reader: the batch is rejected whatever the re-check finds."""
         self.session = hub.session()
@@ -197,7 +199,7 @@ class _BatchIngestion:
             count = self.scan(table, entry.name, path, header, staging, diagnose=True)
             if self.errors.total == before:
                 self.errors.add(entry.name, None, None, "the file could not be read as CSV")
-        if count is not None and count != _physical_data_lines(path):
+        if count is not None and count != self.physical_lines[entry.name]:
             self.errors.add(
                 entry.name,
                 None,
@@ -566,7 +568,8 @@ class _BatchIngestion:
     def _run(self) -> BatchResult:
         manifest = self.manifest
         for entry in manifest.files:
-            if sha256_file(self.dir / entry.name) != entry.sha256.lower():
+            digest, self.physical_lines[entry.name] = _digest_and_lines(self.dir / entry.name)
+            if digest != entry.sha256.lower():
                 self.errors.add(
                     entry.name,
                     None,
@@ -626,16 +629,17 @@ class _BatchIngestion:
         )
 
 
-def _physical_data_lines(path: Path) -> int:
-    """Data lines as the file's bytes count them (line ends, plus a last line without one)."""
+def _digest_and_lines(path: Path) -> tuple[str, int]:
+    """SHA-256 of the file and its data lines as the bytes count them, in one read."""
+    digest = hashlib.sha256()
     breaks, last = 0, b""
     with path.open("rb") as f:
         for block in iter(lambda: f.read(16 << 20), b""):
+            digest.update(block)
             breaks += block.count(b"\n")
             last = block[-1:]
-    if not last:
-        return 0
-    return max(0, breaks - 1 + (0 if last == b"\n" else 1))
+    lines = 0 if not last else max(0, breaks - 1 + (0 if last == b"\n" else 1))
+    return digest.hexdigest(), lines
 
 
 def _segments(path: Path) -> Iterator[tuple[int, int]]:
