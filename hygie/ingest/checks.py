@@ -44,6 +44,8 @@ def parse_text(rule: FieldRule, column: pa.Array) -> tuple[pa.Array, Violation |
     if target == pa.string():
         return column, None
     pattern, reason = _PATTERNS[rule.kind]
+    # The typed reader of the fast path tolerates spaces around numbers and dates: so does this one.
+    column = pc.utf8_trim_whitespace(column)
     ok = pc.match_substring_regex(column, pattern)
     cleaned = pc.if_else(ok, column, pa.scalar(None, pa.string()))
     if rule.kind == "date":

@@ -729,6 +729,16 @@ def ingest_batch(hub: Hub, batch_dir: Path, progress: Progress | None = None) ->
             )
         if previous is not None or same_content is not None:
             assert same_content is not None
+            altered = [f.name for f in manifest.files if _digest_and_lines(batch_dir / f.name)[0] != f.sha256.lower()]
+            if altered:
+                # The manifest matches an accepted batch but the files do not: a damaged copy, not a duplicate.
+                reason = "checksum mismatch: the file is not the one the manifest describes (truncated or altered?)"
+                return BatchResult(
+                    batch_dir,
+                    manifest.batch_id,
+                    "rejected",
+                    errors=[DeliveryError(name, None, None, reason) for name in altered],
+                )
             note = None if previous else f"same content as batch {same_content.batch_id}, already stored"
             return BatchResult(batch_dir, manifest.batch_id, "duplicate", rows=dict(same_content.rows), note=note)
         try:

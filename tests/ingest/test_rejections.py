@@ -162,3 +162,13 @@ def test_blank_line_is_refused_and_later_lines_keep_their_numbers(hub: Hub, tmp_
     # The blank line is read as a row of missing values (each required field named), not skipped.
     assert (5, "BEN_NIR") in found and (11, "PRS_NAT_REF") in found, result.errors
     assert_nothing_stored(hub)
+
+
+def test_a_damaged_copy_of_an_accepted_batch_is_not_a_duplicate(hub: Hub, tmp_path: Path) -> None:
+    folder = small_delivery().write(tmp_path / "b", "B")
+    assert ingest_batch(hub, folder).status == "accepted"
+    path = folder / "ER_PRS_F.csv"
+    path.write_bytes(path.read_bytes()[:-30])
+    result = ingest_batch(hub, folder)
+    assert result.status == "rejected"
+    assert [(e.file, e.line) for e in result.errors] == [("ER_PRS_F.csv", None)]
