@@ -37,6 +37,8 @@ class Hub:
     pseudonymiser: Pseudonymiser
     known_people: KnownPeople = field(default_factory=KnownPeople)
     confirmed_nirs: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    ingest_memo: dict[str, Any] = field(default_factory=dict)
+    """Indexes the ingestion keeps for this process (e.g. the care rows already stored)."""
     """NIRs this process has found in the vault (memory only), so later batches check them in one pass."""
 
     @classmethod

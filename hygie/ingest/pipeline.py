@@ -30,6 +30,7 @@ from hygie import faults
 from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, valid_nirs, validate_nir
 from hygie.ingest import checks
+from hygie.ingest.claims import KnownClaims
 from hygie.ingest.contract import (
     BENEFICIARY_TABLE,
     CARE_TABLE,
@@ -496,6 +497,15 @@ class _BatchIngestion:
     def check_care_keys_unique(self) -> None:
         if self.care_keys is None or self.care_keys.num_rows == 0:
             return
+        claims: KnownClaims = self.hub.ingest_memo.setdefault("claims", KnownClaims())
+        claims.refresh(self.hub)
+        self.report(
+            f"{CARE_TABLE}.csv",
+            self.care_keys.column("__line").combine_chunks(),
+            claims.already_stored(self.care_keys),
+            None,
+            "this care row (same nine DCIR keys) is already in the warehouse from an earlier batch",
+        )
         con = duckdb.connect(config={"temp_directory": ""})
         try:
             con.register("care", self.care_keys)

@@ -268,6 +268,9 @@ class Warehouse:
         files = self.files(session, table)
         if not files:
             return None
+        return self.dataset_of(files)
+
+    def dataset_of(self, files: list[Path]) -> ds.Dataset:
         return ds.dataset([str(f) for f in files], format=self.crypto.file_format())
 
     def connect(self, session: Session, tables: list[str] | None = None) -> duckdb.DuckDBPyConnection:

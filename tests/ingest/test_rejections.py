@@ -172,3 +172,17 @@ def test_a_damaged_copy_of_an_accepted_batch_is_not_a_duplicate(hub: Hub, tmp_pa
     result = ingest_batch(hub, folder)
     assert result.status == "rejected"
     assert [(e.file, e.line) for e in result.errors] == [("ER_PRS_F.csv", None)]
+
+
+def test_the_same_claims_under_another_batch_id_and_other_bytes_are_refused(hub: Hub, tmp_path: Path) -> None:
+    assert ingest_batch(hub, small_delivery().write(tmp_path / "b", "B")).status == "accepted"
+    d = small_delivery()
+    d.rows.pop("IR_BEN_R")  # the people are known now; the claims are re-sent on their own
+    folder = d.write(tmp_path / "c", "B-reexport")
+    path = folder / "ER_PRS_F.csv"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))  # other bytes, same rows
+    refresh_manifest(folder)
+    result = ingest_batch(hub, folder)
+    assert result.status == "rejected"
+    lines = {e.line for e in result.errors if "already in the warehouse" in e.reason}
+    assert lines == set(range(2, 15)), result.errors

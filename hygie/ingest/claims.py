@@ -1,0 +1,74 @@
+"""Which care rows (by their nine DCIR keys) the warehouse already holds, across batches.
+
+The nine keys include the flow dates, so a claim legitimately sent again in a later flow has other keys; the
+same nine keys in two batches mean the same row delivered twice (for example one batch re-exported with other
+line ends under a new batch id). Keys are kept as 64-bit DuckDB hashes grouped by FLX_DIS_DTD, so a new batch is
+compared only with the claims of its own flow dates. Two different claims of one flow date sharing a hash
+(about n^2 / 2^65 for n claims that day) would refuse a row wrongly, with an error naming it; never accept one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from sqlalchemy import select
+
+from hygie.hub import Hub
+from hygie.ingest.contract import CARE_TABLE, DCIR_KEYS
+from hygie.warehouse.catalog import FileRow
+
+_HASH = f"SELECT FLX_DIS_DTD AS day, hash({', '.join(DCIR_KEYS)}) AS h FROM claims"
+
+
+def _hashes(keys: pa.Table) -> pa.Table:
+    con = duckdb.connect(config={"temp_directory": ""})
+    try:
+        con.register("claims", keys)
+        table: pa.Table = con.sql(_HASH).to_arrow_table()
+        return table
+    finally:
+        con.close()
+
+
+class KnownClaims:
+    def __init__(self) -> None:
+        self._by_day: dict[Any, np.ndarray[Any, np.dtype[np.uint64]]] = {}
+        self._loaded: set[int] = set()
+
+    def refresh(self, hub: Hub) -> None:
+        """Read the keys of care files published since the last call (all of them the first time)."""
+        with hub.session() as session:
+            files = session.execute(select(FileRow.id, FileRow.path).where(FileRow.table_name == CARE_TABLE)).all()
+        new = [f for f in files if f.id not in self._loaded]
+        if not new:
+            return
+        dataset = hub.warehouse.dataset_of([hub.warehouse.directory / f.path for f in new])
+        self._add(_hashes(dataset.to_table(columns=list(DCIR_KEYS))))
+        self._loaded.update(f.id for f in new)
+
+    def _add(self, hashed: pa.Table) -> None:
+        days = hashed.column("day").to_numpy(zero_copy_only=False)
+        values = hashed.column("h").to_numpy(zero_copy_only=False).astype(np.uint64)
+        for day in np.unique(days):
+            part = values[days == day]
+            old = self._by_day.get(day)
+            self._by_day[day] = np.sort(part if old is None else np.concatenate([old, part]))
+
+    def already_stored(self, keys: pa.Table) -> pa.Array:
+        """A boolean per row of ``keys`` (the nine DCIR columns): true where the warehouse has the same keys."""
+        hashed = _hashes(keys.select(list(DCIR_KEYS)))
+        days = hashed.column("day").to_numpy(zero_copy_only=False)
+        values = hashed.column("h").to_numpy(zero_copy_only=False).astype(np.uint64)
+        found = np.zeros(len(values), dtype=bool)
+        for day in np.unique(days):
+            known = self._by_day.get(day)
+            if known is None:
+                continue
+            rows = days == day
+            candidates = values[rows]
+            positions = np.searchsorted(known, candidates).clip(max=len(known) - 1)
+            found[rows] = known[positions] == candidates
+        return pa.array(found)
