@@ -96,7 +96,6 @@ class _FastPathFailed(Exception):
 class _TableState:
     keys: list[pa.Table] = field(default_factory=list)
     stored: list[pa.Table] = field(default_factory=list)
-    lines: list[pa.Array] = field(default_factory=list)
 
 
 class _BatchIngestion:
