@@ -51,7 +51,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the database schema to the latest migration."""
+    """Bring the database schema to the latest migration of every branch (layers add theirs side by side)."""
     from alembic import command
     from alembic.config import Config
 
@@ -59,4 +59,4 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
