@@ -64,7 +64,7 @@ def record(
     action: str,
     outcome: Outcome | str = Outcome.OK,
     role: str | None = None,
-    object: str | None = None,  # noqa: A002  (the word the audit trail uses)
+    object: str | None = None,
     project_id: int | None = None,
     purpose: str | None = None,
     detail: Mapping[str, Any] | None = None,
