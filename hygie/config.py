@@ -47,6 +47,30 @@ class Settings(BaseSettings):
         description="Dates before this are refused (except the 1600-01-01 missing code).",
     )
 
+    # Governance policy.
+    reviewers_required: int = Field(default=2, description="Distinct reviewers who must approve a project.")
+    project_max_days: int = Field(default=1095, description="Longest duration a project may ask for (3 years).")
+    annual_review_days: int = Field(
+        default=365, description="Projects longer than this need a recorded review every such period."
+    )
+    max_potential_identifiers: int = Field(
+        default=1, description="Potential identifiers (exact dates, commune, birth month...) per project."
+    )
+    opt_out_exempt_purposes: list[str] = Field(
+        default_factory=list,
+        description="Purposes (from hygie.governance.policy.Purpose) whose views keep opted-out citizens. "
+        "Empty by default; changing it is a governance decision.",
+    )
+
+    # Authentication policy.
+    session_minutes: int = Field(default=30, description="A signed-in session expires after this long.")
+    api_token_max_days: int = Field(default=90, description="Longest lifetime of a scoped API token.")
+    login_max_failures: int = Field(default=5, description="Failed sign-ins in a row before an account locks.")
+    lockout_minutes: int = Field(default=15, description="How long a locked account stays locked.")
+    password_min_length: int = Field(default=12, description="Shortest accepted password.")
+    password_memory_kib: int = Field(default=19_456, description="Argon2id memory per password hash (OWASP).")
+    password_iterations: int = Field(default=2, description="Argon2id passes per password hash (OWASP).")
+
     # Key derivation (Argon2id, RFC 9106 second recommended option).
     kdf_memory_kib: int = Field(default=65_536)
     kdf_iterations: int = Field(default=3)

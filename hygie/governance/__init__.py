@@ -1,0 +1,1 @@
+"""Governance: accounts, roles, purpose-bound projects, reviews, minimised project views, opt-outs."""
