@@ -1,0 +1,53 @@
+"""The canonical bytes of an audit event: what a log leaf commits to.
+
+Format ``hygie-audit-entry/v1``: one JSON object, UTF-8, keys sorted, no whitespace (``,`` and ``:``
+separators), every non-ASCII character escaped as ``\\uXXXX`` so that the bytes are plain ASCII and survive any
+transport unchanged. Members: ``v`` (1), ``id`` (the event's row id), ``at`` (UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
+microseconds always written), ``actor``, ``role``, ``action``, ``object``, ``project_id``, ``purpose``,
+``outcome`` (strings, integers or null) and ``detail`` (a JSON object, itself canonical: sorted keys; floats as
+Python's shortest round-trip repr). Leaf hash = SHA-256(0x00 || these bytes), as RFC 9162.
+
+The same function serves the sequencer (when the leaf is created) and the verifier (which re-reads the row and
+re-serialises it), so any change to a stored column changes the leaf.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+VERSION = 1
+COLUMNS = ("id", "at", "actor", "role", "action", "object", "project_id", "purpose", "outcome", "detail")
+"""Columns of ``audit_event`` read to serialise an entry, in this order."""
+
+
+def _utc(at: datetime) -> str:
+    # SQLite hands back naive datetimes (stored in UTC by record()); PostgreSQL hands back aware ones.
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_entry(row: Mapping[Any, Any]) -> bytes:
+    """Serialise one event row (a mapping with :data:`COLUMNS`)."""
+    detail = row["detail"]
+    if isinstance(detail, str):  # some drivers hand JSON back as text
+        detail = json.loads(detail)
+    document = {
+        "v": VERSION,
+        "id": int(row["id"]),
+        "at": _utc(row["at"]),
+        "actor": row["actor"],
+        "role": row["role"],
+        "action": row["action"],
+        "object": row["object"],
+        "project_id": row["project_id"],
+        "purpose": row["purpose"],
+        "outcome": row["outcome"],
+        "detail": detail if detail is not None else {},
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
+        "ascii"
+    )
