@@ -41,7 +41,7 @@ def verifier_key(name: str, public_key: bytes) -> str:
 def parse_verifier_key(text: str) -> tuple[str, bytes]:
     """``(name, raw Ed25519 public key)`` of a verifier key; checks its declared hash."""
     try:
-        name, hash_hex, encoded = text.strip().rsplit("+", 2)
+        name, hash_hex, encoded = text.strip().split("+", 2)  # base64 may hold "+", names never do
         blob = base64.b64decode(encoded, validate=True)
     except (ValueError, binascii.Error) as exc:
         raise NoteError("malformed verifier key") from exc
