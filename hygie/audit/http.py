@@ -1,0 +1,76 @@
+"""The log over HTTP for outside witnesses: checkpoints, the verification key, proofs and entries. No login.
+
+Reads of the public log are not themselves recorded: they reveal nothing that is not already public, and
+recording them would let any anonymous caller grow the log (and keep every checkpoint stale) at will.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+
+from hygie.audit.log import TransparencyLog
+from hygie.hub import Hub
+
+MAX_ENTRIES = 1_000
+"""Entries served per request."""
+UNRECORDED = {"x-hygie-audit": "not recorded: a public read of the transparency log"}
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+def get_hub() -> Hub:
+    """Overridden by the application (``app.dependency_overrides[get_hub]``) with its open hub."""
+    raise RuntimeError("no hub: the application must override hygie.audit.http.get_hub")
+
+
+def get_log(hub: Annotated[Hub, Depends(get_hub)]) -> TransparencyLog:
+    return TransparencyLog.for_hub(hub)
+
+
+Log = Annotated[TransparencyLog, Depends(get_log)]
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse, openapi_extra=UNRECORDED)
+def checkpoint(log: Log) -> str:
+    """The latest signed checkpoint (C2SP tlog-checkpoint signed note)."""
+    return log.checkpoint().note
+
+
+@router.get("/public-key", response_class=PlainTextResponse, openapi_extra=UNRECORDED)
+def public_key(log: Log) -> str:
+    """The verifier key of checkpoint signatures (C2SP signed-note verifier key)."""
+    return log.verifier_key + "\n"
+
+
+@router.get("/proof/inclusion", openapi_extra=UNRECORDED)
+def inclusion(log: Log, index: Annotated[int, Query(ge=0)], size: Annotated[int | None, Query(ge=1)] = None) -> Any:
+    try:
+        return log.inclusion_proof(index, size).as_json()
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@router.get("/proof/consistency", openapi_extra=UNRECORDED)
+def consistency(
+    log: Log,
+    old: Annotated[int, Query(alias="from", ge=0)],
+    new: Annotated[int | None, Query(alias="to", ge=0)] = None,
+) -> Any:
+    try:
+        return log.consistency_proof(old, new).as_json()
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@router.get("/entries", openapi_extra=UNRECORDED)
+def entries(log: Log, start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]) -> Any:
+    """Canonical entries of leaves [start, end) (at most 1,000), to recompute leaf hashes."""
+    if end <= start or end - start > MAX_ENTRIES:
+        raise HTTPException(400, f"ask for 1 to {MAX_ENTRIES} entries with start < end")
+    size = log.size()
+    if end > size:
+        raise HTTPException(400, f"the log holds {size} entries")
+    return {"start": start, "end": end, "entries": log.entries(start, end)}
