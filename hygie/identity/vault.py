@@ -167,6 +167,23 @@ class IdentityVault:
         plaintext = self._key(row.key_id).decrypt(row.nonce, row.sealed, self._aad(row.person_index, row.key_id))
         return _decode(plaintext)
 
+    def pseudonyms_of(self, person_indexes: list[bytes]) -> dict[bytes, str]:
+        """Each given person's current hub pseudonym, from their newest record; people not in the vault are
+        left out. Decrypts one record per person (used for the few citizens who opted out, not in bulk)."""
+        out: dict[bytes, str] = {}
+        wanted = list(dict.fromkeys(person_indexes))
+        for start in range(0, len(wanted), 500):  # bounded IN lists: both drivers cap bound parameters
+            chunk = wanted[start : start + 500]
+            newest = (
+                select(func.max(IdentityRow.id))
+                .where(IdentityRow.person_index.in_(chunk))
+                .group_by(IdentityRow.person_index)
+            )
+            for row in self._session.scalars(select(IdentityRow).where(IdentityRow.id.in_(newest))):
+                aad = self._aad(row.person_index, row.key_id)
+                out[row.person_index] = _decode(self._key(row.key_id).decrypt(row.nonce, row.sealed, aad)).pseudonym
+        return out
+
     def count(self) -> int:
         return int(self._session.scalar(select(func.count(func.distinct(IdentityRow.person_index)))) or 0)
 

@@ -1,0 +1,607 @@
+"""Provisioning of minimised per-project views.
+
+Activating a project materialises its view from the warehouse, with no bespoke extraction: only the approved
+tables and columns, the approved population and period, gated columns generalised, opted-out citizens left out,
+and every patient pseudonym re-keyed under the project's own key, so two projects' views cannot be joined.
+
+Layout under ``<data dir>/projects/<id>``::
+
+    views/<generation>/<TABLE>.parquet     one generation of the view, encrypted under the project's WRAP key
+    membership/<generation>.parquet         hub pseudonyms of the people that generation included, encrypted
+                                            under the hub-level ``view-membership`` key; kept after the project
+                                            ends, so a citizen can be told which projects used their data
+
+Crash safety: a build writes a new generation directory first and publishes it only through its
+:class:`ProjectView` row, committed by the caller. Readers open only catalogued ``ready`` generations, so a
+crash mid-build leaves an orphan directory that nobody reads, removed by the next build of that project. Older
+generations are marked ``superseded`` in the same transaction and their files removed once it commits.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import functools
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from hygie.audit.events import record
+from hygie.governance.models import OptOut, Project, ProjectView
+from hygie.governance.policy import CLAIM_KEY, Scope
+from hygie.hub import Hub
+from hygie.identity.pseudonym import PSEUDONYM_LENGTH
+from hygie.identity.pseudonym import _encode_all as encode_pseudonyms
+from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, DCIR_KEYS, DETAIL_TABLES, PSEUDONYM_COLUMN
+from hygie.ingest.rules import stored_schema
+from hygie.keys import KeyNotFound, KeyPurpose
+from hygie.warehouse.catalog import FileRow
+from hygie.warehouse.encryption import ParquetCrypto
+from hygie.warehouse.store import fsync_dir, sha256_file
+
+MEMBERSHIP_KEY = "view-membership"
+"""Hub-level WRAP key of the membership files: it outlives every project key."""
+PROJECTS_DIR = "projects"
+PROJECT_LABEL = b"hygie/project-pseudonym/v1|"
+READY, SUPERSEDED, DESTROYED = "ready", "superseded", "destroyed"
+DRUGS_CSV = Path(__file__).resolve().parent.parent / "reference" / "drugs.csv"
+
+
+class ViewError(Exception):
+    """A view cannot be built or opened; the message says which project and what to do."""
+
+
+def project_pseudonym_key(project_id: int) -> str:
+    """Custody key (PSEUDONYM) that re-keys patient pseudonyms in this project's views."""
+    return f"project-{project_id}-pseudonym"
+
+
+def project_view_key(project_id: int) -> str:
+    """Custody key (WRAP) under which this project's view files are encrypted."""
+    return f"project-{project_id}-view"
+
+
+def project_dir(hub: Hub, project_id: int) -> Path:
+    return hub.settings.data_dir / PROJECTS_DIR / str(project_id)
+
+
+@cache
+def _drug_atc() -> pa.Table:
+    """PHA_PRS_C13 -> PHA_ATC_C07, from the drug referential (comment lines start with '#')."""
+    with DRUGS_CSV.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    return pa.table(
+        {
+            "PHA_PRS_C13": pa.array([int(r["PHA_PRS_C13"]) for r in rows], pa.int64()),
+            "PHA_ATC_C07": pa.array([r["PHA_ATC_C07"] for r in rows], pa.string()),
+        }
+    )
+
+
+def rekey(hub: Hub, project_id: int, hub_pseudonyms: list[str]) -> list[str]:
+    """Project pseudonyms of distinct hub pseudonyms: the first 17 base32 characters of
+    HMAC(project key, label || hub pseudonym), in one custody call. Same key, same result: refreshes are stable."""
+    macs = hub.custody.mac(
+        project_pseudonym_key(project_id), [PROJECT_LABEL + p.encode("ascii") for p in hub_pseudonyms]
+    )
+    return encode_pseudonyms(macs)
+
+
+# -- building ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Output:
+    """One encrypted Parquet file of the view being written."""
+
+    path: Path
+    crypto: ParquetCrypto
+    writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
+    rows: int = 0
+
+    def write(self, data: pa.Table) -> None:
+        if self.writer is None:
+            self.schema = data.schema
+            self.writer = pq.ParquetWriter(
+                self.path,
+                data.schema,
+                compression="zstd",
+                compression_level=1,
+                encryption_properties=self.crypto.encryption_properties(),
+            )
+        if data.num_rows:
+            self.writer.write_table(data.cast(self.schema), row_group_size=1_000_000)
+            self.rows += data.num_rows
+
+    def close(self) -> str:
+        assert self.writer is not None, "every output gets at least one (possibly empty) write"
+        self.writer.close()
+        with self.path.open("rb+") as f:
+            os.fsync(f.fileno())
+        return sha256_file(self.path)
+
+
+@dataclass
+class _Plan:
+    """What the scope asks for: the view's columns per table, in order, structural columns first."""
+
+    scope: Scope
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, project: Project) -> _Plan:
+        scope = Scope.model_validate(project.scope)
+        problems = scope.gating_problems()
+        if problems:
+            raise ViewError(f"project {project.id}: the approved scope is not provisionable: {'; '.join(problems)}")
+        plan = cls(scope)
+        for table, asked in scope.tables.items():
+            structural = []
+            if table in (CARE_TABLE, *DETAIL_TABLES):
+                structural.append(CLAIM_KEY)  # care and details are joined on it; without it they are useless
+            if table in (BENEFICIARY_TABLE, CARE_TABLE):
+                structural.append(PSEUDONYM_COLUMN)
+            plan.columns[table] = structural + [c for c in asked if c not in structural]
+        return plan
+
+    def data_columns(self, table: str) -> list[str]:
+        return [c for c in self.columns.get(table, []) if c not in (CLAIM_KEY, PSEUDONYM_COLUMN)]
+
+    def expr(self, table: str, column: str) -> str:
+        """The SQL giving a warehouse column (of table alias ``t``) in its approved form."""
+        if self.scope.column_form(table, column) == "month":
+            return f"CAST(date_trunc('month', t.{column}) AS DATE) AS {column}"
+        return f"t.{column}"
+
+    @property
+    def needs_care(self) -> bool:
+        return any(t in self.columns for t in (CARE_TABLE, *DETAIL_TABLES))
+
+
+def _empty(table: str) -> pa.Table:
+    return stored_schema(table).empty_table()
+
+
+def _source(hub: Hub, session: Session, table: str, months: list[str] | None) -> ds.Dataset | pa.Table:
+    """The warehouse table (restricted to some care months), or an empty table of its schema."""
+    query = select(FileRow.path).where(FileRow.table_name == table)
+    if months is not None:
+        query = query.where(FileRow.care_month.in_(months))
+    paths = [hub.warehouse.directory / p for p in session.scalars(query.order_by(FileRow.id))]
+    return hub.warehouse.dataset_of(paths) if paths else _empty(table)
+
+
+def _months(start: date, end: date) -> list[str]:
+    out = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def _opted_out(hub: Hub, session: Session) -> list[str]:
+    """Hub pseudonyms of citizens whose objection stands (withdrawn objections do not count)."""
+    indexes = list(session.scalars(select(OptOut.person_index).where(OptOut.withdrawn_at.is_(None)).distinct()))
+    if not indexes:
+        return []
+    return sorted(set(hub.vault(session).pseudonyms_of(indexes).values()))
+
+
+def _population(hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan, project: Project) -> list[str]:
+    """Sorted hub pseudonyms of the people the view covers."""
+    pop = plan.scope.population
+    con.register("ben", _source(hub, session, BENEFICIARY_TABLE, None))
+    where = ["TRUE"]
+    params: list[Any] = []
+    if pop.age_min is not None:
+        where.append("? - t.BEN_NAI_ANN >= ?")
+        params += [pop.period_start.year, pop.age_min]
+    if pop.age_max is not None:
+        where.append("? - t.BEN_NAI_ANN <= ?")
+        params += [pop.period_start.year, pop.age_max]
+    if pop.sexes:
+        where.append("list_contains(?::BIGINT[], t.BEN_SEX_COD)")
+        params.append(pop.sexes)
+    departements = pop.all_departements()
+    if departements:
+        where.append("list_contains(?::VARCHAR[], t.BEN_RES_DPT)")
+        params.append(departements)
+    # A person's newest beneficiary row holds their current demographics (re-deliveries add rows).
+    query = f"""
+        SELECT t.BEN_NIR_PSA AS psa FROM ben t WHERE {" AND ".join(where)}
+        QUALIFY row_number() OVER (PARTITION BY t.BEN_NIR_PSA ORDER BY t.BEN_DTE_MAJ DESC NULLS LAST) = 1
+    """
+    people = con.sql(query, params=params).to_arrow_table().column("psa")
+    coded = pop.drugs_atc or pop.ccam_acts or pop.exemption_codes
+    if coded:
+        people = pc.filter(people, pc.is_in(people, value_set=_coded_people(hub, session, con, plan)))
+    if project.purpose not in hub.settings.opt_out_exempt_purposes:
+        objected = pa.array(_opted_out(hub, session), pa.string())
+        if len(objected):
+            people = pc.filter(people, pc.invert(pc.is_in(people, value_set=objected)))
+    return sorted(people.to_pylist())
+
+
+def _coded_people(hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan) -> pa.Array:
+    """Hub pseudonyms of people with at least one care in the period matching a code criterion."""
+    pop = plan.scope.population
+    months = _months(pop.period_start, pop.period_end)
+    period = "t.EXE_SOI_DTD BETWEEN ?::DATE AND ?::DATE"
+    dates = [pop.period_start.isoformat(), pop.period_end.isoformat()]
+    keys = " AND ".join(f"d.{k} = t.{k}" for k in DCIR_KEYS)
+    parts: list[str] = []
+    params: list[Any] = []
+    con.register("prs", _source(hub, session, CARE_TABLE, months))
+    if pop.exemption_codes:
+        parts.append(f"SELECT t.BEN_NIR_PSA FROM prs t WHERE {period} AND list_contains(?::BIGINT[], t.EXO_MTF)")
+        params += [*dates, pop.exemption_codes]
+    if pop.drugs_atc:
+        drugs = _drug_atc()
+        atc = drugs.column("PHA_ATC_C07")
+        wanted = functools.reduce(pc.or_, [pc.starts_with(atc, prefix) for prefix in pop.drugs_atc])
+        c13 = pc.filter(drugs.column("PHA_PRS_C13"), wanted).to_pylist()
+        con.register("pha", _source(hub, session, "ER_PHA_F", months))
+        parts.append(
+            f"SELECT t.BEN_NIR_PSA FROM pha d JOIN prs t ON {keys} "
+            f"WHERE {period} AND list_contains(?::BIGINT[], d.PHA_PRS_C13)"
+        )
+        params += [*dates, c13]
+    if pop.ccam_acts:
+        con.register("cam", _source(hub, session, "ER_CAM_F", months))
+        parts.append(
+            f"SELECT t.BEN_NIR_PSA FROM cam d JOIN prs t ON {keys} "
+            f"WHERE {period} AND list_contains(?::VARCHAR[], d.CAM_PRS_IDE)"
+        )
+        params += [*dates, pop.ccam_acts]
+    query = " UNION ".join(parts)
+    return con.sql(query, params=params).to_arrow_table().column(0).combine_chunks()
+
+
+def _write_beneficiaries(hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan, out: _Output) -> None:
+    con.register("ben", _source(hub, session, BENEFICIARY_TABLE, None))
+    selects = [f"p.pid AS {PSEUDONYM_COLUMN}"] + [
+        plan.expr(BENEFICIARY_TABLE, c) for c in plan.data_columns(BENEFICIARY_TABLE)
+    ]
+    query = f"""
+        SELECT {", ".join(selects)} FROM ben t JOIN pop p ON t.BEN_NIR_PSA = p.psa
+        QUALIFY row_number() OVER (PARTITION BY t.BEN_NIR_PSA ORDER BY t.BEN_DTE_MAJ DESC NULLS LAST) = 1
+        ORDER BY p.pid
+    """
+    out.write(con.sql(query).to_arrow_table())
+
+
+def _write_care(
+    hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan, outputs: dict[str, _Output]
+) -> None:
+    """Care rows and their details, one care month at a time (memory stays bounded by a month of claims).
+
+    Claim keys are a random permutation of 0..n-1 drawn for this build, handed out month by month: unique,
+    unrelated to the DCIR keys (which hold flow dates) and to the warehouse's row order, and not comparable
+    between builds or projects. Rows are written in claim-key order, which shuffles them too.
+    """
+    pop = plan.scope.population
+    dates = [pop.period_start.isoformat(), pop.period_end.isoformat()]
+    period = "t.EXE_SOI_DTD BETWEEN ?::DATE AND ?::DATE"
+    months = _months(pop.period_start, pop.period_end)
+    counts = []
+    for month in months:
+        con.register("prs", _source(hub, session, CARE_TABLE, [month]))
+        n = con.sql(f"SELECT count(*) FROM prs t JOIN pop p ON t.BEN_NIR_PSA = p.psa WHERE {period}", params=dates)
+        counts.append(int(n.fetchall()[0][0]))
+    claims = np.random.default_rng(secrets.randbits(128)).permutation(sum(counts)).astype(np.int64)
+    offset = 0
+    fetch = [f"t.{k}" for k in DCIR_KEYS] + ["p.pid AS _pid"]
+    fetch += [plan.expr(CARE_TABLE, c) for c in plan.data_columns(CARE_TABLE)]
+    joined = " AND ".join(f"t.{k} = c.{k}" for k in DCIR_KEYS)
+    for month, count in zip(months, counts, strict=True):
+        con.register("prs", _source(hub, session, CARE_TABLE, [month]))
+        care = con.sql(
+            f"SELECT {', '.join(fetch)} FROM prs t JOIN pop p ON t.BEN_NIR_PSA = p.psa WHERE {period}", params=dates
+        ).to_arrow_table()
+        if care.num_rows != count:
+            raise ViewError("the warehouse changed while the view was being built; build the view again")
+        care = care.append_column(CLAIM_KEY, pa.array(claims[offset : offset + count]))
+        offset += count
+        con.register("c", care)
+        for table, out in outputs.items():
+            if table == CARE_TABLE:
+                selects = [_from_care(c) for c in plan.columns[table]]
+                query = f"SELECT {', '.join(selects)} FROM c"
+            elif table in DETAIL_TABLES:
+                con.register("det", _source(hub, session, table, [month]))
+                selects = [
+                    _from_care(c) if c in (CLAIM_KEY, PSEUDONYM_COLUMN) else plan.expr(table, c)
+                    for c in plan.columns[table]
+                ]
+                query = f"SELECT {', '.join(selects)} FROM det t JOIN c ON {joined}"
+            else:
+                continue
+            out.write(con.sql(f"{query} ORDER BY c.{CLAIM_KEY}").to_arrow_table())
+        con.unregister("c")
+
+
+def _from_care(column: str) -> str:
+    """A column of the month's selected care rows (table ``c``, already in approved form)."""
+    return f"c._pid AS {PSEUDONYM_COLUMN}" if column == PSEUDONYM_COLUMN else f"c.{column}"
+
+
+@contextmanager
+def _project_lock(hub: Hub, project_id: int) -> Iterator[None]:
+    """One build or destruction at a time per project in this hub (orphan sweeping relies on it)."""
+    lock_dir = hub.settings.data_dir / "locks"
+    lock_dir.mkdir(exist_ok=True)
+    fd = os.open(lock_dir / f"project-{project_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _sweep(hub: Hub, session: Session, project_id: int) -> None:
+    """Remove generation directories and membership files no committed row publishes: what a crash, a rollback
+    or an interrupted clean-up left. Membership files of every catalogued generation are kept, whatever its
+    status (they are the record of who was included)."""
+    base = project_dir(hub, project_id)
+    rows = session.scalars(select(ProjectView).where(ProjectView.project_id == project_id)).all()
+    ready = {str(r.generation) for r in rows if r.status == READY}
+    views = base / "views"
+    if views.is_dir():
+        for child in views.iterdir():
+            if child.name not in ready:
+                shutil.rmtree(child, ignore_errors=True)
+    kept = {r.membership_file for r in rows}
+    membership = base / "membership"
+    if membership.is_dir():
+        for child in membership.iterdir():
+            if child.relative_to(hub.settings.data_dir).as_posix() not in kept:
+                child.unlink(missing_ok=True)
+
+
+def _live_key(hub: Hub, name: str, purpose: KeyPurpose, project_id: int) -> None:
+    info = hub.custody.ensure(name, purpose)
+    if info.current_version is None:
+        raise ViewError(
+            f"project {project_id}: key {name!r} was destroyed when the project ended; an ended project cannot be "
+            "provisioned again (submit a new project)"
+        )
+
+
+def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> ProjectView:
+    """Materialise (first activation) or refresh the project's view; the caller commits.
+
+    No access check here: the project lifecycle decides when a view may be built.
+    """
+    started = time.perf_counter()
+    plan = _Plan.of(project)
+    _live_key(hub, project_pseudonym_key(project.id), KeyPurpose.PSEUDONYM, project.id)
+    _live_key(hub, project_view_key(project.id), KeyPurpose.WRAP, project.id)
+    view_crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
+    membership_crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
+    with _project_lock(hub, project.id):
+        _sweep(hub, session, project.id)
+        previous = session.scalar(select(func.max(ProjectView.generation)).where(ProjectView.project_id == project.id))
+        generation = (previous or 0) + 1
+        base = project_dir(hub, project.id)
+        target = base / "views" / str(generation)
+        target.mkdir(parents=True, exist_ok=False)
+        (base / "membership").mkdir(exist_ok=True)
+        membership_path = base / "membership" / f"{generation}.parquet"
+        try:
+            con = duckdb.connect(config={"temp_directory": ""})  # decrypted rows never spill to disk
+            try:
+                people = _population(hub, session, con, plan, project)
+                pids = rekey(hub, project.id, people)
+                con.register(
+                    "pop", pa.table({"psa": pa.array(people, pa.string()), "pid": pa.array(pids, pa.string())})
+                )
+                outputs = {t: _Output(target / f"{t}.parquet", view_crypto) for t in plan.columns}
+                if BENEFICIARY_TABLE in outputs:
+                    _write_beneficiaries(hub, session, con, plan, outputs[BENEFICIARY_TABLE])
+                if plan.needs_care:
+                    _write_care(hub, session, con, plan, outputs)
+            finally:
+                con.close()
+            tables = {}
+            for table, out in outputs.items():
+                digest = out.close()
+                tables[table] = {
+                    "rows": out.rows,
+                    "columns": plan.columns[table],
+                    "file": out.path.relative_to(hub.settings.data_dir).as_posix(),
+                    "sha256": digest,
+                }
+            members = _Output(membership_path, membership_crypto)
+            members.write(pa.table({PSEUDONYM_COLUMN: pa.array(people, pa.string())}))
+            members.close()
+            fsync_dir(target)
+            fsync_dir(membership_path.parent)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            membership_path.unlink(missing_ok=True)
+            raise
+        older = session.scalars(
+            select(ProjectView).where(ProjectView.project_id == project.id, ProjectView.status == READY)
+        ).all()
+        for row in older:
+            row.status = SUPERSEDED
+        view = ProjectView(
+            project_id=project.id,
+            generation=generation,
+            scope_version=project.scope_version,
+            status=READY,
+            built_at=datetime.now(UTC),
+            build_seconds=round(time.perf_counter() - started, 3),
+            people=len(people),
+            tables=tables,
+            membership_file=membership_path.relative_to(hub.settings.data_dir).as_posix(),
+        )
+        session.add(view)
+        record(
+            session,
+            actor=actor,
+            action="project.view.build",
+            object=f"project:{project.id}",
+            project_id=project.id,
+            purpose=project.purpose,
+            detail={
+                "generation": generation,
+                "scope_version": project.scope_version,
+                "people": len(people),
+                "rows": {t: v["rows"] for t, v in tables.items()},
+                "superseded": [r.generation for r in older],
+                "build_seconds": view.build_seconds,
+            },
+        )
+    _after_transaction(session, hub, project.id, remove_on_commit=[r.generation for r in older], new=generation)
+    return view
+
+
+def _after_transaction(session: Session, hub: Hub, project_id: int, *, remove_on_commit: list[int], new: int) -> None:
+    """Once the caller commits, the superseded generations' files go; if it rolls back, the new one's do.
+    Either clean-up missed (a crash) is done by the next build's sweep."""
+    base = project_dir(hub, project_id)
+
+    def committed(_session: Session) -> None:
+        event.remove(session, "after_rollback", rolled_back)
+        for generation in remove_on_commit:
+            shutil.rmtree(base / "views" / str(generation), ignore_errors=True)
+
+    def rolled_back(_session: Session) -> None:
+        event.remove(session, "after_commit", committed)
+        shutil.rmtree(base / "views" / str(new), ignore_errors=True)
+        (base / "membership" / f"{new}.parquet").unlink(missing_ok=True)
+
+    event.listen(session, "after_commit", committed, once=True)
+    event.listen(session, "after_rollback", rolled_back, once=True)
+
+
+# -- destroying, opening, reporting ---------------------------------------------------------------------
+
+
+def destroy_view(hub: Hub, session: Session, project: Project, *, actor: str, keep_key: bool = False) -> None:
+    """Delete the view files and mark every generation destroyed; unless ``keep_key``, destroy both project keys
+    (crypto-shredding: a copy of the files taken earlier, e.g. by a backup, can no longer be read).
+
+    ``keep_key`` is for a change of scope sending an active project back to review: pseudonyms stay stable when
+    it is activated again. Membership files stay (the record of who was included). Files are deleted now, not
+    at commit: destruction must not wait on the caller, and a view whose files are gone refuses to open.
+    """
+    with _project_lock(hub, project.id):
+        rows = session.scalars(
+            select(ProjectView).where(ProjectView.project_id == project.id, ProjectView.status != DESTROYED)
+        ).all()
+        for row in rows:
+            row.status = DESTROYED
+        destroyed_keys = []
+        if not keep_key:
+            for name in (project_pseudonym_key(project.id), project_view_key(project.id)):
+                try:
+                    if hub.custody.info(name).current_version is not None:
+                        hub.custody.destroy(name)
+                        destroyed_keys.append(name)
+                except KeyNotFound:
+                    pass  # never built: nothing to shred
+        shutil.rmtree(project_dir(hub, project.id) / "views", ignore_errors=True)
+        record(
+            session,
+            actor=actor,
+            action="project.view.destroy",
+            object=f"project:{project.id}",
+            project_id=project.id,
+            purpose=project.purpose,
+            detail={"generations": sorted(r.generation for r in rows), "keys_destroyed": destroyed_keys},
+        )
+
+
+def _newest_ready(session: Session, project_id: int) -> ProjectView | None:
+    return session.scalars(
+        select(ProjectView)
+        .where(ProjectView.project_id == project_id, ProjectView.status == READY)
+        .order_by(ProjectView.generation.desc())
+        .limit(1)
+    ).first()
+
+
+def open_view(hub: Hub, session: Session, project: Project) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per table of the project's newest ready generation.
+
+    No temp directory (nothing decrypted spills to disk); once the tables are registered, external access is
+    switched off and the configuration locked, so queries cannot read or write files of their own.
+    """
+    view = _newest_ready(session, project.id)
+    if view is None:
+        raise ViewError(f"project {project.id} has no ready view: it is provisioned when the project is activated")
+    con = duckdb.connect(config={"temp_directory": ""})
+    crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
+    for table, meta in view.tables.items():
+        path = hub.settings.data_dir / meta["file"]
+        if not path.exists():
+            con.close()
+            raise ViewError(
+                f"project {project.id}: file {meta['file']} of view generation {view.generation} is missing; "
+                "rebuild the view (build_view) or run `hygie warehouse verify`"
+            )
+        con.register(table, ds.dataset(str(path), format=crypto.file_format()))
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[int]:
+    """Ids of the projects any of whose view generations included this person.
+
+    Linear: it reads every membership file (one filtered scan each). A national deployment would keep an
+    encrypted index by person instead.
+    """
+    if len(hub_pseudonym) != PSEUDONYM_LENGTH:
+        return []
+    crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
+    found: set[int] = set()
+    for project_id, membership in session.execute(
+        select(ProjectView.project_id, ProjectView.membership_file).order_by(ProjectView.project_id)
+    ):
+        if project_id in found:
+            continue
+        path = hub.settings.data_dir / membership
+        if not path.exists():
+            raise ViewError(f"membership file {membership} of project {project_id} is missing; restore it from backup")
+        dataset = ds.dataset(str(path), format=crypto.file_format())
+        if dataset.count_rows(filter=pc.field(PSEUDONYM_COLUMN) == hub_pseudonym):
+            found.add(project_id)
+    return sorted(found)
+
+
+def view_summary(session: Session, project: Project) -> dict[str, Any] | None:
+    """Counts only: tables, columns, rows, people, when and which generation. None before the first build."""
+    view = _newest_ready(session, project.id)
+    if view is None:
+        return None
+    return {
+        "generation": view.generation,
+        "scope_version": view.scope_version,
+        "built_at": view.built_at.isoformat(),
+        "build_seconds": view.build_seconds,
+        "people": view.people,
+        "tables": {t: {"rows": m["rows"], "columns": list(m["columns"])} for t, m in view.tables.items()},
+    }
