@@ -19,8 +19,12 @@ from hygie.logging import configure
 app = typer.Typer(help="Hygie: a sovereign platform for national health-insurance data.", no_args_is_help=True)
 warehouse_app = typer.Typer(help="Inspect the warehouse (counts only, never values).", no_args_is_help=True)
 keys_app = typer.Typer(help="Key custody.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts: bootstrap a hub, create staff, enrol citizens.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects (read-only here; decisions are taken through the API).", no_args_is_help=True)
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(keys_app, name="keys")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(projects_app, name="projects")
 
 err = Console(stderr=True)
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)
@@ -217,6 +221,232 @@ def keys_new_key_file(path: Path) -> None:
     except FileExistsError:
         raise _fail(f"{path} exists; a key file is never overwritten") from None
     err.print(f"wrote {path}; set HYGIE_KEY_FILE={path} before `hygie init`")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from hygie.portal.app import create_app
+
+    hub = _open_hub(get_settings())
+    err.print(f"Hygie API on http://{host}:{port}/docs")
+    try:
+        uvicorn.run(create_app(hub), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        hub.close()
+
+
+def _password(value: str | None, label: str) -> str:
+    if value:
+        return value
+    return str(typer.prompt(f"password for {label}", hide_input=True, confirmation_prompt=True))
+
+
+def _print_totp(username: str, uri: str | None) -> None:
+    if uri:
+        err.print(f"  {username}: second factor (add to an authenticator app, shown once):")
+        typer.echo(f"  {uri}")
+
+
+@accounts_app.command("bootstrap")
+def accounts_bootstrap(
+    operator: Annotated[str, typer.Option(help="Username of the first operator.")],
+    dpo: Annotated[str, typer.Option(help="Username of the first data protection officer.")],
+    operator_password: Annotated[
+        str | None, typer.Option(envvar="HYGIE_OPERATOR_PASSWORD", help="Prompted for when not given.")
+    ] = None,
+    dpo_password: Annotated[
+        str | None, typer.Option(envvar="HYGIE_DPO_PASSWORD", help="Prompted for when not given.")
+    ] = None,
+) -> None:
+    """Create the first operator and the first DPO of a new hub (refused once any staff account exists)."""
+    from sqlalchemy import func, select
+
+    from hygie.governance.accounts import CONSOLE, Accounts
+    from hygie.governance.acts import act
+    from hygie.governance.errors import GovernanceError
+    from hygie.governance.models import Account
+    from hygie.governance.policy import Role
+
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "account.bootstrap") as session:
+            staff = session.scalar(select(func.count()).select_from(Account).where(Account.role != "citizen"))
+            if staff:
+                raise _fail(
+                    "this hub already has staff accounts; create more through the DPO (API) or `accounts create`"
+                )
+            accounts = Accounts(session, hub.custody, hub.settings)
+            made = [
+                accounts.create(CONSOLE, username=operator, role=Role.OPERATOR,
+                                password=_password(operator_password, operator)),
+                accounts.create(CONSOLE, username=dpo, role=Role.DPO, password=_password(dpo_password, dpo)),
+            ]  # fmt: skip
+    except GovernanceError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        hub.close()
+    for created in made:
+        err.print(f"created {created.account.role} {created.account.username} (account {created.account.id})")
+        _print_totp(created.account.username, created.totp_uri)
+
+
+@accounts_app.command("create")
+def accounts_create(
+    username: str,
+    role: Annotated[str, typer.Option(help="researcher, reviewer, dpo, operator or auditor.")],
+    organisation: Annotated[str | None, typer.Option(help="The person's organisation.")] = None,
+    password: Annotated[
+        str | None, typer.Option(envvar="HYGIE_NEW_PASSWORD", help="Prompted for if not given.")
+    ] = None,
+) -> None:
+    """Create a staff account at the console (recorded as a console act)."""
+    from hygie.governance.accounts import CONSOLE, Accounts
+    from hygie.governance.acts import act
+    from hygie.governance.errors import GovernanceError
+    from hygie.governance.policy import Role
+
+    if role not in {r.value for r in Role} - {"citizen"}:
+        raise _fail(f"unknown staff role {role!r}; citizens enrol with `accounts enrol-citizen`")
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "account.create") as session:
+            created = Accounts(session, hub.custody, hub.settings).create(
+                CONSOLE, username=username, role=Role(role), password=_password(password, username),
+                organisation=organisation,
+            )  # fmt: skip
+    except GovernanceError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        hub.close()
+    err.print(f"created {role} {username} (account {created.account.id})")
+    _print_totp(username, created.totp_uri)
+
+
+@accounts_app.command("enrol-citizen")
+def accounts_enrol_citizen(
+    username: str,
+    last_name: Annotated[str, typer.Option(help="Family name as held by the insurer.")],
+    birth_date: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
+    password: Annotated[
+        str | None, typer.Option(envvar="HYGIE_NEW_PASSWORD", help="Prompted for if not given.")
+    ] = None,
+) -> None:
+    """Enrol a citizen against the identity vault. The NIR is read from standard input (never an argument,
+    so it stays out of shell history and process lists)."""
+    from hygie.governance.accounts import CONSOLE
+    from hygie.governance.acts import act
+    from hygie.governance.citizens import Citizens
+    from hygie.governance.errors import GovernanceError
+
+    nir = typer.prompt("NIR", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().strip()
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "citizen.enrol") as session:
+            created = Citizens(hub, session).enrol(
+                nir=nir, last_name=last_name, birth_date=birth_date, username=username,
+                password=_password(password, username),
+            )  # fmt: skip
+    except GovernanceError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        hub.close()
+    err.print(f"enrolled citizen {username} (account {created.account.id})")
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    """Staff accounts: id, username, role, organisation, standing (citizens are not listed)."""
+    from sqlalchemy import select
+
+    from hygie.audit import record
+    from hygie.governance.accounts import CONSOLE
+    from hygie.governance.acts import act
+    from hygie.governance.models import Account
+
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "account.list") as session:
+            rows = session.scalars(select(Account).where(Account.role != "citizen").order_by(Account.id)).all()
+            record(session, actor=CONSOLE.ref, action="account.list", detail={"count": len(rows)})
+    finally:
+        hub.close()
+    table = Table("id", "username", "role", "organisation", "standing")
+    for a in rows:
+        table.add_row(str(a.id), a.username, a.role, a.organisation or "", "disabled" if a.disabled else "active")
+    Console().print(table)
+
+
+@accounts_app.command("disable")
+def accounts_disable(account_id: int) -> None:
+    """Disable an account (its sessions and tokens stop working at once)."""
+    _set_disabled(account_id, True)
+
+
+@accounts_app.command("enable")
+def accounts_enable(account_id: int) -> None:
+    """Enable an account again and clear its lock."""
+    _set_disabled(account_id, False)
+
+
+def _set_disabled(account_id: int, disabled: bool) -> None:
+    from hygie.governance.accounts import CONSOLE, Accounts
+    from hygie.governance.acts import act
+    from hygie.governance.errors import GovernanceError
+
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "account.disable" if disabled else "account.enable") as session:
+            Accounts(session, hub.custody, hub.settings).set_disabled(CONSOLE, account_id, disabled)
+    except GovernanceError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        hub.close()
+    err.print(f"account {account_id} {'disabled' if disabled else 'enabled'}")
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    """Projects: id, title, purpose, status, expiry (requests only, never data)."""
+    from sqlalchemy import select
+
+    from hygie.audit import record
+    from hygie.governance.accounts import CONSOLE
+    from hygie.governance.acts import act
+    from hygie.governance.models import Project
+
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "project.list") as session:
+            rows = session.scalars(select(Project).order_by(Project.id)).all()
+            record(session, actor=CONSOLE.ref, action="project.list", detail={"count": len(rows)})
+    finally:
+        hub.close()
+    table = Table("id", "title", "purpose", "status", "expires")
+    for p in rows:
+        table.add_row(str(p.id), p.title, p.purpose, p.status, p.expires_at.date().isoformat() if p.expires_at else "")
+    Console().print(table)
+
+
+@projects_app.command("sweep")
+def projects_sweep() -> None:
+    """End every project whose term has passed: its key and view are destroyed."""
+    from hygie.governance.accounts import CONSOLE
+    from hygie.governance.acts import act
+    from hygie.governance.projects import Projects
+
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "project.sweep") as session:
+            ended = Projects(hub, session).expire_due(CONSOLE)
+    finally:
+        hub.close()
+    err.print(f"{len(ended)} project(s) expired: {ended}" if ended else "no project has passed its term")
 
 
 @app.command()

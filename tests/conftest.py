@@ -22,6 +22,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "kdf_memory_kib": 8192,
         "kdf_iterations": 1,
         "kdf_lanes": 1,
+        "password_memory_kib": 1024,
+        "password_iterations": 1,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

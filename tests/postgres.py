@@ -64,12 +64,12 @@ def cluster() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def create_database(prefix_url: str, name: str) -> str:
+def create_database(prefix_url: str, name: str, template: str | None = None) -> str:
     import psycopg
 
     query = prefix_url.split("?", 1)[1]
     params = dict(p.split("=", 1) for p in query.split("&"))
     with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres") as conn:
         conn.autocommit = True
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return prefix_url.replace("/?", f"/{name}?")

@@ -1,0 +1,464 @@
+"""The life of a project: draft → submitted → approved by two distinct reviewers → active until expiry →
+expired or closed; suspended by an operator or the DPO; sent back to review by any change of scope.
+
+Separation of duties holds whatever the role: a reviewer never reviews a project they requested or belong to,
+operators never approve, join or receive anything, and no role can read every project's data.
+Every transition is recorded in the same transaction as the change it makes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hygie.audit import record
+from hygie.governance.accounts import Actor, Scope
+from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.models import Account, Project, ProjectDecision, ProjectMember
+from hygie.governance.policy import FORBIDDEN_PURPOSES, REVIEWING_ROLES, Purpose, Role
+from hygie.governance.policy import Scope as ProjectScope
+from hygie.hub import Hub
+
+
+class Status(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+ENDED = frozenset({Status.EXPIRED, Status.CLOSED})
+MIN_REASON = 10
+"""Characters a decision's reason must have at least: a decision without a reason is no decision."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC.
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Pydantic's errors without the input values they may quote."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return "; ".join(parts)
+
+
+class Projects:
+    def __init__(self, hub: Hub, session: Session) -> None:
+        self.hub = hub
+        self.session = session
+        self.settings = hub.settings
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def get(self, project_id: int) -> Project:
+        project = self.session.get(Project, project_id)
+        if project is None:
+            raise NotFound(f"no project {project_id}")
+        return project
+
+    def members(self, project: Project) -> list[int]:
+        return list(
+            self.session.scalars(select(ProjectMember.account_id).where(ProjectMember.project_id == project.id))
+        )
+
+    def _record(self, actor: Actor, action: str, project: Project, **detail: Any) -> None:
+        record(
+            self.session,
+            actor=actor.ref,
+            role=actor.role_name,
+            action=action,
+            object=f"project:{project.id}",
+            project_id=project.id,
+            purpose=project.purpose,
+            detail=detail,
+        )
+
+    def _require_governance(self, actor: Actor) -> None:
+        if actor.account_id is None or Scope.GOVERNANCE not in actor.scopes:
+            raise Denied("this needs a signed-in account with the governance scope")
+
+    def _require_requester(self, actor: Actor, project: Project) -> None:
+        self._require_governance(actor)
+        if actor.account_id != project.requester_id:
+            raise Denied(f"only the requester of project {project.id} may do this")
+
+    def _validated(self, purpose: str, scope: dict[str, Any], duration_days: int, threshold: int) -> ProjectScope:
+        if purpose in FORBIDDEN_PURPOSES:
+            raise Denied(f"refused: {FORBIDDEN_PURPOSES[purpose]} is forbidden by law")
+        if purpose not in set(Purpose):
+            raise Invalid(
+                f"purpose {purpose!r} is not a lawful purpose (art. L1461-1 III); choose one of "
+                + ", ".join(p.value for p in Purpose)
+            )
+        try:
+            parsed = ProjectScope.model_validate(scope)
+        except ValidationError as exc:
+            raise Invalid(f"scope: {validation_message(exc)}") from None
+        if len(parsed.potential_identifiers) > self.settings.max_potential_identifiers:
+            raise Invalid(
+                f"refused: a project may have at most {self.settings.max_potential_identifiers} potential "
+                f"identifier(s); this one asks for {', '.join(p.value for p in parsed.potential_identifiers)}"
+            )
+        problems = parsed.gating_problems()
+        if problems:
+            raise Invalid("; ".join(problems))
+        if not 1 <= duration_days <= self.settings.project_max_days:
+            raise Invalid(f"duration_days must be between 1 and {self.settings.project_max_days}")
+        if threshold < self.settings.disclosure_threshold:
+            raise Invalid(
+                f"threshold {threshold} is below the platform minimum of {self.settings.disclosure_threshold} "
+                "people per released cell; a project may ask for more, never less"
+            )
+        return parsed
+
+    # -- the requester ----------------------------------------------------------------------------
+
+    def create(
+        self,
+        actor: Actor,
+        *,
+        title: str,
+        organisation: str,
+        purpose: str,
+        justification: str,
+        public_summary: str,
+        scope: dict[str, Any],
+        duration_days: int,
+        threshold: int | None = None,
+    ) -> Project:
+        self._require_governance(actor)
+        if actor.role != Role.RESEARCHER:
+            raise Denied(f"projects are requested by researchers, not by a {actor.role_name}")
+        threshold = threshold if threshold is not None else self.settings.disclosure_threshold
+        parsed = self._validated(purpose, scope, duration_days, threshold)
+        for name, text in (("title", title), ("organisation", organisation)):
+            if not text.strip():
+                raise Invalid(f"{name} is empty")
+        for name, text in (("justification", justification), ("public_summary", public_summary)):
+            if len(text.strip()) < MIN_REASON:
+                raise Invalid(f"{name} must say, in at least {MIN_REASON} characters, why and what for")
+        assert actor.account_id is not None
+        now = _now()
+        project = Project(
+            requester_id=actor.account_id,
+            organisation=organisation.strip(),
+            title=title.strip(),
+            purpose=purpose,
+            justification=justification.strip(),
+            public_summary=public_summary.strip(),
+            scope=parsed.model_dump(mode="json"),
+            duration_days=duration_days,
+            threshold=threshold,
+            status=Status.DRAFT.value,
+            scope_version=1,
+            created_at=now,
+        )
+        self.session.add(project)
+        self.session.flush()
+        self.session.add(
+            ProjectMember(project_id=project.id, account_id=actor.account_id, added_at=now, added_by=actor.account_id)
+        )
+        self._record(actor, "project.create", project)
+        return project
+
+    def change(self, actor: Actor, project_id: int, **changes: Any) -> Project:
+        """Change a project. Outside a draft, any change of scope sends it back to review: its approvals lapse,
+        its view is withdrawn (its key kept, so pseudonyms stay stable if it is approved again)."""
+        project = self.get(project_id)
+        self._require_requester(actor, project)
+        if project.status in ENDED:
+            raise Conflict(f"project {project.id} is {project.status}; start a new project")
+        allowed = {
+            "title",
+            "organisation",
+            "purpose",
+            "justification",
+            "public_summary",
+            "scope",
+            "duration_days",
+            "threshold",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise Invalid(f"cannot change {', '.join(sorted(unknown))}")
+        merged: dict[str, Any] = {
+            "purpose": project.purpose,
+            "scope": project.scope,
+            "duration_days": project.duration_days,
+            "threshold": project.threshold,
+        } | {k: v for k, v in changes.items() if k in {"purpose", "scope", "duration_days", "threshold"}}
+        parsed = self._validated(merged["purpose"], merged["scope"], merged["duration_days"], merged["threshold"])
+        for name, value in changes.items():
+            setattr(project, name, parsed.model_dump(mode="json") if name == "scope" else value)
+        previous = project.status
+        if project.status != Status.DRAFT:
+            project.scope_version += 1
+            project.status = Status.SUBMITTED.value
+            project.submitted_at = _now()
+            project.approved_at = None
+            project.status_reason = "changed by the requester: back to review"
+            if previous in (Status.ACTIVE, Status.SUSPENDED):
+                from hygie.governance.views import destroy_view
+
+                destroy_view(self.hub, self.session, project, actor=actor.ref, keep_key=True)
+        self._record(
+            actor,
+            "project.change",
+            project,
+            fields=sorted(changes),
+            previous_status=previous,
+            scope_version=project.scope_version,
+        )
+        return project
+
+    def submit(self, actor: Actor, project_id: int) -> Project:
+        project = self.get(project_id)
+        self._require_requester(actor, project)
+        if project.status != Status.DRAFT:
+            raise Conflict(f"project {project.id} is {project.status}, not a draft")
+        project.status = Status.SUBMITTED.value
+        project.submitted_at = _now()
+        project.status_reason = None
+        self._record(actor, "project.submit", project, scope_version=project.scope_version)
+        return project
+
+    def add_member(self, actor: Actor, project_id: int, account_id: int) -> ProjectMember:
+        project = self.get(project_id)
+        self._require_requester(actor, project)
+        if project.status in ENDED:
+            raise Conflict(f"project {project.id} is {project.status}")
+        account = self.session.get(Account, account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id}")
+        if account.role != Role.RESEARCHER:
+            raise Denied(f"only researchers can be members of a project; account {account_id} is a {account.role}")
+        if account_id in self.members(project):
+            raise Conflict(f"account {account_id} is already a member of project {project.id}")
+        assert actor.account_id is not None
+        member = ProjectMember(project_id=project.id, account_id=account_id, added_at=_now(), added_by=actor.account_id)
+        self.session.add(member)
+        self._record(actor, "project.member.add", project, account=account_id)
+        return member
+
+    def close(self, actor: Actor, project_id: int, reason: str) -> Project:
+        """The requester or the DPO ends a project: its key and view are destroyed."""
+        project = self.get(project_id)
+        self._require_governance(actor)
+        if actor.account_id != project.requester_id and actor.role != Role.DPO:
+            raise Denied(f"only the requester or the DPO may close project {project.id}")
+        if project.status in ENDED:
+            raise Conflict(f"project {project.id} is already {project.status}")
+        self._end(project, Status.CLOSED, reason, actor)
+        return project
+
+    def _end(self, project: Project, status: Status, reason: str, actor: Actor) -> None:
+        from hygie.governance.views import destroy_view
+
+        previous = project.status
+        project.status = status.value
+        project.ended_at = _now()
+        project.status_reason = reason
+        destroy_view(self.hub, self.session, project, actor=actor.ref)
+        self._record(
+            actor,
+            f"project.{'close' if status == Status.CLOSED else 'expire'}",
+            project,
+            previous_status=previous,
+            reason=reason,
+        )
+
+    # -- reviewers --------------------------------------------------------------------------------
+
+    def _require_independent_reviewer(self, actor: Actor, project: Project) -> None:
+        self._require_governance(actor)
+        if actor.role not in REVIEWING_ROLES:
+            raise Denied(f"a {actor.role_name} cannot review projects; reviewers and the DPO do")
+        if actor.account_id == project.requester_id or actor.account_id in self.members(project):
+            raise Denied(f"you requested or belong to project {project.id}: someone else must review it")
+
+    def _reason(self, reason: str) -> str:
+        if len(reason.strip()) < MIN_REASON:
+            raise Invalid(f"a decision needs its reason, in at least {MIN_REASON} characters")
+        return reason.strip()
+
+    def decide(self, actor: Actor, project_id: int, decision: str, reason: str) -> Project:
+        """A reviewer's approval or rejection of the current version of a submitted project.
+
+        The second distinct approval activates the project: its view is built before this returns.
+        A rejection sends the project back to its requester as a draft, with the reason.
+        """
+        project = self.get(project_id)
+        self._require_independent_reviewer(actor, project)
+        if decision not in ("approve", "reject"):
+            raise Invalid("decision is 'approve' or 'reject'")
+        reason = self._reason(reason)
+        if project.status != Status.SUBMITTED:
+            raise Conflict(f"project {project.id} is {project.status}, not awaiting review")
+        assert actor.account_id is not None
+        earlier = self.session.scalar(
+            select(ProjectDecision.id).where(
+                ProjectDecision.project_id == project.id,
+                ProjectDecision.scope_version == project.scope_version,
+                ProjectDecision.reviewer_id == actor.account_id,
+                ProjectDecision.kind == "approval",
+            )
+        )
+        if earlier is not None:
+            raise Conflict(
+                f"you already decided on version {project.scope_version} of project {project.id}; "
+                "approval needs distinct reviewers"
+            )
+        self.session.add(
+            ProjectDecision(
+                project_id=project.id,
+                scope_version=project.scope_version,
+                reviewer_id=actor.account_id,
+                kind="approval",
+                decision=decision,
+                reason=reason,
+                at=_now(),
+            )
+        )
+        self.session.flush()
+        self._record(actor, f"project.{decision}", project, scope_version=project.scope_version, reason=reason)
+        if decision == "reject":
+            project.status = Status.DRAFT.value
+            project.status_reason = f"rejected: {reason}"
+            return project
+        approvals = self.session.scalars(
+            select(ProjectDecision.reviewer_id).where(
+                ProjectDecision.project_id == project.id,
+                ProjectDecision.scope_version == project.scope_version,
+                ProjectDecision.kind == "approval",
+                ProjectDecision.decision == "approve",
+            )
+        ).all()
+        if len(set(approvals)) >= self.settings.reviewers_required:
+            self._activate(project, actor)
+        return project
+
+    def _activate(self, project: Project, actor: Actor) -> None:
+        from hygie.governance.views import build_view
+
+        now = _now()
+        project.approved_at = now
+        if project.activated_at is None:
+            project.activated_at = now
+            project.expires_at = now + timedelta(days=project.duration_days)
+            if project.duration_days > self.settings.annual_review_days:
+                project.review_due_at = now + timedelta(days=self.settings.annual_review_days)
+        project.status = Status.ACTIVE.value
+        project.status_reason = None
+        view = build_view(self.hub, self.session, project, actor=actor.ref)
+        self._record(
+            actor,
+            "project.activate",
+            project,
+            scope_version=project.scope_version,
+            expires_at=project.expires_at.isoformat() if project.expires_at else None,
+            view_generation=view.generation,
+            people=view.people,
+        )
+
+    def annual_review(self, actor: Actor, project_id: int, decision: str, reason: str) -> Project:
+        """A long project's yearly review: approval extends access by a year; rejection suspends it."""
+        project = self.get(project_id)
+        self._require_independent_reviewer(actor, project)
+        if decision not in ("approve", "reject"):
+            raise Invalid("decision is 'approve' or 'reject'")
+        reason = self._reason(reason)
+        if project.status not in (Status.ACTIVE, Status.SUSPENDED) or project.review_due_at is None:
+            raise Conflict(f"project {project.id} has no annual review to do")
+        assert actor.account_id is not None
+        self.session.add(
+            ProjectDecision(
+                project_id=project.id,
+                scope_version=project.scope_version,
+                reviewer_id=actor.account_id,
+                kind=f"annual-{_now().date().isoformat()}",
+                decision=decision,
+                reason=reason,
+                at=_now(),
+            )
+        )
+        if decision == "approve":
+            due = aware(project.review_due_at)
+            assert due is not None
+            project.review_due_at = max(due, _now()) + timedelta(days=self.settings.annual_review_days)
+        else:
+            project.status = Status.SUSPENDED.value
+            project.status_reason = f"annual review rejected: {reason}"
+        self._record(actor, f"project.annual_review.{decision}", project, reason=reason)
+        return project
+
+    # -- operators and the DPO --------------------------------------------------------------------
+
+    def suspend(self, actor: Actor, project_id: int, reason: str) -> Project:
+        project = self.get(project_id)
+        self._require_governance(actor)
+        if actor.role not in (Role.OPERATOR, Role.DPO):
+            raise Denied("only an operator or the DPO may suspend a project")
+        if project.status != Status.ACTIVE:
+            raise Conflict(f"project {project.id} is {project.status}, not active")
+        project.status = Status.SUSPENDED.value
+        project.status_reason = self._reason(reason)
+        self._record(actor, "project.suspend", project, reason=project.status_reason)
+        return project
+
+    def resume(self, actor: Actor, project_id: int, reason: str) -> Project:
+        """Only the DPO lifts a suspension: operators can stop access, never give it back."""
+        project = self.get(project_id)
+        self._require_governance(actor)
+        if actor.role != Role.DPO:
+            raise Denied("only the DPO may lift a suspension")
+        if project.status != Status.SUSPENDED:
+            raise Conflict(f"project {project.id} is {project.status}, not suspended")
+        project.status = Status.ACTIVE.value
+        project.status_reason = None
+        self._record(actor, "project.resume", project, reason=self._reason(reason))
+        return project
+
+    def refresh(self, actor: Actor, project_id: int) -> Project:
+        """Rebuild an active project's view from the current warehouse (same scope, same pseudonyms)."""
+        from hygie.governance.access import require_view_access
+        from hygie.governance.views import build_view
+
+        project = require_view_access(self.session, self.settings, actor, project_id)
+        view = build_view(self.hub, self.session, project, actor=actor.ref)
+        self._record(actor, "project.refresh", project, view_generation=view.generation, people=view.people)
+        return project
+
+    def expire_due(self, actor: Actor) -> list[int]:
+        """End every project whose term has passed (run by the server and by ``hygie projects sweep``).
+        Access never waits for this: the access check compares the expiry date itself."""
+        now = _now()
+        due = self.session.scalars(
+            select(Project).where(
+                Project.status.in_([Status.ACTIVE.value, Status.SUSPENDED.value, Status.SUBMITTED.value]),
+                Project.expires_at.is_not(None),
+            )
+        ).all()
+        ended = []
+        for project in due:
+            expires = aware(project.expires_at)
+            if expires is not None and expires <= now:
+                self._end(project, Status.EXPIRED, "its term has passed", actor)
+                ended.append(project.id)
+        return ended

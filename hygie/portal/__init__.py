@@ -1,0 +1,1 @@
+"""The portal: the HTTP API (FastAPI) and, later, the pages, over one hub."""

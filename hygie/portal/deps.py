@@ -1,0 +1,43 @@
+"""Request dependencies: the hub, and who is asking."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from hygie.audit import Outcome, record_now
+from hygie.governance.accounts import Accounts, Actor
+from hygie.governance.errors import Unauthenticated
+from hygie.hub import Hub
+
+bearer = HTTPBearer(auto_error=False, description="A session token (hs_…) from POST /auth/login, or an API token")
+
+
+def get_hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+
+def current_actor(
+    hub: HubDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Actor:
+    if credentials is None:
+        raise Unauthenticated("sign in first (POST /auth/login) and send the token as 'Authorization: Bearer …'")
+    with hub.session() as session:
+        try:
+            return Accounts(session, hub.custody, hub.settings).authenticate(credentials.credentials)
+        except Unauthenticated as exc:
+            # Refused credentials are authentication events too; the token itself is never recorded.
+            record_now(hub.session, actor="anonymous", action="auth.token", outcome=Outcome.DENIED,
+                       detail={"reason": exc.message})  # fmt: skip
+            exc.recorded = True
+            raise
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]

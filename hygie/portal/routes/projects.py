@@ -1,0 +1,260 @@
+"""Projects: request, review, membership, suspension, closing, and the gate to a project's view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import or_, select
+
+from hygie.audit import record
+from hygie.governance.access import require_view_access
+from hygie.governance.accounts import Actor
+from hygie.governance.acts import act
+from hygie.governance.errors import Denied
+from hygie.governance.models import Project, ProjectDecision, ProjectMember
+from hygie.governance.policy import Role
+from hygie.governance.projects import Projects
+from hygie.governance.views import view_summary
+from hygie.portal.deps import ActorDep, HubDep
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+
+
+class ProjectRequest(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    organisation: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(description="One of the lawful purposes of GET /policy.")
+    justification: str = Field(max_length=20_000)
+    public_summary: str = Field(max_length=5_000, description="Shown in the public register.")
+    scope: dict[str, Any] = Field(description="tables, population, potential_identifiers (see GET /policy).")
+    duration_days: int = Field(ge=1, le=36_500)
+    threshold: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class ProjectChange(BaseModel):
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    organisation: str | None = Field(default=None, min_length=1, max_length=200)
+    purpose: str | None = None
+    justification: str | None = Field(default=None, max_length=20_000)
+    public_summary: str | None = Field(default=None, max_length=5_000)
+    scope: dict[str, Any] | None = None
+    duration_days: int | None = Field(default=None, ge=1, le=36_500)
+    threshold: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class DecisionRequest(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(max_length=5_000)
+
+
+class ReasonRequest(BaseModel):
+    reason: str = Field(max_length=5_000)
+
+
+class MemberRequest(BaseModel):
+    account_id: int
+
+
+class DecisionOut(BaseModel):
+    reviewer_id: int
+    scope_version: int
+    kind: str
+    decision: str
+    reason: str
+    at: datetime
+
+
+class ProjectOut(BaseModel):
+    id: int
+    title: str
+    organisation: str
+    purpose: str
+    justification: str
+    public_summary: str
+    scope: dict[str, Any]
+    duration_days: int
+    threshold: int
+    status: str
+    status_reason: str | None
+    scope_version: int
+    requester_id: int
+    members: list[int]
+    decisions: list[DecisionOut]
+    created_at: datetime
+    submitted_at: datetime | None
+    approved_at: datetime | None
+    activated_at: datetime | None
+    expires_at: datetime | None
+    review_due_at: datetime | None
+    ended_at: datetime | None
+
+
+class ViewTable(BaseModel):
+    rows: int
+    columns: list[str]
+
+
+class ViewOut(BaseModel):
+    project_id: int
+    generation: int
+    built_at: datetime
+    people: int
+    tables: dict[str, ViewTable]
+
+
+def _out(projects: Projects, p: Project) -> ProjectOut:
+    decisions = projects.session.scalars(
+        select(ProjectDecision).where(ProjectDecision.project_id == p.id).order_by(ProjectDecision.id)
+    )
+    return ProjectOut(
+        id=p.id, title=p.title, organisation=p.organisation, purpose=p.purpose, justification=p.justification,
+        public_summary=p.public_summary, scope=p.scope, duration_days=p.duration_days, threshold=p.threshold,
+        status=p.status, status_reason=p.status_reason, scope_version=p.scope_version, requester_id=p.requester_id,
+        members=projects.members(p),
+        decisions=[
+            DecisionOut(reviewer_id=d.reviewer_id, scope_version=d.scope_version, kind=d.kind, decision=d.decision,
+                        reason=d.reason, at=d.at)
+            for d in decisions
+        ],
+        created_at=p.created_at, submitted_at=p.submitted_at, approved_at=p.approved_at,
+        activated_at=p.activated_at, expires_at=p.expires_at, review_due_at=p.review_due_at, ended_at=p.ended_at,
+    )  # fmt: skip
+
+
+def _may_read(actor: Actor, projects: Projects, project: Project) -> bool:
+    if actor.role in (Role.REVIEWER, Role.DPO, Role.OPERATOR, Role.AUDITOR):
+        return True  # the request itself, never its data
+    return actor.role == Role.RESEARCHER and actor.account_id in projects.members(project)
+
+
+def _governance(actor: Actor) -> None:
+    if "governance" not in actor.scopes and "audit" not in actor.scopes:
+        raise Denied("this needs the governance or audit scope")
+
+
+@router.post("", summary="Request a project (a researcher; starts as a draft)")
+def create_project(body: ProjectRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.create") as session:
+        projects = Projects(hub, session)
+        return _out(projects, projects.create(actor, **body.model_dump()))
+
+
+@router.get("", summary="Projects I may see: mine as a researcher, all requests for reviewers, DPO, operators")
+def list_projects(hub: HubDep, actor: ActorDep, status: str | None = None) -> list[ProjectOut]:
+    with act(hub, actor, "project.list") as session:
+        _governance(actor)
+        if actor.role not in (Role.RESEARCHER, Role.REVIEWER, Role.DPO, Role.OPERATOR, Role.AUDITOR):
+            raise Denied(f"a {actor.role_name} has no projects")
+        query = select(Project).order_by(Project.id)
+        if actor.role == Role.RESEARCHER:
+            mine = select(ProjectMember.project_id).where(ProjectMember.account_id == actor.account_id)
+            query = query.where(or_(Project.requester_id == actor.account_id, Project.id.in_(mine)))
+        if status:
+            query = query.where(Project.status == status)
+        projects = Projects(hub, session)
+        out = [_out(projects, p) for p in session.scalars(query)]
+        record(session, actor=actor.ref, role=actor.role_name, action="project.list", detail={"count": len(out)})
+        return out
+
+
+@router.get("/{project_id}", summary="One project request (never its data)")
+def get_project(project_id: int, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.read", object=f"project:{project_id}", project_id=project_id) as session:
+        _governance(actor)
+        projects = Projects(hub, session)
+        project = projects.get(project_id)
+        if not _may_read(actor, projects, project):
+            raise Denied(f"you are not a member of project {project_id}")
+        record(session, actor=actor.ref, role=actor.role_name, action="project.read", object=f"project:{project_id}",
+               project_id=project_id)  # fmt: skip
+        return _out(projects, project)
+
+
+@router.patch("/{project_id}", summary="Change a project; outside a draft this sends it back to review")
+def change_project(project_id: int, body: ProjectChange, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.change", object=f"project:{project_id}", project_id=project_id) as session:
+        projects = Projects(hub, session)
+        changes = body.model_dump(exclude_none=True)
+        return _out(projects, projects.change(actor, project_id, **changes))
+
+
+@router.post("/{project_id}/submit", summary="Submit a draft for review")
+def submit_project(project_id: int, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.submit", object=f"project:{project_id}", project_id=project_id) as session:
+        projects = Projects(hub, session)
+        return _out(projects, projects.submit(actor, project_id))
+
+
+@router.post("/{project_id}/decisions", summary="A reviewer approves or rejects, with a reason")
+def decide(project_id: int, body: DecisionRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, f"project.{body.decision}", object=f"project:{project_id}", project_id=project_id) as s:
+        projects = Projects(hub, s)
+        return _out(projects, projects.decide(actor, project_id, body.decision, body.reason))
+
+
+@router.post("/{project_id}/annual-review", summary="A reviewer's yearly review of a long project")
+def annual_review(project_id: int, body: DecisionRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.annual_review", object=f"project:{project_id}", project_id=project_id) as s:
+        projects = Projects(hub, s)
+        return _out(projects, projects.annual_review(actor, project_id, body.decision, body.reason))
+
+
+@router.post("/{project_id}/members", summary="The requester adds a researcher to the project")
+def add_member(project_id: int, body: MemberRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.member.add", object=f"project:{project_id}", project_id=project_id) as session:
+        projects = Projects(hub, session)
+        projects.add_member(actor, project_id, body.account_id)
+        return _out(projects, projects.get(project_id))
+
+
+@router.post("/{project_id}/suspend", summary="Suspend an active project (an operator or the DPO)")
+def suspend(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.suspend", object=f"project:{project_id}", project_id=project_id) as session:
+        projects = Projects(hub, session)
+        return _out(projects, projects.suspend(actor, project_id, body.reason))
+
+
+@router.post("/{project_id}/resume", summary="Lift a suspension (the DPO only)")
+def resume(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.resume", object=f"project:{project_id}", project_id=project_id) as session:
+        projects = Projects(hub, session)
+        return _out(projects, projects.resume(actor, project_id, body.reason))
+
+
+@router.post("/{project_id}/close", summary="Close a project: its key and view are destroyed")
+def close(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
+    with act(hub, actor, "project.close", object=f"project:{project_id}", project_id=project_id) as session:
+        projects = Projects(hub, session)
+        return _out(projects, projects.close(actor, project_id, body.reason))
+
+
+@router.post("/{project_id}/refresh", summary="Rebuild the view from the current warehouse (a member)")
+def refresh(project_id: int, hub: HubDep, actor: ActorDep) -> ViewOut:
+    with act(hub, actor, "project.refresh", object=f"project:{project_id}", project_id=project_id) as session:
+        project = Projects(hub, session).refresh(actor, project_id)
+        return _view_out(session, project)
+
+
+@router.get("/{project_id}/view", summary="The project's view: tables, columns and row counts (members only)")
+def describe_view(project_id: int, hub: HubDep, actor: ActorDep) -> ViewOut:
+    with act(hub, actor, "view.describe", object=f"project:{project_id}", project_id=project_id) as session:
+        project = require_view_access(session, hub.settings, actor, project_id)
+        record(session, actor=actor.ref, role=actor.role_name, action="view.describe", object=f"project:{project_id}",
+               project_id=project_id, purpose=project.purpose)  # fmt: skip
+        return _view_out(session, project)
+
+
+def _view_out(session: Any, project: Project) -> ViewOut:
+    summary = view_summary(session, project)
+    if summary is None:
+        raise Denied(f"project {project.id} has no view yet")
+    return ViewOut(
+        project_id=project.id,
+        generation=summary["generation"],
+        built_at=summary["built_at"],
+        people=summary["people"],
+        tables={t: ViewTable(rows=v["rows"], columns=v["columns"]) for t, v in summary["tables"].items()},
+    )

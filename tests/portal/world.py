@@ -1,0 +1,147 @@
+"""A hub with a small synthetic population, staff accounts of every role, and an API client."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hygie.governance import credentials
+from hygie.governance.accounts import CONSOLE, Accounts
+from hygie.governance.acts import act
+from hygie.governance.policy import Role
+from hygie.hub import Hub
+from hygie.ingest.pipeline import expand_batches, ingest_batch
+from hygie.portal.app import create_app
+from hygie.synth import generate
+from tests import postgres
+from tests.conftest import make_settings
+
+PASSWORD = "a long enough test password"
+STAFF = {
+    "operator": Role.OPERATOR,
+    "dpo": Role.DPO,
+    "reviewer1": Role.REVIEWER,
+    "reviewer2": Role.REVIEWER,
+    "reviewer3": Role.REVIEWER,
+    "researcher1": Role.RESEARCHER,
+    "researcher2": Role.RESEARCHER,
+    "auditor": Role.AUDITOR,
+}
+
+SCOPE: dict[str, Any] = {
+    "tables": {
+        "IR_BEN_R": ["BEN_SEX_COD", "BEN_NAI_ANN", "BEN_RES_DPT"],
+        "ER_PRS_F": ["CLE_DCI_JNT", "EXE_SOI_DTD", "PRS_NAT_REF", "PRS_PAI_MNT"],
+    },
+    "population": {"period_start": "2024-01-01", "period_end": "2024-12-31"},
+}
+
+
+def project_request(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": "Statin use after 60",
+        "organisation": "Université de Lyon",
+        "purpose": "research",
+        "justification": "Describe statin dispensing by age and sex to evaluate guidelines.",
+        "public_summary": "How statins are used by people over 60, by region.",
+        "scope": SCOPE,
+        "duration_days": 180,
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class World:
+    hub: Hub
+    client: TestClient
+    ids: dict[str, int] = field(default_factory=dict)
+    secrets: dict[str, bytes] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def login(self, name: str) -> str:
+        totp = credentials.totp_code(self.secrets[name]) if name in self.secrets else None
+        r = self.client.post("/auth/login", json={"username": name, "password": PASSWORD, "totp": totp})
+        assert r.status_code == 200, r.text
+        token: str = r.json()["token"]
+        self.tokens[name] = token
+        return token
+
+    def headers(self, name: str) -> dict[str, str]:
+        if name not in self.tokens:
+            self.login(name)
+        return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+    def call(self, name: str | None, method: str, path: str, **kwargs: Any) -> Any:
+        headers = self.headers(name) if name else {}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def active_project(self, requester: str = "researcher1", **overrides: Any) -> int:
+        """A project taken through submission and two approvals."""
+        r = self.call(requester, "POST", "/projects", json=project_request(**overrides))
+        assert r.status_code == 200, r.text
+        pid: int = r.json()["id"]
+        assert self.call(requester, "POST", f"/projects/{pid}/submit").status_code == 200
+        for reviewer in ("reviewer1", "reviewer2"):
+            r = self.call(reviewer, "POST", f"/projects/{pid}/decisions",
+                          json={"decision": "approve", "reason": "lawful purpose, minimal scope"})  # fmt: skip
+            assert r.status_code == 200, r.text
+        assert r.json()["status"] == "active"
+        return pid
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def small_delivery(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("portal-delivery")
+    generate(out, people=300, years=1, seed=3, start_year=2024)
+    return out
+
+
+@dataclass(frozen=True)
+class Template:
+    """A hub with the small population ingested once; each test gets a copy (ingesting takes seconds)."""
+
+    data_dir: Path
+    database: str | None
+    """The PostgreSQL database to clone (CREATE DATABASE ... TEMPLATE), None on SQLite."""
+
+
+def make_template(tmp: Path, delivery: Path, cluster: str | None) -> Template:
+    database = f"hygie_tpl_{next(_counter)}" if cluster else None
+    url = postgres.create_database(cluster, database) if cluster and database else None
+    settings = make_settings(tmp / "hub", **({"database_url": url} if url else {}))
+    hub = Hub.init(settings)
+    for batch in expand_batches([delivery]):
+        assert ingest_batch(hub, batch).status == "accepted"
+    hub.close()
+    return Template(tmp / "hub", database)
+
+
+def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[World]:
+    shutil.copytree(template.data_dir, tmp / "hub")
+    if template.database is None:
+        settings = make_settings(tmp / "hub")
+    else:
+        assert cluster is not None
+        url = postgres.create_database(cluster, f"hygie_portal_{next(_counter)}", template=template.database)
+        settings = make_settings(tmp / "hub", database_url=url)
+    hub = Hub.open(settings)
+    world = World(hub, TestClient(create_app(hub)))
+    with act(hub, CONSOLE, "test.setup") as session:
+        accounts = Accounts(session, hub.custody, settings)
+        for name, role in STAFF.items():
+            created = accounts.create(CONSOLE, username=name, role=role, password=PASSWORD, organisation="Test")
+            world.ids[name] = created.account.id
+            world.secrets[name] = accounts.totp_secret(created.account)
+    yield world
+    hub.close()
