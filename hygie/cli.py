@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hygie.audit.cli import audit_app
 from hygie.config import Settings, get_settings
 from hygie.logging import configure
 
@@ -24,6 +25,7 @@ projects_app = typer.Typer(help="Projects (read-only here; decisions are taken t
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(audit_app, name="audit")
 app.add_typer(projects_app, name="projects")
 
 err = Console(stderr=True)

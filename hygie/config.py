@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         "Empty by default; changing it is a governance decision.",
     )
 
+    audit_checkpoint_seconds: float = Field(
+        default=2.0, description="A signed checkpoint of the audit log at least this often while events flow."
+    )
+    project_sweep_seconds: float = Field(
+        default=60.0, description="How often the server ends projects past their term (access stops at expiry anyway)."
+    )
+
     # Authentication policy.
     session_minutes: int = Field(default=30, description="A signed-in session expires after this long.")
     api_token_max_days: int = Field(default=90, description="Longest lifetime of a scoped API token.")

@@ -17,7 +17,7 @@ from hygie.audit import Outcome, record
 from hygie.config import Settings
 from hygie.governance import credentials
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound, Unauthenticated
-from hygie.governance.models import Account, ApiToken, AuthSession
+from hygie.governance.models import Account, ApiToken, AuthSession, Project, ProjectMember
 from hygie.governance.policy import STAFF_ROLES, Role
 from hygie.keys import KeyCustody, KeyPurpose
 
@@ -79,6 +79,8 @@ class Actor:
 CONSOLE = Actor(account_id=None, role=None, via="console")
 """The operator's console (``hygie`` CLI run with the hub's keys); its acts are recorded as such."""
 ANONYMOUS = Actor(account_id=None, role=None, via="anonymous")
+SYSTEM = Actor(account_id=None, role=None, via="system")
+"""The platform itself (scheduled work: expiry sweeps)."""
 
 
 def _now() -> datetime:
@@ -352,6 +354,17 @@ class Accounts:
             raise Denied(f"a {actor.role.value} may not hold the scope(s) {', '.join(sorted(beyond))}")
         if Scope.DATA in wanted and project_id is None:
             raise Invalid("a data-scoped token names the one project it may reach (project_id)")
+        if project_id is not None:
+            member = self.session.scalar(
+                select(ProjectMember.id).where(
+                    ProjectMember.project_id == project_id, ProjectMember.account_id == actor.account_id
+                )
+            )
+            if member is None:
+                raise Denied(f"you are not a member of project {project_id}")
+            project = self.session.get(Project, project_id)
+            if Scope.DATA in wanted and (project is None or project.status != "active"):
+                raise Denied(f"project {project_id} is not active: no data token for it")
         if not 1 <= days <= self.settings.api_token_max_days:
             raise Invalid(f"days must be between 1 and {self.settings.api_token_max_days}")
         token = credentials.new_token(credentials.TOKEN_PREFIX)

@@ -2,16 +2,54 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from hygie.audit.checkpointer import start_checkpointer
+from hygie.audit.log import TransparencyLog
+from hygie.governance.accounts import SYSTEM
+from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
+from hygie.governance.projects import Projects
 from hygie.hub import Hub
 from hygie.portal.routes import accounts, citizens, policy, projects
+
+log = structlog.get_logger("hygie.portal")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While serving: signed checkpoints every few seconds, and projects past their term ended."""
+    hub: Hub = app.state.hub
+    checkpointer = start_checkpointer(TransparencyLog.for_hub(hub), interval=hub.settings.audit_checkpoint_seconds)
+    stop = threading.Event()
+    sweeper = threading.Thread(target=_sweep_projects, args=(hub, stop), name="hygie-project-sweep", daemon=True)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sweeper.join(timeout=30)
+        checkpointer.stop()
+
+
+def _sweep_projects(hub: Hub, stop: threading.Event) -> None:
+    while not stop.wait(hub.settings.project_sweep_seconds):
+        try:
+            with act(hub, SYSTEM, "project.sweep") as session:
+                Projects(hub, session).expire_due(SYSTEM)
+        except Exception:
+            log.exception("project sweep failed")
 
 
 def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="Hygie",
         summary="Sovereign platform for national health-insurance data",
         description="Purpose-bound projects over pseudonymised, encrypted national claims. Every act is recorded.",
@@ -37,9 +75,7 @@ def create_app(hub: Hub) -> FastAPI:
 
 
 def _include_audit(app: FastAPI, hub: Hub) -> None:
-    try:
-        from hygie.audit import http as audit_http
-    except ImportError:  # the transparency log's endpoints arrive with the audit layer
-        return
+    from hygie.audit import http as audit_http
+
     app.include_router(audit_http.router)
     app.dependency_overrides[audit_http.get_hub] = lambda: hub

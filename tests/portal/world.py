@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import shutil
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from hygie.governance import credentials
 from hygie.governance.accounts import CONSOLE, Accounts
 from hygie.governance.acts import act
+from hygie.governance.citizens import Citizens
 from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.ingest.pipeline import expand_batches, ingest_batch
@@ -112,6 +114,7 @@ class Template:
     """A hub with the small population ingested once; each test gets a copy (ingesting takes seconds)."""
 
     data_dir: Path
+    delivery: Path
     database: str | None
     """The PostgreSQL database to clone (CREATE DATABASE ... TEMPLATE), None on SQLite."""
 
@@ -124,7 +127,7 @@ def make_template(tmp: Path, delivery: Path, cluster: str | None) -> Template:
     for batch in expand_batches([delivery]):
         assert ingest_batch(hub, batch).status == "accepted"
     hub.close()
-    return Template(tmp / "hub", database)
+    return Template(tmp / "hub", delivery, database)
 
 
 def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[World]:
@@ -143,5 +146,17 @@ def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[
             created = accounts.create(CONSOLE, username=name, role=role, password=PASSWORD, organisation="Test")
             world.ids[name] = created.account.id
             world.secrets[name] = accounts.totp_secret(created.account)
+        for i, person in enumerate(people(template.delivery)[:2], start=1):
+            created = Citizens(hub, session).enrol(
+                nir=person["BEN_NIR"], last_name=person["NOM"], birth_date=person["DATE_NAISSANCE"],
+                username=f"citizen{i}", password=PASSWORD,
+            )  # fmt: skip
+            world.ids[f"citizen{i}"] = created.account.id
     yield world
     hub.close()
+
+
+def people(delivery: Path) -> list[dict[str, str]]:
+    """The delivered beneficiaries, identities included (as the producer sent them)."""
+    with (delivery / "000-beneficiaries" / "IR_BEN_R.csv").open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))

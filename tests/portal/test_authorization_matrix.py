@@ -1,0 +1,155 @@
+"""Who may do what: every role against every governance endpoint, allowed and denied.
+
+A denied call answers 403 (401 without credentials) and leaves a 'denied' event naming the actor; an allowed
+call passes the authorisation layer (it may still fail on the object's state, e.g. 409, never on who asks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hygie.audit import AuditEvent
+from tests.portal.world import World, project_request
+
+ROLES = ["citizen1", "researcher1", "researcher2", "reviewer1", "dpo", "operator", "auditor", None]
+"""researcher1 requests every project below; researcher2 is a researcher outside it; None is anonymous."""
+
+APPROVE = {"decision": "approve", "reason": "lawful purpose, minimal scope"}
+REASON = {"reason": "a reason long enough to be one"}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    path: Callable[[World], str]
+    allowed: frozenset[str]
+    body: Callable[[World], Any] | None = None
+
+
+def draft(w: World) -> int:
+    return int(w.call("researcher1", "POST", "/projects", json=project_request()).json()["id"])
+
+
+def submitted(w: World) -> int:
+    pid = draft(w)
+    w.call("researcher1", "POST", f"/projects/{pid}/submit")
+    return pid
+
+
+def active(w: World) -> int:
+    return w.active_project()
+
+
+def a_researcher(w: World) -> int:
+    import secrets
+
+    r = w.call("dpo", "POST", "/accounts",
+               json={"username": f"r-{secrets.token_hex(4)}", "role": "researcher",
+                     "password": "a long enough test password"})  # fmt: skip
+    return int(r.json()["account"]["id"])
+
+
+EVERYONE = frozenset(r for r in ROLES if r)
+CASES = [
+    Case("whoami", "GET", lambda w: "/me", EVERYONE),
+    Case("create a researcher account", "POST", lambda w: "/accounts", frozenset({"dpo", "operator"}),
+         lambda w: {"username": f"new-{len(w.tokens)}-{id(w)}", "role": "researcher",
+                    "password": "a long enough test password"}),
+    Case("create a reviewer account", "POST", lambda w: "/accounts", frozenset({"dpo"}),
+         lambda w: {"username": f"rev-{len(w.tokens)}-{id(w)}", "role": "reviewer",
+                    "password": "a long enough test password"}),
+    Case("list staff accounts", "GET", lambda w: "/accounts", frozenset({"dpo", "operator", "auditor"})),
+    Case("disable a researcher", "POST", lambda w: f"/accounts/{a_researcher(w)}/disable",
+         frozenset({"dpo", "operator"})),
+    Case("request a project", "POST", lambda w: "/projects", frozenset({"researcher1", "researcher2"}),
+         lambda w: project_request()),
+    Case("list projects", "GET", lambda w: "/projects",
+         frozenset({"researcher1", "researcher2", "reviewer1", "dpo", "operator", "auditor"})),
+    Case("read a project request", "GET", lambda w: f"/projects/{draft(w)}",
+         frozenset({"researcher1", "reviewer1", "dpo", "operator", "auditor"})),
+    Case("change a project", "PATCH", lambda w: f"/projects/{draft(w)}", frozenset({"researcher1"}),
+         lambda w: {"title": "A better title"}),
+    Case("submit a project", "POST", lambda w: f"/projects/{draft(w)}/submit", frozenset({"researcher1"})),
+    Case("approve a project", "POST", lambda w: f"/projects/{submitted(w)}/decisions",
+         frozenset({"reviewer1", "dpo"}), lambda w: APPROVE),
+    Case("add a member", "POST", lambda w: f"/projects/{draft(w)}/members", frozenset({"researcher1"}),
+         lambda w: {"account_id": w.ids["researcher2"]}),
+    Case("operator joins a project", "POST", lambda w: f"/projects/{draft(w)}/members", frozenset(),
+         lambda w: {"account_id": w.ids["operator"]}),
+    Case("suspend a project", "POST", lambda w: f"/projects/{active(w)}/suspend", frozenset({"operator", "dpo"}),
+         lambda w: REASON),
+    Case("close a project", "POST", lambda w: f"/projects/{draft(w)}/close", frozenset({"researcher1", "dpo"}),
+         lambda w: REASON),
+    Case("read a project's view", "GET", lambda w: f"/projects/{active(w)}/view", frozenset({"researcher1"})),
+    Case("refresh a project's view", "POST", lambda w: f"/projects/{active(w)}/refresh",
+         frozenset({"researcher1"})),
+    Case("mint a data token", "POST", lambda w: "/me/tokens", frozenset({"researcher1"}),
+         lambda w: {"name": "t", "scopes": ["data"], "days": 1, "project_id": active(w)}),
+    Case("object to data use", "POST", lambda w: "/me/opt-out", frozenset({"citizen1"})),
+]  # fmt: skip
+
+
+def denied_events(world: World, actor: str) -> int:
+    with world.hub.session() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.actor == actor, AuditEvent.outcome == "denied")
+            )
+            or 0
+        )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_authorisation_matrix(shared_world: World, case: Case) -> None:
+    w = shared_world
+    for role in ROLES:
+        path = case.path(w)
+        body = case.body(w) if case.body else None
+        if role is None:
+            r = w.client.request(case.method, path, json=body)
+            assert r.status_code == 401, (case.name, r.text)
+            continue
+        actor = f"account:{w.ids[role]}"
+        before = denied_events(w, actor)
+        r = w.call(role, case.method, path, json=body)
+        if role in case.allowed:
+            assert r.status_code not in (401, 403), (case.name, role, r.text)
+            assert r.status_code < 500, (case.name, role, r.text)
+        else:
+            assert r.status_code == 403, (case.name, role, r.status_code, r.text)
+            assert denied_events(w, actor) == before + 1, (case.name, role, "refusal not recorded")
+
+
+def test_operator_cannot_reach_data_approve_join_or_grant_itself(shared_world: World) -> None:
+    """The seed's fear, spelled out: the people who run the platform cannot read it or grant themselves access."""
+    w = shared_world
+    pid = w.active_project()
+    op = "operator"
+    assert w.call(op, "GET", f"/projects/{pid}/view").status_code == 403
+    assert w.call(op, "POST", f"/projects/{submitted(w)}/decisions", json=APPROVE).status_code == 403
+    assert w.call(op, "POST", "/me/tokens", json={"name": "x", "scopes": ["data"], "days": 1,
+                                                   "project_id": pid}).status_code == 403  # fmt: skip
+    reviewer = {"username": "op-reviewer", "role": "reviewer", "password": "a long enough test password"}
+    assert w.call(op, "POST", "/accounts", json=reviewer).status_code == 403
+    assert w.call(op, "POST", "/projects", json=project_request()).status_code == 403
+    assert w.call(op, "POST", f"/accounts/{w.ids[op]}/enable").status_code == 403
+
+
+def test_a_researcher_cannot_reach_another_project_even_with_a_token(shared_world: World) -> None:
+    w = shared_world
+    mine = w.active_project(requester="researcher2")
+    theirs = w.active_project(requester="researcher1")
+    assert w.call("researcher2", "GET", f"/projects/{theirs}/view").status_code == 403
+    r = w.call("researcher2", "POST", "/me/tokens", json={"name": "x", "scopes": ["data"], "days": 1,
+                                                          "project_id": mine})  # fmt: skip
+    token = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert w.client.get(f"/projects/{mine}/view", headers=token).status_code == 200
+    assert w.client.get(f"/projects/{theirs}/view", headers=token).status_code == 403
