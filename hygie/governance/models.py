@@ -97,6 +97,10 @@ class Project(Base):
     """Next annual review of a long project; access stops when it passes without a review."""
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    disclosure_delayed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """While set and in the future, citizens whose data the project used see that a project did, and until when
+    its details are withheld (an authorised investigation), never nothing."""
+    disclosure_delay_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ProjectMember(Base):

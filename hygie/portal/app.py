@@ -17,7 +17,7 @@ from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
 from hygie.governance.projects import Projects
 from hygie.hub import Hub
-from hygie.portal.routes import accounts, citizens, policy, projects
+from hygie.portal.routes import accounts, citizens, policy, projects, register
 
 log = structlog.get_logger("hygie.portal")
 
@@ -70,6 +70,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(citizens.router)
     app.include_router(projects.router)
     app.include_router(policy.router)
+    app.include_router(register.router)
     _include_audit(app, hub)
     return app
 

@@ -64,6 +64,7 @@ def project_request(**overrides: Any) -> dict[str, Any]:
 class World:
     hub: Hub
     client: TestClient
+    delivery: Path
     ids: dict[str, int] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -139,7 +140,7 @@ def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[
         url = postgres.create_database(cluster, f"hygie_portal_{next(_counter)}", template=template.database)
         settings = make_settings(tmp / "hub", database_url=url)
     hub = Hub.open(settings)
-    world = World(hub, TestClient(create_app(hub)))
+    world = World(hub, TestClient(create_app(hub)), template.delivery)
     with act(hub, CONSOLE, "test.setup") as session:
         accounts = Accounts(session, hub.custody, settings)
         for name, role in STAFF.items():

@@ -1,0 +1,106 @@
+"""The public register (no login) and each citizen's "who used my data"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+
+from hygie.governance.acts import act
+from hygie.governance.register import data_uses, delay_disclosure, register
+from hygie.portal.deps import ActorDep, HubDep
+
+router = APIRouter(tags=["register"])
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+
+
+class RegisterEntryOut(BaseModel):
+    id: int
+    title: str
+    organisation: str
+    purpose: str
+    purpose_label: str
+    public_summary: str
+    status: str
+    submitted_at: datetime | None
+    activated_at: datetime | None
+    expires_at: datetime | None
+    ended_at: datetime | None
+    view_builds: int
+    last_access: datetime | None
+
+
+class RegisterOut(BaseModel):
+    total: int
+    offset: int
+    projects: list[RegisterEntryOut]
+
+
+class DataUseOut(BaseModel):
+    project_id: int | None = Field(description="Null while disclosure is delayed.")
+    title: str | None
+    organisation: str | None
+    purpose: str | None
+    purpose_label: str | None
+    public_summary: str | None
+    status: str | None
+    activated_at: datetime | None
+    ended_at: datetime | None
+    delayed_until: datetime | None = Field(description="Set while an authorised investigation withholds details.")
+
+
+class DataUsesOut(BaseModel):
+    total: int
+    offset: int
+    uses: list[DataUseOut]
+
+
+class DelayRequest(BaseModel):
+    until: datetime
+    reason: str = Field(max_length=5_000)
+
+
+@router.get("/register", summary="The public register of projects (no login)", openapi_extra={
+    "x-hygie-audit": "not recorded: public information, readable by anyone; recording it would let anyone grow the log"
+})  # fmt: skip
+def public_register(hub: HubDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=200)) -> RegisterOut:
+    with hub.session() as session:
+        total, entries = register(session, offset=offset, limit=limit)
+    return RegisterOut(total=total, offset=offset, projects=[RegisterEntryOut(**e.__dict__) for e in entries])
+
+
+@router.get("/registre", response_class=HTMLResponse, include_in_schema=False)
+def public_register_page(request: Request, hub: HubDep, page: int = Query(1, ge=1)) -> HTMLResponse:
+    per_page = 50
+    with hub.session() as session:
+        total, entries = register(session, offset=(page - 1) * per_page, limit=per_page)
+    return templates.TemplateResponse(
+        request,
+        "registre.html",
+        {"entries": entries, "total": total, "page": page, "pages": max(1, -(-total // per_page))},
+    )
+
+
+@router.get("/me/data-uses", summary="Which projects used my data (a citizen), newest first")
+def my_data_uses(
+    hub: HubDep, actor: ActorDep, offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=100)
+) -> DataUsesOut:
+    with act(hub, actor, "citizen.data_uses") as session:
+        total, uses = data_uses(hub, session, actor, offset=offset, limit=limit)
+        return DataUsesOut(total=total, offset=offset, uses=[DataUseOut(**u.__dict__) for u in uses])
+
+
+@router.post(
+    "/projects/{project_id}/disclosure-delay",
+    tags=["projects"],
+    summary="The DPO withholds a project's details from citizens until a date, with its legal ground",
+)
+def disclosure_delay(project_id: int, body: DelayRequest, hub: HubDep, actor: ActorDep) -> dict[str, str]:
+    with act(hub, actor, "project.disclosure_delay", object=f"project:{project_id}", project_id=project_id) as s:
+        project = delay_disclosure(hub, s, actor, project_id, body.until, body.reason)
+        until = project.disclosure_delayed_until
+        return {"status": "delayed", "until": until.isoformat() if until else ""}
