@@ -1,0 +1,72 @@
+"""Rules that look at one cell or one output at a time: refusals, small cells, dominance, quantiles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hygie.disclosure.policy import DisclosurePolicy
+from hygie.disclosure.table import Cell, CellKey, Measure, MeasureKind, OutputTable
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason, addressed to the output checkers (never to the requester: telling which cells were small and
+    which were only partners would hand an attacker extra constraints)."""
+
+    code: str
+    text: str
+    cell: CellKey | None = None
+    measure: str | None = None
+
+
+def refusals(table: OutputTable, policy: DisclosurePolicy) -> list[Finding]:
+    """Reasons to release nothing at all."""
+    out: list[Finding] = []
+    for m in table.measures:
+        if m.kind in (MeasureKind.MIN, MeasureKind.MAX):
+            out.append(
+                Finding("single-person-statistic", f"{m.name}: a {m.kind.value} is one person's value", measure=m.name)
+            )
+        elif m.kind is MeasureKind.QUANTILE and (m.quantile is None or not 0 < m.quantile < 1):
+            out.append(
+                Finding(
+                    "single-person-statistic",
+                    f"{m.name}: quantile {m.quantile!r} is not strictly between 0 and 1 (0 and 1 are min and max)",
+                    measure=m.name,
+                )
+            )
+    if len(table.cells) > policy.max_cells:
+        out.append(
+            Finding("too-many-cells", f"{len(table.cells)} cells exceed the limit of {policy.max_cells} per output")
+        )
+    return out
+
+
+def is_small(cell: Cell, policy: DisclosurePolicy) -> bool:
+    return 0 < cell.people < policy.threshold
+
+
+def dominated(cell: Cell, measure: Measure, policy: DisclosurePolicy) -> bool | None:
+    """p% rule on a magnitude: True when the others' contributions are too small to hide the largest one from the
+    second-largest contributor. None when the largest contributions were not given (cannot decide)."""
+    if policy.dominance_p is None:
+        return False
+    top = cell.top_contributions.get(measure.name)
+    value = cell.values.get(measure.name)
+    if value is None:
+        return False
+    if top is None or not top:
+        return None
+    # Contributions are per person and the attacker's knowledge is about sizes, so signs are set aside:
+    # a regularisation (negative amount) hides nothing. Total of contributions for a mean is mean * people.
+    total = abs(value) * (cell.people if measure.kind is MeasureKind.MEAN else 1)
+    largest = abs(top[0])
+    second = abs(top[1]) if len(top) > 1 else 0.0
+    return total - largest - second < policy.dominance_p / 100 * largest
+
+
+def quantile_too_close_to_an_end(cell: Cell, measure: Measure, policy: DisclosurePolicy) -> bool:
+    """A quantile is one person's value; it is released only with at least `threshold` people on each side, so
+    it is never the extreme of a group smaller than the threshold."""
+    q = measure.quantile if measure.quantile is not None else 0.0
+    return cell.people * min(q, 1 - q) < policy.threshold
