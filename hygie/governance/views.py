@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hygie.audit.events import record
@@ -61,6 +61,8 @@ MEMBERSHIP_KEY = "view-membership"
 PROJECTS_DIR = "projects"
 PROJECT_LABEL = b"hygie/project-pseudonym/v1|"
 READY, SUPERSEDED, DESTROYED = "ready", "superseded", "destroyed"
+ORPHAN_GRACE_SECONDS = 600
+"""Unpublished view files younger than this may belong to a build awaiting its caller's commit: kept."""
 DRUGS_CSV = Path(__file__).resolve().parent.parent / "reference" / "drugs.csv"
 
 
@@ -358,24 +360,48 @@ def _project_lock(hub: Hub, project_id: int) -> Iterator[None]:
         os.close(fd)
 
 
-def _sweep(hub: Hub, session: Session, project_id: int) -> None:
-    """Remove generation directories and membership files no committed row publishes: what a crash, a rollback
-    or an interrupted clean-up left. Membership files of every catalogued generation are kept, whatever its
-    status (they are the record of who was included)."""
+def _sweep(hub: Hub, session: Session, project_id: int) -> int:
+    """Remove generation directories and membership files no committed row publishes (what a crash, a rollback
+    or a missed clean-up left) and return the next free generation number.
+
+    Files of a generation number no row has taken yet may belong to a build that has finished writing but whose
+    caller has not committed yet (the project lock covers writing, not the caller's commit): those are left
+    alone until they are ``ORPHAN_GRACE_SECONDS`` old, and new builds number past them. Membership files of every
+    catalogued generation are kept, whatever its status (they are the record of who was included).
+    """
     base = project_dir(hub, project_id)
     rows = session.scalars(select(ProjectView).where(ProjectView.project_id == project_id)).all()
-    ready = {str(r.generation) for r in rows if r.status == READY}
-    views = base / "views"
-    if views.is_dir():
-        for child in views.iterdir():
-            if child.name not in ready:
-                shutil.rmtree(child, ignore_errors=True)
+    ready = {r.generation for r in rows if r.status == READY}
+    catalogued = max((r.generation for r in rows), default=0)
     kept = {r.membership_file for r in rows}
-    membership = base / "membership"
-    if membership.is_dir():
-        for child in membership.iterdir():
-            if child.relative_to(hub.settings.data_dir).as_posix() not in kept:
-                child.unlink(missing_ok=True)
+    newest = catalogued
+    now = time.time()
+    candidates = []
+    if (base / "views").is_dir():
+        candidates += [(p, p.name) for p in (base / "views").iterdir()]
+    if (base / "membership").is_dir():
+        candidates += [(p, p.name.removesuffix(".parquet")) for p in (base / "membership").iterdir()]
+    for path, name in candidates:
+        generation = int(name) if name.isdigit() else 0
+        if path.is_dir() and generation in ready:
+            continue
+        if path.is_file() and path.relative_to(hub.settings.data_dir).as_posix() in kept:
+            continue
+        if generation > catalogued and now - _newest_mtime(path) < ORPHAN_GRACE_SECONDS:
+            newest = max(newest, generation)  # perhaps a build awaiting its commit: number past it
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return newest + 1
+
+
+def _newest_mtime(path: Path) -> float:
+    times = [path.stat().st_mtime]
+    if path.is_dir():
+        times += [child.stat().st_mtime for child in path.iterdir()]
+    return max(times)
 
 
 def _live_key(hub: Hub, name: str, purpose: KeyPurpose, project_id: int) -> None:
@@ -399,9 +425,7 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
     view_crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
     membership_crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
     with _project_lock(hub, project.id):
-        _sweep(hub, session, project.id)
-        previous = session.scalar(select(func.max(ProjectView.generation)).where(ProjectView.project_id == project.id))
-        generation = (previous or 0) + 1
+        generation = _sweep(hub, session, project.id)
         base = project_dir(hub, project.id)
         target = base / "views" / str(generation)
         target.mkdir(parents=True, exist_ok=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -438,16 +440,23 @@ def test_a_failed_build_publishes_nothing_and_orphans_are_swept(
         session.rollback()
     assert not (base / "views" / "1").exists()
 
-    # What a kill -9 mid-build leaves (files, no catalog row) is never read and is swept by the next build.
+    # What a kill -9 mid-build leaves (files, no catalog row) is never read; once older than the grace period (a
+    # younger one may be a build awaiting its caller's commit) the next build sweeps it and reuses its number.
     (base / "views" / "1").mkdir(parents=True)
     (base / "views" / "1" / "ER_PRS_F.parquet").write_bytes(b"half a file")
     (base / "membership" / "1.parquet").write_bytes(b"half a file")
     with hub.session() as session, pytest.raises(ViewError, match="no ready view"):
         open_view(hub, session, project)
+    young = build(hub, project)
+    assert young.generation == 2 and (base / "views" / "1").exists()
+    long_ago = time.time() - views.ORPHAN_GRACE_SECONDS - 60
+    for path in (base / "views" / "1", base / "views" / "1" / "ER_PRS_F.parquet", base / "membership" / "1.parquet"):
+        os.utime(path, (long_ago, long_ago))
     view = build(hub, project)
-    assert view.generation == 1
+    assert view.generation == 3
+    assert not (base / "views" / "1").exists() and not (base / "views" / "2").exists()
     assert query(hub, project, "SELECT count(*) > 0 FROM ER_PRS_F") == [(True,)]
-    assert sorted(p.name for p in (base / "membership").iterdir()) == ["1.parquet"]
+    assert sorted(p.name for p in (base / "membership").iterdir()) == ["2.parquet", "3.parquet"]
 
 
 def test_open_view_reads_only_its_tables(populated: Hub) -> None:
