@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 from hygie.audit.cli import audit_app
 from hygie.config import Settings, get_settings
 from hygie.logging import configure
+
+if TYPE_CHECKING:
+    from hygie.hub import Hub
 
 app = typer.Typer(help="Hygie: a sovereign platform for national health-insurance data.", no_args_is_help=True)
 warehouse_app = typer.Typer(help="Inspect the warehouse (counts only, never values).", no_args_is_help=True)
@@ -58,6 +61,13 @@ def _open_hub(settings: Settings):  # type: ignore[no-untyped-def]
         raise _fail(str(exc)) from None
 
 
+def _record(hub: Hub, action: str, **fields: Any) -> None:
+    """Put a console act on the record before its result is shown."""
+    from hygie.audit import record_now
+
+    record_now(hub.session, actor="console", action=action, **fields)
+
+
 @app.callback()
 def main() -> None:
     configure(os.environ.get("HYGIE_LOG_LEVEL", "WARNING"))
@@ -74,6 +84,7 @@ def init() -> None:
         hub = Hub.init(settings)
     except CustodyLocked as exc:
         raise _fail(str(exc)) from None
+    _record(hub, "hub.init")
     hub.close()
     err.print(f"hub ready in {settings.data_dir.resolve()}")
 
@@ -151,6 +162,7 @@ def warehouse_stats(
     hub = _open_hub(get_settings())
     try:
         stats = collect(hub)
+        _record(hub, "warehouse.stats")
     finally:
         hub.close()
     if as_json:
@@ -173,6 +185,7 @@ def warehouse_verify() -> None:
     try:
         with hub.session() as session:
             problems = hub.warehouse.verify(session)
+        _record(hub, "warehouse.verify", outcome="ok" if not problems else "failed", detail={"problems": len(problems)})
     finally:
         hub.close()
     for problem in problems:
@@ -185,9 +198,12 @@ def warehouse_verify() -> None:
 @keys_app.command("list")
 def keys_list() -> None:
     """The keys in custody: name, purpose, versions (never material)."""
-    from hygie.keys import open_custody
-
-    custody = open_custody(get_settings())
+    hub = _open_hub(get_settings())
+    custody = hub.custody
+    try:
+        _record(hub, "key.list")
+    finally:
+        hub.close()
     table = Table("name", "purpose", "current", "versions", "destroyed")
     for k in custody.all_keys():
         table.add_row(
@@ -199,17 +215,28 @@ def keys_list() -> None:
 @keys_app.command("rotate")
 def keys_rotate(name: str) -> None:
     """Add a new version of a key and make it current (older versions still decrypt)."""
-    from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, KeyNotFound, open_custody
+    from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, KeyNotFound
 
     if name in {HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY}:
+        hub = _open_hub(get_settings())
+        _record(
+            hub, "key.rotate", object=f"key:{name}", outcome="denied", detail={"reason": "needs re-pseudonymisation"}
+        )
+        hub.close()
         raise _fail(
             f"{name} keys every stored pseudonym or vault index: rotating it needs a re-pseudonymisation of the "
             "warehouse and vault, which this version does not have yet; nothing was changed"
         )
+    hub = _open_hub(get_settings())
     try:
-        info = open_custody(get_settings()).rotate(name)
+        info = hub.custody.rotate(name)
     except KeyNotFound as exc:
+        _record(hub, "key.rotate", object=f"key:{name}", outcome="failed", detail={"reason": "no such key"})
         raise _fail(str(exc)) from None
+    else:
+        _record(hub, "key.rotate", object=f"key:{name}", detail={"version": info.current_version})
+    finally:
+        hub.close()
     err.print(f"{name}: version {info.current_version} is now current")
 
 
@@ -236,6 +263,7 @@ def serve(
     from hygie.portal.app import create_app
 
     hub = _open_hub(get_settings())
+    _record(hub, "service.start", detail={"host": host, "port": port})
     err.print(f"Hygie API on http://{host}:{port}/docs")
     try:
         uvicorn.run(create_app(hub), host=host, port=port, log_level="warning", access_log=False)
@@ -271,7 +299,7 @@ def accounts_bootstrap(
 
     from hygie.governance.accounts import CONSOLE, Accounts
     from hygie.governance.acts import act
-    from hygie.governance.errors import GovernanceError
+    from hygie.governance.errors import Conflict, GovernanceError
     from hygie.governance.models import Account
     from hygie.governance.policy import Role
 
@@ -280,7 +308,7 @@ def accounts_bootstrap(
         with act(hub, CONSOLE, "account.bootstrap") as session:
             staff = session.scalar(select(func.count()).select_from(Account).where(Account.role != "citizen"))
             if staff:
-                raise _fail(
+                raise Conflict(
                     "this hub already has staff accounts; create more through the DPO (API) or `accounts create`"
                 )
             accounts = Accounts(session, hub.custody, hub.settings)
@@ -438,6 +466,7 @@ def projects_list() -> None:
 @projects_app.command("sweep")
 def projects_sweep() -> None:
     """End every project whose term has passed: its key and view are destroyed."""
+    from hygie.audit import record
     from hygie.governance.accounts import CONSOLE
     from hygie.governance.acts import act
     from hygie.governance.projects import Projects
@@ -446,6 +475,7 @@ def projects_sweep() -> None:
     try:
         with act(hub, CONSOLE, "project.sweep") as session:
             ended = Projects(hub, session).expire_due(CONSOLE)
+            record(session, actor=CONSOLE.ref, action="project.sweep", detail={"ended": ended})
     finally:
         hub.close()
     err.print(f"{len(ended)} project(s) expired: {ended}" if ended else "no project has passed its term")

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(
         default=2.0, description="A signed checkpoint of the audit log at least this often while events flow."
     )
+    alert_seconds: float = Field(default=30.0, description="How often DPO access alerts are evaluated.")
     project_sweep_seconds: float = Field(
         default=60.0, description="How often the server ends projects past their term (access stops at expiry anyway)."
     )

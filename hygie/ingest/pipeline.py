@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy import select
 
 from hygie import faults
+from hygie.audit import Outcome, record, record_now
 from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, valid_nirs, validate_nir
 from hygie.ingest import checks
@@ -50,6 +51,8 @@ from hygie.warehouse.catalog import BatchRow
 from hygie.warehouse.store import Staging
 
 log = structlog.get_logger("hygie.ingest")
+INGEST_ACTOR = "console"
+"""Deliveries are taken in at the operator's console (``hygie ingest``)."""
 
 Progress = Callable[[int], None]
 """Called with the number of rows just processed."""
@@ -616,6 +619,13 @@ class _BatchIngestion:
                 self.session.flush()
                 self.session.add_all(files)
                 self.vault.store(identity_rows)
+                record(
+                    self.session,
+                    actor=INGEST_ACTOR,
+                    action="delivery.ingest",
+                    object=f"batch:{manifest.batch_id}",
+                    detail={"status": "accepted", "rows": self.rows},
+                )
                 self.session.commit()
                 faults.point("after-commit")
             except BaseException:
@@ -711,6 +721,22 @@ def _parse_failure(exc: Exception, offset: int | None = None) -> str:
 
 
 def ingest_batch(hub: Hub, batch_dir: Path, progress: Progress | None = None) -> BatchResult:
+    """Check and store one batch, accepted whole or rejected whole; the outcome is on the record before this
+    returns (an accepted batch's event commits with the batch itself)."""
+    result = _ingest_batch(hub, batch_dir, progress)
+    if result.status != "accepted":
+        record_now(
+            hub.session,
+            actor=INGEST_ACTOR,
+            action="delivery.ingest",
+            outcome=Outcome.OK if result.status == "duplicate" else Outcome.FAILED,
+            object=f"batch:{result.batch_id}" if result.batch_id else None,
+            detail={"status": result.status, "errors": len(result.errors) + result.errors_not_shown},
+        )
+    return result
+
+
+def _ingest_batch(hub: Hub, batch_dir: Path, progress: Progress | None = None) -> BatchResult:
     errors = ErrorLog(hub.settings.ingest_max_errors)
     manifest = read_manifest(batch_dir, errors)
     if manifest is None:

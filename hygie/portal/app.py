@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from hygie.audit.alerts import AlertPolicy, start_alerting
 from hygie.audit.checkpointer import start_checkpointer
 from hygie.audit.log import TransparencyLog
 from hygie.governance.accounts import SYSTEM
@@ -17,16 +18,17 @@ from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
 from hygie.governance.projects import Projects
 from hygie.hub import Hub
-from hygie.portal.routes import accounts, citizens, policy, projects, register
+from hygie.portal.routes import accounts, alerts, citizens, policy, projects, register
 
 log = structlog.get_logger("hygie.portal")
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """While serving: signed checkpoints every few seconds, and projects past their term ended."""
+    """While serving: signed checkpoints every few seconds, DPO alerts evaluated, projects past their term ended."""
     hub: Hub = app.state.hub
     checkpointer = start_checkpointer(TransparencyLog.for_hub(hub), interval=hub.settings.audit_checkpoint_seconds)
+    alerter = start_alerting(hub, interval=hub.settings.alert_seconds, policy=AlertPolicy.from_settings(hub.settings))
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep_projects, args=(hub, stop), name="hygie-project-sweep", daemon=True)
     sweeper.start()
@@ -35,6 +37,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stop.set()
         sweeper.join(timeout=30)
+        alerter.stop()
         checkpointer.stop()
 
 
@@ -62,7 +65,12 @@ def create_app(hub: Hub) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
-    @app.get("/healthz", tags=["service"], summary="The process is up")
+    @app.get(
+        "/healthz",
+        tags=["service"],
+        summary="The process is up",
+        openapi_extra={"x-hygie-audit": "not recorded: says nothing about data or governance"},
+    )
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -71,6 +79,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(policy.router)
     app.include_router(register.router)
+    app.include_router(alerts.router)
     _include_audit(app, hub)
     return app
 

@@ -24,11 +24,17 @@ HubDep = Annotated[Hub, Depends(get_hub)]
 
 
 def current_actor(
+    request: Request,
     hub: HubDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
     if credentials is None:
-        raise Unauthenticated("sign in first (POST /auth/login) and send the token as 'Authorization: Bearer …'")
+        # Anonymous attempts on protected routes are on the record too (paths carry ids, never identifiers).
+        record_now(hub.session, actor="anonymous", action="auth.token", outcome=Outcome.DENIED,
+                   detail={"reason": "no credentials", "route": request.url.path})  # fmt: skip
+        error = Unauthenticated("sign in first (POST /auth/login) and send the token as 'Authorization: Bearer …'")
+        error.recorded = True
+        raise error
     with hub.session() as session:
         try:
             return Accounts(session, hub.custody, hub.settings).authenticate(credentials.credentials)

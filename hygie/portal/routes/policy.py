@@ -29,7 +29,11 @@ class PolicyOut(BaseModel):
     project_max_days: int
 
 
-@router.get("", summary="The rules every project follows")
+@router.get(
+    "",
+    summary="The rules every project follows",
+    openapi_extra={"x-hygie-audit": "not recorded: the platform's published rules, no data, no act"},
+)
 def policy(hub: HubDep) -> PolicyOut:
     s = hub.settings
     return PolicyOut(
