@@ -9,7 +9,10 @@ Sequencing gives each committed event the next leaf index, in event id order, an
   largest id, and releases the lock at once: every id up to that one is now committed or rolled back for good,
   and later inserts get larger ids. It then sequences up to that id without holding up writers.
 
-One sequencer runs at a time: it locks the ``audit_log_state`` row first.
+One sequencer runs at a time: it locks the ``audit_log_state`` row first (under a process-wide lock per engine,
+see :func:`hygie.audit.storage.appending`). :class:`~hygie.audit.recorder.BatchRecorder` sequences its own
+events in the transaction that inserts them, under the same two locks, after catching up with any committed
+event not yet sequenced: both paths extend one tree, one after the other, and can never assign an index twice.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, Table, select, text, update
+from sqlalchemy import Engine, Table, select, text
 from sqlalchemy.exc import OperationalError
 
 from hygie.audit import merkle
@@ -29,11 +32,15 @@ from hygie.audit.events import AuditEvent
 from hygie.audit.note import Checkpoint
 from hygie.audit.signing import Signer, load_signer
 from hygie.audit.storage import (
-    StoredTree,
-    append_leaves,
+    FastTree,
+    appending,
+    checked_size,
     checkpoint_table,
     leaf_hashes,
     leaf_table,
+    read_size,
+    reading,
+    shared,
     state_table,
 )
 from hygie.keys import KeyCustody
@@ -147,53 +154,57 @@ class TransparencyLog:
         except OperationalError:
             return -1  # a long transaction holds inserts open: sequence nothing now, the next run will
 
+    def _pending(self) -> tuple[int, bool]:
+        """The size, and whether any event may wait for a leaf (a read, no lock)."""
+        with reading(self.engine) as dbapi:
+            cur = dbapi.cursor()
+            cur.execute(
+                "SELECT size, last_event_id, (SELECT max(id) FROM audit_event) FROM audit_log_state WHERE id = 1"
+            )
+            size, last, top = cur.fetchone()
+        return int(size), top is not None and int(top) > int(last)
+
     def _sequence_batch(self) -> tuple[int, bool]:
+        size, pending = self._pending()
+        if not pending:
+            return size, True
         ceiling = self._committed_ceiling()
-        with self.engine.begin() as conn:
+        with appending(self.engine) as log:
             # Lock the state row first: sequencers take turns, and on SQLite this takes the write lock.
-            conn.execute(update(_state).where(_state.c.id == 1).values(size=_state.c.size))
-            size, last = conn.execute(select(_state.c.size, _state.c.last_event_id).where(_state.c.id == 1)).one()
+            size, last = log.lock_state()
             query = select(*(_events.c[c] for c in COLUMNS)).where(_events.c.id > last)
             if ceiling is not None:
                 query = query.where(_events.c.id <= ceiling)
-            rows = conn.execute(query.order_by(_events.c.id).limit(SEQUENCE_BATCH)).mappings().all()
+            rows = log.conn.execute(query.order_by(_events.c.id).limit(SEQUENCE_BATCH)).mappings().all()
             if not rows:
                 return size, True
-            leaves = [(int(r["id"]), merkle.leaf_hash(canonical_entry(r))) for r in rows]
-            new_size = append_leaves(conn, size, leaves)
-            conn.execute(update(_state).where(_state.c.id == 1).values(size=new_size, last_event_id=leaves[-1][0]))
+            new_size = log.append([(int(r["id"]), merkle.leaf_hash(canonical_entry(r))) for r in rows])
         return new_size, len(rows) < SEQUENCE_BATCH
 
     # -- reading ---------------------------------------------------------------------------------------------
 
     def size(self) -> int:
-        with self.engine.connect() as conn:
-            return _size(conn)
+        return read_size(self.engine)
 
     def root(self, size: int | None = None) -> bytes:
-        with self.engine.connect() as conn:
-            return merkle.root(StoredTree(conn), _checked_size(conn, size))
+        return merkle.root(FastTree(self.engine), checked_size(self.engine, size))
 
     def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
-        with self.engine.connect() as conn:
-            size = _checked_size(conn, size)
-            if not 0 <= index < size:
-                raise ValueError(f"index {index} is outside the tree of size {size}")
-            tree = StoredTree(conn)
-            ranges = merkle.inclusion_ranges(index, size)
-            # One fetch for the path and the root: the root's pieces and the path's overlap heavily.
-            hashes = merkle.range_hashes(tree, [*ranges, (0, size), (index, index + 1)])
+        size = checked_size(self.engine, size)
+        if not 0 <= index < size:
+            raise ValueError(f"index {index} is outside the tree of size {size}")
+        ranges = merkle.inclusion_ranges(index, size)
+        # One fetch for the path, the root and the leaf: the root's pieces and the path's overlap heavily.
+        hashes = merkle.range_hashes(FastTree(self.engine), [*ranges, (0, size), (index, index + 1)])
         return InclusionProof(index, size, hashes[-1], hashes[:-2], hashes[-2])
 
     def consistency_proof(self, old: int, new: int | None = None) -> ConsistencyProof:
-        with self.engine.connect() as conn:
-            new = _checked_size(conn, new)
-            if not 0 <= old <= new:
-                raise ValueError(f"no consistency proof from size {old} to size {new}")
-            tree = StoredTree(conn)
-            ranges = merkle.consistency_ranges(old, new)
-            roots = [(0, s) for s in (old, new) if s]
-            hashes = merkle.range_hashes(tree, [*ranges, *roots])
+        new = checked_size(self.engine, new)
+        if not 0 <= old <= new:
+            raise ValueError(f"no consistency proof from size {old} to size {new}")
+        ranges = merkle.consistency_ranges(old, new)
+        roots = [(0, s) for s in (old, new) if s]
+        hashes = merkle.range_hashes(FastTree(self.engine), [*ranges, *roots])
         proof = hashes[: len(ranges)]
         old_root = hashes[len(ranges)] if old else merkle.EMPTY_ROOT
         new_root = hashes[-1] if new else merkle.EMPTY_ROOT
@@ -230,19 +241,20 @@ class TransparencyLog:
         self.sequence()
         with self._issue_lock:
             latest = self.latest_checkpoint()
-            with self.engine.connect() as conn:
-                size = _size(conn)
-                if latest is not None and latest.size >= size:
-                    return latest
-                tree = StoredTree(conn)
-                root = merkle.root(tree, size)
-                if latest is not None and latest.size:
-                    # Never sign a tree that does not extend the last signed one (storage damaged or forked).
-                    proof = merkle.range_hashes(tree, merkle.consistency_ranges(latest.size, size))
-                    if not merkle.verify_consistency(latest.size, size, latest.root, root, proof):
-                        raise LogCorrupted(f"the tree of size {size} does not extend checkpoint #{latest.id}")
+            size = read_size(self.engine)
+            if latest is not None and latest.size >= size:
+                return latest
+            # From storage, in one query: the root and the consistency proof from the last checkpoint.
+            old, old_root = (latest.size, latest.root) if latest is not None else (0, merkle.EMPTY_ROOT)
+            ranges = merkle.consistency_ranges(old, size)
+            hashes = merkle.range_hashes(FastTree(self.engine), [*ranges, (0, size)])
+            root = hashes[-1]
+            # Never sign a tree that does not extend the last signed one (storage damaged or forked).
+            if old and not merkle.verify_consistency(old, size, old_root, root, hashes[:-1]):
+                assert latest is not None
+                raise LogCorrupted(f"the tree of size {size} does not extend checkpoint #{latest.id}")
             note = self.signer.sign(Checkpoint(self.signer.name, size, root))
-            with self.engine.begin() as conn:
+            with shared(self.engine).lock, self.engine.begin() as conn:
                 issued_at = datetime.now(UTC)
                 new_id = conn.execute(
                     _checkpoints.insert()
@@ -257,19 +269,6 @@ class TransparencyLog:
 
         self.sequence()
         return verify_log(self.engine, verifier_key or self.verifier_key)
-
-
-def _size(conn: Connection) -> int:
-    return int(conn.execute(select(_state.c.size).where(_state.c.id == 1)).scalar_one())
-
-
-def _checked_size(conn: Connection, size: int | None) -> int:
-    current = _size(conn)
-    if size is None:
-        return current
-    if not 0 <= size <= current:
-        raise ValueError(f"size {size} is outside the log (size {current})")
-    return size
 
 
 def _signed(row: Any) -> SignedCheckpoint:

@@ -1,34 +1,83 @@
-"""Group commit for high-rate callers: many threads record, one writer inserts each batch in one transaction.
+"""Group commit for high-rate callers: many threads record, one writer stores each batch in one transaction.
 
 :func:`hygie.audit.events.record` stays the call for acts that commit with their own transaction. Callers that
 only need the event itself on the record (reads, queries, proofs served) use :class:`BatchRecorder`:
 :meth:`~BatchRecorder.submit` queues an event and returns a future that resolves once it is committed (durable);
 :meth:`~BatchRecorder.record` waits for it, so the result is returned only after its event is stored. One
 fsync then covers every event that arrived while the previous batch was committing.
+
+The writer also sequences what it writes, in the same transaction: under the log's process-wide lock and its
+state row lock (see :func:`hygie.audit.storage.appending`) it first gives a leaf to any committed event not yet
+sequenced (events of :func:`~hygie.audit.events.record`), then inserts the batch with ids above every existing
+one, appends their leaves and the subtrees they complete, and commits once. Commit order is leaf order; the
+checkpointer's sequencer has nothing left to do for these events. On PostgreSQL the writer first takes
+``SHARE ROW EXCLUSIVE`` on ``audit_event`` (it waits for transactions inserting events, and new inserts wait
+for it) so that no smaller id can commit later; if a caller's transaction keeps an event uncommitted for longer
+than :data:`PG_LOCK_TIMEOUT`, the batch is committed unsequenced instead (the sequencer picks it up), and so is
+every batch for :data:`FALLBACK_SECONDS`.
+
+The leaf of an event is computed from the values as they are stored and read back (``detail`` is hashed from
+its stored JSON text), so the verifier, which re-reads the row, finds the same leaf.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import queue
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, Table, select
 
+from hygie.audit import merkle
+from hygie.audit.entry import COLUMNS, canonical_entry
 from hygie.audit.events import AuditEvent, Outcome
+from hygie.audit.storage import Appender, appending
 
 MAX_BATCH = 5_000
+PG_LOCK_TIMEOUT = "250ms"
+"""How long the writer waits for callers' transactions holding event inserts open, before storing unsequenced."""
+FALLBACK_SECONDS = 1.0
+"""After such a wait, batches are stored unsequenced (for the sequencer) for this long."""
+
 _events = cast(Table, AuditEvent.__table__)
+_INSERTED = ("at", "actor", "role", "action", "object", "project_id", "purpose", "outcome", "detail")
+_TEXT = ("actor", "role", "action", "object", "purpose", "outcome")
+_REQUIRED = ("actor", "action", "outcome")
+_LOCK_NOT_AVAILABLE = "55P03"
+_sha256 = hashlib.sha256
+
+
+class _Busy(Exception):
+    """PostgreSQL: a transaction inserting events did not finish within the lock timeout."""
+
+
+class _Event:
+    """An event ready to store: its column values, and its entry split around the id given at insert time."""
+
+    __slots__ = ("head", "tail", "values")
+
+    def __init__(self, values: tuple[Any, ...], head: bytes, tail: bytes) -> None:
+        self.values = values
+        self.head = head
+        self.tail = tail
 
 
 class BatchRecorder:
-    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH, *, sequence: bool = True) -> None:
+        """``sequence=False`` only inserts (the checkpointer's sequencer gives the leaves later)."""
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[None]] | None] = queue.SimpleQueue()
+        self.sequence = sequence
+        self._dialect = engine.dialect.name
+        self._at = _events.c.at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+        self._fallback_until = 0.0
+        self._queue: queue.SimpleQueue[tuple[_Event, Future[None]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-recorder", daemon=True)
         self._thread.start()
 
@@ -44,19 +93,25 @@ class BatchRecorder:
         purpose: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> Future[None]:
-        row = {
-            "at": datetime.now(UTC),
-            "actor": actor,
-            "role": role,
-            "action": action,
-            "object": object,
-            "project_id": project_id,
-            "purpose": purpose,
-            "outcome": str(outcome),
-            "detail": dict(detail or {}),
-        }
         done: Future[None] = Future()
-        self._queue.put((row, done))
+        try:
+            event = self._prepare(
+                {
+                    "at": datetime.now(UTC),
+                    "actor": actor,
+                    "role": role,
+                    "action": action,
+                    "object": object,
+                    "project_id": project_id,
+                    "purpose": purpose,
+                    "outcome": str(outcome),
+                    "detail": dict(detail or {}),
+                }
+            )
+        except Exception as exc:  # this event alone is refused; it never reaches a batch
+            done.set_exception(exc)
+            return done
+        self._queue.put((event, done))
         return done
 
     def record(self, **fields: Any) -> None:
@@ -67,10 +122,31 @@ class BatchRecorder:
         self._queue.put(None)
         self._thread.join()
 
+    def _prepare(self, row: dict[str, Any]) -> _Event:
+        # Values must read back exactly as given, or the stored leaf would not match the re-read row.
+        for name in _TEXT:
+            value = row[name]
+            if value is None and name not in _REQUIRED:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+            length = getattr(_events.c[name].type, "length", None)
+            if self._dialect == "postgresql" and length is not None and len(value) > length:
+                raise ValueError(f"{name} is longer than {length} characters")
+        project_id = row["project_id"]
+        if project_id is not None and (type(project_id) is not int):
+            raise TypeError(f"project_id must be an int, not {type(project_id).__name__}")
+        row["detail"] = json.dumps(row["detail"])  # as SQLAlchemy's JSON type stores it
+        entry = canonical_entry({**row, "id": 0})  # canonical: the hash is taken of the stored values
+        cut = entry.rindex(b',"id":0,')  # the top-level member: nested objects all sit inside "detail", before it
+        at = self._at(row["at"]) if self._at is not None else row["at"]
+        values = (at, *(row[c] for c in _INSERTED[1:]))
+        return _Event(values, b"\x00" + entry[: cut + 6], entry[cut + 7 :])
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            batch: list[tuple[dict[str, Any], Future[None]]] = []
+            batch: list[tuple[_Event, Future[None]]] = []
             closing = item is None
             if item is not None:
                 batch.append(item)
@@ -88,13 +164,77 @@ class BatchRecorder:
             if closing:
                 return
 
-    def _commit(self, batch: list[tuple[dict[str, Any], Future[None]]]) -> None:
+    def _commit(self, batch: list[tuple[_Event, Future[None]]]) -> None:
+        events = [e for e, _ in batch]
         try:
-            with self.engine.begin() as conn:
-                conn.execute(_events.insert(), [row for row, _ in batch])
+            if self.sequence and time.monotonic() >= self._fallback_until:
+                try:
+                    self._store_sequenced(events)
+                except _Busy:
+                    self._fallback_until = time.monotonic() + FALLBACK_SECONDS
+                    self._store(events)
+            else:
+                self._store(events)
         except Exception as exc:  # every waiter learns its event was not stored
             for _, done in batch:
                 done.set_exception(exc)
             return
         for _, done in batch:
             done.set_result(None)
+
+    def _store(self, events: list[_Event]) -> None:
+        """Insert only; ids from the database."""
+        with self.engine.begin() as conn:
+            cursor = cast(Any, conn.connection.driver_connection).cursor()
+            _insert(cursor, self._dialect, _INSERTED, [e.values for e in events])
+
+    def _store_sequenced(self, events: list[_Event]) -> None:
+        try:
+            with appending(self.engine) as log:
+                cur = log.cursor
+                if self._dialect == "postgresql":
+                    cur.execute(f"SET LOCAL lock_timeout = '{PG_LOCK_TIMEOUT}'")
+                    cur.execute("LOCK TABLE audit_event IN SHARE ROW EXCLUSIVE MODE")
+                _, last = log.lock_state()
+                cur.execute("SELECT max(id) FROM audit_event")
+                top = int(cur.fetchone()[0] or 0)
+                if top > last:
+                    _catch_up(log, last)
+                n = len(events)
+                if self._dialect == "postgresql":
+                    cur.execute(
+                        "SELECT nextval(pg_get_serial_sequence('audit_event', 'id')) FROM generate_series(1, %s)", (n,)
+                    )
+                    ids = sorted(int(i) for (i,) in cur.fetchall())
+                else:  # the write lock is held: nobody else takes an id until the commit
+                    ids = list(range(top + 1, top + 1 + n))
+                _insert(
+                    cur, self._dialect, ("id", *_INSERTED), [(i, *e.values) for i, e in zip(ids, events, strict=True)]
+                )
+                log.append(
+                    [(i, _sha256(e.head + str(i).encode() + e.tail).digest()) for i, e in zip(ids, events, strict=True)]
+                )
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE or _LOCK_NOT_AVAILABLE in str(
+                getattr(getattr(exc, "orig", None), "sqlstate", "")
+            ):
+                raise _Busy from exc
+            raise
+
+
+def _catch_up(log: Appender, last: int) -> None:
+    """Leaves for committed events not yet sequenced (recorded in callers' transactions), in id order."""
+    query = select(*(_events.c[c] for c in COLUMNS)).where(_events.c.id > last).order_by(_events.c.id)
+    rows = log.conn.execute(query).mappings().all()
+    log.append([(int(r["id"]), merkle.leaf_hash(canonical_entry(r))) for r in rows])
+
+
+def _insert(cursor: Any, dialect: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    names = ", ".join(columns)
+    if dialect == "postgresql":
+        with cursor.copy(f"COPY audit_event ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" * len(columns))
+        cursor.executemany(f"INSERT INTO audit_event ({names}) VALUES ({marks})", rows)
