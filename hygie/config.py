@@ -70,6 +70,30 @@ class Settings(BaseSettings):
         default=60.0, description="How often the server ends projects past their term (access stops at expiry anyway)."
     )
 
+    # Analyses (hygie/analysis): sandbox limits of one run, the airlock, and disclosure control of outputs.
+    analysis_memory_limit_mb: int = Field(
+        default=2048, description="DuckDB memory limit of one analysis run (per project connection), in MB."
+    )
+    analysis_threads: int = Field(default=2, description="DuckDB threads of one analysis run.")
+    analysis_timeout_seconds: float = Field(
+        default=120.0, description="Wall-clock limit of one analysis run; the query is interrupted past it."
+    )
+    analysis_max_output_rows: int = Field(
+        default=10_000, description="SQL outputs with more rows are refused as extracts (aggregates: max_cells)."
+    )
+    analysis_checkers_required: int = Field(
+        default=2, description="Distinct independent output checkers who must approve a release in the airlock."
+    )
+    disclosure_max_cells: int = Field(default=10_000, description="Most cells in one released output.")
+    disclosure_rounding_base: int = Field(default=5, description="People counts are randomly rounded to this base.")
+    disclosure_protection_width: int | None = Field(
+        default=None, description="Narrowest interval left on a suppressed cell; None means the threshold."
+    )
+    disclosure_dominance_p: float | None = Field(default=10.0, description="p of the p% dominance rule; None: off.")
+    disclosure_magnitude_noise: float = Field(
+        default=1.0, description="Magnitude noise as a fraction of a cell's largest single contribution."
+    )
+
     # Authentication policy.
     session_minutes: int = Field(default=30, description="A signed-in session expires after this long.")
     api_token_max_days: int = Field(default=90, description="Longest lifetime of a scoped API token.")

@@ -80,6 +80,11 @@ def project_view_key(project_id: int) -> str:
     return f"project-{project_id}-view"
 
 
+def project_cellkey_key(project_id: int) -> str:
+    """Custody key (PSEUDONYM) from which the project's record keys for disclosure control are derived."""
+    return f"project-{project_id}-cellkey"
+
+
 def project_dir(hub: Hub, project_id: int) -> Path:
     return hub.settings.data_dir / PROJECTS_DIR / str(project_id)
 
@@ -539,7 +544,11 @@ def destroy_view(hub: Hub, session: Session, project: Project, *, actor: str, ke
             row.status = DESTROYED
         destroyed_keys = []
         if not keep_key:
-            for name in (project_pseudonym_key(project.id), project_view_key(project.id)):
+            for name in (
+                project_pseudonym_key(project.id),
+                project_view_key(project.id),
+                project_cellkey_key(project.id),
+            ):
                 try:
                     if hub.custody.info(name).current_version is not None:
                         hub.custody.destroy(name)
@@ -567,16 +576,19 @@ def _newest_ready(session: Session, project_id: int) -> ProjectView | None:
     ).first()
 
 
-def open_view(hub: Hub, session: Session, project: Project) -> duckdb.DuckDBPyConnection:
+def open_view(
+    hub: Hub, session: Session, project: Project, *, limits: dict[str, str | int] | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table of the project's newest ready generation.
 
     No temp directory (nothing decrypted spills to disk); once the tables are registered, external access is
-    switched off and the configuration locked, so queries cannot read or write files of their own.
+    switched off and the configuration locked, so queries cannot read or write files of their own. ``limits``
+    (e.g. ``memory_limit``, ``threads``) are set at connection time, before the lock: the sandbox of one run.
     """
     view = _newest_ready(session, project.id)
     if view is None:
         raise ViewError(f"project {project.id} has no ready view: it is provisioned when the project is activated")
-    con = duckdb.connect(config={"temp_directory": ""})
+    con = duckdb.connect(config={**(limits or {}), "temp_directory": ""})
     crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
     for table, meta in view.tables.items():
         path = hub.settings.data_dir / meta["file"]
