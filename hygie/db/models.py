@@ -1,5 +1,6 @@
 """Imports every module that declares tables, so Alembic sees the whole schema."""
 
+from hygie.analysis import models as _analysis  # noqa: F401
 from hygie.audit import events as _audit_events  # noqa: F401
 from hygie.governance import models as _governance  # noqa: F401
 from hygie.identity import vault as _vault  # noqa: F401

@@ -1,0 +1,69 @@
+"""Analysis jobs, their releases and the output checkers' decisions on them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hygie.db import Base
+
+
+class AnalysisJob(Base):
+    """One submitted analysis: its text, who asked, how it ran and what it cost."""
+
+    __tablename__ = "analysis_job"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), nullable=False, index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("account.id"), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    """``aggregate`` (a declarative spec, JSON) or ``sql`` (a DuckDB SELECT)."""
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
+    """queued, running, succeeded, failed, refused."""
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """rows_scanned (rows of the view tables the query reads), cpu_seconds, output_rows."""
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why it was refused or failed, in words the author can act on (never a data value)."""
+
+
+class AnalysisRelease(Base):
+    """The output of a job after disclosure control, and where it stands: released, pending in the airlock,
+    rejected by a checker, or refused by the checks."""
+
+    __tablename__ = "analysis_release"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("analysis_job.id"), nullable=False, unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), nullable=False, index=True)
+    verdict: Mapped[str] = mapped_column(String(20), nullable=False)
+    """What the automatic checks said: release, review or refuse."""
+    status: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
+    """released, pending, rejected, refused."""
+    columns: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    """The protected table (aggregates) or the SQL output awaiting checkers; empty when refused."""
+    findings: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    """Reasons for output checkers (which cells were small...); never shown to the requester."""
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    """Counts: rows, cells, suppressed, min_cell_people, threshold."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReleaseDecision(Base):
+    """One output checker's approval or rejection of a release, with the reason."""
+
+    __tablename__ = "analysis_release_decision"
+    __table_args__ = (UniqueConstraint("release_id", "checker_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("analysis_release.id"), nullable=False, index=True)
+    checker_id: Mapped[int] = mapped_column(ForeignKey("account.id"), nullable=False, index=True)
+    decision: Mapped[str] = mapped_column(String(10), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
