@@ -227,8 +227,9 @@ class Scope(BaseModel):
         return problems
 
     def column_form(self, table: str, column: str) -> str:
-        """'exact', or the generalisation applied ('month')."""
+        """'exact', the generalisation applied ('month'), or 'forbidden' for a gated column that has no coarse
+        form and whose potential identifier was not declared (callers must never write it)."""
         identifier = gated_by(table, column)
         if identifier is not None and identifier not in self.potential_identifiers:
-            return COARSENED.get(table, {}).get(column, "exact")
+            return COARSENED.get(table, {}).get(column, "forbidden")
         return "exact"

@@ -68,7 +68,9 @@ class Projects:
     # -- helpers ----------------------------------------------------------------------------------
 
     def get(self, project_id: int) -> Project:
-        project = self.session.get(Project, project_id)
+        # Row lock on PostgreSQL (SQLite serialises writers anyway): two reviewers approving at once, or a refresh
+        # racing a change of scope, act one after the other, so a project never gets two live view builds.
+        project = self.session.get(Project, project_id, with_for_update=True)
         if project is None:
             raise NotFound(f"no project {project_id}")
         return project
@@ -440,7 +442,8 @@ class Projects:
         from hygie.governance.access import require_view_access
         from hygie.governance.views import build_view
 
-        project = require_view_access(self.session, self.settings, actor, project_id)
+        require_view_access(self.session, self.settings, actor, project_id)
+        project = self.get(project_id)  # locked: one build at a time per project
         view = build_view(self.hub, self.session, project, actor=actor.ref)
         self._record(actor, "project.refresh", project, view_generation=view.generation, people=view.people)
         return project

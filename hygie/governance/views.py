@@ -48,7 +48,7 @@ from hygie.governance.models import OptOut, Project, ProjectView
 from hygie.governance.policy import CLAIM_KEY, Scope
 from hygie.hub import Hub
 from hygie.identity.pseudonym import PSEUDONYM_LENGTH
-from hygie.identity.pseudonym import _encode_all as encode_pseudonyms
+from hygie.identity.pseudonym import encode_pseudonyms
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, DCIR_KEYS, DETAIL_TABLES, PSEUDONYM_COLUMN
 from hygie.ingest.rules import stored_schema
 from hygie.keys import KeyNotFound, KeyPurpose
@@ -174,8 +174,11 @@ class _Plan:
 
     def expr(self, table: str, column: str) -> str:
         """The SQL giving a warehouse column (of table alias ``t``) in its approved form."""
-        if self.scope.column_form(table, column) == "month":
+        form = self.scope.column_form(table, column)
+        if form == "month":
             return f"CAST(date_trunc('month', t.{column}) AS DATE) AS {column}"
+        if form != "exact":
+            raise ViewError(f"{table}.{column} needs its potential identifier declared; it is never written otherwise")
         return f"t.{column}"
 
     @property

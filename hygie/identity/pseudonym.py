@@ -27,7 +27,7 @@ _BASE32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
 _WEIGHTS = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
 
 
-def _encode_all(digests: list[bytes]) -> list[str]:
+def encode_pseudonyms(digests: list[bytes]) -> list[str]:
     """The first 17 RFC 4648 base32 characters of each digest (its first 85 bits), vectorised with numpy:
     the standard library's base32 is a Python loop, too slow for millions of people."""
     if not digests:
@@ -74,7 +74,7 @@ class Pseudonymiser:
         missing = [n for n in dict.fromkeys(nirs) if n not in self._pseudonyms]
         if missing:
             macs = self._custody.mac(HUB_PSEUDONYM_KEY, [_HUB_LABEL + n.encode("ascii") for n in missing])
-            self._pseudonyms.update(zip(missing, _encode_all(macs), strict=True))
+            self._pseudonyms.update(zip(missing, encode_pseudonyms(macs), strict=True))
         return [self._pseudonyms[n] for n in nirs]
 
     def indexes(self, nirs: Iterable[str]) -> list[bytes]:

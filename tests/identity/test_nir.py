@@ -85,6 +85,6 @@ def test_vectorised_check_catches_single_character_changes(nir: str, pos: int, c
 def test_pseudonym_encoding_is_standard_base32(digests: list[bytes]) -> None:
     import base64
 
-    from hygie.identity.pseudonym import PSEUDONYM_LENGTH, _encode_all
+    from hygie.identity.pseudonym import PSEUDONYM_LENGTH, encode_pseudonyms
 
-    assert _encode_all(digests) == [base64.b32encode(d[:15]).decode()[:PSEUDONYM_LENGTH] for d in digests]
+    assert encode_pseudonyms(digests) == [base64.b32encode(d[:15]).decode()[:PSEUDONYM_LENGTH] for d in digests]
