@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hygie.audit.cli import audit_app
+from hygie.breach.cli import breach_app
 from hygie.config import Settings, get_settings
 from hygie.logging import configure
 
@@ -30,6 +31,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(projects_app, name="projects")
+app.add_typer(breach_app, name="breach")
 
 err = Console(stderr=True)
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)

@@ -103,6 +103,29 @@ class Settings(BaseSettings):
     password_memory_kib: int = Field(default=19_456, description="Argon2id memory per password hash (OWASP).")
     password_iterations: int = Field(default=2, description="Argon2id passes per password hash (OWASP).")
 
+    # Breach response (hygie.breach).
+    breach_retention_days: int = Field(
+        default=90, description="Days a leaked file is kept (encrypted) after import, then destroyed by the sweep."
+    )
+    breach_flag_days: int = Field(
+        default=180, description="Days a person found in a leak needs a stronger identity check for sensitive changes."
+    )
+    breach_match_score: float = Field(
+        default=0.9, description="Lowest confidence (0-1) of an automatic match; below it a candidate goes to review."
+    )
+    breach_smtp_host: str = Field(default="localhost", description="SMTP server that sends breach notices.")
+    breach_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends breach notices.")
+    breach_smtp_from: str = Field(default="dpo@hygie.invalid", description="Sender address of breach notices.")
+    breach_check_per_ip_per_hour: int = Field(
+        default=10, description="Anonymous 'am I in it?' evaluations per client address per hour."
+    )
+    breach_check_global_per_minute: int = Field(
+        default=600, description="Anonymous 'am I in it?' evaluations per minute for everyone together."
+    )
+    breach_check_prefix_bits: int = Field(
+        default=8, description="Bits of the client's keyed tag the server sees in an 'am I in it?' lookup."
+    )
+
     # Key derivation (Argon2id, RFC 9106 second recommended option).
     kdf_memory_kib: int = Field(default=65_536)
     kdf_iterations: int = Field(default=3)

@@ -19,6 +19,7 @@ from hygie.governance.errors import GovernanceError
 from hygie.governance.projects import Projects
 from hygie.hub import Hub
 from hygie.portal.routes import accounts, alerts, citizens, policy, projects, register
+from hygie.portal.routes import breach as breach_routes
 
 log = structlog.get_logger("hygie.portal")
 
@@ -80,6 +81,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(policy.router)
     app.include_router(register.router)
     app.include_router(alerts.router)
+    app.include_router(breach_routes.router)
     _include_audit(app, hub)
     return app
 

@@ -1,7 +1,6 @@
 """A hub holding a small ingested synthetic population, for the governance tests.
 
-The delivery is generated once per session; each test ingests it into its own hub (on SQLite and on
-PostgreSQL through the ``hub`` fixture), which takes a second or two at this size.
+The delivery is generated and ingested once per session and database; each test gets a copy of that hub.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ import pytest
 
 from hygie.governance.models import Account, Project
 from hygie.hub import Hub
-from hygie.ingest.pipeline import expand_batches, ingest_batch
 from hygie.synth import generate
+from tests.portal.world import Template, clone_hub, make_template
 
 PEOPLE, YEARS, SEED, START = 400, 1, 23, 2023
 
@@ -28,12 +27,27 @@ def delivery(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture
-def populated(hub: Hub, delivery: Path) -> Iterator[Hub]:
-    for batch in expand_batches([delivery]):
-        result = ingest_batch(hub, batch)
-        assert result.status == "accepted", result
+@pytest.fixture(scope="session")
+def sqlite_population(tmp_path_factory: pytest.TempPathFactory, delivery: Path) -> Template:
+    return make_template(tmp_path_factory.mktemp("gov-sqlite"), delivery, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_population(tmp_path_factory: pytest.TempPathFactory, delivery: Path, postgres_cluster: str) -> Template:
+    return make_template(tmp_path_factory.mktemp("gov-pg"), delivery, postgres_cluster)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def populated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    """A hub of its own holding the population, ingested once per session and copied (ingesting takes seconds),
+    on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        hub = clone_hub(tmp_path, request.getfixturevalue("sqlite_population"), None)
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        hub = clone_hub(tmp_path, request.getfixturevalue("postgres_population"), cluster)
     yield hub
+    hub.close()
 
 
 _projects = iter(range(10**6))

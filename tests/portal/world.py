@@ -131,18 +131,23 @@ def make_template(tmp: Path, delivery: Path, cluster: str | None) -> Template:
     return Template(tmp / "hub", delivery, database)
 
 
-def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[World]:
+def clone_hub(tmp: Path, template: Template, cluster: str | None) -> Hub:
+    """A hub of its own holding the template's data: files copied, PostgreSQL database cloned."""
     shutil.copytree(template.data_dir, tmp / "hub")
     if template.database is None:
         settings = make_settings(tmp / "hub")
     else:
         assert cluster is not None
-        url = postgres.create_database(cluster, f"hygie_portal_{next(_counter)}", template=template.database)
+        url = postgres.create_database(cluster, f"hygie_clone_{next(_counter)}", template=template.database)
         settings = make_settings(tmp / "hub", database_url=url)
-    hub = Hub.open(settings)
+    return Hub.open(settings)
+
+
+def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[World]:
+    hub = clone_hub(tmp, template, cluster)
     world = World(hub, TestClient(create_app(hub)), template.delivery)
     with act(hub, CONSOLE, "test.setup") as session:
-        accounts = Accounts(session, hub.custody, settings)
+        accounts = Accounts(session, hub.custody, hub.settings)
         for name, role in STAFF.items():
             created = accounts.create(CONSOLE, username=name, role=role, password=PASSWORD, organisation="Test")
             world.ids[name] = created.account.id
