@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AdmissionLimits(BaseModel):
+    """How much of one class of routes the portal takes on at once (see hygie.portal.resilience)."""
+
+    concurrency: int = Field(ge=1, description="Requests of this class handled at the same time.")
+    queue: int = Field(ge=0, description="Requests that may wait for a slot; beyond them, an immediate 503.")
+    wait_seconds: float = Field(gt=0, description="Longest wait in the queue before a 503 (a queue deadline).")
+    deadline_seconds: float = Field(gt=0, description="Longest time to answer once admitted before a 503.")
+    retry_after_seconds: int = Field(ge=1, description="What a refused client is told to wait (Retry-After).")
 
 
 class Settings(BaseSettings):
@@ -130,6 +140,70 @@ class Settings(BaseSettings):
     kdf_memory_kib: int = Field(default=65_536)
     kdf_iterations: int = Field(default=3)
     kdf_lanes: int = Field(default=4)
+
+    # Resilience of the portal (hygie.portal.resilience): admission per class of route, timeouts, breakers.
+    # The concurrency of all classes together stays under the database pool (pool size + overflow), so an
+    # overloaded portal queues and sheds at its door instead of timing out inside the pool.
+    admission_citizen: AdmissionLimits = Field(
+        default=AdmissionLimits(
+            concurrency=8, queue=32, wait_seconds=2.0, deadline_seconds=10.0, retry_after_seconds=5
+        ),
+        description="Citizens' reads (/me/*, /registre, citizen pages): capacity of their own, never lent to others.",
+    )
+    admission_governance: AdmissionLimits = Field(
+        default=AdmissionLimits(
+            concurrency=4, queue=16, wait_seconds=5.0, deadline_seconds=30.0, retry_after_seconds=10
+        ),
+        description="Sign-in, accounts, projects, reviews, alerts.",
+    )
+    admission_research: AdmissionLimits = Field(
+        default=AdmissionLimits(
+            concurrency=2, queue=2, wait_seconds=1.0, deadline_seconds=120.0, retry_after_seconds=30
+        ),
+        description="Heavy research work (analyses, jobs, views, dummy data): the smallest share, shed first.",
+    )
+    admission_public: AdmissionLimits = Field(
+        default=AdmissionLimits(
+            concurrency=4, queue=16, wait_seconds=2.0, deadline_seconds=10.0, retry_after_seconds=5
+        ),
+        description="Public register and audit log endpoints (no login).",
+    )
+    admission_health: AdmissionLimits = Field(
+        default=AdmissionLimits(concurrency=2, queue=8, wait_seconds=1.0, deadline_seconds=5.0, retry_after_seconds=1),
+        description="/healthz, /readyz, /metrics: kept apart so probes answer while the portal is busy.",
+    )
+    research_yields_to_citizens: bool = Field(
+        default=True, description="Research requests are refused at once while citizens' requests wait in queue."
+    )
+    breaker_failures: int = Field(
+        default=5, description="Failures in a row of one dependency (database, warehouse) that open its breaker."
+    )
+    breaker_open_seconds: float = Field(
+        default=5.0, description="How long an open breaker answers 503 at once before probing the dependency again."
+    )
+    dependency_probe_seconds: float = Field(
+        default=2.0, description="Longest a probe of the database or warehouse may take (readiness, half-open breaker)."
+    )
+    drain_seconds: float = Field(
+        default=20.0, description="On SIGTERM: longest wait for requests in flight (new ones get 503) before stopping."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, description="uvicorn's timeout_graceful_shutdown: connections still open after it are closed."
+    )
+    database_statement_timeout_ms: int = Field(
+        default=60_000, description="PostgreSQL statement_timeout for every connection (0: none)."
+    )
+    database_connect_timeout_seconds: int = Field(
+        default=5, description="Longest wait to open a PostgreSQL connection."
+    )
+    database_pool_size: int = Field(default=10, description="Connections kept open to the metadata database.")
+    database_max_overflow: int = Field(default=20, description="Extra connections opened under load, then closed.")
+    database_pool_timeout_seconds: float = Field(
+        default=10.0, description="Longest wait for a free connection of the pool before the call fails."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=30_000, description="How long a SQLite connection waits for another writer's lock before failing."
+    )
 
     @property
     def database(self) -> str:

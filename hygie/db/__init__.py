@@ -7,10 +7,11 @@ migrations see one metadata.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from hygie.config import Settings
@@ -28,21 +29,39 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL with FULL sync: a committed batch survives a crash or power loss; readers never block the writer.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # WAL with FULL sync: a committed batch survives a crash or power loss; readers never block the writer.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    return on_connect
 
 
 def make_engine(settings: Settings) -> Engine:
-    url = settings.database
-    engine = create_engine(url, future=True)
+    """An engine whose every call is bounded: waiting for a pooled connection, opening one, and (on PostgreSQL)
+    each statement, so a failing database yields an error the portal can answer 503 with, never a hung request."""
+    url = make_url(settings.database)
+    options: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        timeout = int(settings.database_statement_timeout_ms)
+        options["connect_args"] = {
+            "connect_timeout": settings.database_connect_timeout_seconds,
+            **({"options": f"-c statement_timeout={timeout}"} if timeout > 0 else {}),
+        }
+    if url.database not in (None, "", ":memory:"):
+        options.update(
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=settings.database_pool_timeout_seconds,
+        )
+    engine = create_engine(url, future=True, **options)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(settings.sqlite_busy_timeout_ms))
     return engine
 
 

@@ -18,6 +18,7 @@ from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
 from hygie.governance.projects import Projects
 from hygie.hub import Hub
+from hygie.portal.resilience import install_resilience
 from hygie.portal.routes import accounts, alerts, citizens, policy, projects, register
 from hygie.portal.routes import breach as breach_routes
 
@@ -83,6 +84,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(breach_routes.router)
     _include_audit(app, hub)
+    install_resilience(app, hub)
     return app
 
 

@@ -1,0 +1,64 @@
+"""Classes of route: each has its own admission limits, so heavy research work never takes citizens' capacity.
+
+A path is classified by its prefix, before routing (the middleware runs outside the router). Unknown paths fall in
+the governance class, which holds the staff's everyday work and has a moderate share.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from hygie.config import AdmissionLimits, Settings
+
+
+class RouteClass(StrEnum):
+    CITIZEN = "citizen"
+    GOVERNANCE = "governance"
+    RESEARCH = "research"
+    PUBLIC = "public"
+    HEALTH = "health"
+
+
+class Dependency(StrEnum):
+    DATABASE = "database"
+    WAREHOUSE = "warehouse"
+    """The encrypted Parquet warehouse and the DuckDB engine over it (views, analyses, membership files)."""
+
+
+HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Heavy research work: analyses and jobs run the engine over project views; a view read or refresh decrypts data.
+_RESEARCH = re.compile(
+    r"^/(?:projects/[^/]+/(?:analyses|view|refresh|dummy|outputs|jobs)|jobs|analyses|outputs|dummy)(?:/|$)"
+)
+# The citizens' pages are French paths served by the pages module; the English API paths are under /me.
+_CITIZEN = re.compile(r"^/(?:me(?:/|$)|registre(?:/|$)|moi(?:/|$)|mes-|citoyen|$)")
+_PUBLIC = re.compile(r"^/(?:register|audit|static|openapi\.json|docs|redoc)(?:/|$)")
+# Paths that read the warehouse (membership files, care data) besides the research class.
+_CITIZEN_WAREHOUSE = re.compile(r"^/(?:me/(?:data-uses|reimbursements)|moi/|mes-)")
+
+
+def classify(path: str) -> RouteClass:
+    if path in HEALTH_PATHS:
+        return RouteClass.HEALTH
+    if _RESEARCH.match(path):
+        return RouteClass.RESEARCH
+    if _CITIZEN.match(path):
+        return RouteClass.CITIZEN
+    if _PUBLIC.match(path):
+        return RouteClass.PUBLIC
+    return RouteClass.GOVERNANCE
+
+
+def dependencies(path: str, route_class: RouteClass) -> tuple[Dependency, ...]:
+    """What a request needs working; an open breaker on any of them answers 503 before the request is run."""
+    if route_class is RouteClass.HEALTH or path.startswith("/static/") or path in {"/openapi.json", "/docs", "/redoc"}:
+        return ()
+    if route_class is RouteClass.RESEARCH or _CITIZEN_WAREHOUSE.match(path):
+        return (Dependency.DATABASE, Dependency.WAREHOUSE)
+    return (Dependency.DATABASE,)
+
+
+def limits(settings: Settings, route_class: RouteClass) -> AdmissionLimits:
+    limits: AdmissionLimits = getattr(settings, f"admission_{route_class.value}")
+    return limits
