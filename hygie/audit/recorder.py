@@ -27,7 +27,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -36,8 +36,9 @@ from sqlalchemy import Engine, Table, select
 
 from hygie.audit import merkle
 from hygie.audit.entry import COLUMNS, canonical_entry
+from hygie.audit.entry import VERSION as ENTRY_VERSION
 from hygie.audit.events import AuditEvent, Outcome
-from hygie.audit.storage import Appender, appending
+from hygie.audit.storage import Appender, appending, insert_rows
 
 MAX_BATCH = 5_000
 PG_LOCK_TIMEOUT = "250ms"
@@ -47,8 +48,9 @@ FALLBACK_SECONDS = 1.0
 
 _events = cast(Table, AuditEvent.__table__)
 _INSERTED = ("at", "actor", "role", "action", "object", "project_id", "purpose", "outcome", "detail")
-_TEXT = ("actor", "role", "action", "object", "purpose", "outcome")
-_REQUIRED = ("actor", "action", "outcome")
+_LENGTHS = {c: int(_events.c[c].type.length) for c in ("actor", "role", "action", "object", "purpose", "outcome")}  # type: ignore[attr-defined]
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+_q: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _LOCK_NOT_AVAILABLE = "55P03"
 _sha256 = hashlib.sha256
 
@@ -75,7 +77,6 @@ class BatchRecorder:
         self.max_batch = max_batch
         self.sequence = sequence
         self._dialect = engine.dialect.name
-        self._at = _events.c.at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
         self._fallback_until = 0.0
         self._queue: queue.SimpleQueue[tuple[_Event, Future[None]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-recorder", daemon=True)
@@ -96,17 +97,7 @@ class BatchRecorder:
         done: Future[None] = Future()
         try:
             event = self._prepare(
-                {
-                    "at": datetime.now(UTC),
-                    "actor": actor,
-                    "role": role,
-                    "action": action,
-                    "object": object,
-                    "project_id": project_id,
-                    "purpose": purpose,
-                    "outcome": str(outcome),
-                    "detail": dict(detail or {}),
-                }
+                datetime.now(UTC), actor, action, str(outcome), role, object, project_id, purpose, detail
             )
         except Exception as exc:  # this event alone is refused; it never reaches a batch
             done.set_exception(exc)
@@ -122,26 +113,53 @@ class BatchRecorder:
         self._queue.put(None)
         self._thread.join()
 
-    def _prepare(self, row: dict[str, Any]) -> _Event:
-        # Values must read back exactly as given, or the stored leaf would not match the re-read row.
-        for name in _TEXT:
-            value = row[name]
-            if value is None and name not in _REQUIRED:
-                continue
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be a string, not {type(value).__name__}")
-            length = getattr(_events.c[name].type, "length", None)
-            if self._dialect == "postgresql" and length is not None and len(value) > length:
-                raise ValueError(f"{name} is longer than {length} characters")
-        project_id = row["project_id"]
-        if project_id is not None and (type(project_id) is not int):
+    def _prepare(
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        outcome: str,
+        role: str | None,
+        object: str | None,
+        project_id: int | None,
+        purpose: str | None,
+        detail: Mapping[str, Any] | None,
+    ) -> _Event:
+        """Check the values, and write the entry (:func:`~hygie.audit.entry.canonical_entry`) around its id.
+
+        Values must read back exactly as given, or the leaf would not match the row the verifier re-reads: strings
+        stay strings, ``project_id`` an int, and ``detail`` is hashed as its stored JSON text parses back.
+        """
+        pg = self._dialect == "postgresql"
+        for name, value in (("actor", actor), ("action", action), ("outcome", outcome)):
+            _check_text(name, value, pg)
+        for name, optional in (("role", role), ("object", object), ("purpose", purpose)):
+            if optional is not None:
+                _check_text(name, optional, pg)
+        if project_id is not None and type(project_id) is not int:
             raise TypeError(f"project_id must be an int, not {type(project_id).__name__}")
-        row["detail"] = json.dumps(row["detail"])  # as SQLAlchemy's JSON type stores it
-        entry = canonical_entry({**row, "id": 0})  # canonical: the hash is taken of the stored values
-        cut = entry.rindex(b',"id":0,')  # the top-level member: nested objects all sit inside "detail", before it
-        at = self._at(row["at"]) if self._at is not None else row["at"]
-        values = (at, *(row[c] for c in _INSERTED[1:]))
-        return _Event(values, b"\x00" + entry[: cut + 6], entry[cut + 7 :])
+        if not detail:
+            stored, canonical = "{}", "{}"
+        else:
+            stored = json.dumps(detail if type(detail) is dict else dict(detail))  # as SQLAlchemy's JSON type does
+            # With string keys only, the values encode alike before and after the JSON round trip; other keys
+            # become strings (and sort differently), so those details are canonicalised as they read back.
+            canonical = _CANONICAL.encode(detail if _str_keys(detail) else json.loads(stored))
+        iso = at.isoformat(" ", "microseconds")  # at is UTC: "YYYY-MM-DD HH:MM:SS.ffffff+00:00"
+        if not iso.endswith("+00:00"):
+            raise ValueError("at must be in UTC")
+        head = (
+            f'\x00{{"action":{_q(action)},"actor":{_q(actor)},"at":"{iso[:10]}T{iso[11:-6]}Z",'
+            f'"detail":{canonical},"id":'
+        )
+        tail = (
+            f',"object":{_qn(object)},"outcome":{_q(outcome)},'
+            f'"project_id":{"null" if project_id is None else project_id},"purpose":{_qn(purpose)},'
+            f'"role":{_qn(role)},"v":{ENTRY_VERSION}}}'
+        )
+        stored_at: Any = at if pg else iso[:-6]  # as SQLAlchemy's SQLite DATETIME stores it
+        values = (stored_at, actor, role, action, object, project_id, purpose, outcome, stored)
+        return _Event(values, head.encode("ascii"), tail.encode("ascii"))
 
     def _run(self) -> None:
         while True:
@@ -222,6 +240,25 @@ class BatchRecorder:
             raise
 
 
+def _check_text(name: str, value: object, pg: bool) -> None:
+    if type(value) is not str:
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    if pg and len(value) > _LENGTHS[name]:  # PostgreSQL would refuse the whole batch
+        raise ValueError(f"{name} is longer than {_LENGTHS[name]} characters")
+
+
+def _str_keys(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(type(k) is str and _str_keys(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_str_keys(v) for v in value)
+    return True
+
+
+def _qn(value: str | None) -> str:
+    return "null" if value is None else _q(value)
+
+
 def _catch_up(log: Appender, last: int) -> None:
     """Leaves for committed events not yet sequenced (recorded in callers' transactions), in id order."""
     query = select(*(_events.c[c] for c in COLUMNS)).where(_events.c.id > last).order_by(_events.c.id)
@@ -230,11 +267,4 @@ def _catch_up(log: Appender, last: int) -> None:
 
 
 def _insert(cursor: Any, dialect: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    names = ", ".join(columns)
-    if dialect == "postgresql":
-        with cursor.copy(f"COPY audit_event ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-    else:
-        marks = ", ".join("?" * len(columns))
-        cursor.executemany(f"INSERT INTO audit_event ({names}) VALUES ({marks})", rows)
+    insert_rows(cursor, dialect, "audit_event", columns, rows)

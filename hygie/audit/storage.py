@@ -276,14 +276,34 @@ class Appender:
         return self.size
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-        names = ", ".join(columns)
-        if self.dialect == "postgresql":
-            with self.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join("?" * len(columns))
-            self.cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        insert_rows(self.cursor, self.dialect, table, columns, rows)
+
+
+ROWS_PER_STATEMENT = 200
+"""SQLite: rows per multi-row INSERT. The driver releases the GIL around each statement step; one step per row
+(``executemany``) lets the writer thread lose the GIL to busy callers thousands of times per batch."""
+
+
+def insert_rows(cursor: Any, dialect: str, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert many rows through the driver: ``COPY`` on PostgreSQL, multi-row ``INSERT`` statements on SQLite."""
+    names = ", ".join(columns)
+    if dialect == "postgresql":
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    one = "(" + ", ".join("?" * len(columns)) + ")"
+    full = ROWS_PER_STATEMENT
+    whole = len(rows) - len(rows) % full
+    if whole:
+        statement = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * full)
+        for start in range(0, whole, full):
+            cursor.execute(statement, [v for row in rows[start : start + full] for v in row])
+    if whole < len(rows):
+        rest = rows[whole:]
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rest)), [v for row in rest for v in row]
+        )
 
 
 @contextmanager

@@ -27,26 +27,46 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(detail=st.dictionaries(st.text(max_size=6), _json, max_size=4), text=st.text(max_size=20), ident=st.integers(1))
-def test_the_entry_split_around_the_id_is_the_canonical_entry(detail: dict[str, object], text: str, ident: int) -> None:
+_text = st.text(max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    detail=st.dictionaries(st.text(max_size=6), _json, max_size=4),
+    texts=st.tuples(_text, _text, _text),
+    optional=st.tuples(st.none() | _text, st.none() | _text, st.none() | _text),
+    project_id=st.none() | st.integers(),
+    ident=st.integers(1, 2**62),
+    at=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)),
+)
+def test_the_entry_written_around_the_id_is_the_canonical_entry(
+    detail: dict[str, object],
+    texts: tuple[str, str, str],
+    optional: tuple[str | None, str | None, str | None],
+    project_id: int | None,
+    ident: int,
+    at: datetime,
+) -> None:
     recorder = BatchRecorder.__new__(BatchRecorder)  # _prepare only: no engine, no thread
     recorder._dialect = "sqlite"
-    recorder._at = None
+    detail = {**detail, "id": 0, "x": {"id": 0, "v": 1}}
+    actor, action, outcome = texts
+    role, object, purpose = optional
+    event = recorder._prepare(at, actor, action, outcome, role, object, project_id, purpose, detail)
     row = {
-        "at": datetime.now(UTC),
-        "actor": text,
-        "role": None,
-        "action": "id",
-        "object": '"id":0,',
-        "project_id": 3,
-        "purpose": text,
-        "outcome": "ok",
-        "detail": {**detail, "id": 0, "x": {"id": 0, "v": 1}},
+        "id": ident,
+        "at": at,
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "object": object,
+        "project_id": project_id,
+        "purpose": purpose,
+        "outcome": outcome,
+        "detail": detail,
     }
-    event = recorder._prepare(dict(row))
-    expected = canonical_entry({**row, "id": ident})
-    assert event.head[1:] + str(ident).encode() + event.tail == expected
+    assert event.head[1:] + str(ident).encode() + event.tail == canonical_entry(row)
+    assert event.head[:1] == b"\x00"
 
 
 def _check(hub: Hub, log: TransparencyLog) -> list[bytes]:
@@ -71,7 +91,8 @@ def test_recorder_sequences_in_its_own_transaction(hub: Hub) -> None:
         recorder.record(actor=5, action="query.run")
     with pytest.raises(ValueError):
         recorder.record(actor="account:1", action="query.run", detail={"x": float("nan")})
-    for i in range(40):
+    recorder.record(actor="account:1", action="query.run", detail={10: "a", 9: [{2: None, "1": 0.5}]})
+    for i in range(39):
         recorder.submit(actor=f"account:{i}", action="query.run", detail={"i": i})
     recorder.record(actor="account:x", action="query.run")
     assert log.size() == 42
