@@ -15,6 +15,7 @@ from rich.table import Table
 
 from hygie.audit.cli import audit_app
 from hygie.breach.cli import breach_app
+from hygie.breach.cli import breach_app
 from hygie.config import Settings, get_settings
 from hygie.logging import configure
 
@@ -31,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(projects_app, name="projects")
+app.add_typer(breach_app, name="breach")
 app.add_typer(breach_app, name="breach")
 
 err = Console(stderr=True)

@@ -1,0 +1,101 @@
+"""Values as a leak holds them, put back into the form the vault holds: NIRs, dates, names, postcodes.
+
+Spreadsheets mangle numbers: a NIR shown as 1.99061606165835E+14 (recoverable: a double holds 15 digits
+exactly) or 1,99062E+14 (not: digits are gone), a postcode 1234 that was 01234, a birth date as a day count
+since 1899-12-30. Each function returns None when nothing trustworthy can be recovered.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+
+from hygie.identity.nir import is_valid_nir
+
+_SCIENTIFIC = re.compile(r"^\d[.,]\d+[eE]\+?\d+$")
+
+
+def repair_nir(value: str) -> str | None:
+    """A valid NIR from what a leak's cell holds, or None."""
+    text = value.strip().upper().replace("\u00a0", " ")
+    if not text:
+        return None
+    if _SCIENTIFIC.match(text):
+        try:
+            number = Decimal(text.replace(",", "."))
+        except InvalidOperation:
+            return None
+        if number != number.to_integral_value():
+            return None
+        text = str(int(number))
+    compact = re.sub(r"[\s.\-_/]", "", text)
+    if compact.endswith(".0"):
+        compact = compact[:-2]
+    if len(compact) == 15 and is_valid_nir(compact):
+        return compact
+    return None
+
+
+def nir_like(value: str) -> bool:
+    """Whether a cell looks like a NIR at all (valid or damaged): for sniffing a column's content."""
+    compact = re.sub(r"[\s.\-_/]", "", value.strip().upper())
+    return bool(re.match(r"^[12][0-9]{4}([0-9]{2}|2A|2B)[0-9]{6,8}$", compact)) or bool(_SCIENTIFIC.match(compact))
+
+
+_EXCEL_EPOCH = date(1899, 12, 30)
+_DATE_FORMS = [
+    (re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$"), "ymd"),
+    (re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"), "ymd"),
+    (re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$"), "dmy"),
+    (re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2})$"), "dmy2"),
+    (re.compile(r"^(\d{4})(\d{2})(\d{2})$"), "ymd"),
+]
+
+
+def parse_date(value: str, today: date | None = None) -> date | None:
+    """A date from the forms leaks use (ISO, French day-first, compact, two-digit years, spreadsheet serials)."""
+    text = value.strip()
+    if not text:
+        return None
+    today = today or date.today()
+    for form, order in _DATE_FORMS:
+        m = form.match(text)
+        if not m:
+            continue
+        a, b, c = (int(g) for g in m.groups())
+        if order == "ymd":
+            y, mo, d = a, b, c
+        else:
+            d, mo, y = a, b, c
+            if order == "dmy2":
+                y += 1900 if y > today.year % 100 else 2000
+        try:
+            return date(y, mo, d)
+        except ValueError:
+            return None
+    if re.match(r"^\d{4,5}(\.0)?$", text):  # a spreadsheet day serial: 10000 = 1927, 50000 = 2036
+        serial = int(float(text))
+        if 1000 <= serial <= 60000:
+            return _EXCEL_EPOCH + timedelta(days=serial)
+    return None
+
+
+def postcode(value: str) -> str | None:
+    digits = re.sub(r"\D", "", value.split(".")[0])
+    if len(digits) == 4:  # a leading zero lost in a spreadsheet (Ain, Aisne, Allier...)
+        digits = "0" + digits
+    return digits if len(digits) == 5 else None
+
+
+def fold(text: str) -> str:
+    """Upper case, no accents, hyphens and apostrophes as spaces, single spaces: 'Jean-Édith' → 'JEAN EDITH'."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^A-Za-z0-9]+", " ", bare).upper().split())
+
+
+def initial(name: str) -> str:
+    folded = fold(name)
+    return folded[:1]

@@ -1,0 +1,154 @@
+"""Read a leaked file as found in the wild: CSV or TSV in any encoding and separator, XLSX, or JSON.
+
+Everything happens in memory, from bytes: the clear file is never written anywhere. Cells come back as
+strings; spreadsheet cells typed as numbers or dates are turned into the text a person would have typed
+(a float 1.99061606165835e14 becomes '199061606165835', a date cell '1999-06-25').
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from charset_normalizer import from_bytes
+
+
+class UnreadableFile(ValueError):
+    """The file is in no format Hygie reads; the message names the format tried, never file content."""
+
+
+@dataclass(frozen=True)
+class Table:
+    format: str
+    header: list[str] | None
+    """The header row, or None when the first row already holds data."""
+    rows: list[list[str]]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        # Spreadsheets hold long numbers as doubles: a 15-digit NIR is exact in a double (< 2^53).
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value).strip()
+
+
+def detect_format(name: str, blob: bytes) -> str:
+    if blob[:4] == b"PK\x03\x04":
+        return "xlsx"
+    head = blob[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:1] in (b"[", b"{"):
+        return "json"
+    if name.lower().endswith((".tsv", ".tab")):
+        return "tsv"
+    return "csv"
+
+
+def decode(blob: bytes) -> str:
+    """Text of a file in an unknown encoding: UTF-8 first (with or without BOM), else charset-normalizer's guess."""
+    try:
+        return blob.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(blob[:200_000]).best()
+    encoding = best.encoding if best is not None else "cp1252"
+    return blob.decode(encoding, errors="replace")
+
+
+_SEPARATORS = [",", ";", "\t", "|"]
+
+
+def _separator(text: str) -> str:
+    sample = "\n".join(text.splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(_SEPARATORS)).delimiter
+    except csv.Error:
+        # The separator that splits the sample's lines into the most equal number of fields wins.
+        lines = [line for line in sample.splitlines() if line.strip()]
+        best, best_score = ",", -1.0
+        for sep in _SEPARATORS:
+            counts = [len(next(csv.reader([line], delimiter=sep))) for line in lines]
+            if not counts or max(counts) < 2:
+                continue
+            score = counts.count(max(set(counts), key=counts.count)) / len(counts) * max(counts)
+            if score > best_score:
+                best, best_score = sep, score
+        return best
+
+
+def _text_rows(text: str, delimiter: str | None) -> list[list[str]]:
+    sep = delimiter or _separator(text)
+    return [[c.strip() for c in r] for r in csv.reader(io.StringIO(text), delimiter=sep) if any(c.strip() for c in r)]
+
+
+def _xlsx_rows(blob: bytes) -> list[list[str]]:
+    from openpyxl import load_workbook  # type: ignore[import-untyped]
+
+    book = load_workbook(io.BytesIO(blob), read_only=True, data_only=True)
+    try:
+        sheet = max(book.worksheets, key=lambda s: s.max_row or 0)  # the leak is on the fullest sheet
+        rows = [[_cell(v) for v in r] for r in sheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+    return [r for r in rows if any(r)]
+
+
+def _json_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    data = json.loads(text)
+    if isinstance(data, dict):
+        # {"patients": [...]} and the like: the largest list in the object holds the records.
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if not lists:
+            raise UnreadableFile("a JSON leak needs a list of records (or an object holding one)")
+        data = max(lists, key=len)
+    if not isinstance(data, list):
+        raise UnreadableFile("a JSON leak needs a list of records")
+    if data and all(isinstance(r, list) for r in data):
+        return [], [[_cell(v) for v in r] for r in data]
+    header: list[str] = []
+    for record in data:
+        if isinstance(record, dict):
+            header += [k for k in record if k not in header]
+    rows = [[_cell(r.get(k)) if isinstance(r, dict) else "" for k in header] for r in data]
+    return header, rows
+
+
+_DATA_LIKE = re.compile(r"^[\d\s.,/+:-]{4,}$|@")
+
+
+def _looks_like_header(row: list[str]) -> bool:
+    """A header row holds words, not numbers, dates or e-mail addresses."""
+    filled = [c for c in row if c]
+    return bool(filled) and not any(_DATA_LIKE.search(c) for c in filled)
+
+
+def read_table(name: str, blob: bytes) -> Table:
+    fmt = detect_format(name, blob)
+    try:
+        if fmt == "json":
+            header, rows = _json_rows(decode(blob))
+            return Table(fmt, header or None, rows)
+        rows = _xlsx_rows(blob) if fmt == "xlsx" else _text_rows(decode(blob), "\t" if fmt == "tsv" else None)
+    except UnreadableFile:
+        raise
+    except Exception as exc:  # openpyxl, csv and json raise many kinds; the leak's content is never echoed
+        raise UnreadableFile(f"the file could not be read as {fmt.upper()} ({type(exc).__name__})") from None
+    if not rows:
+        raise UnreadableFile("the file holds no rows")
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    if _looks_like_header(rows[0]):
+        return Table(fmt, rows[0], rows[1:])
+    return Table(fmt, None, rows)
