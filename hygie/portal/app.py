@@ -20,6 +20,7 @@ from hygie.governance.projects import Projects
 from hygie.hub import Hub
 from hygie.portal.resilience import install_resilience
 from hygie.portal.routes import accounts, alerts, citizens, policy, projects, register
+from hygie.portal.routes import analysis as analysis_routes
 from hygie.portal.routes import breach as breach_routes
 from hygie.portal.routes import breach as breach_routes
 
@@ -83,6 +84,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(policy.router)
     app.include_router(register.router)
     app.include_router(alerts.router)
+    app.include_router(analysis_routes.router)
     app.include_router(breach_routes.router)
     app.include_router(breach_routes.router)
     _include_audit(app, hub)

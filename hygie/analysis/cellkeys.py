@@ -1,0 +1,76 @@
+"""Record keys of a project's people, for disclosure control (see docs/disclosure.md).
+
+Each person of a project's view gets ``record_key(project pseudonym, secret)``, where the secret is an HMAC under
+the project's own PSEUDONYM key in custody (``project-<id>-cellkey``, destroyed with the project's other keys).
+The keys are computed per view generation and kept in memory only; they are registered next to the view for
+aggregate runs, under a name a user's SQL can never reach.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hygie.disclosure import record_keys
+from hygie.governance.models import Project, ProjectView
+from hygie.governance.views import READY, open_view, project_cellkey_key
+from hygie.hub import Hub
+from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUMN
+from hygie.keys import KeyPurpose
+
+RKEY_TABLE = "_hygie_rkeys"
+"""Auxiliary table (BEN_NIR_PSA, rkey) of aggregate runs; user SQL naming it is refused like any other table."""
+_SECRET_LABEL = b"hygie/analysis/cell-key-secret/v1"
+
+_cache: dict[tuple[str, int, int], pa.Table] = {}
+_lock = threading.Lock()
+
+
+class CellKeyError(Exception):
+    """The project's record keys cannot be made (its key was destroyed: the project ended)."""
+
+
+def _secret(hub: Hub, project_id: int) -> bytes:
+    name = project_cellkey_key(project_id)
+    info = hub.custody.ensure(name, KeyPurpose.PSEUDONYM)
+    if info.current_version is None:
+        raise CellKeyError(f"project {project_id}: its cell-key key was destroyed when it ended")
+    return hub.custody.mac(name, [_SECRET_LABEL])[0]
+
+
+def project_record_keys(hub: Hub, session: Session, project: Project) -> pa.Table:
+    """(BEN_NIR_PSA, rkey) for every person of the project's newest ready view, cached per generation."""
+    view = session.scalars(
+        select(ProjectView)
+        .where(ProjectView.project_id == project.id, ProjectView.status == READY)
+        .order_by(ProjectView.generation.desc())
+        .limit(1)
+    ).first()
+    if view is None:
+        raise CellKeyError(f"project {project.id} has no ready view")
+    cache_key = (str(hub.settings.data_dir), project.id, view.generation)
+    with _lock:
+        cached = _cache.get(cache_key)
+    if cached is not None:
+        return cached
+    secret = _secret(hub, project.id)
+    con = open_view(hub, session, project)
+    try:
+        sources = [t for t in (BENEFICIARY_TABLE, CARE_TABLE) if t in view.tables]
+        union = " UNION ".join(f"SELECT {PSEUDONYM_COLUMN} FROM {t}" for t in sources)
+        people = con.sql(union).to_arrow_table().column(0).to_pylist() if union else []
+    finally:
+        con.close()
+    people = [p for p in people if p is not None]
+    table = pa.table(
+        {
+            PSEUDONYM_COLUMN: pa.array(people, pa.string()),
+            "rkey": pa.array(record_keys(people, secret), pa.int64()),
+        }
+    )
+    with _lock:
+        _cache[cache_key] = table
+    return table

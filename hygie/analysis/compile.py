@@ -1,0 +1,307 @@
+"""An aggregate spec compiled to one SQL query (a SQLGlot tree, never concatenated text) over the project's view.
+
+Shape, for each grouping set S (the dimensions, and with totals every subset of them)::
+
+    base  = event rows: every dimension's code, the person, the amounts        (filters applied here)
+    pp_S  = one row per (cell, person): events and amounts of that person in that cell
+    c_S   = per cell: people = COUNT(DISTINCT person), sums, the two largest per-person contributions,
+            cell_key = SUM(rkey) mod 2^32 and anchor_key = MIN(rkey) over the cell's distinct people
+    q_S   = per cell quantiles over event rows, joined to c_S
+
+The people count is the platform's, from the pseudonym column: a spec cannot change what it means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import combinations
+
+import pyarrow as pa
+from sqlglot import exp
+
+from hygie.analysis.cellkeys import RKEY_TABLE
+from hygie.analysis.engine import CompiledQuery
+from hygie.analysis.spec import PERSON_LEVEL, AggregateSpec, DimensionSpec, MeasureSpec
+from hygie.disclosure import Cell, Dimension, Measure, MeasureKind, OutputTable
+from hygie.disclosure.cellkey import KEY_MODULUS
+from hygie.governance.policy import CLAIM_KEY, departements_by_region
+from hygie.governance.views import _drug_atc
+from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUMN
+
+TOTAL = "Total"
+"""The code of a margin on every dimension."""
+UNKNOWN = "unknown"
+"""The code of a missing value (no département, no drug class...)."""
+DRUGS_TABLE = "_hygie_drugs"
+DRUG_TABLE, ACT_TABLE = "ER_PHA_F", "ER_CAM_F"
+ALIASES = {BENEFICIARY_TABLE: "b", CARE_TABLE: "f", DRUG_TABLE: "ph", ACT_TABLE: "ca"}
+_KINDS = {
+    "events": MeasureKind.COUNT,
+    "sum": MeasureKind.SUM,
+    "mean": MeasureKind.MEAN,
+    "quantile": MeasureKind.QUANTILE,
+}
+
+
+class SpecError(Exception):
+    """The spec does not fit this project's view; the message says which column is missing."""
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    spec: AggregateSpec
+    query: CompiledQuery
+
+    @property
+    def dimension_labels(self) -> list[str]:
+        return [d.label for d in self.spec.group_by]
+
+
+def _col(table: str, column: str) -> exp.Column:
+    return exp.column(column, table=ALIASES[table])
+
+
+def _str(e: exp.Expr) -> exp.Expr:
+    return exp.Coalesce(this=exp.cast(e, "VARCHAR"), expressions=[exp.Literal.string(UNKNOWN)])
+
+
+class _Compiler:
+    def __init__(self, spec: AggregateSpec, view: Mapping[str, list[str]], reference_year: int) -> None:
+        self.spec = spec
+        self.view = view
+        self.year = reference_year
+        self.tables: set[str] = set()
+
+    def need(self, table: str, column: str, why: str) -> exp.Column:
+        if column not in self.view.get(table, []):
+            raise SpecError(f"{why} needs {table}.{column}, which this project's view does not hold")
+        self.tables.add(table)
+        return _col(table, column)
+
+    def dimension(self, d: DimensionSpec) -> tuple[exp.Expr, exp.Expr]:
+        """(raw expression, string code) of a dimension."""
+        why = f"dimension {d.name}"
+        if d.name == "sex":
+            raw: exp.Expr = self.need(BENEFICIARY_TABLE, "BEN_SEX_COD", why)
+        elif d.name in ("age", "age_band"):
+            born = exp.cast(self.need(BENEFICIARY_TABLE, "BEN_NAI_ANN", why), "INTEGER")
+            raw = exp.Paren(this=exp.Sub(this=exp.Literal.number(self.year), expression=born))
+            if d.name == "age_band":
+                low = exp.Mul(
+                    this=exp.Paren(this=exp.IntDiv(this=raw, expression=exp.Literal.number(d.band))),
+                    expression=exp.Literal.number(d.band),
+                )
+                high = exp.Add(this=low.copy(), expression=exp.Literal.number(d.band - 1))
+                code = exp.func("concat", exp.cast(low, "VARCHAR"), exp.Literal.string("-"), exp.cast(high, "VARCHAR"))
+                return raw, _str(code)
+        elif d.name == "departement":
+            raw = self.need(BENEFICIARY_TABLE, "BEN_RES_DPT", why)
+        elif d.name == "region":
+            dpt = self.need(BENEFICIARY_TABLE, "BEN_RES_DPT", why)
+            ifs = [
+                exp.If(this=exp.In(this=dpt.copy(), expressions=[exp.Literal.string(x) for x in dpts]),
+                       true=exp.Literal.string(str(region)))
+                for region, dpts in sorted(departements_by_region().items())
+            ]  # fmt: skip
+            raw = exp.Case(ifs=ifs)
+        elif d.name in ("care_month", "care_year"):
+            date = self.need(CARE_TABLE, "EXE_SOI_DTD", why)
+            fmt = "%Y-%m" if d.name == "care_month" else "%Y"
+            raw = exp.func("strftime", date, exp.Literal.string(fmt))
+        elif d.name == "act_nature":
+            raw = self.need(CARE_TABLE, "PRS_NAT_REF", why)
+        elif d.name == "provider":
+            raw = self.need(CARE_TABLE, "PFS_EXE_NUM", why)
+        elif d.name == "atc":
+            self.need(DRUG_TABLE, "PHA_PRS_C13", why)
+            raw = exp.Substring(
+                this=exp.column("PHA_ATC_C07", table="dr"), start=exp.Literal.number(1),
+                length=exp.Literal.number(d.code_length),
+            )  # fmt: skip
+        else:  # ccam
+            raw = exp.Substring(
+                this=self.need(ACT_TABLE, "CAM_PRS_IDE", why), start=exp.Literal.number(1),
+                length=exp.Literal.number(d.code_length),
+            )  # fmt: skip
+        return raw, _str(raw)
+
+    def amount(self, m: MeasureSpec) -> exp.Column:
+        assert m.of is not None
+        for table in (CARE_TABLE, DRUG_TABLE, ACT_TABLE):
+            if m.of in self.view.get(table, []) and m.of not in (CLAIM_KEY, PSEUDONYM_COLUMN):
+                return self.need(table, m.of, f"measure {m.name}")
+        raise SpecError(f"measure {m.name}: {m.of} is not an amount column of this project's view")
+
+    def base(self) -> exp.Select:
+        dims = [self.dimension(d) for d in self.spec.group_by]
+        amounts = {m.of: self.amount(m) for m in self.spec.measures if m.of}
+        where: list[exp.Expr] = []
+        for f in self.spec.filters:
+            raw, code = self.dimension(f.dimension)
+            if f.in_ is not None:
+                where.append(exp.In(this=code, expressions=[exp.Literal.string(str(v)) for v in f.in_]))
+            else:
+                assert f.between is not None
+                low, high = (exp.Literal.number(v) if isinstance(v, int) else exp.Literal.string(v) for v in f.between)
+                where.append(exp.Between(this=raw, low=low, high=high))
+        fact = CARE_TABLE if CARE_TABLE in self.view else BENEFICIARY_TABLE
+        if fact == BENEFICIARY_TABLE and (self.tables - {BENEFICIARY_TABLE}):
+            raise SpecError("this project's view has no care table (ER_PRS_F): only person dimensions apply")
+        if fact == BENEFICIARY_TABLE and any(m.kind != "people" for m in self.spec.measures):
+            raise SpecError("this project's view has no care table (ER_PRS_F): only the people measure applies")
+        self.tables.add(fact)
+        person = _col(fact, PSEUDONYM_COLUMN)
+        projections: list[exp.Expr] = [exp.alias_(code, f"d{i}") for i, (_, code) in enumerate(dims)]
+        projections.append(exp.alias_(person, "pid"))
+        projections += [exp.alias_(col, f"a_{name}") for name, col in amounts.items()]
+        query = exp.select(*projections).from_(exp.to_table(fact).as_(ALIASES[fact]))
+        if fact == CARE_TABLE and BENEFICIARY_TABLE in self.tables:
+            query = query.join(
+                exp.to_table(BENEFICIARY_TABLE).as_("b"),
+                on=exp.EQ(this=_col(BENEFICIARY_TABLE, PSEUDONYM_COLUMN), expression=person.copy()),
+            )
+        for detail in (DRUG_TABLE, ACT_TABLE):
+            if detail in self.tables:
+                query = query.join(
+                    exp.to_table(detail).as_(ALIASES[detail]),
+                    on=exp.EQ(this=_col(detail, CLAIM_KEY), expression=_col(CARE_TABLE, CLAIM_KEY)),
+                )
+        if DRUG_TABLE in self.tables and any(
+            d.name == "atc" for d in [*self.spec.group_by, *(f.dimension for f in self.spec.filters)]
+        ):
+            query = query.join(
+                exp.to_table(DRUGS_TABLE).as_("dr"),
+                on=exp.EQ(this=exp.column("PHA_PRS_C13", table="dr"), expression=_col(DRUG_TABLE, "PHA_PRS_C13")),
+                join_type="left",
+            )
+        if where:
+            query = query.where(exp.and_(*where))
+        return query
+
+    def grouping_set(self, members: tuple[int, ...], n: int) -> exp.Select:
+        """Cells of one grouping set: dimensions not in ``members`` carry the total code."""
+        group = [exp.column(f"d{i}") for i in members]
+        per_person: list[exp.Expr] = [exp.column(f"d{i}") for i in members] + [
+            exp.column("pid"),
+            exp.alias_(exp.Count(this=exp.Star()), "ev"),
+        ]
+        amounts = sorted({m.of for m in self.spec.measures if m.of})
+        for name in amounts:
+            per_person.append(exp.alias_(exp.Sum(this=exp.column(f"a_{name}")), f"s_{name}"))
+            per_person.append(exp.alias_(exp.Count(this=exp.column(f"a_{name}")), f"n_{name}"))
+        pp = exp.select(*per_person).from_("base").group_by(*group, exp.column("pid"))
+
+        def top2(column: str) -> exp.Expr:
+            return exp.Anonymous(this="max", expressions=[exp.column(column, table="pp"), exp.Literal.number(2)])
+
+        cells: list[exp.Expr] = [
+            exp.alias_(exp.column(f"d{i}", table="pp") if i in members else exp.Literal.string(TOTAL), f"d{i}")
+            for i in range(n)
+        ]
+        rkey = exp.column("rkey", table="k")
+        cells += [
+            exp.alias_(exp.Count(this=exp.Distinct(expressions=[exp.column("pid", table="pp")])), "people"),
+            exp.alias_(exp.Sum(this=exp.column("ev", table="pp")), "events"),
+            exp.alias_(top2("ev"), "top_events"),
+            exp.alias_(exp.Mod(this=exp.Sum(this=rkey), expression=exp.Literal.number(KEY_MODULUS)), "cell_key"),
+            exp.alias_(exp.Min(this=rkey.copy()), "anchor_key"),
+        ]
+        for name in amounts:
+            cells.append(exp.alias_(exp.Sum(this=exp.column(f"s_{name}", table="pp")), f"sum_{name}"))
+            cells.append(exp.alias_(exp.Sum(this=exp.column(f"n_{name}", table="pp")), f"n_{name}"))
+            cells.append(exp.alias_(top2(f"s_{name}"), f"top_{name}"))
+        query = (
+            exp.select(*cells)
+            .from_(exp.Subquery(this=pp, alias=exp.TableAlias(this=exp.to_identifier("pp"))))
+            .join(
+                exp.to_table(RKEY_TABLE).as_("k"),
+                on=exp.EQ(this=exp.column(PSEUDONYM_COLUMN, table="k"), expression=exp.column("pid", table="pp")),
+            )
+            .group_by(*[exp.column(f"d{i}", table="pp") for i in members])
+        )
+        quantiles = [m for m in self.spec.measures if m.kind == "quantile"]
+        if not quantiles:
+            return query
+        q_cols: list[exp.Expr] = [exp.column(f"d{i}") for i in members]
+        for m in quantiles:
+            q_cols.append(exp.alias_(
+                exp.func("quantile_cont", exp.column(f"a_{m.of}"), exp.Literal.number(m.q)), f"q_{m.name}"
+            ))  # fmt: skip
+        qs = exp.select(*q_cols).from_("base").group_by(*[exp.column(f"d{i}") for i in members])
+        outer: list[exp.Expr] = [exp.Column(this=exp.Star(), table=exp.to_identifier("c"))]
+        outer += [exp.column(f"q_{m.name}", table="q") for m in quantiles]
+        on = exp.and_(*[exp.EQ(this=exp.column(f"d{i}", table="c"), expression=exp.column(f"d{i}", table="q"))
+                        for i in members]) if members else exp.true()  # fmt: skip
+        return (
+            exp.select(*outer)
+            .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("c"))))
+            .join(exp.Subquery(this=qs, alias=exp.TableAlias(this=exp.to_identifier("q"))), on=on)
+        )
+
+    def compile(self) -> exp.Expr:
+        base = self.base()
+        n = len(self.spec.group_by)
+        sets = [tuple(range(n))]
+        if self.spec.totals:
+            sets = [c for size in range(n, -1, -1) for c in combinations(range(n), size)]
+        parts = [self.grouping_set(s, n) for s in sets]
+        union: exp.Expr = parts[0]
+        for part in parts[1:]:
+            union = exp.union(union, part, distinct=False)
+        return (
+            exp.select("*")
+            .from_(exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("cells"))))
+            .with_("base", as_=base)
+        )
+
+
+def compile_aggregate(
+    spec: AggregateSpec, view: Mapping[str, list[str]], *, reference_year: int, record_keys: pa.Table
+) -> AggregatePlan:
+    """The query for ``spec`` over a view whose tables hold ``view`` columns; raises :class:`SpecError`."""
+    compiler = _Compiler(spec, view, reference_year)
+    tree = compiler.compile()
+    auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys}
+    if DRUG_TABLE in compiler.tables:
+        auxiliary[DRUGS_TABLE] = _drug_atc()
+    return AggregatePlan(spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary))
+
+
+def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
+    """The run's result as the disclosure layer's input: people, values, keys and top contributions per cell."""
+    spec = plan.spec
+    n = len(spec.group_by)
+    measures: list[Measure] = []
+    for m in spec.measures:
+        if m.kind != "people":
+            measures.append(Measure(m.name, _KINDS[m.kind], m.q))
+    cells = []
+    for row in result.to_pylist():
+        key = tuple(str(row[f"d{i}"]) for i in range(n))
+        values: dict[str, float | None] = {}
+        tops: dict[str, tuple[float, ...]] = {}
+        for m in spec.measures:
+            if m.kind == "events":
+                values[m.name] = float(row["events"])
+                tops[m.name] = tuple(float(v) for v in row["top_events"] or ())
+            elif m.kind in ("sum", "mean"):
+                total = row[f"sum_{m.of}"]
+                count = row[f"n_{m.of}"]
+                if m.kind == "sum":
+                    values[m.name] = None if total is None else float(total)
+                else:
+                    values[m.name] = None if total is None or not count else float(total) / float(count)
+                tops[m.name] = tuple(float(v) for v in row[f"top_{m.of}"] or () if v is not None)
+            elif m.kind == "quantile":
+                value = row[f"q_{m.name}"]
+                values[m.name] = None if value is None else float(value)
+        cells.append(Cell(key, int(row["people"]), values, int(row["cell_key"]), int(row["anchor_key"]), tops))
+    dimensions = tuple(Dimension(d.label, total=TOTAL if spec.totals else None) for d in spec.group_by)
+    return OutputTable(
+        dimensions=dimensions,
+        measures=tuple(measures),
+        cells=tuple(cells),
+        release_people=any(m.kind == "people" for m in spec.measures),
+        people_additive=all(d.name in PERSON_LEVEL for d in spec.group_by),
+    )

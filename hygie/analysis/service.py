@@ -1,0 +1,407 @@
+"""Analyses: submit, run, protect, release through the airlock, download. Every step is on the record.
+
+Nothing leaves as rows. An aggregate's output passes disclosure control (``hygie.disclosure.protect``) with people
+counts and record keys the platform computed; it is released automatically only when every check passes. SQL
+outputs, and aggregates the checks cannot clear, wait in the airlock for two independent output checkers
+(reviewers or the DPO; never the author nor a member of the project). Only released outputs can be read or
+downloaded, and only by the project's members through ``require_view_access``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hygie.analysis.cellkeys import CellKeyError, project_record_keys
+from hygie.analysis.compile import SpecError, compile_aggregate, output_table
+from hygie.analysis.engine import CompiledQuery, DuckDBEngine, Engine, Limits, QueryStopped
+from hygie.analysis.models import AnalysisJob, AnalysisRelease, ReleaseDecision
+from hygie.analysis.spec import AggregateSpec
+from hygie.analysis.sqlcheck import SQLRefused, check_sql
+from hygie.audit import Outcome, record
+from hygie.disclosure import DisclosurePolicy, ProtectedOutput, Verdict, protect
+from hygie.governance.access import require_view_access
+from hygie.governance.accounts import Actor
+from hygie.governance.accounts import Scope as TokenScope
+from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.models import Project, ProjectMember, ProjectView
+from hygie.governance.policy import CLAIM_KEY, REVIEWING_ROLES
+from hygie.governance.policy import Scope as ProjectScope
+from hygie.governance.views import READY
+from hygie.hub import Hub
+from hygie.ingest.contract import PSEUDONYM_COLUMN
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, REFUSED = "queued", "running", "succeeded", "failed", "refused"
+RELEASED, PENDING, REJECTED = "released", "pending", "rejected"
+MIN_REASON = 10
+ROW_LEVEL_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
+
+
+def disclosure_policy(hub: Hub, project: Project) -> DisclosurePolicy:
+    """The platform's numbers, tightened by the project's own threshold (never loosened)."""
+    s = hub.settings
+    return DisclosurePolicy(
+        threshold=s.disclosure_threshold,
+        max_cells=s.disclosure_max_cells,
+        protection_width=s.disclosure_protection_width,
+        magnitude_noise=s.disclosure_magnitude_noise,
+        dominance_p=s.disclosure_dominance_p,
+        rounding_base=s.disclosure_rounding_base,
+    ).tightened_by(project.threshold)
+
+
+@dataclass(frozen=True)
+class Download:
+    content: bytes
+    media_type: str
+    filename: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _round(value: object) -> object:
+    return round(value, 2) if isinstance(value, float) else value
+
+
+class Analyses:
+    def __init__(self, hub: Hub, session: Session, engine: Engine | None = None) -> None:
+        self.hub = hub
+        self.session = session
+        self.engine = engine or DuckDBEngine(hub)
+
+    # -- recording ----------------------------------------------------------------------------------------
+
+    def _record(self, actor: Actor, action: str, project: Project | None, object: str,
+                detail: dict[str, Any], outcome: Outcome = Outcome.OK) -> None:  # fmt: skip
+        record(
+            self.session,
+            actor=actor.ref,
+            role=actor.role_name,
+            action=action,
+            outcome=outcome,
+            object=object,
+            project_id=project.id if project else None,
+            purpose=project.purpose if project else None,
+            detail=detail,
+        )
+
+    # -- submitting and running ---------------------------------------------------------------------------
+
+    def submit_aggregate(self, actor: Actor, project_id: int, spec: AggregateSpec) -> AnalysisJob:
+        text = spec.model_dump_json(by_alias=True, exclude_none=True)
+        return self._submit(actor, project_id, "aggregate", text, spec)
+
+    def submit_sql(self, actor: Actor, project_id: int, sql: str) -> AnalysisJob:
+        if not sql.strip():
+            raise Invalid("the SQL is empty: send one SELECT statement")
+        return self._submit(actor, project_id, "sql", sql, None)
+
+    def _submit(self, actor: Actor, project_id: int, kind: str, text: str, spec: AggregateSpec | None) -> AnalysisJob:
+        project = require_view_access(self.session, self.hub.settings, actor, project_id)
+        assert actor.account_id is not None
+        job = AnalysisJob(project_id=project.id, author_id=actor.account_id, kind=kind, text=text, status=QUEUED,
+                          submitted_at=_now())  # fmt: skip
+        self.session.add(job)
+        self.session.flush()
+        self._record(actor, "analysis.submit", project, f"analysis:{job.id}", {"kind": kind, "job": job.id})
+        self.session.commit()  # the job exists, and is on the record, before anything runs
+        view = self._view(project)
+        try:
+            query, plan = self._compile(project, job, view, spec)
+        except (SQLRefused, SpecError, CellKeyError) as exc:
+            message = getattr(exc, "message", str(exc))
+            job.status, job.error, job.finished_at = REFUSED, message, _now()
+            self._record(actor, "analysis.refuse", project, f"analysis:{job.id}",
+                         {"kind": kind, "job": job.id, "reason": message}, Outcome.DENIED)  # fmt: skip
+            self.session.commit()
+            return job
+        job.status, job.started_at = RUNNING, _now()
+        self.session.commit()
+        limits = Limits.from_settings(self.hub.settings)
+        started = time.perf_counter()
+        try:
+            run = self.engine.run(project, query, limits)
+        except QueryStopped as exc:
+            job.status, job.error, job.finished_at = FAILED, exc.message, _now()
+            job.duration_seconds = round(time.perf_counter() - started, 3)
+            self._record(actor, "analysis.run", project, f"analysis:{job.id}",
+                         {"kind": kind, "job": job.id, "status": FAILED, "stopped": exc.reason,
+                          "seconds": job.duration_seconds}, Outcome.FAILED)  # fmt: skip
+            self.session.commit()
+            return job
+        job.status, job.finished_at = SUCCEEDED, _now()
+        job.duration_seconds = round(run.seconds, 3)
+        scanned = sum(int(view.tables[t]["rows"]) for t in query.tables if t in view.tables)
+        job.cost = {
+            "rows_scanned": scanned,
+            "cpu_seconds": round(run.cpu_seconds, 3),
+            "output_rows": run.table.num_rows,
+        }
+        policy = disclosure_policy(self.hub, project)
+        if plan is not None:
+            release = self._protect_aggregate(project, job, plan, run.table, policy)
+        else:
+            release = self._check_sql_output(project, job, run.table, policy)
+        self.session.add(release)
+        self.session.flush()
+        self._record(actor, "analysis.run", project, f"analysis:{job.id}",
+                     {"kind": kind, "job": job.id, "status": SUCCEEDED, "rows": run.table.num_rows,
+                      "cells": release.summary.get("cells", run.table.num_rows), "threshold": policy.threshold,
+                      "verdict": release.verdict, "seconds": job.duration_seconds,
+                      "rows_scanned": scanned})  # fmt: skip
+        if release.status == RELEASED:
+            self._record_release(actor, project, release, automatic=True)
+        elif release.status == PENDING:
+            self._record(actor, "analysis.airlock", project, f"release:{release.id}",
+                         {"job": job.id, "rows": len(release.rows), "threshold": policy.threshold,
+                          "findings": len(release.findings)})  # fmt: skip
+        else:
+            self._record(actor, "analysis.release.refuse", project, f"release:{release.id}",
+                         {"job": job.id, "threshold": policy.threshold, "findings": len(release.findings)},
+                         Outcome.DENIED)  # fmt: skip
+        self.session.commit()
+        return job
+
+    def _view(self, project: Project) -> ProjectView:
+        view = self.session.scalars(
+            select(ProjectView)
+            .where(ProjectView.project_id == project.id, ProjectView.status == READY)
+            .order_by(ProjectView.generation.desc())
+            .limit(1)
+        ).first()
+        if view is None:
+            raise Conflict(f"project {project.id} has no ready view yet: it is built when the project is activated")
+        return view
+
+    def _compile(
+        self, project: Project, job: AnalysisJob, view: ProjectView, spec: AggregateSpec | None
+    ) -> tuple[CompiledQuery, Any]:
+        columns = {t: list(m["columns"]) for t, m in view.tables.items()}
+        if spec is None:
+            return check_sql(job.text, columns), None
+        year = ProjectScope.model_validate(project.scope).population.period_start.year
+        keys = project_record_keys(self.hub, self.session, project)
+        plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys)
+        return plan.query, plan
+
+    def _protect_aggregate(
+        self, project: Project, job: AnalysisJob, plan: Any, result: pa.Table, policy: DisclosurePolicy
+    ) -> AnalysisRelease:
+        table = output_table(plan, result)
+        out: ProtectedOutput = protect(table, policy)
+        rows = [{k: _round(v) for k, v in row.items()} for row in out.rows()]
+        columns = list(rows[0]) if rows else [*out.dimensions, "people", *(m.name for m in out.measures), "suppressed"]
+        true_people = {c.key: c.people for c in table.cells}
+        shown = [true_people[c.key] for c in out.cells if not c.suppressed and true_people.get(c.key, 0) > 0]
+        summary = {
+            "cells": len(table.cells),
+            "rows": len(rows),
+            "suppressed": len(out.suppressed),
+            "min_cell_people": min(shown) if shown else None,
+            "threshold": policy.threshold,
+        }
+        status = {Verdict.RELEASE: RELEASED, Verdict.REVIEW: PENDING, Verdict.REFUSE: REFUSED}[out.verdict]
+        return AnalysisRelease(
+            job_id=job.id, project_id=project.id, verdict=str(out.verdict), status=status,
+            columns=columns, rows=rows if status != REFUSED else [], findings=list(out.reasons),
+            summary=summary, created_at=_now(), decided_at=_now() if status != PENDING else None,
+        )  # fmt: skip
+
+    def _check_sql_output(
+        self, project: Project, job: AnalysisJob, result: pa.Table, policy: DisclosurePolicy
+    ) -> AnalysisRelease:
+        """SQL outputs always go to checkers; the platform refuses what is plainly row-level."""
+        findings: list[str] = []
+        refusal: str | None = None
+        cap = self.hub.settings.analysis_max_output_rows
+        row_level = [c for c in result.column_names if any(k in c.upper() for k in ROW_LEVEL_COLUMNS)]
+        if result.num_rows > cap:
+            refusal = f"{result.num_rows} rows, more than the cap of {cap}: an extract, not an aggregate"
+        elif row_level:
+            refusal = f"columns {row_level} carry patient pseudonyms or claim keys: row-level data never leaves"
+        else:
+            pseudonyms = project_record_keys(self.hub, self.session, project).column(PSEUDONYM_COLUMN)
+            for name in result.column_names:
+                column = result.column(name)
+                if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                    if pc.any(pc.is_in(column, value_set=pseudonyms)).as_py():
+                        refusal = f"column {name!r} holds patient pseudonyms: row-level data never leaves"
+                        break
+                elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+                    small = pc.sum(pc.and_(pc.greater(column, 0), pc.less(column, policy.threshold))).as_py() or 0
+                    if small:
+                        findings.append(f"column {name!r}: {small} rows hold a value between 0 and "
+                                        f"{policy.threshold} (a small count?)")  # fmt: skip
+        findings.insert(0, "SQL output: the platform could not count the people behind each row; check that "
+                           f"every row describes at least {policy.threshold} people and no value one person")  # fmt: skip
+        if refusal:
+            findings.insert(0, refusal)
+        rows = json.loads(json.dumps(result.to_pylist(), default=str)) if not refusal else []
+        return AnalysisRelease(
+            job_id=job.id, project_id=project.id, verdict=str(Verdict.REFUSE if refusal else Verdict.REVIEW),
+            status=REFUSED if refusal else PENDING, columns=list(result.column_names), rows=rows, findings=findings,
+            summary={"rows": result.num_rows, "cells": result.num_rows, "min_cell_people": None,
+                     "threshold": policy.threshold, "refusal": refusal},
+            created_at=_now(), decided_at=_now() if refusal else None,
+        )  # fmt: skip
+
+    def _record_release(self, actor: Actor, project: Project, release: AnalysisRelease, *, automatic: bool) -> None:
+        detail = {"job": release.job_id, "automatic": automatic, "verdict": release.verdict,
+                  "rows": len(release.rows), "cells": release.summary.get("cells"),
+                  "threshold": release.summary.get("threshold")}  # fmt: skip
+        if isinstance(release.summary.get("min_cell_people"), int):
+            detail["min_cell_people"] = release.summary["min_cell_people"]
+        self._record(actor, "analysis.release", project, f"release:{release.id}", detail)
+
+    # -- reading (members) --------------------------------------------------------------------------------
+
+    def jobs(self, actor: Actor, project_id: int) -> list[tuple[AnalysisJob, AnalysisRelease | None]]:
+        project = require_view_access(self.session, self.hub.settings, actor, project_id)
+        jobs = list(self.session.scalars(select(AnalysisJob).where(AnalysisJob.project_id == project_id)
+                                         .order_by(AnalysisJob.id.desc()).limit(500)))  # fmt: skip
+        self._record(actor, "analysis.jobs.list", project, f"project:{project_id}", {"count": len(jobs)})
+        return [(j, self._release_of(j.id)) for j in jobs]
+
+    def job(self, actor: Actor, project_id: int, job_id: int) -> tuple[AnalysisJob, AnalysisRelease | None]:
+        project = require_view_access(self.session, self.hub.settings, actor, project_id)
+        job = self._job(project_id, job_id)
+        self._record(actor, "analysis.jobs.read", project, f"analysis:{job_id}", {"job": job_id})
+        return job, self._release_of(job_id)
+
+    def release(self, actor: Actor, project_id: int, job_id: int) -> AnalysisRelease:
+        project = require_view_access(self.session, self.hub.settings, actor, project_id)
+        release = self._released(project_id, job_id)
+        self._record(actor, "analysis.release.read", project, f"release:{release.id}",
+                     {"job": job_id, "rows": len(release.rows)})  # fmt: skip
+        return release
+
+    def download(self, actor: Actor, project_id: int, job_id: int, fmt: str) -> Download:
+        if fmt not in ("csv", "json"):
+            raise Invalid("format is 'csv' or 'json'")
+        project = require_view_access(self.session, self.hub.settings, actor, project_id)
+        release = self._released(project_id, job_id)
+        if fmt == "json":
+            content = json.dumps({"columns": release.columns, "rows": release.rows}, ensure_ascii=False).encode()
+            media = "application/json"
+        else:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=release.columns, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(release.rows)
+            content, media = buffer.getvalue().encode(), "text/csv"
+        self._record(actor, "analysis.download", project, f"release:{release.id}",
+                     {"job": job_id, "format": fmt, "rows": len(release.rows), "bytes": len(content)})  # fmt: skip
+        return Download(content, media, f"project-{project_id}-analysis-{job_id}.{fmt}")
+
+    def _job(self, project_id: int, job_id: int) -> AnalysisJob:
+        job = self.session.get(AnalysisJob, job_id)
+        if job is None or job.project_id != project_id:
+            raise NotFound(f"no analysis {job_id} in project {project_id}")
+        return job
+
+    def _release_of(self, job_id: int) -> AnalysisRelease | None:
+        return self.session.scalar(select(AnalysisRelease).where(AnalysisRelease.job_id == job_id))
+
+    def _released(self, project_id: int, job_id: int) -> AnalysisRelease:
+        self._job(project_id, job_id)
+        release = self._release_of(job_id)
+        if release is None or release.status != RELEASED:
+            state = "has no output" if release is None else f"is {release.status}"
+            raise Conflict(f"analysis {job_id} {state}: only released outputs can be read or downloaded")
+        return release
+
+    # -- the airlock (output checkers) --------------------------------------------------------------------
+
+    def _require_checker(self, actor: Actor) -> None:
+        if actor.role not in REVIEWING_ROLES:
+            raise Denied(f"a {actor.role_name or 'visitor'} cannot check outputs; reviewers and the DPO do")
+        if TokenScope.GOVERNANCE not in actor.scopes:
+            raise Denied("checking outputs needs the governance scope")
+
+    def _require_independent(self, actor: Actor, release: AnalysisRelease, project: Project) -> None:
+        self._require_checker(actor)
+        job = self.session.get(AnalysisJob, release.job_id)
+        assert job is not None
+        member = self.session.scalar(select(ProjectMember.id).where(
+            ProjectMember.project_id == project.id, ProjectMember.account_id == actor.account_id))  # fmt: skip
+        if actor.account_id in (job.author_id, project.requester_id) or member is not None:
+            raise Denied(f"you wrote analysis {job.id} or belong to project {project.id}: someone else must check it")
+
+    def airlock(self, actor: Actor) -> list[tuple[AnalysisRelease, AnalysisJob, int]]:
+        """Pending releases with their job and the approvals so far."""
+        self._require_checker(actor)
+        pending = list(self.session.scalars(select(AnalysisRelease).where(AnalysisRelease.status == PENDING)
+                                            .order_by(AnalysisRelease.id).limit(500)))  # fmt: skip
+        out = []
+        for release in pending:
+            job = self.session.get(AnalysisJob, release.job_id)
+            assert job is not None
+            out.append((release, job, self._approvals(release)))
+        self._record(actor, "analysis.airlock.list", None, "airlock", {"count": len(out)})
+        return out
+
+    def inspect(self, actor: Actor, release_id: int) -> tuple[AnalysisRelease, AnalysisJob, list[ReleaseDecision]]:
+        """A release's full content, for a checker who may decide on it."""
+        release, project = self._release(release_id)
+        self._require_independent(actor, release, project)
+        job = self.session.get(AnalysisJob, release.job_id)
+        assert job is not None
+        decisions = list(self.session.scalars(select(ReleaseDecision).where(ReleaseDecision.release_id == release.id)
+                                              .order_by(ReleaseDecision.id)))  # fmt: skip
+        self._record(actor, "analysis.airlock.read", project, f"release:{release.id}",
+                     {"job": job.id, "rows": len(release.rows)})  # fmt: skip
+        return release, job, decisions
+
+    def decide(self, actor: Actor, release_id: int, decision: str, reason: str) -> AnalysisRelease:
+        release, project = self._release(release_id)
+        self._require_independent(actor, release, project)
+        if decision not in ("approve", "reject"):
+            raise Invalid("decision is 'approve' or 'reject'")
+        if len(reason.strip()) < MIN_REASON:
+            raise Invalid(f"a decision needs its reason, in at least {MIN_REASON} characters")
+        if release.status != PENDING:
+            raise Conflict(f"release {release.id} is {release.status}, not awaiting checkers")
+        assert actor.account_id is not None
+        earlier = self.session.scalar(select(ReleaseDecision.id).where(
+            ReleaseDecision.release_id == release.id, ReleaseDecision.checker_id == actor.account_id))  # fmt: skip
+        if earlier is not None:
+            raise Conflict(f"you already decided on release {release.id}: a release needs distinct checkers")
+        self.session.add(ReleaseDecision(release_id=release.id, checker_id=actor.account_id, decision=decision,
+                                         reason=reason.strip(), at=_now()))  # fmt: skip
+        self.session.flush()
+        approvals = self._approvals(release)
+        needed = self.hub.settings.analysis_checkers_required
+        if decision == "reject":
+            release.status, release.decided_at = REJECTED, _now()
+        elif approvals >= needed:
+            release.status, release.decided_at = RELEASED, _now()
+        self._record(actor, "analysis.airlock.decide", project, f"release:{release.id}",
+                     {"job": release.job_id, "decision": decision, "approvals": approvals, "needed": needed,
+                      "status": release.status})  # fmt: skip
+        if release.status == RELEASED:
+            self._record_release(actor, project, release, automatic=False)
+        return release
+
+    def _release(self, release_id: int) -> tuple[AnalysisRelease, Project]:
+        release = self.session.get(AnalysisRelease, release_id)
+        if release is None:
+            raise NotFound(f"no release {release_id}")
+        project = self.session.get(Project, release.project_id)
+        assert project is not None
+        return release, project
+
+    def _approvals(self, release: AnalysisRelease) -> int:
+        return len(list(self.session.scalars(select(ReleaseDecision.id).where(
+            ReleaseDecision.release_id == release.id, ReleaseDecision.decision == "approve"))))  # fmt: skip

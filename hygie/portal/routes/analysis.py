@@ -1,0 +1,179 @@
+"""Analyses of a project's view: submit (aggregate spec or SQL), follow jobs, read and download released outputs;
+the airlock where output checkers decide on what the automatic checks could not clear."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from hygie.analysis.models import AnalysisJob, AnalysisRelease
+from hygie.analysis.service import Analyses
+from hygie.analysis.spec import AggregateSpec
+from hygie.governance.acts import act
+from hygie.portal.deps import ActorDep, HubDep
+
+router = APIRouter(tags=["analyses"])
+
+
+class SQLRequest(BaseModel):
+    sql: str = Field(max_length=100_000, description="One DuckDB SELECT over the project's view tables.")
+
+
+class DecisionRequest(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(max_length=5_000)
+
+
+class ReleaseState(BaseModel):
+    id: int
+    status: str
+    verdict: str
+
+
+class JobOut(BaseModel):
+    id: int
+    project_id: int
+    author_id: int
+    kind: str
+    text: str
+    status: str
+    submitted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    cost: dict[str, Any] | None
+    error: str | None
+    release: ReleaseState | None
+
+
+class ReleaseOut(BaseModel):
+    id: int
+    job_id: int
+    project_id: int
+    status: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+class AirlockItem(BaseModel):
+    release_id: int
+    job_id: int
+    project_id: int
+    kind: str
+    text: str
+    verdict: str
+    findings: list[str]
+    summary: dict[str, Any]
+    approvals: int
+    created_at: datetime
+
+
+class DecisionOut(BaseModel):
+    checker_id: int
+    decision: str
+    reason: str
+    at: datetime
+
+
+class AirlockDetail(AirlockItem):
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    decisions: list[DecisionOut]
+    status: str
+
+
+def _job(job: AnalysisJob, release: AnalysisRelease | None) -> JobOut:
+    state = ReleaseState(id=release.id, status=release.status, verdict=release.verdict) if release else None
+    return JobOut(
+        id=job.id, project_id=job.project_id, author_id=job.author_id, kind=job.kind, text=job.text,
+        status=job.status, submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,
+        duration_seconds=job.duration_seconds, cost=job.cost, error=job.error, release=state,
+    )  # fmt: skip
+
+
+def _item(release: AnalysisRelease, job: AnalysisJob, approvals: int) -> dict[str, Any]:
+    return {
+        "release_id": release.id, "job_id": job.id, "project_id": release.project_id, "kind": job.kind,
+        "text": job.text, "verdict": release.verdict, "findings": release.findings, "summary": release.summary,
+        "approvals": approvals, "created_at": release.created_at,
+    }  # fmt: skip
+
+
+@router.post("/projects/{project_id}/analyses/aggregate", summary="Run an aggregate request on the project's view")
+def submit_aggregate(project_id: int, body: AggregateSpec, hub: HubDep, actor: ActorDep) -> JobOut:
+    with act(hub, actor, "analysis.submit", object=f"project:{project_id}", project_id=project_id) as session:
+        analyses = Analyses(hub, session)
+        job = analyses.submit_aggregate(actor, project_id, body)
+        return _job(job, analyses._release_of(job.id))
+
+
+@router.post("/projects/{project_id}/analyses/sql", summary="Run a SQL query on the project's view (airlock)")
+def submit_sql(project_id: int, body: SQLRequest, hub: HubDep, actor: ActorDep) -> JobOut:
+    with act(hub, actor, "analysis.submit", object=f"project:{project_id}", project_id=project_id) as session:
+        analyses = Analyses(hub, session)
+        job = analyses.submit_sql(actor, project_id, body.sql)
+        return _job(job, analyses._release_of(job.id))
+
+
+@router.get("/projects/{project_id}/analyses", summary="The project's analyses, newest first")
+def list_jobs(project_id: int, hub: HubDep, actor: ActorDep) -> list[JobOut]:
+    with act(hub, actor, "analysis.jobs.list", object=f"project:{project_id}", project_id=project_id) as session:
+        return [_job(j, r) for j, r in Analyses(hub, session).jobs(actor, project_id)]
+
+
+@router.get("/projects/{project_id}/analyses/{job_id}", summary="One analysis: status, duration, cost, release")
+def read_job(project_id: int, job_id: int, hub: HubDep, actor: ActorDep) -> JobOut:
+    with act(hub, actor, "analysis.jobs.read", object=f"analysis:{job_id}", project_id=project_id) as session:
+        return _job(*Analyses(hub, session).job(actor, project_id, job_id))
+
+
+@router.get("/projects/{project_id}/analyses/{job_id}/release", summary="A released output (only once released)")
+def read_release(project_id: int, job_id: int, hub: HubDep, actor: ActorDep) -> ReleaseOut:
+    with act(hub, actor, "analysis.release.read", object=f"analysis:{job_id}", project_id=project_id) as session:
+        r = Analyses(hub, session).release(actor, project_id, job_id)
+        return ReleaseOut(id=r.id, job_id=r.job_id, project_id=r.project_id, status=r.status, columns=r.columns,
+                          rows=r.rows)  # fmt: skip
+
+
+@router.get("/projects/{project_id}/analyses/{job_id}/download", summary="Download a released output (CSV, JSON)")
+def download(
+    project_id: int,
+    job_id: int,
+    hub: HubDep,
+    actor: ActorDep,
+    format: Literal["csv", "json"] = Query(default="csv"),
+) -> Response:
+    with act(hub, actor, "analysis.download", object=f"analysis:{job_id}", project_id=project_id) as session:
+        d = Analyses(hub, session).download(actor, project_id, job_id, format)
+    return Response(d.content, media_type=d.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{d.filename}"'})  # fmt: skip
+
+
+@router.get("/airlock", summary="Outputs awaiting output checkers (reviewers and the DPO)")
+def airlock(hub: HubDep, actor: ActorDep) -> list[AirlockItem]:
+    with act(hub, actor, "analysis.airlock.list", object="airlock") as session:
+        return [AirlockItem(**_item(*entry)) for entry in Analyses(hub, session).airlock(actor)]
+
+
+@router.get("/airlock/{release_id}", summary="An output awaiting checkers, in full, with the checks' findings")
+def airlock_release(release_id: int, hub: HubDep, actor: ActorDep) -> AirlockDetail:
+    with act(hub, actor, "analysis.airlock.read", object=f"release:{release_id}") as session:
+        analyses = Analyses(hub, session)
+        release, job, decisions = analyses.inspect(actor, release_id)
+        return AirlockDetail(
+            **_item(release, job, analyses._approvals(release)), columns=release.columns, rows=release.rows,
+            status=release.status,
+            decisions=[DecisionOut(checker_id=d.checker_id, decision=d.decision, reason=d.reason, at=d.at)
+                       for d in decisions],
+        )  # fmt: skip
+
+
+@router.post("/airlock/{release_id}/decisions", summary="Approve or reject a release (independent checkers)")
+def decide(release_id: int, body: DecisionRequest, hub: HubDep, actor: ActorDep) -> ReleaseState:
+    with act(hub, actor, "analysis.airlock.decide", object=f"release:{release_id}") as session:
+        r = Analyses(hub, session).decide(actor, release_id, body.decision, body.reason)
+        return ReleaseState(id=r.id, status=r.status, verdict=r.verdict)
