@@ -29,7 +29,19 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Connection, DateTime, Engine, Integer, LargeBinary, String, Table, Text, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    event,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hygie.audit.merkle import EMPTY_ROOT, Subtree, complete_root, decompose, fold
@@ -208,6 +220,13 @@ class _Shared:
         self.idle: list[Any] = []
         self.idle_lock = threading.Lock()
 
+    def close_readers(self, *_: object) -> None:
+        """Close the idle read connections (when the engine is disposed: they live outside its pool)."""
+        with self.idle_lock:
+            idle, self.idle = self.idle, []
+        for dbapi in idle:
+            dbapi.close()
+
 
 _registry: weakref.WeakKeyDictionary[Engine, _Shared] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
@@ -218,6 +237,7 @@ def shared(engine: Engine) -> _Shared:
         found = _registry.get(engine)
         if found is None:
             found = _registry[engine] = _Shared(engine.dialect.name)
+            event.listen(engine, "engine_disposed", found.close_readers)
         return found
 
 
