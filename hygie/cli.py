@@ -15,7 +15,6 @@ from rich.table import Table
 
 from hygie.audit.cli import audit_app
 from hygie.breach.cli import breach_app
-from hygie.breach.cli import breach_app
 from hygie.config import Settings, get_settings
 from hygie.logging import configure
 
@@ -32,7 +31,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(projects_app, name="projects")
-app.add_typer(breach_app, name="breach")
 app.add_typer(breach_app, name="breach")
 
 err = Console(stderr=True)
@@ -491,8 +489,11 @@ def demo(
     years: Annotated[int, typer.Option(help="Years of care.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     out: Annotated[Path, typer.Option(help="Where to write the synthetic deliveries.")] = Path("demo-deliveries"),
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the portal at the end.")] = True,
+    port: Annotated[int, typer.Option(help="Port of the portal.")] = 8000,
 ) -> None:
-    """The whole platform on synthetic national data: init, synth, ingest, stats."""
+    """The whole platform on synthetic national data: init, synth, ingest, stats, demo accounts and a reviewed
+    project, then the portal on localhost."""
     if not os.environ.get("HYGIE_KEY_PASSPHRASE") and not os.environ.get("HYGIE_KEY_FILE"):
         os.environ["HYGIE_KEY_PASSPHRASE"] = DEMO_PASSPHRASE
         err.print("[yellow]demo:[/] using a built-in demo passphrase; never do this with real data")
@@ -507,6 +508,43 @@ def demo(
         if exc.exit_code:
             raise
     warehouse_stats(as_json=False)
+    from hygie.demo import DEMO_PASSWORD, set_up
+
+    hub = _open_hub(get_settings())
+    try:
+        report = set_up(hub, out)
+        _record(hub, "demo.setup", detail={"project": report.project_id})
+    finally:
+        hub.close()
+    if report.approval_to_view_seconds is not None:
+        err.print(
+            f"demo project {report.project_id}: second approval to a queryable view in "
+            f"{report.approval_to_view_seconds:.1f} s ({report.view_people:,} people)"
+        )
+    table = Table("account", "role", title=f"Demo accounts (password: {DEMO_PASSWORD})")
+    for username, role in report.accounts.items():
+        table.add_row(username, role)
+    Console(stderr=True).print(table)
+    err.print("staff sign in with a second factor: `hygie demo-code USERNAME` prints a current code (demo hubs only)")
+    if serve_after:
+        serve(host="127.0.0.1", port=port)
+
+
+@app.command("demo-code")
+def demo_code(username: str) -> None:
+    """Print a current second-factor code of a demo staff account (only on a hub made by `hygie demo`)."""
+    from hygie.demo import current_code
+
+    hub = _open_hub(get_settings())
+    try:
+        code = current_code(hub, username)
+        _record(hub, "demo.code", object=f"username:{username}")
+    except LookupError as exc:
+        _record(hub, "demo.code", outcome="denied", detail={"reason": "not a demo hub or not a demo account"})
+        raise _fail(str(exc)) from None
+    finally:
+        hub.close()
+    typer.echo(code)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,12 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/alerts/{alert_id}/acknowledge"): {"note": "seen, checking with the team"},
     ("POST", "/alerts/{alert_id}/dismiss"): {"note": "expected maintenance"},
     ("POST", "/projects/{project_id}/disclosure-delay"): {"until": "2099-01-01T00:00:00Z", "reason": "x" * 20},
+    ("PUT", "/breach/incidents/{incident_id}/mapping"): {"columns": {"0": "comment"}},
+    ("POST", "/breach/incidents/{incident_id}/review/{row}"): {"decision": "reject"},
+    ("POST", "/me/contact-details"): {},
+    # RFC 9497's blinded element of test vector A.1.2.1: any valid ristretto255 element will do.
+    ("POST", "/breach-check/evaluate"): {"blinded": "hj8zDMGhJZ7VpZmKI6z9N/tDUaeTpbPAkLZC3cQ5uUU="},
+    ("POST", "/breach-check/lookup"): {"attempt": "not-an-attempt", "prefix": 0},
 }
 
 
@@ -70,7 +76,8 @@ def operations(world: World) -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_every_endpoint_records_or_says_why_not(world: World) -> None:
     pid = world.active_project()
-    params = {"project_id": pid, "account_id": world.ids["researcher2"], "token_id": 999, "alert_id": 999}
+    params = {"project_id": pid, "account_id": world.ids["researcher2"], "token_id": 999, "alert_id": 999,
+              "incident_id": 999, "row": 1}
     walked = 0
     for method, path, op in operations(world):
         if "x-hygie-audit" in op:
@@ -127,6 +134,8 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
     if not settings.database_url:
         del env["HYGIE_DATABASE_URL"]
     person = people(world.delivery)[5]
+    leak = tmp_path / "leak.csv"
+    leak.write_text("NIR,NOM\n" + person["BEN_NIR"] + "," + person["NOM"] + "\n", encoding="utf-8")
     samples: dict[str, tuple[list[str], str | None]] = {
         "init": ([], None),
         "ingest": ([str(world.delivery / "000-beneficiaries")], None),
@@ -155,11 +164,18 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
         "accounts disable": (["99999"], None),
         "accounts enable": (["99999"], None),
         "projects list": ([], None),
+        "demo-code": (["dpd"], None),
         "projects sweep": ([], None),
         "audit verify": ([], None),
         "audit checkpoint": ([], None),
         "audit public-key": ([], None),
         "audit prove": (["--index", "0"], None),
+        "breach import": ([str(leak), "--incident", "walk", "--json"], None),
+        "breach list": ([], None),
+        "breach report": (["walk"], None),
+        "breach notify": (["no-such-incident"], None),
+        "breach send": ([], None),
+        "breach sweep": ([], None),
     }
     group = typer.main.get_command(cli_app)
     runner = CliRunner()
