@@ -18,8 +18,9 @@ from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
 from hygie.governance.projects import Projects
 from hygie.hub import Hub
+from hygie.portal import pages
 from hygie.portal.resilience import install_resilience
-from hygie.portal.routes import accounts, alerts, citizens, policy, projects, register
+from hygie.portal.routes import accounts, alerts, audit_search, citizens, policy, projects, register, reimbursements
 from hygie.portal.routes import analysis as analysis_routes
 from hygie.portal.routes import breach as breach_routes
 from hygie.portal.routes import breach as breach_routes
@@ -84,6 +85,9 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(policy.router)
     app.include_router(register.router)
     app.include_router(alerts.router)
+    app.include_router(reimbursements.router)
+    app.include_router(audit_search.router)
+    pages.install(app)
     app.include_router(analysis_routes.router)
     app.include_router(breach_routes.router)
     app.include_router(breach_routes.router)

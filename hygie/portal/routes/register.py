@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from hygie.governance.acts import act
@@ -15,7 +12,6 @@ from hygie.governance.register import data_uses, delay_disclosure, register
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(tags=["register"])
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 
 class RegisterEntryOut(BaseModel):
@@ -71,18 +67,6 @@ def public_register(hub: HubDep, offset: int = Query(0, ge=0), limit: int = Quer
     with hub.session() as session:
         total, entries = register(session, offset=offset, limit=limit)
     return RegisterOut(total=total, offset=offset, projects=[RegisterEntryOut(**e.__dict__) for e in entries])
-
-
-@router.get("/registre", response_class=HTMLResponse, include_in_schema=False)
-def public_register_page(request: Request, hub: HubDep, page: int = Query(1, ge=1)) -> HTMLResponse:
-    per_page = 50
-    with hub.session() as session:
-        total, entries = register(session, offset=(page - 1) * per_page, limit=per_page)
-    return templates.TemplateResponse(
-        request,
-        "registre.html",
-        {"entries": entries, "total": total, "page": page, "pages": max(1, -(-total // per_page))},
-    )
 
 
 @router.get("/me/data-uses", summary="Which projects used my data (a citizen), newest first")

@@ -1,0 +1,109 @@
+"""A citizen's own reimbursements: their ER_PRS_F rows, read through their hub pseudonym.
+
+The account holds only the vault's blind index of the NIR; the vault gives the current hub pseudonym, and the
+warehouse is filtered on it (BEN_NIR_PSA). Nothing leaves but the person's own care dates, acts and amounts;
+the read is recorded (counts only, never the pseudonym). Regularisation rows (negative quantities and amounts)
+are shown as they are: they are part of what was paid.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from functools import cache
+
+from sqlalchemy.orm import Session
+
+from hygie.audit import record
+from hygie.governance.accounts import Actor
+from hygie.governance.errors import Conflict, Denied
+from hygie.governance.models import Account
+from hygie.governance.policy import REFERENCE_DIR, Role
+from hygie.hub import Hub
+from hygie.ingest.contract import CARE_TABLE, MISSING_DATE, PSEUDONYM_COLUMN
+
+
+@dataclass(frozen=True)
+class Reimbursement:
+    care_date: date | None
+    """EXE_SOI_DTD; None where the claim codes it as missing (1600-01-01)."""
+    act_code: int | None
+    """PRS_NAT_REF (IR_NAT_V)."""
+    act_label: str | None
+    quantity: Decimal | None
+    """PRS_ACT_QTE; negative on a regularisation."""
+    amount_paid: Decimal | None
+    """PRS_PAI_MNT, euros: the whole expense."""
+    amount_reimbursed: Decimal | None
+    """BSE_REM_MNT, euros: what the compulsory scheme reimbursed."""
+
+
+@dataclass(frozen=True)
+class ReimbursementPage:
+    total: int
+    offset: int
+    rows: list[Reimbursement]
+
+
+@cache
+def act_labels() -> dict[int, str]:
+    """PRS_NAT_REF -> label (IR_NAT_V, upper case as the code list writes it)."""
+    path = REFERENCE_DIR / "snds" / "nomenclatures" / "IR_NAT_V.csv"
+    with path.open(encoding="utf-8", newline="") as f:
+        return {int(r["PRS_NAT"]): r["PRS_NAT_LIB"].strip() for r in csv.DictReader(f, delimiter=";")}
+
+
+def _pseudonym(hub: Hub, session: Session, actor: Actor) -> str:
+    if actor.role != Role.CITIZEN or actor.account_id is None:
+        raise Denied("only a signed-in citizen reads their reimbursements, for themselves")
+    account = session.get(Account, actor.account_id)
+    if account is None or account.person_index is None:
+        raise Denied("this account is not tied to an insured person")
+    pseudonyms = hub.vault(session).pseudonyms_of([account.person_index])
+    if account.person_index not in pseudonyms:
+        raise Conflict("your record could not be found in the identity vault; contact your insurance fund")
+    return pseudonyms[account.person_index]
+
+
+def _decimal(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def my_reimbursements(hub: Hub, session: Session, actor: Actor, *, offset: int, limit: int) -> ReimbursementPage:
+    """The signed-in citizen's care rows, newest care first, with the total count; recorded before returning."""
+    pseudonym = _pseudonym(hub, session, actor)
+    total = 0
+    rows: list[Reimbursement] = []
+    if hub.warehouse.files(session, CARE_TABLE):
+        # A failure here (a missing or altered file) raises: the page says "unavailable", never "no care".
+        con = hub.warehouse.connect(session, [CARE_TABLE])
+        try:
+            where = f"FROM {CARE_TABLE} WHERE {PSEUDONYM_COLUMN} = ?"
+            counted = con.execute(f"SELECT count(*) {where}", [pseudonym]).fetchone()
+            total = int(counted[0]) if counted else 0
+            found = con.execute(
+                f"SELECT EXE_SOI_DTD, PRS_NAT_REF, PRS_ACT_QTE, PRS_PAI_MNT, BSE_REM_MNT {where} "
+                "ORDER BY EXE_SOI_DTD DESC NULLS LAST, PRS_NAT_REF, PRS_PAI_MNT, BSE_REM_MNT LIMIT ? OFFSET ?",
+                [pseudonym, limit, offset],
+            ).fetchall()
+        finally:
+            con.close()
+        labels = act_labels()
+        for care, act_code, quantity, paid, reimbursed in found:
+            care_date = None if care is None or str(care) == MISSING_DATE else care
+            code = None if act_code is None else int(act_code)
+            rows.append(
+                Reimbursement(
+                    care_date=care_date,
+                    act_code=code,
+                    act_label=labels.get(code) if code is not None else None,
+                    quantity=_decimal(quantity),
+                    amount_paid=_decimal(paid),
+                    amount_reimbursed=_decimal(reimbursed),
+                )
+            )
+    record(session, actor=actor.ref, role=actor.role_name, action="citizen.reimbursements",
+           detail={"offset": offset, "rows": len(rows), "total": total})  # fmt: skip
+    return ReimbursementPage(total=total, offset=offset, rows=rows)

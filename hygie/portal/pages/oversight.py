@@ -1,0 +1,79 @@
+"""The DPO's and auditors' pages: access alerts and the audit search (GET /alerts and GET /audit/events behind)."""
+
+from __future__ import annotations
+
+from datetime import date
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from hygie.audit.alerts import AlertStatus
+from hygie.governance.errors import Invalid
+from hygie.governance.policy import Role
+from hygie.portal.pages.web import PageRoute, hub_of, page_actor, render, require_role
+from hygie.portal.routes import alerts as alerts_api
+from hygie.portal.routes import audit_search
+
+router = APIRouter(prefix="/controle", route_class=PageRoute, include_in_schema=False)
+
+ALERTS_PER_PAGE = 50
+EVENTS_PER_PAGE = 50
+ALERT_STATUS_LABELS = {"open": "ouverte", "acknowledged": "prise en compte", "dismissed": "classée"}
+
+
+@router.get("/alertes", response_class=HTMLResponse)
+def alerts_page(request: Request, statut: str = Query("", max_length=20), page: int = Query(1, ge=1)) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, Role.DPO, Role.AUDITOR)
+    status = AlertStatus(statut) if statut in {s.value for s in AlertStatus} else None
+    found = alerts_api.list_alerts(hub_of(request), actor, status, (page - 1) * ALERTS_PER_PAGE, ALERTS_PER_PAGE)
+    pages = max(1, -(-found.total // ALERTS_PER_PAGE))
+    context = {"found": found, "status": statut, "labels": ALERT_STATUS_LABELS, "page": page, "pages": pages,
+               "base": "/controle/alertes?" + (urlencode({"statut": statut}) + "&" if statut else "")}  # fmt: skip
+    return render(request, "controle/alertes.html", context, actor=actor)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    acteur: str = Query("", max_length=80),
+    action: str = Query("", max_length=101),
+    projet: str = Query("", max_length=12),
+    resultat: str = Query("", max_length=20),
+    du: str = Query("", max_length=10),
+    au: str = Query("", max_length=10),
+    page: int = Query(1, ge=1),
+) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, Role.DPO, Role.AUDITOR)
+    values = {"acteur": acteur, "action": action, "projet": projet, "resultat": resultat, "du": du, "au": au}
+    errors: dict[str, str] = {}
+    project_id = None
+    if projet.strip():
+        if projet.strip().isdigit():
+            project_id = int(projet.strip())
+        else:
+            errors["projet"] = "Un numéro de projet, en chiffres."
+    days: dict[str, date | None] = {}
+    for key in ("du", "au"):
+        try:
+            days[key] = date.fromisoformat(values[key]) if values[key] else None
+        except ValueError:
+            errors[key] = "Une date au format AAAA-MM-JJ."
+    hub = hub_of(request)
+    page_found = None
+    if not errors:
+        try:
+            f = audit_search.checked_filter(hub, actor, actor=acteur.strip() or None, action=action.strip() or None,
+                                            project_id=project_id, outcome=resultat or None, since=days["du"],
+                                            until=days["au"])  # fmt: skip
+        except Invalid as exc:
+            errors["formulaire"] = exc.message
+        else:
+            page_found = audit_search.search(hub, actor, f, offset=(page - 1) * EVENTS_PER_PAGE, limit=EVENTS_PER_PAGE)
+    pages = max(1, -(-page_found.total // EVENTS_PER_PAGE)) if page_found else 1
+    query = urlencode({k: v for k, v in values.items() if v})
+    context = {"values": values, "errors": errors, "found": page_found, "page": page, "pages": pages,
+               "base": "/controle/audit?" + (query + "&" if query else "")}  # fmt: skip
+    return render(request, "controle/audit.html", context, actor=actor, status=422 if errors else 200)

@@ -1,0 +1,51 @@
+"""Public pages (no sign-in): home, the project register and the latest signed checkpoint of the audit log."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from hygie.audit.log import TransparencyLog
+from hygie.governance.register import register
+from hygie.portal.pages.web import PageRoute, hub_of, optional_actor, render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+REGISTER_PER_PAGE = 50
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> HTMLResponse:
+    return render(request, "accueil.html", actor=optional_actor(request))
+
+
+@router.get("/registre", response_class=HTMLResponse)
+def register_page(request: Request, page: int = Query(1, ge=1, le=1_000_000)) -> HTMLResponse:
+    """Public information: not recorded, like GET /register (recording it would let anyone grow the log)."""
+    hub = hub_of(request)
+    with hub.session() as session:
+        total, entries = register(session, offset=(page - 1) * REGISTER_PER_PAGE, limit=REGISTER_PER_PAGE)
+    pages = max(1, -(-total // REGISTER_PER_PAGE))
+    return render(request, "registre.html", {"entries": entries, "total": total, "page": page, "pages": pages},
+                  actor=optional_actor(request))  # fmt: skip
+
+
+@router.get("/journal", response_class=HTMLResponse)
+def checkpoint_page(request: Request) -> HTMLResponse:
+    """The latest signed checkpoint, as GET /audit/checkpoint serves it (a public read, not recorded)."""
+    log = TransparencyLog.for_hub(hub_of(request))
+    checkpoint = log.checkpoint()
+    return render(
+        request,
+        "journal.html",
+        {
+            "size": checkpoint.size,
+            "root": base64.b64encode(checkpoint.root).decode("ascii"),
+            "note": checkpoint.note,
+            "issued_at": checkpoint.issued_at,
+            "verifier_key": log.verifier_key,
+        },
+        actor=optional_actor(request),
+    )

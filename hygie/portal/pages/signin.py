@@ -1,0 +1,101 @@
+"""Signing in and out of the pages: the API's own sign-in (Accounts.login), its token kept in a cookie."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from hygie.governance.accounts import ANONYMOUS, Accounts
+from hygie.governance.acts import act
+from hygie.governance.errors import Unauthenticated
+from hygie.governance.policy import Role
+from hygie.portal.pages.web import (
+    HOME,
+    PageRoute,
+    checked_form,
+    clear_session_cookie,
+    hub_of,
+    optional_actor,
+    redirect,
+    render,
+    session_token,
+    set_session_cookie,
+)
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def _safe_next(suite: str) -> str | None:
+    # Only a path on this site: never an open redirect to another host.
+    if suite.startswith("/") and not suite.startswith("//") and "\\" not in suite:
+        return suite
+    return None
+
+
+def _form(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+    context = {"error": None, "field_errors": {}, "username": "", "suite": "", "expired": False, **values}
+    return render(request, "connexion.html", context, status=status)
+
+
+@router.get("/connexion", response_class=HTMLResponse)
+def signin_page(
+    request: Request, suite: str = Query("", max_length=300), expiree: int = Query(0, ge=0, le=1)
+) -> Response:
+    actor = optional_actor(request)
+    if actor is not None and actor.role is not None:
+        return redirect(_safe_next(suite) or HOME[actor.role])
+    return _form(request, suite=suite, expired=bool(expiree))
+
+
+@router.post("/connexion", response_class=HTMLResponse)
+async def signin(request: Request) -> Response:
+    form = await checked_form(request)
+    username = str(form.get("username", "")).strip()[:80]
+    password = str(form.get("password", ""))[:200]
+    totp = str(form.get("totp", "")).strip()[:10] or None
+    suite = str(form.get("suite", ""))[:300]
+    field_errors = {}
+    if not username:
+        field_errors["username"] = "Saisissez votre identifiant."
+    if not password:
+        field_errors["password"] = "Saisissez votre mot de passe."  # noqa: S105  (a message, not a password)
+    if field_errors:
+        return _form(request, 422, field_errors=field_errors, username=username, suite=suite,
+                     error="Des champs obligatoires sont vides.")  # fmt: skip
+    hub = hub_of(request)
+
+    def login() -> tuple[str, int, Role]:
+        with act(hub, ANONYMOUS, "auth.login") as session:
+            token, _auth, account = Accounts(session, hub.custody, hub.settings).login(username, password, totp)
+            return token, hub.settings.session_minutes * 60, Role(account.role)
+
+    try:
+        token, max_age, role = await run_in_threadpool(login)
+    except Unauthenticated as exc:
+        error = ("Identifiant, mot de passe ou code incorrect." if "wrong" in exc.message
+                 else f"Connexion refusée : {exc.message}")  # fmt: skip
+        return _form(request, 401, error=error, username=username, suite=suite)
+    response = redirect(_safe_next(suite) or HOME[role])
+    set_session_cookie(response, request, token, max_age)
+    return response
+
+
+@router.post("/deconnexion", response_class=HTMLResponse)
+async def signout(request: Request) -> Response:
+    await checked_form(request)
+    token = session_token(request)
+    actor = await run_in_threadpool(optional_actor, request)
+    if token is not None and actor is not None:
+        hub = hub_of(request)
+
+        def logout() -> None:
+            with act(hub, actor, "auth.logout") as session:
+                Accounts(session, hub.custody, hub.settings).logout(token)
+
+        await run_in_threadpool(logout)
+    response = redirect("/connexion")
+    clear_session_cookie(response)
+    return response

@@ -1,0 +1,326 @@
+"""What every page shares: templates, the session cookie, CSRF tokens, security headers and honest errors.
+
+A page session is the API's own session token (from :meth:`Accounts.login`) in an HttpOnly, SameSite=Strict
+cookie: script on the page cannot read it, and other sites cannot send it. Every form carries a CSRF token as
+well: for a signed-in person it is derived from their session token (a one-way hash, so the page never
+exposes the token itself); before sign-in it is a random value also held in a cookie (double submit).
+
+Errors are never rendered as data: a refusal shows what was refused and why; anything else (storage down, a
+timeout) shows "indisponible, réessayez" with status 503, never an empty table or a zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import structlog
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from hygie.audit import Outcome, record_now
+from hygie.governance.accounts import Accounts, Actor
+from hygie.governance.errors import GovernanceError, Unauthenticated
+from hygie.governance.policy import Role
+from hygie.hub import Hub
+
+log = structlog.get_logger("hygie.portal.pages")
+
+SESSION_COOKIE = "hygie_session"
+ANON_CSRF_COOKIE = "hygie_csrf"
+CSRF_FIELD = "csrf"
+RETRY_AFTER_SECONDS = 30
+"""What an unavailable page tells the reader to wait before trying again."""
+
+HOME: dict[Role, str] = {
+    Role.CITIZEN: "/citoyen/remboursements",
+    Role.RESEARCHER: "/recherche/projets",
+    Role.REVIEWER: "/relecture",
+    Role.DPO: "/relecture",
+    Role.OPERATOR: "/relecture",
+    Role.AUDITOR: "/controle/audit",
+}
+"""Where each role lands after signing in."""
+
+ROLE_LABELS: dict[str, str] = {
+    "citizen": "assuré",
+    "researcher": "chercheur",
+    "reviewer": "relecteur",
+    "dpo": "délégué à la protection des données",
+    "operator": "exploitant",
+    "auditor": "auditeur",
+}
+
+STATUS_LABELS: dict[str, str] = {
+    "draft": "brouillon",
+    "submitted": "en relecture",
+    "active": "actif",
+    "rejected": "refusé",
+    "suspended": "suspendu",
+    "expired": "expiré",
+    "closed": "clos",
+}
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; font-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+def _date_fr(value: date | datetime | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%d/%m/%Y %H:%M UTC")
+    return value.strftime("%d/%m/%Y")
+
+
+def _euros(value: Decimal | float | None) -> str:
+    if value is None:
+        return "—"
+    text = f"{Decimal(str(value)):,.2f}".replace(",", "\u202f").replace(".", ",")
+    return f"{text}\u00a0€"
+
+
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+# A missing value is an error, never an empty string shown as the truth.
+templates.env.undefined = jinja2.StrictUndefined
+templates.env.filters["date_fr"] = _date_fr
+templates.env.filters["euros"] = _euros
+templates.env.globals["ROLE_LABELS"] = ROLE_LABELS
+templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+# -- sessions ---------------------------------------------------------------------------------------------
+
+
+class SignInNeeded(Exception):
+    """No session (or an expired one): the reader is sent to the sign-in page, then back."""
+
+    def __init__(self, expired: bool = False) -> None:
+        super().__init__("sign in first")
+        self.expired = expired
+
+
+def session_token(request: Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def page_actor(request: Request) -> Actor:
+    """The signed-in person behind the session cookie. A visit without a cookie goes to the sign-in page
+    unrecorded (nothing protected was touched); a refused cookie is an authentication event, recorded."""
+    token = session_token(request)
+    if token is None:
+        raise SignInNeeded()
+    hub = hub_of(request)
+    with hub.session() as session:
+        try:
+            actor = Accounts(session, hub.custody, hub.settings).authenticate(token)
+        except Unauthenticated as exc:
+            record_now(hub.session, actor="anonymous", action="auth.token", outcome=Outcome.DENIED,
+                       detail={"reason": exc.message, "via": "page"})  # fmt: skip
+            raise SignInNeeded(expired=True) from None
+    if actor.via != "session":
+        raise SignInNeeded()  # API tokens are for programs, not for the browser's cookie
+    return actor
+
+
+def optional_actor(request: Request) -> Actor | None:
+    try:
+        return page_actor(request)
+    except SignInNeeded:
+        return None
+
+
+def require_role(actor: Actor, *roles: Role) -> None:
+    from hygie.governance.errors import Denied
+
+    if actor.role not in roles:
+        wanted = ", ".join(ROLE_LABELS[r.value] for r in roles)
+        raise Denied(f"cette page est réservée aux comptes : {wanted}")
+
+
+# -- CSRF -------------------------------------------------------------------------------------------------
+
+
+def csrf_token(request: Request) -> str:
+    """The token forms of this page carry (see the module docstring)."""
+    token = session_token(request)
+    if token is not None:
+        return hashlib.sha256(b"hygie-page-csrf\x00" + token.encode()).hexdigest()
+    anon = request.cookies.get(ANON_CSRF_COOKIE)
+    if not anon:
+        anon = request.state.new_anon_csrf = getattr(request.state, "new_anon_csrf", None) or secrets.token_hex(32)
+    return anon
+
+
+class CsrfRefused(Exception):
+    pass
+
+
+async def checked_form(request: Request) -> dict[str, Any]:
+    """The submitted form, once its CSRF token matches; lists for repeated fields (checkboxes)."""
+    form = await request.form()
+    sent = form.get(CSRF_FIELD)
+    expected = csrf_token(request)
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+        raise CsrfRefused()
+    out: dict[str, Any] = {}
+    for key in form:
+        values = [v for v in form.getlist(key) if isinstance(v, str)]
+        out[key] = values if len(values) > 1 else (values[0] if values else "")
+    return out
+
+
+def as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+# -- rendering --------------------------------------------------------------------------------------------
+
+
+def render(
+    request: Request,
+    name: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    actor: Actor | None = None,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    values = {"actor": actor, "csrf": csrf_token(request), "path": request.url.path, **(context or {})}
+    response = templates.TemplateResponse(request, name, values, status_code=status, headers=dict(headers or {}))
+    return response
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _secure(response: Response, request: Request) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    # Pages show personal data: never kept in a shared cache or the browser's history cache.
+    response.headers.setdefault("Cache-Control", "no-store")
+    new_anon = getattr(request.state, "new_anon_csrf", None)
+    if new_anon and session_token(request) is None:
+        response.set_cookie(ANON_CSRF_COOKIE, new_anon, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path="/")  # fmt: skip
+    return response
+
+
+def set_session_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")  # fmt: skip
+    response.delete_cookie(ANON_CSRF_COOKIE, path="/")
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+
+
+def unavailable(request: Request, actor: Actor | None = None) -> HTMLResponse:
+    return render(request, "indisponible.html", actor=actor, status=503,
+                  headers={"Retry-After": str(RETRY_AFTER_SECONDS)})  # fmt: skip
+
+
+class PageRoute(APIRoute):
+    """A page: refusals and failures become honest HTML answers instead of JSON or a bare 500."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except SignInNeeded as exc:
+                target = "/connexion?suite=" + quote(request.url.path, safe="/")
+                response = redirect(target + ("&expiree=1" if exc.expired else ""))
+                if exc.expired:
+                    clear_session_cookie(response)
+            except CsrfRefused:
+                response = render(request, "erreur.html", {"status": 403, "title": "Formulaire expiré",
+                    "message": "Ce formulaire a expiré ou ne vient pas de ce site. Rechargez la page et "
+                               "recommencez."}, status=403)  # fmt: skip
+            except RequestValidationError as exc:
+                fields = ", ".join(str(e["loc"][-1]) for e in exc.errors())
+                response = render(request, "erreur.html", {"status": 422, "title": _title(422),
+                                  "message": f"Paramètres invalides : {fields}."}, status=422)  # fmt: skip
+            except HTTPException as exc:
+                response = render(request, "erreur.html", {"status": exc.status_code, "title": _title(exc.status_code),
+                                  "message": str(exc.detail)}, status=exc.status_code)  # fmt: skip
+            except GovernanceError as exc:
+                actor = await run_in_threadpool(optional_actor, request)
+                response = render(request, "erreur.html", {"status": exc.status, "title": _title(exc.status),
+                                  "message": exc.message}, actor=actor, status=exc.status)  # fmt: skip
+            except Exception:
+                # Never a partial page: the reader is told the service is unavailable and to try again.
+                log.exception("page failed", path=request.url.path)
+                response = unavailable(request)
+            return _secure(response, request)
+
+        return page
+
+
+def _title(status: int) -> str:
+    return {
+        401: "Connexion nécessaire",
+        403: "Accès refusé",
+        404: "Introuvable",
+        409: "Action impossible dans l'état actuel",
+        422: "Demande invalide",
+    }.get(status, "Demande refusée")
+
+
+NAV: dict[Role | None, list[tuple[str, str]]] = {
+    Role.CITIZEN: [
+        ("/citoyen/remboursements", "Mes remboursements"),
+        ("/citoyen/utilisations", "Qui a utilisé mes données"),
+        ("/citoyen/opposition", "M'opposer à l'usage de mes données"),
+    ],
+    Role.RESEARCHER: [("/recherche/projets", "Mes projets"), ("/recherche/projets/nouveau", "Demander un projet")],
+    Role.REVIEWER: [("/relecture", "Projets à relire")],
+    Role.OPERATOR: [("/relecture", "Projets")],
+    Role.DPO: [
+        ("/relecture", "Projets à relire"),
+        ("/controle/alertes", "Alertes"),
+        ("/controle/audit", "Journal d'audit"),
+    ],
+    Role.AUDITOR: [("/controle/alertes", "Alertes"), ("/controle/audit", "Journal d'audit")],
+}
+"""The menu per role; pages for features that land later add their entries here (see ``extend_nav``)."""
+PUBLIC_NAV = [("/registre", "Registre public"), ("/journal", "Point de contrôle du journal")]
+
+
+def extend_nav(role: Role, href: str, label: str) -> None:
+    if (href, label) not in NAV.setdefault(role, []):
+        NAV[role].append((href, label))
+
+
+def nav_items(actor: Actor | None) -> list[tuple[str, str]]:
+    role = actor.role if actor else None
+    return [*NAV.get(role, []), *PUBLIC_NAV]
+
+
+templates.env.globals["nav_items"] = nav_items

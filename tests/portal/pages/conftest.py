@@ -1,0 +1,84 @@
+"""A real server and a real browser for the page journeys: uvicorn on 127.0.0.1 over a copied test hub, driven by
+Debian's headless Chromium through Playwright (one browser for the whole session).
+
+The journeys run on SQLite only: the pages call the same services as the API, whose behaviour on PostgreSQL
+the API tests cover; what is tested here is the browser's side (forms, cookies, CSRF, rendering).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from hygie.portal.app import create_app
+from tests.portal.world import Template, World, build_world
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
+"""Screenshots of every page the journeys visit (gitignored), to look at after a run."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def page_world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Template) -> Iterator[World]:
+    yield from build_world(tmp_path_factory.mktemp("pages"), sqlite_template, None)
+
+
+@pytest.fixture(scope="module")
+def server(page_world: World) -> Iterator[str]:
+    """The portal served by uvicorn in a background thread; yields its base URL."""
+    port = _free_port()
+    config = uvicorn.Config(create_app(page_world.hub), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="portal-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the portal did not start within 30 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: run scripts/test, which installs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (no cookies) per test."""
+    context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 900})
+    p = context.new_page()
+    p.set_default_timeout(15_000)
+    yield p
+    context.close()

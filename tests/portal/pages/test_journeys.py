@@ -1,0 +1,280 @@
+"""The portal's real journeys in a browser: a citizen, a researcher with two reviewers, the DPO, the public.
+
+Each page visited is screenshotted into test-artifacts/screenshots/ and checked for the basics of accessibility
+that a machine can check (lang, one h1, landmarks, a skip link, a label for every field, no console error).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+from playwright.sync_api import ConsoleMessage, Page, expect
+
+from hygie.governance import credentials
+from hygie.governance.reimbursements import act_labels
+from hygie.ingest.contract import CARE_TABLE
+from tests.portal.pages.conftest import SCREENSHOTS
+from tests.portal.world import PASSWORD, World, people
+
+
+def check_page(page: Page, name: str) -> None:
+    """Screenshot the page and check what a machine can check of RGAA / WCAG on it."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    assert page.locator("html").get_attribute("lang") == "fr", name
+    assert page.locator("h1").count() == 1, f"{name}: one h1 per page"
+    assert "indisponible" not in page.locator("h1").inner_text(), f"{name}: the page failed"
+    assert page.locator("main#contenu").count() == 1, f"{name}: a main landmark"
+    assert page.locator("header[role=banner]").count() == 1 and page.locator("footer[role=contentinfo]").count() == 1
+    assert page.locator(".fr-skiplinks a[href='#contenu']").count() == 1, f"{name}: a skip link to the content"
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+               .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)"""
+    )
+    assert unlabelled == [], f"{name}: fields without a label: {unlabelled}"
+    described = page.evaluate(
+        """() => [...document.querySelectorAll('[aria-describedby]')].flatMap(e =>
+               e.getAttribute('aria-describedby').split(' ').filter(id => !document.getElementById(id)))"""
+    )
+    assert described == [], f"{name}: aria-describedby points at nothing: {described}"
+    assert page.title().endswith("Hygie, données de santé"), name
+
+
+def watch_console(page: Page) -> list[str]:
+    errors: list[str] = []
+
+    def seen(message: ConsoleMessage) -> None:
+        # Refusals answer 4xx on purpose (a wrong password, an invalid form); anything else (CSP, script) counts.
+        if message.type == "error" and "server responded with a status of 4" not in message.text:
+            errors.append(message.text)
+
+    page.on("console", seen)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+def sign_in(page: Page, base: str, world: World, name: str) -> None:
+    page.goto(f"{base}/connexion")
+    page.get_by_label("Identifiant", exact=True).fill(name)
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    if name in world.secrets:
+        page.get_by_label("Code de vérification").fill(credentials.totp_code(world.secrets[name]))
+    page.get_by_role("button", name="Se connecter").click()
+    expect(page.locator(".hygie-who").first).to_be_attached()
+
+
+def sign_out(page: Page) -> None:
+    page.locator("header .fr-header__tools").get_by_role("button", name="Se déconnecter").click()
+    expect(page).to_have_url(re.compile(r"/connexion$"))
+
+
+def euros(value: float | None) -> str:
+    if value is None:
+        return "—"
+    text = f"{Decimal(str(value)):,.2f}".replace(",", "\u202f").replace(".", ",")
+    return f"{text}\u00a0€"
+
+
+def expected_reimbursements(world: World, nir: str) -> list[tuple[str, ...]]:
+    """The citizen's care rows read straight from the warehouse's Parquet with DuckDB, as the page should show
+    them (the pseudonym computed from the delivered NIR, not through the vault the page uses)."""
+    pseudonym = world.hub.pseudonymiser.pseudonym(nir)
+    with world.hub.session() as session:
+        care = world.hub.warehouse.dataset(session, CARE_TABLE)
+        assert care is not None
+        care_rows = care.to_table(columns=["BEN_NIR_PSA", "EXE_SOI_DTD", "PRS_NAT_REF", "PRS_PAI_MNT", "BSE_REM_MNT"])
+    con = duckdb.connect()
+    con.register("care_rows", care_rows)
+    rows = con.execute(
+        "SELECT EXE_SOI_DTD, PRS_NAT_REF, PRS_PAI_MNT, BSE_REM_MNT FROM care_rows WHERE BEN_NIR_PSA = ?", [pseudonym]
+    ).fetchall()
+    con.close()
+    labels = act_labels()
+    out = []
+    for care_date, code, paid, reimbursed in rows:
+        shown_date = care_date.strftime("%d/%m/%Y") if care_date.year > 1600 else "date non renseignée"
+        label = labels.get(code)
+        act_text = f"{label.capitalize()} (code {code})" if label else f"code {code}"
+        out.append((shown_date, act_text, euros(paid), euros(reimbursed)))
+    return sorted(out)
+
+
+def shown_reimbursements(page: Page) -> list[tuple[str, ...]]:
+    """Every row of every page of the citizen's table, following the pagination as a reader would."""
+    out: list[tuple[str, ...]] = []
+    while True:
+        for row in page.locator("#remboursements tbody tr").all():
+            cells = [c.inner_text().strip() for c in row.locator("td").all()]
+            out.append((cells[0], " ".join(cells[1].split()), cells[3], cells[4]))
+        following = page.locator("a.fr-pagination__link--next[href]")
+        if following.count() == 0:
+            return sorted(out)
+        following.click()
+
+
+def test_citizen_sees_reimbursements_data_uses_and_objects(page: Page, server: str, page_world: World) -> None:
+    w = page_world
+    errors = watch_console(page)
+    pid = w.active_project(title="Parcours de soins après 60 ans")  # a project whose view includes the citizen
+    page.goto(f"{server}/citoyen/remboursements")
+    expect(page).to_have_url(re.compile(r"/connexion\?suite=/citoyen/remboursements"))
+    check_page(page, "connexion")
+    page.get_by_label("Identifiant", exact=True).fill("citizen1")
+    page.get_by_label("Mot de passe").fill("not the password")
+    page.get_by_role("button", name="Se connecter").click()
+    expect(page.get_by_role("alert")).to_contain_text("Identifiant, mot de passe ou code incorrect")
+    check_page(page, "connexion-erreur")
+
+    sign_in(page, server, w, "citizen1")
+    expect(page).to_have_url(re.compile(r"/citoyen/remboursements$"))
+    check_page(page, "citoyen-remboursements")
+    nir = people(w.delivery)[0]["BEN_NIR"]
+    expected = expected_reimbursements(w, nir)
+    assert expected, "the test citizen has care in the warehouse"
+    expect(page.locator("main")).to_contain_text(f"{len(expected)} ligne")
+    assert shown_reimbursements(page) == expected
+    assert nir not in page.content()
+
+    page.get_by_role("link", name="Qui a utilisé mes données").first.click()
+    expect(page.locator("main")).to_contain_text("Parcours de soins après 60 ans")
+    check_page(page, "citoyen-utilisations")
+    assert w.call("citizen1", "GET", "/me/data-uses").json()["uses"][0]["project_id"] == pid
+
+    page.goto(f"{server}/citoyen/opposition")
+    expect(page.locator("#etat-opposition")).to_contain_text("Vous ne vous opposez pas")
+    check_page(page, "citoyen-opposition")
+    page.get_by_role("button", name="M'opposer à l'usage de mes données").click()
+    expect(page.get_by_role("status")).to_contain_text("Votre opposition est enregistrée")
+    expect(page.locator("#etat-opposition")).to_contain_text("Vous vous opposez")
+    check_page(page, "citoyen-opposition-faite")
+    assert w.call("citizen1", "GET", "/me/opt-out").json()["objecting"] is True
+    page.get_by_role("button", name="Retirer mon opposition").click()
+    expect(page.locator("#etat-opposition")).to_contain_text("Vous ne vous opposez pas")
+    assert w.call("citizen1", "GET", "/me/opt-out").json()["objecting"] is False
+
+    sign_out(page)
+    page.goto(f"{server}/citoyen/opposition")
+    expect(page).to_have_url(re.compile(r"/connexion"))  # the session is closed, not just the cookie dropped
+    assert errors == []
+
+
+def fill_project(page: Page, title: str) -> None:
+    page.get_by_label("Titre").fill(title)
+    page.get_by_label("Organisme responsable").fill("Université de Lille")
+    page.get_by_label("Finalité légale").select_option("research")
+    page.get_by_label("Justification").fill("Décrire la consommation de soins par âge et sexe en 2024.")
+    page.get_by_label("Résumé public").fill("Les soins de ville par âge et par sexe, en 2024.")
+    page.get_by_label("Durée en jours").fill("180")
+    for column in ("IR_BEN_R.BEN_SEX_COD", "IR_BEN_R.BEN_NAI_ANN", "ER_PRS_F.PRS_NAT_REF", "ER_PRS_F.EXE_SOI_DTD",
+                   "ER_PRS_F.PRS_PAI_MNT"):  # fmt: skip
+        page.locator(f"label[for='col-{column.replace('.', '-')}']").click()  # the DSFR draws the box on the label
+        expect(page.locator(f"input[name=colonnes][value='{column}']")).to_be_checked()
+    page.locator("#debut").fill("2024-01-01")
+    page.locator("#fin").fill("2024-12-31")
+
+
+def review(page: Page, server: str, world: World, reviewer: str, pid: int) -> None:
+    sign_in(page, server, world, reviewer)
+    expect(page).to_have_url(re.compile(r"/relecture$"))
+    check_page(page, f"relecture-liste-{reviewer}")
+    page.locator(f"a[href='/relecture/projets/{pid}']").first.click()
+    check_page(page, f"relecture-projet-{reviewer}")
+    page.locator("label[for=decision-approve]").click()
+    page.get_by_label("Motif").fill("Finalité légale, périmètre minimal, durée raisonnable.")
+    page.get_by_role("button", name="Enregistrer ma décision").click()
+    expect(page.get_by_role("status")).to_contain_text("Votre approbation est enregistrée")
+    sign_out(page)
+
+
+def test_researcher_submits_two_reviewers_approve_researcher_sees_the_view(
+    page: Page, server: str, page_world: World
+) -> None:
+    w = page_world
+    errors = watch_console(page)
+    sign_in(page, server, w, "researcher1")
+    expect(page).to_have_url(re.compile(r"/recherche/projets$"))
+    check_page(page, "recherche-projets")
+    page.get_by_role("link", name="Demander un projet").first.click()
+    check_page(page, "recherche-nouveau")
+
+    page.get_by_role("button", name="Soumettre pour relecture").click()  # empty: every error tied to its field
+    expect(page.get_by_role("alert")).to_contain_text("Demande non enregistrée")
+    expect(page.get_by_label("Titre")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#titre-erreur")).to_have_text("Donnez un titre au projet.")
+    check_page(page, "recherche-nouveau-erreurs")
+
+    fill_project(page, "Soins de ville par âge et sexe")
+    page.get_by_label("Un seul identifiant potentiel au plus").select_option("care_dates")
+    page.get_by_role("button", name="Soumettre pour relecture").click()
+    expect(page.get_by_role("status")).to_contain_text("soumise à la relecture")
+    expect(page.locator("#statut-projet")).to_have_text("en relecture")
+    check_page(page, "recherche-projet-soumis")
+    pid = int(page.url.split("/recherche/projets/")[1].split("?")[0])
+    sign_out(page)
+
+    review(page, server, w, "reviewer1", pid)
+    review(page, server, w, "reviewer2", pid)
+
+    sign_in(page, server, w, "researcher1")
+    page.goto(f"{server}/recherche/projets/{pid}")
+    expect(page.locator("#statut-projet")).to_have_text("actif")
+    expect(page.locator("#vue-projet")).to_contain_text("ER_PRS_F")
+    check_page(page, "recherche-projet-actif")
+    view = w.call("researcher1", "GET", f"/projects/{pid}/view").json()
+    for table, described in view["tables"].items():
+        expect(page.locator("#vue-projet")).to_contain_text(f"{described['rows']}")
+        assert table in page.locator("#vue-projet").inner_text()
+    assert errors == []
+
+
+def test_dpo_searches_the_audit_record_and_the_public_reads_the_register(
+    page: Page, server: str, page_world: World
+) -> None:
+    w = page_world
+    errors = watch_console(page)
+    w.active_project(title="Registre : projet visible")
+    page.goto(f"{server}/registre")
+    expect(page.locator("main")).to_contain_text("Registre : projet visible")
+    check_page(page, "registre")
+    page.goto(f"{server}/journal")
+    expect(page.locator("main pre").first).to_contain_text("hygie")
+    check_page(page, "journal")
+
+    sign_in(page, server, w, "dpo")
+    page.goto(f"{server}/controle/alertes")
+    check_page(page, "controle-alertes")
+    page.goto(f"{server}/controle/audit")
+    check_page(page, "controle-audit")
+    page.get_by_label("Action").fill("project.*")
+    page.get_by_label("Résultat").select_option("ok")
+    page.get_by_role("button", name="Rechercher").click()
+    expect(page.locator("#resultats-audit")).to_contain_text("trouvé")
+    actions = {t.strip() for t in page.locator("main table tbody tr td:nth-child(5)").all_inner_texts()}
+    assert actions and all(a.startswith("project.") for a in actions), actions
+    check_page(page, "controle-audit-resultats")
+    page.get_by_label("Acteur").fill("Jean Dupont")  # free text never reaches the record
+    page.get_by_role("button", name="Rechercher").click()
+    expect(page.get_by_role("alert")).to_contain_text("actor")
+    assert errors == []
+
+
+def test_forms_refuse_a_missing_csrf_token_and_pages_refuse_other_roles(
+    page: Page, server: str, page_world: World
+) -> None:
+    w = page_world
+    sign_in(page, server, w, "citizen2")
+    cookies: dict[str, Any] = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert "hygie_session" in cookies
+    session_cookie = next(c for c in page.context.cookies() if c["name"] == "hygie_session")
+    assert session_cookie["httpOnly"] and session_cookie["sameSite"] == "Strict"
+    r = page.request.post(f"{server}/citoyen/opposition", form={"choix": "opposer"})
+    assert r.status == 403
+    assert w.call("citizen2", "GET", "/me/opt-out").json()["objecting"] is False
+    r = page.request.post(f"{server}/citoyen/opposition", form={"choix": "opposer", "csrf": "0" * 64})
+    assert r.status == 403
+    page.goto(f"{server}/recherche/projets")
+    expect(page.get_by_role("alert")).to_contain_text("réservée")
+    check_page(page, "erreur-acces-refuse")
