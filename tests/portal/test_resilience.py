@@ -29,7 +29,7 @@ from hygie.governance.models import ProjectView
 from hygie.hub import Hub
 from hygie.portal.app import create_app
 from hygie.portal.resilience import Resilience
-from hygie.portal.resilience.classes import Dependency, RouteClass, classify
+from hygie.portal.resilience.classes import Dependency, RouteClass, classify, dependencies
 from tests.portal.world import World
 
 FAST = AdmissionLimits(concurrency=2, queue=2, wait_seconds=0.5, deadline_seconds=5.0, retry_after_seconds=7)
@@ -108,6 +108,11 @@ def kill_database(hub: Hub, tmp: Any) -> None:
 def test_route_classes() -> None:
     assert classify("/me/data-uses") is RouteClass.CITIZEN
     assert classify("/registre") is RouteClass.CITIZEN
+    assert classify("/citoyen/remboursements") is RouteClass.CITIZEN
+    assert classify("/") is RouteClass.CITIZEN
+    assert classify("/projects/3/dummy-data") is RouteClass.RESEARCH
+    assert classify("/projects/3/analyses/12/download") is RouteClass.RESEARCH
+    assert classify("/airlock") is RouteClass.GOVERNANCE
     assert classify("/projects/3/analyses") is RouteClass.RESEARCH
     assert classify("/projects/3/view") is RouteClass.RESEARCH
     assert classify("/jobs/7") is RouteClass.RESEARCH
@@ -116,6 +121,9 @@ def test_route_classes() -> None:
     assert classify("/register") is RouteClass.PUBLIC
     assert classify("/audit/checkpoint") is RouteClass.PUBLIC
     assert classify("/readyz") is RouteClass.HEALTH
+    assert dependencies("/me/opt-out", RouteClass.CITIZEN) == (Dependency.DATABASE,)
+    assert dependencies("/citoyen/remboursements", RouteClass.CITIZEN) == (Dependency.DATABASE, Dependency.WAREHOUSE)
+    assert dependencies("/healthz", RouteClass.HEALTH) == ()
 
 
 def test_overload_is_answered_503_with_retry_after_and_nothing_else(used: tuple[World, int, dict[str, Any]]) -> None:

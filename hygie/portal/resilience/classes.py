@@ -1,7 +1,9 @@
 """Classes of route: each has its own admission limits, so heavy research work never takes citizens' capacity.
 
 A path is classified by its prefix, before routing (the middleware runs outside the router). Unknown paths fall in
-the governance class, which holds the staff's everyday work and has a moderate share.
+the governance class, which holds the staff's everyday work and has a moderate share; so does sign-in (/auth,
+/connexion): its password hashing is costly, and a flood of sign-ins must not take the capacity of signed-in
+citizens' reads.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ class Dependency(StrEnum):
 
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-# Heavy research work: analyses and jobs run the engine over project views; a view read or refresh decrypts data.
+# Heavy research work: analyses and jobs run the engine over project views; a view read or refresh decrypts data;
+# dummy data is generated. The research pages that start analyses count too.
 _RESEARCH = re.compile(
-    r"^/(?:projects/[^/]+/(?:analyses|view|refresh|dummy|outputs|jobs)|jobs|analyses|outputs|dummy)(?:/|$)"
+    r"^/(?:projects/[^/]+/(?:analyses|view|refresh|dummy[^/]*|outputs|jobs)|jobs|analyses|outputs)(?:/|$)"
+    r"|^/recherche/.*(?:analyses|dummy|donnees-fictives)"
 )
-# The citizens' pages are French paths served by the pages module; the English API paths are under /me.
-_CITIZEN = re.compile(r"^/(?:me(?:/|$)|registre(?:/|$)|moi(?:/|$)|mes-|citoyen|$)")
-_PUBLIC = re.compile(r"^/(?:register|audit|static|openapi\.json|docs|redoc)(?:/|$)")
-# Paths that read the warehouse (membership files, care data) besides the research class.
-_CITIZEN_WAREHOUSE = re.compile(r"^/(?:me/(?:data-uses|reimbursements)|moi/|mes-)")
+# Citizens: the API under /me, their pages under /citoyen, the public register page and the home page.
+_CITIZEN = re.compile(r"^/(?:me|citoyen|registre)(?:/|$)|^/$")
+_PUBLIC = re.compile(r"^/(?:register|audit|journal|breach-check|static|openapi\.json|docs|redoc)(?:/|$)")
+# Citizens' paths that read the warehouse (care data, membership files) besides the research class.
+_CITIZEN_WAREHOUSE = re.compile(r"^/(?:me/(?:data-uses|reimbursements)|citoyen/(?:remboursements|utilisations))")
 
 
 def classify(path: str) -> RouteClass:
