@@ -92,6 +92,9 @@ CASES = [
     Case("mint a data token", "POST", lambda w: "/me/tokens", frozenset({"researcher1"}),
          lambda w: {"name": "t", "scopes": ["data"], "days": 1, "project_id": active(w)}),
     Case("object to data use", "POST", lambda w: "/me/opt-out", frozenset({"citizen1"})),
+    Case("list breach incidents", "GET", lambda w: "/breach/incidents", frozenset({"dpo"})),
+    Case("send breach notices", "POST", lambda w: "/breach/outbox/send", frozenset({"dpo"})),
+    Case("read one's breach notices", "GET", lambda w: "/me/breach-notices", frozenset({"citizen1"})),
 ]  # fmt: skip
 
 
