@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hygie.analysis.cli import analysis_app
 from hygie.audit.cli import audit_app
 from hygie.breach.cli import breach_app
 from hygie.config import Settings, get_settings
@@ -31,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(projects_app, name="projects")
+app.add_typer(analysis_app, name="analysis")
 app.add_typer(breach_app, name="breach")
 
 err = Console(stderr=True)

@@ -50,6 +50,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/alerts/{alert_id}/acknowledge"): {"note": "seen, checking with the team"},
     ("POST", "/alerts/{alert_id}/dismiss"): {"note": "expected maintenance"},
     ("POST", "/projects/{project_id}/disclosure-delay"): {"until": "2099-01-01T00:00:00Z", "reason": "x" * 20},
+    ("POST", "/projects/{project_id}/analyses/aggregate"): {"group_by": ["sex"], "measures": ["people"]},
+    ("POST", "/projects/{project_id}/analyses/sql"): {"sql": "SELECT count(*) AS n FROM ER_PRS_F"},
+    ("POST", "/airlock/{release_id}/decisions"): {"decision": "approve", "reason": "checked every cell"},
     ("PUT", "/breach/incidents/{incident_id}/mapping"): {"columns": {"0": "comment"}},
     ("POST", "/breach/incidents/{incident_id}/review/{row}"): {"decision": "reject"},
     ("POST", "/me/contact-details"): {},
@@ -77,6 +80,7 @@ def operations(world: World) -> list[tuple[str, str, dict[str, Any]]]:
 def test_every_endpoint_records_or_says_why_not(world: World) -> None:
     pid = world.active_project()
     params = {"project_id": pid, "account_id": world.ids["researcher2"], "token_id": 999, "alert_id": 999,
+              "job_id": 999, "release_id": 999,
               "incident_id": 999, "row": 1}
     walked = 0
     for method, path, op in operations(world):
@@ -105,6 +109,10 @@ EXEMPT_COMMANDS = {
     "serve": "runs the server (records service.start, then every request records its own acts)",
     "demo": "runs init, synth, ingest and stats, each walked here",
     "keys new-key-file": "writes a new master key file before any hub exists",
+    "analysis submit": "an HTTP client: the server records the submission, run and release",
+    "analysis jobs": "an HTTP client: the server records the listing",
+    "analysis show": "an HTTP client: the server records the read",
+    "analysis download": "an HTTP client: the server records the download",
 }
 
 
