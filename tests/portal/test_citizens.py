@@ -87,3 +87,16 @@ def test_the_register_is_public_and_lists_reviewed_projects_only(world: World) -
     page = world.client.get("/registre")
     assert page.status_code == 200 and "Registre public des projets" in page.text
     assert "Statin use after 60" in page.text
+
+
+def test_the_register_and_data_uses_show_jobs_and_releases(world: World) -> None:
+    pid = world.active_project()
+    r = world.call("researcher1", "POST", f"/projects/{pid}/analyses/aggregate", json={"group_by": ["sex"]})
+    assert r.status_code == 200, r.text
+    register = world.client.get("/register").json()
+    [job] = register["jobs"]
+    assert job["project_id"] == pid and job["author"] == "researcher1 (Test)" and job["kind"] == "aggregate"
+    released = [rel for rel in register["releases"] if rel["project_id"] == pid]
+    assert register["releases_total"] == len(released) == 1
+    uses = world.call("citizen1", "GET", "/me/data-uses").json()
+    assert [rel["job_id"] for rel in uses["releases"]] == [job["id"]]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from hygie.governance.acts import act
 from hygie.governance.register import data_uses, delay_disclosure, register
+from hygie.portal import transparency
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(tags=["register"])
@@ -30,10 +31,35 @@ class RegisterEntryOut(BaseModel):
     last_access: datetime | None
 
 
+class JobOut(BaseModel):
+    id: int
+    project_id: int
+    author: str
+    kind: str
+    status: str
+    submitted_at: datetime
+    duration_seconds: float | None
+
+
+class ReleaseOut(BaseModel):
+    id: int
+    project_id: int
+    job_id: int
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+
+
 class RegisterOut(BaseModel):
     total: int
     offset: int
     projects: list[RegisterEntryOut]
+    jobs_total: int
+    jobs: list[JobOut] = Field(description="The latest jobs run on public projects (who, when, which project).")
+    releases_total: int
+    releases: list[ReleaseOut] = Field(
+        description="The latest outputs released (their content stays with the project)."
+    )
 
 
 class DataUseOut(BaseModel):
@@ -53,6 +79,7 @@ class DataUsesOut(BaseModel):
     total: int
     offset: int
     uses: list[DataUseOut]
+    releases: list[ReleaseOut] = Field(description="Outputs released by the projects shown, newest first.")
 
 
 class DelayRequest(BaseModel):
@@ -66,7 +93,17 @@ class DelayRequest(BaseModel):
 def public_register(hub: HubDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=200)) -> RegisterOut:
     with hub.session() as session:
         total, entries = register(session, offset=offset, limit=limit)
-    return RegisterOut(total=total, offset=offset, projects=[RegisterEntryOut(**e.__dict__) for e in entries])
+        jobs_total, job_entries = transparency.jobs(session, limit=limit)
+        releases_total, release_entries = transparency.releases(session, limit=limit)
+    return RegisterOut(
+        total=total,
+        offset=offset,
+        projects=[RegisterEntryOut(**e.__dict__) for e in entries],
+        jobs_total=jobs_total,
+        jobs=[JobOut(**j.__dict__) for j in job_entries],
+        releases_total=releases_total,
+        releases=[ReleaseOut(**r.__dict__) for r in release_entries],
+    )
 
 
 @router.get("/me/data-uses", summary="Which projects used my data (a citizen), newest first")
@@ -75,7 +112,14 @@ def my_data_uses(
 ) -> DataUsesOut:
     with act(hub, actor, "citizen.data_uses") as session:
         total, uses = data_uses(hub, session, actor, offset=offset, limit=limit)
-        return DataUsesOut(total=total, offset=offset, uses=[DataUseOut(**u.__dict__) for u in uses])
+        shown = [u.project_id for u in uses if u.project_id is not None]
+        _, release_entries = transparency.releases(session, project_ids=shown, limit=100)
+        return DataUsesOut(
+            total=total,
+            offset=offset,
+            uses=[DataUseOut(**u.__dict__) for u in uses],
+            releases=[ReleaseOut(**r.__dict__) for r in release_entries],
+        )
 
 
 @router.post(
