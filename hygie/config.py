@@ -80,6 +80,18 @@ class Settings(BaseSettings):
         default=60.0, description="How often the server ends projects past their term (access stops at expiry anyway)."
     )
 
+    # Dummy data (hygie.analysis.dummy): a synthetic dataset with each project's view schema, before approval.
+    dummy_people: int = Field(
+        default=3_000,
+        ge=100,
+        description="People in the synthetic population over which every project's dummy view is built.",
+    )
+    dummy_seed: int = Field(
+        default=2_024,
+        ge=0,
+        description="Seed of the dummy populations (with the years covered): same settings, same synthetic people.",
+    )
+
     # Analyses (hygie/analysis): sandbox limits of one run, the airlock, and disclosure control of outputs.
     analysis_memory_limit_mb: int = Field(
         default=2048, description="DuckDB memory limit of one analysis run (per project connection), in MB."

@@ -23,7 +23,7 @@ from hygie.portal.resilience import install_resilience
 from hygie.portal.routes import accounts, alerts, audit_search, citizens, policy, projects, register, reimbursements
 from hygie.portal.routes import analysis as analysis_routes
 from hygie.portal.routes import breach as breach_routes
-from hygie.portal.routes import breach as breach_routes
+from hygie.portal.routes import dummy as dummy_data
 
 log = structlog.get_logger("hygie.portal")
 
@@ -90,7 +90,7 @@ def create_app(hub: Hub) -> FastAPI:
     pages.install(app)
     app.include_router(analysis_routes.router)
     app.include_router(breach_routes.router)
-    app.include_router(breach_routes.router)
+    app.include_router(dummy_data.router)
     _include_audit(app, hub)
     install_resilience(app, hub)
     return app
