@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, date, datetime
@@ -100,6 +101,7 @@ templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templat
 templates.env.undefined = jinja2.StrictUndefined
 templates.env.filters["date_fr"] = _date_fr
 templates.env.filters["euros"] = _euros
+templates.env.filters["json_fr"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)
 templates.env.globals["ROLE_LABELS"] = ROLE_LABELS
 templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
 
