@@ -55,6 +55,11 @@ def a_researcher(w: World) -> int:
     return int(r.json()["account"]["id"])
 
 
+def pending_release(w: World) -> int:
+    sql = {"sql": "SELECT count(*) AS n FROM ER_PRS_F"}
+    return int(w.call("researcher1", "POST", f"/projects/{active(w)}/analyses/sql", json=sql).json()["release"]["id"])
+
+
 EVERYONE = frozenset(r for r in ROLES if r)
 CASES = [
     Case("whoami", "GET", lambda w: "/me", EVERYONE),
@@ -89,11 +94,24 @@ CASES = [
     Case("read a project's view", "GET", lambda w: f"/projects/{active(w)}/view", frozenset({"researcher1"})),
     Case("refresh a project's view", "POST", lambda w: f"/projects/{active(w)}/refresh",
          frozenset({"researcher1"})),
+    Case("download a draft's dummy data", "GET", lambda w: f"/projects/{draft(w)}/dummy-data",
+         frozenset({"researcher1"})),
     Case("mint a data token", "POST", lambda w: "/me/tokens", frozenset({"researcher1"}),
          lambda w: {"name": "t", "scopes": ["data"], "days": 1, "project_id": active(w)}),
     Case("object to data use", "POST", lambda w: "/me/opt-out", frozenset({"citizen1"})),
     Case("read my reimbursements", "GET", lambda w: "/me/reimbursements", frozenset({"citizen1"})),
     Case("search the audit record", "GET", lambda w: "/audit/events?action=project.*", frozenset({"dpo", "auditor"})),
+    Case("submit an aggregate", "POST", lambda w: f"/projects/{active(w)}/analyses/aggregate",
+         frozenset({"researcher1"}), lambda w: {"group_by": ["sex"]}),
+    Case("submit SQL", "POST", lambda w: f"/projects/{active(w)}/analyses/sql", frozenset({"researcher1"}),
+         lambda w: {"sql": "SELECT count(*) AS n FROM ER_PRS_F"}),
+    Case("list analyses", "GET", lambda w: f"/projects/{active(w)}/analyses", frozenset({"researcher1"})),
+    Case("read the airlock", "GET", lambda w: "/airlock", frozenset({"reviewer1", "dpo"})),
+    Case("check an output", "POST", lambda w: f"/airlock/{pending_release(w)}/decisions",
+         frozenset({"reviewer1", "dpo"}), lambda w: APPROVE),
+    Case("list breach incidents", "GET", lambda w: "/breach/incidents", frozenset({"dpo"})),
+    Case("send breach notices", "POST", lambda w: "/breach/outbox/send", frozenset({"dpo"})),
+    Case("read one's breach notices", "GET", lambda w: "/me/breach-notices", frozenset({"citizen1"})),
 ]  # fmt: skip
 
 
