@@ -112,6 +112,7 @@ class LocalKeystore:
         self._master = AESGCM(master_key)
         self._doc = document
         self._cache: dict[tuple[str, int], bytes] = {}
+        self._seen = self._signature()
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -224,6 +225,8 @@ class LocalKeystore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if self._path.exists():
                 self._doc = json.loads(self._path.read_text(encoding="utf-8"))
+                self._cache.clear()
+                self._seen = self._signature()
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -242,10 +245,29 @@ class LocalKeystore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        self._seen = self._signature()
 
     # -- key material ------------------------------------------------------------------------------
 
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        """Re-read the keystore if another process changed it (a key created, rotated or destroyed by the CLI
+        while a server runs): a key destroyed anywhere stops working everywhere, not at the next restart."""
+        seen = self._signature()
+        if seen == self._seen or seen is None:
+            return
+        self._doc = json.loads(self._path.read_text(encoding="utf-8"))
+        self._cache.clear()
+        self._seen = seen
+
     def _entry(self, name: str) -> dict[str, Any]:
+        self._refresh()
         entry = self._doc["keys"].get(name)
         if entry is None:
             raise KeyNotFound(f"no key named {name!r} in the keystore")
@@ -312,6 +334,7 @@ class LocalKeystore:
         return self._info(name)
 
     def ensure(self, name: str, purpose: KeyPurpose) -> KeyInfo:
+        self._refresh()
         if name in self._doc["keys"]:
             info = self._info(name)
             if info.purpose != purpose:
@@ -326,6 +349,7 @@ class LocalKeystore:
         return self._info(name)
 
     def all_keys(self) -> Sequence[KeyInfo]:
+        self._refresh()
         return [self._info(name) for name in sorted(self._doc["keys"])]
 
     def wrap(self, name: str, data_key: bytes, context: bytes = b"") -> bytes:

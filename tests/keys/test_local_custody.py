@@ -139,3 +139,21 @@ def test_key_file_mode_and_placement(tmp_path: Path) -> None:
     write_key_file(inside)
     with pytest.raises(CustodyLocked, match="inside the data dir"):
         LocalKeystore.open(tmp_path / "d2" / "keys", key_file=inside, data_dir=data_dir, create=True)
+
+
+def test_a_key_destroyed_by_another_process_stops_working_here_at_once(tmp_path: Path) -> None:
+    """A server keeps its keystore open while the console closes a project: the shredding reaches it."""
+    server = open_store(tmp_path / "keys", create=True)
+    server.create("project-1-pseudonym", KeyPurpose.PSEUDONYM)
+    server.create("project-1-view", KeyPurpose.WRAP)
+    wrapped = server.wrap("project-1-view", os.urandom(32))
+    assert server.mac("project-1-pseudonym", [b"x"])  # material now cached in the server
+    console = open_store(tmp_path / "keys")
+    console.destroy("project-1-pseudonym")
+    console.destroy("project-1-view")
+    console.create("made-by-the-console", KeyPurpose.WRAP)
+    with pytest.raises(KeyDestroyed):
+        server.mac("project-1-pseudonym", [b"x"])
+    with pytest.raises(KeyDestroyed):
+        server.unwrap("project-1-view", wrapped)
+    assert server.info("made-by-the-console").current_version == 1
