@@ -446,6 +446,10 @@ def main() -> None:
         for path in args.paths or known["paths"]:
             correct = known["correct"][path]
             headers = asyncio.run(login(port))
+            first = asyncio.run(closed_loop(port, path, headers, correct, 1, 0.01))
+            if first.wrong:
+                # Several sessions edit this working tree: the server may run newer code than the setup did.
+                raise SystemExit(f"GET {path}: the server's answer differs from the one taken at setup; run again")
             cap, lines = asyncio.run(capacity(port, path, headers, correct, args.step_seconds))
             print(f"\nGET {path} (sign-in token, audit event per read):")
             print("| clients | requests/s | p99 ms | statuses | wrong |\n|---|---|---|---|---|\n" + "\n".join(lines))
