@@ -17,8 +17,8 @@ from hygie.analysis.dummy import dummy_root, export_dummy, open_dummy
 from hygie.audit import AuditEvent
 from hygie.governance.models import Project
 from hygie.governance.views import open_view
-from tests.portal.conftest import _world, postgres_template, sqlite_template  # noqa: F401  (fixtures)
-from tests.portal.world import World, people, project_request, small_delivery  # noqa: F401  (fixture)
+from tests.analysis.conftest import _world
+from tests.portal.world import World, people, project_request
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
