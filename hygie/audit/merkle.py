@@ -131,9 +131,16 @@ class SubtreeSource(Protocol):
 
 def range_hashes(source: SubtreeSource, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
     """MTH of each range, fetching every needed subtree from the source in one call."""
-    pieces = [decompose(a, b) for a, b in ranges]
+    pieces: list[list[Subtree]] = []
+    for a, b in ranges:
+        n = b - a
+        if n > 0 and not n & (n - 1) and not a % n:  # most ranges of a proof are one complete aligned subtree
+            level = n.bit_length() - 1
+            pieces.append([(level, a >> level)])
+        else:
+            pieces.append(decompose(a, b))
     known = source.subtrees({p for ps in pieces for p in ps})
-    return [fold([known[p] for p in ps]) for ps in pieces]
+    return [known[ps[0]] if len(ps) == 1 else fold([known[p] for p in ps]) for ps in pieces]
 
 
 def root(source: SubtreeSource, size: int) -> bytes:
