@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from hygie.audit import Outcome, record_now
 from hygie.governance.accounts import Actor
-from hygie.governance.errors import Denied, GovernanceError, Unauthenticated
+from hygie.governance.errors import Denied, GovernanceError, Invalid, Unauthenticated
 from hygie.hub import Hub
 
 
@@ -37,7 +37,8 @@ def act(
                 object=object,
                 project_id=project_id,
                 outcome=Outcome.DENIED if isinstance(exc, Denied | Unauthenticated) else Outcome.FAILED,
-                detail={"reason": exc.message, "status": exc.status},
+                # An invalid request's message may echo what was typed: the record keeps only its kind.
+                detail={"reason": "invalid request" if isinstance(exc, Invalid) else exc.message, "status": exc.status},
             )
         raise
     except BaseException:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from hygie.audit import record
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.freetext import check_free_text
 from hygie.governance.models import Account, Project, ProjectDecision, ProjectMember
 from hygie.governance.policy import FORBIDDEN_PURPOSES, REVIEWING_ROLES, Purpose, Role
 from hygie.governance.policy import Scope as ProjectScope
@@ -153,6 +154,13 @@ class Projects:
         for name, text in (("title", title), ("organisation", organisation)):
             if not text.strip():
                 raise Invalid(f"{name} is empty")
+        for name, text in (
+            ("title", title),
+            ("organisation", organisation),
+            ("justification", justification),
+            ("public_summary", public_summary),
+        ):
+            check_free_text(name, text)
         for name, text in (("justification", justification), ("public_summary", public_summary)):
             if len(text.strip()) < MIN_REASON:
                 raise Invalid(f"{name} must say, in at least {MIN_REASON} characters, why and what for")
@@ -208,6 +216,8 @@ class Projects:
         } | {k: v for k, v in changes.items() if k in {"purpose", "scope", "duration_days", "threshold"}}
         parsed = self._validated(merged["purpose"], merged["scope"], merged["duration_days"], merged["threshold"])
         for name, value in changes.items():
+            if isinstance(value, str):
+                check_free_text(name, value)
             setattr(project, name, parsed.model_dump(mode="json") if name == "scope" else value)
         previous = project.status
         if project.status != Status.DRAFT:
@@ -267,7 +277,7 @@ class Projects:
             raise Denied(f"only the requester or the DPO may close project {project.id}")
         if project.status in ENDED:
             raise Conflict(f"project {project.id} is already {project.status}")
-        self._end(project, Status.CLOSED, reason, actor)
+        self._end(project, Status.CLOSED, self._reason(reason), actor)
         return project
 
     def _end(self, project: Project, status: Status, reason: str, actor: Actor) -> None:
@@ -283,7 +293,6 @@ class Projects:
             f"project.{'close' if status == Status.CLOSED else 'expire'}",
             project,
             previous_status=previous,
-            reason=reason,
         )
 
     # -- reviewers --------------------------------------------------------------------------------
@@ -298,7 +307,7 @@ class Projects:
     def _reason(self, reason: str) -> str:
         if len(reason.strip()) < MIN_REASON:
             raise Invalid(f"a decision needs its reason, in at least {MIN_REASON} characters")
-        return reason.strip()
+        return check_free_text("reason", reason.strip())
 
     def decide(self, actor: Actor, project_id: int, decision: str, reason: str) -> Project:
         """A reviewer's approval or rejection of the current version of a submitted project.
@@ -339,7 +348,8 @@ class Projects:
             )
         )
         self.session.flush()
-        self._record(actor, f"project.{decision}", project, scope_version=project.scope_version, reason=reason)
+        # The reason stays with the decision (ProjectDecision); the record says which decision, not its words.
+        self._record(actor, f"project.{decision}", project, scope_version=project.scope_version)
         if decision == "reject":
             project.status = Status.DRAFT.value
             project.status_reason = f"rejected: {reason}"
@@ -407,7 +417,7 @@ class Projects:
         else:
             project.status = Status.SUSPENDED.value
             project.status_reason = f"annual review rejected: {reason}"
-        self._record(actor, f"project.annual_review.{decision}", project, reason=reason)
+        self._record(actor, f"project.annual_review.{decision}", project)
         return project
 
     # -- operators and the DPO --------------------------------------------------------------------
@@ -421,7 +431,7 @@ class Projects:
             raise Conflict(f"project {project.id} is {project.status}, not active")
         project.status = Status.SUSPENDED.value
         project.status_reason = self._reason(reason)
-        self._record(actor, "project.suspend", project, reason=project.status_reason)
+        self._record(actor, "project.suspend", project)
         return project
 
     def resume(self, actor: Actor, project_id: int, reason: str) -> Project:
@@ -434,7 +444,8 @@ class Projects:
             raise Conflict(f"project {project.id} is {project.status}, not suspended")
         project.status = Status.ACTIVE.value
         project.status_reason = None
-        self._record(actor, "project.resume", project, reason=self._reason(reason))
+        self._reason(reason)
+        self._record(actor, "project.resume", project)
         return project
 
     def refresh(self, actor: Actor, project_id: int) -> Project:

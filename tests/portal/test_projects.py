@@ -171,3 +171,19 @@ def test_closing_destroys_the_project_key(world: World) -> None:
     assert r.json()["status"] == "closed"
     assert world.hub.custody.info(project_view_key(pid)).current_version is None
     assert world.call("researcher1", "GET", f"/projects/{pid}/view").status_code == 403
+
+
+def test_free_text_holding_an_identifier_is_refused_and_never_stored(shared_world: World) -> None:
+    from tests.portal.world import people
+
+    nir = people(shared_world.delivery)[7]["BEN_NIR"]
+    body = project_request(justification=f"Follow up the complaint of {nir} about statins.")
+    r = shared_world.call("researcher1", "POST", "/projects", json=body)
+    assert r.status_code == 422 and "NIR" in r.json()["detail"] and nir not in r.text
+    pid = shared_world.active_project()
+    r = shared_world.call("operator", "POST", f"/projects/{pid}/suspend", json={"reason": f"call 06 12 34 56 78 {nir}"})
+    assert r.status_code == 422
+    with shared_world.hub.session() as session:
+        everything = " ".join(str(e.as_dict()) for e in session.scalars(select(AuditEvent)))
+        stored = " ".join(p.justification + (p.status_reason or "") for p in session.scalars(select(Project)))
+    assert nir not in everything and nir[:13] not in everything and nir not in stored
