@@ -162,10 +162,12 @@ def test_overload_is_answered_503_with_retry_after_and_nothing_else(used: tuple[
             assert [(await t).status_code for t in held] == [200, 200]
 
         metrics = (await client(app).get("/metrics")).text
-        shed_full = sum(r.status_code == 503 for r in answers) + 6
-        assert metric(metrics, 'hygie_load_shed_total{reason="queue full",route_class="citizen"}') == shed_full
-        assert metric(metrics, 'hygie_load_shed_total{reason="queue deadline",route_class="citizen"}') == 1
-        assert metric(metrics, 'hygie_http_requests_total{route_class="citizen",status="503"}') == shed_full + 1
+        shed = sum(r.status_code == 503 for r in answers) + 6 + 1
+        full = metric(metrics, 'hygie_load_shed_total{reason="queue full",route_class="citizen"}')
+        # On a slow machine some of the burst may also wait past the queue deadline: the reasons add up.
+        late_shed = metric(metrics, 'hygie_load_shed_total{reason="queue deadline",route_class="citizen"}')
+        assert full >= 6 and late_shed >= 1 and full + late_shed == shed
+        assert metric(metrics, 'hygie_http_requests_total{route_class="citizen",status="503"}') == shed
 
     asyncio.run(run())
 
