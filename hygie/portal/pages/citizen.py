@@ -1,4 +1,5 @@
-"""A citizen's pages: my reimbursements, who used my data, objecting to research use (and withdrawing)."""
+"""A citizen's pages: my reimbursements, who used my data, objecting to research use (and withdrawing), the
+breach notices that concern me."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hygie.governance.policy import Role
 from hygie.governance.register import data_uses
 from hygie.governance.reimbursements import my_reimbursements
 from hygie.portal.pages.web import PageRoute, checked_form, hub_of, page_actor, redirect, render, require_role
+from hygie.portal.routes import breach as breach_api
 
 router = APIRouter(prefix="/citoyen", route_class=PageRoute, include_in_schema=False)
 
@@ -75,3 +77,42 @@ async def opt_out(request: Request) -> Response:
 
     state = await run_in_threadpool(change)
     return redirect("/citoyen/opposition?fait=" + ("opposition" if state.objecting else "retrait"))
+
+
+EXPOSED: dict[str, str] = {
+    "social security number": "numéro de sécurité sociale",
+    "name": "nom et prénom",
+    "birth date": "date de naissance",
+    "postal address": "adresse postale",
+    "e-mail address": "adresse électronique",
+    "phone number": "numéro de téléphone",
+    "sex": "sexe",
+    "health data (blood group)": "donnée de santé (groupe sanguin)",
+    "doctor": "médecin",
+    "insurer": "organisme d'assurance",
+    "health data (diagnoses, results)": "données de santé (diagnostics, résultats)",
+    "health data (treatments)": "données de santé (traitements)",
+    "free text (may hold health data)": "texte libre (peut contenir des données de santé)",
+    "other data": "autres données",
+}
+"""The breach categories (``hygie.breach.mapping.CATEGORY``) in French; an unknown one is shown as it is."""
+WHAT_TO_DO_FR = [
+    "Méfiez-vous des appels, SMS et courriels qui disent venir de votre caisse : elle ne demande jamais de mot de "
+    "passe ni de code.",
+    "Vérifiez vos remboursements et vos coordonnées bancaires dans votre compte.",
+    "Si votre numéro de sécurité sociale a été exposé, surveillez les remboursements que vous n'avez pas demandés "
+    "et signalez-les.",
+    "Pendant quelque temps, changer de coordonnées bancaires, d'adresse ou de contact demande une vérification "
+    "d'identité renforcée.",
+]
+"""``hygie.breach.citizen.WHAT_TO_DO`` in French, item for item (a test holds them to the same length)."""
+
+
+@router.get("/violations", response_class=HTMLResponse)
+def breach_notices_page(request: Request) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, Role.CITIZEN)
+    found = breach_api.my_notices(hub_of(request), actor)
+    what_to_do = WHAT_TO_DO_FR if found.what_to_do else []
+    context = {"found": found, "exposed": EXPOSED, "what_to_do": what_to_do}
+    return render(request, "citoyen/violations.html", context, actor=actor)

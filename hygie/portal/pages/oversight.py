@@ -1,17 +1,22 @@
-"""The DPO's and auditors' pages: access alerts and the audit search (GET /alerts and GET /audit/events behind)."""
+"""The DPO's and auditors' pages: access alerts (read; the DPO acknowledges or dismisses them with a note) and the
+audit search (GET /alerts, POST /alerts/{id}/acknowledge|dismiss and GET /audit/events behind)."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from hygie.audit.alerts import AlertStatus
+from hygie.governance.accounts import Actor
 from hygie.governance.errors import Invalid
 from hygie.governance.policy import Role
-from hygie.portal.pages.web import PageRoute, hub_of, page_actor, render, require_role
+from hygie.portal.pages.messages import ALERT_STATUS
+from hygie.portal.pages.web import PageRoute, checked_form, hub_of, page_actor, redirect, render, require_role
 from hygie.portal.routes import alerts as alerts_api
 from hygie.portal.routes import audit_search
 
@@ -19,7 +24,9 @@ router = APIRouter(prefix="/controle", route_class=PageRoute, include_in_schema=
 
 ALERTS_PER_PAGE = 50
 EVENTS_PER_PAGE = 50
-ALERT_STATUS_LABELS = {"open": "ouverte", "acknowledged": "prise en compte", "dismissed": "classée"}
+ALERT_STATUS_LABELS = ALERT_STATUS
+HANDLINGS = ("acknowledge", "dismiss")
+NOTE_MAX = 5_000
 
 
 @router.get("/alertes", response_class=HTMLResponse)
@@ -32,6 +39,47 @@ def alerts_page(request: Request, statut: str = Query("", max_length=20), page: 
     context = {"found": found, "status": statut, "labels": ALERT_STATUS_LABELS, "page": page, "pages": pages,
                "base": "/controle/alertes?" + (urlencode({"statut": statut}) + "&" if statut else "")}  # fmt: skip
     return render(request, "controle/alertes.html", context, actor=actor)
+
+
+@router.get("/alertes/{alert_id}", response_class=HTMLResponse)
+def alert_page(request: Request, alert_id: int, fait: str = Query("", max_length=20)) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, Role.DPO, Role.AUDITOR)
+    alert = alerts_api.get_alert(alert_id, hub_of(request), actor)
+    return render(request, "controle/alerte.html", _alert_context(actor, alert, fait, {}, ""), actor=actor)
+
+
+def _alert_context(
+    actor: Actor, alert: alerts_api.AlertOut, done: str, errors: dict[str, str], note: str
+) -> dict[str, Any]:
+    # Only the DPO handles alerts (auditors read them); a dismissed alert stays dismissed.
+    may_handle = actor.role == Role.DPO and alert.status != AlertStatus.DISMISSED.value
+    return {"alert": alert, "labels": ALERT_STATUS_LABELS, "done": done, "errors": errors, "note": note,
+            "may_handle": may_handle, "may_acknowledge": alert.status == AlertStatus.OPEN.value}  # fmt: skip
+
+
+@router.post("/alertes/{alert_id}/traitement", response_class=HTMLResponse)
+async def handle_alert(request: Request, alert_id: int) -> Response:
+    form = await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, Role.DPO)
+    hub = hub_of(request)
+    choice = str(form.get("choix", ""))
+    note = str(form.get("note", "")).strip()
+    errors: dict[str, str] = {}
+    if choice not in HANDLINGS:
+        errors["choix"] = "Choisissez de prendre l'alerte en compte ou de la classer."
+    if not note:
+        errors["note"] = "Écrivez une note : ce que vous avez vérifié, ce que vous faites."
+    elif len(note) > NOTE_MAX:
+        errors["note"] = f"{NOTE_MAX} caractères au plus."
+    if errors:
+        alert = await run_in_threadpool(alerts_api.get_alert, alert_id, hub, actor)
+        context = _alert_context(actor, alert, "", errors, note)
+        return render(request, "controle/alerte.html", context, actor=actor, status=422)
+    handle = alerts_api.acknowledge if choice == "acknowledge" else alerts_api.dismiss
+    await run_in_threadpool(handle, alert_id, alerts_api.NoteRequest(note=note), hub, actor)
+    return redirect(f"/controle/alertes/{alert_id}?fait={choice}")
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
 from hygie.portal.pages import catalogue
+from hygie.portal.pages.messages import french
 from hygie.portal.pages.web import (
     PageRoute,
     as_list,
@@ -167,7 +168,7 @@ async def new_project(request: Request) -> Response:
     except GovernanceError as exc:
         # The policy's own refusal (a gated column, two identifiers, a forbidden purpose…), shown above the form.
         return render(request, "recherche/nouveau.html",
-                      _form_context(form, {}, f"La demande est refusée : {exc.message}"),
+                      _form_context(form, {}, "La demande est refusée : " + french(exc.status, exc.message)),
                       actor=actor, status=exc.status)  # fmt: skip
     return redirect(f"/recherche/projets/{project_id}?fait={'soumis' if submit else 'cree'}")
 

@@ -36,6 +36,7 @@ from hygie.governance.accounts import Accounts, Actor
 from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.portal.pages.messages import PROJECT_STATUS, Said, said
 
 log = structlog.get_logger("hygie.portal.pages")
 
@@ -64,15 +65,7 @@ ROLE_LABELS: dict[str, str] = {
     "auditor": "auditeur",
 }
 
-STATUS_LABELS: dict[str, str] = {
-    "draft": "brouillon",
-    "submitted": "en relecture",
-    "active": "actif",
-    "rejected": "refusé",
-    "suspended": "suspendu",
-    "expired": "expiré",
-    "closed": "clos",
-}
+STATUS_LABELS = PROJECT_STATUS
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; font-src 'self'; "
@@ -263,19 +256,17 @@ class PageRoute(APIRoute):
                     clear_session_cookie(response)
             except CsrfRefused:
                 response = render(request, "erreur.html", {"status": 403, "title": "Formulaire expiré",
-                    "message": "Ce formulaire a expiré ou ne vient pas de ce site. Rechargez la page et "
-                               "recommencez."}, status=403)  # fmt: skip
+                    "message": Said("Ce formulaire a expiré ou ne vient pas de ce site. Rechargez la page et "
+                                    "recommencez.", "fr")}, status=403)  # fmt: skip
             except RequestValidationError as exc:
                 fields = ", ".join(str(e["loc"][-1]) for e in exc.errors())
                 response = render(request, "erreur.html", {"status": 422, "title": _title(422),
-                                  "message": f"Paramètres invalides : {fields}."}, status=422)  # fmt: skip
+                                  "message": Said(f"Paramètres invalides : {fields}.", "fr")}, status=422)  # fmt: skip
             except HTTPException as exc:
-                response = render(request, "erreur.html", {"status": exc.status_code, "title": _title(exc.status_code),
-                                  "message": str(exc.detail)}, status=exc.status_code)  # fmt: skip
+                response = refusal(request, exc.status_code, str(exc.detail), None)
             except GovernanceError as exc:
                 actor = await run_in_threadpool(optional_actor, request)
-                response = render(request, "erreur.html", {"status": exc.status, "title": _title(exc.status),
-                                  "message": exc.message}, actor=actor, status=exc.status)  # fmt: skip
+                response = refusal(request, exc.status, exc.message, actor)
             except Exception:
                 # Never a partial page: the reader is told the service is unavailable and to try again.
                 log.exception("page failed", path=request.url.path)
@@ -283,6 +274,12 @@ class PageRoute(APIRoute):
             return _secure(response, request)
 
         return page
+
+
+def refusal(request: Request, status: int, message: str, actor: Actor | None) -> HTMLResponse:
+    """A service's refusal as a page: a French title by status, the message in French where it is a known one."""
+    context = {"status": status, "title": _title(status), "message": said(status, message)}
+    return render(request, "erreur.html", context, actor=actor, status=status)
 
 
 def _title(status: int) -> str:
@@ -300,12 +297,14 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
         ("/citoyen/remboursements", "Mes remboursements"),
         ("/citoyen/utilisations", "Qui a utilisé mes données"),
         ("/citoyen/opposition", "M'opposer à l'usage de mes données"),
+        ("/citoyen/violations", "Violations de données me concernant"),
     ],
     Role.RESEARCHER: [("/recherche/projets", "Mes projets"), ("/recherche/projets/nouveau", "Demander un projet")],
-    Role.REVIEWER: [("/relecture", "Projets à relire")],
+    Role.REVIEWER: [("/relecture", "Projets à relire"), ("/relecture/sas", "Sas de sortie")],
     Role.OPERATOR: [("/relecture", "Projets")],
     Role.DPO: [
         ("/relecture", "Projets à relire"),
+        ("/relecture/sas", "Sas de sortie"),
         ("/controle/alertes", "Alertes"),
         ("/controle/audit", "Journal d'audit"),
     ],

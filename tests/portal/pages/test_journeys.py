@@ -7,7 +7,9 @@ that a machine can check (lang, one h1, landmarks, a skip link, a label for ever
 from __future__ import annotations
 
 import re
+import zipfile
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -189,7 +191,7 @@ def review(page: Page, server: str, world: World, reviewer: str, pid: int) -> No
     sign_out(page)
 
 
-def test_researcher_submits_two_reviewers_approve_researcher_sees_the_view(
+def test_researcher_submits_a_project_and_analyses_reviewers_approve_researcher_reads_the_outputs(
     page: Page, server: str, page_world: World
 ) -> None:
     w = page_world
@@ -213,6 +215,11 @@ def test_researcher_submits_two_reviewers_approve_researcher_sees_the_view(
     expect(page.locator("#statut-projet")).to_have_text("en relecture")
     check_page(page, "recherche-projet-soumis")
     pid = int(page.url.split("/recherche/projets/")[1].split("?")[0])
+    with page.expect_download() as dummy:  # dummy data exists before the project is approved
+        page.locator("#donnees-fictives").click()
+    assert dummy.value.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(dummy.value.path()) as archive:
+        assert any(name.endswith(".parquet") for name in archive.namelist())
     sign_out(page)
 
     review(page, server, w, "reviewer1", pid)
@@ -227,7 +234,117 @@ def test_researcher_submits_two_reviewers_approve_researcher_sees_the_view(
     for table, described in view["tables"].items():
         expect(page.locator("#vue-projet")).to_contain_text(f"{described['rows']}")
         assert table in page.locator("#vue-projet").inner_text()
+
+    aggregate_job = submit_aggregate(page, pid)
+    sql_job = submit_sql(page, pid)
+    page.goto(f"{server}/recherche/projets/{pid}/analyses")
+    expect(page.locator("#analyses")).to_contain_text(f"Analyse {sql_job}")
+    check_page(page, "recherche-analyses")
+    sign_out(page)
+
+    # Whatever waits in the airlock for this project (the SQL always; the aggregate if its checks sent it there)
+    # is released by two checkers who neither wrote it nor belong to the project.
+    pending = [j for j in (aggregate_job, sql_job) if job_state(w, pid, j)["release"]["status"] == "pending"]
+    assert sql_job in pending
+    for checker in ("reviewer3", "dpo"):
+        release_through_the_airlock(page, server, w, checker, [job_state(w, pid, j)["release"]["id"] for j in pending])
+
+    sign_in(page, server, w, "researcher1")
+    for job_id in (aggregate_job, sql_job):
+        read_released_output(page, server, w, pid, job_id)
     assert errors == []
+
+
+def submit_aggregate(page: Page, pid: int) -> int:
+    page.get_by_role("link", name="Demander un agrégat").first.click()
+    check_page(page, "recherche-agregat")
+    page.locator("label[for=mes-1]").click()  # uncheck the default measure: nothing to measure is refused
+    page.get_by_role("button", name="Lancer l'agrégat").click()
+    expect(page.get_by_role("alert")).to_contain_text("Cochez au moins une mesure")
+    expect(page.locator("#mesure-erreur")).to_be_visible()
+    check_page(page, "recherche-agregat-erreurs")
+    page.locator("label[for=mes-1]").click()
+    page.locator("label[for=mes-2]").click()
+    page.get_by_role("button", name="Lancer l'agrégat").click()
+    return follow_job(page, pid, "agregat")
+
+
+def submit_sql(page: Page, pid: int) -> int:
+    page.goto(page.url.split("/analyses/")[0] + "/analyses/sql")
+    check_page(page, "recherche-sql")
+    page.get_by_label("Requête SQL").fill("DELETE FROM ER_PRS_F")  # refused before running: not a query
+    page.get_by_role("button", name="Soumettre la requête").click()
+    expect(page.locator("#statut-analyse")).to_have_text("refusée avant exécution", timeout=30_000)
+    expect(page.get_by_role("alert")).to_be_visible()
+    check_page(page, "recherche-analyse-refusee")
+    page.goto(page.url.split("/analyses/")[0] + "/analyses/sql")
+    page.get_by_label("Requête SQL").fill(
+        "SELECT b.BEN_SEX_COD AS sexe, count(DISTINCT f.BEN_NIR_PSA) AS personnes "
+        "FROM ER_PRS_F f JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY 1 ORDER BY 1"
+    )
+    page.get_by_role("button", name="Soumettre la requête").click()
+    return follow_job(page, pid, "sql")
+
+
+def follow_job(page: Page, pid: int, name: str) -> int:
+    """The job's page, followed until the job ends: the page refreshes itself while it is queued or running."""
+    expect(page).to_have_url(re.compile(rf"/recherche/projets/{pid}/analyses/\d+$"))
+    expect(page.locator("#statut-analyse")).to_have_text("terminée", timeout=30_000)
+    expect(page.locator("#cout-analyse")).to_contain_text("lignes lues")
+    check_page(page, f"recherche-analyse-{name}")
+    return int(page.url.rsplit("/", 1)[1])
+
+
+def job_state(w: World, pid: int, job_id: int) -> dict[str, Any]:
+    r = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job_id}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def release_through_the_airlock(page: Page, server: str, w: World, checker: str, releases: list[int]) -> None:
+    sign_in(page, server, w, checker)
+    page.get_by_role("link", name="Sas de sortie").first.click()
+    check_page(page, f"sas-liste-{checker}")
+    for release_id in releases:
+        page.locator(f"a[href='/relecture/sas/{release_id}']").click()
+        expect(page.locator("#sortie tbody tr").first).to_be_visible()
+        check_page(page, f"sas-sortie-{checker}")
+        page.get_by_role("button", name="Enregistrer ma décision").click()  # no decision, no reason: refused
+        expect(page.locator("#motif")).to_have_attribute("aria-invalid", "true")
+        page.locator("label[for=decision-approve]").click()
+        page.get_by_label("Motif").fill("Effectifs agrégés par sexe, aucune petite cellule.")
+        page.get_by_role("button", name="Enregistrer ma décision").click()
+        expect(page.get_by_role("status")).to_contain_text("Votre approbation est enregistrée")
+        page.goto(f"{server}/relecture/sas")
+    sign_out(page)
+
+
+def shown_value(value: Any) -> str:
+    return "oui" if value is True else "non" if value is False else "—" if value is None else str(value)
+
+
+def read_released_output(page: Page, server: str, w: World, pid: int, job_id: int) -> None:
+    """The released table as the page shows it equals the API's release, and the downloads are its files."""
+    page.goto(f"{server}/recherche/projets/{pid}/analyses/{job_id}")
+    expect(page.locator("#statut-sortie")).to_have_text("publiée")
+    check_page(page, f"recherche-resultat-{job_id}")
+    released = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job_id}/release").json()
+    header = [t.strip() for t in page.locator("#resultat thead th").all_inner_texts()]
+    assert header == released["columns"]
+    rows = page.locator("#resultat tbody tr").all()
+    shown = [[c.strip() for c in row.locator("td").all_inner_texts()] for row in rows]
+    expected = [
+        ["masquée" if row.get(c) is None and row.get("suppressed") else shown_value(row.get(c)) for c in header]
+        for row in released["rows"]
+    ]
+    assert shown == expected
+    for fmt in ("csv", "json"):
+        with page.expect_download() as download:
+            page.get_by_role("link", name=f"Télécharger en {fmt.upper()}").click()
+        content = Path(download.value.path()).read_bytes()
+        api = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job_id}/download?format={fmt}")
+        assert api.status_code == 200 and content == api.content, fmt
 
 
 def test_dpo_searches_the_audit_record_and_the_public_reads_the_register(

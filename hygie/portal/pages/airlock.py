@@ -1,0 +1,73 @@
+"""The output checkers' pages (reviewers and the DPO): the airlock queue, one output in full with the checks'
+findings, and the decision to release or reject it, with a reason.
+
+The pages call the JSON API's route functions (``hygie.portal.routes.analysis``): the service refuses a checker
+who wrote the analysis or belongs to its project, and a second decision by the same checker.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from hygie.governance.accounts import Actor
+from hygie.governance.policy import Role
+from hygie.portal.pages.messages import RELEASE_STATUS
+from hygie.portal.pages.web import PageRoute, checked_form, hub_of, page_actor, redirect, render, require_role
+from hygie.portal.routes import analysis as api
+
+router = APIRouter(prefix="/relecture/sas", route_class=PageRoute, include_in_schema=False)
+
+CHECKERS = (Role.REVIEWER, Role.DPO)
+MIN_REASON = 10
+
+
+@router.get("", response_class=HTMLResponse)
+def queue(request: Request) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, *CHECKERS)
+    items = api.airlock(hub_of(request), actor)
+    needed = hub_of(request).settings.analysis_checkers_required
+    return render(request, "sas/liste.html", {"items": items, "needed": needed}, actor=actor)
+
+
+def _detail_context(
+    request: Request, actor: Actor, release_id: int, done: str, errors: dict[str, str], reason: str
+) -> dict[str, object]:
+    hub = hub_of(request)
+    detail = api.airlock_release(release_id, hub, actor)
+    mine = [d for d in detail.decisions if d.checker_id == actor.account_id]
+    return {"detail": detail, "needed": hub.settings.analysis_checkers_required,
+            "may_decide": detail.status == "pending" and not mine, "done": done, "errors": errors,
+            "reason": reason, "release_status": RELEASE_STATUS}  # fmt: skip
+
+
+@router.get("/{release_id}", response_class=HTMLResponse)
+def release_page(request: Request, release_id: int, fait: str = Query("", max_length=20)) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, *CHECKERS)
+    context = _detail_context(request, actor, release_id, fait, {}, "")
+    return render(request, "sas/sortie.html", context, actor=actor)
+
+
+@router.post("/{release_id}/decision", response_class=HTMLResponse)
+async def decide(request: Request, release_id: int) -> Response:
+    form = await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, *CHECKERS)
+    decision = str(form.get("decision", ""))
+    reason = str(form.get("motif", "")).strip()
+    errors: dict[str, str] = {}
+    if decision not in ("approve", "reject"):
+        errors["decision"] = "Choisissez de publier ou de rejeter."
+    if len(reason) < MIN_REASON:
+        errors["motif"] = f"Motivez votre décision en au moins {MIN_REASON} caractères."
+    if errors:
+        context = await run_in_threadpool(_detail_context, request, actor, release_id, "", errors, reason)
+        return render(request, "sas/sortie.html", context, actor=actor, status=422)
+    body = api.DecisionRequest(decision=cast(Literal["approve", "reject"], decision), reason=reason)
+    await run_in_threadpool(api.decide, release_id, body, hub_of(request), actor)
+    return redirect(f"/relecture/sas/{release_id}?fait={decision}")

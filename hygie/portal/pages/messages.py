@@ -1,0 +1,188 @@
+"""French for the services' refusals, as the pages show them.
+
+The services speak English (their messages are the API's, for programs and operators); a page shows a French
+sentence under a French title. Known messages are matched by pattern, their numbers and states carried over; any
+other message is shown as it is, marked ``lang="en"`` so a screen reader switches voice (RGAA 8.7), never
+dropped: an honest English sentence beats a vague French one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PROJECT_STATUS: dict[str, str] = {
+    "draft": "brouillon",
+    "submitted": "en relecture",
+    "active": "actif",
+    "rejected": "refusé",
+    "suspended": "suspendu",
+    "expired": "expiré",
+    "closed": "clos",
+}
+JOB_STATUS: dict[str, str] = {
+    "queued": "en file d'attente",
+    "running": "en cours",
+    "succeeded": "terminée",
+    "failed": "échouée",
+    "refused": "refusée avant exécution",
+}
+RELEASE_STATUS: dict[str, str] = {
+    "released": "publiée",
+    "pending": "au sas de sortie, en attente de vérificateurs",
+    "rejected": "rejetée par un vérificateur",
+    "refused": "refusée par le contrôle de divulgation",
+}
+ALERT_STATUS: dict[str, str] = {"open": "ouverte", "acknowledged": "prise en compte", "dismissed": "classée"}
+ROLE_NAMES: dict[str, str] = {
+    "citizen": "assuré",
+    "researcher": "chercheur",
+    "reviewer": "relecteur",
+    "dpo": "DPO",
+    "operator": "exploitant",
+    "auditor": "auditeur",
+    "visitor": "visiteur",
+}
+
+
+def _state(word: str) -> str:
+    for labels in (PROJECT_STATUS, RELEASE_STATUS, ALERT_STATUS, JOB_STATUS):
+        if word in labels:
+            return labels[word]
+    return word
+
+
+RULES: list[tuple[str, str]] = [
+    (r"no project (\d+)", "Aucun projet n° {1}."),
+    (r"no analysis (\d+) in project (\d+)", "Aucune analyse n° {1} dans le projet n° {2}."),
+    (r"no release (\d+)", "Aucune sortie n° {1}."),
+    (r"no alert (\d+)", "Aucune alerte n° {1}."),
+    (
+        r"analysis (\d+) has no output: only released outputs can be read or downloaded",
+        "L'analyse n° {1} n'a pas de sortie : seules les sorties publiées se lisent et se téléchargent.",
+    ),
+    (
+        r"analysis (\d+) is (\w+): only released outputs can be read or downloaded",
+        "La sortie de l'analyse n° {1} est {state2} : seules les sorties publiées se lisent et se téléchargent.",
+    ),
+    (
+        r"project (\d+) has no ready view yet: .*",
+        "Le projet n° {1} n'a pas encore de vue prête : elle est construite à son activation.",
+    ),
+    (
+        r"project (\d+) is (\w+): its data is not reachable",
+        "Le projet n° {1} est {state2} : ses données ne sont pas accessibles.",
+    ),
+    (r"project (\d+) is (\w+), not active", "Le projet n° {1} est {state2}, pas actif."),
+    (r"project (\d+) is (\w+), not a draft", "Le projet n° {1} est {state2} : ce n'est plus un brouillon."),
+    (r"project (\d+) is (\w+), not awaiting review", "Le projet n° {1} est {state2} : il n'attend pas de relecture."),
+    (r"project (\d+) is already (\w+)", "Le projet n° {1} est déjà {state2}."),
+    (r"project (\d+) has expired", "Le projet n° {1} a expiré."),
+    (
+        r"project (\d+)'s annual review is overdue: .*",
+        "La revue annuelle du projet n° {1} est en retard : l'accès reprend quand un relecteur l'a enregistrée.",
+    ),
+    (r"you are not a member of project (\d+)", "Vous n'êtes pas membre du projet n° {1}."),
+    (
+        r"you requested or belong to project (\d+): someone else must review it",
+        "Vous avez demandé le projet n° {1} ou en êtes membre : une autre personne doit le relire.",
+    ),
+    (
+        r"you wrote analysis (\d+) or belong to project (\d+): someone else must check it",
+        "Vous avez écrit l'analyse n° {1} ou êtes membre du projet n° {2} : une autre personne doit la vérifier.",
+    ),
+    (
+        r"you already decided on release (\d+): .*",
+        "Vous avez déjà décidé de la sortie n° {1} : deux vérificateurs distincts sont requis.",
+    ),
+    (
+        r"release (\d+) is (\w+), not awaiting checkers",
+        "La sortie n° {1} est {state2} : elle n'attend plus de vérificateur.",
+    ),
+    (r"alert (\d+) is (\w+); it cannot be (\w+)", "L'alerte n° {1} est {state2} : elle ne peut pas être {state3}."),
+    (r"a decision needs its reason, in at least (\d+) characters", "Motivez la décision en {1} caractères au moins."),
+    (r"the SQL is empty: .*", "La requête SQL est vide : écrivez une instruction SELECT."),
+    (
+        r"a (\w+) cannot check outputs; reviewers and the DPO do",
+        "Un compte {role1} ne vérifie pas les sorties : les relecteurs et le DPO le font.",
+    ),
+    (
+        r"a (\w+) cannot review projects; reviewers and the DPO do",
+        "Un compte {role1} ne relit pas les projets : les relecteurs et le DPO le font.",
+    ),
+    (
+        r"a (\w+) never reaches project data; only a project's researchers do",
+        "Un compte {role1} n'accède jamais aux données d'un projet : seuls ses chercheurs y accèdent.",
+    ),
+    (r"a (\w+) may not .*", "Un compte {role1} n'a pas le droit de faire cette action."),
+    (
+        r"dummy data is for a project's researchers, not for a (\w+)",
+        "Les données fictives d'un projet sont réservées à ses chercheurs.",
+    ),
+    (r"this needs the ([\w ]+) scope", "Cette action demande la portée « {1} »."),
+    (r"the session has expired or was closed; sign in again", "Session expirée ou close : reconnectez-vous."),
+    (
+        r"only a citizen signed in to their own account has breach notices",
+        "Seul un assuré connecté à son propre compte reçoit des avis de violation de données.",
+    ),
+    (r"this account is not (?:linked|tied) to an insured person", "Ce compte n'est lié à aucun assuré."),
+    (r"with totals, at most (\d+) dimensions", "Avec les totaux, {1} dimensions au plus."),
+    (r"List should have at most (\d+) items? after validation, not \d+", "{1} au plus."),
+    (r"refused: (.+) is forbidden by law", "Refusé : cette finalité ({1}) est interdite par la loi."),
+]
+"""(the service's message as a regular expression, its French): ``{n}`` is the n-th group, ``{staten}`` the
+group as a French state word, ``{rolen}`` as a French role name."""
+COMPILED = [(re.compile(pattern + r"\.?$"), french) for pattern, french in RULES]
+
+
+def _render(template: str, match: re.Match[str]) -> str:
+    values: dict[str, str] = {}
+    for i, group in enumerate(match.groups(), start=1):
+        values[str(i)] = group
+        values[f"state{i}"] = _state(group)
+        values[f"role{i}"] = ROLE_NAMES.get(group, group)
+    return template.format_map(values)
+
+
+@dataclass(frozen=True)
+class Said:
+    """A message as a page shows it: the text, its language, and the service's own words when translated."""
+
+    text: str
+    lang: str
+    original: str | None = None
+
+
+BY_STATUS: dict[int, str] = {
+    401: "Connectez-vous pour continuer.",
+    403: "Votre compte n'a pas le droit de faire cette action.",
+    404: "Ce que vous cherchez n'existe pas, ou plus.",
+    409: "Cette action n'est pas possible dans l'état actuel.",
+    422: "La demande est invalide.",
+}
+"""What a refusal means when its message is not a known one: said in French, the service's words kept below."""
+
+
+def french(status: int, message: str) -> str:
+    """The French for a known message; otherwise the message itself (a form error reads better whole)."""
+    found = said(status, message)
+    return found.text if found.original is None or found.text != BY_STATUS.get(status) else found.original
+
+
+def said(status: int, message: str) -> Said:
+    """The French for a service's message: a known one translated, any other under the status's sentence."""
+    text = message.strip()
+    if _looks_french(text):
+        return Said(text, "fr")
+    for pattern, template in COMPILED:
+        match = pattern.match(text)
+        if match:
+            return Said(_render(template, match), "fr", text)
+    if status in BY_STATUS:
+        return Said(BY_STATUS[status], "fr", text)
+    return Said(text, "en")
+
+
+def _looks_french(text: str) -> bool:
+    # The pages' own messages are French already (require_role's refusal, form errors).
+    return any(c in text for c in "éèàçùêâôî«»") or text.startswith(("cette page", "Cette page"))
