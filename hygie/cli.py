@@ -265,12 +265,20 @@ def serve(
     import uvicorn
 
     from hygie.portal.app import create_app
+    from hygie.portal.resilience import uvicorn_options
 
     hub = _open_hub(get_settings())
     _record(hub, "service.start", detail={"host": host, "port": port})
     err.print(f"Hygie API on http://{host}:{port}/docs")
     try:
-        uvicorn.run(create_app(hub), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            create_app(hub),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            **uvicorn_options(hub.settings),
+        )
     finally:
         hub.close()
 

@@ -47,8 +47,7 @@ from hygie.audit.events import record
 from hygie.governance.models import OptOut, Project, ProjectView
 from hygie.governance.policy import CLAIM_KEY, Scope
 from hygie.hub import Hub
-from hygie.identity.pseudonym import PSEUDONYM_LENGTH
-from hygie.identity.pseudonym import encode_pseudonyms
+from hygie.identity.pseudonym import PSEUDONYM_LENGTH, encode_pseudonyms
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, DCIR_KEYS, DETAIL_TABLES, PSEUDONYM_COLUMN
 from hygie.ingest.rules import stored_schema
 from hygie.keys import KeyNotFound, KeyPurpose
@@ -614,7 +613,8 @@ def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[i
     encrypted index by person instead.
     """
     if len(hub_pseudonym) != PSEUDONYM_LENGTH:
-        return []
+        # Never "nobody used your data" because a record is damaged: say it cannot be answered.
+        raise ViewError("this person's hub pseudonym is malformed; the answer cannot be given (check the vault)")
     crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
     found: set[int] = set()
     for project_id, membership in session.execute(
