@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from hygie.breach.models import BreachBlockKey, BreachBlockState
 from hygie.breach.normalise import fold, initial, postcode
-from hygie.breach.vaultread import VaultReader
+from hygie.identity.vault import IdentityVault
 from hygie.keys import KeyCustody, KeyPurpose
 
 BLOCKING_KEY = "breach-blocking"
@@ -37,7 +37,7 @@ def block_keys(custody: KeyCustody, messages: list[bytes]) -> list[bytes]:
     return [m[:KEY_BYTES] for m in custody.mac(BLOCKING_KEY, messages)] if messages else []
 
 
-def refresh(session: Session, custody: KeyCustody, vault: VaultReader) -> int:
+def refresh(session: Session, custody: KeyCustody, vault: IdentityVault) -> int:
     """Add the blocking keys of vault records added since the last refresh; returns how many records were read.
 
     The caller commits. Re-delivered people get the keys of their new record as well (a superset is harmless:
@@ -51,7 +51,7 @@ def refresh(session: Session, custody: KeyCustody, vault: VaultReader) -> int:
         session.flush()
     read = 0
     while True:
-        records = vault.records_since(state.last_identity_id, _BATCH)
+        records = vault.records(state.last_identity_id, _BATCH)
         if not records:
             break
         messages: list[bytes] = []

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from hygie.audit import record
 from hygie.breach.models import BreachIncident, BreachNotice, BreachOutbox
-from hygie.breach.vaultread import VaultReader
 from hygie.config import Settings
 from hygie.hub import Hub
 
@@ -49,7 +48,7 @@ def send_pending(hub: Hub, session: Session, actor: str) -> dict[str, int]:
         return counts
     notices = {n.id: n for n in session.scalars(select(BreachNotice).where(
         BreachNotice.id.in_([m.notice_id for m in pending])))}  # fmt: skip
-    vault = VaultReader(session, hub.custody, hub.pseudonymiser)
+    vault = hub.vault(session)
     identities = vault.identities_of([n.person_index for n in notices.values()])
     settings = hub.settings
     smtp: smtplib.SMTP | None = None

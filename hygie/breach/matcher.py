@@ -10,6 +10,10 @@ postcode. A match is automatic only when it is both strong and clearly ahead of 
 
 from __future__ import annotations
 
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -19,9 +23,8 @@ from sqlalchemy.orm import Session
 from hygie.breach import blocking
 from hygie.breach.mapping import CATEGORY, Column, Field
 from hygie.breach.normalise import fold, parse_date, postcode, repair_nir
-from hygie.breach.vaultread import VaultReader
 from hygie.identity.pseudonym import Pseudonymiser
-from hygie.identity.vault import Identity
+from hygie.identity.vault import Identity, IdentityVault
 from hygie.keys import KeyCustody
 
 
@@ -63,31 +66,42 @@ REVIEW_FLOOR = 0.75
 
 
 def parse_row(number: int, cells: list[str], columns: list[Column]) -> Parsed:
-    values: dict[Field, str] = {}
-    categories: set[str] = set()
-    for c in columns:
-        value = cells[c.column].strip() if c.column < len(cells) else ""
-        if not value or c.field is Field.IGNORE:
-            continue
-        categories.add(CATEGORY[c.field])
-        values.setdefault(c.field, value)
-    raw_nir = values.get(Field.NIR, "")
-    names: list[str] = []
-    if Field.LAST_NAME in values or Field.FIRST_NAME in values:
-        names = [fold(values.get(Field.LAST_NAME, "")), fold(values.get(Field.FIRST_NAME, ""))]
-    elif Field.FULL_NAME in values:
-        names = fold(values[Field.FULL_NAME]).split()
-    names = [n for n in names if n]
-    born = parse_date(values.get(Field.BIRTH_DATE, ""))
-    return Parsed(
-        row=number,
-        nir=repair_nir(raw_nir) if raw_nir else None,
-        nir_given=bool(raw_nir),
-        names=names,
-        birth_date=born.isoformat() if born else None,
-        postcode=postcode(values.get(Field.POSTCODE, "")),
-        categories=sorted(categories),
-    )
+    return RowParser(columns)(number, cells)
+
+
+class RowParser:
+    """Reads rows with one column mapping. The mapping is turned once into a plan keyed by plain strings: an
+    enum member's hash is a Python call, and a leak has hundreds of thousands of rows of a dozen cells."""
+
+    def __init__(self, columns: list[Column]) -> None:
+        self._plan = [(c.column, c.field.value, CATEGORY[c.field]) for c in columns if c.field is not Field.IGNORE]
+
+    def __call__(self, number: int, cells: list[str]) -> Parsed:
+        values: dict[str, str] = {}
+        categories: set[str] = set()
+        width = len(cells)
+        for column, name, category in self._plan:
+            value = cells[column].strip() if column < width else ""
+            if value:
+                categories.add(category)
+                values.setdefault(name, value)
+        raw_nir = values.get("nir", "")
+        names: list[str] = []
+        if "last_name" in values or "first_name" in values:
+            names = [fold(values.get("last_name", "")), fold(values.get("first_name", ""))]
+        elif "full_name" in values:
+            names = fold(values["full_name"]).split()
+        names = [n for n in names if n]
+        born = parse_date(values.get("birth_date", ""))
+        return Parsed(
+            row=number,
+            nir=repair_nir(raw_nir) if raw_nir else None,
+            nir_given=bool(raw_nir),
+            names=names,
+            birth_date=born.isoformat() if born else None,
+            postcode=postcode(values.get("postcode", "")),
+            categories=sorted(categories),
+        )
 
 
 def name_score(names: list[str], identity: Identity) -> float:
@@ -105,33 +119,44 @@ def _score(p: Parsed, identity: Identity) -> float:
 
 
 class Matcher:
-    def __init__(self, session: Session, custody: KeyCustody, vault: VaultReader, pseudonymiser: Pseudonymiser,
+    def __init__(self, session: Session, custody: KeyCustody, vault: IdentityVault, pseudonymiser: Pseudonymiser,
                  threshold: float) -> None:  # fmt: skip
         self._session = session
         self._custody = custody
         self._vault = vault
         self._pseudonymiser = pseudonymiser
         self._threshold = threshold
+        self.timings: dict[str, float] = defaultdict(float)
+        """Seconds spent per phase ('nir', 'blocking', 'decrypt+score'), for the benchmark's time split."""
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] += time.perf_counter() - started
 
     def match(self, rows: list[Parsed]) -> list[Outcome]:
-        indexes = dict(zip([p.nir for p in rows if p.nir], self._pseudonymiser.indexes(p.nir for p in rows if p.nir),
-                           strict=True))  # fmt: skip
-        by_nir = self._vault.identities_of(list(indexes.values()))
         outcomes: dict[int, Outcome] = {}
         by_name: list[tuple[Parsed, Outcome | None]] = []
-        for p in rows:
-            if p.nir and indexes[p.nir] in by_nir:
-                outcomes[p.row] = self._check_nir_match(p, indexes[p.nir], by_nir[indexes[p.nir]])
-            elif p.birth_date and p.names:
-                # A valid NIR that is not in the vault, or none: names and birth date decide, and a NIR that
-                # points nowhere while the names point at someone is a conflict for review.
-                note = Outcome(p.row, Status.UNMATCHED, 0.0, "valid NIR not in the vault") if p.nir else None
-                by_name.append((p, note))
-            elif p.nir:
-                outcomes[p.row] = Outcome(p.row, Status.UNMATCHED, 0.0, "valid NIR not in the vault")
-            else:
-                reason = "no valid NIR, and no name with a birth date" if p.nir_given else "no usable identifier"
-                outcomes[p.row] = Outcome(p.row, Status.INVALID, 0.0, reason)
+        with self._phase("nir"):
+            nirs = [p.nir for p in rows if p.nir]
+            indexes = dict(zip(nirs, self._pseudonymiser.indexes(nirs), strict=True))
+            by_nir = self._vault.identities_of(indexes.values())
+            for p in rows:
+                if p.nir and indexes[p.nir] in by_nir:
+                    outcomes[p.row] = self._check_nir_match(p, indexes[p.nir], by_nir[indexes[p.nir]])
+                elif p.birth_date and p.names:
+                    # A valid NIR that is not in the vault, or none: names and birth date decide, and a NIR that
+                    # points nowhere while the names point at someone is a conflict for review.
+                    note = Outcome(p.row, Status.UNMATCHED, 0.0, "valid NIR not in the vault") if p.nir else None
+                    by_name.append((p, note))
+                elif p.nir:
+                    outcomes[p.row] = Outcome(p.row, Status.UNMATCHED, 0.0, "valid NIR not in the vault")
+                else:
+                    reason = "no valid NIR, and no name with a birth date" if p.nir_given else "no usable identifier"
+                    outcomes[p.row] = Outcome(p.row, Status.INVALID, 0.0, reason)
         for p, o in self._by_names(by_name):
             outcomes[p.row] = o
         for p in rows:
@@ -155,12 +180,37 @@ class Matcher:
                        person_index, 1)  # fmt: skip
 
     def _by_names(self, rows: list[tuple[Parsed, Outcome | None]]) -> list[tuple[Parsed, Outcome]]:
-        messages = [blocking.block_messages(p.birth_date or "", p.names, p.postcode) for p, _ in rows]
-        flat = [m for ms in messages for m in ms]
-        keys = dict(zip(flat, blocking.block_keys(self._custody, flat), strict=True))
-        blocks = blocking.candidates(self._session, list(keys.values()))
-        people = [set().union(*(blocks.get(keys[m], set()) for m in ms)) if ms else set() for ms in messages]
-        identities = self._vault.identities_of([i for group in people for i in group])
+        with self._phase("blocking"):
+            messages = [blocking.block_messages(p.birth_date or "", p.names, p.postcode) for p, _ in rows]
+            flat = [m for ms in messages for m in ms]
+            keys = dict(zip(flat, blocking.block_keys(self._custody, flat), strict=True))
+            blocks = blocking.candidates(self._session, list(keys.values()))
+            # Each candidate with the number of the row's blocks it is in. The row's own person is in two or
+            # three (both name initials, and the postcode), whereas in a large vault most people of a block share
+            # just one initial and the birth date with the row.
+            shared = [Counter(i for m in ms for i in blocks.get(keys[m], ())) for ms in messages]
+            closest = [{i for i, n in c.items() if n >= 2} or set(c) for c in shared]
+        with self._phase("decrypt+score"):
+            # Decrypt and score the closest candidates first; only rows they do not match automatically are
+            # decided again over every candidate of their blocks (so a doubt is never settled by skipping people).
+            identities = self._vault.identities_of([i for group in closest for i in group])
+            decided = self._decide(rows, closest, identities)
+            retry = [
+                k
+                for k, (_, o) in enumerate(decided)
+                if o.status is not Status.MATCHED and len(shared[k]) > len(closest[k])
+            ]
+            if retry:
+                identities.update(
+                    self._vault.identities_of([i for k in retry for i in shared[k] if i not in identities])
+                )
+                again = self._decide([rows[k] for k in retry], [set(shared[k]) for k in retry], identities)
+                for k, outcome in zip(retry, again, strict=True):
+                    decided[k] = outcome
+            return decided
+
+    def _decide(self, rows: list[tuple[Parsed, Outcome | None]], people: list[set[bytes]],
+                identities: dict[bytes, Identity]) -> list[tuple[Parsed, Outcome]]:  # fmt: skip
         out: list[tuple[Parsed, Outcome]] = []
         for (p, note), group in zip(rows, people, strict=True):
             scored = sorted(

@@ -1,4 +1,8 @@
-"""Leak files made from the synthetic population, with the damage real leaks carry, and their ground truth."""
+"""Leak files made from the synthetic population, with the damage real leaks carry, and their ground truth.
+
+For the tests and ``benchmarks/breach.py`` only: a leak here is made of synthetic people (``hygie synth`` columns:
+BEN_NIR, NOM, PRENOM, DATE_NAISSANCE, CODE_POSTAL, COMMUNE, TELEPHONE, EMAIL), never of real ones.
+"""
 
 from __future__ import annotations
 
@@ -61,10 +65,21 @@ def _mangle_nir(rng: random.Random, nir: str) -> tuple[str, bool]:
     return f"{nir[0]} {nir[1:3]} {nir[3:5]} {nir[5:7]} {nir[7:10]} {nir[10:13]} {nir[13:]}", True
 
 
-def make_leak(people: list[dict[str, str]], outsiders: list[dict[str, str]], seed: int = 7) -> Leak:
-    rng = random.Random(seed)
+def make_leak(
+    people: list[dict[str, str]],
+    outsiders: list[dict[str, str]],
+    seed: int = 7,
+    size: int = 220,
+    duplicates: int = 10,
+    conflicts: int = 4,
+) -> Leak:
+    """A leak of ``size`` vault people (fewer if the vault is smaller) and every outsider, shuffled, with typos,
+    swapped, re-cased and de-hyphenated names, 20 % missing NIRs, 12 % NIRs mangled by a spreadsheet, postcodes
+    without their leading zero, three date forms; then ``duplicates`` repeated rows, ``conflicts`` rows with one
+    person's NIR and another's name and birth date, and one row without any identifier."""
+    rng = random.Random(seed)  # noqa: S311  (reproducible damage, not a secret)
     leak = Leak(HEADERS, [])
-    chosen = rng.sample(people, k=min(len(people), 220))
+    chosen = rng.sample(people, k=min(len(people), size))
     pool = [(p, p["BEN_NIR"]) for p in chosen] + [(p, None) for p in outsiders]
     rng.shuffle(pool)
     for p, truth in pool:
@@ -91,10 +106,10 @@ def make_leak(people: list[dict[str, str]], outsiders: list[dict[str, str]], see
                           rng.choice(["MGEN", "Harmonie", "AG2R"]), rng.choice(["", "Levothyrox", "Doliprane"]),
                           rng.choice(["", "allergie pénicilline", "RAS"])])  # fmt: skip
         leak.truth.append(truth)
-    for i in rng.sample(range(len(leak.rows)), k=10):  # duplicate rows
+    for i in rng.sample(range(len(leak.rows)), k=duplicates):
         leak.rows.append(list(leak.rows[i]))
         leak.truth.append(leak.truth[i])
-    for _ in range(4):  # one person's NIR with another's name and birth date
+    for _ in range(conflicts):  # one person's NIR with another's name and birth date
         a, b = rng.sample(people, k=2)
         row = [
             a["BEN_NIR"],

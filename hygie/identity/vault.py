@@ -9,6 +9,7 @@ never the whole vault. Re-deliveries add a new version; the newest is current, o
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -25,6 +27,8 @@ from hygie.identity.pseudonym import Pseudonymiser
 from hygie.keys import VAULT_KEY, KeyCustody, KeyPurpose
 
 NONCE_BYTES = 12
+_IN_CHUNK = 500
+"""Blind indexes per IN list: both drivers cap bound parameters (SQLite at 32,766, psycopg at 65,535)."""
 
 
 class VaultKeyRow(Base):
@@ -159,30 +163,57 @@ class IdentityVault:
     def find(self, nir: str) -> Identity | None:
         """The current identity of the person with this NIR, or None (decrypts that one record)."""
         person_index = self._pseudonymiser.index(nir)
-        row = self._session.scalars(
-            select(IdentityRow).where(IdentityRow.person_index == person_index).order_by(IdentityRow.id.desc()).limit(1)
-        ).first()
-        if row is None:
-            return None
-        plaintext = self._key(row.key_id).decrypt(row.nonce, row.sealed, self._aad(row.person_index, row.key_id))
+        return self.identities_of([person_index]).get(person_index)
+
+    def _open(self, row_id: int, person_index: bytes, key_id: int, nonce: bytes, sealed: bytes) -> Identity:
+        try:
+            plaintext = self._key(key_id).decrypt(nonce, sealed, self._aad(person_index, key_id))
+        except InvalidTag:
+            raise ValueError(
+                f"identity record {row_id} fails its integrity check (altered, or sealed under another key): "
+                "restore the vault from a backup"
+            ) from None
         return _decode(plaintext)
+
+    def records(self, after_id: int, limit: int) -> list[tuple[int, bytes, Identity]]:
+        """Up to ``limit`` records added after row ``after_id``, oldest first, as (row id, blind index,
+        identity): for building a derived index incrementally (pass the last row id back to continue).
+
+        Every version of a re-delivered person is returned, in arrival order; one decryption per record.
+        """
+        rows = self._session.execute(
+            select(IdentityRow.id, IdentityRow.person_index, IdentityRow.key_id, IdentityRow.nonce, IdentityRow.sealed)
+            .where(IdentityRow.id > after_id)
+            .order_by(IdentityRow.id)
+            .limit(limit)
+        ).all()
+        return [(r[0], r[1], self._open(*r)) for r in rows]
+
+    def identities_of(self, person_indexes: Iterable[bytes]) -> dict[bytes, Identity]:
+        """Each given person's current identity (their newest record), by blind index; people not in the vault
+        are left out. One decryption per person found, never a scan of the vault."""
+        out: dict[bytes, Identity] = {}
+        wanted = list(dict.fromkeys(person_indexes))
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            rows = self._session.execute(
+                select(IdentityRow.id, IdentityRow.person_index, IdentityRow.key_id, IdentityRow.nonce,
+                       IdentityRow.sealed).where(IdentityRow.person_index.in_(chunk))
+            ).all()  # fmt: skip
+            # Newest per person in Python: every version of a person is fetched (re-deliveries are rare), which
+            # costs less than a grouped sub-query on both databases.
+            newest: dict[bytes, Any] = {}
+            for r in rows:
+                if r[1] not in newest or r[0] > newest[r[1]][0]:
+                    newest[r[1]] = r
+            for person_index, r in newest.items():
+                out[person_index] = self._open(*r)
+        return out
 
     def pseudonyms_of(self, person_indexes: list[bytes]) -> dict[bytes, str]:
         """Each given person's current hub pseudonym, from their newest record; people not in the vault are
         left out. Decrypts one record per person (used for the few citizens who opted out, not in bulk)."""
-        out: dict[bytes, str] = {}
-        wanted = list(dict.fromkeys(person_indexes))
-        for start in range(0, len(wanted), 500):  # bounded IN lists: both drivers cap bound parameters
-            chunk = wanted[start : start + 500]
-            newest = (
-                select(func.max(IdentityRow.id))
-                .where(IdentityRow.person_index.in_(chunk))
-                .group_by(IdentityRow.person_index)
-            )
-            for row in self._session.scalars(select(IdentityRow).where(IdentityRow.id.in_(newest))):
-                aad = self._aad(row.person_index, row.key_id)
-                out[row.person_index] = _decode(self._key(row.key_id).decrypt(row.nonce, row.sealed, aad)).pseudonym
-        return out
+        return {i: identity.pseudonym for i, identity in self.identities_of(person_indexes).items()}
 
     def count(self) -> int:
         return int(self._session.scalar(select(func.count(func.distinct(IdentityRow.person_index)))) or 0)

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from hygie.audit import AuditEvent
 from hygie.breach.models import BreachFlag, BreachIncident, BreachNotice, BreachOutbox, BreachRow
 from hygie.breach.sweep import sweep
+from hygie.breach.synthetic import Leak, make_leak, swap_columns
 from hygie.cli import app as cli_app
 from hygie.governance.accounts import CONSOLE
 from hygie.governance.acts import act
 from hygie.synth import generate
-from tests.breach.leaks import Leak, make_leak, swap_columns
 from tests.conftest import TEST_PASSPHRASE
 from tests.ingest.test_security import scan_data_dir
 from tests.portal.world import World, people

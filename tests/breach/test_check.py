@@ -18,8 +18,8 @@ from hygie.breach import oprf
 from hygie.breach.check_client import CheckRefused, am_i_in_it
 from hygie.breach.models import BreachCheckTag
 from hygie.breach.ratelimit import RateLimited, RateLimiter
+from hygie.breach.synthetic import HEADERS
 from hygie.identity.nir import nir_key
-from tests.breach.leaks import HEADERS
 from tests.portal.world import World, people
 
 # RFC 9497, Appendix A.1.2: OPRF(ristretto255, SHA-512), mode VOPRF.

@@ -1,0 +1,366 @@
+"""Breach matching: a 491,840-row leak matched against a large identity vault, beside a plain DuckDB join.
+
+    uv run python benchmarks/breach.py [--people 10000000] [--leak 491840] [--seed 5] [--work /tmp/hygie-breach-bench]
+
+The vault is built once per size and reused (``<work>/hub-<people>``): synthetic people are generated with numpy
+and pyarrow (names from Faker's French lists, real communes, valid NIR keys, unique NIRs), sealed with
+``IdentityVault.seal`` and inserted with ``IdentityVault.store`` exactly as ingestion does, then the breach
+blocking index is built with ``hygie.breach.blocking.refresh``. The clear population is never written to disk:
+each run regenerates it from the seed, in memory, for the leak and the baseline.
+
+The leak (``hygie.breach.synthetic.make_leak``) carries the tests' damage: typos, swapped and re-cased names, 20 %
+missing NIRs, NIRs mangled by a spreadsheet, postcodes without their zero, three date forms, outsiders (people not
+in the vault), duplicate rows, conflicting rows (one person's NIR with another's name) and a row without any
+identifier. It is imported as a cp1252 ';' CSV through ``Incidents.import_file`` (read, map, match, store the
+outcomes), then rolled back so the hub stays reusable.
+
+Baseline, same process, same people held in clear in memory: DuckDB joins the leak's raw cells on the NIR, else on
+upper-cased last name, first name and ISO birth date — no repair, no fuzziness, no keys, no decryption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from faker import Faker
+from faker.providers.person.fr_FR import Provider as PersonProvider
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hygie.breach import blocking
+from hygie.breach.matcher import Status
+from hygie.breach.service import Incidents
+from hygie.breach.synthetic import make_leak
+from hygie.config import Settings
+from hygie.hub import Hub
+from hygie.identity.nir import is_valid_nir
+from hygie.identity.pseudonym import Pseudonymiser
+from hygie.identity.vault import IdentityVault
+from hygie.synth.codes import communes_by_department
+from hygie.synth.geography import postal_code
+
+CHUNK = 500_000
+LEAK_SIZE = 491_840
+PASSPHRASE = "benchmark passphrase"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# -- a synthetic population, vectorised --------------------------------------------------------------------------
+
+
+def _ascii(s: str) -> str:
+    plain = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
+    return "".join(c for c in plain.lower() if c.isalnum())
+
+
+@dataclass
+class Places:
+    """Metropolitan communes (overseas and foreign births are left out: their NIR place codes differ)."""
+
+    dep: pa.Array  # the NIR's two département characters: "01".."95", "2A", "2B"
+    dep_num: np.ndarray[Any, Any]  # their value in the key computation (2A = 19, 2B = 18)
+    dep_uid: np.ndarray[Any, Any]  # distinct per département, for uniqueness (2A = 96, 2B = 97)
+    commune: np.ndarray[Any, Any]
+    commune_code: pa.Array
+    name: pa.Array
+    postcode: pa.Array
+
+    @classmethod
+    def load(cls) -> Places:
+        rows = [c for cs in communes_by_department().values() for c in cs if not c.dpt.startswith("97")]
+        dep = [c.dpt[1:] for c in rows]
+        return cls(
+            dep=pa.array(dep),
+            dep_num=np.array([{"2A": 19, "2B": 18}.get(d) or int(d) for d in dep], dtype=np.int64),
+            dep_uid=np.array([{"2A": 96, "2B": 97}.get(d) or int(d) for d in dep], dtype=np.int64),
+            commune=np.array([int(c.code) for c in rows], dtype=np.int64),
+            commune_code=pa.array([c.code for c in rows]),
+            name=pa.array([c.name for c in rows]),
+            postcode=pa.array([postal_code(c.dpt, c.code) for c in rows]),
+        )
+
+
+def _pad(values: np.ndarray[Any, Any], width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(pa.array(values), pa.string()), width=width, padding="0")
+
+
+def _join(*parts: pa.Array | str) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
+
+
+class Population:
+    """Chunk ``k`` of the population is a pure function of (seed, k) and of the NIRs issued before it, so a run
+    regenerates exactly the people the cached vault holds."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.places = Places.load()
+        self.male = pa.array(PersonProvider.first_names_male)
+        self.female = pa.array(PersonProvider.first_names_female)
+        self.last = pa.array([n.upper() for n in PersonProvider.last_names])
+        w = 1.0 / np.arange(1, len(self.last) + 1) ** 0.6  # Faker's list is ordered by frequency
+        self.last_w = w / w.sum()
+        self.male_ascii = pa.array([_ascii(n) for n in PersonProvider.first_names_male])
+        self.female_ascii = pa.array([_ascii(n) for n in PersonProvider.first_names_female])
+        self.last_ascii = pa.array([_ascii(n) for n in PersonProvider.last_names])
+        fake = Faker("fr_FR")
+        fake.seed_instance(seed)
+        self.streets = pa.array([fake.street_name() for _ in range(600)])
+        self.used = np.zeros(0, dtype=np.int64)
+
+    def chunk(self, k: int, n: int) -> dict[str, pa.Array]:
+        """``n`` people as Arrow string columns named like the vault's ``Identity`` fields."""
+        rng = np.random.default_rng([self.seed, k])
+        p = self.places
+        sex = rng.integers(1, 3, size=n)
+        year = rng.integers(1920, 2025, size=n)
+        month = rng.integers(1, 13, size=n)
+        start = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
+        days = ((start + 1).astype("datetime64[D]") - start.astype("datetime64[D]")).astype(np.int64)
+        born = start.astype("datetime64[D]") + (rng.random(n) * days).astype(np.int64)
+        birth_place = rng.integers(0, len(p.commune), size=n)
+        order = rng.integers(1, 1000, size=n)
+        # Unique NIRs: redraw the order number of any NIR issued before or twice in this chunk.
+        base = (sex * 100 + year % 100) * 100 + month
+        while True:
+            uid = (base * 100 + p.dep_uid[birth_place]) * 1000 + p.commune[birth_place]
+            uid = uid * 1000 + order
+            _, first = np.unique(uid, return_index=True)
+            clash = np.ones(n, dtype=bool)
+            clash[first] = False
+            clash |= np.isin(uid, self.used)
+            if not clash.any():
+                break
+            order[clash] = rng.integers(1, 1000, size=int(clash.sum()))
+        self.used = np.union1d(self.used, uid)
+        first13 = ((base * 100 + p.dep_num[birth_place]) * 1000 + p.commune[birth_place]) * 1000 + order
+        key = 97 - first13 % 97
+        nir = _join(
+            pc.cast(pa.array(sex), pa.string()),
+            _pad(year % 100, 2),
+            _pad(month, 2),
+            p.dep.take(pa.array(birth_place)),
+            p.commune_code.take(pa.array(birth_place)),
+            _pad(order, 3),
+            _pad(key, 2),
+        )
+        male = sex == 1
+        first_i = np.where(male, rng.integers(0, len(self.male), size=n), rng.integers(0, len(self.female), size=n))
+        first = pc.if_else(pa.array(male), self.male.take(pa.array(first_i % len(self.male))),
+                           self.female.take(pa.array(first_i % len(self.female))))  # fmt: skip
+        first_ascii = pc.if_else(pa.array(male), self.male_ascii.take(pa.array(first_i % len(self.male))),
+                                 self.female_ascii.take(pa.array(first_i % len(self.female))))  # fmt: skip
+        last_i = pa.array(rng.choice(len(self.last), size=n, p=self.last_w))
+        home = pa.array(rng.integers(0, len(p.commune), size=n))
+        phone = _join(pa.array(np.where(rng.random(n) < 0.72, "06 ", "01 ")), _pad(rng.integers(0, 100, n), 2), " ",
+                      _pad(rng.integers(0, 100, n), 2), " ", _pad(rng.integers(0, 100, n), 2), " ",
+                      _pad(rng.integers(0, 100, n), 2))  # fmt: skip
+        serial = pc.cast(pa.array(np.arange(n, dtype=np.int64) + k * CHUNK), pa.string())
+        return {
+            "nir": nir,
+            "rng_gem": pa.array(np.full(n, "1")),
+            "last_name": self.last.take(last_i),
+            "first_name": first,
+            "birth_date": pc.strftime(pa.array(born), format="%Y-%m-%d"),
+            "address": _join(
+                pc.cast(pa.array(rng.integers(1, 120, n)), pa.string()),
+                ", ",
+                self.streets.take(pa.array(rng.integers(0, len(self.streets), n))),
+            ),
+            "postcode": p.postcode.take(home),
+            "commune": p.name.take(home),
+            "phone": phone,
+            "email": _join(first_ascii, ".", self.last_ascii.take(last_i), serial, "@exemple.fr"),
+        }
+
+    def chunks(self, total: int) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+        for k, start in enumerate(range(0, total, CHUNK)):
+            yield start, self.chunk(k, min(CHUNK, total - start))
+
+
+def as_leak_people(columns: dict[str, pa.Array], rows: np.ndarray[Any, Any]) -> list[dict[str, str]]:
+    """Selected people in the synthetic delivery's column names, which the leak generator takes."""
+    names = {"nir": "BEN_NIR", "last_name": "NOM", "first_name": "PRENOM", "birth_date": "DATE_NAISSANCE",
+             "postcode": "CODE_POSTAL", "commune": "COMMUNE", "phone": "TELEPHONE", "email": "EMAIL"}  # fmt: skip
+    taken = {out: columns[name].take(pa.array(rows)).to_pylist() for name, out in names.items()}
+    return [dict(zip(taken, values, strict=True)) for values in zip(*taken.values(), strict=True)]
+
+
+# -- the vault ---------------------------------------------------------------------------------------------------
+
+
+def settings_for(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, key_passphrase=PASSPHRASE)  # type: ignore[arg-type]
+
+
+def build(data_dir: Path, people: int, seed: int) -> dict[str, float]:
+    """Seal and store ``people`` identities the way ingestion does, then build the blocking index."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    hub = Hub.init(settings_for(data_dir))
+    population = Population(seed)
+    timings = {"generate": 0.0, "seal": 0.0, "store": 0.0, "blocking index": 0.0}
+    clock = time.perf_counter()
+    for start, columns in population.chunks(people):
+        timings["generate"] += time.perf_counter() - clock
+        with hub.session() as session:
+            # A fresh pseudonymiser per chunk: its per-run cache would otherwise hold every NIR of the vault.
+            pseudonymiser = Pseudonymiser(hub.custody)
+            vault = IdentityVault(session, hub.custody, pseudonymiser)
+            clock = time.perf_counter()
+            columns["pseudonym"] = pa.array(pseudonymiser.pseudonyms(columns["nir"].to_pylist()), pa.string())
+            rows = vault.seal(columns, f"bench-{start}")
+            timings["seal"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            vault.store(rows)
+            session.commit()
+            timings["store"] += time.perf_counter() - clock
+        print(f"  vault: {start + len(rows):,} people ({sum(timings.values()):.0f} s)", flush=True)
+        clock = time.perf_counter()
+    clock = time.perf_counter()
+    with hub.session() as session:
+        read = blocking.refresh(session, hub.custody, hub.vault(session))
+        session.commit()
+    timings["blocking index"] = time.perf_counter() - clock
+    print(f"  blocking index: {read:,} records ({timings['blocking index']:.0f} s)", flush=True)
+    hub.close()
+    (data_dir / "bench.json").write_text(json.dumps({"people": people, "seed": seed, "build": timings}))
+    return timings
+
+
+# -- the run -----------------------------------------------------------------------------------------------------
+
+
+def baseline(clear: pa.Table, leak_rows: list[list[str]]) -> tuple[float, list[str | None]]:
+    """A plain exact join in DuckDB: NIR, else upper-cased last and first names and an ISO birth date."""
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    leak = pa.table({"row": pa.array(range(len(leak_rows))), "nir": [r[0] for r in leak_rows],
+                     "last": [r[1] for r in leak_rows], "first": [r[2] for r in leak_rows],
+                     "born": [r[3] for r in leak_rows]})  # fmt: skip
+    con.register("people", clear)
+    con.register("leak", leak)
+    started = time.perf_counter()
+    found = con.execute(
+        """
+        SELECT leak.row, coalesce(a.nir, b.nir)
+        FROM leak
+        LEFT JOIN people a ON a.nir = leak.nir
+        LEFT JOIN people b ON leak.nir = '' AND upper(b.last_name) = upper(leak.last)
+             AND upper(b.first_name) = upper(leak.first) AND b.birth_date = leak.born
+        """
+    ).fetchall()
+    elapsed = time.perf_counter() - started
+    con.close()
+    out: list[str | None] = [None] * len(leak_rows)
+    for row, nir in found:
+        out[row] = nir
+    return elapsed, out
+
+
+def quality(truth: list[str | None], found: list[str | None]) -> tuple[float, float]:
+    """Precision and recall of automatic matches against the leak's known truth."""
+    matched = [(t, f) for t, f in zip(truth, found, strict=True) if f is not None]
+    correct = sum(1 for t, f in matched if t == f)
+    expected = sum(1 for t in truth if t not in (None, "conflict"))
+    return (correct / len(matched) if matched else 0.0), correct / expected
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--people", type=int, default=10_000_000)
+    parser.add_argument("--leak", type=int, default=LEAK_SIZE)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/hygie-breach-bench"))
+    args = parser.parse_args()
+    data_dir = args.work / f"hub-{args.people}"
+    built = data_dir / "bench.json"
+    if not built.exists() or json.loads(built.read_text())["seed"] != args.seed:
+        print(f"building a vault of {args.people:,} people in {data_dir} (kept for later runs)", flush=True)
+        build_times = build(data_dir, args.people, args.seed)
+    else:
+        build_times = json.loads(built.read_text())["build"]
+
+    # The same people again, in memory: the leak's rows and the baseline's clear columns.
+    clock = time.perf_counter()
+    outsiders_n = args.leak // 25
+    duplicates, conflicts = args.leak // 500, args.leak // 2500
+    size = args.leak - outsiders_n - duplicates - conflicts - 1
+    rng = np.random.default_rng(args.seed + 1)
+    chosen = np.sort(rng.choice(args.people, size=size, replace=False))
+    population = Population(args.seed)
+    leak_people: list[dict[str, str]] = []
+    clear_parts = []
+    for start, columns in population.chunks(args.people):
+        mine = chosen[(chosen >= start) & (chosen < start + len(columns["nir"]))] - start
+        leak_people += as_leak_people(columns, mine)
+        clear_parts.append(pa.table({k: columns[k] for k in ("nir", "last_name", "first_name", "birth_date")}))
+    extra = population.chunk(10**6, outsiders_n)  # NIRs distinct from every vault person's
+    outsiders = as_leak_people(extra, np.arange(outsiders_n))
+    clear = pa.concat_tables(clear_parts)
+    del clear_parts
+    leak = make_leak(leak_people, outsiders, seed=args.seed, size=size, duplicates=duplicates, conflicts=conflicts)
+    blob = leak.csv()
+    del leak_people
+    print(f"regenerated {args.people:,} people and a leak of {len(leak.rows):,} rows ({len(blob) / 1e6:.0f} MB) "
+          f"in {time.perf_counter() - clock:.0f} s", flush=True)  # fmt: skip
+
+    base_s, base_found = baseline(clear, leak.rows)
+    del clear
+    base_p, base_r = quality(leak.truth, base_found)
+
+    hub = Hub.open(settings_for(data_dir))
+    with hub.session() as session:
+        incidents = Incidents(hub, session)
+        started = time.perf_counter()
+        result = incidents.import_file("benchmark", "bench", "extraction patients.csv", blob)
+        elapsed = time.perf_counter() - started
+        stored = hub.settings.data_dir / "breach" / result.incident.file_name
+        session.rollback()  # keep the cached hub as built
+    stored.unlink(missing_ok=True)
+    by_index = {hub.pseudonymiser.index(t): t for t in leak.truth if t not in (None, "conflict")}
+    found = [by_index.get(o.person_index or b"", "?") if o.status is Status.MATCHED else None for o in result.outcomes]
+    precision, recall = quality(leak.truth, found)
+    counts = {s.value: sum(1 for o in result.outcomes if o.status is s) for s in Status}
+    no_notice = all(o.status is not Status.MATCHED for o, t in zip(result.outcomes, leak.truth, strict=True)
+                    if t == "conflict")  # fmt: skip
+    hub.close()
+
+    print(f"\nmachine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}")
+    print(f"vault: {args.people:,} people; build " + ", ".join(f"{k} {v:.0f} s" for k, v in build_times.items()))
+    print(f"leak: {len(leak.rows):,} rows ({size:,} vault people, {outsiders_n:,} outsiders, {duplicates:,} duplicates,"
+          f" {conflicts:,} conflicts, 1 without identifier)")  # fmt: skip
+    print(f"plain DuckDB exact join: {base_s:6.2f} s   precision {base_p:.4f} recall {base_r:.4f}")
+    print(f"hygie breach import:     {elapsed:6.2f} s   precision {precision:.4f} recall {recall:.4f}   "
+          f"({len(leak.rows) / elapsed:,.0f} rows/s)")  # fmt: skip
+    print(f"ratio secure / plain: {elapsed / base_s:.0f}x; target under 60 s: {'met' if elapsed < 60 else 'MISSED'}")
+    print("counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f"; conflicts never matched: {no_notice}")
+    print("time split: " + ", ".join(f"{k} {v:.1f} s" for k, v in incidents.timings.items()))
+    assert all(is_valid_nir(t) for t in list(by_index.values())[:1000])
+
+
+if __name__ == "__main__":
+    main()
