@@ -45,7 +45,14 @@ import pyarrow.parquet as pq
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from hygie.analysis.cellkeys import CellKeyError, project_record_keys
+from hygie.analysis.compile import SpecError, compile_aggregate, output_table
+from hygie.analysis.engine import DuckDBEngine, Limits, QueryStopped
+from hygie.analysis.service import disclosure_policy
+from hygie.analysis.spec import AggregateSpec
+from hygie.analysis.sqlcheck import SQLRefused, check_sql
 from hygie.config import Settings
+from hygie.disclosure import protect
 from hygie.governance.models import Account, Project, ProjectView
 from hygie.governance.policy import Scope
 from hygie.governance.views import READY, ViewError, build_view, open_view
@@ -67,6 +74,10 @@ MAX_YEARS = 20
 
 class DummyDataError(Exception):
     """Dummy data cannot be made for a project; the message says which and what to do."""
+
+
+class DummyCodeRefused(DummyDataError):
+    """A spec or SQL tried on dummy data was refused or stopped, as it would be on the real view."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,7 @@ def _copy_project(session: Any, project: Project) -> tuple[Project, bool]:
         session.add(copy)
         session.flush()
         return copy, True
+    copy.threshold = project.threshold  # what disclosure control applies when code is tried on the dummy view
     changed = copy.scope != project.scope or copy.purpose != project.purpose
     if changed:
         copy.scope = project.scope
@@ -367,3 +379,68 @@ Contents: parquet/<TABLE>.parquet and csv/<TABLE>.csv (UTF-8, comma-separated, d
 Tables et colonnes / tables and columns:
 {columns}
 """
+
+
+# -- trying code on dummy data inside the platform ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DummyRun:
+    """What a spec or SQL gives on the project's dummy view: synthetic, so shown as computed (capped)."""
+
+    kind: str
+    """'aggregate' or 'sql'."""
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    total_rows: int
+    """Rows the query returned (``rows`` holds at most ``analysis_max_output_rows`` of them)."""
+    seconds: float
+    verdict: str | None
+    """For a spec: what disclosure control would decide on such an output (release, review, refuse)."""
+    suppressed: int | None
+    """For a spec: cells disclosure control would suppress."""
+
+
+def run_on_dummy(
+    settings: Settings, project: Project, *, spec: AggregateSpec | None = None, sql: str | None = None
+) -> DummyRun:
+    """Run a spec or a SQL statement on the project's dummy view with the very checks, compiler, engine and
+    limits the real view gets (:mod:`hygie.analysis.service`), so code that passes here runs unchanged there.
+
+    A spec's output goes through disclosure control as on the real view, so the researcher sees its shape and
+    which kind of cells get suppressed; a SQL output is shown as computed (synthetic: nothing to protect; on the
+    real view it would wait for two output checkers).
+    """
+    if (spec is None) == (sql is None):
+        raise DummyCodeRefused("send exactly one of an aggregate spec or a SQL statement")
+    with dummy_view(settings, project) as (hub, copy, view), hub.session() as session:
+        columns = {table: list(meta["columns"]) for table, meta in view.tables.items()}
+        try:
+            if spec is not None:
+                year = Scope.model_validate(copy.scope).population.period_start.year
+                keys = project_record_keys(hub, session, copy)
+                plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys)
+                query = plan.query
+            else:
+                assert sql is not None
+                query = check_sql(sql, columns)
+            run = DuckDBEngine(hub).run(copy, query, Limits.from_settings(settings))
+        except (SQLRefused, SpecError, QueryStopped, CellKeyError) as exc:
+            raise DummyCodeRefused(getattr(exc, "message", str(exc))) from None
+        cap = settings.analysis_max_output_rows
+        if spec is not None:
+            # Shown as the real view's output would be: dimension labels, rounded people, suppressed cells.
+            protected = protect(output_table(plan, run.table), disclosure_policy(hub, copy))
+            records = protected.rows()
+            names = list(records[0]) if records else [*protected.dimensions, "people", "suppressed"]
+            verdict: str | None = str(protected.verdict)
+            suppressed: int | None = len(protected.suppressed)
+        else:
+            records = run.table.slice(0, cap).to_pylist()
+            names, verdict, suppressed = list(run.table.column_names), None, None
+        total = len(records) if spec is not None else run.table.num_rows
+    rows = json.loads(json.dumps(records[:cap], default=str))
+    return DummyRun(
+        kind="aggregate" if spec is not None else "sql", columns=names, rows=rows, total_rows=total,
+        seconds=round(run.seconds, 3), verdict=verdict, suppressed=suppressed,
+    )  # fmt: skip

@@ -216,3 +216,28 @@ def test_members_only(dummy_world: World) -> None:
             )
         ).all()
     assert len(denied) == 6
+
+
+def test_code_tried_on_dummy_data_runs_unchanged_on_the_real_view(dummy_world: World) -> None:
+    w = dummy_world
+    spec = {"group_by": ["sex", "care_month"], "measures": ["people", "events", "sum:PRS_PAI_MNT"]}
+    sql = "SELECT PRS_NAT_REF, count(*) AS n FROM ER_PRS_F GROUP BY ALL"
+    pid = int(w.call("researcher1", "POST", "/projects", json=project_request()).json()["id"])
+    tried = w.call("researcher1", "POST", f"/projects/{pid}/dummy-data/aggregate", json=spec)
+    assert tried.status_code == 200, tried.text
+    out = tried.json()
+    assert out["synthetic"] and out["kind"] == "aggregate" and out["verdict"] in ("release", "review", "refuse")
+    assert out["total_rows"] == 24 and out["columns"][:2] == ["sex", "care_month"]
+    tried_sql = w.call("researcher1", "POST", f"/projects/{pid}/dummy-data/sql", json={"sql": sql})
+    assert tried_sql.status_code == 200 and tried_sql.json()["columns"] == ["PRS_NAT_REF", "n"], tried_sql.text
+    # Refused on dummy data exactly as it would be on the real view, before it runs.
+    refused = w.call("researcher1", "POST", f"/projects/{pid}/dummy-data/sql",
+                     json={"sql": "SELECT * FROM read_csv('/etc/passwd')"})  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert w.call("researcher2", "POST", f"/projects/{pid}/dummy-data/sql", json={"sql": sql}).status_code == 403
+    # Once active, the same spec and SQL run unchanged on the real view.
+    active = w.active_project()
+    real = w.call("researcher1", "POST", f"/projects/{active}/analyses/aggregate", json=spec)
+    assert real.status_code == 200 and real.json()["status"] == "succeeded", real.text
+    real_sql = w.call("researcher1", "POST", f"/projects/{active}/analyses/sql", json={"sql": sql})
+    assert real_sql.status_code == 200 and real_sql.json()["status"] == "succeeded", real_sql.text

@@ -52,6 +52,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/projects/{project_id}/disclosure-delay"): {"until": "2099-01-01T00:00:00Z", "reason": "x" * 20},
     ("POST", "/projects/{project_id}/analyses/aggregate"): {"group_by": ["sex"], "measures": ["people"]},
     ("POST", "/projects/{project_id}/analyses/sql"): {"sql": "SELECT count(*) AS n FROM ER_PRS_F"},
+    ("POST", "/projects/{project_id}/dummy-data/aggregate"): {"group_by": ["sex"], "measures": ["people"]},
+    ("POST", "/projects/{project_id}/dummy-data/sql"): {"sql": "SELECT count(*) AS n FROM ER_PRS_F"},
     ("POST", "/airlock/{release_id}/decisions"): {"decision": "approve", "reason": "checked every cell"},
     ("PUT", "/breach/incidents/{incident_id}/mapping"): {"columns": {"0": "comment"}},
     ("POST", "/breach/incidents/{incident_id}/review/{row}"): {"decision": "reject"},

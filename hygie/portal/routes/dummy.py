@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hygie.analysis.dummy import DummyDataError, export_dummy
+from hygie.analysis.dummy import DummyCodeRefused, DummyDataError, DummyRun, export_dummy, run_on_dummy
+from hygie.analysis.spec import AggregateSpec
 from hygie.audit import record
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.acts import act
-from hygie.governance.errors import Conflict, Denied, NotFound
+from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.models import Project, ProjectMember
 from hygie.governance.policy import Role
+from hygie.hub import Hub
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(prefix="/projects", tags=["dummy data"])
@@ -61,3 +66,53 @@ def dummy_data(project_id: int, hub: HubDep, actor: ActorDep) -> Response:
                        "sha256": export.sha256, "synthetic": True})  # fmt: skip
     headers = {"Content-Disposition": f'attachment; filename="{export.filename}"'}
     return Response(export.content, media_type="application/zip", headers=headers)
+
+
+class DummySQL(BaseModel):
+    sql: str = Field(max_length=100_000, description="One DuckDB SELECT over the project's view tables.")
+
+
+class DummyRunOut(BaseModel):
+    synthetic: bool = Field(default=True, description="Always true: computed on dummy data, meaning nothing.")
+    kind: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    total_rows: int = Field(description="Rows the query gave; at most analysis_max_output_rows are shown.")
+    seconds: float
+    verdict: str | None = Field(description="Aggregates: what disclosure control decides on such an output.")
+    suppressed: int | None = Field(description="Aggregates: cells disclosure control suppresses.")
+
+
+def _try(
+    hub: Hub, actor: Actor, project_id: int, kind: str, spec: AggregateSpec | None, sql: str | None
+) -> DummyRunOut:
+    action = "project.dummy_data.run"
+    with act(hub, actor, action, object=f"project:{project_id}", project_id=project_id) as session:
+        project = _require_member(session, actor, project_id)
+        try:
+            run: DummyRun = run_on_dummy(hub.settings, project, spec=spec, sql=sql)
+        except DummyCodeRefused as exc:
+            raise Invalid(str(exc)) from None
+        except DummyDataError as exc:
+            raise Conflict(str(exc)) from None
+        record(session, actor=actor.ref, role=actor.role_name, action=action, object=f"project:{project_id}",
+               project_id=project_id, purpose=project.purpose,
+               detail={"kind": kind, "rows": run.total_rows, "seconds": run.seconds, "synthetic": True})  # fmt: skip
+        return DummyRunOut(kind=run.kind, columns=run.columns, rows=run.rows, total_rows=run.total_rows,
+                           seconds=run.seconds, verdict=run.verdict, suppressed=run.suppressed)  # fmt: skip
+
+
+@router.post(
+    "/{project_id}/dummy-data/aggregate",
+    summary="Try an aggregate spec on the project's dummy data, inside the platform (any status)",
+)
+def try_aggregate(project_id: int, spec: AggregateSpec, hub: HubDep, actor: ActorDep) -> DummyRunOut:
+    return _try(hub, actor, project_id, "aggregate", spec, None)
+
+
+@router.post(
+    "/{project_id}/dummy-data/sql",
+    summary="Try a DuckDB SELECT on the project's dummy data, inside the platform (any status)",
+)
+def try_sql(project_id: int, body: DummySQL, hub: HubDep, actor: ActorDep) -> DummyRunOut:
+    return _try(hub, actor, project_id, "sql", None, body.sql)
