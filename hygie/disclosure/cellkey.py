@@ -57,6 +57,9 @@ class StickyRounding:
     - adding or removing one person changes the released count only if it crosses a rounding boundary
       (probability 1/base) or if that person holds the smallest record key of the cell (probability
       1/(n+1)): in every other case the two releases are identical and the difference is exactly zero.
+      These probabilities are over the project's secret for one fixed pair of populations. Within a project the
+      offset is fixed by the anchor, so pairs sharing an anchor are not independent trials: see 'Walks' in
+      docs/disclosure.md for the attack this allows and why it is left to the audit log and checkers.
 
     Noise drawn from the sum of the record keys (the textbook cell key) is re-drawn by every added person, so
     'the two releases are equal' would betray 'the person is not in the cell' (see docs/disclosure.md).
@@ -77,8 +80,9 @@ class StickyRounding:
         return (count + self.offset(anchor)) // self.base * self.base
 
     def differencing_advantage(self, people: int) -> float:
-        """Upper bound on the probability that the release changes when one person joins a cell of ``people``:
-        the best attacker guesses right with probability at most 1/2 + advantage/2."""
+        """Upper bound, over the project's secret, on the probability that the release changes when one person
+        joins a cell of ``people``: the best attacker on that one pair guesses right with probability at most
+        1/2 + advantage/2."""
         return min(1.0, 1 / self.base + 1 / (people + 1))
 
 

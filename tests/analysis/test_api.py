@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import random
 import time
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 
 from hygie.analysis.cellkeys import project_record_keys
@@ -15,14 +18,24 @@ from hygie.analysis.compile import compile_aggregate, output_table
 from hygie.analysis.engine import DuckDBEngine, Limits
 from hygie.analysis.spec import Aggregate, AggregateSpec
 from hygie.audit import AuditEvent
-from hygie.disclosure import protect
+from hygie.disclosure import (
+    Cell,
+    Dimension,
+    DisclosurePolicy,
+    OutputTable,
+    StickyRounding,
+    anchor_key,
+    cell_key,
+    protect,
+)
 from hygie.governance.models import Project, ProjectView
 from hygie.governance.policy import Scope
-from hygie.governance.views import READY
+from hygie.governance.views import READY, open_view
 from tests.disclosure.attacker import intervals
 from tests.portal.world import World
 
 THRESHOLD = 11
+DIFFERENCING_TRIALS = 2000
 BY_SEX_AND_REGION: dict[str, Any] = {
     "group_by": ["sex", "region"],
     "measures": ["people", "events", "sum:PRS_PAI_MNT"],
@@ -110,31 +123,99 @@ def test_no_released_cell_is_small_and_suppression_holds_against_the_margins(sha
         assert high - low >= THRESHOLD, (key, true_people[key], low, high)
 
 
-def test_differencing_one_person_learns_nothing_in_most_pairs(shared_world: World) -> None:
-    """Two releases whose populations differ by exactly one person (the platform path, the person's record key
-    withheld from the second run): the released counts are the same for most people, so the pair says nothing
-    about them; unprotected counts would differ every time."""
+def sex_membership(w: World, project: Project) -> dict[str, str]:
+    """Each person of the care table and their sex code, read directly from the view (the simulation's ground
+    truth, checked against the platform's own cells below)."""
+    with w.hub.session() as session:
+        con = open_view(w.hub, session, project)
+    try:
+        rows = con.sql(
+            "SELECT DISTINCT f.BEN_NIR_PSA, coalesce(CAST(b.BEN_SEX_COD AS VARCHAR), 'unknown') "
+            "FROM ER_PRS_F f JOIN IR_BEN_R b ON b.BEN_NIR_PSA = f.BEN_NIR_PSA"
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(p): str(s) for p, s in rows}
+
+
+def by_sex(members: dict[str, str], keys: dict[str, int]) -> OutputTable:
+    """The by-sex people table the runner hands to disclosure control, computed in Python from record keys."""
+    cells: dict[str, list[int]] = {}
+    for person, sex in members.items():
+        if person in keys:
+            cells.setdefault(sex, []).append(keys[person])
+    return OutputTable(
+        (Dimension("sex"),),
+        (),
+        tuple(Cell((sex,), len(k), cell_key=cell_key(k), anchor_key=anchor_key(k)) for sex, k in sorted(cells.items())),
+    )
+
+
+def test_differencing_one_person_changes_the_release_at_most_as_often_as_stated(shared_world: World) -> None:
+    """Two releases whose populations differ by one person (the person's record key withheld from the second
+    run): over the draw of the project's secret, the released counts differ with probability at most
+    ``StickyRounding.differencing_advantage`` (about 1/5 for cells of ~150 people), so an attacker guessing 'the
+    person is there iff the counts differ' is right at most 1/2 + that/2 of the time.
+
+    Trials must be independent draws of the secret: within one project the offset is fixed by the cell's anchor,
+    so removing any non-anchor person of a cell changes its release either always (the count sits on a rounding
+    boundary) or never. That is why 25 removals from one population once differed in 0 of 25 pairs."""
     w = shared_world
     pid = w.active_project()
     spec = Aggregate().by("sex").people().spec()
     full, project = true_table(w, pid, spec)
     with w.hub.session() as session:
         keys = project_record_keys(w.hub, session, project)
-    policy_out = protect(full)
-    released_full = {c.key: c.people for c in policy_out.cells}
-    differs = exact_differs = trials = 0
-    for i in range(0, min(keys.num_rows, 400), 10):
-        without = keys.filter(pa.array([j != i for j in range(keys.num_rows)]))
-        table, _ = true_table(w, pid, spec, without)
-        if {c.key: c.people for c in table.cells} == {c.key: c.people for c in full.cells}:
-            continue  # this person has no care in the view: not in the population
-        trials += 1
-        exact_differs += 1
-        released = {c.key: c.people for c in protect(table).cells}
-        differs += released != released_full
-    assert trials >= 10 and exact_differs == trials
-    assert differs / trials <= 0.5, f"releases differed in {differs} of {trials} pairs"
-    print(f"\ndifferencing: releases differed in {differs}/{trials} one-person pairs (exact counts: {trials}/{trials})")
+    members = sex_membership(w, project)
+    real = dict(zip(keys.column(0).to_pylist(), keys.column(1).to_pylist(), strict=True))
+    # The platform's cells are the simulation's: same people, same keys, same anchors.
+    assert {c.key: (c.people, c.cell_key, c.anchor_key) for c in full.cells} == {
+        c.key: (c.people, c.cell_key, c.anchor_key) for c in by_sex(members, real).cells
+    }
+    target = sorted(members)[0]
+    without = keys.filter(pc.not_equal(keys.column(0), target))
+    platform_without, _ = true_table(w, pid, spec, without)
+    assert {c.key: c.people for c in platform_without.cells} == {
+        c.key: c.people - (c.key == (members[target],)) for c in full.cells
+    }
+    assert {c.key: c.anchor_key for c in platform_without.cells} == {
+        c.key: c.anchor_key for c in by_sex(members, {p: k for p, k in real.items() if p != target}).cells
+    }
+
+    # Within one secret: every non-anchor removal from a cell gives the same answer (all change, or none).
+    people = sorted(members)
+    rng = random.Random(5)
+    full_release = {c.key: c.people for c in protect(full).cells}
+    for sex in {members[p] for p in people}:
+        cell = [p for p in people if members[p] == sex]
+        anchor = min(real[p] for p in cell)
+        changes = {
+            {c.key: c.people for c in protect(by_sex(members, {q: real[q] for q in people if q != p})).cells}
+            != full_release
+            for p in rng.sample(cell, min(8, len(cell)))
+            if real[p] != anchor
+        }
+        assert len(changes) == 1, sex
+
+    # Across secrets: independent trials, each with a fresh project secret and a random target.
+    rounding = StickyRounding(DisclosurePolicy().rounding_base)
+    differs = 0
+    bound = 0.0
+    for _ in range(DIFFERENCING_TRIALS):
+        fresh = {p: rng.getrandbits(32) for p in people}
+        target = rng.choice(people)
+        first = {c.key: c.people for c in protect(by_sex(members, fresh)).cells}
+        second = {c.key: c.people for c in protect(by_sex(members, {p: fresh[p] for p in people if p != target})).cells}
+        differs += first != second
+        n = sum(1 for p in people if members[p] == members[target]) - 1
+        bound += rounding.differencing_advantage(n) / DIFFERENCING_TRIALS
+    rate = differs / DIFFERENCING_TRIALS
+    sigma = math.sqrt(bound * (1 - bound) / DIFFERENCING_TRIALS)
+    print(f"\ndifferencing: releases differed in {differs}/{DIFFERENCING_TRIALS} one-person pairs "
+          f"(stated bound {bound:.3f}, attacker right at most {0.5 + bound / 2:.3f})")  # fmt: skip
+    assert rate <= bound + 3 * sigma, (rate, bound)
+    # And the rounding is really applied: without it every pair would differ; with it about 1/base do.
+    assert rate >= 1 / rounding.base - 3 * sigma, (rate, bound)
 
 
 def test_sql_goes_to_the_airlock_and_needs_two_independent_checkers(shared_world: World) -> None:
