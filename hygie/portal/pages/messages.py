@@ -45,13 +45,6 @@ ROLE_NAMES: dict[str, str] = {
 }
 
 
-def _state(word: str) -> str:
-    for labels in (PROJECT_STATUS, RELEASE_STATUS, ALERT_STATUS, JOB_STATUS):
-        if word in labels:
-            return labels[word]
-    return word
-
-
 RULES: list[tuple[str, str]] = [
     (r"no project (\d+)", "Aucun projet n° {1}."),
     (r"no analysis (\d+) in project (\d+)", "Aucune analyse n° {1} dans le projet n° {2}."),
@@ -63,7 +56,7 @@ RULES: list[tuple[str, str]] = [
     ),
     (
         r"analysis (\d+) is (\w+): only released outputs can be read or downloaded",
-        "La sortie de l'analyse n° {1} est {state2} : seules les sorties publiées se lisent et se téléchargent.",
+        "La sortie de l'analyse n° {1} est {release2} : seules les sorties publiées se lisent et se téléchargent.",
     ),
     (
         r"project (\d+) has no ready view yet: .*",
@@ -71,12 +64,12 @@ RULES: list[tuple[str, str]] = [
     ),
     (
         r"project (\d+) is (\w+): its data is not reachable",
-        "Le projet n° {1} est {state2} : ses données ne sont pas accessibles.",
+        "Le projet n° {1} est {project2} : ses données ne sont pas accessibles.",
     ),
-    (r"project (\d+) is (\w+), not active", "Le projet n° {1} est {state2}, pas actif."),
-    (r"project (\d+) is (\w+), not a draft", "Le projet n° {1} est {state2} : ce n'est plus un brouillon."),
-    (r"project (\d+) is (\w+), not awaiting review", "Le projet n° {1} est {state2} : il n'attend pas de relecture."),
-    (r"project (\d+) is already (\w+)", "Le projet n° {1} est déjà {state2}."),
+    (r"project (\d+) is (\w+), not active", "Le projet n° {1} est {project2}, pas actif."),
+    (r"project (\d+) is (\w+), not a draft", "Le projet n° {1} est {project2} : ce n'est plus un brouillon."),
+    (r"project (\d+) is (\w+), not awaiting review", "Le projet n° {1} est {project2} : il n'attend pas de relecture."),
+    (r"project (\d+) is already (\w+)", "Le projet n° {1} est déjà {project2}."),
     (r"project (\d+) has expired", "Le projet n° {1} a expiré."),
     (
         r"project (\d+)'s annual review is overdue: .*",
@@ -97,9 +90,9 @@ RULES: list[tuple[str, str]] = [
     ),
     (
         r"release (\d+) is (\w+), not awaiting checkers",
-        "La sortie n° {1} est {state2} : elle n'attend plus de vérificateur.",
+        "La sortie n° {1} est {release2} : elle n'attend plus de vérificateur.",
     ),
-    (r"alert (\d+) is (\w+); it cannot be (\w+)", "L'alerte n° {1} est {state2} : elle ne peut pas être {state3}."),
+    (r"alert (\d+) is (\w+); it cannot be (\w+)", "L'alerte n° {1} est {alert2} : elle ne peut pas être {alert3}."),
     (r"a decision needs its reason, in at least (\d+) characters", "Motivez la décision en {1} caractères au moins."),
     (r"the SQL is empty: .*", "La requête SQL est vide : écrivez une instruction SELECT."),
     (
@@ -130,8 +123,10 @@ RULES: list[tuple[str, str]] = [
     (r"List should have at most (\d+) items? after validation, not \d+", "{1} au plus."),
     (r"refused: (.+) is forbidden by law", "Refusé : cette finalité ({1}) est interdite par la loi."),
 ]
-"""(the service's message as a regular expression, its French): ``{n}`` is the n-th group, ``{staten}`` the
-group as a French state word, ``{rolen}`` as a French role name."""
+"""(the service's message as a regular expression, its French): ``{n}`` is the n-th group; ``{projectn}``,
+``{releasen}``, ``{alertn}`` the group as the French word for that object's state, ``{rolen}`` as a role."""
+STATES = {"project": PROJECT_STATUS, "release": RELEASE_STATUS, "alert": ALERT_STATUS, "role": ROLE_NAMES}
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
 COMPILED = [(re.compile(pattern + r"\.?$"), french) for pattern, french in RULES]
 
 
@@ -139,9 +134,9 @@ def _render(template: str, match: re.Match[str]) -> str:
     values: dict[str, str] = {}
     for i, group in enumerate(match.groups(), start=1):
         values[str(i)] = group
-        values[f"state{i}"] = _state(group)
-        values[f"role{i}"] = ROLE_NAMES.get(group, group)
-    return template.format_map(values)
+        for kind, labels in STATES.items():
+            values[f"{kind}{i}"] = labels.get(group, group)
+    return PLACEHOLDER.sub(lambda p: values[p[1]], template)
 
 
 @dataclass(frozen=True)

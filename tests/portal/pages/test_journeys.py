@@ -7,17 +7,24 @@ that a machine can check (lang, one h1, landmarks, a skip link, a label for ever
 from __future__ import annotations
 
 import re
+import time
 import zipfile
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from playwright.sync_api import ConsoleMessage, Page, expect
+from sqlalchemy import select
 
+from hygie.audit.alerts import AuditAlert
+from hygie.breach.models import BreachFlag, BreachIncident, BreachNotice
 from hygie.governance import credentials
+from hygie.governance.models import Account
 from hygie.governance.reimbursements import act_labels
 from hygie.ingest.contract import CARE_TABLE
+from hygie.portal.pages.citizen import WHAT_TO_DO_FR
 from tests.portal.pages.conftest import SCREENSHOTS
 from tests.portal.world import PASSWORD, World, people
 
@@ -157,10 +164,53 @@ def test_citizen_sees_reimbursements_data_uses_and_objects(page: Page, server: s
     expect(page.locator("#etat-opposition")).to_contain_text("Vous ne vous opposez pas")
     assert w.call("citizen1", "GET", "/me/opt-out").json()["objecting"] is False
 
+    page.get_by_role("link", name="Violations de données me concernant").first.click()
+    expect(page.locator("#aucun-avis")).to_be_visible()  # found nothing: said so, after a successful read
+    check_page(page, "citoyen-violations-aucune")
+    notify_of_a_breach(w, "citizen1", ["birth date", "social security number"])
+    page.reload()
+    expect(page.locator("#avis-violation")).to_contain_text("Fuite chez un prestataire de test")
+    expect(page.locator("#avis-violation")).to_contain_text("date de naissance, numéro de sécurité sociale")
+    expect(page.locator("#verification-renforcee")).to_be_visible()
+    expect(page.locator("#que-faire li")).to_have_count(len(WHAT_TO_DO_FR))
+    check_page(page, "citoyen-violations")
+    assert len(w.call("citizen1", "GET", "/me/breach-notices").json()["notices"]) == 1
+
     sign_out(page)
     page.goto(f"{server}/citoyen/opposition")
     expect(page).to_have_url(re.compile(r"/connexion"))  # the session is closed, not just the cookie dropped
     assert errors == []
+
+
+def notify_of_a_breach(w: World, username: str, categories: list[str]) -> None:
+    """A breach notice for one citizen, as ``BreachService.notify`` leaves it (matching a leaked file is tested in
+    tests/breach; here the page shows what the notice says)."""
+    now = datetime.now(UTC)
+    with w.hub.session() as session:
+        account = session.scalars(select(Account).where(Account.username == username)).one()
+        assert account.person_index is not None
+        incident = BreachIncident(name="Fuite chez un prestataire de test", status="notified", created_at=now,
+                                  created_by="account:0", file_format="csv", file_name="test", file_key=None,
+                                  retain_until=now + timedelta(days=30), destroyed_at=None, notified_at=now,
+                                  mapping=[], counts={}, categories={})  # fmt: skip
+        session.add(incident)
+        session.flush()
+        session.add(BreachNotice(incident_id=incident.id, person_index=account.person_index, categories=categories,
+                                 created_at=now))  # fmt: skip
+        session.add(BreachFlag(person_index=account.person_index, incident_id=incident.id,
+                               until=now + timedelta(days=90)))  # fmt: skip
+        session.commit()
+
+
+def raise_an_alert(w: World) -> int:
+    """An access alert as the audit rules raise it (the rules are tested in tests/audit)."""
+    with w.hub.session() as session:
+        alert = AuditAlert(rule="denied_burst", severity="high", actor="account:999", project_id=None,
+                           raised_at=datetime.now(UTC), evidence={"count": 7, "event_ids": [1, 2, 3]},
+                           fingerprint=f"pages-test-{time.time_ns()}", status="open")  # fmt: skip
+        session.add(alert)
+        session.commit()
+        return alert.id
 
 
 def fill_project(page: Page, title: str) -> None:
@@ -360,9 +410,29 @@ def test_dpo_searches_the_audit_record_and_the_public_reads_the_register(
     expect(page.locator("main pre").first).to_contain_text("hygie")
     check_page(page, "journal")
 
+    alert_id = raise_an_alert(w)
     sign_in(page, server, w, "dpo")
     page.goto(f"{server}/controle/alertes")
     check_page(page, "controle-alertes")
+    page.get_by_role("link", name=f"Alerte {alert_id}", exact=True).click()
+    check_page(page, "controle-alerte")
+    page.get_by_role("button", name="Enregistrer").click()  # neither a choice nor a note: nothing changes
+    expect(page.locator("#note")).to_have_attribute("aria-invalid", "true")
+    check_page(page, "controle-alerte-erreurs")
+    assert w.call("dpo", "GET", f"/alerts/{alert_id}").json()["status"] == "open"
+    page.locator("label[for=choix-acknowledge]").click()
+    page.get_by_label("Note").fill("Refus répétés d'un compte de test : enquête ouverte.")
+    page.get_by_role("button", name="Enregistrer").click()
+    expect(page.get_by_role("status")).to_contain_text("prise en compte")
+    expect(page.locator("#statut-alerte")).to_have_text("prise en compte")
+    page.locator("label[for=choix-dismiss]").click()
+    page.get_by_label("Note").fill("Compte de test : fausse alerte.")
+    page.get_by_role("button", name="Enregistrer").click()
+    expect(page.locator("#statut-alerte")).to_have_text("classée")
+    expect(page.locator("#choix")).to_have_count(0)  # a dismissed alert stays dismissed
+    check_page(page, "controle-alerte-classee")
+    handled = w.call("dpo", "GET", f"/alerts/{alert_id}").json()
+    assert handled["status"] == "dismissed" and handled["note"] == "Compte de test : fausse alerte."
     page.goto(f"{server}/controle/audit")
     check_page(page, "controle-audit")
     page.get_by_label("Action").fill("project.*")
@@ -395,3 +465,12 @@ def test_forms_refuse_a_missing_csrf_token_and_pages_refuse_other_roles(
     page.goto(f"{server}/recherche/projets")
     expect(page.get_by_role("alert")).to_contain_text("réservée")
     check_page(page, "erreur-acces-refuse")
+    sign_out(page)
+    # Another researcher's project: the service's refusal, in French, its own words kept and marked English.
+    pid = w.active_project()
+    sign_in(page, server, w, "researcher2")
+    page.goto(f"{server}/recherche/projets/{pid}/analyses/sql")
+    expect(page.locator("#message-erreur")).to_have_text(f"Vous n'êtes pas membre du projet n° {pid}.")
+    expect(page.locator("#message-erreur")).to_have_attribute("lang", "fr")
+    expect(page.get_by_role("alert").locator("span[lang=en]")).to_contain_text(f"not a member of project {pid}")
+    check_page(page, "erreur-pas-membre")
