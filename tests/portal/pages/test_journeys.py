@@ -18,6 +18,7 @@ import duckdb
 from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy import select
 
+from hygie.analysis.models import AnalysisJob
 from hygie.audit.alerts import AuditAlert
 from hygie.breach.models import BreachFlag, BreachIncident, BreachNotice
 from hygie.governance import credentials
@@ -290,6 +291,7 @@ def test_researcher_submits_a_project_and_analyses_reviewers_approve_researcher_
     page.goto(f"{server}/recherche/projets/{pid}/analyses")
     expect(page.locator("#analyses")).to_contain_text(f"Analyse {sql_job}")
     check_page(page, "recherche-analyses")
+    a_queued_job_page_refreshes_itself_until_the_job_ends(page, server, w, pid)
     sign_out(page)
 
     # Whatever waits in the airlock for this project (the SQL always; the aggregate if its checks sent it there)
@@ -343,6 +345,28 @@ def follow_job(page: Page, pid: int, name: str) -> int:
     expect(page.locator("#cout-analyse")).to_contain_text("lignes lues")
     check_page(page, f"recherche-analyse-{name}")
     return int(page.url.rsplit("/", 1)[1])
+
+
+def a_queued_job_page_refreshes_itself_until_the_job_ends(page: Page, server: str, w: World, pid: int) -> None:
+    """Runs may be asynchronous: a job still queued shows as such, and its page reloads itself (a meta refresh,
+    no script) until the job ends. The job's end is written to the database here, as a worker would."""
+    with w.hub.session() as session:
+        job = AnalysisJob(project_id=pid, author_id=w.ids["researcher1"], kind="sql", text="SELECT 1 AS n",
+                          status="queued", submitted_at=datetime.now(UTC))  # fmt: skip
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    page.goto(f"{server}/recherche/projets/{pid}/analyses/{job_id}")
+    expect(page.locator("#statut-analyse")).to_have_text("en file d'attente")
+    expect(page.locator("meta[http-equiv=refresh]")).to_have_count(1)
+    check_page(page, "recherche-analyse-en-attente")
+    with w.hub.session() as session:
+        stored = session.get(AnalysisJob, job_id)
+        assert stored is not None
+        stored.status, stored.error, stored.finished_at = "failed", "the run was stopped", datetime.now(UTC)
+        session.commit()
+    expect(page.locator("#statut-analyse")).to_have_text("échouée", timeout=10_000)  # the test never reloads
+    expect(page.locator("meta[http-equiv=refresh]")).to_have_count(0)
 
 
 def job_state(w: World, pid: int, job_id: int) -> dict[str, Any]:
