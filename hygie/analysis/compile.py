@@ -72,6 +72,8 @@ class _Compiler:
         self.view = view
         self.year = reference_year
         self.tables: set[str] = set()
+        self.amount_tables: dict[str, str] = {}
+        """Amount column -> the table it comes from (care line or detail line)."""
 
     def need(self, table: str, column: str, why: str) -> exp.Column:
         if column not in self.view.get(table, []):
@@ -130,6 +132,7 @@ class _Compiler:
         assert m.of is not None
         for table in (CARE_TABLE, DRUG_TABLE, ACT_TABLE):
             if m.of in self.view.get(table, []) and m.of not in (CLAIM_KEY, PSEUDONYM_COLUMN):
+                self.amount_tables[m.of] = table
                 return self.need(table, m.of, f"measure {m.name}")
         raise SpecError(f"measure {m.name}: {m.of} is not an amount column of this project's view")
 
@@ -151,9 +154,16 @@ class _Compiler:
         if fact == BENEFICIARY_TABLE and any(m.kind != "people" for m in self.spec.measures):
             raise SpecError("this project's view has no care table (ER_PRS_F): only the people measure applies")
         self.tables.add(fact)
+        if DRUG_TABLE in self.tables and ACT_TABLE in self.tables:
+            raise SpecError(
+                "drug (atc) and act (ccam) details cannot be combined in one spec: each drug line of a care line "
+                "would pair with each of its act lines; ask for them in two specs"
+            )
         person = _col(fact, PSEUDONYM_COLUMN)
         projections: list[exp.Expr] = [exp.alias_(code, f"d{i}") for i, (_, code) in enumerate(dims)]
         projections.append(exp.alias_(person, "pid"))
+        if self.care_lines_repeat:
+            projections.append(exp.alias_(_col(CARE_TABLE, CLAIM_KEY), "cid"))
         projections += [exp.alias_(col, f"a_{name}") for name, col in amounts.items()]
         query = exp.select(*projections).from_(exp.to_table(fact).as_(ALIASES[fact]))
         if fact == CARE_TABLE and BENEFICIARY_TABLE in self.tables:
@@ -179,6 +189,46 @@ class _Compiler:
             query = query.where(exp.and_(*where))
         return query
 
+    @property
+    def care_lines_repeat(self) -> bool:
+        """A detail table is joined, so each care line appears once per detail line (drug or act) of it: care-line
+        events and amounts must be counted once per cell, by claim key, not once per row."""
+        return (
+            CARE_TABLE in self.tables
+            and any(t in self.tables for t in (DRUG_TABLE, ACT_TABLE))
+            and any(m.kind != "people" for m in self.spec.measures)
+        )
+
+    def lines(self, members: tuple[int, ...]) -> exp.Expr:
+        """One row per (cell, person, line): a care line's amount once (all its rows carry the same value), a
+        detail amount summed over the care line's detail rows in the cell, with how many rows had one."""
+        group = [exp.column(f"d{i}") for i in members]
+        if not self.care_lines_repeat:
+            cols: list[exp.Expr] = [*group, exp.column("pid")]
+            for name in self.amounts:
+                a = exp.column(f"a_{name}")
+                cols.append(exp.alias_(a.copy(), f"a_{name}"))
+                cols.append(exp.alias_(exp.cast(exp.Not(this=exp.Is(this=a, expression=exp.null())), "INTEGER"),
+                                       f"c_{name}"))  # fmt: skip
+            return exp.Subquery(this=exp.select(*cols).from_("base"), alias=exp.TableAlias(this=exp.to_identifier("l")))
+        cols = [*group, exp.column("pid"), exp.column("cid")]
+        for name in self.amounts:
+            a = exp.column(f"a_{name}")
+            if self.amount_tables[name] == CARE_TABLE:
+                cols.append(exp.alias_(exp.Max(this=a), f"a_{name}"))
+                cols.append(exp.alias_(exp.cast(exp.Not(this=exp.Is(this=exp.Max(this=a.copy()),
+                                                                     expression=exp.null())), "INTEGER"),
+                                       f"c_{name}"))  # fmt: skip
+            else:
+                cols.append(exp.alias_(exp.Sum(this=a), f"a_{name}"))
+                cols.append(exp.alias_(exp.Count(this=a.copy()), f"c_{name}"))
+        query = exp.select(*cols).from_("base").group_by(*group, exp.column("pid"), exp.column("cid"))
+        return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("l")))
+
+    @property
+    def amounts(self) -> list[str]:
+        return sorted({m.of for m in self.spec.measures if m.of})
+
     def grouping_set(self, members: tuple[int, ...], n: int) -> exp.Select:
         """Cells of one grouping set: dimensions not in ``members`` carry the total code."""
         group = [exp.column(f"d{i}") for i in members]
@@ -186,11 +236,11 @@ class _Compiler:
             exp.column("pid"),
             exp.alias_(exp.Count(this=exp.Star()), "ev"),
         ]
-        amounts = sorted({m.of for m in self.spec.measures if m.of})
+        amounts = self.amounts
         for name in amounts:
             per_person.append(exp.alias_(exp.Sum(this=exp.column(f"a_{name}")), f"s_{name}"))
-            per_person.append(exp.alias_(exp.Count(this=exp.column(f"a_{name}")), f"n_{name}"))
-        pp = exp.select(*per_person).from_("base").group_by(*group, exp.column("pid"))
+            per_person.append(exp.alias_(exp.Sum(this=exp.column(f"c_{name}")), f"n_{name}"))
+        pp = exp.select(*per_person).from_(self.lines(members)).group_by(*group, exp.column("pid"))
 
         def top2(column: str) -> exp.Expr:
             return exp.Anonymous(this="max", expressions=[exp.column(column, table="pp"), exp.Literal.number(2)])
@@ -228,7 +278,15 @@ class _Compiler:
             q_cols.append(exp.alias_(
                 exp.func("quantile_cont", exp.column(f"a_{m.of}"), exp.Literal.number(m.q)), f"q_{m.name}"
             ))  # fmt: skip
-        qs = exp.select(*q_cols).from_("base").group_by(*[exp.column(f"d{i}") for i in members])
+        source: exp.Expr = exp.to_table("base")
+        if self.care_lines_repeat and any(self.amount_tables[m.of or ""] == CARE_TABLE for m in quantiles):
+            if any(self.amount_tables[m.of or ""] != CARE_TABLE for m in quantiles):
+                raise SpecError(
+                    "quantiles of care-line and detail-line amounts cannot be mixed under a drug or act dimension: "
+                    "they are taken over different rows; ask for them in two specs"
+                )
+            source = self.lines(members)  # one value per care line and cell, not one per detail row
+        qs = exp.select(*q_cols).from_(source).group_by(*[exp.column(f"d{i}") for i in members])
         outer: list[exp.Expr] = [exp.Column(this=exp.Star(), table=exp.to_identifier("c"))]
         outer += [exp.column(f"q_{m.name}", table="q") for m in quantiles]
         on = exp.and_(*[exp.EQ(this=exp.column(f"d{i}", table="c"), expression=exp.column(f"d{i}", table="q"))

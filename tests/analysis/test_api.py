@@ -20,6 +20,7 @@ from hygie.analysis.spec import Aggregate, AggregateSpec
 from hygie.audit import AuditEvent
 from hygie.disclosure import (
     Cell,
+    CellKey,
     Dimension,
     DisclosurePolicy,
     OutputTable,
@@ -108,7 +109,7 @@ def test_no_released_cell_is_small_and_suppression_holds_against_the_margins(sha
             )
     rows = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job['id']}/release").json()["rows"]
     true_people = {c.key: c.people for c in table.cells}
-    suppressed = set()
+    suppressed: set[CellKey] = set()
     for row in rows:
         key = (row["sex"], row["region"])
         if row["suppressed"]:
