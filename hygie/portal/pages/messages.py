@@ -119,6 +119,14 @@ RULES: list[tuple[str, str]] = [
         "Seul un assuré connecté à son propre compte reçoit des avis de violation de données.",
     ),
     (r"this account is not (?:linked|tied) to an insured person", "Ce compte n'est lié à aucun assuré."),
+    (
+        r"this account is disabled(?:; contact your organisation's administrator)?",
+        "Ce compte est désactivé : adressez-vous à l'administrateur de votre organisme.",
+    ),
+    (
+        r"this account is locked after (\d+) failed sign-ins; try again after (\d\d:\d\d) UTC",
+        "Ce compte est bloqué après {1} échecs de connexion : réessayez après {2} UTC.",
+    ),
     (r"with totals, at most (\d+) dimensions", "Avec les totaux, {1} dimensions au plus."),
     (r"List should have at most (\d+) items? after validation, not \d+", "{1} au plus."),
     (r"refused: (.+) is forbidden by law", "Refusé : cette finalité ({1}) est interdite par la loi."),

@@ -12,6 +12,7 @@ from hygie.governance.accounts import ANONYMOUS, Accounts
 from hygie.governance.acts import act
 from hygie.governance.errors import Unauthenticated
 from hygie.governance.policy import Role
+from hygie.portal.pages.messages import french
 from hygie.portal.pages.web import (
     HOME,
     PageRoute,
@@ -76,7 +77,7 @@ async def signin(request: Request) -> Response:
         token, max_age, role = await run_in_threadpool(login)
     except Unauthenticated as exc:
         error = ("Identifiant, mot de passe ou code incorrect." if "wrong" in exc.message
-                 else f"Connexion refusée : {exc.message}")  # fmt: skip
+                 else "Connexion refusée : " + french(exc.status, exc.message))  # fmt: skip
         return _form(request, 401, error=error, username=username, suite=suite)
     response = redirect(_safe_next(suite) or HOME[role])
     set_session_cookie(response, request, token, max_age)

@@ -25,6 +25,8 @@ from hygie.portal.pages.messages import BY_STATUS, RULES, french, said
         (403, "a researcher cannot check outputs; reviewers and the DPO do",
          "Un compte chercheur ne vérifie pas les sorties : les relecteurs et le DPO le font."),
         (403, "this needs the audit scope", "Cette action demande la portée « audit »."),
+        (401, "this account is locked after 5 failed sign-ins; try again after 14:05 UTC",
+         "Ce compte est bloqué après 5 échecs de connexion : réessayez après 14:05 UTC."),
     ],
 )  # fmt: skip
 def test_known_refusals_are_french_with_their_numbers_and_states(status: int, english: str, expected: str) -> None:
