@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     analysis_checkers_required: int = Field(
         default=2, description="Distinct independent output checkers who must approve a release in the airlock."
     )
+    analysis_workers: int = Field(
+        default=2, description="Analysis runs executing at once per hub (worker threads); the others wait queued."
+    )
+    analysis_queue_limit: int = Field(
+        default=50, description="Most analyses queued or running per hub; a submission beyond it is refused (409)."
+    )
     disclosure_max_cells: int = Field(default=10_000, description="Most cells in one released output.")
     disclosure_rounding_base: int = Field(default=5, description="People counts are randomly rounded to this base.")
     disclosure_protection_width: int | None = Field(

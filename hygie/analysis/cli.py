@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ analysis_app = typer.Typer(help="Analyses: submit to a project, follow jobs, dow
 
 Server = Annotated[str, typer.Option("--server", envvar="HYGIE_SERVER", help="Base URL of the Hygie API.")]
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+UNFINISHED = ("queued", "running")
 
 
 def client(server: str) -> httpx.Client:
@@ -55,9 +57,12 @@ def submit(
     project: Annotated[int, typer.Option("--project", help="Project id.")],
     spec: Annotated[Path | None, typer.Option("--spec", help="An aggregate spec (JSON file).")] = None,
     sql: Annotated[Path | None, typer.Option("--sql", help="A DuckDB SELECT (text file).")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Poll until the job has finished.")] = True,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between polls.")] = 1.0,
     server: Server = DEFAULT_SERVER,
 ) -> None:
-    """Submit an aggregate spec or a SQL query; prints the job (its status, release, error)."""
+    """Submit an aggregate spec or a SQL query; the server queues it. With --wait (the default), polls until it
+    has finished, then prints the job (its status, release, error)."""
     if (spec is None) == (sql is None):
         raise typer.BadParameter("give exactly one of --spec FILE or --sql FILE")
     if spec is not None:
@@ -66,6 +71,9 @@ def submit(
     else:
         assert sql is not None
         job = _call(server, "POST", f"/projects/{project}/analyses/sql", json={"sql": sql.read_text("utf-8")}).json()
+    while wait and job["status"] in UNFINISHED:
+        time.sleep(poll)
+        job = _call(server, "GET", f"/projects/{project}/analyses/{job['id']}").json()
     _print(job)
     if job["status"] in ("failed", "refused"):
         raise typer.Exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hygie.db import Base
@@ -47,7 +47,10 @@ class AnalysisRelease(Base):
     """released, pending, rejected, refused."""
     columns: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
-    """The protected table (aggregates) or the SQL output awaiting checkers; empty when refused."""
+    """Empty since revision 0006an: the rows are in ``sealed_rows``. Releases made before it kept them here."""
+    sealed_rows: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The protected table (aggregates) or the SQL output awaiting checkers, sealed under a data key wrapped by the
+    project's view key (``hygie.analysis.sealing``): shredded with the project. Empty list when refused."""
     findings: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     """Reasons for output checkers (which cells were small...); never shown to the requester."""
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,11 +24,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hygie.analysis.cellkeys import CellKeyError, project_record_keys
-from hygie.analysis.compile import SpecError, compile_aggregate, output_table
+from hygie.analysis.compile import AggregatePlan, SpecError, compile_aggregate, output_table
 from hygie.analysis.engine import CompiledQuery, DuckDBEngine, Engine, Limits, QueryStopped
 from hygie.analysis.models import AnalysisJob, AnalysisRelease, ReleaseDecision
+from hygie.analysis.sealing import OutputShredded, open_rows, seal_rows
 from hygie.analysis.spec import AggregateSpec
 from hygie.analysis.sqlcheck import SQLRefused, check_sql
+from hygie.analysis.worker import workers_for
 from hygie.audit import Outcome, record
 from hygie.disclosure import DisclosurePolicy, ProtectedOutput, Verdict, protect
 from hygie.governance.access import require_view_access
@@ -44,6 +47,7 @@ from hygie.ingest.contract import PSEUDONYM_COLUMN
 QUEUED, RUNNING, SUCCEEDED, FAILED, REFUSED = "queued", "running", "succeeded", "failed", "refused"
 RELEASED, PENDING, REJECTED = "released", "pending", "rejected"
 MIN_REASON = 10
+log = logging.getLogger("hygie.analysis")
 ROW_LEVEL_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
 
 
@@ -76,10 +80,13 @@ def _round(value: object) -> object:
 
 
 class Analyses:
-    def __init__(self, hub: Hub, session: Session, engine: Engine | None = None) -> None:
+    def __init__(self, hub: Hub, session: Session, engine: Engine | None = None, *, background: bool = False) -> None:
         self.hub = hub
         self.session = session
         self.engine = engine or DuckDBEngine(hub)
+        self.background = background
+        """Run submissions in the hub's worker pool and return them queued (the API); else run them before
+        returning (scripts, benchmarks)."""
 
     # -- recording ----------------------------------------------------------------------------------------
 
@@ -122,11 +129,43 @@ class Analyses:
             query, plan = self._compile(project, job, view, spec)
         except (SQLRefused, SpecError, CellKeyError) as exc:
             message = getattr(exc, "message", str(exc))
-            job.status, job.error, job.finished_at = REFUSED, message, _now()
-            self._record(actor, "analysis.refuse", project, f"analysis:{job.id}",
-                         {"kind": kind, "job": job.id, "reason": message}, Outcome.DENIED)  # fmt: skip
-            self.session.commit()
+            self._refuse(actor, project, job, message)
             return job
+        if not self.background:
+            self._execute(actor, job, project, view, query, plan)
+            return job
+        job_id, hub, engine = job.id, self.hub, self.engine
+        try:
+            workers_for(self.hub).submit(lambda: run_job(hub, engine, actor, job_id, query, plan))
+        except Conflict as exc:
+            self._refuse(actor, project, job, str(exc))
+        return job
+
+    def _refuse(self, actor: Actor, project: Project, job: AnalysisJob, message: str) -> None:
+        job.status, job.error, job.finished_at = REFUSED, message, _now()
+        self._record(actor, "analysis.refuse", project, f"analysis:{job.id}",
+                     {"kind": job.kind, "job": job.id, "reason": message}, Outcome.DENIED)  # fmt: skip
+        self.session.commit()
+
+    def execute(self, actor: Actor, job_id: int, query: CompiledQuery, plan: AggregatePlan | None) -> None:
+        """Runs a queued job (in a worker, in this object's own session)."""
+        job = self.session.get(AnalysisJob, job_id)
+        if job is None or job.status != QUEUED:
+            return  # already marked failed (a restart) or run: nothing to do
+        project = self.session.get(Project, job.project_id)
+        assert project is not None
+        self._execute(actor, job, project, self._view(project), query, plan)
+
+    def _execute(
+        self,
+        actor: Actor,
+        job: AnalysisJob,
+        project: Project,
+        view: ProjectView,
+        query: CompiledQuery,
+        plan: AggregatePlan | None,
+    ) -> None:
+        kind = job.kind
         job.status, job.started_at = RUNNING, _now()
         self.session.commit()
         limits = Limits.from_settings(self.hub.settings)
@@ -140,7 +179,7 @@ class Analyses:
                          {"kind": kind, "job": job.id, "status": FAILED, "stopped": exc.reason,
                           "seconds": job.duration_seconds}, Outcome.FAILED)  # fmt: skip
             self.session.commit()
-            return job
+            return
         job.status, job.finished_at = SUCCEEDED, _now()
         job.duration_seconds = round(run.seconds, 3)
         scanned = sum(int(view.tables[t]["rows"]) for t in query.tables if t in view.tables)
@@ -165,14 +204,13 @@ class Analyses:
             self._record_release(actor, project, release, automatic=True)
         elif release.status == PENDING:
             self._record(actor, "analysis.airlock", project, f"release:{release.id}",
-                         {"job": job.id, "rows": len(release.rows), "threshold": policy.threshold,
+                         {"job": job.id, "rows": release.summary.get("rows"), "threshold": policy.threshold,
                           "findings": len(release.findings)})  # fmt: skip
         else:
             self._record(actor, "analysis.release.refuse", project, f"release:{release.id}",
                          {"job": job.id, "threshold": policy.threshold, "findings": len(release.findings)},
                          Outcome.DENIED)  # fmt: skip
         self.session.commit()
-        return job
 
     def _view(self, project: Project) -> ProjectView:
         view = self.session.scalars(
@@ -187,7 +225,7 @@ class Analyses:
 
     def _compile(
         self, project: Project, job: AnalysisJob, view: ProjectView, spec: AggregateSpec | None
-    ) -> tuple[CompiledQuery, Any]:
+    ) -> tuple[CompiledQuery, AggregatePlan | None]:
         columns = {t: list(m["columns"]) for t, m in view.tables.items()}
         if spec is None:
             return check_sql(job.text, columns), None
@@ -197,7 +235,7 @@ class Analyses:
         return plan.query, plan
 
     def _protect_aggregate(
-        self, project: Project, job: AnalysisJob, plan: Any, result: pa.Table, policy: DisclosurePolicy
+        self, project: Project, job: AnalysisJob, plan: AggregatePlan, result: pa.Table, policy: DisclosurePolicy
     ) -> AnalysisRelease:
         table = output_table(plan, result)
         out: ProtectedOutput = protect(table, policy)
@@ -215,7 +253,8 @@ class Analyses:
         status = {Verdict.RELEASE: RELEASED, Verdict.REVIEW: PENDING, Verdict.REFUSE: REFUSED}[out.verdict]
         return AnalysisRelease(
             job_id=job.id, project_id=project.id, verdict=str(out.verdict), status=status,
-            columns=columns, rows=rows if status != REFUSED else [], findings=list(out.reasons),
+            columns=columns, rows=[], findings=list(out.reasons),
+            sealed_rows=seal_rows(self.hub, project.id, job.id, rows if status != REFUSED else []),
             summary=summary, created_at=_now(), decided_at=_now() if status != PENDING else None,
         )  # fmt: skip
 
@@ -244,14 +283,15 @@ class Analyses:
                     if small:
                         findings.append(f"column {name!r}: {small} rows hold a value between 0 and "
                                         f"{policy.threshold} (a small count?)")  # fmt: skip
-        findings.insert(0, "SQL output: the platform could not count the people behind each row; check that "
-                           f"every row describes at least {policy.threshold} people and no value one person")  # fmt: skip
+        findings.insert(0, "SQL output: the platform could not count the people behind each row; check that every "
+                           f"row describes at least {policy.threshold} people and no value one person")  # fmt: skip
         if refusal:
             findings.insert(0, refusal)
         rows = json.loads(json.dumps(result.to_pylist(), default=str)) if not refusal else []
         return AnalysisRelease(
             job_id=job.id, project_id=project.id, verdict=str(Verdict.REFUSE if refusal else Verdict.REVIEW),
-            status=REFUSED if refusal else PENDING, columns=list(result.column_names), rows=rows, findings=findings,
+            status=REFUSED if refusal else PENDING, columns=list(result.column_names), rows=[],
+            sealed_rows=seal_rows(self.hub, project.id, job.id, rows), findings=findings,
             summary={"rows": result.num_rows, "cells": result.num_rows, "min_cell_people": None,
                      "threshold": policy.threshold, "refusal": refusal},
             created_at=_now(), decided_at=_now() if refusal else None,
@@ -259,7 +299,7 @@ class Analyses:
 
     def _record_release(self, actor: Actor, project: Project, release: AnalysisRelease, *, automatic: bool) -> None:
         detail = {"job": release.job_id, "automatic": automatic, "verdict": release.verdict,
-                  "rows": len(release.rows), "cells": release.summary.get("cells"),
+                  "rows": release.summary.get("rows"), "cells": release.summary.get("cells"),
                   "threshold": release.summary.get("threshold")}  # fmt: skip
         if isinstance(release.summary.get("min_cell_people"), int):
             detail["min_cell_people"] = release.summary["min_cell_people"]
@@ -284,7 +324,7 @@ class Analyses:
         project = require_view_access(self.session, self.hub.settings, actor, project_id)
         release = self._released(project_id, job_id)
         self._record(actor, "analysis.release.read", project, f"release:{release.id}",
-                     {"job": job_id, "rows": len(release.rows)})  # fmt: skip
+                     {"job": job_id, "rows": release.summary.get("rows")})  # fmt: skip
         return release
 
     def download(self, actor: Actor, project_id: int, job_id: int, fmt: str) -> Download:
@@ -293,17 +333,28 @@ class Analyses:
         project = require_view_access(self.session, self.hub.settings, actor, project_id)
         release = self._released(project_id, job_id)
         if fmt == "json":
-            content = json.dumps({"columns": release.columns, "rows": release.rows}, ensure_ascii=False).encode()
+            rows = self.rows_of(release)
+            content = json.dumps({"columns": release.columns, "rows": rows}, ensure_ascii=False).encode()
             media = "application/json"
         else:
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=release.columns, extrasaction="ignore", lineterminator="\n")
             writer.writeheader()
-            writer.writerows(release.rows)
+            rows = self.rows_of(release)
+            writer.writerows(rows)
             content, media = buffer.getvalue().encode(), "text/csv"
         self._record(actor, "analysis.download", project, f"release:{release.id}",
-                     {"job": job_id, "format": fmt, "rows": len(release.rows), "bytes": len(content)})  # fmt: skip
+                     {"job": job_id, "format": fmt, "rows": len(rows), "bytes": len(content)})  # fmt: skip
         return Download(content, media, f"project-{project_id}-analysis-{job_id}.{fmt}")
+
+    def rows_of(self, release: AnalysisRelease) -> list[dict[str, Any]]:
+        """A release's rows, opened with the project's key; callers have passed the access checks already."""
+        if release.sealed_rows is None:
+            return release.rows  # made before outputs were sealed (revision 0006an)
+        try:
+            return open_rows(self.hub, release.project_id, release.job_id, release.sealed_rows)
+        except OutputShredded as exc:
+            raise Conflict(str(exc)) from exc
 
     def _job(self, project_id: int, job_id: int) -> AnalysisJob:
         job = self.session.get(AnalysisJob, job_id)
@@ -361,7 +412,7 @@ class Analyses:
         decisions = list(self.session.scalars(select(ReleaseDecision).where(ReleaseDecision.release_id == release.id)
                                               .order_by(ReleaseDecision.id)))  # fmt: skip
         self._record(actor, "analysis.airlock.read", project, f"release:{release.id}",
-                     {"job": job.id, "rows": len(release.rows)})  # fmt: skip
+                     {"job": job.id, "rows": release.summary.get("rows")})  # fmt: skip
         return release, job, decisions
 
     def decide(self, actor: Actor, release_id: int, decision: str, reason: str) -> AnalysisRelease:
@@ -405,3 +456,26 @@ class Analyses:
     def _approvals(self, release: AnalysisRelease) -> int:
         return len(list(self.session.scalars(select(ReleaseDecision.id).where(
             ReleaseDecision.release_id == release.id, ReleaseDecision.decision == "approve"))))  # fmt: skip
+
+
+FAILED_MESSAGE = "the platform failed while running this analysis; the failure is on the record: tell the operator"
+
+
+def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: CompiledQuery,
+            plan: AggregatePlan | None) -> None:  # fmt: skip
+    """A worker's task: run the job in a session of its own; any unexpected error fails the job, on the record
+    (the exception goes to the server log, never to the author: it could quote data)."""
+    try:
+        with hub.session() as session:
+            Analyses(hub, session, engine).execute(actor, job_id, query, plan)
+    except Exception:
+        log.exception("analysis run %d failed", job_id)
+        with hub.session() as session:
+            job = session.get(AnalysisJob, job_id)
+            if job is None or job.status not in (QUEUED, RUNNING):
+                return
+            job.status, job.error, job.finished_at = FAILED, FAILED_MESSAGE, _now()
+            record(session, actor=actor.ref, role=actor.role_name, action="analysis.run", outcome=Outcome.FAILED,
+                   object=f"analysis:{job.id}", project_id=job.project_id, purpose=None,
+                   detail={"kind": job.kind, "job": job.id, "status": FAILED, "stopped": "error"})  # fmt: skip
+            session.commit()

@@ -45,11 +45,28 @@ BY_SEX_AND_REGION: dict[str, Any] = {
 APPROVE = {"decision": "approve", "reason": "aggregate counts, nothing small"}
 
 
+def finished(w: World, pid: int, job: dict[str, Any], who: str = "researcher1") -> dict[str, Any]:
+    """Polls a queued job until it has finished, as a client does."""
+    deadline = time.monotonic() + 60
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
+        r = w.call(who, "GET", f"/projects/{pid}/analyses/{job['id']}")
+        assert r.status_code == 200, r.text
+        job = r.json()
+    return job
+
+
 def submit(w: World, pid: int, spec: dict[str, Any], who: str = "researcher1") -> dict[str, Any]:
     r = w.call(who, "POST", f"/projects/{pid}/analyses/aggregate", json=spec)
     assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
+    return finished(w, pid, r.json(), who)
+
+
+def submit_sql(w: World, pid: int, sql: str, who: str = "researcher1") -> dict[str, Any]:
+    r = w.call(who, "POST", f"/projects/{pid}/analyses/sql", json={"sql": sql})
+    assert r.status_code == 200, r.text
+    return finished(w, pid, r.json(), who)
 
 
 def events(w: World, action: str) -> list[AuditEvent]:
@@ -224,9 +241,7 @@ def test_sql_goes_to_the_airlock_and_needs_two_independent_checkers(shared_world
     pid = w.active_project()
     sql = "SELECT b.BEN_SEX_COD AS sex, count(DISTINCT f.BEN_NIR_PSA) AS people FROM ER_PRS_F f " \
           "JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY 1 ORDER BY 1"  # fmt: skip
-    r = w.call("researcher1", "POST", f"/projects/{pid}/analyses/sql", json={"sql": sql})
-    assert r.status_code == 200, r.text
-    job = r.json()
+    job = submit_sql(w, pid, sql)
     assert job["status"] == "succeeded" and job["release"]["status"] == "pending", job
     release_id = job["release"]["id"]
     base = f"/projects/{pid}/analyses/{job['id']}"
@@ -258,7 +273,7 @@ def test_a_rejection_keeps_the_output_in(shared_world: World) -> None:
     w = shared_world
     pid = w.active_project()
     sql = "SELECT count(*) AS n FROM ER_PRS_F"
-    job = w.call("researcher1", "POST", f"/projects/{pid}/analyses/sql", json={"sql": sql}).json()
+    job = submit_sql(w, pid, sql)
     release_id = job["release"]["id"]
     r = w.call("reviewer2", "POST", f"/airlock/{release_id}/decisions",
                json={"decision": "reject", "reason": "a single total of events, not the agreed tables"})  # fmt: skip
@@ -280,11 +295,13 @@ def test_row_level_sql_and_forbidden_sql_are_refused(shared_world: World) -> Non
         "SET threads = 64": "before",
     }
     for sql, when in cases.items():
-        job = w.call("researcher1", "POST", f"/projects/{pid}/analyses/sql", json={"sql": sql}).json()
-        if when == "before":
+        r = w.call("researcher1", "POST", f"/projects/{pid}/analyses/sql", json={"sql": sql})
+        if when == "before":  # refused in the request itself, before anything is queued
+            job = r.json()
             assert job["status"] == "refused" and job["started_at"] is None and job["release"] is None, job
             assert job["error"]
         else:
+            job = finished(w, pid, r.json())
             assert job["release"]["status"] == "refused", job
     refusals = events(w, "analysis.refuse")
     assert len(refusals) >= 4 and all(e.outcome == "denied" for e in refusals)

@@ -27,7 +27,7 @@ def test_submit_follow_and_download(shared_world: World, tmp_path: Path, monkeyp
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"group_by": ["sex"], "measures": ["people", "events"]}))
     runner = CliRunner()
-    result = runner.invoke(app, ["analysis", "submit", "--project", str(pid), "--spec", str(spec)])
+    result = runner.invoke(app, ["analysis", "submit", "--project", str(pid), "--spec", str(spec), "--poll", "0.05"])
     assert result.exit_code == 0, result.output
     job = json.loads(result.output)
     assert job["release"]["status"] == "released"

@@ -90,7 +90,8 @@ def plaintext() -> duckdb.DuckDBPyConnection:
     con.execute("CREATE TABLE IR_BEN_R AS SELECT 'P' || i AS BEN_NIR_PSA, CAST(1 + i % 2 AS VARCHAR) AS BEN_SEX_COD "
                 "FROM range(40) t(i)")  # fmt: skip
     con.execute("CREATE TABLE ER_PRS_F AS SELECT 'C' || p || '-' || j AS CLE_DCI_JNT, 'P' || p AS BEN_NIR_PSA, "
-                "DATE '2024-01-01' + CAST(j AS INTEGER) AS EXE_SOI_DTD, CAST(10.0 * (1 + p % 7) + j AS DOUBLE) AS PRS_PAI_MNT "
+                "DATE '2024-01-01' + CAST(j AS INTEGER) AS EXE_SOI_DTD, "
+                "CAST(10.0 * (1 + p % 7) + j AS DOUBLE) AS PRS_PAI_MNT "
                 "FROM range(40) a(p), range(3) b(j)")  # fmt: skip
     con.execute("CREATE TABLE ER_PHA_F AS SELECT CLE_DCI_JNT, c13 AS PHA_PRS_C13, 1 AS PHA_ACT_QSN, "
                 "CAST(2.5 * k AS DOUBLE) AS PHA_ACT_PRU FROM ER_PRS_F, "
@@ -105,7 +106,7 @@ def plaintext() -> duckdb.DuckDBPyConnection:
 def compiled(spec: AggregateSpec, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     plan = compile_aggregate(spec, VIEW, reference_year=2024, record_keys=KEYS)
     table = output_table(plan, con.sql(plan.query.ast.sql(dialect="duckdb")).to_arrow_table())
-    return {c.key[0]: (c.people, c.values) for c in table.cells}
+    return {str(c.key[0]): (c.people, c.values) for c in table.cells}
 
 
 def test_on_plaintext_care_lines_with_several_drug_lines_in_one_class() -> None:

@@ -6,6 +6,7 @@ call passes the authorisation layer (it may still fail on the object's state, e.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,14 @@ def a_researcher(w: World) -> int:
 
 def pending_release(w: World) -> int:
     sql = {"sql": "SELECT count(*) AS n FROM ER_PRS_F"}
-    return int(w.call("researcher1", "POST", f"/projects/{active(w)}/analyses/sql", json=sql).json()["release"]["id"])
+    pid = active(w)
+    job = w.call("researcher1", "POST", f"/projects/{pid}/analyses/sql", json=sql).json()
+    for _ in range(3000):  # the run is queued: poll it, as a client does
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.02)
+        job = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job['id']}").json()
+    return int(job["release"]["id"])
 
 
 EVERYONE = frozenset(r for r in ROLES if r)

@@ -6,17 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
 from hygie.analysis.service import Analyses
 from hygie.analysis.spec import AggregateSpec
+from hygie.analysis.worker import workers_for
 from hygie.governance.acts import act
 from hygie.portal.deps import ActorDep, HubDep
 
-router = APIRouter(tags=["analyses"])
+
+def _workers(hub: HubDep) -> None:
+    """The hub's worker pool exists before any analysis route answers: creating it marks failed the jobs a previous
+    server process left queued or running, so no client ever waits on one."""
+    workers_for(hub)
+
+
+router = APIRouter(tags=["analyses"], dependencies=[Depends(_workers)])
 
 
 class SQLRequest(BaseModel):
@@ -103,18 +111,24 @@ def _item(release: AnalysisRelease, job: AnalysisJob, approvals: int) -> dict[st
     }  # fmt: skip
 
 
-@router.post("/projects/{project_id}/analyses/aggregate", summary="Run an aggregate request on the project's view")
+@router.post(
+    "/projects/{project_id}/analyses/aggregate",
+    summary="Queue an aggregate request on the project's view; poll the job until it is succeeded, failed or refused",
+)
 def submit_aggregate(project_id: int, body: AggregateSpec, hub: HubDep, actor: ActorDep) -> JobOut:
     with act(hub, actor, "analysis.submit", object=f"project:{project_id}", project_id=project_id) as session:
-        analyses = Analyses(hub, session)
+        analyses = Analyses(hub, session, background=True)
         job = analyses.submit_aggregate(actor, project_id, body)
         return _job(job, analyses._release_of(job.id))
 
 
-@router.post("/projects/{project_id}/analyses/sql", summary="Run a SQL query on the project's view (airlock)")
+@router.post(
+    "/projects/{project_id}/analyses/sql",
+    summary="Queue a SQL query on the project's view (its output goes to the airlock); poll the job",
+)
 def submit_sql(project_id: int, body: SQLRequest, hub: HubDep, actor: ActorDep) -> JobOut:
     with act(hub, actor, "analysis.submit", object=f"project:{project_id}", project_id=project_id) as session:
-        analyses = Analyses(hub, session)
+        analyses = Analyses(hub, session, background=True)
         job = analyses.submit_sql(actor, project_id, body.sql)
         return _job(job, analyses._release_of(job.id))
 
@@ -134,9 +148,10 @@ def read_job(project_id: int, job_id: int, hub: HubDep, actor: ActorDep) -> JobO
 @router.get("/projects/{project_id}/analyses/{job_id}/release", summary="A released output (only once released)")
 def read_release(project_id: int, job_id: int, hub: HubDep, actor: ActorDep) -> ReleaseOut:
     with act(hub, actor, "analysis.release.read", object=f"analysis:{job_id}", project_id=project_id) as session:
-        r = Analyses(hub, session).release(actor, project_id, job_id)
+        analyses = Analyses(hub, session)
+        r = analyses.release(actor, project_id, job_id)
         return ReleaseOut(id=r.id, job_id=r.job_id, project_id=r.project_id, status=r.status, columns=r.columns,
-                          rows=r.rows)  # fmt: skip
+                          rows=analyses.rows_of(r))  # fmt: skip
 
 
 @router.get("/projects/{project_id}/analyses/{job_id}/download", summary="Download a released output (CSV, JSON)")
@@ -165,8 +180,8 @@ def airlock_release(release_id: int, hub: HubDep, actor: ActorDep) -> AirlockDet
         analyses = Analyses(hub, session)
         release, job, decisions = analyses.inspect(actor, release_id)
         return AirlockDetail(
-            **_item(release, job, analyses._approvals(release)), columns=release.columns, rows=release.rows,
-            status=release.status,
+            **_item(release, job, analyses._approvals(release)), columns=release.columns,
+            rows=analyses.rows_of(release), status=release.status,
             decisions=[DecisionOut(checker_id=d.checker_id, decision=d.decision, reason=d.reason, at=d.at)
                        for d in decisions],
         )  # fmt: skip

@@ -1,0 +1,98 @@
+"""Runs off the request thread: queued at once, failures recorded, orphans of a restart failed; outputs sealed
+under the project's view key and shredded with it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from hygie.analysis.engine import CompiledQuery, Limits, RunResult
+from hygie.analysis.models import AnalysisJob, AnalysisRelease
+from hygie.analysis.service import FAILED_MESSAGE, run_job
+from hygie.analysis.worker import RESTARTED, recover_orphans
+from hygie.audit import AuditEvent
+from hygie.governance.accounts import Actor
+from hygie.governance.models import Project
+from hygie.governance.policy import Role
+from tests.analysis.test_api import finished, submit_sql
+from tests.portal.world import World
+
+SQL = "SELECT b.BEN_SEX_COD AS sex, count(DISTINCT f.BEN_NIR_PSA) AS people FROM ER_PRS_F f " \
+      "JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY 1 ORDER BY 1"  # fmt: skip
+
+
+class BrokenEngine:
+    """An engine that fails in an unexpected way (a platform bug, not a limit)."""
+
+    name = "broken"
+
+    def run(self, project: Project, query: CompiledQuery, limits: Limits) -> RunResult:
+        raise RuntimeError("disk on fire")
+
+
+def test_submission_returns_queued_and_the_client_polls(shared_world: World) -> None:
+    w = shared_world
+    pid = w.active_project()
+    r = w.call("researcher1", "POST", f"/projects/{pid}/analyses/aggregate", json={"group_by": ["sex"]})
+    assert r.status_code == 200
+    assert r.json()["status"] in ("queued", "running", "succeeded")  # the worker may already have started
+    job = finished(w, pid, r.json())
+    assert job["status"] == "succeeded" and job["release"]["status"] == "released", job
+
+
+def test_pending_outputs_are_sealed_and_shredded_with_the_project(shared_world: World) -> None:
+    w = shared_world
+    pid = w.active_project()
+    job = submit_sql(w, pid, SQL)
+    release_id = job["release"]["id"]
+    with w.hub.session() as session:
+        release = session.scalars(select(AnalysisRelease).where(AnalysisRelease.id == release_id)).one()
+        assert release.rows == [] and release.sealed_rows is not None
+        assert b"people" not in release.sealed_rows and b"sex" not in release.sealed_rows
+    detail = w.call("reviewer3", "GET", f"/airlock/{release_id}")
+    assert detail.status_code == 200 and {str(row["sex"]) for row in detail.json()["rows"]} <= {"1", "2", "None"}
+    assert w.call("dpo", "POST", f"/projects/{pid}/close", json={"reason": "the study ended early"}).status_code == 200
+    gone = w.call("reviewer3", "GET", f"/airlock/{release_id}")
+    assert gone.status_code == 409 and "destroyed" in gone.json()["detail"], gone.text
+
+
+def test_an_unexpected_failure_fails_the_job_on_the_record(shared_world: World) -> None:
+    w = shared_world
+    pid = w.active_project()
+    with w.hub.session() as session:
+        author = w.ids["researcher1"]
+        job = AnalysisJob(project_id=pid, author_id=author, kind="sql", text="SELECT 1", status="queued",
+                          submitted_at=datetime.now(UTC))  # fmt: skip
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    from sqlglot import parse_one
+
+    query = CompiledQuery(parse_one("SELECT 1"), frozenset())
+    run_job(w.hub, BrokenEngine(), Actor(author, Role.RESEARCHER), job_id, query, None)
+    with w.hub.session() as session:
+        failed = session.get(AnalysisJob, job_id)
+        assert failed is not None and failed.status == "failed" and failed.error == FAILED_MESSAGE
+        assert "fire" not in (failed.error or "")
+        event = session.scalars(select(AuditEvent).where(AuditEvent.object == f"analysis:{job_id}")
+                                .order_by(AuditEvent.id.desc())).first()  # fmt: skip
+        assert event is not None and event.outcome == "failed" and event.detail["stopped"] == "error"
+
+
+def test_a_restart_fails_the_jobs_left_running(shared_world: World) -> None:
+    w = shared_world
+    pid = w.active_project()
+    with w.hub.session() as session:
+        jobs = [
+            AnalysisJob(project_id=pid, author_id=w.ids["researcher1"], kind="sql", text="SELECT 1", status=status,
+                        submitted_at=datetime.now(UTC))
+            for status in ("queued", "running")
+        ]  # fmt: skip
+        session.add_all(jobs)
+        session.commit()
+        ids = [j.id for j in jobs]
+    assert recover_orphans(w.hub) >= 2
+    for job_id in ids:
+        job = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job_id}").json()
+        assert job["status"] == "failed" and job["error"] == RESTARTED
