@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     breach_check_prefix_bits: int = Field(
         default=8, description="Bits of the client's keyed tag the server sees in an 'am I in it?' lookup."
     )
+    breach_match_workers: int = Field(
+        default=2, description="Processes that match a large leak's rows in parallel (1: in the importing process)."
+    )
+    breach_parallel_rows: int = Field(
+        default=50_000, description="Leaks of at least this many rows are matched by breach_match_workers processes."
+    )
 
     # Key derivation (Argon2id, RFC 9106 second recommended option).
     kdf_memory_kib: int = Field(default=65_536)

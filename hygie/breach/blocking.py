@@ -5,36 +5,146 @@ for the initial of the family name and of the first name (so a row with first an
 in the same block), and HMAC(birth date + postcode). A row computes the same keys from its own values and
 decrypts only the people in its blocks (a dozen or so in a national vault), never the whole vault. Without
 the key in custody the index says nothing: the birth date and initials cannot be brute-forced from it.
+
+The index is built in bulk, column by column (:func:`index_people`): folding and postcode repair run once per
+distinct value (names, dates and postcodes repeat across millions of people), each distinct blocking message is
+MACed once in one custody call per chunk, and the rows go to the database through the driver (``COPY`` on
+PostgreSQL, ``executemany`` on SQLite) with the ``block`` index dropped during a large load and rebuilt after
+(sorting once beats millions of B-tree insertions).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import insert, select
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hygie.breach.models import BreachBlockKey, BreachBlockState
-from hygie.breach.normalise import fold, initial, postcode
-from hygie.identity.vault import IdentityVault
+from hygie.breach import bulk
+from hygie.breach.models import BreachBlockState
+from hygie.breach.normalise import initial, postcode
+from hygie.identity.vault import IdentityRow, IdentityVault
 from hygie.keys import KeyCustody, KeyPurpose
 
 BLOCKING_KEY = "breach-blocking"
 """Keys the blocking index (HMAC-SHA-256, truncated to 128 bits)."""
 KEY_BYTES = 16
-_BATCH = 20_000
+_BATCH = 100_000
+"""Vault records decrypted per step of :func:`refresh` (a few tens of MB of clear identities in memory)."""
+BULK_LOAD = 200_000
+"""From this many records to index, :func:`refresh` drops the ``block`` index and rebuilds it after the load."""
+_INDEX = "ix_breach_block_key_block"
+_PREFIX = "hygie/breach-block/v1|"
 
 
 def block_messages(birth_date: str, names: list[str], post: str | None) -> list[bytes]:
     """The blocking messages of a person or row: one per name initial, one for the postcode."""
-    out = {f"hygie/breach-block/v1|n|{birth_date}|{initial(n)}".encode() for n in names if initial(n)}
+    out = {f"{_PREFIX}n|{birth_date}|{initial(n)}".encode() for n in names if initial(n)}
     if post:
-        out.add(f"hygie/breach-block/v1|p|{birth_date}|{post}".encode())
+        out.add(f"{_PREFIX}p|{birth_date}|{post}".encode())
     return sorted(out)
 
 
 def block_keys(custody: KeyCustody, messages: list[bytes]) -> list[bytes]:
     return [m[:KEY_BYTES] for m in custody.mac(BLOCKING_KEY, messages)] if messages else []
+
+
+def _per_distinct(values: pa.Array, fn: Callable[[str], str | None]) -> pa.Array:
+    """``fn`` applied to each distinct value only, then spread back: the row-side functions themselves, so the
+    vault's keys and a leak row's keys are computed by the same code."""
+    encoded = pc.dictionary_encode(pc.fill_null(values, ""))
+    mapped = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return mapped.take(encoded.indices)
+
+
+def _messages(kind: str, birth_date: pa.Array, value: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(f"{_PREFIX}{kind}|", birth_date, "|", value, "")
+
+
+def people_keys(custody: KeyCustody, people: dict[str, pa.Array], person_indexes: pa.Array) -> pa.Table:
+    """The (block, person_index) rows of people given as Arrow string columns named like ``Identity``'s fields
+    (``last_name``, ``first_name``, ``birth_date``, ``postcode``): the same keys :func:`block_messages` gives."""
+    born = pc.fill_null(people["birth_date"], "")
+    last = _per_distinct(people["last_name"], initial)
+    first = _per_distinct(people["first_name"], initial)
+    post = _per_distinct(people["postcode"], lambda v: postcode(v))
+    empty = pa.scalar("", pa.string())
+    none = pa.scalar(None, pa.string())
+    by_last = pc.if_else(pc.equal(last, empty), none, _messages("n", born, last))
+    # One key when both initials are the same: block_messages keeps a set.
+    by_first = pc.if_else(pc.or_(pc.equal(first, empty), pc.equal(first, last)), none, _messages("n", born, first))
+    by_post = _messages("p", born, post)  # null where the postcode is unusable
+    messages = pa.concat_arrays([by_last, by_first, by_post])
+    owners = pa.concat_arrays([person_indexes, person_indexes, person_indexes])
+    present = pc.is_valid(messages)
+    messages, owners = messages.filter(present), owners.filter(present)
+    distinct = pc.unique(messages)
+    macs = block_keys(custody, pc.cast(distinct, pa.binary()).to_pylist())
+    blocks = pa.array(macs, pa.binary(KEY_BYTES)).take(pc.index_in(messages, value_set=distinct))
+    table = pa.table({"block": blocks, "person_index": owners})
+    return table.take(pc.sort_indices(table, sort_keys=[("block", "ascending")]))  # B-tree friendly
+
+
+def insert_keys(session: Session, keys: pa.Table) -> None:
+    """Bulk insert through the driver (COPY on PostgreSQL, executemany on SQLite): no ORM, no per-row binds."""
+    if keys.num_rows:
+        rows = zip(keys.column("block").to_pylist(), keys.column("person_index").to_pylist(), strict=True)
+        bulk.insert(session, "breach_block_key", ("block", "person_index"), rows)
+
+
+def index_people(session: Session, custody: KeyCustody, people: dict[str, pa.Array],
+                 person_indexes: list[bytes]) -> int:  # fmt: skip
+    """Add the blocking keys of people whose clear columns are at hand (a bulk vault load seals them anyway, so
+    it need not decrypt them again). The caller then calls :func:`advance` past their records; returns rows."""
+    custody.ensure(BLOCKING_KEY, KeyPurpose.PSEUDONYM)
+    keys = people_keys(custody, people, pa.array(person_indexes, pa.binary()))
+    insert_keys(session, keys)
+    return int(keys.num_rows)
+
+
+def _state(session: Session) -> BreachBlockState:
+    state = session.scalars(select(BreachBlockState).with_for_update()).first()
+    if state is None:
+        state = BreachBlockState(id=1, last_identity_id=0)
+        session.add(state)
+        session.flush()
+    return state
+
+
+def advance(session: Session, last_identity_id: int) -> None:
+    """Record that vault records up to ``last_identity_id`` are in the index (after :func:`index_people`)."""
+    _state(session).last_identity_id = last_identity_id
+    session.flush()
+
+
+def last_identity_id(session: Session) -> int:
+    found: int | None = session.scalar(select(func.max(IdentityRow.id)))
+    return found or 0
+
+
+def drop_index(session: Session) -> None:
+    """Drop the ``block`` index before a large load (:func:`create_index` rebuilds it): one sort at the end costs
+    far less than millions of B-tree insertions. Lookups in between scan the table, so only loads do this."""
+    session.connection().exec_driver_sql(f"DROP INDEX IF EXISTS {_INDEX}")
+
+
+def create_index(session: Session) -> None:
+    session.connection().exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {_INDEX} ON breach_block_key (block)")
+
+
+@contextmanager
+def bulk_load(session: Session) -> Iterator[None]:
+    """The ``block`` index dropped during a large load and rebuilt once at the end, inside the caller's
+    transaction (on PostgreSQL, readers of the table wait for the commit, which a rebuild is expected to cost)."""
+    drop_index(session)
+    try:
+        yield
+    finally:
+        create_index(session)
 
 
 def refresh(session: Session, custody: KeyCustody, vault: IdentityVault) -> int:
@@ -44,40 +154,38 @@ def refresh(session: Session, custody: KeyCustody, vault: IdentityVault) -> int:
     candidates are decrypted from their newest record anyway).
     """
     custody.ensure(BLOCKING_KEY, KeyPurpose.PSEUDONYM)
-    state = session.scalars(select(BreachBlockState).with_for_update()).first()
-    if state is None:
-        state = BreachBlockState(id=1, last_identity_id=0)
-        session.add(state)
-        session.flush()
+    state = _state(session)
+    pending = int(
+        session.scalar(select(func.count(IdentityRow.id)).where(IdentityRow.id > state.last_identity_id)) or 0
+    )
+    if pending == 0:
+        return 0
     read = 0
-    while True:
-        records = vault.records(state.last_identity_id, _BATCH)
-        if not records:
-            break
-        messages: list[bytes] = []
-        owners: list[bytes] = []
-        for _, person_index, identity in records:
-            names = [fold(identity.last_name), *fold(identity.first_name).split()[:1]]
-            for m in block_messages(identity.birth_date, names, postcode(identity.postcode or "")):
-                messages.append(m)
-                owners.append(person_index)
-        keys = block_keys(custody, messages)
-        rows = [{"block": k, "person_index": p} for k, p in zip(keys, owners, strict=True)]
-        session.connection().execute(insert(BreachBlockKey.__table__), rows)  # type: ignore[arg-type]
-        state.last_identity_id = records[-1][0]
-        read += len(records)
+    with bulk_load(session) if pending >= BULK_LOAD else _nothing():
+        while True:
+            records = vault.records(state.last_identity_id, _BATCH)
+            if not records:
+                break
+            identities = [r[2] for r in records]
+            people = {name: pa.array([getattr(i, name) for i in identities], pa.string())
+                      for name in ("last_name", "first_name", "birth_date", "postcode")}  # fmt: skip
+            index_people(session, custody, people, [r[1] for r in records])
+            state.last_identity_id = records[-1][0]
+            read += len(records)
     session.flush()
     return read
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def candidates(session: Session, keys: list[bytes]) -> dict[bytes, set[bytes]]:
     """For each blocking key, the blind indexes of the people in that block."""
     out: dict[bytes, set[bytes]] = defaultdict(set)
-    wanted = list(dict.fromkeys(keys))
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        for block, person_index in session.execute(
-            select(BreachBlockKey.block, BreachBlockKey.person_index).where(BreachBlockKey.block.in_(chunk))
-        ):
-            out[block].add(person_index)
+    found = bulk.select_in(session, "SELECT block, person_index FROM breach_block_key WHERE block",
+                           list(dict.fromkeys(keys)))  # fmt: skip
+    for block, person_index in found:
+        out[bytes(block)].add(bytes(person_index))
     return out

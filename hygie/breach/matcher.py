@@ -11,7 +11,7 @@ postcode. A match is automatic only when it is both strong and clearly ahead of 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from rapidfuzz import fuzz
 from sqlalchemy.orm import Session
 
 from hygie.breach import blocking
+from hygie.breach.columns import Columns
 from hygie.breach.mapping import CATEGORY, Column, Field
 from hygie.breach.normalise import fold, parse_date, postcode, repair_nir
 from hygie.identity.pseudonym import Pseudonymiser
@@ -74,7 +75,19 @@ class RowParser:
     enum member's hash is a Python call, and a leak has hundreds of thousands of rows of a dozen cells."""
 
     def __init__(self, columns: list[Column]) -> None:
+        self._columns = columns
         self._plan = [(c.column, c.field.value, CATEGORY[c.field]) for c in columns if c.field is not Field.IGNORE]
+
+    def parse(self, first_number: int, rows: list[list[str]]) -> list[Parsed]:
+        """Rows numbered from ``first_number``, parsed column by column (:mod:`hygie.breach.columns`): the same
+        result as calling the parser on each row, at a fraction of the cost."""
+        c = Columns(self._columns, rows)
+        return [
+            Parsed(first_number + k, nir, given, names, born, post, categories)
+            for k, (nir, given, names, born, post, categories) in enumerate(
+                zip(c.nir, c.nir_given, c.names, c.birth_date, c.postcode, c.categories, strict=True)
+            )
+        ]
 
     def __call__(self, number: int, cells: list[str]) -> Parsed:
         values: dict[str, str] = {}
@@ -188,7 +201,13 @@ class Matcher:
             # Each candidate with the number of the row's blocks it is in. The row's own person is in two or
             # three (both name initials, and the postcode), whereas in a large vault most people of a block share
             # just one initial and the birth date with the row.
-            shared = [Counter(i for m in ms for i in blocks.get(keys[m], ())) for ms in messages]
+            shared: list[dict[bytes, int]] = []
+            for ms in messages:
+                count: dict[bytes, int] = {}
+                for m in ms:
+                    for i in blocks.get(keys[m], ()):
+                        count[i] = count.get(i, 0) + 1
+                shared.append(count)
             closest = [{i for i, n in c.items() if n >= 2} or set(c) for c in shared]
         with self._phase("decrypt+score"):
             # Decrypt and score the closest candidates first; only rows they do not match automatically are

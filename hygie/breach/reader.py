@@ -71,7 +71,7 @@ _SEPARATORS = [",", ";", "\t", "|"]
 
 
 def _separator(text: str) -> str:
-    sample = "\n".join(text.splitlines()[:50])
+    sample = "\n".join(text[:200_000].splitlines()[:50])  # not the whole file: a leak can be 100 MB
     try:
         return csv.Sniffer().sniff(sample, delimiters="".join(_SEPARATORS)).delimiter
     except csv.Error:
@@ -90,7 +90,8 @@ def _separator(text: str) -> str:
 
 def _text_rows(text: str, delimiter: str | None) -> list[list[str]]:
     sep = delimiter or _separator(text)
-    return [[c.strip() for c in r] for r in csv.reader(io.StringIO(text), delimiter=sep) if any(c.strip() for c in r)]
+    stripped = ([c.strip() for c in r] for r in csv.reader(io.StringIO(text), delimiter=sep))
+    return [r for r in stripped if any(r)]
 
 
 def _xlsx_rows(blob: bytes) -> list[list[str]]:

@@ -6,17 +6,18 @@ names and incident ids, never a value from the leak.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hygie.audit import record
-from hygie.breach import blocking, oprf, store
+from hygie.breach import blocking, bulk, oprf, parallel, store
 from hygie.breach.mapping import CATEGORY, HEALTH_CATEGORIES, Column, Field, apply_corrections, infer
 from hygie.breach.matcher import Matcher, Outcome, RowParser, Status
 from hygie.breach.models import (
@@ -127,27 +128,29 @@ class Incidents:
         clock = time.perf_counter()
         columns = [Column.from_json(m) for m in incident.mapping]
         vault = self.hub.vault(self.session)
-        blocking.refresh(self.session, self.hub.custody, vault)
+        refreshed = blocking.refresh(self.session, self.hub.custody, vault)
         self.timings["blocking index refresh"] = time.perf_counter() - clock
-        matcher = Matcher(self.session, self.hub.custody, vault, self.hub.pseudonymiser,
-                          self.hub.settings.breach_match_score)  # fmt: skip
-        outcomes: list[Outcome] = []
-        parse = 0.0
-        parse_row = RowParser(columns)
-        for start in range(0, len(rows), CHUNK):
+        settings = self.hub.settings
+        workers = settings.breach_match_workers
+        # Workers read committed data only: when this transaction has just extended the blocking index, the rows
+        # are matched here (the next import, with the index current, will use them).
+        if workers > 1 and len(rows) >= settings.breach_parallel_rows and not refreshed and parallel.available():
             clock = time.perf_counter()
-            parsed = [parse_row(start + i + 1, r) for i, r in enumerate(rows[start : start + CHUNK])]
-            parse += time.perf_counter() - clock
-            outcomes += matcher.match(parsed)
-        self.timings["map"] = parse
-        self.timings.update(matcher.timings)
+            outcomes, spent = parallel.match(self.hub, columns, rows, settings.breach_match_score, workers, CHUNK)
+            self.timings.update(spent)
+            self.timings["parallel match (wall)"] = time.perf_counter() - clock
+        else:
+            outcomes = self._match_here(columns, rows)
         clock = time.perf_counter()
-        self.session.connection().execute(  # Core insert: no ORM bookkeeping per row
-            insert(BreachRow.__table__),  # type: ignore[arg-type]
-            [{"incident_id": incident.id, "row": o.row, "status": o.status.value, "confidence": o.confidence,
-              "reason": o.reason, "person_index": o.person_index, "candidates": o.candidates,
-              "categories": o.categories} for o in outcomes],
-        )  # fmt: skip
+        encoded: dict[int, str] = {}  # categories lists are shared between rows: encode each once
+        for o in outcomes:
+            if id(o.categories) not in encoded:
+                encoded[id(o.categories)] = json.dumps(o.categories)
+        bulk.insert(self.session, "breach_row",
+                    ("incident_id", "row", "status", "confidence", "reason", "person_index", "candidates",
+                     "categories"),
+                    ((incident.id, o.row, o.status.value, o.confidence, o.reason, o.person_index, o.candidates,
+                      encoded[id(o.categories)]) for o in outcomes))  # fmt: skip
         counts = Counter(o.status.value for o in outcomes)
         incident.counts = {"rows": len(outcomes), **{s.value: counts.get(s.value, 0) for s in Status}}
         exposed: dict[bytes, set[str]] = {}
@@ -159,6 +162,21 @@ class Incidents:
         self.session.flush()
         self.timings["store outcomes"] = time.perf_counter() - clock
         return Result(incident, outcomes)
+
+    def _match_here(self, columns: list[Column], rows: list[list[str]]) -> list[Outcome]:
+        matcher = Matcher(self.session, self.hub.custody, self.hub.vault(self.session), self.hub.pseudonymiser,
+                          self.hub.settings.breach_match_score)  # fmt: skip
+        outcomes: list[Outcome] = []
+        parse = 0.0
+        parser = RowParser(columns)
+        for start in range(0, len(rows), CHUNK):
+            clock = time.perf_counter()
+            parsed = parser.parse(start + 1, rows[start : start + CHUNK])
+            parse += time.perf_counter() - clock
+            outcomes += matcher.match(parsed)
+        self.timings["map"] = parse
+        self.timings.update(matcher.timings)
+        return outcomes
 
     def review_queue(self, incident: BreachIncident) -> list[BreachRow]:
         return list(self.session.scalars(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import socket
 from collections.abc import Iterator
@@ -25,19 +24,9 @@ from hygie.cli import app as cli_app
 from hygie.governance.accounts import CONSOLE
 from hygie.governance.acts import act
 from hygie.identity.vault import RECORD_FIELDS
-from hygie.synth import generate
 from tests.conftest import TEST_PASSPHRASE
 from tests.ingest.test_security import scan_data_dir
 from tests.portal.world import World, people
-
-
-@pytest.fixture(scope="session")
-def outsiders(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
-    """People of another synthetic population: in the leak, not in the vault."""
-    out = tmp_path_factory.mktemp("outsiders")
-    generate(out, people=40, years=1, seed=99, start_year=2024)
-    with (out / "000-beneficiaries" / "IR_BEN_R.csv").open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @dataclass

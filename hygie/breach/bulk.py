@@ -1,0 +1,49 @@
+"""Bulk reads and writes through the database driver, for the breach tables only.
+
+SQLAlchemy's per-statement and per-row work (expanding an IN list of hundreds of parameters, binding each value
+through its type) costs more than the database itself at the sizes a leak brings; these helpers hand plain tuples
+to the driver: ``COPY`` on PostgreSQL, ``executemany`` on SQLite, and ``= ANY(array)`` or an IN list for lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+_SQLITE_IN = 900
+"""Parameters per IN list on SQLite (it accepts 32,766; a few hundred keep each statement small)."""
+_PG_ANY = 10_000
+
+
+def insert(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert plain tuples (bytes for binary columns, JSON already encoded as text) into ``table``."""
+    connection = session.connection()
+    names = ", ".join(columns)
+    if connection.dialect.name == "postgresql":
+        driver = connection.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" * len(columns))
+        batch = list(rows)
+        if batch:
+            connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", batch)
+
+
+def select_in(session: Session, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` — a query ending in ``WHERE <column>`` — for each of ``values`` (in chunks)."""
+    connection = session.connection()
+    out: list[tuple[Any, ...]] = []
+    if connection.dialect.name == "postgresql":
+        for start in range(0, len(values), _PG_ANY):
+            chunk = list(values[start : start + _PG_ANY])
+            out += connection.exec_driver_sql(f"{sql} = ANY(%s)", (chunk,)).all()
+    else:
+        for start in range(0, len(values), _SQLITE_IN):
+            part = tuple(values[start : start + _SQLITE_IN])
+            marks = ", ".join("?" * len(part))
+            out += connection.exec_driver_sql(f"{sql} IN ({marks})", part).all()
+    return [tuple(r) for r in out]
