@@ -17,6 +17,7 @@ from hygie.analysis.cli import analysis_app
 from hygie.audit.cli import audit_app
 from hygie.breach.cli import breach_app
 from hygie.config import Settings, get_settings
+from hygie.governance.citizen_index_cli import citizen_index_app
 from hygie.logging import configure
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(projects_app, name="projects")
 app.add_typer(analysis_app, name="analysis")
 app.add_typer(breach_app, name="breach")
+app.add_typer(citizen_index_app, name="citizen-index")
 
 err = Console(stderr=True)
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)

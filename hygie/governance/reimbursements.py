@@ -1,9 +1,9 @@
 """A citizen's own reimbursements: their ER_PRS_F rows, read through their hub pseudonym.
 
-The account holds only the vault's blind index of the NIR; the vault gives the current hub pseudonym, and the
-warehouse is filtered on it (BEN_NIR_PSA). Nothing leaves but the person's own care dates, acts and amounts;
-the read is recorded (counts only, never the pseudonym). Regularisation rows (negative quantities and amounts)
-are shown as they are: they are part of what was paid.
+The account holds only the vault's blind index of the NIR; the vault gives the current hub pseudonym, whose
+encrypted extracts (written when each batch was accepted) hold the person's rows. Nothing leaves but the person's
+own care dates, acts and amounts; the read is recorded (counts only, never the pseudonym). Regularisation rows
+(negative quantities and amounts) are shown as they are: they are part of what was paid.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from hygie.audit import record
 from hygie.governance.accounts import Actor
+from hygie.governance.citizen_index import CareRow, care_rows
 from hygie.governance.errors import Conflict, Denied
 from hygie.governance.models import Account
 from hygie.governance.policy import REFERENCE_DIR, Role
 from hygie.hub import Hub
-from hygie.ingest.contract import CARE_TABLE, MISSING_DATE, PSEUDONYM_COLUMN
+from hygie.ingest.contract import MISSING_DATE
 
 
 @dataclass(frozen=True)
@@ -71,39 +72,40 @@ def _decimal(value: object) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+def _order(row: CareRow) -> tuple[object, ...]:
+    """Newest care first (no date last), then act, amount paid, amount reimbursed, quantity; a missing value sorts
+    after the others, as SQL's NULLS LAST would."""
+    care, act, quantity, paid, reimbursed = row
+    return (
+        care is None,
+        -care.toordinal() if care is not None else 0,
+        *((value is None, value if value is not None else 0) for value in (act, paid, reimbursed, quantity)),
+    )
+
+
 def my_reimbursements(hub: Hub, session: Session, actor: Actor, *, offset: int, limit: int) -> ReimbursementPage:
-    """The signed-in citizen's care rows, newest care first, with the total count; recorded before returning."""
+    """The signed-in citizen's care rows, newest care first, with the total count; recorded before returning.
+
+    Read from the person's encrypted extracts (:mod:`hygie.governance.citizen_index`), not by scanning the
+    warehouse. A failure (a missing file, an extract that does not open) raises: the page says "unavailable",
+    never "no care".
+    """
     pseudonym = _pseudonym(hub, session, actor)
-    total = 0
+    found = sorted(care_rows(hub, session, pseudonym), key=_order)
+    total = len(found)
+    labels = act_labels()
     rows: list[Reimbursement] = []
-    if hub.warehouse.files(session, CARE_TABLE):
-        # A failure here (a missing or altered file) raises: the page says "unavailable", never "no care".
-        con = hub.warehouse.connect(session, [CARE_TABLE])
-        try:
-            where = f"FROM {CARE_TABLE} WHERE {PSEUDONYM_COLUMN} = ?"
-            counted = con.execute(f"SELECT count(*) {where}", [pseudonym]).fetchone()
-            total = int(counted[0]) if counted else 0
-            found = con.execute(
-                f"SELECT EXE_SOI_DTD, PRS_NAT_REF, PRS_ACT_QTE, PRS_PAI_MNT, BSE_REM_MNT {where} "
-                "ORDER BY EXE_SOI_DTD DESC NULLS LAST, PRS_NAT_REF, PRS_PAI_MNT, BSE_REM_MNT LIMIT ? OFFSET ?",
-                [pseudonym, limit, offset],
-            ).fetchall()
-        finally:
-            con.close()
-        labels = act_labels()
-        for care, act_code, quantity, paid, reimbursed in found:
-            care_date = None if care is None or str(care) == MISSING_DATE else care
-            code = None if act_code is None else int(act_code)
-            rows.append(
-                Reimbursement(
-                    care_date=care_date,
-                    act_code=code,
-                    act_label=labels.get(code) if code is not None else None,
-                    quantity=_decimal(quantity),
-                    amount_paid=_decimal(paid),
-                    amount_reimbursed=_decimal(reimbursed),
-                )
+    for care, act_code, quantity, paid, reimbursed in found[offset : offset + limit]:
+        rows.append(
+            Reimbursement(
+                care_date=None if care is None or care.isoformat() == MISSING_DATE else care,
+                act_code=act_code,
+                act_label=labels.get(act_code) if act_code is not None else None,
+                quantity=_decimal(quantity),
+                amount_paid=_decimal(paid),
+                amount_reimbursed=_decimal(reimbursed),
             )
+        )
     record(session, actor=actor.ref, role=actor.role_name, action="citizen.reimbursements",
            detail={"offset": offset, "rows": len(rows), "total": total})  # fmt: skip
     return ReimbursementPage(total=total, offset=offset, rows=rows)

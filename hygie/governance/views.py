@@ -10,6 +10,7 @@ Layout under ``<data dir>/projects/<id>``::
     membership/<generation>.parquet         hub pseudonyms of the people that generation included, encrypted
                                             under the hub-level ``view-membership`` key; kept after the project
                                             ends, so a citizen can be told which projects used their data
+                                            (the durable record behind the ``citizen_use`` index)
 
 Crash safety: a build writes a new generation directory first and publishes it only through its
 :class:`ProjectView` row, committed by the caller. Readers open only catalogued ``ready`` generations, so a
@@ -44,6 +45,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hygie.audit.events import record
+from hygie.governance.citizen_index import index_generation, uses_of
 from hygie.governance.models import OptOut, Project, ProjectView
 from hygie.governance.policy import CLAIM_KEY, Scope
 from hygie.hub import Hub
@@ -488,6 +490,7 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
             membership_file=membership_path.relative_to(hub.settings.data_dir).as_posix(),
         )
         session.add(view)
+        index_generation(hub, session, project.id, generation, people)  # "who used my data" reads this index
         record(
             session,
             actor=actor,
@@ -609,17 +612,16 @@ def open_view(
 def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[int]:
     """Ids of the projects any of whose view generations included this person.
 
-    Linear: it reads every membership file (one filtered scan each). A national deployment would keep an
-    encrypted index by person instead.
+    One indexed query (:mod:`hygie.governance.citizen_index`); the membership files of generations the index
+    lacks (built before it existed) are read one filtered scan each, so the answer is complete either way.
     """
     if len(hub_pseudonym) != PSEUDONYM_LENGTH:
         # Never "nobody used your data" because a record is damaged: say it cannot be answered.
         raise ViewError("this person's hub pseudonym is malformed; the answer cannot be given (check the vault)")
+    uses = uses_of(hub, session, hub_pseudonym)
+    found = set(uses.projects)
     crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
-    found: set[int] = set()
-    for project_id, membership in session.execute(
-        select(ProjectView.project_id, ProjectView.membership_file).order_by(ProjectView.project_id)
-    ):
+    for project_id, membership in uses.unindexed:
         if project_id in found:
             continue
         path = hub.settings.data_dir / membership

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from hygie import faults
 from hygie.audit import Outcome, record, record_now
+from hygie.governance.citizen_index import index_batch
 from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, valid_nirs, validate_nir
 from hygie.ingest import checks
@@ -618,6 +619,7 @@ class _BatchIngestion:
                 )
                 self.session.flush()
                 self.session.add_all(files)
+                index_batch(self.hub, self.session, manifest.batch_id, files)  # citizens' extracts, same commit
                 self.vault.store(identity_rows)
                 record(
                     self.session,

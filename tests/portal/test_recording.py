@@ -186,6 +186,7 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
         "breach notify": (["no-such-incident"], None),
         "breach send": ([], None),
         "breach sweep": ([], None),
+        "citizen-index rebuild": ([], None),
     }
     group = typer.main.get_command(cli_app)
     runner = CliRunner()

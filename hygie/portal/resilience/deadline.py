@@ -90,8 +90,9 @@ def dependency_of(error: BaseException) -> Dependency | None:
         return Dependency.DATABASE
     if isinstance(error, duckdb.IOException | duckdb.InterruptException | pa.ArrowIOError | OSError):
         return Dependency.WAREHOUSE
+    from hygie.governance.citizen_index import CitizenIndexError  # late, as below
     from hygie.governance.views import ViewError  # late: views import the hub, which this module must not need
 
-    if isinstance(error, ViewError):
+    if isinstance(error, ViewError | CitizenIndexError):  # a citizen extract that does not open: data unavailable
         return Dependency.WAREHOUSE
     return None

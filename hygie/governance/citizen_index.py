@@ -1,0 +1,356 @@
+"""Citizens' reads by person: an encrypted extract of each person's care rows, and an index of the projects whose
+views included them, so "my reimbursements" and "who used my data" are one indexed query each, not a scan of the
+warehouse or of every membership file.
+
+Both are keyed by a *person key*: HMAC under the custody PSEUDONYM key ``citizen-index`` of the hub pseudonym,
+so the metadata database holds no hub pseudonym that could be joined to the warehouse or to a membership file;
+without the key, a person key says nothing about anyone.
+
+- ``citizen_extract``: per (person key, accepted batch), that person's care rows of the batch (care date, act,
+  quantity, amounts; nothing else) as JSON padded to a multiple of ``PAD_BYTES``, encrypted with AES-GCM under the
+  batch's data key; the person key and batch are the authenticated data, so a row moved to another person or
+  batch does not open. The data key is wrapped under the custody WRAP key ``citizen-extract`` in
+  ``citizen_extract_batch``, written in the batch's own catalog transaction (the ingestion commit point): a
+  batch is in the warehouse and in the extracts, or in neither.
+- ``citizen_use``: (person key, project, generation) for every person a view generation included, written in the
+  transaction that publishes the generation. The membership files stay the durable record; this index is
+  rebuilt from them by :func:`rebuild` (``hygie citizen-index rebuild``).
+
+Completeness is checked, never assumed: every indexed batch and generation has a marker row carrying the
+index key version it was keyed with. Batches or generations without one (data older than the index, or a
+from-scratch rebuild in progress) are read the slow way, so an answer is never silently short.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import DateTime, ForeignKey, ForeignKeyConstraint, Integer, LargeBinary, String, delete, insert, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hygie.db import Base
+from hygie.governance.models import ProjectView
+from hygie.hub import Hub
+from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
+from hygie.keys import KeyPurpose
+from hygie.warehouse.catalog import BatchRow, FileRow
+from hygie.warehouse.encryption import ParquetCrypto
+
+INDEX_KEY = "citizen-index"
+"""Custody PSEUDONYM key of the person keys."""
+EXTRACT_KEY = "citizen-extract"
+"""Custody WRAP key of the extracts' per-batch data keys."""
+INDEX_LABEL = b"hygie/citizen-index/v1|"
+PERSON_KEY_LENGTH = 22
+"""Base64url of the first 128 bits of the HMAC: collisions are out of reach at any national population."""
+EXTRACT_COLUMNS = ("EXE_SOI_DTD", "PRS_NAT_REF", "PRS_ACT_QTE", "PRS_PAI_MNT", "BSE_REM_MNT")
+"""What a citizen is shown of a care row: the extract holds these and nothing else."""
+PAD_BYTES = 256
+"""Extracts are padded to a multiple of this, so their length only roughly tells how much care a person had."""
+NONCE_BYTES = 12
+INSERT_CHUNK = 5000
+
+CareRow = tuple[date | None, int | None, float | None, float | None, float | None]
+"""One care row as the warehouse holds it, in ``EXTRACT_COLUMNS`` order."""
+
+
+class CitizenIndexError(Exception):
+    """The index cannot give a complete answer; the message says where and what to do."""
+
+
+class CitizenExtractBatch(Base):
+    """One accepted batch whose care rows are in ``citizen_extract`` (possibly none: it had no care rows)."""
+
+    __tablename__ = "citizen_extract_batch"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("delivery_batch.batch_id"), primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    key_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    """Version of ``citizen-index`` the batch's person keys were computed with."""
+    people: Mapped[int] = mapped_column(Integer, nullable=False)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class CitizenExtract(Base):
+    __tablename__ = "citizen_extract"
+    person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("citizen_extract_batch.batch_id"), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class CitizenUseGeneration(Base):
+    """One view generation whose people are in ``citizen_use``."""
+
+    __tablename__ = "citizen_use_generation"
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    people: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class CitizenUse(Base):
+    __tablename__ = "citizen_use"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["project_id", "generation"],
+            ["citizen_use_generation.project_id", "citizen_use_generation.generation"],
+        ),
+    )
+    person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+# -- person keys --------------------------------------------------------------------------------------------
+
+
+def _index_version(hub: Hub) -> int:
+    version = hub.custody.ensure(INDEX_KEY, KeyPurpose.PSEUDONYM).current_version
+    if version is None:
+        raise CitizenIndexError(
+            f"custody key {INDEX_KEY!r} was destroyed; rotate it (`hygie keys rotate`) and run "
+            "`hygie citizen-index rebuild --from-scratch`"
+        )
+    return version
+
+
+def person_keys(hub: Hub, hub_pseudonyms: Sequence[str], version: int) -> list[str]:
+    """Person keys of hub pseudonyms under one version of ``citizen-index``, in one custody call."""
+    macs = hub.custody.mac(INDEX_KEY, [INDEX_LABEL + p.encode("ascii") for p in hub_pseudonyms], version=version)
+    return [base64.urlsafe_b64encode(m[:16]).decode("ascii").rstrip("=") for m in macs]
+
+
+def _keys_of(hub: Hub, hub_pseudonym: str, versions: Iterable[int]) -> dict[int, str]:
+    """The person's key under each version of ``citizen-index`` the index uses (one, unless mid-rotation)."""
+    return {v: person_keys(hub, [hub_pseudonym], v)[0] for v in sorted(set(versions))}
+
+
+# -- extracts: written at ingestion -------------------------------------------------------------------------
+
+
+def _aad(person_key: str, batch_id: str) -> bytes:
+    return f"{person_key}|{batch_id}".encode()
+
+
+def _seal(aead: AESGCM, person_key: str, batch_id: str, rows: list[list[object]]) -> bytes:
+    plain = json.dumps(rows, separators=(",", ":")).encode()
+    plain += b" " * (-len(plain) % PAD_BYTES)  # JSON ignores trailing blanks
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + aead.encrypt(nonce, plain, _aad(person_key, batch_id))
+
+
+def _open(aead: AESGCM, person_key: str, batch_id: str, payload: bytes) -> list[CareRow]:
+    try:
+        plain = aead.decrypt(payload[:NONCE_BYTES], payload[NONCE_BYTES:], _aad(person_key, batch_id))
+    except InvalidTag:
+        # Moved from another person or batch, or altered: never shown, never replaced by "no care".
+        raise CitizenIndexError(
+            f"a citizen extract of batch {batch_id} does not open (altered or moved); the answer cannot be given: "
+            "run `hygie citizen-index rebuild --from-scratch`"
+        ) from None
+    return [
+        (None if d is None else date.fromisoformat(d), act, qty, paid, reimbursed)
+        for d, act, qty, paid, reimbursed in json.loads(plain)
+    ]
+
+
+def _care_table(hub: Hub, paths: list[Path], pseudonym: str | None = None) -> pa.Table:
+    columns = [PSEUDONYM_COLUMN, *EXTRACT_COLUMNS]
+    dataset = hub.warehouse.dataset_of(paths)
+    where = None if pseudonym is None else pc.field(PSEUDONYM_COLUMN) == pseudonym
+    return dataset.to_table(columns=columns, filter=where)
+
+
+def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileRow]) -> None:
+    """Write the extracts of a batch being accepted, in the caller's transaction (its catalog commit).
+
+    ``files`` are the batch's catalog rows, published (their files in place) but perhaps not flushed.
+    """
+    version = _index_version(hub)
+    hub.custody.ensure(EXTRACT_KEY, KeyPurpose.WRAP)
+    data_key = AESGCM.generate_key(bit_length=256)
+    aead = AESGCM(data_key)
+    care = [hub.warehouse.directory / f.path for f in files if f.table_name == CARE_TABLE]
+    table = _care_table(hub, care) if care else None
+    extracts: list[dict[str, object]] = []
+    if table is not None and table.num_rows:
+        table = table.take(pc.sort_indices(table, [(PSEUDONYM_COLUMN, "ascending")]))
+        people = table.column(PSEUDONYM_COLUMN).to_pylist()
+        values = zip(*(table.column(c).to_pylist() for c in EXTRACT_COLUMNS), strict=True)
+        grouped = [
+            (p, [r for _, r in rows]) for p, rows in itertools.groupby(zip(people, values, strict=True), lambda x: x[0])
+        ]
+        keys = person_keys(hub, [p for p, _ in grouped], version)
+        for key, (_, rows) in zip(keys, grouped, strict=True):
+            plain = [[None if d is None else d.isoformat(), *rest] for d, *rest in rows]
+            extracts.append({"person_key": key, "batch_id": batch_id, "payload": _seal(aead, key, batch_id, plain)})
+    session.add(
+        CitizenExtractBatch(
+            batch_id=batch_id,
+            wrapped_key=hub.custody.wrap(EXTRACT_KEY, data_key, batch_id.encode()),
+            key_version=version,
+            people=len(extracts),
+            indexed_at=datetime.now(UTC),
+        )
+    )
+    session.flush()  # the batch row first: extracts reference it
+    for start in range(0, len(extracts), INSERT_CHUNK):
+        session.execute(insert(CitizenExtract), extracts[start : start + INSERT_CHUNK])
+
+
+# -- extracts: read by a citizen ----------------------------------------------------------------------------
+
+
+def care_rows(hub: Hub, session: Session, hub_pseudonym: str) -> list[CareRow]:
+    """Every care row of this person, in no particular order: from the extracts, plus a filtered scan of the
+    care files of batches not indexed yet (normally none)."""
+    versions = session.scalars(select(CitizenExtractBatch.key_version).distinct()).all()
+    rows: list[CareRow] = []
+    if versions:
+        mine = _keys_of(hub, hub_pseudonym, versions)
+        found = session.execute(
+            select(
+                CitizenExtract.person_key,
+                CitizenExtract.batch_id,
+                CitizenExtract.payload,
+                CitizenExtractBatch.key_version,
+                CitizenExtractBatch.wrapped_key,
+            )
+            .join(CitizenExtractBatch, CitizenExtractBatch.batch_id == CitizenExtract.batch_id)
+            .where(CitizenExtract.person_key.in_(list(mine.values())))
+        ).all()
+        for key, batch_id, payload, version, wrapped in found:
+            if mine[version] != key:
+                continue  # the person's key under another version: a batch keyed differently (mid-rotation)
+            aead = AESGCM(hub.custody.unwrap(EXTRACT_KEY, wrapped, batch_id.encode()))
+            rows += _open(aead, key, batch_id, payload)
+    pending = session.scalars(
+        select(FileRow.path)
+        .where(FileRow.table_name == CARE_TABLE)
+        .where(~FileRow.batch_id.in_(select(CitizenExtractBatch.batch_id)))
+        .order_by(FileRow.id)
+    ).all()
+    if pending:
+        table = _care_table(hub, [hub.warehouse.directory / p for p in pending], hub_pseudonym)
+        columns = [table.column(c).to_pylist() for c in EXTRACT_COLUMNS]
+        rows += list(zip(*columns, strict=True))
+    return rows
+
+
+# -- uses: written at view build, read by a citizen ---------------------------------------------------------
+
+
+def index_generation(hub: Hub, session: Session, project_id: int, generation: int, people: Sequence[str]) -> None:
+    """Index who a view generation includes, in the transaction that publishes it (the caller commits)."""
+    version = _index_version(hub)
+    session.add(
+        CitizenUseGeneration(project_id=project_id, generation=generation, key_version=version, people=len(people))
+    )
+    session.flush()
+    keys = person_keys(hub, people, version) if people else []
+    for start in range(0, len(keys), INSERT_CHUNK):
+        session.execute(
+            insert(CitizenUse),
+            [
+                {"person_key": k, "project_id": project_id, "generation": generation}
+                for k in keys[start : start + INSERT_CHUNK]
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class Uses:
+    projects: set[int]
+    """Projects the index says included the person."""
+    unindexed: list[tuple[int, str]]
+    """(project id, membership file) of generations not indexed yet: the caller reads those files."""
+
+
+def uses_of(hub: Hub, session: Session, hub_pseudonym: str) -> Uses:
+    versions = session.scalars(select(CitizenUseGeneration.key_version).distinct()).all()
+    projects: set[int] = set()
+    if versions:
+        mine = _keys_of(hub, hub_pseudonym, versions)
+        found = session.execute(
+            select(CitizenUse.project_id, CitizenUse.person_key, CitizenUseGeneration.key_version)
+            .join(
+                CitizenUseGeneration,
+                (CitizenUseGeneration.project_id == CitizenUse.project_id)
+                & (CitizenUseGeneration.generation == CitizenUse.generation),
+            )
+            .where(CitizenUse.person_key.in_(list(mine.values())))
+        ).all()
+        projects = {project for project, key, version in found if mine[version] == key}
+    unindexed = session.execute(
+        select(ProjectView.project_id, ProjectView.membership_file)
+        .outerjoin(
+            CitizenUseGeneration,
+            (CitizenUseGeneration.project_id == ProjectView.project_id)
+            & (CitizenUseGeneration.generation == ProjectView.generation),
+        )
+        .where(CitizenUseGeneration.project_id.is_(None))
+        .order_by(ProjectView.project_id, ProjectView.generation)
+    ).all()
+    return Uses(projects, [(p, f) for p, f in unindexed])
+
+
+# -- maintenance --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    batches: int
+    generations: int
+
+
+def rebuild(hub: Hub, session: Session, *, from_scratch: bool = False) -> Rebuilt:
+    """Index every accepted batch and view generation the index lacks (all of them with ``from_scratch``, e.g.
+    after rotating ``citizen-index``), from the warehouse and the membership files; the caller commits.
+
+    Safe at any time: readers fall back to the slow path for whatever is not indexed when they read.
+    """
+    # Imported here: views imports this module to index the generations it builds.
+    from hygie.governance.views import MEMBERSHIP_KEY
+
+    if from_scratch:
+        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
+            session.execute(delete(model))
+    batches = session.scalars(
+        select(BatchRow.batch_id)
+        .where(~BatchRow.batch_id.in_(select(CitizenExtractBatch.batch_id)))
+        .order_by(BatchRow.accepted_at)
+    ).all()
+    for batch_id in batches:
+        index_batch(hub, session, batch_id, session.scalars(select(FileRow).where(FileRow.batch_id == batch_id)).all())
+    crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
+    views = session.scalars(
+        select(ProjectView)
+        .outerjoin(
+            CitizenUseGeneration,
+            (CitizenUseGeneration.project_id == ProjectView.project_id)
+            & (CitizenUseGeneration.generation == ProjectView.generation),
+        )
+        .where(CitizenUseGeneration.project_id.is_(None))
+        .order_by(ProjectView.project_id, ProjectView.generation)
+    ).all()
+    for view in views:
+        path = hub.settings.data_dir / view.membership_file
+        if not path.exists():
+            raise CitizenIndexError(
+                f"membership file {view.membership_file} of project {view.project_id} is missing; restore it from "
+                "backup, then run the rebuild again"
+            )
+        members = ds.dataset(str(path), format=crypto.file_format()).to_table(columns=[PSEUDONYM_COLUMN])
+        index_generation(hub, session, view.project_id, view.generation, members.column(0).to_pylist())
+    return Rebuilt(batches=len(batches), generations=len(views))

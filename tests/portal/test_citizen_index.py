@@ -1,0 +1,208 @@
+"""The index behind citizens' reads gives exactly what a full scan gives, holds no pseudonym or identifier, and
+never answers short: what it lacks is read the slow way, what is altered is refused."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+from sqlalchemy import delete, select, update
+
+from hygie.governance.citizen_index import (
+    CareRow,
+    CitizenExtract,
+    CitizenExtractBatch,
+    CitizenIndexError,
+    CitizenUse,
+    CitizenUseGeneration,
+    care_rows,
+    person_keys,
+    rebuild,
+)
+from hygie.governance.models import ProjectView
+from hygie.governance.views import MEMBERSHIP_KEY, projects_including
+from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
+from hygie.warehouse.catalog import BatchRow
+from hygie.warehouse.encryption import ParquetCrypto
+from tests.portal.test_citizens import hub_pseudonym
+from tests.portal.world import World, people
+
+COLUMNS = "EXE_SOI_DTD, PRS_NAT_REF, PRS_ACT_QTE, PRS_PAI_MNT, BSE_REM_MNT"
+
+
+def _total(row: CareRow) -> tuple[tuple[bool, str], ...]:
+    """A total order on rows (None first), to compare multisets."""
+    return tuple((v is not None, repr(v)) for v in row)
+
+
+def full_scan(world: World) -> dict[str, list[CareRow]]:
+    """Every person's care rows, by hub pseudonym, straight from the warehouse."""
+    with world.hub.session() as session:
+        con = world.hub.warehouse.connect(session, [CARE_TABLE])
+        try:
+            found = con.execute(f"SELECT {PSEUDONYM_COLUMN}, {COLUMNS} FROM {CARE_TABLE}").fetchall()
+        finally:
+            con.close()
+    by_person: dict[str, list[CareRow]] = defaultdict(list)
+    for psa, *row in found:
+        by_person[psa].append((row[0], row[1], row[2], row[3], row[4]))
+    return {p: sorted(rows, key=_total) for p, rows in by_person.items()}
+
+
+def members_by_scan(world: World, psa: str) -> list[int]:
+    """Projects including a person, by reading every membership file (the durable record)."""
+    crypto = ParquetCrypto(world.hub.custody, master_key=MEMBERSHIP_KEY)
+    found = set()
+    with world.hub.session() as session:
+        for project_id, membership in session.execute(select(ProjectView.project_id, ProjectView.membership_file)):
+            dataset = ds.dataset(str(world.hub.settings.data_dir / membership), format=crypto.file_format())
+            if dataset.count_rows(filter=pc.field(PSEUDONYM_COLUMN) == psa):
+                found.add(project_id)
+    return sorted(found)
+
+
+def everyone(world: World) -> list[str]:
+    return world.hub.pseudonymiser.pseudonyms([p["BEN_NIR"] for p in people(world.delivery)])
+
+
+def test_every_persons_rows_are_those_of_a_full_scan(shared_world: World) -> None:
+    world = shared_world
+    expected = full_scan(world)
+    pseudonyms = everyone(world)
+    assert len(expected) > 200  # the comparison covers most of the population, not a handful
+    with world.hub.session() as session:
+        indexed = set(session.scalars(select(CitizenExtractBatch.batch_id)))
+        assert indexed == set(session.scalars(select(BatchRow.batch_id)))  # ingestion indexed every batch
+        for psa in pseudonyms:
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+
+
+def test_the_pages_are_the_full_scan_in_order(shared_world: World) -> None:
+    world = shared_world
+    mine = full_scan(world)[hub_pseudonym(world, "citizen1")]
+    shown: list[dict[str, Any]] = []
+    while True:
+        page = world.call("citizen1", "GET", "/me/reimbursements", params={"limit": 1, "offset": len(shown)}).json()
+        shown += page["reimbursements"]
+        if len(shown) >= page["total"] or not page["reimbursements"]:
+            break
+    assert page["total"] == len(shown) == len(mine) > 1
+    dates = [r["care_date"] for r in shown if r["care_date"] is not None]
+    assert dates == sorted(dates, reverse=True)  # newest care first
+
+    def amount(value: object) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+    def key(row: tuple[str | None, int | None, Decimal | None, Decimal | None]) -> str:
+        return repr(row)
+
+    got = sorted(((r["care_date"], r["act_code"], amount(r["amount_paid"]), amount(r["amount_reimbursed"]))
+                  for r in shown), key=key)  # fmt: skip
+    want = sorted(((None if c is None or c == date(1600, 1, 1) else c.isoformat(), a, amount(p), amount(r))
+                   for c, a, _, p, r in mine), key=key)  # fmt: skip
+    assert got == want
+
+
+def test_the_index_holds_no_pseudonym_or_identifier(shared_world: World) -> None:
+    world = shared_world
+    delivered = people(world.delivery)
+    # Hub pseudonyms and NIRs (names are too short to search for in random bytes: 'LAMY' turns up in base64).
+    secrets = set(everyone(world)) | {p["BEN_NIR"] for p in delivered}
+    stored: list[bytes] = []
+    with world.hub.session() as session:
+        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
+            for row in session.execute(select(model.__table__)):
+                stored += [v if isinstance(v, bytes) else str(v).encode() for v in row]
+        assert session.scalar(select(CitizenExtract.person_key).limit(1)) is not None
+    blob = b"\x00".join(stored)
+    assert b"2024-" not in b"".join(v for v in stored if len(v) > 40)  # payloads are ciphertext
+    leaked = [s for s in secrets if s.encode() in blob]
+    assert leaked == []
+    if world.hub.settings.database_url is None:  # SQLite: the database file itself, every page of it
+        files = list(world.hub.settings.data_dir.glob("*.db*"))
+        assert files
+        raw = b"".join(f.read_bytes() for f in files)
+        assert [psa for psa in everyone(world) if psa.encode() in raw] == []
+
+
+def test_uses_match_the_membership_files_through_opt_out_and_closing(world: World) -> None:
+    first = world.active_project()
+    me, other = hub_pseudonym(world, "citizen1"), hub_pseudonym(world, "citizen2")
+    assert world.call("citizen1", "POST", "/me/opt-out").status_code == 200
+    second = world.active_project(requester="researcher2")  # built after the objection: leaves citizen1 out
+    closed = world.call("researcher2", "POST", f"/projects/{second}/close", json={"reason": "study complete"})
+    assert closed.status_code == 200, closed.text
+    with world.hub.session() as session:
+        assert projects_including(world.hub, session, me) == members_by_scan(world, me) == [first]
+        assert projects_including(world.hub, session, other) == members_by_scan(world, other) == [first, second]
+        for psa in everyone(world)[::10]:
+            assert projects_including(world.hub, session, psa) == members_by_scan(world, psa)
+    # A closed project stays on the citizen's record: past uses are still told.
+    uses = world.call("citizen2", "GET", "/me/data-uses").json()
+    assert sorted(u["project_id"] for u in uses["uses"]) == [first, second]
+
+
+def test_what_the_index_lacks_is_read_the_slow_way_then_rebuilt(world: World) -> None:
+    pid = world.active_project()
+    expected = full_scan(world)
+    sample = everyone(world)[:40]
+    with world.hub.session() as session:
+        before = {p: projects_including(world.hub, session, p) for p in sample}
+        assert any(before.values())
+        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
+            session.execute(delete(model))  # a hub ingested before the index existed
+        session.commit()
+        for psa in sample:
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+            assert projects_including(world.hub, session, psa) == before[psa]
+        done = rebuild(world.hub, session)
+        session.commit()
+        assert done.batches == len(session.scalars(select(BatchRow.batch_id)).all()) and done.generations == 1
+        assert rebuild(world.hub, session).batches == 0  # nothing left to do
+        for psa in sample:
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+            assert projects_including(world.hub, session, psa) == before[psa]
+        assert session.scalar(select(CitizenUseGeneration.project_id)) == pid
+
+
+def test_a_rotated_index_key_keeps_answers_whole_until_rebuilt(world: World) -> None:
+    world.active_project()
+    me = hub_pseudonym(world, "citizen1")
+    expected = full_scan(world)[me]
+    world.hub.custody.rotate("citizen-index")
+    with world.hub.session() as session:
+        # Old entries are keyed under version 1: the read computes the person's key under each version in use.
+        assert sorted(care_rows(world.hub, session, me), key=_total) == expected
+        assert projects_including(world.hub, session, me) == members_by_scan(world, me)
+        rebuild(world.hub, session, from_scratch=True)
+        session.commit()
+        assert set(session.scalars(select(CitizenExtractBatch.key_version))) == {2}
+        assert sorted(care_rows(world.hub, session, me), key=_total) == expected
+        assert projects_including(world.hub, session, me) == members_by_scan(world, me)
+
+
+def test_an_extract_moved_to_another_person_is_refused_not_shown(world: World) -> None:
+    me, other = hub_pseudonym(world, "citizen1"), hub_pseudonym(world, "citizen2")
+    with world.hub.session() as session:
+        assert care_rows(world.hub, session, me) and care_rows(world.hub, session, other)
+        [mine] = person_keys(world.hub, [me], 1)
+        [theirs] = person_keys(world.hub, [other], 1)
+        batches = {k: set(session.scalars(select(CitizenExtract.batch_id).where(CitizenExtract.person_key == k)))
+                   for k in (mine, theirs)}  # fmt: skip
+        batch = sorted(batches[mine] & batches[theirs])[0]
+        payload = session.scalar(
+            select(CitizenExtract.payload).where(CitizenExtract.person_key == theirs, CitizenExtract.batch_id == batch)
+        )
+        session.execute(
+            update(CitizenExtract)
+            .where(CitizenExtract.person_key == mine, CitizenExtract.batch_id == batch)
+            .values(payload=payload)
+        )
+        session.commit()
+        with pytest.raises(CitizenIndexError, match="does not open"):
+            care_rows(world.hub, session, me)
