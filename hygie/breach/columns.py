@@ -10,6 +10,8 @@ key), python only handling the damaged rest. Nothing is written anywhere: the co
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date
+from functools import lru_cache
 from itertools import zip_longest
 from typing import Any
 
@@ -64,10 +66,18 @@ def _folded(value: str) -> str:
 
 
 def _date(value: str) -> str | None:
-    born = parse_date(value)
+    return _date_in_year(value, date.today().year)
+
+
+@lru_cache(maxsize=500_000)
+def _date_in_year(value: str, year: int) -> str | None:
+    # Cached across chunks: a leak's birth dates are a few tens of thousands of days in two or three forms, so
+    # most chunk-distinct values were seen in an earlier chunk. Keyed on the year: two-digit years pivot on it.
+    born = parse_date(value, date(year, 1, 1))
     return born.isoformat() if born else None
 
 
+@lru_cache(maxsize=100_000)
 def _postcode(value: str) -> str | None:
     return postcode(value.strip())
 

@@ -47,7 +47,7 @@ class Outcome:
     categories: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """A row's identifying values, normalised (in memory only)."""
 

@@ -90,7 +90,7 @@ def _separator(text: str) -> str:
 
 def _text_rows(text: str, delimiter: str | None) -> list[list[str]]:
     sep = delimiter or _separator(text)
-    stripped = ([c.strip() for c in r] for r in csv.reader(io.StringIO(text), delimiter=sep))
+    stripped = (list(map(str.strip, r)) for r in csv.reader(io.StringIO(text), delimiter=sep))
     return [r for r in stripped if any(r)]
 
 
