@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import delete, select
 
 from hygie.breach import blocking
+from hygie.breach.columns import parse_dates
 from hygie.breach.mapping import infer
 from hygie.breach.matcher import RowParser
 from hygie.breach.models import BreachBlockKey, BreachBlockState
-from hygie.breach.normalise import fold, postcode
+from hygie.breach.normalise import fold, parse_date, postcode
 from hygie.breach.reader import read_table
 from hygie.breach.service import Incidents
 from hygie.breach.synthetic import make_leak, swap_columns
@@ -35,6 +36,30 @@ def test_columnar_parsing_equals_parsing_row_by_row(
     rng = random.Random(3)
     ragged = [r[: rng.randrange(len(r) + 1)] for r in table.rows]
     assert parser.parse(1, ragged) == [parser(i + 1, r) for i, r in enumerate(ragged)]
+
+
+def test_dates_parsed_in_arrow_read_as_parse_date_reads_them() -> None:
+    cells = [
+        "1990-02-30",
+        "1990-02-28",
+        "28/02/1990",
+        "30/02/1990",
+        "1990-2-3",
+        "3/2/1990",
+        "19900203",
+        "33000",
+        "",
+        "abc",
+        "29/02/2000",
+        "29/02/1900",
+        "1900-02-29",
+        "31.12.1999",
+        "1950-01-01T00:00",
+        "01/13/1990",
+    ]
+    expected = [(d.isoformat() if (d := parse_date(c)) else None) for c in cells]
+    assert parse_dates(cells) == expected
+    assert expected[:4] == [None, "1990-02-28", "1990-02-28", None]  # 30 February is no date, in either form
 
 
 def test_bulk_blocking_keys_are_the_row_keys(shared_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
