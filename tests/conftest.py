@@ -41,12 +41,14 @@ _counter = itertools.count()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """Each test using a hub runs twice: on the embedded SQLite default and on PostgreSQL."""
     if request.param == "sqlite":
-        return make_settings(tmp_path / "hub")
+        yield make_settings(tmp_path / "hub")
+        return
     url = postgres.create_database(request.getfixturevalue("postgres_cluster"), f"hygie_test_{next(_counter)}")
-    return make_settings(tmp_path / "hub", database_url=url)
+    yield make_settings(tmp_path / "hub", database_url=url)
+    postgres.drop_database(url)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from hygie.governance.models import Account, Project
 from hygie.hub import Hub
 from hygie.synth import generate
-from tests.portal.world import Template, clone_hub, make_template
+from tests.portal.world import Template, clone_hub, make_template, release_hub
 
 PEOPLE, YEARS, SEED, START = 400, 1, 23, 2023
 
@@ -47,7 +47,7 @@ def populated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
         cluster = request.getfixturevalue("postgres_cluster")
         hub = clone_hub(tmp_path, request.getfixturevalue("postgres_population"), cluster)
     yield hub
-    hub.close()
+    release_hub(hub)
 
 
 _projects = iter(range(10**6))

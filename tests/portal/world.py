@@ -143,6 +143,14 @@ def clone_hub(tmp: Path, template: Template, cluster: str | None) -> Hub:
     return Hub.open(settings)
 
 
+def release_hub(hub: Hub) -> None:
+    """Close a cloned hub and drop its PostgreSQL database (see tests/postgres.drop_database)."""
+    url = hub.settings.database_url
+    hub.close()
+    if url:
+        postgres.drop_database(url)
+
+
 def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[World]:
     hub = clone_hub(tmp, template, cluster)
     world = World(hub, TestClient(create_app(hub)), template.delivery)
@@ -159,7 +167,7 @@ def build_world(tmp: Path, template: Template, cluster: str | None) -> Iterator[
             )  # fmt: skip
             world.ids[f"citizen{i}"] = created.account.id
     yield world
-    hub.close()
+    release_hub(hub)
 
 
 def people(delivery: Path) -> list[dict[str, str]]:
