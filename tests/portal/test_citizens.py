@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -93,6 +94,12 @@ def test_the_register_and_data_uses_show_jobs_and_releases(world: World) -> None
     pid = world.active_project()
     r = world.call("researcher1", "POST", f"/projects/{pid}/analyses/aggregate", json={"group_by": ["sex"]})
     assert r.status_code == 200, r.text
+    job_id = r.json()["id"]
+    for _ in range(200):  # runs are asynchronous: wait for this one to finish
+        status = world.call("researcher1", "GET", f"/projects/{pid}/analyses/{job_id}").json()["status"]
+        if status not in ("queued", "running"):
+            break
+        time.sleep(0.05)
     register = world.client.get("/register").json()
     [job] = register["jobs"]
     assert job["project_id"] == pid and job["author"] == "researcher1 (Test)" and job["kind"] == "aggregate"
