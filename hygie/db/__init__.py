@@ -8,11 +8,13 @@ migrations see one metadata.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hygie.config import Settings
 
@@ -27,6 +29,18 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+@event.listens_for(Base, "load", propagate=True)
+@event.listens_for(Base, "refresh", propagate=True)
+def _utc_on_load(instance: Any, *_args: Any) -> None:
+    """SQLite hands back timezone-aware columns as naive datetimes (stored in UTC): give them their UTC zone back
+    on load, so every datetime leaving the platform is an unambiguous RFC 3339 timestamp, whatever the database."""
+    for column in instance.__table__.columns:
+        if isinstance(column.type, DateTime) and column.type.timezone:
+            value = instance.__dict__.get(column.key)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                set_committed_value(instance, column.key, value.replace(tzinfo=UTC))
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, StatementError
 
 from hygie.analysis.worker import recover_orphans
 from hygie.audit.alerts import AlertPolicy, start_alerting
@@ -19,7 +20,7 @@ from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
 from hygie.governance.projects import Projects
 from hygie.hub import Hub
-from hygie.portal import pages
+from hygie.portal import openapi, pages
 from hygie.portal.resilience import install_resilience
 from hygie.portal.routes import accounts, alerts, audit_search, citizens, policy, projects, register, reimbursements
 from hygie.portal.routes import analysis as analysis_routes
@@ -72,6 +73,19 @@ def create_app(hub: Hub) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
+        # An id or number beyond what the database stores (2^63 on SQLite, 2^31 for PostgreSQL integers) is a
+        # malformed request, not a server failure; the value itself is never echoed.
+        return JSONResponse({"detail": "a number in the request is out of range"}, status_code=422)
+
+    @app.exception_handler(StatementError)
+    async def statement_error(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, OverflowError | DataError) or isinstance(exc, DataError):
+            return await out_of_range(request, exc)
+        raise exc
+
     @app.get(
         "/healthz",
         tags=["service"],
@@ -95,6 +109,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(dummy_data.router)
     _include_audit(app, hub)
     install_resilience(app, hub)
+    openapi.install(app)
     return app
 
 
