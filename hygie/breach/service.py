@@ -7,6 +7,7 @@ names and incident ids, never a value from the leak.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -134,7 +135,16 @@ class Incidents:
         workers = settings.breach_match_workers
         # Workers read committed data only: when this transaction has just extended the blocking index, the rows
         # are matched here (the next import, with the index current, will use them).
-        if workers > 1 and len(rows) >= settings.breach_parallel_rows and not refreshed and parallel.available():
+        # Forking is safe only from a process's main thread with no other threads holding locks: the console.
+        # A server request thread (other threads running: checkpointer, alerts, workers) matches in-process.
+        console = threading.current_thread() is threading.main_thread() and threading.active_count() == 1
+        if (
+            workers > 1
+            and console
+            and len(rows) >= settings.breach_parallel_rows
+            and not refreshed
+            and parallel.available()
+        ):
             clock = time.perf_counter()
             outcomes, spent = parallel.match(self.hub, columns, rows, settings.breach_match_score, workers, CHUNK)
             self.timings.update(spent)
