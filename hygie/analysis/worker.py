@@ -88,10 +88,21 @@ def _forget(key: int) -> None:
         pool.shutdown()
 
 
+PROCESS_STARTED = datetime.now(UTC)
+"""Jobs submitted since this process started are its own, never orphans (the first submission creates the pool,
+which recovers orphans: it must not fail the job that asked for it)."""
+
+
 def recover_orphans(hub: Hub) -> int:
     """Marks failed every job a previous process left queued or running; returns how many."""
     with hub.session() as session:
-        orphans = list(session.scalars(select(AnalysisJob).where(AnalysisJob.status.in_((QUEUED, RUNNING)))))
+        orphans = list(
+            session.scalars(
+                select(AnalysisJob).where(
+                    AnalysisJob.status.in_((QUEUED, RUNNING)), AnalysisJob.submitted_at < PROCESS_STARTED
+                )
+            )
+        )
         now = datetime.now(UTC)
         for job in orphans:
             job.status, job.error, job.finished_at = FAILED, RESTARTED, now

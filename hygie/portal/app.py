@@ -11,7 +11,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, StatementError
 
-from hygie.analysis.worker import recover_orphans
 from hygie.audit.alerts import AlertPolicy, start_alerting
 from hygie.audit.checkpointer import start_checkpointer
 from hygie.audit.log import TransparencyLog
@@ -34,7 +33,6 @@ log = structlog.get_logger("hygie.portal")
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """While serving: signed checkpoints every few seconds, DPO alerts evaluated, projects past their term ended."""
     hub: Hub = app.state.hub
-    recover_orphans(hub)  # jobs a previous process left queued or running are failed, and said so
     checkpointer = start_checkpointer(TransparencyLog.for_hub(hub), interval=hub.settings.audit_checkpoint_seconds)
     alerter = start_alerting(hub, interval=hub.settings.alert_seconds, policy=AlertPolicy.from_settings(hub.settings))
     stop = threading.Event()

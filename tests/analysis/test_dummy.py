@@ -18,6 +18,7 @@ from hygie.audit import AuditEvent
 from hygie.governance.models import Project
 from hygie.governance.views import open_view
 from tests.analysis.conftest import _world
+from tests.analysis.test_api import finished
 from tests.portal.world import World, people, project_request
 
 
@@ -238,6 +239,8 @@ def test_code_tried_on_dummy_data_runs_unchanged_on_the_real_view(dummy_world: W
     # Once active, the same spec and SQL run unchanged on the real view.
     active = w.active_project()
     real = w.call("researcher1", "POST", f"/projects/{active}/analyses/aggregate", json=spec)
-    assert real.status_code == 200 and real.json()["status"] == "succeeded", real.text
+    assert real.status_code == 200, real.text
+    assert finished(w, active, real.json())["status"] == "succeeded"
     real_sql = w.call("researcher1", "POST", f"/projects/{active}/analyses/sql", json={"sql": sql})
-    assert real_sql.status_code == 200 and real_sql.json()["status"] == "succeeded", real_sql.text
+    assert real_sql.status_code == 200, real_sql.text
+    assert finished(w, active, real_sql.json())["status"] == "succeeded"

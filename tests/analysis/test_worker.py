@@ -3,14 +3,14 @@ under the project's view key and shredded with it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from hygie.analysis.engine import CompiledQuery, Limits, RunResult
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
 from hygie.analysis.service import FAILED_MESSAGE, run_job
-from hygie.analysis.worker import RESTARTED, recover_orphans
+from hygie.analysis.worker import PROCESS_STARTED, RESTARTED, recover_orphans
 from hygie.audit import AuditEvent
 from hygie.governance.accounts import Actor
 from hygie.governance.models import Project
@@ -85,14 +85,18 @@ def test_a_restart_fails_the_jobs_left_running(shared_world: World) -> None:
     pid = w.active_project()
     with w.hub.session() as session:
         jobs = [
+            # Submitted before this process started, as a job a previous server left behind.
             AnalysisJob(project_id=pid, author_id=w.ids["researcher1"], kind="sql", text="SELECT 1", status=status,
-                        submitted_at=datetime.now(UTC))
+                        submitted_at=PROCESS_STARTED - timedelta(minutes=1))
             for status in ("queued", "running")
         ]  # fmt: skip
         session.add_all(jobs)
         session.commit()
         ids = [j.id for j in jobs]
+    mine = w.call("researcher1", "POST", f"/projects/{pid}/analyses/sql", json={"sql": "SELECT 1 AS one"}).json()
     assert recover_orphans(w.hub) >= 2
+    # A job of this very process is never taken for an orphan.
+    assert w.call("researcher1", "GET", f"/projects/{pid}/analyses/{mine['id']}").json()["error"] != RESTARTED
     for job_id in ids:
         job = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job_id}").json()
         assert job["status"] == "failed" and job["error"] == RESTARTED

@@ -81,9 +81,16 @@ def operations(world: World) -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_every_endpoint_records_or_says_why_not(world: World) -> None:
     pid = world.active_project()
-    params = {"project_id": pid, "account_id": world.ids["researcher2"], "token_id": 999, "alert_id": 999,
-              "job_id": 999, "release_id": 999,
-              "incident_id": 999, "row": 1}
+    params = {
+        "project_id": pid,
+        "account_id": world.ids["researcher2"],
+        "token_id": 999,
+        "alert_id": 999,
+        "job_id": 999,
+        "release_id": 999,
+        "incident_id": 999,
+        "row": 1,
+    }
     walked = 0
     for method, path, op in operations(world):
         if "x-hygie-audit" in op:

@@ -64,8 +64,10 @@ def server(page_world: World) -> Iterator[str]:
     thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: while open, Playwright's sync API keeps an event loop running in the main thread,
+    # and later tests (asyncio.run in the resilience tests) need it closed.
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: run scripts/test, which installs it")
     with sync_playwright() as p:
