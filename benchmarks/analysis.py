@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model
 from hygie.config import Settings
 from hygie.governance.models import Account, Project, ProjectMember, ProjectView
 from hygie.governance.policy import departements_by_region
@@ -60,16 +61,6 @@ PASSPHRASE = "hygie analysis benchmark"
 FIRST_YEAR = 2023
 TOP = 20
 TABLES = ("IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "ER_CAM_F")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def settings_for(data_dir: Path, memory_mb: int = 12_288) -> Settings:

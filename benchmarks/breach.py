@@ -44,6 +44,7 @@ from faker.providers.person.fr_FR import Provider as PersonProvider
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model
 from hygie.breach import blocking
 from hygie.breach.matcher import Status
 from hygie.breach.service import Incidents
@@ -64,16 +65,6 @@ PASSPHRASE = "benchmark passphrase"
 def _cpu_seconds() -> float:
     mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # -- a synthetic population, vectorised --------------------------------------------------------------------------

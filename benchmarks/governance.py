@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model
 from hygie.config import Settings
 from hygie.governance.models import Account, Project
 from hygie.governance.views import build_view, destroy_view, open_view
@@ -62,16 +63,6 @@ SCOPES: dict[str, dict[str, Any]] = {
     },
 }
 COUNT = "SELECT count(*), count(DISTINCT BEN_NIR_PSA) FROM ER_PRS_F"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def settings_for(data_dir: Path) -> Settings:

@@ -22,20 +22,11 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model
 from hygie.config import Settings
 from hygie.hub import Hub
 from hygie.ingest.pipeline import expand_batches, ingest_batch
 from hygie.synth import generate
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def rows_in(batches: list[Path]) -> dict[str, int]:
