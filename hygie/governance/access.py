@@ -19,12 +19,9 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def require_view_access(session: Session, settings: Settings, actor: Actor, project_id: int) -> Project:
-    """The project, if ``actor`` may reach its view now; otherwise :class:`Denied` saying why."""
-    if actor.role != Role.RESEARCHER:
-        raise Denied(f"a {actor.role_name or 'visitor'} never reaches project data; only a project's researchers do")
-    if Scope.DATA not in actor.scopes:
-        raise Denied("this needs the data scope")
+def require_member(session: Session, actor: Actor, project_id: int, *, requester_counts: bool = False) -> Project:
+    """The project, if ``actor`` is one of its members (or, with ``requester_counts``, its requester) and any token
+    they act with is bound to it; otherwise :class:`Denied` or :class:`NotFound`. Says nothing of its status."""
     if actor.project_id is not None and actor.project_id != project_id:
         raise Denied(f"this token is bound to project {actor.project_id}, not project {project_id}")
     project = session.get(Project, project_id)
@@ -35,8 +32,18 @@ def require_view_access(session: Session, settings: Settings, actor: Actor, proj
             ProjectMember.project_id == project_id, ProjectMember.account_id == actor.account_id
         )
     )
-    if member is None:
+    if member is None and not (requester_counts and project.requester_id == actor.account_id):
         raise Denied(f"you are not a member of project {project_id}")
+    return project
+
+
+def require_view_access(session: Session, settings: Settings, actor: Actor, project_id: int) -> Project:
+    """The project, if ``actor`` may reach its view now; otherwise :class:`Denied` saying why."""
+    if actor.role != Role.RESEARCHER:
+        raise Denied(f"a {actor.role_name or 'visitor'} never reaches project data; only a project's researchers do")
+    if Scope.DATA not in actor.scopes:
+        raise Denied("this needs the data scope")
+    project = require_member(session, actor, project_id)
     if project.status != "active":
         raise Denied(f"project {project_id} is {project.status}: its data is not reachable")
     now = datetime.now(UTC)

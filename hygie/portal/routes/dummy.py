@@ -7,16 +7,16 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hygie.analysis.dummy import DummyCodeRefused, DummyDataError, DummyRun, export_dummy, run_on_dummy
 from hygie.analysis.spec import AggregateSpec
 from hygie.audit import record
+from hygie.governance.access import require_member
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.acts import act
-from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
-from hygie.governance.models import Project, ProjectMember
+from hygie.governance.errors import Conflict, Denied, Invalid
+from hygie.governance.models import Project
 from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.portal.deps import ActorDep, HubDep
@@ -31,19 +31,7 @@ def _require_member(session: Session, actor: Actor, project_id: int) -> Project:
         raise Denied(f"dummy data is for a project's researchers, not for a {actor.role_name or 'visitor'}")
     if Scope.GOVERNANCE not in actor.scopes and Scope.DATA not in actor.scopes:
         raise Denied("this needs the governance or data scope")
-    if actor.project_id is not None and actor.project_id != project_id:
-        raise Denied(f"this token is bound to project {actor.project_id}, not project {project_id}")
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound(f"no project {project_id}")
-    member = session.scalar(
-        select(ProjectMember.id).where(
-            ProjectMember.project_id == project_id, ProjectMember.account_id == actor.account_id
-        )
-    )
-    if member is None and project.requester_id != actor.account_id:
-        raise Denied(f"you are not a member of project {project_id}")
-    return project
+    return require_member(session, actor, project_id, requester_counts=True)
 
 
 @router.get(
