@@ -37,6 +37,7 @@ from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.portal.pages.messages import PROJECT_STATUS, Said, said
+from hygie.portal.resilience.deadline import dependency_of
 
 log = structlog.get_logger("hygie.portal.pages")
 
@@ -267,7 +268,11 @@ class PageRoute(APIRoute):
             except GovernanceError as exc:
                 actor = await run_in_threadpool(optional_actor, request)
                 response = refusal(request, exc.status, exc.message, actor)
-            except Exception:
+            except Exception as exc:
+                if dependency_of(exc) is not None:
+                    # A failing database or warehouse: the resilience middleware answers with its 503 page and
+                    # its breaker hears of the failure (a page answering alone would hide it from the breaker).
+                    raise
                 # Never a partial page: the reader is told the service is unavailable and to try again.
                 log.exception("page failed", path=request.url.path)
                 response = unavailable(request)
