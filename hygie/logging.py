@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
 import structlog
+
+
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is now, not to the stream it was when logging was configured: a
+    command run inside another program (a test runner swapping streams, an embedding server) must never make a
+    later log line fail on a closed stream."""
+
+    def msg(self, message: str) -> None:
+        # A stream closed under us drops the line; the request goes on.
+        with contextlib.suppress(ValueError):
+            print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
+
+
+def _stderr_logger(*_args: object) -> _StderrLogger:
+    return _StderrLogger()
 
 
 def configure(level: str = "INFO") -> None:
@@ -16,7 +34,7 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
 
