@@ -2,7 +2,8 @@
 
 Everything happens in memory, from bytes: the clear file is never written anywhere. Cells come back as
 strings; spreadsheet cells typed as numbers or dates are turned into the text a person would have typed
-(a float 1.99061606165835e14 becomes '199061606165835', a date cell '1999-06-25').
+(a whole number stored as a float, shown in scientific notation, comes back as its digits; a date cell as
+'YYYY-MM-DD').
 """
 
 from __future__ import annotations
