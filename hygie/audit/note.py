@@ -34,6 +34,15 @@ def key_hash(name: str, public_key: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + ED25519 + public_key).digest()[:4]
 
 
+def _b64(text: str) -> bytes:
+    """Strict base64: a string that is not the canonical encoding of its bytes is refused, so one
+    signature or key has exactly one spelling (unused trailing bits could otherwise vary)."""
+    blob = base64.b64decode(text, validate=True)
+    if base64.b64encode(blob).decode() != text:
+        raise binascii.Error("non-canonical base64")
+    return blob
+
+
 def verifier_key(name: str, public_key: bytes) -> str:
     return f"{name}+{key_hash(name, public_key).hex()}+{base64.b64encode(ED25519 + public_key).decode()}"
 
@@ -42,7 +51,7 @@ def parse_verifier_key(text: str) -> tuple[str, bytes]:
     """``(name, raw Ed25519 public key)`` of a verifier key; checks its declared hash."""
     try:
         name, hash_hex, encoded = text.strip().split("+", 2)  # base64 may hold "+", names never do
-        blob = base64.b64decode(encoded, validate=True)
+        blob = _b64(encoded)
     except (ValueError, binascii.Error) as exc:
         raise NoteError("malformed verifier key") from exc
     if blob[:1] != ED25519 or len(blob) != 33:
@@ -83,7 +92,7 @@ def open_note(note: str, verifier: str) -> Checkpoint:
         if len(parts) != 3 or parts[0] != _DASH:
             raise NoteError("malformed signature line")
         try:
-            blob = base64.b64decode(parts[2], validate=True)
+            blob = _b64(parts[2])
         except binascii.Error as exc:
             raise NoteError("malformed signature") from exc
         if parts[1] != name or blob[:4] != wanted:
@@ -106,7 +115,7 @@ def parse_body(body: str) -> Checkpoint:
     if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
         raise NoteError("tree size is not a canonical decimal")
     try:
-        root = base64.b64decode(root_text, validate=True)
+        root = _b64(root_text)
     except binascii.Error as exc:
         raise NoteError("root hash is not base64") from exc
     if len(root) != 32:

@@ -48,10 +48,16 @@ def env_for(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("HYGIE_DATABASE_URL", s.database_url)
 
 
+def strict_b64(text: str) -> bytes:
+    blob = base64.b64decode(text, validate=True)
+    assert base64.b64encode(blob).decode() == text, "non-canonical base64"
+    return blob
+
+
 def check_note(note: str, verifier_key: str) -> tuple[str, int, bytes]:
     """Verify a C2SP signed note from the specs alone; returns (origin, size, root)."""
     name, key_hash_hex, key_b64 = verifier_key.split("+", 2)
-    blob = base64.b64decode(key_b64)
+    blob = strict_b64(key_b64)
     assert blob[0] == 1 and len(blob) == 33
     assert hashlib.sha256(name.encode() + b"\n" + blob).digest()[:4].hex() == key_hash_hex
     body, signatures = note.split("\n\n", 1)
@@ -60,9 +66,9 @@ def check_note(note: str, verifier_key: str) -> tuple[str, int, bytes]:
     assert len(lines) == 1
     dash, signer, sig_b64 = lines[0].split(" ")
     assert dash == "\u2014" and signer == name
-    sig = base64.b64decode(sig_b64)
+    sig = strict_b64(sig_b64)
     assert sig[:4].hex() == key_hash_hex
     Ed25519PublicKey.from_public_bytes(blob[1:]).verify(sig[4:], body.encode())
     origin, size, root, end = body.split("\n")
     assert end == "" and origin == name
-    return origin, int(size), base64.b64decode(root)
+    return origin, int(size), strict_b64(root)
