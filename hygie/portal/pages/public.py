@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from hygie.audit.log import TransparencyLog
 from hygie.governance.register import register
+from hygie.portal.pages.citizen import WHAT_TO_DO_FR
 from hygie.portal.pages.web import PageRoute, hub_of, optional_actor, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -49,3 +50,10 @@ def checkpoint_page(request: Request) -> HTMLResponse:
         },
         actor=optional_actor(request),
     )
+
+
+@router.get("/verification-fuite", response_class=HTMLResponse)
+def breach_check_page(request: Request) -> HTMLResponse:
+    """The anonymous "am I in it?" check. The page is static: the NIR is blinded in the browser
+    (static/breach-check.js) and only reaches the server as the public API's blinded element."""
+    return render(request, "verification-fuite.html", {"what_to_do": WHAT_TO_DO_FR}, actor=optional_actor(request))

@@ -316,7 +316,11 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
     Role.AUDITOR: [("/controle/alertes", "Alertes"), ("/controle/audit", "Journal d'audit")],
 }
 """The menu per role; pages for features that land later add their entries here (see ``extend_nav``)."""
-PUBLIC_NAV = [("/registre", "Registre public"), ("/journal", "Point de contrôle du journal")]
+PUBLIC_NAV = [
+    ("/registre", "Registre public"),
+    ("/journal", "Point de contrôle du journal"),
+    ("/verification-fuite", "Suis-je concerné par une fuite ?"),
+]
 
 
 def extend_nav(role: Role, href: str, label: str) -> None:

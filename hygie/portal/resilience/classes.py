@@ -35,8 +35,8 @@ _RESEARCH = re.compile(
     r"^/(?:projects/[^/]+/(?:analyses|view|refresh|dummy[^/]*|outputs|jobs)|jobs|analyses|outputs)(?:/|$)"
     r"|^/recherche/.*(?:analyses|dummy|donnees-fictives)"
 )
-# Citizens: the API under /me, their pages under /citoyen, the public register page and the home page.
-_CITIZEN = re.compile(r"^/(?:me|citoyen|registre)(?:/|$)|^/$")
+# Citizens: the API under /me, their pages under /citoyen, the public register, breach check and home pages.
+_CITIZEN = re.compile(r"^/(?:me|citoyen|registre|verification-fuite)(?:/|$)|^/$")
 _PUBLIC = re.compile(r"^/(?:register|audit|journal|breach-check|static|openapi\.json|docs|redoc)(?:/|$)")
 # Citizens' paths that read the warehouse (care data, membership files) besides the research class.
 _CITIZEN_WAREHOUSE = re.compile(r"^/(?:me/(?:data-uses|reimbursements)|citoyen/(?:remboursements|utilisations))")

@@ -285,7 +285,9 @@ class EvaluateRequest(BaseModel):
 
 
 class EvaluateOut(BaseModel):
-    evaluated: str = Field(description="base64 of the evaluated element and its proof")
+    evaluated: str = Field(
+        description="base64 of the DLEQ proof (c then s, 32 bytes each) followed by the evaluated element (32 bytes)"
+    )
     attempt: str = Field(description="Good for one lookup, for a short while")
 
 
