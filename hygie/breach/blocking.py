@@ -1,10 +1,17 @@
 """The blocking index: how a leaked row without a usable NIR finds its few candidates in a large vault.
 
-For each vault person it stores keyed blocking keys, HMAC(breach-blocking key, birth date + a name initial)
-for the initial of the family name and of the first name (so a row with first and last names swapped lands
-in the same block), and HMAC(birth date + postcode). A row computes the same keys from its own values and
-decrypts only the people in its blocks (a dozen or so in a national vault), never the whole vault. Without
-the key in custody the index says nothing: the birth date and initials cannot be brute-forced from it.
+For each vault person it stores keyed blocking keys (HMAC with the ``breach-blocking`` key) of:
+
+* the birth date and the *pair* of name initials, sorted (so a row with first and last names swapped lands in
+  the same block): one or two people per block at national scale, whatever the vault's size grows to;
+* the birth date and each full folded name (family name, first name): a typo in an initial leaves the other
+  name exact, and this block still holds the person;
+* the birth date and the postcode.
+
+A row computes the same keys from its own values and decrypts only the people in its blocks, never the whole
+vault. Without the key in custody the index says nothing: birth dates and names cannot be brute-forced from it.
+Scheme 1 (one block per single initial) grew with the vault — some 20 people per block at 7 million, all
+decrypted for every row not settled at once; a version-1 index is rebuilt by the next :func:`refresh`.
 
 The index is built in bulk, column by column (:func:`index_people`): folding and postcode repair run once per
 distinct value (names, dates and postcodes repeat across millions of people), each distinct blocking message is
@@ -21,12 +28,12 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from hygie.breach import bulk
-from hygie.breach.models import BreachBlockState
-from hygie.breach.normalise import initial, postcode
+from hygie.breach.models import BreachBlockKey, BreachBlockState
+from hygie.breach.normalise import fold, postcode
 from hygie.identity.vault import IdentityRow, IdentityVault
 from hygie.keys import KeyCustody, KeyPurpose
 
@@ -38,12 +45,19 @@ _BATCH = 100_000
 BULK_LOAD = 200_000
 """From this many records to index, :func:`refresh` drops the ``block`` index and rebuilds it after the load."""
 _INDEX = "ix_breach_block_key_block"
-_PREFIX = "hygie/breach-block/v1|"
+SCHEME = 2
+"""The set of keys below; an index built under another scheme is rebuilt from scratch by :func:`refresh`."""
+_PREFIX = "hygie/breach-block/v2|"
 
 
 def block_messages(birth_date: str, names: list[str], post: str | None) -> list[bytes]:
-    """The blocking messages of a person or row: one per name initial, one for the postcode."""
-    out = {f"{_PREFIX}n|{birth_date}|{initial(n)}".encode() for n in names if initial(n)}
+    """The blocking messages of a person or row: each pair of name initials (sorted), each full name, the
+    postcode. A row given as one full-name cell has several tokens, hence several pairs."""
+    folded = [f for f in (fold(n) for n in names) if f]
+    out = {f"{_PREFIX}n|{birth_date}|{f}".encode() for f in folded}
+    for i, a in enumerate(folded):
+        for b in folded[i + 1 :]:
+            out.add(f"{_PREFIX}i|{birth_date}|{''.join(sorted((a[0], b[0])))}".encode())
     if post:
         out.add(f"{_PREFIX}p|{birth_date}|{post}".encode())
     return sorted(out)
@@ -69,17 +83,20 @@ def people_keys(custody: KeyCustody, people: dict[str, pa.Array], person_indexes
     """The (block, person_index) rows of people given as Arrow string columns named like ``Identity``'s fields
     (``last_name``, ``first_name``, ``birth_date``, ``postcode``): the same keys :func:`block_messages` gives."""
     born = pc.fill_null(people["birth_date"], "")
-    last = _per_distinct(people["last_name"], initial)
-    first = _per_distinct(people["first_name"], initial)
+    last = _per_distinct(people["last_name"], fold)
+    first = _per_distinct(people["first_name"], fold)
     post = _per_distinct(people["postcode"], lambda v: postcode(v))
     empty = pa.scalar("", pa.string())
     none = pa.scalar(None, pa.string())
     by_last = pc.if_else(pc.equal(last, empty), none, _messages("n", born, last))
-    # One key when both initials are the same: block_messages keeps a set.
+    # One key when both names are the same: block_messages keeps a set.
     by_first = pc.if_else(pc.or_(pc.equal(first, empty), pc.equal(first, last)), none, _messages("n", born, first))
+    a, b = pc.utf8_slice_codeunits(last, 0, 1), pc.utf8_slice_codeunits(first, 0, 1)
+    pair = pc.if_else(pc.less_equal(a, b), pc.binary_join_element_wise(a, b, ""), pc.binary_join_element_wise(b, a, ""))
+    by_pair = pc.if_else(pc.or_(pc.equal(a, empty), pc.equal(b, empty)), none, _messages("i", born, pair))
     by_post = _messages("p", born, post)  # null where the postcode is unusable
-    messages = pa.concat_arrays([by_last, by_first, by_post])
-    owners = pa.concat_arrays([person_indexes, person_indexes, person_indexes])
+    messages = pa.concat_arrays([by_last, by_first, by_pair, by_post])
+    owners = pa.concat_arrays([person_indexes] * 4)
     present = pc.is_valid(messages)
     messages, owners = messages.filter(present), owners.filter(present)
     distinct = pc.unique(messages)
@@ -109,8 +126,13 @@ def index_people(session: Session, custody: KeyCustody, people: dict[str, pa.Arr
 def _state(session: Session) -> BreachBlockState:
     state = session.scalars(select(BreachBlockState).with_for_update()).first()
     if state is None:
-        state = BreachBlockState(id=1, last_identity_id=0)
+        state = BreachBlockState(id=1, last_identity_id=0, scheme=SCHEME)
         session.add(state)
+        session.flush()
+    elif state.scheme != SCHEME:
+        # Keys of another scheme find nobody under this one: start again from the first vault record.
+        session.execute(delete(BreachBlockKey))
+        state.last_identity_id, state.scheme = 0, SCHEME
         session.flush()
     return state
 

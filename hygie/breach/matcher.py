@@ -2,7 +2,7 @@
 
 A valid NIR finds its person through the vault's keyed blind index; the row's name and birth date must then
 agree with the record, or the row is a conflict (one person's NIR with another's name) and goes to review.
-Without a usable NIR, the row's birth date and name initials give keyed blocking keys (see
+Without a usable NIR, the row's birth date and names give keyed blocking keys (see
 :mod:`hygie.breach.blocking`); the few people in those blocks are decrypted and scored on their names
 (accents, case, hyphens and swapped first/last names folded away, typos scored by edit distance) and
 postcode. A match is automatic only when it is both strong and clearly ahead of the next candidate.
@@ -198,35 +198,18 @@ class Matcher:
             flat = [m for ms in messages for m in ms]
             keys = dict(zip(flat, blocking.block_keys(self._custody, flat), strict=True))
             blocks = blocking.candidates(self._session, list(keys.values()))
-            # Each candidate with the number of the row's blocks it is in. The row's own person is in two or
-            # three (both name initials, and the postcode), whereas in a large vault most people of a block share
-            # just one initial and the birth date with the row.
-            shared: list[dict[bytes, int]] = []
+            # Every person of every block of the row: the blocks are small (a pair of initials, a full name or a
+            # postcode with a birth date), so the row's own person and whoever could be mistaken for them are
+            # decrypted and scored together, and a doubt is never settled by skipping someone.
+            groups: list[set[bytes]] = []
             for ms in messages:
-                count: dict[bytes, int] = {}
+                group: set[bytes] = set()
                 for m in ms:
-                    for i in blocks.get(keys[m], ()):
-                        count[i] = count.get(i, 0) + 1
-                shared.append(count)
-            closest = [{i for i, n in c.items() if n >= 2} or set(c) for c in shared]
+                    group.update(blocks.get(keys[m], ()))
+                groups.append(group)
         with self._phase("decrypt+score"):
-            # Decrypt and score the closest candidates first; only rows they do not match automatically are
-            # decided again over every candidate of their blocks (so a doubt is never settled by skipping people).
-            identities = self._vault.identities_of([i for group in closest for i in group])
-            decided = self._decide(rows, closest, identities)
-            retry = [
-                k
-                for k, (_, o) in enumerate(decided)
-                if o.status is not Status.MATCHED and len(shared[k]) > len(closest[k])
-            ]
-            if retry:
-                identities.update(
-                    self._vault.identities_of([i for k in retry for i in shared[k] if i not in identities])
-                )
-                again = self._decide([rows[k] for k in retry], [set(shared[k]) for k in retry], identities)
-                for k, outcome in zip(retry, again, strict=True):
-                    decided[k] = outcome
-            return decided
+            identities = self._vault.identities_of([i for group in groups for i in group])
+            return self._decide(rows, groups, identities)
 
     def _decide(self, rows: list[tuple[Parsed, Outcome | None]], people: list[set[bytes]],
                 identities: dict[bytes, Identity]) -> list[tuple[Parsed, Outcome]]:  # fmt: skip

@@ -109,6 +109,8 @@ class BreachBlockState(Base):
     __tablename__ = "breach_block_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_identity_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    scheme: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    """Which set of blocking keys the index holds (``blocking.SCHEME``); another one is rebuilt from scratch."""
 
 
 class BreachCheckTag(Base):
