@@ -41,12 +41,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from faker import Faker
 from faker.providers.person.fr_FR import Provider as PersonProvider
+from sqlalchemy import delete, select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import cpu_model
 from hygie.breach import blocking
 from hygie.breach.matcher import Status
+from hygie.breach.models import BreachBlockKey, BreachBlockState
 from hygie.breach.service import Incidents
 from hygie.breach.synthetic import make_leak
 from hygie.config import Settings
@@ -215,24 +217,32 @@ def settings_for(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, key_passphrase=PASSPHRASE)  # type: ignore[arg-type]
 
 
-def build(data_dir: Path, people: int, seed: int) -> dict[str, float]:
+def build(data_dir: Path, people: int, seed: int, resume_from: int = 0) -> dict[str, float]:
     """Seal and store ``people`` identities the way ingestion does, and index them for blocking in the same pass.
 
     The blocking keys come from the clear columns being sealed (``blocking.index_people``: per distinct value
     folding, one custody MAC call per chunk, driver-level insert), with the ``block`` index dropped during the
     load and rebuilt once at the end; decrypting the vault again to index it would double the work.
     """
-    shutil.rmtree(data_dir, ignore_errors=True)
-    hub = Hub.init(settings_for(data_dir))
+    if resume_from:
+        hub = Hub.open(settings_for(data_dir))  # a smaller cached vault, grown to ``people``
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        hub = Hub.init(settings_for(data_dir))
     population = Population(seed)
     timings = {"generate": 0.0, "seal": 0.0, "store": 0.0, "blocking keys": 0.0, "blocking index": 0.0}
     cpu = time.process_time()
     with hub.session() as session:
         blocking.drop_index(session)
+        if resume_from:  # the people added now get no blocking keys: mark the index for a rebuild (reindex)
+            session.execute(update(BreachBlockState).values(scheme=0))
         session.commit()
     clock = time.perf_counter()
     for start, columns in population.chunks(people):
         timings["generate"] += time.perf_counter() - clock
+        if start < resume_from:
+            clock = time.perf_counter()
+            continue  # already stored; generated again only so that later chunks draw the same NIRs
         with hub.session() as session:
             # SQLite's default page cache (2 MB) makes every B-tree insertion of a large vault a disk read.
             if session.connection().dialect.name == "sqlite":
@@ -249,10 +259,13 @@ def build(data_dir: Path, people: int, seed: int) -> dict[str, float]:
             vault.store(rows)
             timings["store"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            blocking.index_people(session, hub.custody, columns, indexes)
-            blocking.advance(session, blocking.last_identity_id(session))
+            if not resume_from:  # a grown vault is indexed afresh by reindex(), under the current scheme
+                blocking.index_people(session, hub.custody, columns, indexes)
+                blocking.advance(session, blocking.last_identity_id(session))
             session.commit()
             timings["blocking keys"] += time.perf_counter() - clock
+        # What is committed, so that a build stopped half-way resumes from there.
+        (data_dir / "bench.json").write_text(json.dumps({"people": start + len(rows), "seed": seed, "build": timings}))
         print(f"  vault: {start + len(rows):,} people ({sum(timings.values()):.0f} s wall, "
               f"{time.process_time() - cpu:.0f} s CPU)", flush=True)  # fmt: skip
         clock = time.perf_counter()
@@ -268,6 +281,40 @@ def build(data_dir: Path, people: int, seed: int) -> dict[str, float]:
     hub.close()
     (data_dir / "bench.json").write_text(json.dumps({"people": people, "seed": seed, "build": timings}))
     return timings
+
+
+def scheme_of(data_dir: Path) -> int:
+    hub = Hub.open(settings_for(data_dir))
+    try:
+        with hub.session() as session:
+            state = session.scalars(select(BreachBlockState)).first()
+            return state.scheme if state else 0
+    finally:
+        hub.close()
+
+
+def reindex(data_dir: Path, people: int, seed: int) -> float:
+    """Rebuild the blocking index under the current scheme from the regenerated clear columns: what
+    ``blocking.refresh`` does after a scheme change, without decrypting the vault again."""
+    hub = Hub.open(settings_for(data_dir))
+    population = Population(seed)
+    started = time.perf_counter()
+    with hub.session() as session:
+        if session.connection().dialect.name == "sqlite":
+            session.connection().exec_driver_sql("PRAGMA cache_size=-1000000")
+        blocking.advance(session, 0)  # a scheme change empties the index here
+        session.execute(delete(BreachBlockKey))
+        blocking.drop_index(session)
+        for start, columns in population.chunks(people):
+            indexes = Pseudonymiser(hub.custody).indexes(columns["nir"].to_pylist())
+            blocking.index_people(session, hub.custody, columns, indexes)
+            print(f"  blocking keys: {start + len(indexes):,} people ({time.perf_counter() - started:.0f} s)",
+                  flush=True)  # fmt: skip
+        blocking.create_index(session)
+        blocking.advance(session, blocking.last_identity_id(session))
+        session.commit()
+    hub.close()
+    return time.perf_counter() - started
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -317,11 +364,36 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = args.work / f"hub-{args.people}"
     built = data_dir / "bench.json"
-    if not built.exists() or json.loads(built.read_text())["seed"] != args.seed:
-        print(f"building a vault of {args.people:,} people in {data_dir} (kept for later runs)", flush=True)
-        build_times = build(data_dir, args.people, args.seed)
+    record = json.loads(built.read_text()) if built.exists() else None
+    if record is None or record["seed"] != args.seed:
+        record = None
+        # A smaller vault of the same seed is grown rather than built again (its people are the first ones).
+        smaller = sorted(
+            (int(d.name.removeprefix("hub-")), d)
+            for d in args.work.glob("hub-*")
+            # whole chunks only: a chunk's people depend on its size
+            if (d / "bench.json").exists() and int(d.name.removeprefix("hub-")) < args.people
+            and int(d.name.removeprefix("hub-")) % CHUNK == 0
+            and json.loads((d / "bench.json").read_text())["seed"] == args.seed
+        )  # fmt: skip
+        if smaller:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            smaller[-1][1].rename(data_dir)
+            record = json.loads(built.read_text())
+    stored = record["people"] if record else 0  # people committed so far (a build stopped half-way resumes)
+    if stored < args.people:
+        print(f"building a vault of {args.people:,} people in {data_dir} from {stored:,} (kept for later runs)",
+              flush=True)  # fmt: skip
+        build_times = build(data_dir, args.people, args.seed, stored)
+        if stored:
+            build_times["grown from"] = stored
+        built.write_text(json.dumps({"people": args.people, "seed": args.seed, "build": build_times}))
     else:
-        build_times = json.loads(built.read_text())["build"]
+        build_times = record["build"] if record else {}
+    if scheme_of(data_dir) != blocking.SCHEME:
+        print(f"rebuilding the blocking index under scheme {blocking.SCHEME}", flush=True)
+        build_times[f"reindex (scheme {blocking.SCHEME})"] = reindex(data_dir, args.people, args.seed)
+        built.write_text(json.dumps({"people": args.people, "seed": args.seed, "build": build_times}))
 
     # The same people again, in memory: the leak's rows and the baseline's clear columns.
     clock = time.perf_counter()
