@@ -15,8 +15,18 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    from hygie.portal.pages import airlock, analyses, citizen, oversight, public, research, review, signin
+    from hygie.portal.pages import (
+        airlock,
+        analyses,
+        citizen,
+        oversight,
+        public,
+        research,
+        review,
+        signin,
+        violations,
+    )
 
-    for module in (public, signin, citizen, research, analyses, airlock, review, oversight):
+    for module in (public, signin, citizen, research, analyses, airlock, review, oversight, violations):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -34,6 +34,11 @@ RELEASE_STATUS: dict[str, str] = {
     "refused": "refusée par le contrôle de divulgation",
 }
 ALERT_STATUS: dict[str, str] = {"open": "ouverte", "acknowledged": "prise en compte", "dismissed": "classée"}
+INCIDENT_STATUS: dict[str, str] = {
+    "imported": "importée, avis non encore faits",
+    "notified": "notifiée",
+    "destroyed": "fichier détruit, avis non faits",
+}
 ROLE_NAMES: dict[str, str] = {
     "citizen": "assuré",
     "researcher": "chercheur",
@@ -127,13 +132,60 @@ RULES: list[tuple[str, str]] = [
         r"this account is locked after (\d+) failed sign-ins; try again after (\d\d:\d\d) UTC",
         "Ce compte est bloqué après {1} échecs de connexion : réessayez après {2} UTC.",
     ),
+    (r"no breach incident (\d+)", "Aucune violation de données n° {1}."),
+    (
+        r"row (\d+) of incident (\d+) is not in the review queue",
+        "La ligne {1} de la violation n° {2} n'est pas dans la file de revue.",
+    ),
+    (r"row (\d+) has no candidate to confirm", "La ligne {1} n'a aucun candidat à confirmer."),
+    (
+        r"incident (\d+) is (\w+): its mapping can no longer change",
+        "La violation n° {1} est {incident2} : la correspondance des colonnes ne peut plus changer.",
+    ),
+    (
+        r"incident (\d+) is (\w+): notices were already made",
+        "La violation n° {1} est {incident2} : les avis ont déjà été faits.",
+    ),
+    (
+        r"incident (\d+)'s file was destroyed on schedule: it cannot be matched again",
+        "Le fichier de la violation n° {1} a été détruit à son échéance : il ne peut plus être rapproché.",
+    ),
+    (
+        r"an incident named .* exists already: choose another name",
+        "Une violation porte déjà ce nom : choisissez-en un autre.",
+    ),
+    (r"an incident needs a name of 1 to 200 characters", "Le nom de la violation compte de 1 à 200 caractères."),
+    (
+        r"the file has no column (\d+) \(columns are numbered from 0\)",
+        "Le fichier n'a pas de colonne {1} (les colonnes sont numérotées à partir de 0).",
+    ),
+    (r"the file holds no rows", "Le fichier ne contient aucune ligne."),
+    (
+        r"the file could not be read as (\w+) \((\w+)\)",
+        "Le fichier n'a pas pu être lu comme un fichier {1} : est-ce bien un CSV, TSV, XLSX ou JSON ?",
+    ),
+    (
+        r"a JSON leak needs a list of records.*",
+        "Un fichier JSON doit contenir une liste d'enregistrements (ou un objet qui en contient une).",
+    ),
+    (
+        r"the file is larger than (\d+) MiB: .*",
+        "Le fichier dépasse {1} Mio : importez-le en ligne de commande (hygie breach import).",
+    ),
     (r"with totals, at most (\d+) dimensions", "Avec les totaux, {1} dimensions au plus."),
     (r"List should have at most (\d+) items? after validation, not \d+", "{1} au plus."),
     (r"refused: (.+) is forbidden by law", "Refusé : cette finalité ({1}) est interdite par la loi."),
 ]
 """(the service's message as a regular expression, its French): ``{n}`` is the n-th group; ``{projectn}``,
-``{releasen}``, ``{alertn}`` the group as the French word for that object's state, ``{rolen}`` as a role."""
-STATES = {"project": PROJECT_STATUS, "release": RELEASE_STATUS, "alert": ALERT_STATUS, "role": ROLE_NAMES}
+``{releasen}``, ``{alertn}``, ``{incidentn}`` the group as the French word for that object's state, ``{rolen}`` as
+a role."""
+STATES = {
+    "project": PROJECT_STATUS,
+    "release": RELEASE_STATUS,
+    "alert": ALERT_STATUS,
+    "incident": INCIDENT_STATUS,
+    "role": ROLE_NAMES,
+}
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 COMPILED = [(re.compile(pattern + r"\.?$"), french) for pattern, french in RULES]
 

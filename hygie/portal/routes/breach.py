@@ -24,6 +24,7 @@ from hygie.breach import mail, oprf, sweep
 from hygie.breach.mapping import Field as LeakField
 from hygie.breach.models import BreachCheckTag, BreachIncident, BreachRow
 from hygie.breach.ratelimit import RateLimited, RateLimiter
+from hygie.breach.reader import UnreadableFile
 from hygie.breach.service import Incidents, Result, aware
 from hygie.governance.accounts import ANONYMOUS, Actor, Scope
 from hygie.governance.acts import act
@@ -114,16 +115,27 @@ async def import_incident(
     file: Annotated[UploadFile | None, File(description="The leaked file")] = None,
     incident: Annotated[str | None, Form(description="A name for the incident")] = None,
 ) -> ImportOut:
-    blob = await file.read(MAX_UPLOAD_BYTES + 1) if file is not None else b""
+    blob = await file.read(MAX_UPLOAD_BYTES + 1) if file is not None else None
+    return import_blob(hub, actor, incident, file.filename if file is not None else None, blob)[1]
+
+
+def import_blob(
+    hub: Hub, actor: Actor, incident: str | None, file_name: str | None, blob: bytes | None
+) -> tuple[int, ImportOut]:
+    """The import behind ``POST /breach/incidents`` and the DPO's page: the new incident's id and the summary."""
     with act(hub, actor, "breach.import") as session:
         _require_dpo(actor)
-        if file is None or not incident:
+        if blob is None or not incident:
             raise Invalid("send the leaked file as multipart field 'file' and its name as field 'incident'")
         if len(blob) > MAX_UPLOAD_BYTES:
             raise Invalid(
                 f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB: import it with `hygie breach import`"
             )
-        return _import_out(Incidents(hub, session).import_file(actor.ref, incident, file.filename or "leak", blob))
+        try:
+            result = Incidents(hub, session).import_file(actor.ref, incident, file_name or "leak", blob)
+        except UnreadableFile as exc:  # its message names the format tried, never the file's content
+            raise Invalid(str(exc)) from None
+        return result.incident.id, _import_out(result)
 
 
 @router.get("/breach/incidents", summary="Breach incidents (the DPO)")

@@ -27,6 +27,14 @@ from hygie.portal.pages.messages import BY_STATUS, RULES, french, said
         (403, "this needs the audit scope", "Cette action demande la portée « audit »."),
         (401, "this account is locked after 5 failed sign-ins; try again after 14:05 UTC",
          "Ce compte est bloqué après 5 échecs de connexion : réessayez après 14:05 UTC."),
+        (409, "incident 2 is notified: notices were already made",
+         "La violation n° 2 est notifiée : les avis ont déjà été faits."),
+        (409, "incident 3 is notified: its mapping can no longer change",
+         "La violation n° 3 est notifiée : la correspondance des colonnes ne peut plus changer."),
+        (404, "row 7 of incident 2 is not in the review queue",
+         "La ligne 7 de la violation n° 2 n'est pas dans la file de revue."),
+        (409, "an incident named 'Fuite' exists already: choose another name",
+         "Une violation porte déjà ce nom : choisissez-en un autre."),
     ],
 )  # fmt: skip
 def test_known_refusals_are_french_with_their_numbers_and_states(status: int, english: str, expected: str) -> None:
@@ -35,8 +43,8 @@ def test_known_refusals_are_french_with_their_numbers_and_states(status: int, en
 
 
 def test_an_unknown_refusal_says_its_status_in_french_and_keeps_the_service_words() -> None:
-    out = said(409, "incident 2 is notified: notices were already made")
-    assert out == type(out)(BY_STATUS[409], "fr", "incident 2 is notified: notices were already made")
+    out = said(409, "job 2 is parked: try again later")
+    assert out == type(out)(BY_STATUS[409], "fr", "job 2 is parked: try again later")
     assert said(500, "boom").lang == "en"  # no French sentence for it: the English is shown, marked English
     # A form error unknown to the rules reads better whole than as a vague French sentence.
     assert french(422, "each measure appears once") == "each measure appears once"

@@ -1,0 +1,295 @@
+"""The DPO's breach-response pages: the incidents and the import of a leaked file, one incident (counts,
+categories exposed, the column mapping and its correction, the review queue, the notification), the report for
+the CNIL, the outbox and the sweep of leaked files past their retention date.
+
+The pages call the JSON API's route functions (``hygie.portal.routes.breach``), so each act is checked, done and
+recorded exactly as through ``/breach/…``. Like the API, nothing here shows a value from the leak: rows are
+numbered, people counted, columns named by their header and mapped field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, cast
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from hygie.breach.mapping import Field
+from hygie.governance.accounts import Actor
+from hygie.governance.errors import GovernanceError
+from hygie.governance.policy import Role
+from hygie.portal.pages.citizen import EXPOSED
+from hygie.portal.pages.messages import INCIDENT_STATUS, Said, said
+from hygie.portal.pages.web import (
+    PageRoute,
+    checked_form,
+    extend_nav,
+    hub_of,
+    page_actor,
+    redirect,
+    render,
+    require_role,
+)
+from hygie.portal.routes import breach as api
+
+router = APIRouter(prefix="/controle/violations", route_class=PageRoute, include_in_schema=False)
+extend_nav(Role.DPO, "/controle/violations", "Violations de données")
+
+NAME_MAX = 200
+FIELD_LABELS: dict[str, str] = {
+    Field.NIR: "NIR (numéro de sécurité sociale)",
+    Field.LAST_NAME: "nom de famille",
+    Field.FIRST_NAME: "prénom",
+    Field.FULL_NAME: "nom complet (nom et prénom)",
+    Field.BIRTH_DATE: "date de naissance",
+    Field.POSTCODE: "code postal",
+    Field.EMAIL: "adresse électronique",
+    Field.PHONE: "téléphone",
+    Field.ADDRESS: "adresse",
+    Field.COMMUNE: "commune",
+    Field.SEX: "sexe",
+    Field.BLOOD_GROUP: "groupe sanguin (santé)",
+    Field.DOCTOR: "médecin",
+    Field.INSURER: "organisme d'assurance",
+    Field.DIAGNOSIS: "diagnostic, résultat (santé)",
+    Field.TREATMENT: "traitement (santé)",
+    Field.COMMENT: "commentaire (texte libre)",
+    Field.OTHER: "autre donnée",
+    Field.IGNORE: "à ignorer (n'expose rien d'une personne)",
+}
+"""Every field a column can be mapped to (``hygie.breach.mapping.Field``), in French."""
+SOURCE_LABELS: dict[str, str] = {
+    "header": "d'après l'en-tête",
+    "content": "d'après le contenu",
+    "dpo": "corrigé par le DPO",
+    "none": "non reconnue",
+}
+REASONS: dict[str, str] = {
+    "NIR and birth date disagree": "le NIR et la date de naissance ne concordent pas",
+    "NIR and name agree, birth date does not": "le NIR et le nom concordent, pas la date de naissance",
+    "NIR of a person whose name differs": "NIR d'une personne dont le nom diffère",
+    "several people fit": "plusieurs personnes correspondent",
+    "name close but not certain": "nom proche, sans certitude",
+}
+"""The matcher's reasons for sending a row to review, in French; an unknown one is shown as it is, in English."""
+REPORT_FR: dict[str, str] = {
+    "confidentiality breach: a file of personal data published or circulated without authorisation": (
+        "violation de confidentialité : un fichier de données personnelles publié ou diffusé sans autorisation"
+    ),
+    "identity theft against the insurer's services (change of bank details, address or contact)": (
+        "usurpation d'identité auprès des services de l'assureur (changement de coordonnées bancaires, d'adresse "
+        "ou de contact)"
+    ),
+    "phishing using the exposed contact details and the insurer's name": (
+        "hameçonnage au moyen des coordonnées exposées et du nom de l'assureur"
+    ),
+    "disclosure of health data (art. 9 GDPR): discrimination, distress": (
+        "divulgation de données de santé (RGPD, art. 9) : discrimination, détresse"
+    ),
+    "people identified in the identity vault, notified in their portal and by e-mail or letter (art. 34)": (
+        "personnes retrouvées dans le coffre des identités, informées dans leur espace et par courriel ou "
+        "courrier (art. 34)"
+    ),
+    "anonymous 'am I in it?' check for people without an account (OPRF, rate-limited)": (
+        "vérification anonyme « Suis-je concerné ? » pour les personnes sans compte (OPRF, débit limité)"
+    ),
+    "controller and DPO contact details": "coordonnées du responsable de traitement et du DPO",
+    "when and how the breach was discovered": "quand et comment la violation a été découverte",
+    "origin of the leak (processor, system) and its cause": "origine de la fuite (sous-traitant, système) et sa cause",
+    "whether notified within 72 hours, or why not": "notifiée sous 72 heures, ou pourquoi pas",
+}
+"""The report's fixed sentences (``Incidents.report``) in French; the others are shown as they are, in English."""
+REPORT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"stronger identity check on sensitive changes for (\d+) days"),
+     "vérification d'identité renforcée pour les changements sensibles pendant {0} jours"),
+    (re.compile(r"leaked file kept encrypted only, destroyed on (\d{4})-(\d\d)-(\d\d)"),
+     "fichier divulgué gardé chiffré seulement, détruit le {2}/{1}/{0}"),
+]  # fmt: skip
+
+
+def report_text(text: str) -> Said:
+    """One sentence of the report in French where it is a known one, else as it is, marked English."""
+    if text in REPORT_FR:
+        return Said(REPORT_FR[text], "fr", text)
+    for pattern, french in REPORT_PATTERNS:
+        found = pattern.fullmatch(text)
+        if found:
+            return Said(french.format(*found.groups()), "fr", text)
+    return Said(text, "en")
+
+
+DECISIONS = {"confirmed": "confirmée", "rejected": "rejetée"}
+COUNTS: list[tuple[str, str]] = [
+    ("rows", "lignes du fichier"),
+    ("matched", "retrouvées"),
+    ("ambiguous", "en revue"),
+    ("unmatched", "introuvables"),
+    ("invalid", "sans identifiant"),
+    ("people", "personnes retrouvées"),
+]
+DONE = {"import", "correspondance", "confirm", "reject", "notification", "envoi", "purge"}
+
+
+def _labels() -> dict[str, Any]:
+    return {"incident_status": INCIDENT_STATUS, "exposed": EXPOSED, "field_labels": FIELD_LABELS,
+            "source_labels": SOURCE_LABELS, "reasons": REASONS, "decisions": DECISIONS, "counts": COUNTS,
+            "report_text": report_text}  # fmt: skip
+
+
+def _list_context(
+    request: Request, actor: Actor, done: str, results: dict[str, int], errors: dict[str, str], name: str
+) -> dict[str, Any]:
+    incidents = api.list_incidents(hub_of(request), actor)
+    return {"incidents": list(reversed(incidents)), "done": done, "results": results, "errors": errors,
+            "name": name, "max_mib": api.MAX_UPLOAD_BYTES // 2**20, **_labels()}  # fmt: skip
+
+
+@router.get("", response_class=HTMLResponse)
+def incidents_page(
+    request: Request,
+    fait: str = Query("", max_length=20),
+    envoyes: int = Query(0, ge=0),
+    courriers: int = Query(0, ge=0),
+    echecs: int = Query(0, ge=0),
+    detruits: int = Query(0, ge=0),
+) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, Role.DPO)
+    results = {"sent": envoyes, "letter": courriers, "failed": echecs, "destroyed": detruits}
+    context = _list_context(request, actor, fait if fait in DONE else "", results, {}, "")
+    return render(request, "controle/violations.html", context, actor=actor)
+
+
+@router.post("/import", response_class=HTMLResponse)
+async def import_page(request: Request) -> Response:
+    form = await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, Role.DPO)
+    name = str(form.get("nom", "")).strip()
+    upload = (await request.form()).get("fichier")  # the form is parsed once; this is the same one
+    errors: dict[str, str] = {}
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        errors["fichier"] = "Choisissez le fichier divulgué (CSV, TSV, XLSX ou JSON)."
+    if not name:
+        errors["nom"] = "Nommez l'incident (par exemple, le prestataire et la date de la fuite)."
+    elif len(name) > NAME_MAX:
+        errors["nom"] = f"{NAME_MAX} caractères au plus."
+    hub = hub_of(request)
+    if not errors:
+        assert isinstance(upload, UploadFile)
+        blob = await upload.read(api.MAX_UPLOAD_BYTES + 1)
+        try:
+            incident_id, _ = await run_in_threadpool(api.import_blob, hub, actor, name, upload.filename, blob)
+        except GovernanceError as exc:  # recorded by the service; shown above the form, the name kept
+            errors["formulaire"] = said(exc.status, exc.message).text
+            status = exc.status
+        else:
+            return redirect(f"/controle/violations/{incident_id}?fait=import")
+    else:
+        status = 422
+    context = await run_in_threadpool(_list_context, request, actor, "", {}, errors, name)
+    return render(request, "controle/violations.html", context, actor=actor, status=status)
+
+
+@router.post("/envoi", response_class=HTMLResponse)
+async def send_page(request: Request) -> Response:
+    await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, Role.DPO)
+    counts = await run_in_threadpool(api.send_outbox, hub_of(request), actor)
+    return redirect(f"/controle/violations?fait=envoi&envoyes={counts['sent']}&courriers={counts['letter']}"
+                    f"&echecs={counts['failed']}")  # fmt: skip
+
+
+@router.post("/purge", response_class=HTMLResponse)
+async def sweep_page(request: Request) -> Response:
+    await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, Role.DPO)
+    done = await run_in_threadpool(api.sweep_files, hub_of(request), actor)
+    return redirect(f"/controle/violations?fait=purge&detruits={len(done['destroyed'])}")
+
+
+def _incident_context(
+    request: Request, actor: Actor, incident_id: int, done: str, people: int, errors: dict[str, str]
+) -> dict[str, Any]:
+    hub = hub_of(request)
+    incident = api.get_incident(incident_id, hub, actor)
+    queue = api.review_queue(incident_id, hub, actor)
+    open_ = incident.status == "imported"
+    return {"incident": incident, "queue": queue, "done": done, "people": people, "errors": errors,
+            "may_remap": open_ and incident.destroyed_at is None, "may_decide": open_, "may_notify": open_,
+            "undecided": sum(1 for r in queue if r.decision is None),
+            "confirmed": sum(1 for r in queue if r.decision == "confirmed"),
+            "fields": list(FIELD_LABELS), **_labels()}  # fmt: skip
+
+
+@router.get("/{incident_id}", response_class=HTMLResponse)
+def incident_page(
+    request: Request, incident_id: int, fait: str = Query("", max_length=20), personnes: int = Query(0, ge=0)
+) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, Role.DPO)
+    context = _incident_context(request, actor, incident_id, fait if fait in DONE else "", personnes, {})
+    return render(request, "controle/violation.html", context, actor=actor)
+
+
+@router.post("/{incident_id}/correspondance", response_class=HTMLResponse)
+async def mapping_page(request: Request, incident_id: int) -> Response:
+    form = await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, Role.DPO)
+    hub = hub_of(request)
+    incident = await run_in_threadpool(api.get_incident, incident_id, hub, actor)
+    corrections: dict[int, Field] = {}
+    errors: dict[str, str] = {}
+    for column in incident.mapping:
+        key = f"colonne-{column.column}"
+        chosen = str(form.get(key, column.field))
+        if chosen not in FIELD_LABELS:
+            errors[key] = "Choisissez un champ de la liste."
+        elif chosen != column.field:
+            corrections[column.column] = Field(chosen)
+    if errors:
+        context = await run_in_threadpool(_incident_context, request, actor, incident_id, "", 0, errors)
+        return render(request, "controle/violation.html", context, actor=actor, status=422)
+    # No correction still matches the file again (against the vault as it is now), as the API does.
+    await run_in_threadpool(api.set_mapping, incident_id, api.MappingRequest(columns=corrections), hub, actor)
+    return redirect(f"/controle/violations/{incident_id}?fait=correspondance")
+
+
+@router.post("/{incident_id}/revue/{row}", response_class=HTMLResponse)
+async def decide_page(request: Request, incident_id: int, row: int) -> Response:
+    form = await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, Role.DPO)
+    decision = str(form.get("decision", ""))
+    if decision not in ("confirm", "reject"):
+        context = await run_in_threadpool(_incident_context, request, actor, incident_id, "", 0,
+                                          {"revue": "Choisissez de confirmer ou de rejeter la ligne."})  # fmt: skip
+        return render(request, "controle/violation.html", context, actor=actor, status=422)
+    body = api.DecisionRequest(decision=cast(Literal["confirm", "reject"], decision))
+    await run_in_threadpool(api.decide, incident_id, row, body, hub_of(request), actor)
+    return redirect(f"/controle/violations/{incident_id}?fait={decision}#revue")
+
+
+@router.post("/{incident_id}/notification", response_class=HTMLResponse)
+async def notify_page(request: Request, incident_id: int) -> Response:
+    await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, Role.DPO)
+    done = await run_in_threadpool(api.notify, incident_id, hub_of(request), actor)
+    return redirect(f"/controle/violations/{incident_id}?fait=notification&personnes={done['people']}")
+
+
+@router.get("/{incident_id}/rapport", response_class=HTMLResponse)
+def report_page(request: Request, incident_id: int) -> HTMLResponse:
+    actor = page_actor(request)
+    require_role(actor, Role.DPO)
+    hub = hub_of(request)
+    report = api.report(incident_id, hub, actor)
+    return render(request, "controle/violation-rapport.html",
+                  {"incident_id": incident_id, "report": report, **_labels()}, actor=actor)  # fmt: skip
