@@ -44,6 +44,17 @@ def test_dpo_imports_a_leak_reviews_and_notifies(page: Page, server: str, page_w
     expect(page.locator("#fichier")).to_have_attribute("aria-invalid", "true")
     check_page(page, "controle-violations-erreurs")
     assert w.call("dpo", "GET", "/breach/incidents").json() == []
+    # A file the reader cannot read: refused in French (the API answers 422 too), nothing imported.
+    page.get_by_label("Fichier divulgué").set_input_files(
+        files=[{"name": "fuite.json", "mimeType": "application/json", "buffer": b'{"patients": ['}]
+    )
+    page.get_by_label("Nom de l'incident").fill("Illisible")
+    page.get_by_role("button", name="Importer et rapprocher").click()
+    expect(page.locator("#erreur-formulaire")).to_contain_text("n'a pas pu être lu comme un fichier JSON")
+    r = w.call("dpo", "POST", "/breach/incidents", files={"file": ("f.json", b'{"patients": [')},
+               data={"incident": "Illisible"})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert w.call("dpo", "GET", "/breach/incidents").json() == []
 
     page.get_by_label("Fichier divulgué").set_input_files(
         files=[{"name": "fuite.csv", "mimeType": "text/csv", "buffer": blob}]
