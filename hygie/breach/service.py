@@ -194,6 +194,22 @@ class Incidents:
             .order_by(BreachRow.row)
         ))  # fmt: skip
 
+    def leaked_row(self, incident: BreachIncident, row: int) -> tuple[BreachRow, list[tuple[Column, str]]]:
+        """A row in review and its cells as the kept file holds them (decrypted in memory), column by column, for
+        the DPO to compare with the candidate's vault record. Read-only: the caller records the inspection and
+        must show the values to the DPO only (never in a URL, a log, an error or an event)."""
+        found = self.session.scalars(
+            select(BreachRow).where(BreachRow.incident_id == incident.id, BreachRow.row == row)
+        ).first()
+        if found is None or found.status != Status.AMBIGUOUS.value:
+            raise NotFound(f"row {row} of incident {incident.id} is not in the review queue")
+        rows = read_table(f"x.{incident.file_format}", self._blob(incident)).rows
+        if not 1 <= row <= len(rows):
+            raise NotFound(f"row {row} of incident {incident.id} is not in the review queue")
+        cells = rows[row - 1]
+        columns = [Column.from_json(m) for m in incident.mapping]
+        return found, [(c, cells[c.column] if c.column < len(cells) else "") for c in columns]
+
     def decide(self, actor: str, incident: BreachIncident, row: int, confirm: bool) -> BreachRow:
         """The DPO's decision on a row in review: confirmed rows are notified like automatic matches."""
         found = self.session.scalars(

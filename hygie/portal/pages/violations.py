@@ -221,7 +221,8 @@ def _incident_context(
     queue = api.review_queue(incident_id, hub, actor)
     open_ = incident.status == "imported"
     return {"incident": incident, "queue": queue, "done": done, "people": people, "errors": errors,
-            "may_remap": open_ and incident.destroyed_at is None, "may_decide": open_, "may_notify": open_,
+            "may_remap": open_ and incident.destroyed_at is None, "may_inspect": incident.destroyed_at is None,
+            "may_decide": open_, "may_notify": open_,
             "undecided": sum(1 for r in queue if r.decision is None),
             "confirmed": sum(1 for r in queue if r.decision == "confirmed"),
             "fields": list(FIELD_LABELS), **_labels()}  # fmt: skip
@@ -293,3 +294,48 @@ def report_page(request: Request, incident_id: int) -> HTMLResponse:
     report = api.report(incident_id, hub, actor)
     return render(request, "controle/violation-rapport.html",
                   {"incident_id": incident_id, "report": report, **_labels()}, actor=actor)  # fmt: skip
+
+
+VAULT_FIELDS: dict[str, str] = {
+    Field.NIR: "nir",
+    Field.LAST_NAME: "last_name",
+    Field.FIRST_NAME: "first_name",
+    Field.BIRTH_DATE: "birth_date",
+    Field.POSTCODE: "postcode",
+    Field.EMAIL: "email",
+    Field.PHONE: "phone",
+    Field.ADDRESS: "address",
+    Field.COMMUNE: "commune",
+}
+"""Identifying fields of a leaked row and the vault identity's attribute each is compared with."""
+IDENTIFYING = {*VAULT_FIELDS, Field.FULL_NAME, Field.SEX}
+"""What the comparison shows of the leaked row: identifiers only, never its health or other data (not needed to
+decide who the row describes)."""
+
+
+@router.get("/{incident_id}/revue/{row}", response_class=HTMLResponse)
+def inspect_page(request: Request, incident_id: int, row: int) -> HTMLResponse:
+    """One row in review beside its candidate's vault identity. The values are in this answer's body only (never
+    in a URL, a log, an error or the record, which holds the row number) and the answer is not cached."""
+    actor = page_actor(request)
+    require_role(actor, Role.DPO)
+    hub = hub_of(request)
+    incident = api.get_incident(incident_id, hub, actor)
+    review, cells, identity = api.inspect_row(incident_id, row, hub, actor)
+    lines: list[dict[str, str]] = []
+    for column, value in cells:
+        if column.field not in IDENTIFYING:
+            continue
+        if identity is None or not value.strip():
+            vault = ""  # nothing to compare: the vault's value is not shown (minimisation)
+        elif column.field == Field.FULL_NAME:
+            vault = f"{identity.last_name} {identity.first_name}"
+        elif column.field in VAULT_FIELDS:
+            vault = str(getattr(identity, VAULT_FIELDS[column.field]) or "")
+        else:
+            vault = "(non gardé dans le coffre)"
+        lines.append({"column": str(column.column + 1), "header": column.header, "field": column.field,
+                      "leaked": value, "vault": vault})  # fmt: skip
+    context = {"incident": incident, "review": review, "lines": lines, "has_candidate": identity is not None,
+               "may_decide": incident.status == "imported", **_labels()}  # fmt: skip
+    return render(request, "controle/violation-ligne.html", context, actor=actor, headers={"Cache-Control": "no-store"})

@@ -32,6 +32,7 @@ from hygie.governance.errors import Denied, Invalid, Unauthenticated
 from hygie.governance.models import Account
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.identity.vault import Identity
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(tags=["breach"])
@@ -174,6 +175,24 @@ def review_queue(incident_id: int, hub: HubDep, actor: ActorDep) -> list[ReviewR
                object=f"breach:{incident_id}", detail={"count": len(rows)})  # fmt: skip
         return [ReviewRow(row=r.row, confidence=r.confidence, reason=r.reason, candidates=r.candidates,
                           decision=r.decision) for r in rows]  # fmt: skip
+
+
+def inspect_row(
+    incident_id: int, row: int, hub: Hub, actor: Actor
+) -> tuple[ReviewRow, list[tuple[ColumnOut, str]], Identity | None]:
+    """For the DPO's page only (no endpoint: the values must stay out of programs' logs and caches): a row in
+    review, its cells from the kept file and its candidate's vault identity, recorded as ``breach.review.inspect``
+    with the row number only."""
+    with act(hub, actor, "breach.review.inspect", object=f"breach:{incident_id}") as session:
+        _require_dpo(actor)
+        incidents = Incidents(hub, session)
+        r, cells = incidents.leaked_row(incidents.get(incident_id), row)
+        identity = hub.vault(session).identities_of([r.person_index]).get(r.person_index) if r.person_index else None
+        record(session, actor=actor.ref, role=actor.role_name, action="breach.review.inspect",
+               object=f"breach:{incident_id}", detail={"row": row})  # fmt: skip
+        out = ReviewRow(row=r.row, confidence=r.confidence, reason=r.reason, candidates=r.candidates,
+                        decision=r.decision)  # fmt: skip
+        return out, [(ColumnOut(**c.as_json()), value) for c, value in cells], identity
 
 
 @router.post("/breach/incidents/{incident_id}/review/{row}", summary="Confirm or reject a row in review")

@@ -99,20 +99,40 @@ def test_dpo_imports_a_leak_reviews_and_notifies(page: Page, server: str, page_w
     expect(page.locator(f"#colonne-{COMMENTS}")).to_have_value("ignore")
     check_page(page, "controle-violation-correspondance")
 
-    # The review queue: the page shows the API's rows; the DPO confirms the first and rejects the second.
+    # The review queue: the page shows the API's rows; the DPO inspects and confirms a row holding a NIR (a
+    # conflict), and rejects another.
     queue = w.call("dpo", "GET", f"/breach/incidents/{incident_id}/review").json()
     assert len(queue) >= 1
     expect(page.locator("#file-revue tbody tr")).to_have_count(len(queue))
-    first = queue[0]["row"]
-    page.locator(f"#ligne-{first}").get_by_role("button", name=f"Confirmer la ligne {first}").click()
+    first = next(r["row"] for r in queue if leak.rows[r["row"] - 1][0])
+    others = [r["row"] for r in queue if r["row"] != first]
+
+    # Side by side: the leaked row's identifying cells and the candidate's vault identity, recorded (row only),
+    # never cached; no health data of the row is shown.
+    page.locator(f"#ligne-{first}").get_by_role("link", name=re.compile(f"Ligne {first}")).click()
+    expect(page).to_have_url(re.compile(rf"/controle/violations/{incident_id}/revue/{first}$"))
+    check_page(page, "controle-violation-ligne")
+    nir_line = page.locator("#comparaison tbody tr").filter(has_text="N° Sécu")
+    leaked_nir = leak.rows[first - 1][0]
+    expect(nir_line.locator("td.fuite")).to_have_text(leaked_nir or "—")
+    vault_nir = nir_line.locator("td.coffre").inner_text().strip()
+    assert vault_nir in nirs, "the candidate's NIR, from the vault"
+    expect(page.locator("#comparaison")).not_to_contain_text("Groupe sanguin")
+    response = page.request.get(page.url)
+    assert response.status == 200 and response.headers["cache-control"] == "no-store"
+    inspected = w.call("dpo", "GET", "/audit/events?action=breach.review.inspect").json()["events"]
+    assert inspected and all(e["detail"] == {"row": first} for e in inspected), inspected
+    assert inspected[0]["object"] == f"breach:{incident_id}"
+    page.get_by_role("button", name=f"Confirmer la ligne {first}").click()
+    expect(page).to_have_url(re.compile(rf"/controle/violations/{incident_id}\?fait=confirm"))
     expect(page.get_by_role("status")).to_contain_text("décision est enregistrée")
     expect(page.locator(f"#ligne-{first} td.decision")).to_have_text("confirmée")
-    if len(queue) > 1:
-        second = queue[1]["row"]
+    if others:
+        second = others[0]
         page.locator(f"#ligne-{second}").get_by_role("button", name=f"Rejeter la ligne {second}").click()
         expect(page.locator(f"#ligne-{second} td.decision")).to_have_text("rejetée")
     decided = {r["row"]: r["decision"] for r in w.call("dpo", "GET", f"/breach/incidents/{incident_id}/review").json()}
-    assert decided[first] == "confirmed" and (len(queue) == 1 or decided[queue[1]["row"]] == "rejected")
+    assert decided[first] == "confirmed" and (not others or decided[others[0]] == "rejected")
     check_page(page, "controle-violation-revue")
 
     # The report for the CNIL.
