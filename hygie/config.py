@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     password_iterations: int = Field(default=2, description="Argon2id passes per password hash (OWASP).")
 
     # Breach response (hygie.breach).
+    breach_upload_max_mib: int = Field(
+        default=512,
+        description="Largest leaked file the portal accepts (MiB); uploads are held in memory, never spooled to "
+        "disk, and a larger request body is refused with 413. `hygie breach import` reads any size.",
+    )
     breach_retention_days: int = Field(
         default=90, description="Days a leaked file is kept (encrypted) after import, then destroyed by the sweep."
     )

@@ -25,6 +25,8 @@ from hygie.portal.routes import accounts, alerts, audit_search, citizens, policy
 from hygie.portal.routes import analysis as analysis_routes
 from hygie.portal.routes import breach as breach_routes
 from hygie.portal.routes import dummy as dummy_data
+from hygie.portal.routes.breach import upload_limit
+from hygie.portal.uploads import BodyLimit, keep_uploads_in_memory
 
 log = structlog.get_logger("hygie.portal")
 
@@ -107,6 +109,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(dummy_data.router)
     _include_audit(app, hub)
     install_resilience(app, hub)
+    # Outermost: an oversized body is refused before anything reads it.
+    app.add_middleware(BodyLimit, limit=keep_uploads_in_memory(upload_limit(hub.settings)))
     openapi.install(app)
     return app
 

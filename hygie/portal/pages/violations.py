@@ -144,7 +144,7 @@ def _list_context(
 ) -> dict[str, Any]:
     incidents = api.list_incidents(hub_of(request), actor)
     return {"incidents": list(reversed(incidents)), "done": done, "results": results, "errors": errors,
-            "name": name, "max_mib": api.MAX_UPLOAD_BYTES // 2**20, **_labels()}  # fmt: skip
+            "name": name, "max_mib": hub_of(request).settings.breach_upload_max_mib, **_labels()}  # fmt: skip
 
 
 @router.get("", response_class=HTMLResponse)
@@ -180,7 +180,7 @@ async def import_page(request: Request) -> Response:
     hub = hub_of(request)
     if not errors:
         assert isinstance(upload, UploadFile)
-        blob = await upload.read(api.MAX_UPLOAD_BYTES + 1)
+        blob = await upload.read(api.upload_limit(hub.settings) + 1)
         try:
             incident_id, _ = await run_in_threadpool(api.import_blob, hub, actor, name, upload.filename, blob)
         except GovernanceError as exc:  # recorded by the service; shown above the form, the name kept

@@ -26,6 +26,7 @@ from hygie.breach.models import BreachCheckTag, BreachIncident, BreachRow
 from hygie.breach.ratelimit import RateLimited, RateLimiter
 from hygie.breach.reader import UnreadableFile
 from hygie.breach.service import Incidents, Result, aware
+from hygie.config import Settings
 from hygie.governance.accounts import ANONYMOUS, Actor, Scope
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied, Invalid, Unauthenticated
@@ -37,7 +38,6 @@ from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(tags=["breach"])
 
-MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 ATTEMPT_SECONDS = 120
 
 
@@ -116,8 +116,12 @@ async def import_incident(
     file: Annotated[UploadFile | None, File(description="The leaked file")] = None,
     incident: Annotated[str | None, Form(description="A name for the incident")] = None,
 ) -> ImportOut:
-    blob = await file.read(MAX_UPLOAD_BYTES + 1) if file is not None else None
+    blob = await file.read(upload_limit(hub.settings) + 1) if file is not None else None
     return import_blob(hub, actor, incident, file.filename if file is not None else None, blob)[1]
+
+
+def upload_limit(settings: Settings) -> int:
+    return settings.breach_upload_max_mib * 2**20
 
 
 def import_blob(
@@ -128,9 +132,10 @@ def import_blob(
         _require_dpo(actor)
         if blob is None or not incident:
             raise Invalid("send the leaked file as multipart field 'file' and its name as field 'incident'")
-        if len(blob) > MAX_UPLOAD_BYTES:
+        if len(blob) > upload_limit(hub.settings):
             raise Invalid(
-                f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB: import it with `hygie breach import`"
+                f"the file is larger than {hub.settings.breach_upload_max_mib} MiB: import it with "
+                "`hygie breach import`"
             )
         try:
             result = Incidents(hub, session).import_file(actor.ref, incident, file_name or "leak", blob)
