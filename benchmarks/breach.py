@@ -108,6 +108,14 @@ def _pad(values: np.ndarray[Any, Any], width: int) -> pa.Array:
     return pc.utf8_lpad(pc.cast(pa.array(values), pa.string()), width=width, padding="0")
 
 
+def _in_sorted(values: np.ndarray[Any, Any], sorted_set: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``np.isin(values, sorted_set)`` for a sorted set, by binary search."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values  # type: ignore[no-any-return]
+
+
 def _join(*parts: pa.Array | str) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
@@ -152,11 +160,13 @@ class Population:
             _, first = np.unique(uid, return_index=True)
             clash = np.ones(n, dtype=bool)
             clash[first] = False
-            clash |= np.isin(uid, self.used)
+            clash |= _in_sorted(uid, self.used)
             if not clash.any():
                 break
             order[clash] = rng.integers(1, 1000, size=int(clash.sum()))
-        self.used = np.union1d(self.used, uid)
+        # uid is now unique and disjoint from used: a sorted concatenation is their union (np.union1d hashes
+        # the whole vault again at every chunk, minutes at 10 million).
+        self.used = np.sort(np.concatenate([self.used, uid]))
         first13 = ((base * 100 + p.dep_num[birth_place]) * 1000 + p.commune[birth_place]) * 1000 + order
         key = 97 - first13 % 97
         nir = _join(
