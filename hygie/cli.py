@@ -533,6 +533,11 @@ def demo(
             f"demo project {report.project_id}: second approval to a queryable view in "
             f"{report.approval_to_view_seconds:.1f} s ({report.view_people:,} people)"
         )
+    if report.breach_people is not None:
+        err.print(
+            f"demo breach: {report.breach_people} people notified (citoyen1 among them); the anonymous check at "
+            "/verification-fuite answers yes for the NIRs at the top of the demo's IR_BEN_R.csv"
+        )
     table = Table("account", "role", title=f"Demo accounts (password: {DEMO_PASSWORD})")
     for username, role in report.accounts.items():
         table.add_row(username, role)

@@ -1,5 +1,6 @@
-"""The demo's people and project: accounts of every role, two enrolled citizens, and one project taken through
-review, so the platform can be tried end to end on synthetic data.
+"""The demo's people, project and breach: accounts of every role, two enrolled citizens, one project taken through
+review, and one data breach imported and notified by the DPO (a leak of the first synthetic people, the first
+demo citizen among them), so the platform can be tried end to end on synthetic data.
 
 Demo only, and said aloud: every demo account shares one printed password, and the staff accounts' second-factor
 secrets are kept in ``<data dir>/demo-accounts.json`` so that ``hygie demo-code`` can print a current code.
@@ -46,6 +47,8 @@ class DemoReport:
     project_id: int | None
     approval_to_view_seconds: float | None
     view_people: int | None
+    breach_people: int | None = None
+    """People notified of the demo breach (the first demo citizen is one of them)."""
 
 
 def _demo_file(hub: Hub) -> Path:
@@ -83,10 +86,11 @@ def set_up(hub: Hub, deliveries: Path) -> DemoReport:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"roles": roles, "totp": secrets}, f)
     project_id, seconds, people = _demo_project(hub)
+    notified = _demo_breach(hub, _first_people(deliveries, BREACH_PEOPLE))
     known = json.loads(path.read_text(encoding="utf-8"))
     known["project_id"] = project_id
     path.write_text(json.dumps(known), encoding="utf-8")
-    return DemoReport(roles, project_id, seconds, people)
+    return DemoReport(roles, project_id, seconds, people, notified)
 
 
 def _first_people(deliveries: Path, n: int) -> list[dict[str, str]]:
@@ -139,6 +143,30 @@ def _demo_project(hub: Hub) -> tuple[int, float, int]:
     with hub.session() as session:
         summary = view_summary(session, Projects(hub, session).get(project_id))
     return project_id, seconds, int(summary["people"]) if summary else 0
+
+
+BREACH_PEOPLE = 300
+"""The demo leak holds the first people of the synthetic delivery (damaged as leaks are), so the anonymous check
+answers yes for the NIRs at the top of ``IR_BEN_R.csv`` and the first demo citizen has a notice."""
+
+
+def _demo_breach(hub: Hub, people: list[dict[str, str]]) -> int:
+    from hygie.breach.service import Incidents
+    from hygie.breach.synthetic import make_leak
+
+    with hub.session() as session:
+        dpo = _as(session.scalars(select(Account).where(Account.username == "dpd")).one())
+    # Everyone chosen (size = all of them); the first demo citizen's row undamaged, so that their notice is sure.
+    leak = make_leak(people[1:], [], seed=2026, size=len(people), duplicates=3, conflicts=2)
+    first = people[0]
+    leak.rows.insert(0, [first["BEN_NIR"], first["NOM"], first["PRENOM"], first["DATE_NAISSANCE"],
+                         *[""] * (len(leak.header) - 4)])  # fmt: skip
+    leak.truth.insert(0, first["BEN_NIR"])
+    with act(hub, dpo, "breach.import") as session:
+        incidents = Incidents(hub, session)
+        incident = incidents.import_file(dpo.ref, "Fuite chez un prestataire (démonstration)", "extraction.csv",
+                                         leak.csv()).incident  # fmt: skip
+        return incidents.notify(dpo.ref, incident)
 
 
 def current_code(hub: Hub, username: str) -> str:
