@@ -86,7 +86,10 @@ def parse_date(value: str, today: date | None = None) -> date | None:
     return None
 
 
+@lru_cache(maxsize=100_000)
 def postcode(value: str) -> str | None:
+    """Five digits, or None. Cached: matching compares every candidate's postcode (a few thousand distinct values
+    nationally) with the row's, and a regular expression per candidate cost a tenth of a large import."""
     digits = re.sub(r"\D", "", value.split(".")[0])
     if len(digits) == 4:  # a leading zero lost in a spreadsheet (Ain, Aisne, Allier...)
         digits = "0" + digits
