@@ -71,6 +71,9 @@ REASONS: dict[str, str] = {
     "NIR and birth date disagree": "le NIR et la date de naissance ne concordent pas",
     "NIR and name agree, birth date does not": "le NIR et le nom concordent, pas la date de naissance",
     "NIR of a person whose name differs": "NIR d'une personne dont le nom diffère",
+    "NIR not in the vault, name and birth date match someone": (
+        "NIR absent du coffre, alors que le nom et la date de naissance désignent quelqu'un"
+    ),
     "several people fit": "plusieurs personnes correspondent",
     "name close but not certain": "nom proche, sans certitude",
 }
