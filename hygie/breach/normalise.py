@@ -34,9 +34,9 @@ def repair_nir(value: str) -> str | None:
         if number != number.to_integral_value():
             return None
         text = str(int(number))
+    if re.fullmatch(r"[0-9]{15}\.0+", text):  # a number a spreadsheet wrote as a float (before dots go)
+        text = text.split(".")[0]
     compact = re.sub(r"[\s.\-_/]", "", text)
-    if compact.endswith(".0"):
-        compact = compact[:-2]
     if _NIR_FORM.match(compact) and nir_key(compact[:13]) == compact[13:]:
         return compact
     return None

@@ -57,13 +57,39 @@ def detect_format(name: str, blob: bytes) -> str:
     return "csv"
 
 
+_FRENCH = frozenset("àâäçéèêëîïôöùûüÿœæÀÂÄÇÉÈÊËÎÏÔÖÙÛÜŸŒÆ«»‘’“”€°²–—…\u00a0ºª·")
+"""The non-ASCII characters a French file holds; a Windows-1252 reading that yields others is the wrong one."""
+
+
+def _reads_as_french_cp1252(sample: bytes) -> bool:
+    """Whether the bytes read as Windows-1252 French text: no control character but tab and line ends, and at
+    least 9 in 10 of the non-ASCII characters French letters or punctuation (an IBM 850 or Mac file read as
+    Windows-1252 gives '‚' or 'Ž' for 'é')."""
+    try:
+        text = sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    if any(ord(c) < 32 and c not in "\t\r\n" for c in text):
+        return False
+    others = [c for c in text if ord(c) > 127]
+    return sum(c in _FRENCH for c in others) >= 0.9 * len(others)
+
+
 def decode(blob: bytes) -> str:
-    """Text of a file in an unknown encoding: UTF-8 first (with or without BOM), else charset-normalizer's guess."""
+    """Text of a file in an unknown encoding: UTF-8 (with or without BOM); else Windows-1252 when it reads as
+    French text (the legacy encoding of nearly every French export, and one that statistical detectors
+    mistake for Central European or Asian encodings on short files); else charset-normalizer's guess."""
     try:
         return blob.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    best = from_bytes(blob[:200_000]).best()
+    sample = blob[:200_000]
+    if _reads_as_french_cp1252(sample):
+        try:
+            return blob.decode("cp1252")
+        except UnicodeDecodeError:
+            pass  # an undefined byte further on: not Windows-1252 after all
+    best = from_bytes(sample).best()
     encoding = best.encoding if best is not None else "cp1252"
     return blob.decode(encoding, errors="replace")
 
@@ -152,5 +178,7 @@ def read_table(name: str, blob: bytes) -> Table:
     width = max(len(r) for r in rows)
     rows = [r + [""] * (width - len(r)) for r in rows]
     if _looks_like_header(rows[0]):
+        if len(rows) == 1:
+            raise UnreadableFile("the file holds a header row and no data rows")
         return Table(fmt, rows[0], rows[1:])
     return Table(fmt, None, rows)
