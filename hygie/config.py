@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     # Resilience of the portal (hygie.portal.resilience): admission per class of route, timeouts, breakers.
     # The concurrency of all classes together stays under the database pool (pool size + overflow), so an
     # overloaded portal queues and sheds at its door instead of timing out inside the pool.
+    request_body_max_kib: int = Field(
+        default=1024,
+        description="Largest request body the portal reads (KiB), leaked-file uploads excepted "
+        "(breach_upload_max_mib); a larger one is refused with 413 before it is read.",
+    )
     admission_citizen: AdmissionLimits = Field(
         default=AdmissionLimits(
             concurrency=8, queue=32, wait_seconds=2.0, deadline_seconds=10.0, retry_after_seconds=5

@@ -28,6 +28,9 @@ from hygie.portal.routes import dummy as dummy_data
 from hygie.portal.routes.breach import upload_limit
 from hygie.portal.uploads import BodyLimit, keep_uploads_in_memory
 
+UPLOAD_PATHS = frozenset({"/breach/incidents", "/controle/violations/import"})
+"""The routes that take a leaked file; every other body is held to ``request_body_max_kib``."""
+
 log = structlog.get_logger("hygie.portal")
 
 
@@ -110,7 +113,12 @@ def create_app(hub: Hub) -> FastAPI:
     _include_audit(app, hub)
     install_resilience(app, hub)
     # Outermost: an oversized body is refused before anything reads it.
-    app.add_middleware(BodyLimit, limit=keep_uploads_in_memory(upload_limit(hub.settings)))
+    app.add_middleware(
+        BodyLimit,
+        limit=hub.settings.request_body_max_kib * 2**10,
+        upload_limit=keep_uploads_in_memory(upload_limit(hub.settings)),
+        uploads=UPLOAD_PATHS,
+    )
     openapi.install(app)
     return app
 

@@ -32,20 +32,25 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """Refuse request bodies larger than ``limit`` bytes with 413: by their declared length at once, else as
-    soon as the bytes received pass it."""
+    """Refuse request bodies larger than their limit with 413: by their declared length at once, else as soon as
+    the bytes received pass it. ``limit`` holds for every path but ``uploads``, the few that take a leaked file,
+    which get ``upload_limit`` (anything else an anonymous client sends is small: a large body is only a way to
+    fill the server's memory)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, uploads: frozenset[str]) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.upload_limit = upload_limit
+        self.uploads = uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_limit if scope["path"] in self.uploads else self.default
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         received = 0
         exceeded = started = refused = False
@@ -55,7 +60,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     exceeded = True
                     raise _TooLarge
             return message
@@ -66,7 +71,7 @@ class BodyLimit:
             if exceeded and not started:
                 if not refused:
                     refused = True
-                    await self._refuse(send)
+                    await self._refuse(send, limit)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -74,13 +79,21 @@ class BodyLimit:
         with contextlib.suppress(_TooLarge):  # raised from our receive, through the app: answered below
             await self.app(scope, counted, watched)
         if exceeded and not started and not refused:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
-        mib = self.limit // 2**20
-        body = json.dumps(
-            {"detail": f"the request is larger than {mib} MiB: import a larger leaked file with `hygie breach import`"}
-        ).encode()
+    async def _refuse(self, send: Send, limit: int) -> None:
+        size = (
+            f"{limit // 2**20} MiB"
+            if limit >= 2**20
+            else f"{limit // 2**10} KiB"
+            if limit >= 2**10
+            else f"{limit} bytes"
+        )
+        if limit == self.upload_limit:
+            detail = f"the request is larger than {size}: import a larger leaked file with `hygie breach import`"
+        else:
+            detail = f"the request body is larger than {size}, the most this service reads"
+        body = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})  # fmt: skip

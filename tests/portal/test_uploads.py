@@ -39,14 +39,17 @@ def _echo_app(limit: int) -> Starlette:
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"bytes": len(await request.body())})
 
-    return Starlette(routes=[Route("/", echo, methods=["POST"])], middleware=[Middleware(BodyLimit, limit=limit)])
+    return Starlette(
+        routes=[Route("/", echo, methods=["POST"]), Route("/upload", echo, methods=["POST"])],
+        middleware=[Middleware(BodyLimit, limit=limit, upload_limit=10 * limit, uploads=frozenset({"/upload"}))],
+    )
 
 
 def test_a_body_beyond_the_limit_is_refused_with_413() -> None:
     client = TestClient(_echo_app(1000))
     assert client.post("/", content=b"x" * 1000).json() == {"bytes": 1000}
     r = client.post("/", content=b"x" * 1001)  # declared length: refused before reading
-    assert r.status_code == 413 and "MiB" in r.json()["detail"]
+    assert r.status_code == 413 and "larger than 1000 bytes" in r.json()["detail"]
 
     def chunks() -> Iterator[bytes]:  # no declared length: refused once the bytes received pass the limit
         for _ in range(20):
@@ -54,6 +57,16 @@ def test_a_body_beyond_the_limit_is_refused_with_413() -> None:
 
     r = client.post("/", content=chunks())
     assert r.status_code == 413
+    assert client.post("/upload", content=b"x" * 5000).json() == {"bytes": 5000}  # an upload path's own limit
+    assert client.post("/upload", content=b"x" * 10_001).status_code == 413
+
+
+def test_a_large_body_elsewhere_is_refused_before_it_is_read(world: World) -> None:
+    limit = world.hub.settings.request_body_max_kib * 2**10
+    r = world.client.post(
+        "/auth/login", content=b"{" + b" " * limit + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 413 and "the most this service reads" in r.json()["detail"]
 
 
 def test_the_portal_refuses_a_leak_beyond_its_setting(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
