@@ -31,9 +31,9 @@ import pyarrow.compute as pc
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from hygie.breach import bulk
 from hygie.breach.models import BreachBlockKey, BreachBlockState
 from hygie.breach.normalise import fold, postcode
+from hygie.db import bulk
 from hygie.identity.vault import IdentityRow, IdentityVault
 from hygie.keys import KeyCustody, KeyPurpose
 

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hygie.audit import record
-from hygie.breach import blocking, bulk, oprf, parallel, store
+from hygie.breach import blocking, oprf, parallel, store
 from hygie.breach.mapping import CATEGORY, HEALTH_CATEGORIES, Column, Field, apply_corrections, infer
 from hygie.breach.matcher import Matcher, Outcome, RowParser, Status
 from hygie.breach.models import (
@@ -30,6 +30,7 @@ from hygie.breach.models import (
     BreachRow,
 )
 from hygie.breach.reader import read_table
+from hygie.db import bulk
 from hygie.governance.errors import Conflict, Invalid, NotFound
 from hygie.hub import Hub
 

@@ -22,13 +22,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hygie.db import Base
+from hygie.db import Base, bulk
 from hygie.identity.pseudonym import Pseudonymiser
 from hygie.keys import VAULT_KEY, KeyCustody, KeyPurpose
 
 NONCE_BYTES = 12
-_IN_CHUNK = 500
-_ANY_CHUNK = 10_000
 """Blind indexes per IN list: both drivers cap bound parameters (SQLite at 32,766, psycopg at 65,535)."""
 
 
@@ -59,6 +57,11 @@ class IdentityRow(Base):
     key_id: Mapped[int] = mapped_column(ForeignKey("vault_key.id"), nullable=False)
     nonce: Mapped[bytes] = mapped_column(RawBytes(NONCE_BYTES), nullable=False)
     sealed: Mapped[bytes] = mapped_column(RawBytes, nullable=False)
+
+
+_SELECT_BY_PERSON = (
+    f"SELECT id, person_index, key_id, nonce, sealed FROM {IdentityRow.__tablename__} WHERE person_index"
+)
 
 
 @dataclass(frozen=True)
@@ -195,35 +198,19 @@ class IdentityVault:
         """Each given person's current identity (their newest record), by blind index; people not in the vault
         are left out. One decryption per person found, never a scan of the vault.
 
-        The lookup goes through the driver (an IN list on SQLite, ``= ANY(array)`` on PostgreSQL): a breach
-        import asks for hundreds of thousands of people, and SQLAlchemy's expansion of IN lists and its result
-        rows cost more than the decryption itself."""
-        out: dict[bytes, Identity] = {}
+        The lookup goes through the driver (:func:`hygie.db.bulk.select_in`): a breach import asks for hundreds
+        of thousands of people, and SQLAlchemy's expansion of IN lists and its result rows cost more than the
+        decryption itself."""
         wanted = list(dict.fromkeys(person_indexes))
-        if not wanted:
-            return out
-        self._session.flush()  # records added through the ORM in this session are read too
-        connection = self._session.connection()
-        select_sql = f"SELECT id, person_index, key_id, nonce, sealed FROM {IdentityRow.__tablename__} WHERE"
-        postgres = connection.dialect.name == "postgresql"
-        step = _ANY_CHUNK if postgres else _IN_CHUNK
-        for start in range(0, len(wanted), step):
-            chunk = wanted[start : start + step]
-            if postgres:
-                rows = connection.exec_driver_sql(f"{select_sql} person_index = ANY(%s)", (chunk,)).all()
-            else:
-                marks = ", ".join("?" * len(chunk))
-                rows = connection.exec_driver_sql(f"{select_sql} person_index IN ({marks})", tuple(chunk)).all()
-            # Newest per person in Python: every version of a person is fetched (re-deliveries are rare), which
-            # costs less than a grouped sub-query on both databases.
-            newest: dict[bytes, Any] = {}
-            for r in rows:
-                person_index = bytes(r[1])
-                if person_index not in newest or r[0] > newest[person_index][0]:
-                    newest[person_index] = r
-            for person_index, r in newest.items():
-                out[person_index] = self._open(r[0], person_index, r[2], bytes(r[3]), bytes(r[4]))
-        return out
+        rows = bulk.select_in(self._session, _SELECT_BY_PERSON, wanted) if wanted else []
+        # Newest per person in Python: every version of a person is fetched (re-deliveries are rare), which costs
+        # less than a grouped sub-query on both databases.
+        newest: dict[bytes, Any] = {}
+        for r in rows:
+            person_index = bytes(r[1])
+            if person_index not in newest or r[0] > newest[person_index][0]:
+                newest[person_index] = r
+        return {i: self._open(r[0], i, r[2], bytes(r[3]), bytes(r[4])) for i, r in newest.items()}
 
     def pseudonyms_of(self, person_indexes: list[bytes]) -> dict[bytes, str]:
         """Each given person's current hub pseudonym, from their newest record; people not in the vault are

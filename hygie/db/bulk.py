@@ -1,4 +1,5 @@
-"""Bulk reads and writes through the database driver, for the breach tables only.
+"""Bulk reads and writes through the database driver, for the tables read or written by the hundred thousand
+(the identity vault's lookups, a breach import's outcomes and blocking keys).
 
 SQLAlchemy's per-statement and per-row work (expanding an IN list of hundreds of parameters, binding each value
 through its type) costs more than the database itself at the sizes a leak brings; these helpers hand plain tuples
@@ -34,7 +35,9 @@ def insert(session: Session, table: str, columns: Sequence[str], rows: Iterable[
 
 
 def select_in(session: Session, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` — a query ending in ``WHERE <column>`` — for each of ``values`` (in chunks)."""
+    """Rows of ``sql`` — a query ending in ``WHERE <column>`` — for each of ``values`` (in chunks). Objects
+    pending in the session are flushed first: the driver does not see them otherwise."""
+    session.flush()
     connection = session.connection()
     out: list[tuple[Any, ...]] = []
     if connection.dialect.name == "postgresql":
