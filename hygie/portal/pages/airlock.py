@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from hygie.governance.accounts import Actor
 from hygie.governance.policy import Role
 from hygie.portal.pages.messages import RELEASE_STATUS
-from hygie.portal.pages.web import PageRoute, checked_form, hub_of, page_actor, redirect, render, require_role
+from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 
 router = APIRouter(prefix="/relecture/sas", route_class=PageRoute, include_in_schema=False)
@@ -55,9 +55,7 @@ def release_page(request: Request, release_id: int, fait: str = Query("", max_le
 
 @router.post("/{release_id}/decision", response_class=HTMLResponse)
 async def decide(request: Request, release_id: int) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, *CHECKERS)
+    form, actor = await posted_by(request, *CHECKERS)
     decision = str(form.get("decision", ""))
     reason = str(form.get("motif", "")).strip()
     errors: dict[str, str] = {}

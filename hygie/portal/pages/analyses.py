@@ -19,7 +19,7 @@ from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
 from hygie.portal.pages import analysisform
 from hygie.portal.pages.messages import JOB_STATUS, RELEASE_STATUS, said
-from hygie.portal.pages.web import PageRoute, as_list, checked_form, hub_of, page_actor, redirect, render, require_role
+from hygie.portal.pages.web import PageRoute, as_list, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 from hygie.portal.routes import dummy as dummy_api
 from hygie.portal.routes import projects as projects_api
@@ -75,9 +75,7 @@ def aggregate_form(request: Request, project_id: int) -> HTMLResponse:
 
 @router.post("/analyses/agregat", response_class=HTMLResponse)
 async def submit_aggregate(request: Request, project_id: int) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.RESEARCHER)
+    form, actor = await posted_by(request, Role.RESEARCHER)
     hub = hub_of(request)
     spec, errors = analysisform.spec_from_form(form)
     if spec is None:
@@ -106,9 +104,7 @@ def sql_form(request: Request, project_id: int) -> HTMLResponse:
 
 @router.post("/analyses/sql", response_class=HTMLResponse)
 async def submit_sql(request: Request, project_id: int) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.RESEARCHER)
+    form, actor = await posted_by(request, Role.RESEARCHER)
     hub = hub_of(request)
     sql = str(form.get("sql", "")).strip()
     error: Any = None

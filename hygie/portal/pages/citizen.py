@@ -13,7 +13,7 @@ from hygie.governance.errors import Invalid
 from hygie.governance.policy import Role
 from hygie.governance.register import data_uses
 from hygie.governance.reimbursements import my_reimbursements
-from hygie.portal.pages.web import PageRoute, checked_form, hub_of, page_actor, redirect, render, require_role
+from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import breach as breach_api
 
 router = APIRouter(prefix="/citoyen", route_class=PageRoute, include_in_schema=False)
@@ -59,10 +59,8 @@ def opt_out_page(request: Request, fait: str = Query("", max_length=20)) -> HTML
 
 @router.post("/opposition", response_class=HTMLResponse)
 async def opt_out(request: Request) -> Response:
-    form = await checked_form(request)
+    form, actor = await posted_by(request, Role.CITIZEN)
     choice = form.get("choix")
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.CITIZEN)
     hub = hub_of(request)
 
     def change() -> OptOutState:

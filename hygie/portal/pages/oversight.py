@@ -16,7 +16,7 @@ from hygie.governance.accounts import Actor
 from hygie.governance.errors import Invalid
 from hygie.governance.policy import Role
 from hygie.portal.pages.messages import ALERT_STATUS
-from hygie.portal.pages.web import PageRoute, checked_form, hub_of, page_actor, redirect, render, require_role
+from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import alerts as alerts_api
 from hygie.portal.routes import audit_search
 
@@ -60,9 +60,7 @@ def _alert_context(
 
 @router.post("/alertes/{alert_id}/traitement", response_class=HTMLResponse)
 async def handle_alert(request: Request, alert_id: int) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.DPO)
+    form, actor = await posted_by(request, Role.DPO)
     hub = hub_of(request)
     choice = str(form.get("choix", ""))
     note = str(form.get("note", "")).strip()

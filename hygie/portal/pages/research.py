@@ -20,9 +20,9 @@ from hygie.portal.pages.messages import french
 from hygie.portal.pages.web import (
     PageRoute,
     as_list,
-    checked_form,
     hub_of,
     page_actor,
+    posted_by,
     redirect,
     render,
     require_role,
@@ -137,9 +137,7 @@ def _request_from(form: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str
 
 @router.post("/projets/nouveau", response_class=HTMLResponse)
 async def new_project(request: Request) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.RESEARCHER)
+    form, actor = await posted_by(request, Role.RESEARCHER)
     body, errors = _request_from(form)
     if body is None:
         return render(request, "recherche/nouveau.html",
@@ -187,8 +185,6 @@ def project_page(request: Request, project_id: int, fait: str = "") -> HTMLRespo
 
 @router.post("/projets/{project_id}/soumettre", response_class=HTMLResponse)
 async def submit_project(request: Request, project_id: int) -> Response:
-    await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.RESEARCHER)
+    _, actor = await posted_by(request, Role.RESEARCHER)
     await run_in_threadpool(api.submit_project, project_id, hub_of(request), actor)
     return redirect(f"/recherche/projets/{project_id}?fait=soumis")

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.policy import Role
 from hygie.portal.pages import catalogue
-from hygie.portal.pages.web import PageRoute, checked_form, hub_of, page_actor, redirect, render, require_role
+from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import projects as api
 
 router = APIRouter(prefix="/relecture", route_class=PageRoute, include_in_schema=False)
@@ -46,9 +46,7 @@ def review_page(request: Request, project_id: int, fait: str = "") -> HTMLRespon
 
 @router.post("/projets/{project_id}/decision", response_class=HTMLResponse)
 async def decide(request: Request, project_id: int) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, *DECIDERS)
+    form, actor = await posted_by(request, *DECIDERS)
     decision = str(form.get("decision", ""))
     reason = str(form.get("motif", "")).strip()
     errors = {}

@@ -25,10 +25,10 @@ from hygie.portal.pages.citizen import EXPOSED
 from hygie.portal.pages.messages import INCIDENT_STATUS, Said, said
 from hygie.portal.pages.web import (
     PageRoute,
-    checked_form,
     extend_nav,
     hub_of,
     page_actor,
+    posted_by,
     redirect,
     render,
     require_role,
@@ -168,9 +168,7 @@ def incidents_page(
 
 @router.post("/import", response_class=HTMLResponse)
 async def import_page(request: Request) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.DPO)
+    form, actor = await posted_by(request, Role.DPO)
     name = str(form.get("nom", "")).strip()
     upload = (await request.form()).get("fichier")  # the form is parsed once; this is the same one
     errors: dict[str, str] = {}
@@ -199,9 +197,7 @@ async def import_page(request: Request) -> Response:
 
 @router.post("/envoi", response_class=HTMLResponse)
 async def send_page(request: Request) -> Response:
-    await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.DPO)
+    _, actor = await posted_by(request, Role.DPO)
     counts = await run_in_threadpool(api.send_outbox, hub_of(request), actor)
     return redirect(f"/controle/violations?fait=envoi&envoyes={counts['sent']}&courriers={counts['letter']}"
                     f"&echecs={counts['failed']}")  # fmt: skip
@@ -209,9 +205,7 @@ async def send_page(request: Request) -> Response:
 
 @router.post("/purge", response_class=HTMLResponse)
 async def sweep_page(request: Request) -> Response:
-    await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.DPO)
+    _, actor = await posted_by(request, Role.DPO)
     done = await run_in_threadpool(api.sweep_files, hub_of(request), actor)
     return redirect(f"/controle/violations?fait=purge&detruits={len(done['destroyed'])}")
 
@@ -243,9 +237,7 @@ def incident_page(
 
 @router.post("/{incident_id}/correspondance", response_class=HTMLResponse)
 async def mapping_page(request: Request, incident_id: int) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.DPO)
+    form, actor = await posted_by(request, Role.DPO)
     hub = hub_of(request)
     incident = await run_in_threadpool(api.get_incident, incident_id, hub, actor)
     corrections: dict[int, Field] = {}
@@ -267,9 +259,7 @@ async def mapping_page(request: Request, incident_id: int) -> Response:
 
 @router.post("/{incident_id}/revue/{row}", response_class=HTMLResponse)
 async def decide_page(request: Request, incident_id: int, row: int) -> Response:
-    form = await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.DPO)
+    form, actor = await posted_by(request, Role.DPO)
     decision = str(form.get("decision", ""))
     if decision not in ("confirm", "reject"):
         context = await run_in_threadpool(_incident_context, request, actor, incident_id, "", 0,
@@ -282,9 +272,7 @@ async def decide_page(request: Request, incident_id: int, row: int) -> Response:
 
 @router.post("/{incident_id}/notification", response_class=HTMLResponse)
 async def notify_page(request: Request, incident_id: int) -> Response:
-    await checked_form(request)
-    actor = await run_in_threadpool(page_actor, request)
-    require_role(actor, Role.DPO)
+    _, actor = await posted_by(request, Role.DPO)
     done = await run_in_threadpool(api.notify, incident_id, hub_of(request), actor)
     return redirect(f"/controle/violations/{incident_id}?fait=notification&personnes={done['people']}")
 

@@ -186,6 +186,14 @@ async def checked_form(request: Request) -> dict[str, Any]:
     return out
 
 
+async def posted_by(request: Request, *roles: Role) -> tuple[dict[str, Any], Actor]:
+    """A submitted form (CSRF checked) and who sent it, refused unless they hold one of ``roles``."""
+    form = await checked_form(request)
+    actor = await run_in_threadpool(page_actor, request)
+    require_role(actor, *roles)
+    return form, actor
+
+
 def as_list(value: Any) -> list[str]:
     if value is None or value == "":
         return []
