@@ -18,9 +18,8 @@ from hygie.breach import oprf
 from hygie.breach.check_client import CheckRefused, am_i_in_it
 from hygie.breach.models import BreachCheckTag
 from hygie.breach.ratelimit import RateLimited, RateLimiter
-from hygie.breach.synthetic import HEADERS
 from hygie.identity.nir import nir_key
-from tests.portal.world import World, people
+from tests.portal.world import World, notify_first_people
 
 # RFC 9497, Appendix A.1.2: OPRF(ristretto255, SHA-512), mode VOPRF.
 SEED = bytes.fromhex("a3" * 32)
@@ -78,14 +77,7 @@ def test_rate_limiter_windows() -> None:
 @pytest.fixture(scope="module")
 def notified(shared_world: World) -> list[dict[str, str]]:
     """An incident notified for the first 20 people of the population."""
-    everyone = people(shared_world.delivery)
-    rows = [[p["BEN_NIR"], p["NOM"], p["PRENOM"], p["DATE_NAISSANCE"]] for p in everyone[:20]]
-    blob = ("\n".join(",".join(r) for r in [HEADERS[:4], *rows]) + "\n").encode()
-    r = shared_world.call("dpo", "POST", "/breach/incidents", files={"file": ("l.csv", blob)}, data={"incident": "c"})
-    assert r.status_code == 200 and r.json()["matched"] == 20, r.text
-    incident_id = shared_world.call("dpo", "GET", "/breach/incidents").json()[-1]["id"]
-    assert shared_world.call("dpo", "POST", f"/breach/incidents/{incident_id}/notify").json()["people"] == 20
-    return everyone
+    return notify_first_people(shared_world, "c")
 
 
 def test_am_i_in_it_answers_without_telling_the_server(

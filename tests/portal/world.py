@@ -174,3 +174,17 @@ def people(delivery: Path) -> list[dict[str, str]]:
     """The delivered beneficiaries, identities included (as the producer sent them)."""
     with (delivery / "000-beneficiaries" / "IR_BEN_R.csv").open(encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def notify_first_people(world: World, incident: str, n: int = 20) -> list[dict[str, str]]:
+    """The DPO imports a leak of the first ``n`` people of the population and notifies them; returns everyone."""
+    from hygie.breach.synthetic import HEADERS
+
+    everyone = people(world.delivery)
+    rows = [[p["BEN_NIR"], p["NOM"], p["PRENOM"], p["DATE_NAISSANCE"]] for p in everyone[:n]]
+    blob = ("\n".join(",".join(r) for r in [HEADERS[:4], *rows]) + "\n").encode()
+    r = world.call("dpo", "POST", "/breach/incidents", files={"file": ("l.csv", blob)}, data={"incident": incident})
+    assert r.status_code == 200 and r.json()["matched"] == n, r.text
+    incident_id = world.call("dpo", "GET", "/breach/incidents").json()[-1]["id"]
+    assert world.call("dpo", "POST", f"/breach/incidents/{incident_id}/notify").json()["people"] == n
+    return everyone

@@ -10,23 +10,15 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, Route, expect
 
-from hygie.breach.synthetic import HEADERS
 from hygie.portal.pages.citizen import WHAT_TO_DO_FR
 from tests.portal.pages.test_journeys import check_page, watch_console
-from tests.portal.world import World, people
+from tests.portal.world import World, notify_first_people
 
 
 @pytest.fixture(scope="module")
 def notified(page_world: World) -> list[dict[str, str]]:
-    """An incident notified for the first 20 people of the population (imported and notified by the DPO)."""
-    everyone = people(page_world.delivery)
-    rows = [[p["BEN_NIR"], p["NOM"], p["PRENOM"], p["DATE_NAISSANCE"]] for p in everyone[:20]]
-    blob = ("\n".join(",".join(r) for r in [HEADERS[:4], *rows]) + "\n").encode()
-    r = page_world.call("dpo", "POST", "/breach/incidents", files={"file": ("l.csv", blob)}, data={"incident": "p"})
-    assert r.status_code == 200 and r.json()["matched"] == 20, r.text
-    incident_id = page_world.call("dpo", "GET", "/breach/incidents").json()[-1]["id"]
-    assert page_world.call("dpo", "POST", f"/breach/incidents/{incident_id}/notify").json()["people"] == 20
-    return everyone
+    """An incident notified for the first 20 people of the population."""
+    return notify_first_people(page_world, "p")
 
 
 def spaced(nir: str) -> str:
