@@ -41,14 +41,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from faker import Faker
 from faker.providers.person.fr_FR import Provider as PersonProvider
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import cpu_model
 from hygie.breach import blocking
 from hygie.breach.matcher import Status
-from hygie.breach.models import BreachBlockKey, BreachBlockState
+from hygie.breach.models import BreachBlockState
 from hygie.breach.service import Incidents
 from hygie.breach.synthetic import make_leak
 from hygie.config import Settings
@@ -313,7 +313,6 @@ def reindex(data_dir: Path, people: int, seed: int) -> float:
         if session.connection().dialect.name == "sqlite":
             session.connection().exec_driver_sql("PRAGMA cache_size=-1000000")
         blocking.advance(session, 0)  # a scheme change empties the index here
-        session.execute(delete(BreachBlockKey))
         blocking.drop_index(session)
         for start, columns in population.chunks(people):
             indexes = Pseudonymiser(hub.custody).indexes(columns["nir"].to_pylist())
