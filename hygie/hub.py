@@ -19,6 +19,7 @@ from hygie.db import make_engine, make_sessionmaker, migrate
 from hygie.identity.pseudonym import Pseudonymiser
 from hygie.identity.vault import IdentityVault, KnownPeople
 from hygie.keys import KeyCustody, open_custody
+from hygie.locks import exclusive
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import Warehouse
 
@@ -86,13 +87,8 @@ class Hub:
         """One ingestion at a time per hub (the warehouse's recovery relies on it)."""
         lock_dir = self.settings.data_dir / "locks"
         lock_dir.mkdir(exist_ok=True)
-        fd = os.open(lock_dir / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(lock_dir / "ingest.lock"):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def recover_if_idle(self) -> bool:
         """Clear what a killed ingestion left behind, unless an ingestion is running right now."""

@@ -23,7 +23,6 @@ project's scope changes.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -55,9 +54,10 @@ from hygie.config import Settings
 from hygie.disclosure import protect
 from hygie.governance.models import Account, Project, ProjectView
 from hygie.governance.policy import Scope
-from hygie.governance.views import READY, ViewError, build_view, open_view
+from hygie.governance.views import ViewError, build_view, newest_ready, open_view
 from hygie.hub import Hub
 from hygie.ingest.pipeline import expand_batches, ingest_batch
+from hygie.locks import exclusive
 from hygie.synth import generate
 
 DUMMY_DIR = "dummy"
@@ -140,13 +140,8 @@ def _dummy_lock(settings: Settings) -> Iterator[None]:
     """One dummy build at a time per real hub: requests are rare, and the dummy hubs are shared by projects."""
     root = dummy_root(settings)
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / "dummy.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive(root / "dummy.lock"):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _open_dummy_hub(settings: Settings, first_year: int, years: int) -> Hub:
@@ -212,16 +207,6 @@ def _copy_project(session: Any, project: Project) -> tuple[Project, bool]:
     return copy, changed
 
 
-def _newest_ready(session: Any, project_id: int) -> ProjectView | None:
-    view: ProjectView | None = session.scalars(
-        select(ProjectView)
-        .where(ProjectView.project_id == project_id, ProjectView.status == READY)
-        .order_by(ProjectView.generation.desc())
-        .limit(1)
-    ).first()
-    return view
-
-
 @contextmanager
 def dummy_view(settings: Settings, project: Project) -> Iterator[tuple[Hub, Project, ProjectView]]:
     """The dummy hub, the project's copy in it and its dummy view (built or refreshed if need be), under the
@@ -240,7 +225,7 @@ def dummy_view(settings: Settings, project: Project) -> Iterator[tuple[Hub, Proj
         try:
             with hub.session() as session:
                 copy, changed = _copy_project(session, project)
-                view = _newest_ready(session, project.id)
+                view = newest_ready(session, project.id)
                 if changed or view is None:
                     try:
                         view = build_view(hub, session, copy, actor=ACTOR)

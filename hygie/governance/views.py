@@ -21,7 +21,6 @@ generations are marked ``superseded`` in the same transaction and their files re
 from __future__ import annotations
 
 import csv
-import fcntl
 import functools
 import os
 import secrets
@@ -53,6 +52,7 @@ from hygie.identity.pseudonym import PSEUDONYM_LENGTH, encode_pseudonyms
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, DCIR_KEYS, DETAIL_TABLES, PSEUDONYM_COLUMN
 from hygie.ingest.rules import stored_schema
 from hygie.keys import KeyNotFound, KeyPurpose
+from hygie.locks import exclusive
 from hygie.warehouse.catalog import FileRow
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import fsync_dir, sha256_file
@@ -360,13 +360,8 @@ def _project_lock(hub: Hub, project_id: int) -> Iterator[None]:
     """One build or destruction at a time per project in this hub (orphan sweeping relies on it)."""
     lock_dir = hub.settings.data_dir / "locks"
     lock_dir.mkdir(exist_ok=True)
-    fd = os.open(lock_dir / f"project-{project_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive(lock_dir / f"project-{project_id}.lock"):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _sweep(hub: Hub, session: Session, project_id: int) -> int:
@@ -572,7 +567,8 @@ def destroy_view(hub: Hub, session: Session, project: Project, *, actor: str, ke
         )
 
 
-def _newest_ready(session: Session, project_id: int) -> ProjectView | None:
+def newest_ready(session: Session, project_id: int) -> ProjectView | None:
+    """The project's newest view ready for use, if any."""
     return session.scalars(
         select(ProjectView)
         .where(ProjectView.project_id == project_id, ProjectView.status == READY)
@@ -590,7 +586,7 @@ def open_view(
     switched off and the configuration locked, so queries cannot read or write files of their own. ``limits``
     (e.g. ``memory_limit``, ``threads``) are set at connection time, before the lock: the sandbox of one run.
     """
-    view = _newest_ready(session, project.id)
+    view = newest_ready(session, project.id)
     if view is None:
         raise ViewError(f"project {project.id} has no ready view: it is provisioned when the project is activated")
     con = duckdb.connect(config={**(limits or {}), "temp_directory": ""})
@@ -635,7 +631,7 @@ def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[i
 
 def view_summary(session: Session, project: Project) -> dict[str, Any] | None:
     """Counts only: tables, columns, rows, people, when and which generation. None before the first build."""
-    view = _newest_ready(session, project.id)
+    view = newest_ready(session, project.id)
     if view is None:
         return None
     return {

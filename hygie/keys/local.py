@@ -8,7 +8,6 @@ derived from ``HYGIE_KEY_PASSPHRASE`` with Argon2id (memory-hard), or read from 
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import secrets
@@ -35,6 +34,7 @@ from hygie.keys.custody import (
     UnwrapFailed,
     WrongPurpose,
 )
+from hygie.locks import exclusive
 
 FORMAT = "hygie-keystore/1"
 WRAP_MAGIC = b"HYW1"
@@ -220,17 +220,12 @@ class LocalKeystore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self._dir / "keystore.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(self._dir / "keystore.lock"):
             if self._path.exists():
                 self._doc = json.loads(self._path.read_text(encoding="utf-8"))
                 self._cache.clear()
                 self._seen = self._signature()
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _save(self) -> None:
         tmp = self._dir / f".keystore.{os.getpid()}.tmp"
