@@ -11,12 +11,11 @@ from __future__ import annotations
 import threading
 
 import pyarrow as pa
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hygie.disclosure import record_keys
-from hygie.governance.models import Project, ProjectView
-from hygie.governance.views import READY, open_view, project_cellkey_key
+from hygie.governance.models import Project
+from hygie.governance.views import newest_ready, open_view, project_cellkey_key
 from hygie.hub import Hub
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUMN
 from hygie.keys import KeyPurpose
@@ -43,12 +42,7 @@ def _secret(hub: Hub, project_id: int) -> bytes:
 
 def project_record_keys(hub: Hub, session: Session, project: Project) -> pa.Table:
     """(BEN_NIR_PSA, rkey) for every person of the project's newest ready view, cached per generation."""
-    view = session.scalars(
-        select(ProjectView)
-        .where(ProjectView.project_id == project.id, ProjectView.status == READY)
-        .order_by(ProjectView.generation.desc())
-        .limit(1)
-    ).first()
+    view = newest_ready(session, project.id)
     if view is None:
         raise CellKeyError(f"project {project.id} has no ready view")
     cache_key = (str(hub.settings.data_dir), project.id, view.generation)

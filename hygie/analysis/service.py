@@ -40,7 +40,7 @@ from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.models import Project, ProjectMember, ProjectView
 from hygie.governance.policy import CLAIM_KEY, REVIEWING_ROLES
 from hygie.governance.policy import Scope as ProjectScope
-from hygie.governance.views import READY
+from hygie.governance.views import newest_ready
 from hygie.hub import Hub
 from hygie.ingest.contract import PSEUDONYM_COLUMN
 
@@ -213,12 +213,7 @@ class Analyses:
         self.session.commit()
 
     def _view(self, project: Project) -> ProjectView:
-        view = self.session.scalars(
-            select(ProjectView)
-            .where(ProjectView.project_id == project.id, ProjectView.status == READY)
-            .order_by(ProjectView.generation.desc())
-            .limit(1)
-        ).first()
+        view = newest_ready(self.session, project.id)
         if view is None:
             raise Conflict(f"project {project.id} has no ready view yet: it is built when the project is activated")
         return view
