@@ -189,11 +189,11 @@ def bench_proofs(directory: Path, leaves: int) -> None:
     while size < leaves:
         n = min(chunk, leaves - size)
         sha = hashlib.sha256
-        rows = [(size + i + 1, sha(b"\x00" + (size + i).to_bytes(8, "big")).digest()) for i in range(n)]
+        rows = [(size + i + 1, sha(b"\x00" + (size + i).to_bytes(8, "big")).digest(), None) for i in range(n)]
         with appending(engine) as log_writer:
             log_writer.lock_state()
             size = log_writer.append(rows)
-        check.push_all(h for _, h in rows)
+        check.push_all(h for _, h, _ in rows)
     build = time.perf_counter() - t0
     print(
         f"proofs: built {size:,} leaves and their stored subtrees through the storage append path in {build:.0f} s "

@@ -5,7 +5,8 @@ separators), every non-ASCII character escaped as ``\\uXXXX`` so that the bytes 
 transport unchanged. Members: ``v`` (1), ``id`` (the event's row id), ``at`` (UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
 microseconds always written), ``actor``, ``role``, ``action``, ``object``, ``project_id``, ``purpose``,
 ``outcome`` (strings, integers or null) and ``detail`` (a JSON object, itself canonical: sorted keys; floats as
-Python's shortest round-trip repr). Leaf hash = SHA-256(0x00 || these bytes), as RFC 9162.
+Python's shortest round-trip repr). Leaves of format 1 hash these bytes (SHA-256(0x00 || entry), as RFC 9162);
+leaves of format 2 hash a salted commitment to them (see :mod:`hygie.audit.leaf`).
 
 The same function serves the sequencer (when the leaf is created) and the verifier (which re-reads the row and
 re-serialises it), so any change to a stored column changes the leaf.
@@ -23,7 +24,8 @@ COLUMNS = ("id", "at", "actor", "role", "action", "object", "project_id", "purpo
 """Columns of ``audit_event`` read to serialise an entry, in this order."""
 
 
-def _utc(at: datetime) -> str:
+def utc_text(at: datetime) -> str:
+    """An instant as entries write it: UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
     # SQLite hands back naive datetimes (stored in UTC by record()); PostgreSQL hands back aware ones.
     if at.tzinfo is not None:
         at = at.astimezone(UTC)
@@ -38,7 +40,7 @@ def canonical_entry(row: Mapping[Any, Any]) -> bytes:
     document = {
         "v": VERSION,
         "id": int(row["id"]),
-        "at": _utc(row["at"]),
+        "at": utc_text(row["at"]),
         "actor": row["actor"],
         "role": row["role"],
         "action": row["action"],

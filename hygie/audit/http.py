@@ -1,4 +1,5 @@
-"""The log over HTTP for outside witnesses: checkpoints, the verification key, proofs and entries. No login.
+"""The log over HTTP for outside witnesses: checkpoints, the verification key, proofs and the public form of
+entries (commitments, and in clear only what the public register shows). No login, the same answer for everyone.
 
 Reads of the public log are not themselves recorded: they reveal nothing that is not already public, and
 recording them would let any anonymous caller grow the log (and keep every checkpoint stale) at will.
@@ -67,7 +68,13 @@ def consistency(
 
 @router.get("/entries", openapi_extra=UNRECORDED)
 def entries(log: Log, start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]) -> Any:
-    """Canonical entries of leaves [start, end) (at most 1,000), to recompute leaf hashes."""
+    """The public form of leaves [start, end) (at most 1,000), to recompute leaf hashes and roots.
+
+    Each entry: ``index``, ``format`` (2: salted commitment; 1: a leaf from before salted leaves, served by its
+    hash only), ``leaf_hash`` (base64), ``leaf`` (format 2: the leaf data, ASCII JSON; SHA-256(0x00 || leaf) is the
+    leaf hash) and ``register`` (``action``, ``at``, ``project_id`` of acts the public register shows, else null).
+    Nothing else: no actor, object, detail or count; events and salts are for auditors (GET /audit/entries/full).
+    """
     if end <= start or end - start > MAX_ENTRIES:
         raise HTTPException(400, f"ask for 1 to {MAX_ENTRIES} entries with start < end")
     size = log.size()

@@ -18,6 +18,7 @@ event not yet sequenced: both paths extend one tree, one after the other, and ca
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +28,9 @@ from sqlalchemy import Engine, Table, select, text
 from sqlalchemy.exc import OperationalError
 
 from hygie.audit import merkle
-from hygie.audit.entry import COLUMNS, canonical_entry
+from hygie.audit.entry import COLUMNS, canonical_entry, utc_text
 from hygie.audit.events import AuditEvent
+from hygie.audit.leaf import CLEAR, new_leaf, parse_public, salted_leaf_data
 from hygie.audit.note import Checkpoint
 from hygie.audit.signing import Signer, load_signer
 from hygie.audit.storage import (
@@ -178,7 +180,7 @@ class TransparencyLog:
             rows = log.conn.execute(query.order_by(_events.c.id).limit(SEQUENCE_BATCH)).mappings().all()
             if not rows:
                 return size, True
-            new_size = log.append([(int(r["id"]), merkle.leaf_hash(canonical_entry(r))) for r in rows])
+            new_size = log.append([new_leaf(r) for r in rows])
         return new_size, len(rows) < SEQUENCE_BATCH
 
     # -- reading ---------------------------------------------------------------------------------------------
@@ -210,20 +212,44 @@ class TransparencyLog:
         new_root = hashes[-1] if new else merkle.EMPTY_ROOT
         return ConsistencyProof(old, new, proof, old_root, new_root)
 
-    def entries(self, start: int, end: int) -> list[str]:
-        """The canonical entries of leaves ``[start, end)``, for witnesses to recompute the leaves."""
+    def _leaf_rows(self, where: Any) -> list[Any]:
         leaf = leaf_table
         query = (
-            select(leaf.c.leaf_index, *(_events.c[c] for c in COLUMNS))
+            select(leaf.c.leaf_index, leaf.c.leaf_hash, leaf.c.format, leaf.c.salt, *(_events.c[c] for c in COLUMNS))
             .select_from(leaf.join(_events, _events.c.id == leaf.c.event_id))
-            .where(leaf.c.leaf_index >= start, leaf.c.leaf_index < end)
+            .where(where)
             .order_by(leaf.c.leaf_index)
         )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        if [r["leaf_index"] for r in rows] != list(range(start, start + len(rows))):
+            return list(conn.execute(query).mappings().all())
+
+    def _range_rows(self, start: int, end: int) -> list[Any]:
+        leaf = leaf_table
+        rows = self._leaf_rows((leaf.c.leaf_index >= start) & (leaf.c.leaf_index < end))
+        if [r["leaf_index"] for r in rows] != list(range(start, end)):
             raise LogCorrupted(f"entries in [{start}, {end}) have no event: run `hygie audit verify`")
-        return [canonical_entry(r).decode("ascii") for r in rows]
+        return rows
+
+    def entries(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The public form of leaves ``[start, end)`` (:func:`public_entry`): what a witness needs to recompute
+        the leaves, and nothing the register does not show. ``end`` must not pass the log's size."""
+        return [public_entry(r) for r in self._range_rows(start, end)]
+
+    def full_entries(self, start: int, end: int) -> list[dict[str, Any]]:
+        """Leaves ``[start, end)`` with their events and salts (:func:`full_entry`): for auditors only."""
+        return [full_entry(r) for r in self._range_rows(start, end)]
+
+    def entries_of_events(self, event_ids: list[int]) -> list[dict[str, Any]]:
+        """The full entries of these events that are in the log already (:func:`full_entry`), by leaf index."""
+        if not event_ids:
+            return []
+        return [full_entry(r) for r in self._leaf_rows(leaf_table.c.event_id.in_(event_ids))]
+
+    def public_entries_of_events(self, event_ids: list[int]) -> list[dict[str, Any]]:
+        """The public form of these events' leaves (those already in the log), by leaf index."""
+        if not event_ids:
+            return []
+        return [public_entry(r) for r in self._leaf_rows(leaf_table.c.event_id.in_(event_ids))]
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         with self.engine.connect() as conn:
@@ -273,3 +299,56 @@ class TransparencyLog:
 
 def _signed(row: Any) -> SignedCheckpoint:
     return SignedCheckpoint(row.id, row.size, bytes(row.root_hash), row.note, row.issued_at)
+
+
+def public_entry(row: Any) -> dict[str, Any]:
+    """One leaf as anyone may see it.
+
+    ``{"index", "format", "leaf_hash", "leaf", "register"}``: ``leaf_hash`` is the stored RFC 9162 leaf hash
+    (base64); ``leaf`` the leaf data of a salted leaf (format 2; ASCII JSON, ``SHA-256(0x00 || leaf)`` is the leaf
+    hash), rebuilt from the stored event and salt, so damage to an event shows as a leaf that no longer hashes to
+    ``leaf_hash`` or to the signed root; ``register`` its clear fields (``action``, ``at``, ``project_id``) when the
+    register shows the act, else null. A leaf of format 1 (entry in clear, before salted leaves) is served by its
+    hash alone: ``leaf`` and ``register`` are null.
+    """
+    out: dict[str, Any] = {
+        "index": int(row["leaf_index"]),
+        "format": int(row["format"]),
+        "leaf_hash": b64(bytes(row["leaf_hash"])),
+        "leaf": None,
+        "register": None,
+    }
+    if out["format"] != CLEAR:
+        data = _leaf_data(row)
+        out["leaf"] = data
+        parsed = parse_public(data)
+        if "action" in parsed:
+            out["register"] = {k: parsed[k] for k in ("action", "at", "project_id")}
+    return out
+
+
+def full_entry(row: Any) -> dict[str, Any]:
+    """One leaf with everything behind it (auditors; a citizen for their own events): the public form plus
+    ``event_id``, ``entry`` (the canonical entry, hygie-audit-entry/v1), ``salt`` (base64, null for format 1) and
+    ``event`` (its fields). Check: format 2, ``SHA-256(COMMITMENT_TAG || salt || entry)`` is the leaf's ``c``;
+    format 1, ``SHA-256(0x00 || entry)`` is the leaf hash."""
+    out = public_entry(row)
+    salt = row["salt"]
+    out["event_id"] = int(row["id"])
+    out["salt"] = None if salt is None else b64(bytes(salt))
+    out["entry"] = canonical_entry(row).decode("ascii")
+    detail = row["detail"]
+    out["event"] = {
+        "id": int(row["id"]),
+        "at": utc_text(row["at"]),
+        **{c: row[c] for c in ("actor", "role", "action", "object", "project_id", "purpose", "outcome")},
+        "detail": json.loads(detail) if isinstance(detail, str) else (detail or {}),
+    }
+    return out
+
+
+def _leaf_data(row: Any) -> str:
+    salt = row["salt"]
+    if salt is None:
+        raise LogCorrupted(f"salted leaf {row['leaf_index']} has no salt: run `hygie audit verify`")
+    return salted_leaf_data(row, bytes(salt)).decode("ascii")

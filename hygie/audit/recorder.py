@@ -16,7 +16,8 @@ for it) so that no smaller id can commit later; if a caller's transaction keeps 
 than :data:`PG_LOCK_TIMEOUT`, the batch is committed unsequenced instead (the sequencer picks it up), and so is
 every batch for :data:`FALLBACK_SECONDS`.
 
-The leaf of an event is computed from the values as they are stored and read back (``detail`` is hashed from
+Each leaf is a salted commitment (:mod:`hygie.audit.leaf`), with a fresh salt stored beside it. The leaf of an
+event is computed from the values as they are stored and read back (``detail`` is hashed from
 its stored JSON text), so the verifier, which re-reads the row, finds the same leaf.
 """
 
@@ -27,6 +28,7 @@ import json
 import queue
 import threading
 import time
+from base64 import b64encode
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -34,10 +36,10 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, select
 
-from hygie.audit import merkle
-from hygie.audit.entry import COLUMNS, canonical_entry
+from hygie.audit.entry import COLUMNS
 from hygie.audit.entry import VERSION as ENTRY_VERSION
 from hygie.audit.events import AuditEvent, Outcome
+from hygie.audit.leaf import COMMITMENT_TAG, leaf_data_parts, new_leaf, new_salt
 from hygie.audit.storage import Appender, appending, insert_rows
 
 MAX_BATCH = 5_000
@@ -60,14 +62,25 @@ class _Busy(Exception):
 
 
 class _Event:
-    """An event ready to store: its column values, and its entry split around the id given at insert time."""
+    """An event ready to store: its column values, its entry split around the id given at insert time, and its
+    leaf data split around the commitment (with the RFC 9162 0x00 prefix)."""
 
-    __slots__ = ("head", "tail", "values")
+    __slots__ = ("head", "leaf_head", "leaf_tail", "tail", "values")
 
-    def __init__(self, values: tuple[Any, ...], head: bytes, tail: bytes) -> None:
+    def __init__(
+        self, values: tuple[Any, ...], head: bytes, tail: bytes, leaf_head: bytes = b"", leaf_tail: bytes = b""
+    ) -> None:
         self.values = values
         self.head = head
         self.tail = tail
+        self.leaf_head = leaf_head
+        self.leaf_tail = leaf_tail
+
+    def leaf(self, ident: int, salt: bytes) -> bytes:
+        """The leaf hash of this event stored with id ``ident`` (see :mod:`hygie.audit.leaf`)."""
+        entry = self.head + str(ident).encode() + self.tail
+        c = b64encode(_sha256(COMMITMENT_TAG + salt + entry).digest())
+        return _sha256(self.leaf_head + c + self.leaf_tail).digest()
 
 
 class BatchRecorder:
@@ -148,10 +161,9 @@ class BatchRecorder:
         iso = at.isoformat(" ", "microseconds")  # at is UTC: "YYYY-MM-DD HH:MM:SS.ffffff+00:00"
         if not iso.endswith("+00:00"):
             raise ValueError("at must be in UTC")
-        head = (
-            f'\x00{{"action":{_q(action)},"actor":{_q(actor)},"at":"{iso[:10]}T{iso[11:-6]}Z",'
-            f'"detail":{canonical},"id":'
-        )
+        at_text = f"{iso[:10]}T{iso[11:-6]}Z"
+        head = f'{{"action":{_q(action)},"actor":{_q(actor)},"at":"{at_text}","detail":{canonical},"id":'
+        leaf_head, leaf_tail = leaf_data_parts(action, outcome, project_id, at_text)
         tail = (
             f',"object":{_qn(object)},"outcome":{_q(outcome)},'
             f'"project_id":{"null" if project_id is None else project_id},"purpose":{_qn(purpose)},'
@@ -159,7 +171,7 @@ class BatchRecorder:
         )
         stored_at: Any = at if pg else iso[:-6]  # as SQLAlchemy's SQLite DATETIME stores it
         values = (stored_at, actor, role, action, object, project_id, purpose, outcome, stored)
-        return _Event(values, head.encode("ascii"), tail.encode("ascii"))
+        return _Event(values, head.encode("ascii"), tail.encode("ascii"), b"\x00" + leaf_head, leaf_tail)
 
     def _run(self) -> None:
         while True:
@@ -229,9 +241,8 @@ class BatchRecorder:
                 _insert(
                     cur, self._dialect, ("id", *_INSERTED), [(i, *e.values) for i, e in zip(ids, events, strict=True)]
                 )
-                log.append(
-                    [(i, _sha256(e.head + str(i).encode() + e.tail).digest()) for i, e in zip(ids, events, strict=True)]
-                )
+                salts = [new_salt() for _ in ids]
+                log.append([(i, e.leaf(i, salt), salt) for i, e, salt in zip(ids, events, salts, strict=True)])
         except Exception as exc:
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE or _LOCK_NOT_AVAILABLE in str(
                 getattr(getattr(exc, "orig", None), "sqlstate", "")
@@ -263,7 +274,7 @@ def _catch_up(log: Appender, last: int) -> None:
     """Leaves for committed events not yet sequenced (recorded in callers' transactions), in id order."""
     query = select(*(_events.c[c] for c in COLUMNS)).where(_events.c.id > last).order_by(_events.c.id)
     rows = log.conn.execute(query).mappings().all()
-    log.append([(int(r["id"]), merkle.leaf_hash(canonical_entry(r))) for r in rows])
+    log.append([new_leaf(r) for r in rows])
 
 
 def _insert(cursor: Any, dialect: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:

@@ -1,6 +1,7 @@
 """Tables of the transparency log and the stored Merkle tree.
 
-- ``audit_leaf``: leaf ``leaf_index`` (0-based, dense) is event ``event_id``; its RFC 9162 leaf hash.
+- ``audit_leaf``: leaf ``leaf_index`` (0-based, dense) is event ``event_id``; its RFC 9162 leaf hash, its format
+  and, for salted leaves, the commitment's salt (see :mod:`hygie.audit.leaf`).
 - ``audit_node``: hashes of complete aligned subtrees of level >= :data:`STORED_MIN_LEVEL` (16 leaves and up),
   keyed ``level << 40 | index``. A complete subtree never changes, so a node is written once when its last leaf
   arrives; lower levels are recomputed from at most 16 leaves, which keeps the table at about 1/8 of the leaves
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -44,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hygie.audit.leaf import CLEAR, SALTED
 from hygie.audit.merkle import EMPTY_ROOT, Subtree, complete_root, decompose, fold
 from hygie.db import Base
 
@@ -61,6 +64,11 @@ class AuditLeaf(Base):
     leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     event_id: Mapped[int] = mapped_column(Integer, nullable=False)
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    format: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="1")
+    """1: the leaf hashes the entry in clear (leaves before migration 0008au); 2: a salted commitment
+    (:mod:`hygie.audit.leaf`)."""
+    salt: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    """The commitment's salt (format 2). Private: served to auditors and to the citizen concerned only."""
 
 
 class AuditNode(Base):
@@ -270,8 +278,10 @@ class Appender:
             self._shared.frontier = load_frontier(self.conn, self.size)
         return self.size, self.last_event_id
 
-    def append(self, rows: Sequence[tuple[int, bytes]]) -> int:
-        """Store leaves for ``(event_id, leaf_hash)`` rows and every subtree they complete; returns the new size."""
+    def append(self, rows: Sequence[tuple[int, bytes, bytes | None]]) -> int:
+        """Store leaves for ``(event_id, leaf_hash, salt)`` rows and every subtree they complete; returns the new
+        size. A row with a salt is a salted leaf (format 2); without one, a leaf in clear (format 1: only the
+        benchmark's synthetic leaves and tests of hubs from before salted leaves)."""
         if self.size < 0:
             raise RuntimeError("lock_state() first")
         if not rows:
@@ -279,9 +289,9 @@ class Appender:
         frontier = self._shared.frontier
         assert frontier is not None and frontier.size == self.size
         start = self.size
-        nodes = frontier.push_all([h for _, h in rows])
-        leaves = [(start + n, e, h) for n, (e, h) in enumerate(rows)]
-        self._insert("audit_leaf", ("leaf_index", "event_id", "leaf_hash"), leaves)
+        nodes = frontier.push_all([h for _, h, _ in rows])
+        leaves = [(start + n, e, h, CLEAR if s is None else SALTED, s) for n, (e, h, s) in enumerate(rows)]
+        self._insert("audit_leaf", ("leaf_index", "event_id", "leaf_hash", "format", "salt"), leaves)
         if nodes:
             self._insert("audit_node", ('"key"', "hash"), nodes)
             sh = self._shared
@@ -344,8 +354,8 @@ def appending(engine: Engine) -> Iterator[Appender]:
             raise
 
 
-def append_leaves(conn: Connection, old_size: int, rows: Sequence[tuple[int, bytes]]) -> int:
-    """Store leaves from ``old_size`` for ``(event_id, leaf_hash)`` rows and every subtree they complete.
+def append_leaves(conn: Connection, old_size: int, rows: Sequence[tuple[int, bytes, bytes | None]]) -> int:
+    """Store leaves from ``old_size`` for ``(event_id, leaf_hash, salt)`` rows and every subtree they complete.
 
     The caller holds the sequencer lock and commits. Returns the new size. (Reads the right edge from storage;
     :func:`appending` keeps it in memory instead.)

@@ -1,10 +1,11 @@
 """Full verification: recompute the whole tree from the events and check every checkpoint ever issued.
 
 One pass, linear in the log: events (by id) and leaves (by index) are streamed side by side. Each event is
-re-serialised and re-hashed; that hash, not the stored one, builds the tree, so the signed roots are checked
-against the events themselves. Also checked: leaves are dense and in event id order, every event below the
-sequencer's mark has a leaf, every stored subtree hash, every checkpoint's signature, origin and root at its size,
-and that no two checkpoints of one size disagree (a fork).
+re-serialised and re-hashed as its leaf format says (format 2: its salted commitment, with the stored salt,
+and the public fields taken from the event; format 1: the entry in clear); that hash, not the stored one, builds
+the tree, so the signed roots are checked against the events themselves. Also checked: leaves are dense and in
+event id order, every event below the sequencer's mark has a leaf, every stored subtree hash, every checkpoint's
+signature, origin and root at its size, and that no two checkpoints of one size disagree (a fork).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from hygie.audit import merkle
-from hygie.audit.entry import COLUMNS, canonical_entry
+from hygie.audit.entry import COLUMNS
 from hygie.audit.events import AuditEvent
+from hygie.audit.leaf import stored_leaf_hash
 from hygie.audit.note import NoteError, open_note, parse_verifier_key
 from hygie.audit.storage import LEVEL_SHIFT, STORED_MIN_LEVEL, AuditCheckpoint, AuditLeaf, AuditLogState, AuditNode
 
@@ -127,10 +129,15 @@ def verify_log(engine: Engine, verifier_key: str) -> VerifyReport:
             report.add("unlogged-event", f"event {pending_event.id} was inserted without a leaf", n)
             pending_event = next(events, None)
         if pending_event is not None and pending_event.id == leaf.event_id:
-            entry_hash = merkle.leaf_hash(canonical_entry(pending_event._mapping))
+            try:
+                entry_hash = stored_leaf_hash(pending_event._mapping, leaf.format, leaf.salt)
+            except ValueError as exc:
+                report.add("format", f"entry {n} (event {leaf.event_id}): {exc}", n)
+                entry_hash = bytes(leaf.leaf_hash)
+            else:
+                if entry_hash != bytes(leaf.leaf_hash):
+                    report.add("altered", f"entry {n} (event {leaf.event_id}) no longer matches its leaf", n)
             pending_event = next(events, None)
-            if entry_hash != bytes(leaf.leaf_hash):
-                report.add("altered", f"entry {n} (event {leaf.event_id}) no longer matches its leaf", n)
         else:
             report.add("deleted", f"entry {n}: event {leaf.event_id} is gone", n)
             entry_hash = bytes(leaf.leaf_hash)  # keep rebuilding, so later damage is told apart
