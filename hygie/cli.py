@@ -346,7 +346,14 @@ def accounts_create(
     role: Annotated[str, typer.Option(help="researcher, reviewer, dpo, operator or auditor.")],
     organisation: Annotated[str | None, typer.Option(help="The person's organisation.")] = None,
     password: Annotated[
-        str | None, typer.Option(envvar="HYGIE_NEW_PASSWORD", help="Prompted for if not given.")
+        str | None, typer.Option(envvar="HYGIE_NEW_PASSWORD", help="Prompted for if neither it nor --email is given.")
+    ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(
+            help="The holder's work e-mail address: instead of a password, mail them a one-time enrolment code "
+            "(the console then never sees their credentials)."
+        ),
     ] = None,
 ) -> None:
     """Create a staff account at the console (recorded as a console act)."""
@@ -361,15 +368,62 @@ def accounts_create(
     try:
         with act(hub, CONSOLE, "account.create") as session:
             created = Accounts(session, hub.custody, hub.settings).create(
-                CONSOLE, username=username, role=Role(role), password=_password(password, username),
-                organisation=organisation,
+                CONSOLE, username=username, role=Role(role), organisation=organisation, email=email,
+                password=None if email and not password else _password(password, username),
             )  # fmt: skip
     except GovernanceError as exc:
         raise _fail(exc.message) from None
     finally:
         hub.close()
-    err.print(f"created {role} {username} (account {created.account.id})")
+    err.print(f"created {role} {username} (account {created.account.id}, {created.account.status})")
     _print_totp(username, created.totp_uri)
+    _print_mail(created.enrolment_mail)
+
+
+def _print_mail(status: str | None) -> None:
+    if status == "sent":
+        err.print("  enrolment code mailed to the holder")
+    elif status == "failed":
+        err.print("  the mail server refused the enrolment mail; try again: `hygie accounts resend-enrolment ID`")
+
+
+@accounts_app.command("confirm")
+def accounts_confirm(account_id: int) -> None:
+    """Confirm, as the second person, the creation of a reviewer, DPO, operator or auditor account. The holder's
+    work e-mail address is read from standard input (as the organisation's directory lists it); it must match."""
+    from hygie.governance.accounts import CONSOLE, Accounts
+    from hygie.governance.acts import act
+    from hygie.governance.errors import GovernanceError
+
+    email = typer.prompt("holder's work e-mail") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "account.confirm", object=f"account:{account_id}") as session:
+            done = Accounts(session, hub.custody, hub.settings).confirm(CONSOLE, account_id, email=email)
+    except GovernanceError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        hub.close()
+    err.print(f"confirmed account {account_id}")
+    _print_mail(done.enrolment_mail)
+
+
+@accounts_app.command("resend-enrolment")
+def accounts_resend_enrolment(account_id: int) -> None:
+    """Mail a new enrolment code to the holder of an account waiting for enrolment (the old one stops working)."""
+    from hygie.governance.accounts import CONSOLE, Accounts
+    from hygie.governance.acts import act
+    from hygie.governance.errors import GovernanceError
+
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "account.enrolment_mail", object=f"account:{account_id}") as session:
+            done = Accounts(session, hub.custody, hub.settings).resend_enrolment(CONSOLE, account_id)
+    except GovernanceError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        hub.close()
+    _print_mail(done.enrolment_mail)
 
 
 @accounts_app.command("enrol-citizen")
@@ -420,9 +474,10 @@ def accounts_list() -> None:
             record(session, actor=CONSOLE.ref, action="account.list", detail={"count": len(rows)})
     finally:
         hub.close()
-    table = Table("id", "username", "role", "organisation", "standing")
+    table = Table("id", "username", "role", "organisation", "standing", "created by", "confirmed by")
     for a in rows:
-        table.add_row(str(a.id), a.username, a.role, a.organisation or "", "disabled" if a.disabled else "active")
+        table.add_row(str(a.id), a.username, a.role, a.organisation or "", "disabled" if a.disabled else a.status,
+                      a.created_by, a.confirmed_by or "")  # fmt: skip
     Console().print(table)
 
 

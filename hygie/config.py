@@ -174,6 +174,16 @@ class Settings(BaseSettings):
     # The concurrency of all classes together stays under the database pool (pool size + overflow), so an
     # overloaded portal queues and sheds at its door instead of timing out inside the pool.
     request_body_max_kib: int = Field(
+    enrolment_code_hours: int = Field(
+        default=72, description="Hours a staff account's one-time enrolment code stays valid once mailed."
+    )
+    enrolment_portal_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The portal's address as the holder reaches it; the enrolment mail points at /activation there.",
+    )
+    mail_smtp_host: str = Field(default="localhost", description="SMTP server that sends staff enrolment mails.")
+    mail_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends staff enrolment mails.")
+    mail_from: str = Field(default="comptes@hygie.invalid", description="Sender address of staff enrolment mails.")
         default=1024,
         description="Largest request body the portal reads (KiB), leaked-file uploads excepted "
         "(breach_upload_max_mib); a larger one is refused with 413 before it is read.",

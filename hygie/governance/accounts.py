@@ -7,6 +7,11 @@ e-mail address or NIR into login boxes, and the record must not become a list of
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +25,7 @@ from hygie.governance.errors import Conflict, Denied, Invalid, NotFound, Unauthe
 from hygie.governance.models import Account, ApiToken, AuthSession, Project, ProjectMember
 from hygie.governance.policy import STAFF_ROLES, Role
 from hygie.keys import KeyCustody, KeyPurpose
+from hygie.mail import SmtpServer, send
 
 ACCOUNT_SECRETS_KEY = "account-secrets"
 """Wraps each account's TOTP secret."""
@@ -52,6 +58,50 @@ ACCOUNT_CREATORS: dict[Role, frozenset[Role]] = {
 }
 """Who may create which accounts through the API. Operators run the platform, so they may not create the
 reviewers or auditors who would check them; citizens enrol themselves."""
+
+CONFIRMED_ROLES: frozenset[Role] = frozenset({Role.REVIEWER, Role.DPO, Role.OPERATOR, Role.AUDITOR})
+"""Roles that grant governance power (approving, overseeing, running the platform, auditing). An account of one
+of them created through the API stays unusable until a second person confirms it. Researchers only request
+projects, which two reviewers must approve, so their accounts need no confirmation."""
+
+ACCOUNT_CONFIRMERS: dict[Role, frozenset[Role]] = {
+    Role.DPO: CONFIRMED_ROLES,
+    Role.AUDITOR: CONFIRMED_ROLES,
+}
+"""Who may confirm the creation of which accounts, besides whoever may create them (ACCOUNT_CREATORS). The
+confirmer is never the creator, the account itself, nor an account the same creator made; the console (the
+controller) may confirm too."""
+
+
+class Status:
+    PENDING_CONFIRMATION = "pending_confirmation"
+    """A governance role waiting for a second person's confirmation: no enrolment code exists yet."""
+    PENDING_ENROLMENT = "pending_enrolment"
+    """Waiting for its holder to enrol from the one-time code mailed to them: no usable credentials yet."""
+    ACTIVE = "active"
+
+
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+
+
+def _normal_email(text: str) -> str:
+    return text.strip().lower()
+
+
+def _normal_code(text: str) -> str:
+    return "".join(text.split()).replace("-", "").upper()
+
+
+def code_hash(code: str) -> str:
+    """SHA-256 of a normalised enrolment code (160 random bits: a fast hash is enough, as for tokens)."""
+    return hashlib.sha256(_normal_code(code).encode("ascii", "replace")).hexdigest()
+
+
+ENROLMENT_REFUSAL = (
+    "this enrolment code is not valid: it may be mistyped, already used or expired; "
+    "ask the person who created your account to send a new one"
+)
+"""The one answer to an unknown, used, expired or withdrawn enrolment code."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +146,19 @@ def _aware(value: datetime) -> datetime:
 class NewAccount:
     account: Account
     totp_uri: str | None
-    """otpauth:// URI to hand to the person once (QR code); None for citizens."""
+    """otpauth:// URI to hand to the person once (QR code); None for citizens, and always None unless the
+    console created the account with its password."""
+    enrolment_mail: str | None = None
+    """'sent' or 'failed' when an enrolment code was mailed to the holder; None when none was (yet)."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    account: Account
+    totp_uri: str
+    """otpauth:// URI for the holder's authenticator app, given to the holder once, at enrolment."""
+    totp_secret: str
+    """The same secret in base32, for typing into an app by hand."""
 
 
 _DUMMY_HASHES: dict[tuple[int, int], str] = {}
@@ -129,11 +191,19 @@ class Accounts:
         *,
         username: str,
         role: Role,
-        password: str,
+        password: str | None = None,
+        email: str | None = None,
         organisation: str | None = None,
         person_index: bytes | None = None,
     ) -> NewAccount:
-        """Create an account. The console may create any role; through the API, see ACCOUNT_CREATORS."""
+        """Create an account.
+
+        Through the API (any actor but the console; see ACCOUNT_CREATORS), the creator never holds the account's
+        credentials: no password is taken and no second factor is returned. The holder's work e-mail address is
+        kept sealed; the account waits for a second person's confirmation if its role is in CONFIRMED_ROLES, then
+        for its holder to enrol from a one-time code mailed to that address. The console (the controller's
+        installation act, and citizens' self-enrolment) may still set a password and get the second factor at once.
+        """
         if actor is not CONSOLE:
             allowed = ACCOUNT_CREATORS.get(actor.role) if actor.role else None
             if not allowed or role not in allowed:
@@ -141,10 +211,26 @@ class Accounts:
         if not username or len(username) > 80 or not username.replace("-", "").replace(".", "").isalnum():
             raise Invalid("username: 1 to 80 letters, digits, dots or hyphens")
         if role == Role.CITIZEN and person_index is None:
+            if password is not None:
+                raise Denied(
+                    "whoever creates an account never chooses its password: its holder does, "
+                    "from the enrolment code mailed to them"
+                )
+            if email is None:
+                raise Invalid("email: the holder's work e-mail address, where their enrolment code is sent")
             raise Invalid("a citizen account must be tied to an identity vault entry at enrolment")
         if role != Role.CITIZEN and person_index is not None:
             raise Invalid("only citizen accounts are tied to an identity vault entry")
-        self._check_password_policy(password)
+        if role == Role.CITIZEN and (password is None or email is not None):
+            raise Invalid("a citizen enrols with a password and no e-mail address")
+        if password is None and email is None:
+            raise Invalid("give a password (console only) or the holder's work e-mail address")
+        if email is not None:
+            email = _normal_email(email)
+            if len(email) > 254 or not _EMAIL.fullmatch(email):
+                raise Invalid("email: a work e-mail address, such as firstname.lastname@organisation.fr")
+        if password is not None:
+            self._check_password_policy(password)
         if self.session.scalar(select(Account.id).where(Account.username == username)) is not None:
             raise Conflict(f"the username {username!r} is taken")
         if person_index is not None and self.session.scalar(
@@ -153,17 +239,23 @@ class Accounts:
             raise Conflict("this person already has an account")
         totp_uri = None
         sealed = None
-        if role in STAFF_ROLES:
+        if password is not None and role in STAFF_ROLES:
             secret = credentials.new_totp_secret()
             sealed = self.custody.wrap(ACCOUNT_SECRETS_KEY, secret, b"totp|" + username.encode())
             totp_uri = credentials.provisioning_uri(secret, username)
         account = Account(
             username=username,
             role=role.value,
+        if password is not None:
+            status = Status.ACTIVE
+        elif actor is not CONSOLE and role in CONFIRMED_ROLES:
+            status = Status.PENDING_CONFIRMATION
+        else:
+            status = Status.PENDING_ENROLMENT
             organisation=organisation,
-            password_hash=credentials.hash_password(
-                password, memory_kib=self.settings.password_memory_kib, iterations=self.settings.password_iterations
-            ),
+            # Until its holder enrols, an account's password is a random one nobody ever saw (same hashing work
+            # as a real one at sign-in, so a pending account answers like any other).
+            password_hash=self._hash(password if password is not None else secrets.token_urlsafe(32)),
             totp_sealed=sealed,
             person_index=person_index,
             failed_logins=0,
@@ -173,15 +265,170 @@ class Accounts:
         )
         self.session.add(account)
         self.session.flush()
+            status=status,
+            email_sealed=None
+            if email is None
+            else self.custody.wrap(ACCOUNT_SECRETS_KEY, email.encode(), b"email|" + username.encode()),
+            enrolled_at=_now() if status == Status.ACTIVE else None,
         record(
             self.session,
             actor=actor.ref,
             role=actor.role_name,
             action="account.create",
             object=f"account:{account.id}",
-            detail={"role": role.value},
+            detail={"role": role.value, "status": status},
         )
-        return NewAccount(account, totp_uri)
+        mail = self._mail_enrolment(actor, account) if status == Status.PENDING_ENROLMENT else None
+        return NewAccount(account, totp_uri, mail)
+
+    def _hash(self, password: str) -> str:
+        return credentials.hash_password(
+            password, memory_kib=self.settings.password_memory_kib, iterations=self.settings.password_iterations
+        )
+
+    def _may_manage(self, actor: Actor, role: Role) -> bool:
+        """May create or confirm accounts of this role (the console may)."""
+        if actor is CONSOLE:
+            return True
+        if actor.role is None:
+            return False
+        return role in ACCOUNT_CREATORS.get(actor.role, frozenset()) | ACCOUNT_CONFIRMERS.get(actor.role, frozenset())
+
+    def _mail_enrolment(self, actor: Actor, account: Account) -> str:
+        """Draw a new one-time enrolment code (voiding any earlier one), keep its hash, and mail it to the holder's
+        sealed address. The code exists in clear only in this function and in the holder's mailbox."""
+        assert account.email_sealed is not None
+        code = base64.b32encode(secrets.token_bytes(20)).decode("ascii")
+        shown = "-".join(code[i : i + 4] for i in range(0, len(code), 4))
+        expires = _now() + timedelta(hours=self.settings.enrolment_code_hours)
+        address = self.custody.unwrap(
+            ACCOUNT_SECRETS_KEY, account.email_sealed, b"email|" + account.username.encode()
+        ).decode()
+        portal = self.settings.enrolment_portal_url.rstrip("/")
+        body = (
+            "Bonjour,\n\n"
+            f"Un compte Hygie « {account.username} » (rôle : {account.role}) a été ouvert pour vous"
+            + (f" ({account.organisation})" if account.organisation else "")
+            + ".\n\nPour l'activer, ouvrez la page\n\n"
+            f"    {portal}/activation\n\n"
+            f"et saisissez ce code d'activation :\n\n    {shown}\n\n"
+            "Vous y choisirez votre mot de passe et recevrez votre second facteur (application d'authentification). "
+            f"Ce code ne sert qu'une fois et expire le {expires.strftime('%d/%m/%Y à %H:%M UTC')}.\n"
+            "Personne d'autre ne le connaît : ne le transmettez à personne, pas même à qui a créé votre compte.\n"
+            "Si vous n'attendiez pas ce message, signalez-le au délégué à la protection des données.\n\n"
+            "— Hygie\n"
+        )
+        error = send(
+            SmtpServer(self.settings.mail_smtp_host, self.settings.mail_smtp_port, self.settings.mail_from),
+            to=address,
+            subject="Activez votre compte Hygie / Activate your Hygie account",
+            body=body,
+        )
+        digest = code_hash(code)
+        del address, code, shown, body
+        if error is None:
+            account.enrolment_code_hash = digest
+            account.enrolment_expires_at = expires
+        else:
+            account.enrolment_code_hash = None
+            account.enrolment_expires_at = None
+        record(
+            self.session,
+            actor=actor.ref,
+            role=actor.role_name,
+            action="account.enrolment_mail",
+            object=f"account:{account.id}",
+            outcome=Outcome.OK if error is None else Outcome.FAILED,
+            detail={"status": "sent", "expires_at": expires.isoformat()}
+            if error is None
+            else {"status": "failed", "error": error},
+        )
+        return "sent" if error is None else "failed"
+
+    def confirm(self, actor: Actor, account_id: int, *, email: str) -> NewAccount:
+        """A second person confirms the creation of a governance account, re-typing the holder's work e-mail
+        address from their organisation's directory (it must match the sealed one). The enrolment code is then
+        mailed to the holder."""
+        account = self.get(account_id)
+        role = Role(account.role)
+        if not self._may_manage(actor, role):
+            raise Denied(f"a {actor.role_name or 'visitor'} may not confirm {role.value} accounts")
+        if actor.account_id == account.id:
+            raise Denied("nobody confirms their own account")
+        if actor.ref == account.created_by:
+            raise Denied("whoever created an account cannot confirm it: a second person must")
+        if actor.account_id is not None:
+            mine = self.get(actor.account_id)
+            if mine.created_by == account.created_by:
+                raise Denied("an account made by the same person as this one cannot confirm it: ask someone else to")
+        if account.status != Status.PENDING_CONFIRMATION or account.disabled:
+            raise Conflict(f"account {account.id} is not waiting for a confirmation")
+        assert account.email_sealed is not None
+        sealed = self.custody.unwrap(ACCOUNT_SECRETS_KEY, account.email_sealed, b"email|" + account.username.encode())
+        if not hmac.compare_digest(sealed, _normal_email(email).encode()):
+            raise Denied(
+                "this e-mail address is not the one given when the account was created; check it in the holder's "
+                "organisation directory (if the account was made with a wrong address, disable it and create it again)"
+            )
+        account.status = Status.PENDING_ENROLMENT
+        account.confirmed_by = actor.ref
+        account.confirmed_at = _now()
+        record(
+            self.session,
+            actor=actor.ref,
+            role=actor.role_name,
+            action="account.confirm",
+            object=f"account:{account.id}",
+            detail={"role": role.value, "created_by": account.created_by},
+        )
+        return NewAccount(account, None, self._mail_enrolment(actor, account))
+
+    def resend_enrolment(self, actor: Actor, account_id: int) -> NewAccount:
+        """Mail a new enrolment code to an account's holder (the earlier one stops working)."""
+        account = self.get(account_id)
+        if not self._may_manage(actor, Role(account.role)):
+            raise Denied(f"a {actor.role_name or 'visitor'} may not manage {account.role} accounts")
+        if account.status != Status.PENDING_ENROLMENT or account.disabled or account.email_sealed is None:
+            raise Conflict(f"account {account.id} is not waiting for its holder's enrolment")
+        return NewAccount(account, None, self._mail_enrolment(actor, account))
+
+    def enrol(self, code: str, password: str) -> Enrolled:
+        """The holder enrols from the one-time code mailed to them: sets a password, gets a new second factor.
+
+        Unknown, used, expired and withdrawn codes get the same refusal. The caller commits.
+        """
+        self._check_password_policy(password)
+        digest = code_hash(code[:100])
+        account = self.session.scalar(select(Account).where(Account.enrolment_code_hash == digest))
+        if (
+            account is None
+            or account.status != Status.PENDING_ENROLMENT
+            or account.disabled
+            or account.enrolment_expires_at is None
+            or _aware(account.enrolment_expires_at) <= _now()
+        ):
+            raise Denied(ENROLMENT_REFUSAL)
+        secret = credentials.new_totp_secret()
+        account.password_hash = self._hash(password)
+        account.totp_sealed = self.custody.wrap(ACCOUNT_SECRETS_KEY, secret, b"totp|" + account.username.encode())
+        account.status = Status.ACTIVE
+        account.enrolled_at = _now()
+        account.enrolment_code_hash = None
+        account.enrolment_expires_at = None
+        account.failed_logins = 0
+        account.locked_until = None
+        record(
+            self.session,
+            actor=f"account:{account.id}",
+            role=account.role,
+            action="account.enrol",
+            object=f"account:{account.id}",
+        )
+        return Enrolled(
+            account,
+            credentials.provisioning_uri(secret, account.username),
+            credentials.totp_secret_text(secret),
+        )
 
     def get(self, account_id: int) -> Account:
         account = self.session.get(Account, account_id)
@@ -206,7 +453,10 @@ class Accounts:
             if actor.account_id == account.id:
                 raise Denied("nobody changes their own account's standing")
         account.disabled = disabled
-        if not disabled:
+        if disabled:  # a disabled account's enrolment code stops working (a new one is mailed on request)
+            account.enrolment_code_hash = None
+            account.enrolment_expires_at = None
+        else:
             account.failed_logins = 0
             account.locked_until = None
         record(

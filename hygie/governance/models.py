@@ -46,6 +46,18 @@ class Account(Base):
 
 
 class AuthSession(Base):
+    status: Mapped[str] = mapped_column(String(30), nullable=False, default="active", server_default="active")
+    """'pending_confirmation' (a governance role waiting for a second person), 'pending_enrolment' (waiting for
+    its holder to enrol from the mailed code) or 'active'. Only an active account has usable credentials."""
+    email_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """A staff account's work e-mail address, wrapped by key custody; read only to mail its enrolment code."""
+    confirmed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """Who confirmed the creation of an account of a governance role (a second person), or None."""
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    enrolment_code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True, index=True)
+    """SHA-256 of the one-time enrolment code mailed to the holder (cleared once used); never the code."""
+    enrolment_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    enrolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """A signed-in session; only the SHA-256 of its (256-bit random) token is stored."""
 
     __tablename__ = "auth_session"

@@ -33,7 +33,7 @@ def events(w: World, action: str) -> list[AuditEvent]:
 
 def operator_alert(w: World) -> dict[str, Any]:
     """An operator creates a researcher account; the evaluation raises an alert citing that act."""
-    body = {"username": "new-researcher", "role": "researcher", "password": "a long enough test password"}
+    body = {"username": "new-researcher", "role": "researcher", "email": "new.researcher@example.org"}
     r = w.call("operator", "POST", "/accounts", json=body)
     assert r.status_code == 200, r.text
     evaluate(w.hub, POLICY)

@@ -52,7 +52,7 @@ def a_researcher(w: World) -> int:
 
     r = w.call("dpo", "POST", "/accounts",
                json={"username": f"r-{secrets.token_hex(4)}", "role": "researcher",
-                     "password": "a long enough test password"})  # fmt: skip
+                     "email": "new.researcher@example.org"})  # fmt: skip
     return int(r.json()["account"]["id"])
 
 
@@ -73,10 +73,10 @@ CASES = [
     Case("whoami", "GET", lambda w: "/me", EVERYONE),
     Case("create a researcher account", "POST", lambda w: "/accounts", frozenset({"dpo", "operator"}),
          lambda w: {"username": f"new-{len(w.tokens)}-{id(w)}", "role": "researcher",
-                    "password": "a long enough test password"}),
+                    "email": "new.researcher@example.org"}),
     Case("create a reviewer account", "POST", lambda w: "/accounts", frozenset({"dpo"}),
          lambda w: {"username": f"rev-{len(w.tokens)}-{id(w)}", "role": "reviewer",
-                    "password": "a long enough test password"}),
+                    "email": "new.reviewer@example.org"}),
     Case("list staff accounts", "GET", lambda w: "/accounts", frozenset({"dpo", "operator", "auditor"})),
     Case("disable a researcher", "POST", lambda w: f"/accounts/{a_researcher(w)}/disable",
          frozenset({"dpo", "operator"})),
@@ -165,7 +165,7 @@ def test_operator_cannot_reach_data_approve_join_or_grant_itself(shared_world: W
     assert w.call(op, "POST", f"/projects/{submitted(w)}/decisions", json=APPROVE).status_code == 403
     assert w.call(op, "POST", "/me/tokens", json={"name": "x", "scopes": ["data"], "days": 1,
                                                    "project_id": pid}).status_code == 403  # fmt: skip
-    reviewer = {"username": "op-reviewer", "role": "reviewer", "password": "a long enough test password"}
+    reviewer = {"username": "op-reviewer", "role": "reviewer", "email": "op.reviewer@example.org"}
     assert w.call(op, "POST", "/accounts", json=reviewer).status_code == 403
     assert w.call(op, "POST", "/projects", json=project_request()).status_code == 403
     assert w.call(op, "POST", f"/accounts/{w.ids[op]}/enable").status_code == 403

@@ -23,7 +23,9 @@ from tests.portal.world import PASSWORD, World, people
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/auth/login"): {"username": "dpo", "password": "not the password", "totp": "000000"},
     ("POST", "/me/tokens"): {"name": "walk", "scopes": ["governance"], "days": 1},
-    ("POST", "/accounts"): {"username": "walk-researcher", "role": "researcher", "password": PASSWORD},
+    ("POST", "/accounts"): {"username": "walk-researcher", "role": "researcher", "email": "walk@example.org"},
+    ("POST", "/accounts/enrol"): {"code": "not-a-code", "password": PASSWORD},
+    ("POST", "/accounts/{account_id}/confirm"): {"email": "walk@example.org"},
     ("POST", "/citizens/enrol"): {
         "nir": "1" * 15,
         "last_name": "X",
@@ -177,6 +179,8 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
             ],
             person["BEN_NIR"] + "\n",
         ),
+        "accounts confirm": (["99999"], "walk@example.org\n"),
+        "accounts resend-enrolment": (["99999"], None),
         "accounts list": ([], None),
         "accounts disable": (["99999"], None),
         "accounts enable": (["99999"], None),

@@ -19,6 +19,7 @@ def install(app: FastAPI) -> None:
         airlock,
         analyses,
         citizen,
+        enrolment,
         oversight,
         public,
         research,
@@ -27,6 +28,6 @@ def install(app: FastAPI) -> None:
         violations,
     )
 
-    for module in (public, signin, citizen, research, analyses, airlock, review, oversight, violations):
+    for module in (public, signin, enrolment, citizen, research, analyses, airlock, review, oversight, violations):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

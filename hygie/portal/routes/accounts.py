@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from hygie.audit import record
 from hygie.governance.accounts import ANONYMOUS, Accounts
 from hygie.governance.acts import act
-from hygie.governance.errors import Denied
+from hygie.governance.errors import Denied, Invalid
 from hygie.governance.models import Account, ApiToken
 from hygie.governance.policy import Role
 from hygie.portal.deps import ActorDep, HubDep, bearer
@@ -42,6 +42,12 @@ class AccountOut(BaseModel):
     disabled: bool
     created_at: datetime
 
+    status: str = Field(
+        description="pending_confirmation (a second person must confirm it), pending_enrolment (its holder has "
+        "not yet enrolled from the mailed code) or active."
+    )
+    created_by: str
+    confirmed_by: str | None
 
 class MeOut(AccountOut):
     scopes: list[str]
@@ -75,20 +81,50 @@ class TokenInfo(BaseModel):
 
 class NewAccountRequest(BaseModel):
     username: str = Field(min_length=1, max_length=80)
+    # Extra fields are kept only to refuse them by name: whoever creates an account never sets its password.
+    model_config = ConfigDict(extra="allow")
+
     role: Role
-    password: str = Field(min_length=1, max_length=200)
+    email: str = Field(
+        max_length=320, description="The holder's work e-mail address (kept sealed): their enrolment code goes there."
+    )
     organisation: str | None = Field(default=None, max_length=200)
 
 
 class NewAccountOut(BaseModel):
     account: AccountOut
-    totp_uri: str | None = Field(description="otpauth:// URI for the person's authenticator app; shown once.")
+    enrolment_mail: str | None = Field(
+        description="'sent' when the one-time enrolment code was mailed to the holder, 'failed' when the mail "
+        "server refused it (send it again with POST /accounts/{id}/enrolment-mail), null while the account waits "
+        "for a second person's confirmation. Never the code, never a credential."
+    )
+
+
+class ConfirmRequest(BaseModel):
+    email: str = Field(
+        max_length=320,
+        description="The holder's work e-mail address, as the organisation's directory lists it (not as the "
+        "creator gave it): it must match the address given at creation.",
+    )
+
+
+class EnrolRequest(BaseModel):
+    code: str = Field(max_length=100, description="The one-time code from the enrolment mail.")
+    password: str = Field(max_length=200, description="The password the holder chooses.")
+
+
+class EnrolOut(BaseModel):
+    account_id: int
+    username: str
+    role: Role
+    totp_uri: str = Field(description="otpauth:// URI for the holder's authenticator app; shown once, here.")
+    totp_secret: str = Field(description="The same secret in base32, to type in by hand; shown once, here.")
 
 
 def account_out(a: Account) -> AccountOut:
     return AccountOut(
         id=a.id, username=a.username, role=Role(a.role), organisation=a.organisation, disabled=a.disabled,
-        created_at=a.created_at,
+        created_at=a.created_at, status=a.status, created_by=a.created_by, confirmed_by=a.confirmed_by,
     )  # fmt: skip
 
 
@@ -149,18 +185,61 @@ def revoke_token(token_id: int, hub: HubDep, actor: ActorDep) -> dict[str, str]:
     return {"status": "revoked"}
 
 
-@router.post("/accounts", summary="Create an account (the DPO: any staff role; an operator: researchers)")
+@router.post(
+    "/accounts",
+    summary="Create a staff account (the DPO: any staff role; an operator: researchers). Its holder enrols from a "
+    "code mailed to them; reviewer, DPO, operator and auditor accounts first need a second person's confirmation",
+)
 def create_account(body: NewAccountRequest, hub: HubDep, actor: ActorDep) -> NewAccountOut:
     with act(hub, actor, "account.create") as session:
         if body.role == Role.CITIZEN:
             raise Denied("citizens enrol themselves (POST /citizens/enrol)")
         created = Accounts(session, hub.custody, hub.settings).create(
-            actor, username=body.username, role=body.role, password=body.password, organisation=body.organisation
+            actor,
+            username=body.username,
+            role=body.role,
+            # Passed on only to be refused by the service, which is where the rule lives.
+            password=None if password is None else str(password),
+            email=body.email,
+            organisation=body.organisation,
         )
-        return NewAccountOut(account=account_out(created.account), totp_uri=created.totp_uri)
+        return NewAccountOut(account=account_out(created.account), enrolment_mail=created.enrolment_mail)
 
 
-@router.get("/accounts", summary="Staff accounts (DPO, operators, auditors)")
+@router.post(
+    "/accounts/enrol",
+    summary="Enrol as the holder of a new staff account: the one-time code from the mail, a password of your "
+    "choosing; returns your second factor, once",
+)
+def enrol_account(body: EnrolRequest, hub: HubDep) -> EnrolOut:
+    with act(hub, ANONYMOUS, "account.enrol") as session:
+        done = Accounts(session, hub.custody, hub.settings).enrol(body.code, body.password)
+        return EnrolOut(account_id=done.account.id, username=done.account.username, role=Role(done.account.role),
+                        totp_uri=done.totp_uri, totp_secret=done.totp_secret)  # fmt: skip
+
+
+@router.post(
+    "/accounts/{account_id}/confirm",
+    summary="Confirm, as a second person, the creation of a reviewer, DPO, operator or auditor account "
+    "(re-typing the holder's work e-mail address); the enrolment code is then mailed to the holder",
+)
+def confirm_account(account_id: int, body: ConfirmRequest, hub: HubDep, actor: ActorDep) -> NewAccountOut:
+    with act(hub, actor, "account.confirm", object=f"account:{account_id}") as session:
+        done = Accounts(session, hub.custody, hub.settings).confirm(actor, account_id, email=body.email)
+        return NewAccountOut(account=account_out(done.account), enrolment_mail=done.enrolment_mail)
+
+
+@router.post(
+    "/accounts/{account_id}/enrolment-mail",
+    summary="Mail a new enrolment code to the holder of an account waiting for enrolment (the old code stops working)",
+)
+def resend_enrolment(account_id: int, hub: HubDep, actor: ActorDep) -> NewAccountOut:
+    with act(hub, actor, "account.enrolment_mail", object=f"account:{account_id}") as session:
+        done = Accounts(session, hub.custody, hub.settings).resend_enrolment(actor, account_id)
+        return NewAccountOut(account=account_out(done.account), enrolment_mail=done.enrolment_mail)
+
+
+@router.get("/accounts", summary="Staff accounts and their status (DPO, operators, auditors); never a credential")
 def list_accounts(hub: HubDep, actor: ActorDep) -> list[AccountOut]:
     with act(hub, actor, "account.list") as session:
         if actor.role not in (Role.DPO, Role.OPERATOR, Role.AUDITOR):
@@ -168,6 +247,10 @@ def list_accounts(hub: HubDep, actor: ActorDep) -> list[AccountOut]:
         rows = session.scalars(select(Account).where(Account.role != Role.CITIZEN.value).order_by(Account.id))
         out = [account_out(a) for a in rows]
         record(session, actor=actor.ref, role=actor.role_name, action="account.list", detail={"count": len(out)})
+        extra = body.model_extra or {}
+        password = extra.pop("password", None)
+        if extra:
+            raise Invalid(f"unknown field(s): {', '.join(sorted(extra)[:5])[:200]}")
         return out
 
 
