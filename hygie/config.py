@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=12, description="Shortest accepted password.")
     password_memory_kib: int = Field(default=19_456, description="Argon2id memory per password hash (OWASP).")
     password_iterations: int = Field(default=2, description="Argon2id passes per password hash (OWASP).")
+    enrolment_code_hours: int = Field(
+        default=72, description="Hours a staff account's one-time enrolment code stays valid once mailed."
+    )
+    enrolment_portal_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The portal's address as the holder reaches it; the enrolment mail points at /activation there.",
+    )
+    mail_smtp_host: str = Field(default="localhost", description="SMTP server that sends staff enrolment mails.")
+    mail_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends staff enrolment mails.")
+    mail_from: str = Field(default="comptes@hygie.invalid", description="Sender address of staff enrolment mails.")
 
     # Breach response (hygie.breach).
     breach_upload_max_mib: int = Field(
@@ -174,16 +184,6 @@ class Settings(BaseSettings):
     # The concurrency of all classes together stays under the database pool (pool size + overflow), so an
     # overloaded portal queues and sheds at its door instead of timing out inside the pool.
     request_body_max_kib: int = Field(
-    enrolment_code_hours: int = Field(
-        default=72, description="Hours a staff account's one-time enrolment code stays valid once mailed."
-    )
-    enrolment_portal_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="The portal's address as the holder reaches it; the enrolment mail points at /activation there.",
-    )
-    mail_smtp_host: str = Field(default="localhost", description="SMTP server that sends staff enrolment mails.")
-    mail_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends staff enrolment mails.")
-    mail_from: str = Field(default="comptes@hygie.invalid", description="Sender address of staff enrolment mails.")
         default=1024,
         description="Largest request body the portal reads (KiB), leaked-file uploads excepted "
         "(breach_upload_max_mib); a larger one is refused with 413 before it is read.",

@@ -208,9 +208,6 @@ class Accounts:
             allowed = ACCOUNT_CREATORS.get(actor.role) if actor.role else None
             if not allowed or role not in allowed:
                 raise Denied(f"a {actor.role_name or 'visitor'} may not create {role.value} accounts")
-        if not username or len(username) > 80 or not username.replace("-", "").replace(".", "").isalnum():
-            raise Invalid("username: 1 to 80 letters, digits, dots or hyphens")
-        if role == Role.CITIZEN and person_index is None:
             if password is not None:
                 raise Denied(
                     "whoever creates an account never chooses its password: its holder does, "
@@ -218,6 +215,9 @@ class Accounts:
                 )
             if email is None:
                 raise Invalid("email: the holder's work e-mail address, where their enrolment code is sent")
+        if not username or len(username) > 80 or not username.replace("-", "").replace(".", "").isalnum():
+            raise Invalid("username: 1 to 80 letters, digits, dots or hyphens")
+        if role == Role.CITIZEN and person_index is None:
             raise Invalid("a citizen account must be tied to an identity vault entry at enrolment")
         if role != Role.CITIZEN and person_index is not None:
             raise Invalid("only citizen accounts are tied to an identity vault entry")
@@ -243,15 +243,15 @@ class Accounts:
             secret = credentials.new_totp_secret()
             sealed = self.custody.wrap(ACCOUNT_SECRETS_KEY, secret, b"totp|" + username.encode())
             totp_uri = credentials.provisioning_uri(secret, username)
-        account = Account(
-            username=username,
-            role=role.value,
         if password is not None:
             status = Status.ACTIVE
         elif actor is not CONSOLE and role in CONFIRMED_ROLES:
             status = Status.PENDING_CONFIRMATION
         else:
             status = Status.PENDING_ENROLMENT
+        account = Account(
+            username=username,
+            role=role.value,
             organisation=organisation,
             # Until its holder enrols, an account's password is a random one nobody ever saw (same hashing work
             # as a real one at sign-in, so a pending account answers like any other).
@@ -262,14 +262,14 @@ class Accounts:
             disabled=False,
             created_at=_now(),
             created_by=actor.ref,
-        )
-        self.session.add(account)
-        self.session.flush()
             status=status,
             email_sealed=None
             if email is None
             else self.custody.wrap(ACCOUNT_SECRETS_KEY, email.encode(), b"email|" + username.encode()),
             enrolled_at=_now() if status == Status.ACTIVE else None,
+        )
+        self.session.add(account)
+        self.session.flush()
         record(
             self.session,
             actor=actor.ref,

@@ -43,9 +43,6 @@ class Account(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_by: Mapped[str] = mapped_column(String(100), nullable=False)
-
-
-class AuthSession(Base):
     status: Mapped[str] = mapped_column(String(30), nullable=False, default="active", server_default="active")
     """'pending_confirmation' (a governance role waiting for a second person), 'pending_enrolment' (waiting for
     its holder to enrol from the mailed code) or 'active'. Only an active account has usable credentials."""
@@ -58,6 +55,9 @@ class AuthSession(Base):
     """SHA-256 of the one-time enrolment code mailed to the holder (cleared once used); never the code."""
     enrolment_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     enrolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuthSession(Base):
     """A signed-in session; only the SHA-256 of its (256-bit random) token is stored."""
 
     __tablename__ = "auth_session"

@@ -41,13 +41,13 @@ class AccountOut(BaseModel):
     organisation: str | None
     disabled: bool
     created_at: datetime
-
     status: str = Field(
         description="pending_confirmation (a second person must confirm it), pending_enrolment (its holder has "
         "not yet enrolled from the mailed code) or active."
     )
     created_by: str
     confirmed_by: str | None
+
 
 class MeOut(AccountOut):
     scopes: list[str]
@@ -80,10 +80,10 @@ class TokenInfo(BaseModel):
 
 
 class NewAccountRequest(BaseModel):
-    username: str = Field(min_length=1, max_length=80)
     # Extra fields are kept only to refuse them by name: whoever creates an account never sets its password.
     model_config = ConfigDict(extra="allow")
 
+    username: str = Field(min_length=1, max_length=80)
     role: Role
     email: str = Field(
         max_length=320, description="The holder's work e-mail address (kept sealed): their enrolment code goes there."
@@ -194,6 +194,10 @@ def create_account(body: NewAccountRequest, hub: HubDep, actor: ActorDep) -> New
     with act(hub, actor, "account.create") as session:
         if body.role == Role.CITIZEN:
             raise Denied("citizens enrol themselves (POST /citizens/enrol)")
+        extra = body.model_extra or {}
+        password = extra.pop("password", None)
+        if extra:
+            raise Invalid(f"unknown field(s): {', '.join(sorted(extra)[:5])[:200]}")
         created = Accounts(session, hub.custody, hub.settings).create(
             actor,
             username=body.username,
@@ -247,10 +251,6 @@ def list_accounts(hub: HubDep, actor: ActorDep) -> list[AccountOut]:
         rows = session.scalars(select(Account).where(Account.role != Role.CITIZEN.value).order_by(Account.id))
         out = [account_out(a) for a in rows]
         record(session, actor=actor.ref, role=actor.role_name, action="account.list", detail={"count": len(out)})
-        extra = body.model_extra or {}
-        password = extra.pop("password", None)
-        if extra:
-            raise Invalid(f"unknown field(s): {', '.join(sorted(extra)[:5])[:200]}")
         return out
 
 
