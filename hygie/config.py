@@ -59,6 +59,11 @@ class Settings(BaseSettings):
 
     # Governance policy.
     reviewers_required: int = Field(default=2, description="Distinct reviewers who must approve a project.")
+    dpo_may_review: bool = Field(
+        default=False,
+        description="Whether the DPO's approval counts towards a project's reviews. Off: the DPO oversees, "
+        "reviewers decide (hygie.governance.policy.reviewing_roles).",
+    )
     project_max_days: int = Field(default=1095, description="Longest duration a project may ask for (3 years).")
     annual_review_days: int = Field(
         default=365, description="Projects longer than this need a recorded review every such period."
@@ -71,11 +76,21 @@ class Settings(BaseSettings):
         description="Purposes (from hygie.governance.policy.Purpose) whose views keep opted-out citizens. "
         "Empty by default; changing it is a governance decision.",
     )
+    opt_out_margin_seconds: float = Field(
+        default=600.0,
+        ge=60.0,
+        description="Objections recorded this long before a view build started count as applied by that build; "
+        "later ones are excluded from every query of the view (at once, with no rebuild). Must exceed the "
+        "longest time between recording an objection and committing it.",
+    )
 
     audit_checkpoint_seconds: float = Field(
         default=2.0, description="A signed checkpoint of the audit log at least this often while events flow."
     )
     alert_seconds: float = Field(default=30.0, description="How often DPO access alerts are evaluated.")
+    alert_fresh_approver_days: int = Field(
+        default=7, ge=0, description="An approval by an account younger than this many days raises an alert."
+    )
     project_sweep_seconds: float = Field(
         default=60.0, description="How often the server ends projects past their term (access stops at expiry anyway)."
     )
@@ -125,8 +140,37 @@ class Settings(BaseSettings):
     # Authentication policy.
     session_minutes: int = Field(default=30, description="A signed-in session expires after this long.")
     api_token_max_days: int = Field(default=90, description="Longest lifetime of a scoped API token.")
-    login_max_failures: int = Field(default=5, description="Failed sign-ins in a row before an account locks.")
-    lockout_minutes: int = Field(default=15, description="How long a locked account stays locked.")
+    login_free_failures: int = Field(
+        default=5,
+        description="Failed sign-ins from one client address for one username before that pair must wait "
+        "(per-source throttling; no account is ever locked by failures).",
+    )
+    login_source_free_failures: int = Field(
+        default=20, description="Failed sign-ins from one client address, all usernames together, before it must wait."
+    )
+    login_backoff_seconds: int = Field(
+        default=2, description="First wait once a source is throttled; it doubles with each further failure."
+    )
+    login_backoff_max_seconds: int = Field(default=900, description="Longest wait a throttled source is given.")
+    login_throttle_forget_minutes: int = Field(
+        default=60, description="A source's failure count is forgotten after this long without a failure."
+    )
+    login_throttle_max_sources: int = Field(
+        default=100_000, description="Most throttled keys kept in memory per portal process (oldest forgotten first)."
+    )
+    refused_records_per_minute: int = Field(
+        default=30,
+        description="Refused requests (422 validation, 413 too large) recorded per client address per minute; "
+        "beyond it they are counted, and the count is recorded with the next one.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the separate Prometheus listener (loopback by default)."
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        description="Port of the separate Prometheus listener started with the portal; None: none. On the API "
+        "port, /metrics answers only an operator or auditor.",
+    )
     password_min_length: int = Field(default=12, description="Shortest accepted password.")
     password_memory_kib: int = Field(default=19_456, description="Argon2id memory per password hash (OWASP).")
     password_iterations: int = Field(default=2, description="Argon2id passes per password hash (OWASP).")
@@ -155,6 +199,24 @@ class Settings(BaseSettings):
     )
     breach_match_score: float = Field(
         default=0.9, description="Lowest confidence (0-1) of an automatic match; below it a candidate goes to review."
+    )
+    breach_close_score: float = Field(
+        default=0.8,
+        description="In review, a leaked field that is not identical to the candidate's is 'close' from this "
+        "similarity (0-1) up, else 'differs'.",
+    )
+    breach_import_confirmer_roles: list[str] = Field(
+        default=["dpo", "operator", "auditor"],
+        description="Roles whose account may confirm a leak imported over HTTP by someone else; nothing is "
+        "matched before that confirmation.",
+    )
+    breach_reveal_approver_roles: list[str] = Field(
+        default=["dpo", "auditor"],
+        description="Roles whose account may approve the DPO's request to see a candidate's vault identity.",
+    )
+    breach_reveal_window_minutes: int = Field(
+        default=10,
+        description="Minutes after its approval during which the asker may see an approved identity, once.",
     )
     breach_smtp_host: str = Field(default="localhost", description="SMTP server that sends breach notices.")
     breach_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends breach notices.")

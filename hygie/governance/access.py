@@ -19,21 +19,62 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def require_member(session: Session, actor: Actor, project_id: int, *, requester_counts: bool = False) -> Project:
-    """The project, if ``actor`` is one of its members (or, with ``requester_counts``, its requester) and any token
-    they act with is bound to it; otherwise :class:`Denied` or :class:`NotFound`. Says nothing of its status."""
+OVERSIGHT_ROLES = frozenset({Role.REVIEWER, Role.DPO, Role.OPERATOR, Role.AUDITOR})
+"""Roles that see every project request (never its data): reviewing, protecting, running and checking need it."""
+
+
+class NotVisible(Denied):
+    """A project the caller may not see: the very answer of a missing one (404, ``no project N``), so nobody learns
+    which projects exist by asking; on the record it is a denial (the ``scope`` alert counts it)."""
+
+    status = 404
+
+
+def no_project(project_id: int) -> str:
+    return f"no project {project_id}"
+
+
+def _bound(actor: Actor, project_id: int) -> None:
+    # Said before the project is looked up: the same answer whether project_id exists or not.
     if actor.project_id is not None and actor.project_id != project_id:
         raise Denied(f"this token is bound to project {actor.project_id}, not project {project_id}")
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound(f"no project {project_id}")
+
+
+def _is_member(session: Session, actor: Actor, project: Project) -> bool:
     member = session.scalar(
         select(ProjectMember.id).where(
-            ProjectMember.project_id == project_id, ProjectMember.account_id == actor.account_id
+            ProjectMember.project_id == project.id, ProjectMember.account_id == actor.account_id
         )
     )
-    if member is None and not (requester_counts and project.requester_id == actor.account_id):
-        raise Denied(f"you are not a member of project {project_id}")
+    return member is not None
+
+
+def require_visible(session: Session, actor: Actor, project_id: int) -> Project:
+    """The project, if ``actor`` may see its request: any project for the oversight roles, their own (requested or
+    joined) for researchers, none for anyone else. Otherwise the same 404 as a missing project (:class:`NotVisible`,
+    :class:`NotFound`), whatever the route: a non-member cannot tell a foreign project from a missing one."""
+    _bound(actor, project_id)
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(no_project(project_id))
+    if actor.role in OVERSIGHT_ROLES:
+        return project
+    mine = project.requester_id == actor.account_id or _is_member(session, actor, project)
+    if actor.role == Role.RESEARCHER and mine:
+        return project
+    raise NotVisible(no_project(project_id))
+
+
+def require_member(session: Session, actor: Actor, project_id: int, *, requester_counts: bool = False) -> Project:
+    """The project, if ``actor`` is one of its members (or, with ``requester_counts``, its requester) and any token
+    they act with is bound to it; otherwise :class:`Denied` (a token bound elsewhere) or the 404 of a missing project
+    (:class:`NotVisible`, :class:`NotFound`). Says nothing of its status."""
+    _bound(actor, project_id)
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(no_project(project_id))
+    if not _is_member(session, actor, project) and not (requester_counts and project.requester_id == actor.account_id):
+        raise NotVisible(no_project(project_id))
     return project
 
 

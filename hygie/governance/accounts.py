@@ -1,6 +1,6 @@
 """Accounts, sign-in, sessions and scoped API tokens.
 
-Every sign-in attempt, lockout, token minted or refused and account change is recorded through
+Every sign-in attempt, throttled source, token minted or refused and account change is recorded through
 :func:`hygie.audit.record`. A typed username that matches no account is never recorded: people type their
 e-mail address or NIR into login boxes, and the record must not become a list of identifiers.
 """
@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from hygie.audit import Outcome, record
@@ -162,6 +162,9 @@ class Enrolled:
 
 
 _DUMMY_HASHES: dict[tuple[int, int], str] = {}
+
+REFUSED = "wrong username, password or code"
+"""The one answer to every refused sign-in, whatever the reason (which only the record holds)."""
 
 
 class Accounts:
@@ -473,65 +476,36 @@ class Accounts:
     def login(self, username: str, password: str, totp: str | None) -> tuple[str, AuthSession, Account]:
         """Check a password (and second factor) and open a session. Raises Unauthenticated, recorded.
 
+        Every refusal is the same answer (``REFUSED``) after the same work (one Argon2id verification): an unknown
+        username, a disabled or not yet active account, a wrong password, a wrong, missing or already used code.
+        Failures never lock an account (that would let anyone lock out anyone): the portal slows the source that
+        makes them (:mod:`hygie.governance.throttle`). Each TOTP time step is accepted once per account.
+
         The caller commits (the record of a failure is committed too, before the refusal is returned).
         """
         account = self.by_username(username)
         now = _now()
+        # Same work whatever the account: response time does not tell which usernames exist or are usable.
+        ok = credentials.check_password(password, account.password_hash if account else self._dummy_hash())
         if account is None:
-            # Same work as a real check, so response time does not tell which usernames exist.
-            credentials.check_password(password, self._dummy_hash())
-            record(
-                self.session,
-                actor="anonymous",
-                action="auth.login",
-                outcome=Outcome.DENIED,
-                detail={"reason": "unknown account"},
-            )
-            raise self._refuse(Unauthenticated("wrong username, password or code"))
+            record(self.session, actor="anonymous", action="auth.login", outcome=Outcome.DENIED,
+                   detail={"reason": "unknown account"})  # fmt: skip
+            raise self._refuse(Unauthenticated(REFUSED))
         ref = f"account:{account.id}"
-        if account.disabled:
-            record(
-                self.session,
-                actor=ref,
-                role=account.role,
-                action="auth.login",
-                outcome=Outcome.DENIED,
-                detail={"reason": "account disabled"},
-            )
-            raise self._refuse(Unauthenticated("this account is disabled; contact your organisation's administrator"))
-        if account.locked_until is not None and _aware(account.locked_until) > now:
-            record(
-                self.session,
-                actor=ref,
-                role=account.role,
-                action="auth.login",
-                outcome=Outcome.DENIED,
-                detail={"reason": "locked"},
-            )
-            raise self._refuse(
-                Unauthenticated(
-                    f"this account is locked after {self.settings.login_max_failures} failed sign-ins; "
-                    f"try again after {_aware(account.locked_until).strftime('%H:%M UTC')}"
-                )
-            )
-        ok = credentials.check_password(password, account.password_hash)
+        if account.disabled or account.status != Status.ACTIVE:
+            reason = "account disabled" if account.disabled else f"account {account.status}"
+            record(self.session, actor=ref, role=account.role, action="auth.login", outcome=Outcome.DENIED,
+                   detail={"reason": reason})  # fmt: skip
+            raise self._refuse(Unauthenticated(REFUSED))
         reason = "wrong password"
         if ok and Role(account.role) in STAFF_ROLES:
-            ok = totp is not None and credentials.check_totp(self.totp_secret(account), totp)
-            reason = "wrong or missing second factor"
+            ok, reason = self._spend_totp(account, totp)
         if not ok:
             account.failed_logins += 1
-            detail: dict[str, object] = {"reason": reason, "failures": account.failed_logins}
-            if account.failed_logins >= self.settings.login_max_failures:
-                account.locked_until = now + timedelta(minutes=self.settings.lockout_minutes)
-                account.failed_logins = 0
-                detail["locked_minutes"] = self.settings.lockout_minutes
-            record(
-                self.session, actor=ref, role=account.role, action="auth.login", outcome=Outcome.DENIED, detail=detail
-            )
-            raise self._refuse(Unauthenticated("wrong username, password or code"))
+            record(self.session, actor=ref, role=account.role, action="auth.login", outcome=Outcome.DENIED,
+                   detail={"reason": reason, "failures": account.failed_logins})  # fmt: skip
+            raise self._refuse(Unauthenticated(REFUSED))
         account.failed_logins = 0
-        account.locked_until = None
         token = credentials.new_token(credentials.SESSION_PREFIX)
         auth = AuthSession(
             token_hash=credentials.token_hash(token),
@@ -543,6 +517,26 @@ class Accounts:
         self.session.flush()
         record(self.session, actor=ref, role=account.role, action="auth.login", detail={"session": auth.id})
         return token, auth, account
+
+    def _spend_totp(self, account: Account, code: str | None) -> tuple[bool, str]:
+        """Accept ``code`` if it is valid and of a time step later than the last one accepted for this account,
+        and make that step the last one, atomically: of two sign-ins with the same code, at most one passes (a
+        conditional UPDATE: PostgreSQL's row lock, SQLite's write lock, serialise them)."""
+        if account.totp_sealed is None or not code:
+            return False, "wrong or missing second factor"
+        step = credentials.totp_step(self.totp_secret(account), code)
+        if step is None:
+            return False, "wrong or missing second factor"
+        spent = self.session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .where(or_(Account.totp_last_step.is_(None), Account.totp_last_step < step))
+            .values(totp_last_step=step)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(spent, "rowcount", 0) != 1:
+            return False, "second factor already used"
+        return True, ""
 
     def _refuse(self, error: Unauthenticated) -> Unauthenticated:
         # A refused sign-in changes state (failure count, lock) and is recorded: both are committed before

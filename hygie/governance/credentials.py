@@ -53,18 +53,28 @@ def totp_code(secret: bytes, at: float | None = None) -> str:
     return _totp(secret).generate(int(at if at is not None else time.time())).decode("ascii")
 
 
-def check_totp(secret: bytes, code: str, at: float | None = None) -> bool:
+def totp_step(secret: bytes, code: str, at: float | None = None) -> int | None:
+    """The time step (RFC 6238 counter) whose code ``code`` is, within the accepted window; None if none.
+
+    The caller accepts a step once per account (``Account.totp_last_step``): a code seen once is spent.
+    """
     now = int(at if at is not None else time.time())
-    if not code.isdigit() or len(code) != TOTP_DIGITS:
-        return False
+    if not code.isascii() or not code.isdigit() or len(code) != TOTP_DIGITS:
+        return None
     totp = _totp(secret)
-    for step in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
+    for offset in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
+        moment = now + offset * TOTP_STEP
         try:
-            totp.verify(code.encode("ascii"), now + step * TOTP_STEP)
+            totp.verify(code.encode("ascii"), moment)
         except InvalidToken:
             continue
-        return True
-    return False
+        return moment // TOTP_STEP
+    return None
+
+
+def check_totp(secret: bytes, code: str, at: float | None = None) -> bool:
+    """Whether ``code`` is valid now (says nothing of replay: sign-in uses :func:`totp_step`)."""
+    return totp_step(secret, code, at) is not None
 
 
 def provisioning_uri(secret: bytes, username: str, issuer: str = "Hygie") -> str:

@@ -40,6 +40,9 @@ class Account(Base):
     """For a citizen: the identity vault's blind index of their NIR (set at enrolment)."""
     failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """No longer set: failures slow the source that makes them (hygie.governance.throttle), never lock an account."""
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The last TOTP time step accepted for this account; a code of this step or an earlier one is refused."""
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_by: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -126,7 +129,10 @@ class ProjectMember(Base):
 
 
 class ProjectDecision(Base):
-    """One reviewer's decision on one version of a project's scope, with its reason."""
+    """One reviewer's decision on one version of a project, with its reason and the hash of what was judged.
+
+    A change of the project, or a new round of review after a rejection, voids the decisions before it: they stay
+    on record (``voided_at``, ``voided_reason``) and no longer count."""
 
     __tablename__ = "project_decision"
     __table_args__ = (UniqueConstraint("project_id", "scope_version", "reviewer_id", "kind"),)
@@ -139,6 +145,11 @@ class ProjectDecision(Base):
     decision: Mapped[str] = mapped_column(String(20), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    scope_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """SHA-256 (hex) of the canonical JSON of the project as the reviewer judged it (projects.decision_hash);
+    None for decisions recorded before hashes existed, which never count."""
+    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    voided_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class ProjectView(Base):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import start_http_server
 from sqlalchemy.exc import DataError, StatementError
 
 from hygie.audit.alerts import AlertPolicy, start_alerting
@@ -18,9 +21,11 @@ from hygie.governance.accounts import SYSTEM
 from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
 from hygie.governance.projects import Projects
+from hygie.governance.throttle import SignInThrottle, Throttled
 from hygie.hub import Hub
 from hygie.portal import openapi, pages
-from hygie.portal.resilience import install_resilience
+from hygie.portal.refused import RefusedRecorder, refusal_reason
+from hygie.portal.resilience import Resilience, install_resilience
 from hygie.portal.routes import accounts, alerts, audit_search, citizens, policy, projects, register, reimbursements
 from hygie.portal.routes import analysis as analysis_routes
 from hygie.portal.routes import breach as breach_routes
@@ -38,6 +43,7 @@ log = structlog.get_logger("hygie.portal")
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """While serving: signed checkpoints every few seconds, DPO alerts evaluated, projects past their term ended."""
     hub: Hub = app.state.hub
+    listener = _start_metrics_listener(app, hub)
     checkpointer = start_checkpointer(TransparencyLog.for_hub(hub), interval=hub.settings.audit_checkpoint_seconds)
     alerter = start_alerting(hub, interval=hub.settings.alert_seconds, policy=AlertPolicy.from_settings(hub.settings))
     stop = threading.Event()
@@ -50,6 +56,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper.join(timeout=30)
         alerter.stop()
         checkpointer.stop()
+        if listener is not None:
+            listener.shutdown()
+            listener.server_close()
+
+
+def _start_metrics_listener(app: FastAPI, hub: Hub) -> WSGIServer | None:
+    """Prometheus metrics on a listener of their own (``metrics_host``, loopback by default, ``metrics_port``),
+    apart from the API port; none unless ``metrics_port`` is set."""
+    if hub.settings.metrics_port is None:
+        return None
+    resilience: Resilience = app.state.resilience
+    server, _thread = start_http_server(
+        hub.settings.metrics_port, addr=hub.settings.metrics_host, registry=resilience.metrics.registry
+    )
+    log.info("metrics listener", host=hub.settings.metrics_host, port=server.server_port)
+    return server
 
 
 def _sweep_projects(hub: Hub, stop: threading.Event) -> None:
@@ -70,11 +92,25 @@ def create_app(hub: Hub) -> FastAPI:
         version="0.1.0",
     )
     app.state.hub = hub
+    app.state.signin_throttle = SignInThrottle(hub.settings)
 
     @app.exception_handler(GovernanceError)
-    async def governance_error(_request: Request, exc: GovernanceError) -> JSONResponse:
+    async def governance_error(request: Request, exc: GovernanceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, Throttled):
+            headers = {"Retry-After": str(exc.retry_after)}
+        # A service's refusal is on the record already (its act recorded it): not a second time as refused input.
+        request.state.hygie_recorded = True
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # What was wrong, where: never the submitted values (a NIR typed in the wrong field stays out of answers,
+        # logs and the record). The refusal is recorded by RefusedRecorder.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]  # fmt: skip
+        request.state.hygie_refusal = refusal_reason(exc.errors())
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
@@ -119,6 +155,8 @@ def create_app(hub: Hub) -> FastAPI:
         upload_limit=keep_uploads_in_memory(upload_limit(hub.settings)),
         uploads=UPLOAD_PATHS,
     )
+    # Outermost of all: refused input (422, 413) is recorded, at most refused_records_per_minute per source.
+    app.add_middleware(RefusedRecorder, hub=hub, routes=app.router.routes)
     openapi.install(app)
     return app
 

@@ -12,7 +12,7 @@ from hygie.governance.accounts import ANONYMOUS, Accounts
 from hygie.governance.acts import act
 from hygie.governance.errors import Unauthenticated
 from hygie.governance.policy import Role
-from hygie.portal.pages.messages import french
+from hygie.governance.throttle import SignInThrottle, Throttled, client_address, french_wait
 from hygie.portal.pages.web import (
     HOME,
     PageRoute,
@@ -27,6 +27,9 @@ from hygie.portal.pages.web import (
 )
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+REFUSED_FR = "Identifiant, mot de passe ou code incorrect."
+"""The one answer to every refused sign-in (a code already used once is refused too: wait for the next one)."""
 
 
 def _safe_next(suite: str) -> str | None:
@@ -67,18 +70,24 @@ async def signin(request: Request) -> Response:
         return _form(request, 422, field_errors=field_errors, username=username, suite=suite,
                      error="Des champs obligatoires sont vides.")  # fmt: skip
     hub = hub_of(request)
+    throttle: SignInThrottle = request.app.state.signin_throttle
 
     def login() -> tuple[str, int, Role]:
         with act(hub, ANONYMOUS, "auth.login") as session:
             token, _auth, account = Accounts(session, hub.custody, hub.settings).login(username, password, totp)
             return token, hub.settings.session_minutes * 60, Role(account.role)
 
+    source = client_address(request.client.host if request.client else None)
     try:
-        token, max_age, role = await run_in_threadpool(login)
-    except Unauthenticated as exc:
-        error = ("Identifiant, mot de passe ou code incorrect." if "wrong" in exc.message
-                 else "Connexion refusée : " + french(exc.status, exc.message))  # fmt: skip
-        return _form(request, 401, error=error, username=username, suite=suite)
+        token, max_age, role = await run_in_threadpool(throttle.guarded, hub, source, username, login)
+    except Throttled as exc:
+        # The same wait and words whether or not the username exists (the throttle never looks it up).
+        waiting = _form(request, 429, error=french_wait(exc.retry_after), username=username, suite=suite)
+        waiting.headers["Retry-After"] = str(exc.retry_after)
+        return waiting
+    except Unauthenticated:
+        # One answer to every refusal (see Accounts.login): it never tells which part was wrong.
+        return _form(request, 401, error=REFUSED_FR, username=username, suite=suite)
     response = redirect(_safe_next(suite) or HOME[role])
     set_session_cookie(response, request, token, max_age)
     return response

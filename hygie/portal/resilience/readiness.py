@@ -6,9 +6,14 @@ import duckdb
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
+from hygie.audit import Outcome, record_now
+from hygie.governance.errors import Denied
+from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.keys import HUB_PSEUDONYM_KEY
+from hygie.portal.deps import ActorDep
 from hygie.portal.resilience.breaker import BreakerState, probe
 from hygie.portal.resilience.state import Resilience
 
@@ -34,6 +39,9 @@ def keystore_check(hub: Hub) -> None:
 
 
 router = APIRouter(tags=["service"])
+
+METRICS_READERS = frozenset({Role.OPERATOR, Role.AUDITOR})
+"""Who may read /metrics on the API port: those who run the platform and those who check it."""
 
 _NOT_RECORDED = "not recorded: service state only (no data, no identifier), polled by load balancers and monitoring"
 
@@ -69,11 +77,24 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics: requests, latency, queue depth, in flight, load shed, breakers",
+    summary="Prometheus metrics: requests, latency, queue depth, in flight, load shed, breakers (an operator or "
+    "auditor; or the separate listener of metrics_host:metrics_port, without credentials)",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
-    openapi_extra={"x-hygie-audit": "not recorded: counters and timings of the service, no data, no identifier"},
-)
-async def metrics(request: Request) -> Response:
+    responses={200: {"content": {"text/plain": {}}}, 401: {"description": "Not signed in"},
+               403: {"description": "Neither an operator nor an auditor"}},
+    openapi_extra={"x-hygie-audit": "not recorded: counters and timings of the service, no data, no identifier "
+                   "(refused attempts are recorded)"},
+)  # fmt: skip
+async def metrics(request: Request, actor: ActorDep) -> Response:
+    if actor.role not in METRICS_READERS:
+        hub: Hub = request.app.state.hub
+        message = f"a {actor.role_name or 'visitor'} may not read the service metrics; operators and auditors do"
+        await run_in_threadpool(
+            record_now, hub.session, actor=actor.ref, role=actor.role_name, action="service.metrics",
+            outcome=Outcome.DENIED, detail={"reason": message},
+        )  # fmt: skip
+        error = Denied(message)
+        error.recorded = True
+        raise error
     resilience: Resilience = request.app.state.resilience
     return Response(resilience.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

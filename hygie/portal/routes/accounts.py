@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from hygie.governance.acts import act
 from hygie.governance.errors import Denied, Invalid
 from hygie.governance.models import Account, ApiToken
 from hygie.governance.policy import Role
+from hygie.governance.throttle import SignInThrottle, client_address
 from hygie.portal.deps import ActorDep, HubDep, bearer
 
 router = APIRouter(tags=["accounts"])
@@ -128,13 +129,26 @@ def account_out(a: Account) -> AccountOut:
     )  # fmt: skip
 
 
-@router.post("/auth/login", summary="Sign in: password, and a TOTP code for every role but citizen")
-def login(body: LoginRequest, hub: HubDep) -> SessionOut:
-    with act(hub, ANONYMOUS, "auth.login") as session:
-        token, auth, account = Accounts(session, hub.custody, hub.settings).login(
-            body.username, body.password, body.totp
-        )
-        return SessionOut(token=token, expires_at=auth.expires_at, account_id=account.id, role=Role(account.role))
+@router.post(
+    "/auth/login",
+    summary="Sign in: password, and a TOTP code for every role but citizen",
+    description="Every refusal is the same 401 (unknown username, disabled account, wrong password, wrong, missing "
+    "or already used code). Failures slow their source down: past a few, it gets 429 with Retry-After.",
+    responses={401: {"description": "Refused (always the same answer)"},
+               429: {"description": "Too many failures from this client address: wait Retry-After seconds"}},
+)  # fmt: skip
+def login(body: LoginRequest, hub: HubDep, request: Request) -> SessionOut:
+    throttle: SignInThrottle = request.app.state.signin_throttle
+
+    def attempt() -> SessionOut:
+        with act(hub, ANONYMOUS, "auth.login") as session:
+            token, auth, account = Accounts(session, hub.custody, hub.settings).login(
+                body.username, body.password, body.totp
+            )
+            return SessionOut(token=token, expires_at=auth.expires_at, account_id=account.id, role=Role(account.role))
+
+    source = client_address(request.client.host if request.client else None)
+    return throttle.guarded(hub, source, body.username, attempt)
 
 
 @router.post("/auth/logout", summary="Close the current session")

@@ -10,13 +10,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
 from hygie.audit import record
-from hygie.governance.access import require_view_access
+from hygie.governance.access import require_view_access, require_visible
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied
 from hygie.governance.models import Project, ProjectDecision, ProjectMember
 from hygie.governance.policy import Role
-from hygie.governance.projects import Projects
+from hygie.governance.projects import Projects, decision_hash
 from hygie.governance.views import view_summary
 from hygie.portal.deps import ActorDep, HubDep
 
@@ -48,6 +48,12 @@ class ProjectChange(BaseModel):
 class DecisionRequest(BaseModel):
     decision: Literal["approve", "reject"]
     reason: str = Field(max_length=5_000)
+    scope_hash: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The project's scope_hash as you read it: if the project changed since, the decision is refused "
+        "(409) instead of being taken on a version you did not see.",
+    )
 
 
 class ReasonRequest(BaseModel):
@@ -65,6 +71,9 @@ class DecisionOut(BaseModel):
     decision: str
     reason: str
     at: datetime
+    scope_hash: str | None = Field(description="SHA-256 of the project as judged (None: before hashes existed).")
+    voided_at: datetime | None = Field(description="Set when a change or a new round voided this decision.")
+    voided_reason: str | None
 
 
 class ProjectOut(BaseModel):
@@ -80,6 +89,7 @@ class ProjectOut(BaseModel):
     status: str
     status_reason: str | None
     scope_version: int
+    scope_hash: str = Field(description="SHA-256 of what reviewers judge now; decisions count only for this hash.")
     requester_id: int
     members: list[int]
     decisions: list[DecisionOut]
@@ -112,22 +122,17 @@ def _out(projects: Projects, p: Project) -> ProjectOut:
     return ProjectOut(
         id=p.id, title=p.title, organisation=p.organisation, purpose=p.purpose, justification=p.justification,
         public_summary=p.public_summary, scope=p.scope, duration_days=p.duration_days, threshold=p.threshold,
-        status=p.status, status_reason=p.status_reason, scope_version=p.scope_version, requester_id=p.requester_id,
-        members=projects.members(p),
+        status=p.status, status_reason=p.status_reason, scope_version=p.scope_version, scope_hash=decision_hash(p),
+        requester_id=p.requester_id, members=projects.members(p),
         decisions=[
             DecisionOut(reviewer_id=d.reviewer_id, scope_version=d.scope_version, kind=d.kind, decision=d.decision,
-                        reason=d.reason, at=d.at)
+                        reason=d.reason, at=d.at, scope_hash=d.scope_hash, voided_at=d.voided_at,
+                        voided_reason=d.voided_reason)
             for d in decisions
         ],
         created_at=p.created_at, submitted_at=p.submitted_at, approved_at=p.approved_at,
         activated_at=p.activated_at, expires_at=p.expires_at, review_due_at=p.review_due_at, ended_at=p.ended_at,
     )  # fmt: skip
-
-
-def _may_read(actor: Actor, projects: Projects, project: Project) -> bool:
-    if actor.role in (Role.REVIEWER, Role.DPO, Role.OPERATOR, Role.AUDITOR):
-        return True  # the request itself, never its data
-    return actor.role == Role.RESEARCHER and actor.account_id in projects.members(project)
 
 
 def _governance(actor: Actor) -> None:
@@ -165,9 +170,7 @@ def get_project(project_id: int, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.read", object=f"project:{project_id}", project_id=project_id) as session:
         _governance(actor)
         projects = Projects(hub, session)
-        project = projects.get(project_id)
-        if not _may_read(actor, projects, project):
-            raise Denied(f"you are not a member of project {project_id}")
+        project = require_visible(session, actor, project_id)
         record(session, actor=actor.ref, role=actor.role_name, action="project.read", object=f"project:{project_id}",
                project_id=project_id)  # fmt: skip
         return _out(projects, project)
@@ -176,6 +179,7 @@ def get_project(project_id: int, hub: HubDep, actor: ActorDep) -> ProjectOut:
 @router.patch("/{project_id}", summary="Change a project; outside a draft this sends it back to review")
 def change_project(project_id: int, body: ProjectChange, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.change", object=f"project:{project_id}", project_id=project_id) as session:
+        require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, session)
         changes = body.model_dump(exclude_none=True)
         return _out(projects, projects.change(actor, project_id, **changes))
@@ -184,6 +188,7 @@ def change_project(project_id: int, body: ProjectChange, hub: HubDep, actor: Act
 @router.post("/{project_id}/submit", summary="Submit a draft for review")
 def submit_project(project_id: int, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.submit", object=f"project:{project_id}", project_id=project_id) as session:
+        require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, session)
         return _out(projects, projects.submit(actor, project_id))
 
@@ -191,13 +196,16 @@ def submit_project(project_id: int, hub: HubDep, actor: ActorDep) -> ProjectOut:
 @router.post("/{project_id}/decisions", summary="A reviewer approves or rejects, with a reason")
 def decide(project_id: int, body: DecisionRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, f"project.{body.decision}", object=f"project:{project_id}", project_id=project_id) as s:
+        require_visible(s, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, s)
-        return _out(projects, projects.decide(actor, project_id, body.decision, body.reason))
+        decided = projects.decide(actor, project_id, body.decision, body.reason, scope_hash=body.scope_hash)
+        return _out(projects, decided)
 
 
 @router.post("/{project_id}/annual-review", summary="A reviewer's yearly review of a long project")
 def annual_review(project_id: int, body: DecisionRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.annual_review", object=f"project:{project_id}", project_id=project_id) as s:
+        require_visible(s, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, s)
         return _out(projects, projects.annual_review(actor, project_id, body.decision, body.reason))
 
@@ -205,6 +213,7 @@ def annual_review(project_id: int, body: DecisionRequest, hub: HubDep, actor: Ac
 @router.post("/{project_id}/members", summary="The requester adds a researcher to the project")
 def add_member(project_id: int, body: MemberRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.member.add", object=f"project:{project_id}", project_id=project_id) as session:
+        require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, session)
         projects.add_member(actor, project_id, body.account_id)
         return _out(projects, projects.get(project_id))
@@ -213,6 +222,7 @@ def add_member(project_id: int, body: MemberRequest, hub: HubDep, actor: ActorDe
 @router.post("/{project_id}/suspend", summary="Suspend an active project (an operator or the DPO)")
 def suspend(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.suspend", object=f"project:{project_id}", project_id=project_id) as session:
+        require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, session)
         return _out(projects, projects.suspend(actor, project_id, body.reason))
 
@@ -220,6 +230,7 @@ def suspend(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) 
 @router.post("/{project_id}/resume", summary="Lift a suspension (the DPO only)")
 def resume(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.resume", object=f"project:{project_id}", project_id=project_id) as session:
+        require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, session)
         return _out(projects, projects.resume(actor, project_id, body.reason))
 
@@ -227,6 +238,7 @@ def resume(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) -
 @router.post("/{project_id}/close", summary="Close a project: its key and view are destroyed")
 def close(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) -> ProjectOut:
     with act(hub, actor, "project.close", object=f"project:{project_id}", project_id=project_id) as session:
+        require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         projects = Projects(hub, session)
         return _out(projects, projects.close(actor, project_id, body.reason))
 
@@ -234,6 +246,7 @@ def close(project_id: int, body: ReasonRequest, hub: HubDep, actor: ActorDep) ->
 @router.post("/{project_id}/refresh", summary="Rebuild the view from the current warehouse (a member)")
 def refresh(project_id: int, hub: HubDep, actor: ActorDep) -> ViewOut:
     with act(hub, actor, "project.refresh", object=f"project:{project_id}", project_id=project_id) as session:
+        require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         project = Projects(hub, session).refresh(actor, project_id)
         return _view_out(session, project)
 
