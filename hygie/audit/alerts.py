@@ -18,7 +18,17 @@ Rules (thresholds in :class:`AlertPolicy`):
 - ``login_failures``: a burst of refused sign-ins or tokens for one actor (``anonymous`` included);
 - ``off_hours``: a burst of data access outside working hours (local time of the policy's time zone);
 - ``operator_governance``: every act of an operator (or of the operator's console) on projects, accounts or
-  tokens: operators run the platform and must not quietly steer its governance.
+  tokens: operators run the platform and must not quietly steer its governance;
+- ``identity_reveal``: every request to see a vault identity from breach review, and every showing of one
+  (or attempt): the two-person reveal is rare and always worth a look;
+- ``fresh_approver``: a project approved by an account created less than ``fresh_approver_days`` before (the
+  approval's event carries ``reviewer_created_at``);
+- ``shared_creator``: a project activated by approvers of one creation lineage (the activation's event carries
+  ``approvers_shared_lineage``: one person controlled two approvals; allowed, but the DPO must know), or an
+  approval refused because reviewer and requester or member share one (``separation: creator_lineage``).
+
+The separation-of-duties rules read only what the governance events state: this module knows events, not the
+governance tables (the ``scope`` rule's membership lookup is the one exception left).
 
 Idempotence: every event is evaluated once (the cursor), a windowed rule starts counting afresh after the last
 event its previous alert cited, and each alert carries a fingerprint of its rule and evidence under a unique
@@ -43,11 +53,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from hygie.audit.events import AuditEvent, Outcome, record
+from hygie.config import Settings
 from hygie.db import Base
 from hygie.governance.models import ProjectMember
 
 if TYPE_CHECKING:
-    from hygie.config import Settings
     from hygie.hub import Hub
 
 _log = logging.getLogger(__name__)
@@ -77,6 +87,9 @@ class Rule(StrEnum):
     LOGIN_FAILURES = "login_failures"
     OFF_HOURS = "off_hours"
     OPERATOR_GOVERNANCE = "operator_governance"
+    IDENTITY_REVEAL = "identity_reveal"
+    FRESH_APPROVER = "fresh_approver"
+    SHARED_CREATOR = "shared_creator"
 
 
 @dataclass(frozen=True)
@@ -124,9 +137,15 @@ class AlertPolicy:
     off_hours_window_seconds: int = 3600
     """``off_hours`` fires at this many data-access events off hours by one account in the window."""
 
+    fresh_approver_days: int = Settings.model_fields["alert_fresh_approver_days"].default
+    """``fresh_approver`` fires when an approval comes from an account younger than this (setting
+    ``alert_fresh_approver_days``)."""
+
     governance_prefixes: tuple[str, ...] = ("project.", "account.", "token.")
     operator_actors: tuple[str, ...] = ("console",)
     """Actors treated as operators whatever their role: the console runs with the hub's keys, by the operator."""
+    reveal_actions: tuple[str, ...] = ("breach.reveal.request", "breach.reveal.show")
+    """``identity_reveal`` fires on each of these events, whatever its outcome (hygie.breach's two-person reveal)."""
 
     settle_seconds: float = 60.0
     """A gap in event ids may be a transaction still in flight (its event will commit later with a lower id);
@@ -471,13 +490,72 @@ class _Evaluation:
             if e.id not in cited
         ]
 
+    def run_fresh_approver(self, new: Sequence[AuditEvent]) -> list[_Found]:
+        limit = timedelta(days=self.policy.fresh_approver_days)
+        hits: list[tuple[AuditEvent, timedelta]] = []
+        for e in new:
+            if e.action != "project.approve" or e.outcome != Outcome.OK:
+                continue
+            created = _instant((e.detail or {}).get("reviewer_created_at"))
+            if created is not None and _aware(e.at) - created < limit:
+                hits.append((e, _aware(e.at) - created))
+        cited = self.cited(Rule.FRESH_APPROVER, [e for e, _ in hits])
+        return [
+            _Found(Rule.FRESH_APPROVER, Severity.MEDIUM, e.actor, e.project_id, (e,),
+                   {"account_age_seconds": int(age.total_seconds()), "fresh_days": self.policy.fresh_approver_days})
+            for e, age in hits
+            if e.id not in cited
+        ]  # fmt: skip
+
+    def run_shared_creator(self, new: Sequence[AuditEvent]) -> list[_Found]:
+        hits: list[tuple[AuditEvent, dict[str, Any]]] = []
+        for e in new:
+            detail = e.detail or {}
+            if e.action == "project.activate" and e.outcome == Outcome.OK and detail.get("approvers_shared_lineage"):
+                hits.append((e, {"refused": False, "shared_lineage": list(detail["approvers_shared_lineage"]),
+                                 "approvers": list(detail.get("approvers", []))}))  # fmt: skip
+            elif e.outcome == Outcome.DENIED and detail.get("separation") == "creator_lineage":
+                hits.append((e, {"refused": True, "shared_lineage": list(detail.get("shared_lineage", [])),
+                                 "counterpart": detail.get("counterpart")}))  # fmt: skip
+        cited = self.cited(Rule.SHARED_CREATOR, [e for e, _ in hits])
+        # The suspect is the account at the root of the shared lineage (whoever created both), when one is named.
+        return [
+            _Found(Rule.SHARED_CREATOR, Severity.HIGH, str((extra["shared_lineage"] or [e.actor])[0]), e.project_id,
+                   (e,), extra)
+            for e, extra in hits
+            if e.id not in cited
+        ]  # fmt: skip
+
+    def run_reveal(self, new: Sequence[AuditEvent]) -> list[_Found]:
+        acts = [e for e in new if e.action in self.policy.reveal_actions]
+        cited = self.cited(Rule.IDENTITY_REVEAL, acts)
+        return [
+            _Found(Rule.IDENTITY_REVEAL, Severity.HIGH, e.actor, e.project_id, (e,),
+                   {"outcome": e.outcome, "step": e.action.rsplit(".", 1)[1]})
+            for e in acts
+            if e.id not in cited
+        ]  # fmt: skip
+
     def run(self, new: Sequence[AuditEvent]) -> list[_Found]:
         found: list[_Found] = []
         for spec in self.windowed_rules():
             found += self.run_windowed(spec, new)
         found += self.run_scope(new)
         found += self.run_operator(new)
+        found += self.run_reveal(new)
+        found += self.run_fresh_approver(new)
+        found += self.run_shared_creator(new)
         return found
+
+
+def _instant(value: Any) -> datetime | None:
+    """An ISO 8601 time from an event's detail, or None when absent or not a time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
 
 
 def _account_id(actor: str) -> int | None:

@@ -31,7 +31,14 @@ class Role(StrEnum):
 STAFF_ROLES = frozenset(Role) - {Role.CITIZEN}
 """Roles that must sign in with a second factor (TOTP)."""
 REVIEWING_ROLES = frozenset({Role.REVIEWER, Role.DPO})
-"""Roles whose approval counts towards a project's two reviews."""
+"""Roles that check analysis outputs in the airlock (hygie.analysis). Project decisions use
+:func:`reviewing_roles`, where the DPO counts only if the policy says so."""
+
+
+def reviewing_roles(dpo_may_review: bool) -> frozenset[Role]:
+    """Roles whose approval counts towards a project's reviews: reviewers, and the DPO only when the setting
+    ``dpo_may_review`` says so (by default the DPO oversees and does not review)."""
+    return frozenset({Role.REVIEWER, Role.DPO}) if dpo_may_review else frozenset({Role.REVIEWER})
 
 
 class Purpose(StrEnum):

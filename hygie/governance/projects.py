@@ -2,12 +2,16 @@
 expired or closed; suspended by an operator or the DPO; sent back to review by any change of scope.
 
 Separation of duties holds whatever the role: a reviewer never reviews a project they requested or belong to,
-operators never approve, join or receive anything, and no role can read every project's data.
-Every transition is recorded in the same transaction as the change it makes.
+operators never approve, join or receive anything, the DPO oversees and does not review (unless the setting
+``dpo_may_review`` says so), no two accounts of one creation lineage both request and approve, and no role can
+read every project's data. Decisions are bound to the exact project judged (:func:`decision_hash`): any change
+voids them. Every transition is recorded in the same transaction as the change it makes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -16,12 +20,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hygie.audit import record
+from hygie.audit import Outcome, record
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.freetext import check_free_text
 from hygie.governance.models import Account, Project, ProjectDecision, ProjectMember
-from hygie.governance.policy import FORBIDDEN_PURPOSES, REVIEWING_ROLES, Purpose, Role
+from hygie.governance.policy import FORBIDDEN_PURPOSES, Purpose, Role, reviewing_roles
 from hygie.governance.policy import Scope as ProjectScope
 from hygie.hub import Hub
 
@@ -49,6 +53,43 @@ def aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+DECISION_HASH_FORMAT = "hygie.project-decision/1"
+JUDGED_FIELDS = (
+    "title",
+    "organisation",
+    "purpose",
+    "justification",
+    "public_summary",
+    "scope",
+    "duration_days",
+    "threshold",
+)
+"""What a reviewer judges, besides the project's id and requester: everything the requester can change."""
+
+
+def judged(project: Project) -> dict[str, Any]:
+    """The project as a reviewer judges it: id, requester and every field the requester can change."""
+    return {
+        "format": DECISION_HASH_FORMAT,
+        "project": project.id,
+        "requester": project.requester_id,
+        **{name: getattr(project, name) for name in JUDGED_FIELDS},
+    }
+
+
+def decision_hash(project: Project) -> str:
+    """SHA-256 (hex) of the canonical JSON (sorted keys, no spaces, UTF-8) of :func:`judged`."""
+    canonical = json.dumps(judged(project), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def creator_id(created_by: str) -> int | None:
+    """The account that created another ("account:N"), or None for the console, the system or a test fixture:
+    console-created accounts are the controller's installation and share no creator among themselves here."""
+    kind, _, rest = created_by.partition(":")
+    return int(rest) if kind == "account" and rest.isdigit() else None
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -189,8 +230,10 @@ class Projects:
         return project
 
     def change(self, actor: Actor, project_id: int, **changes: Any) -> Project:
-        """Change a project. Outside a draft, any change of scope sends it back to review: its approvals lapse,
-        its view is withdrawn (its key kept, so pseudonyms stay stable if it is approved again)."""
+        """Change a project. Any change, draft or not, voids the decisions taken so far (kept on record) and
+        raises the version; outside a draft it also sends the project back to review and withdraws its view (its
+        key kept, so pseudonyms stay stable if it is approved again). A change that changes nothing is recorded
+        and changes nothing."""
         project = self.get(project_id)
         self._require_requester(actor, project)
         if project.status in ENDED:
@@ -215,13 +258,20 @@ class Projects:
             "threshold": project.threshold,
         } | {k: v for k, v in changes.items() if k in {"purpose", "scope", "duration_days", "threshold"}}
         parsed = self._validated(merged["purpose"], merged["scope"], merged["duration_days"], merged["threshold"])
+        before = decision_hash(project)
         for name, value in changes.items():
             if isinstance(value, str):
                 check_free_text(name, value)
             setattr(project, name, parsed.model_dump(mode="json") if name == "scope" else value)
         previous = project.status
+        after = decision_hash(project)
+        if after == before:
+            self._record(actor, "project.change", project, fields=sorted(changes), previous_status=previous,
+                         scope_version=project.scope_version, scope_hash=after, unchanged=True)  # fmt: skip
+            return project
+        voided = self._void_decisions(project, "the project changed")
+        project.scope_version += 1
         if project.status != Status.DRAFT:
-            project.scope_version += 1
             project.status = Status.SUBMITTED.value
             project.submitted_at = _now()
             project.approved_at = None
@@ -237,18 +287,37 @@ class Projects:
             fields=sorted(changes),
             previous_status=previous,
             scope_version=project.scope_version,
+            scope_hash=after,
+            voided_decisions=voided,
         )
         return project
+
+    def _void_decisions(self, project: Project, why: str) -> list[int]:
+        """Mark every decision still standing on the project as voided (kept on record); their ids."""
+        standing = self.session.scalars(
+            select(ProjectDecision).where(ProjectDecision.project_id == project.id, ProjectDecision.voided_at.is_(None))
+        ).all()
+        now = _now()
+        for decision in standing:
+            decision.voided_at = now
+            decision.voided_reason = why
+        return sorted(d.id for d in standing)
 
     def submit(self, actor: Actor, project_id: int) -> Project:
         project = self.get(project_id)
         self._require_requester(actor, project)
         if project.status != Status.DRAFT:
             raise Conflict(f"project {project.id} is {project.status}, not a draft")
+        # Resubmitted after a rejection: a new round of review, on a new version; the last round's decisions
+        # are voided (kept on record) and count no more, even if nothing was changed.
+        voided = self._void_decisions(project, "a new round of review after a rejection")
+        if voided:
+            project.scope_version += 1
         project.status = Status.SUBMITTED.value
         project.submitted_at = _now()
         project.status_reason = None
-        self._record(actor, "project.submit", project, scope_version=project.scope_version)
+        self._record(actor, "project.submit", project, scope_version=project.scope_version,
+                     scope_hash=decision_hash(project), voided_decisions=voided)  # fmt: skip
         return project
 
     def add_member(self, actor: Actor, project_id: int, account_id: int) -> ProjectMember:
@@ -264,6 +333,12 @@ class Projects:
         if account_id in self.members(project):
             raise Conflict(f"account {account_id} is already a member of project {project.id}")
         assert actor.account_id is not None
+        for approval in self.counted_approvals(project):
+            if self.shared_lineage(account_id, approval.reviewer_id):
+                raise Denied(
+                    f"account {account_id} and a reviewer who approved project {project.id} were created by the "
+                    "same person (or one created the other): they cannot be on both sides of one project"
+                )
         member = ProjectMember(project_id=project.id, account_id=account_id, added_at=_now(), added_by=actor.account_id)
         self.session.add(member)
         self._record(actor, "project.member.add", project, account=account_id)
@@ -299,8 +374,13 @@ class Projects:
 
     def _require_independent_reviewer(self, actor: Actor, project: Project) -> None:
         self._require_governance(actor)
-        if actor.role not in REVIEWING_ROLES:
-            raise Denied(f"a {actor.role_name} cannot review projects; reviewers and the DPO do")
+        if actor.role not in reviewing_roles(self.settings.dpo_may_review):
+            if actor.role == Role.DPO:
+                raise Denied(
+                    "the DPO oversees projects and does not review them here (policy setting dpo_may_review); "
+                    "reviewers decide, and the DPO may suspend or close a project"
+                )
+            raise Denied(f"a {actor.role_name} cannot review projects; reviewers do")
         if actor.account_id == project.requester_id or actor.account_id in self.members(project):
             raise Denied(f"you requested or belong to project {project.id}: someone else must review it")
 
@@ -309,11 +389,97 @@ class Projects:
             raise Invalid(f"a decision needs its reason, in at least {MIN_REASON} characters")
         return check_free_text("reason", reason.strip())
 
-    def decide(self, actor: Actor, project_id: int, decision: str, reason: str) -> Project:
+    # -- creation lineage -------------------------------------------------------------------------
+
+    def lineage(self, account_id: int) -> set[int]:
+        """The account and every account up its creation chain (whoever created it, whoever created that one...).
+        Console- and system-created accounts end the chain: the console is the controller's installation."""
+        out = {account_id}
+        account = self.session.get(Account, account_id)
+        while account is not None:
+            creator = creator_id(account.created_by)
+            if creator is None or creator in out:
+                break
+            out.add(creator)
+            account = self.session.get(Account, creator)
+        return out
+
+    def shared_lineage(self, first: int, second: int) -> list[int]:
+        """Accounts in both creation chains: non-empty when one created the other (directly or through accounts
+        it created) or both descend from one account. Such a pair is one person's accounts, for this rule."""
+        return sorted(self.lineage(first) & self.lineage(second))
+
+    def _lineage_conflict(self, reviewer_id: int, project: Project) -> tuple[int, list[int]] | None:
+        """The requester or member whose creation lineage meets the reviewer's, with the shared accounts."""
+        for person in (project.requester_id, *self.members(project)):
+            shared = self.shared_lineage(reviewer_id, person)
+            if shared:
+                return person, shared
+        return None
+
+    def _refuse_lineage(self, actor: Actor, project: Project, action: str, person: int, shared: list[int]) -> Denied:
+        """Record the refusal with its evidence (commit it, like a refused sign-in) and return the error."""
+        message = (
+            f"refused: your account and account {person}, which requested or belongs to project {project.id}, were "
+            "created by the same person (or one created the other); an approval must come from someone independent"
+        )
+        record(
+            self.session,
+            actor=actor.ref,
+            role=actor.role_name,
+            action=action,
+            object=f"project:{project.id}",
+            project_id=project.id,
+            purpose=project.purpose,
+            outcome=Outcome.DENIED,
+            detail={"reason": message, "status": Denied.status, "separation": "creator_lineage",
+                    "counterpart": f"account:{person}", "shared_lineage": [f"account:{a}" for a in shared],
+                    "scope_version": project.scope_version},
+        )  # fmt: skip
+        self.session.commit()
+        error = Denied(message)
+        error.recorded = True
+        return error
+
+    def counted_approvals(self, project: Project) -> list[ProjectDecision]:
+        """The approvals that count now: of the current version, not voided, whose hash is the hash of the project
+        as it is now (recomputed here, so a change that slipped past a version bump is still caught), by distinct
+        accounts that still hold a reviewing role, are not disabled, and share no creation lineage with the
+        requester or a member."""
+        current = decision_hash(project)
+        rows = self.session.scalars(
+            select(ProjectDecision)
+            .where(
+                ProjectDecision.project_id == project.id,
+                ProjectDecision.scope_version == project.scope_version,
+                ProjectDecision.kind == "approval",
+                ProjectDecision.decision == "approve",
+                ProjectDecision.voided_at.is_(None),
+                ProjectDecision.scope_hash == current,
+            )
+            .order_by(ProjectDecision.id)
+        ).all()
+        roles = {r.value for r in reviewing_roles(self.settings.dpo_may_review)}
+        counted: dict[int, ProjectDecision] = {}
+        for d in rows:
+            reviewer = self.session.get(Account, d.reviewer_id)
+            if reviewer is None or reviewer.disabled or reviewer.role not in roles or d.reviewer_id in counted:
+                continue
+            if self._lineage_conflict(d.reviewer_id, project) is not None:
+                continue
+            counted[d.reviewer_id] = d
+        return list(counted.values())
+
+    def decide(
+        self, actor: Actor, project_id: int, decision: str, reason: str, *, scope_hash: str | None = None
+    ) -> Project:
         """A reviewer's approval or rejection of the current version of a submitted project.
 
-        The second distinct approval activates the project: its view is built before this returns.
-        A rejection sends the project back to its requester as a draft, with the reason.
+        ``scope_hash``, when given, is the hash of the project as the reviewer read it: a project changed since
+        is refused (409) instead of being decided unseen. The decision records the hash of what it judged.
+        Approval by an account sharing a creation lineage with the requester or a member is refused.
+        When ``reviewers_required`` approvals count (:meth:`counted_approvals`), the project is activated: its
+        view is built before this returns. A rejection sends the project back to its requester as a draft.
         """
         project = self.get(project_id)
         self._require_independent_reviewer(actor, project)
@@ -323,6 +489,12 @@ class Projects:
         if project.status != Status.SUBMITTED:
             raise Conflict(f"project {project.id} is {project.status}, not awaiting review")
         assert actor.account_id is not None
+        current = decision_hash(project)
+        if scope_hash is not None and scope_hash != current:
+            raise Conflict(
+                f"project {project.id} changed since you read it (it is now version {project.scope_version}); "
+                "read it again before deciding"
+            )
         earlier = self.session.scalar(
             select(ProjectDecision.id).where(
                 ProjectDecision.project_id == project.id,
@@ -336,6 +508,10 @@ class Projects:
                 f"you already decided on version {project.scope_version} of project {project.id}; "
                 "approval needs distinct reviewers"
             )
+        if decision == "approve":
+            conflict = self._lineage_conflict(actor.account_id, project)
+            if conflict is not None:
+                raise self._refuse_lineage(actor, project, "project.approve", *conflict)
         self.session.add(
             ProjectDecision(
                 project_id=project.id,
@@ -345,30 +521,34 @@ class Projects:
                 decision=decision,
                 reason=reason,
                 at=_now(),
+                scope_hash=current,
             )
         )
         self.session.flush()
         # The reason stays with the decision (ProjectDecision); the record says which decision, not its words.
-        self._record(actor, f"project.{decision}", project, scope_version=project.scope_version)
+        reviewer = self.session.get(Account, actor.account_id)
+        assert reviewer is not None
+        created = aware(reviewer.created_at)
+        self._record(actor, f"project.{decision}", project, scope_version=project.scope_version, scope_hash=current,
+                     reviewer_created_at=created.isoformat() if created else None)  # fmt: skip
         if decision == "reject":
             project.status = Status.DRAFT.value
             project.status_reason = f"rejected: {reason}"
             return project
-        approvals = self.session.scalars(
-            select(ProjectDecision.reviewer_id).where(
-                ProjectDecision.project_id == project.id,
-                ProjectDecision.scope_version == project.scope_version,
-                ProjectDecision.kind == "approval",
-                ProjectDecision.decision == "approve",
-            )
-        ).all()
-        if len(set(approvals)) >= self.settings.reviewers_required:
-            self._activate(project, actor)
+        approvals = self.counted_approvals(project)
+        if len(approvals) >= self.settings.reviewers_required:
+            self._activate(project, actor, approvals)
         return project
 
-    def _activate(self, project: Project, actor: Actor) -> None:
+    def _activate(self, project: Project, actor: Actor, approvals: list[ProjectDecision]) -> None:
         from hygie.governance.views import build_view
 
+        approvers = [d.reviewer_id for d in approvals]
+        # Allowed, but the DPO is alerted (hygie.audit.alerts, rule shared_creator): one person's accounts gave
+        # two of the approvals.
+        shared = sorted(
+            {a for i, x in enumerate(approvers) for y in approvers[i + 1 :] for a in self.shared_lineage(x, y)}
+        )
         now = _now()
         project.approved_at = now
         if project.activated_at is None:
@@ -384,6 +564,10 @@ class Projects:
             "project.activate",
             project,
             scope_version=project.scope_version,
+            scope_hash=decision_hash(project),
+            approvers=[f"account:{a}" for a in approvers],
+            approvals=[d.id for d in approvals],
+            approvers_shared_lineage=[f"account:{a}" for a in shared],
             expires_at=project.expires_at.isoformat() if project.expires_at else None,
             view_generation=view.generation,
             people=view.people,
@@ -399,6 +583,11 @@ class Projects:
         if project.status not in (Status.ACTIVE, Status.SUSPENDED) or project.review_due_at is None:
             raise Conflict(f"project {project.id} has no annual review to do")
         assert actor.account_id is not None
+        if decision == "approve":
+            conflict = self._lineage_conflict(actor.account_id, project)
+            if conflict is not None:
+                raise self._refuse_lineage(actor, project, "project.annual_review", *conflict)
+        current = decision_hash(project)
         self.session.add(
             ProjectDecision(
                 project_id=project.id,
@@ -408,6 +597,7 @@ class Projects:
                 decision=decision,
                 reason=reason,
                 at=_now(),
+                scope_hash=current,
             )
         )
         if decision == "approve":
@@ -417,7 +607,8 @@ class Projects:
         else:
             project.status = Status.SUSPENDED.value
             project.status_reason = f"annual review rejected: {reason}"
-        self._record(actor, f"project.annual_review.{decision}", project)
+        self._record(actor, f"project.annual_review.{decision}", project, scope_version=project.scope_version,
+                     scope_hash=current)  # fmt: skip
         return project
 
     # -- operators and the DPO --------------------------------------------------------------------

@@ -90,7 +90,7 @@ CASES = [
          lambda w: {"title": "A better title"}),
     Case("submit a project", "POST", lambda w: f"/projects/{draft(w)}/submit", frozenset({"researcher1"})),
     Case("approve a project", "POST", lambda w: f"/projects/{submitted(w)}/decisions",
-         frozenset({"reviewer1", "dpo"}), lambda w: APPROVE),
+         frozenset({"reviewer1"}), lambda w: APPROVE),  # the DPO oversees, not reviews (dpo_may_review off)
     Case("add a member", "POST", lambda w: f"/projects/{draft(w)}/members", frozenset({"researcher1"}),
          lambda w: {"account_id": w.ids["researcher2"]}),
     Case("operator joins a project", "POST", lambda w: f"/projects/{draft(w)}/members", frozenset(),

@@ -80,7 +80,10 @@ def test_two_distinct_independent_reviewers_activate_a_project(world: World) -> 
     assert world.call("reviewer1", "POST", f"/projects/{pid}/decisions", json=APPROVE).status_code == 409
     assert world.call("researcher1", "GET", f"/projects/{pid}").json()["status"] == "submitted"
     assert world.call("researcher1", "GET", f"/projects/{pid}/view").status_code == 403
+    # The DPO oversees and does not review (setting dpo_may_review, off by default).
     r = world.call("dpo", "POST", f"/projects/{pid}/decisions", json=APPROVE)
+    assert r.status_code == 403 and "oversees" in r.json()["detail"]
+    r = world.call("reviewer2", "POST", f"/projects/{pid}/decisions", json=APPROVE)
     assert r.status_code == 200 and r.json()["status"] == "active"
     assert r.json()["expires_at"] is not None
     view = world.call("researcher2", "GET", f"/projects/{pid}/view").json()
@@ -90,6 +93,7 @@ def test_two_distinct_independent_reviewers_activate_a_project(world: World) -> 
     recorded = actions(world, pid)
     assert recorded.count(("project.approve", "ok")) == 2
     assert ("project.approve", "denied") in recorded and ("project.approve", "failed") in recorded
+    assert recorded.count(("project.approve", "denied")) == 4  # two researchers, the operator, the DPO
 
 
 def test_a_rejection_sends_the_project_back_with_its_reason(world: World) -> None:
@@ -98,8 +102,13 @@ def test_a_rejection_sends_the_project_back_with_its_reason(world: World) -> Non
     reason = "the population is wider than the question needs"
     r = world.call("reviewer1", "POST", f"/projects/{pid}/decisions", json={"decision": "reject", "reason": reason})
     assert r.json()["status"] == "draft" and reason in r.json()["status_reason"]
-    # Decisions bind to a scope version: resubmitted unchanged, the same reviewer cannot decide again.
-    world.call("researcher1", "POST", f"/projects/{pid}/submit")
+    # Resubmitted unchanged, the project starts a new round of review on a new version: the rejection is voided
+    # (kept on record) and the same reviewer decides again.
+    r = world.call("researcher1", "POST", f"/projects/{pid}/submit")
+    assert r.json()["scope_version"] == 2
+    assert [(d["scope_version"], d["voided_at"] is not None) for d in r.json()["decisions"]] == [(1, True)]
+    r = world.call("reviewer1", "POST", f"/projects/{pid}/decisions", json=APPROVE)
+    assert r.status_code == 200 and r.json()["status"] == "submitted"
     assert world.call("reviewer1", "POST", f"/projects/{pid}/decisions", json=APPROVE).status_code == 409
 
 

@@ -1,4 +1,8 @@
-"""Reviewers' (and the DPO's, operators') pages: the projects awaiting review, one request, the decision."""
+"""Reviewers' (and the DPO's, operators') pages: the projects awaiting review, one request, the decision.
+
+A reviewer sees which version of the request they judge and its hash, and the decisions a change voided; the
+form carries that hash, so a request changed between reading and deciding is refused, not decided unseen.
+The DPO reads and decides only if the policy lets the DPO review (setting ``dpo_may_review``)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from hygie.governance.policy import Role
+from hygie.governance.accounts import Actor
+from hygie.governance.policy import Role, reviewing_roles
+from hygie.hub import Hub
 from hygie.portal.pages import catalogue
 from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import projects as api
@@ -14,7 +20,17 @@ from hygie.portal.routes import projects as api
 router = APIRouter(prefix="/relecture", route_class=PageRoute, include_in_schema=False)
 
 READERS = (Role.REVIEWER, Role.DPO, Role.OPERATOR)
-DECIDERS = (Role.REVIEWER, Role.DPO)
+
+
+def may_decide(hub: Hub, actor: Actor) -> bool:
+    return actor.role in reviewing_roles(hub.settings.dpo_may_review)
+
+
+def _context(project: api.ProjectOut, **more: object) -> dict[str, object]:
+    current = [d for d in project.decisions if d.voided_at is None and d.scope_version == project.scope_version]
+    voided = [d for d in project.decisions if d.voided_at is not None]
+    return {"project": project, "purposes": catalogue.purposes(), "table_labels": catalogue.TABLE_LABELS,
+            "current_decisions": current, "voided_decisions": voided, **more}  # fmt: skip
 
 
 @router.get("", response_class=HTMLResponse)
@@ -25,7 +41,7 @@ def to_review(request: Request) -> HTMLResponse:
     waiting = api.list_projects(hub, actor, "submitted")
     active = api.list_projects(hub, actor, "active")
     context = {"waiting": waiting, "active": active, "purposes": catalogue.purposes(),
-               "may_decide": actor.role in DECIDERS}  # fmt: skip
+               "may_decide": may_decide(hub, actor)}  # fmt: skip
     return render(request, "relecture/liste.html", context, actor=actor)
 
 
@@ -33,33 +49,36 @@ def to_review(request: Request) -> HTMLResponse:
 def review_page(request: Request, project_id: int, fait: str = "") -> HTMLResponse:
     actor = page_actor(request)
     require_role(actor, *READERS)
-    project = api.get_project(project_id, hub_of(request), actor)
+    hub = hub_of(request)
+    project = api.get_project(project_id, hub, actor)
     mine = [
         d for d in project.decisions if d.reviewer_id == actor.account_id and d.scope_version == project.scope_version
     ]
-    context = {"project": project, "purposes": catalogue.purposes(), "table_labels": catalogue.TABLE_LABELS,
-               "may_decide": actor.role in DECIDERS and project.status == "submitted" and not mine
-                             and project.requester_id != actor.account_id,
-               "done": fait[:20], "errors": {}, "reason": ""}  # fmt: skip
+    context = _context(project, may_decide=may_decide(hub, actor) and project.status == "submitted" and not mine
+                       and project.requester_id != actor.account_id and actor.account_id not in project.members,
+                       done=fait[:20], errors={}, reason="")  # fmt: skip
     return render(request, "relecture/projet.html", context, actor=actor)
 
 
 @router.post("/projets/{project_id}/decision", response_class=HTMLResponse)
 async def decide(request: Request, project_id: int) -> Response:
-    form, actor = await posted_by(request, *DECIDERS)
+    hub = hub_of(request)
+    # The DPO passes here whatever the policy: the service refuses (and records) a DPO who may not review.
+    form, actor = await posted_by(request, Role.REVIEWER, Role.DPO)
     decision = str(form.get("decision", ""))
     reason = str(form.get("motif", "")).strip()
+    judged = str(form.get("empreinte", ""))
     errors = {}
     if decision not in ("approve", "reject"):
         errors["decision"] = "Choisissez d'approuver ou de refuser."
     if len(reason) < 10:
         errors["motif"] = "Motivez votre décision en au moins 10 caractères."
-    hub = hub_of(request)
+    if len(judged) != 64 or any(c not in "0123456789abcdef" for c in judged):
+        errors["empreinte"] = "Le formulaire ne dit pas quelle version vous avez relue : rechargez la page."
     if errors:
         project = await run_in_threadpool(api.get_project, project_id, hub, actor)
-        context = {"project": project, "purposes": catalogue.purposes(), "table_labels": catalogue.TABLE_LABELS,
-                   "may_decide": True, "done": "", "errors": errors, "reason": reason}  # fmt: skip
+        context = _context(project, may_decide=True, done="", errors=errors, reason=reason)
         return render(request, "relecture/projet.html", context, actor=actor, status=422)
-    body = api.DecisionRequest(decision=decision, reason=reason)  # type: ignore[arg-type]
+    body = api.DecisionRequest(decision=decision, reason=reason, scope_hash=judged)  # type: ignore[arg-type]
     await run_in_threadpool(api.decide, project_id, body, hub, actor)
     return redirect(f"/relecture/projets/{project_id}?fait={decision}")
