@@ -2,8 +2,9 @@
 
 Each person of a project's view gets ``record_key(project pseudonym, secret)``, where the secret is an HMAC under
 the project's own PSEUDONYM key in custody (``project-<id>-cellkey``, destroyed with the project's other keys).
-The keys are computed per view generation and kept in memory only; they are registered next to the view for
-aggregate runs, under a name a user's SQL can never reach.
+The keys are computed per view generation (and per set of people excluded from it by objections since its build)
+and kept in memory only; they are registered next to the view for aggregate runs, under a name a user's SQL can
+never reach. They cover exactly the people the filtered view holds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from hygie.disclosure import record_keys
 from hygie.governance.models import Project
-from hygie.governance.views import newest_ready, open_view, project_cellkey_key
+from hygie.governance.views import excluded_since_build, newest_ready, open_view, project_cellkey_key
 from hygie.hub import Hub
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUMN
 from hygie.keys import KeyPurpose
@@ -24,7 +25,8 @@ RKEY_TABLE = "_hygie_rkeys"
 """Auxiliary table (BEN_NIR_PSA, rkey) of aggregate runs; user SQL naming it is refused like any other table."""
 _SECRET_LABEL = b"hygie/analysis/cell-key-secret/v1"
 
-_cache: dict[tuple[str, int, int], pa.Table] = {}
+_cache: dict[tuple[str, int, int], tuple[frozenset[str], pa.Table]] = {}
+"""(data dir, project, generation) -> (people excluded since the build, their record keys)."""
 _lock = threading.Lock()
 
 
@@ -41,15 +43,17 @@ def _secret(hub: Hub, project_id: int) -> bytes:
 
 
 def project_record_keys(hub: Hub, session: Session, project: Project) -> pa.Table:
-    """(BEN_NIR_PSA, rkey) for every person of the project's newest ready view, cached per generation."""
+    """(BEN_NIR_PSA, rkey) for every person of the project's newest ready view (without those who objected since
+    it was built), cached per generation and set of exclusions."""
     view = newest_ready(session, project.id)
     if view is None:
         raise CellKeyError(f"project {project.id} has no ready view")
     cache_key = (str(hub.settings.data_dir), project.id, view.generation)
+    excluded = excluded_since_build(hub, session, project, view)
     with _lock:
         cached = _cache.get(cache_key)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == excluded:
+        return cached[1]
     secret = _secret(hub, project.id)
     con = open_view(hub, session, project)
     try:
@@ -66,5 +70,5 @@ def project_record_keys(hub: Hub, session: Session, project: Project) -> pa.Tabl
         }
     )
     with _lock:
-        _cache[cache_key] = table
+        _cache[cache_key] = (excluded, table)
     return table

@@ -7,6 +7,9 @@ and every patient pseudonym re-keyed under the project's own key, so two project
 Layout under ``<data dir>/projects/<id>``::
 
     views/<generation>/<TABLE>.parquet     one generation of the view, encrypted under the project's WRAP key
+    views/<generation>/_owners.parquet      claim key -> project pseudonym, only when the view has detail tables
+                                            but neither a care table nor a pseudonym column to tie them to people
+                                            (never registered as a table: the opt-out filter reads it)
     membership/<generation>.parquet         hub pseudonyms of the people that generation included, encrypted
                                             under the hub-level ``view-membership`` key; kept after the project
                                             ends, so a citizen can be told which projects used their data
@@ -16,6 +19,10 @@ Crash safety: a build writes a new generation directory first and publishes it o
 :class:`ProjectView` row, committed by the caller. Readers open only catalogued ``ready`` generations, so a
 crash mid-build leaves an orphan directory that nobody reads, removed by the next build of that project. Older
 generations are marked ``superseded`` in the same transaction and their files removed once it commits.
+
+Opt-out reaches a view at once, without a rebuild: :func:`open_view`, through which every query of a view runs
+(aggregates, SQL, record keys), leaves out the people whose objection was recorded since the build started (see
+:func:`excluded_since_build`); a build leaves out everyone objecting when it reads the opt-out register.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ import functools
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -64,6 +72,8 @@ PROJECT_LABEL = b"hygie/project-pseudonym/v1|"
 READY, SUPERSEDED, DESTROYED = "ready", "superseded", "destroyed"
 ORPHAN_GRACE_SECONDS = 600
 """Unpublished view files younger than this may belong to a build awaiting its caller's commit: kept."""
+OWNERS_FILE = "_owners.parquet"
+"""Per generation, when needed: which person each claim key belongs to (see the layout above)."""
 DRUGS_CSV = Path(__file__).resolve().parent.parent / "reference" / "drugs.csv"
 
 
@@ -186,6 +196,13 @@ class _Plan:
     def needs_care(self) -> bool:
         return any(t in self.columns for t in (CARE_TABLE, *DETAIL_TABLES))
 
+    @property
+    def needs_owners(self) -> bool:
+        """Detail rows that neither a care table nor a pseudonym column of the view ties to people."""
+        return CARE_TABLE not in self.columns and any(
+            PSEUDONYM_COLUMN not in self.columns[t] for t in DETAIL_TABLES if t in self.columns
+        )
+
 
 def _empty(table: str) -> pa.Table:
     return stored_schema(table).empty_table()
@@ -301,13 +318,19 @@ def _write_beneficiaries(hub: Hub, session: Session, con: duckdb.DuckDBPyConnect
 
 
 def _write_care(
-    hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan, outputs: dict[str, _Output]
+    hub: Hub,
+    session: Session,
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    outputs: dict[str, _Output],
+    owners: _Output | None = None,
 ) -> None:
     """Care rows and their details, one care month at a time (memory stays bounded by a month of claims).
 
     Claim keys are a random permutation of 0..n-1 drawn for this build, handed out month by month: unique,
     unrelated to the DCIR keys (which hold flow dates) and to the warehouse's row order, and not comparable
-    between builds or projects. Rows are written in claim-key order, which shuffles them too.
+    between builds or projects. Rows are written in claim-key order, which shuffles them too. ``owners``, when
+    given, receives each claim key with its person (the opt-out filter's link for detail-only views).
     """
     pop = plan.scope.population
     dates = [pop.period_start.isoformat(), pop.period_end.isoformat()]
@@ -347,6 +370,8 @@ def _write_care(
             else:
                 continue
             out.write(con.sql(f"{query} ORDER BY c.{CLAIM_KEY}").to_arrow_table())
+        if owners is not None:
+            owners.write(con.sql(f"SELECT c.{CLAIM_KEY}, c._pid AS {PSEUDONYM_COLUMN} FROM c").to_arrow_table())
         con.unregister("c")
 
 
@@ -444,12 +469,15 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
                     "pop", pa.table({"psa": pa.array(people, pa.string()), "pid": pa.array(pids, pa.string())})
                 )
                 outputs = {t: _Output(target / f"{t}.parquet", view_crypto) for t in plan.columns}
+                owners = _Output(target / OWNERS_FILE, view_crypto) if plan.needs_owners else None
                 if BENEFICIARY_TABLE in outputs:
                     _write_beneficiaries(hub, session, con, plan, outputs[BENEFICIARY_TABLE])
                 if plan.needs_care:
-                    _write_care(hub, session, con, plan, outputs)
+                    _write_care(hub, session, con, plan, outputs, owners)
             finally:
                 con.close()
+            if owners is not None:
+                owners.close()
             tables = {}
             for table, out in outputs.items():
                 digest = out.close()
@@ -580,26 +608,36 @@ def newest_ready(session: Session, project_id: int) -> ProjectView | None:
 def open_view(
     hub: Hub, session: Session, project: Project, *, limits: dict[str, str | int] | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per table of the project's newest ready generation.
+    """An in-memory DuckDB connection with one view per table of the project's newest ready generation, without
+    the rows of people who objected since it was built (:func:`excluded_since_build`).
 
     No temp directory (nothing decrypted spills to disk); once the tables are registered, external access is
-    switched off and the configuration locked, so queries cannot read or write files of their own. ``limits``
-    (e.g. ``memory_limit``, ``threads``) are set at connection time, before the lock: the sandbox of one run.
+    switched off and the configuration locked, so queries cannot read or write files of their own. Python
+    replacement scans are off: a query cannot name a Python object (an unfiltered dataset) that is not one of
+    the registered tables. ``limits`` (e.g. ``memory_limit``, ``threads``) are set at connection time, before the
+    lock: the sandbox of one run. The excluded rows are filtered out inside each registered dataset: no table,
+    view text or plan of the connection holds them or lists who was left out.
     """
     view = newest_ready(session, project.id)
     if view is None:
         raise ViewError(f"project {project.id} has no ready view: it is provisioned when the project is activated")
-    con = duckdb.connect(config={**(limits or {}), "temp_directory": ""})
     crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
+    datasets: dict[str, ds.Dataset] = {}
     for table, meta in view.tables.items():
         path = hub.settings.data_dir / meta["file"]
         if not path.exists():
-            con.close()
             raise ViewError(
                 f"project {project.id}: file {meta['file']} of view generation {view.generation} is missing; "
                 "rebuild the view (build_view) or run `hygie warehouse verify`"
             )
-        con.register(table, ds.dataset(str(path), format=crypto.file_format()))
+        datasets[table] = ds.dataset(str(path), format=crypto.file_format())
+    excluded = excluded_since_build(hub, session, project, view)
+    if excluded:
+        datasets = {t: _without_excluded(hub, view, t, d, crypto, excluded) for t, d in datasets.items()}
+    con = duckdb.connect(config={**(limits or {}), "temp_directory": "", "python_enable_replacements": False})
+    for table, dataset in datasets.items():
+        con.register(table, dataset)
+    del datasets
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
@@ -642,3 +680,84 @@ def view_summary(session: Session, project: Project) -> dict[str, Any] | None:
         "people": view.people,
         "tables": {t: {"rows": m["rows"], "columns": list(m["columns"])} for t, m in view.tables.items()},
     }
+
+
+# -- opt-out since the build ----------------------------------------------------------------------------
+
+
+_objectors: dict[tuple[str, int], str | None] = {}
+"""(data dir, opt-out id) -> the objector's hub pseudonym (None: not in the vault). Process memory only, so a query
+does not decrypt vault records again for an objection it has already resolved."""
+_claims: dict[tuple[str, int, int], tuple[frozenset[str], pa.Array]] = {}
+"""(data dir, project, generation) -> (excluded project pseudonyms, their claim keys in that generation)."""
+_exclusion_lock = threading.Lock()
+
+
+def excluded_since_build(hub: Hub, session: Session, project: Project, view: ProjectView) -> frozenset[str]:
+    """Project pseudonyms of the people whose objection stands and was recorded too late for ``view``'s build to
+    be sure to have applied it: since the build started, less ``opt_out_margin_seconds`` (an objection recorded
+    earlier was committed before the build read the opt-out register, so its rows are not in the view).
+
+    Computed from the opt-out register at each query, never stored: nothing lists who objected, and a withdrawn
+    objection stops applying at once (rows the build left out come back only with the next build). Empty for
+    purposes the opt-out does not apply to (``opt_out_exempt_purposes``).
+    """
+    if project.purpose in hub.settings.opt_out_exempt_purposes:
+        return frozenset()
+    built = view.built_at if view.built_at.tzinfo else view.built_at.replace(tzinfo=UTC)
+    since = built.astimezone(UTC) - timedelta(seconds=view.build_seconds + hub.settings.opt_out_margin_seconds)
+    rows = session.execute(
+        select(OptOut.id, OptOut.person_index).where(OptOut.withdrawn_at.is_(None), OptOut.created_at >= since)
+    ).all()
+    if not rows:
+        return frozenset()
+    base = str(hub.settings.data_dir)
+    with _exclusion_lock:
+        missing = [(i, index) for i, index in rows if (base, i) not in _objectors]
+    if missing:
+        found = hub.vault(session).pseudonyms_of(sorted({index for _, index in missing}))
+        with _exclusion_lock:
+            for i, index in missing:
+                _objectors[(base, i)] = found.get(index)
+    with _exclusion_lock:
+        hub_pseudonyms = sorted({p for i, _ in rows if (p := _objectors.get((base, i))) is not None})
+    return frozenset(rekey(hub, project.id, hub_pseudonyms)) if hub_pseudonyms else frozenset()
+
+
+def _excluded_claims(hub: Hub, view: ProjectView, crypto: ParquetCrypto, excluded: frozenset[str]) -> pa.Array:
+    """Claim keys of the excluded people's care in this generation (detail tables are tied to people by them),
+    from the view's care table or, without one, from the generation's owners file."""
+    key = (str(hub.settings.data_dir), view.project_id, view.generation)
+    with _exclusion_lock:
+        cached = _claims.get(key)
+    if cached is not None and cached[0] == excluded:
+        return cached[1]
+    if CARE_TABLE in view.tables:
+        path = hub.settings.data_dir / view.tables[CARE_TABLE]["file"]
+    else:
+        path = project_dir(hub, view.project_id) / "views" / str(view.generation) / OWNERS_FILE
+    if not path.exists():
+        raise ViewError(
+            f"project {view.project_id}: view generation {view.generation} cannot tie its detail rows to people, "
+            "so objections made since it was built cannot be applied; refresh the view (it is then built without them)"
+        )
+    owners = ds.dataset(str(path), format=crypto.file_format())
+    found = owners.to_table(columns=[CLAIM_KEY], filter=pc.field(PSEUDONYM_COLUMN).isin(sorted(excluded)))
+    claims = found.column(CLAIM_KEY).combine_chunks()
+    with _exclusion_lock:
+        _claims[key] = (excluded, claims)
+    return claims
+
+
+def _without_excluded(
+    hub: Hub, view: ProjectView, table: str, dataset: ds.Dataset, crypto: ParquetCrypto, excluded: frozenset[str]
+) -> ds.Dataset:
+    """The table's rows without the excluded people's: by pseudonym, or by claim key for detail rows."""
+    columns = list(view.tables[table]["columns"])
+    if PSEUDONYM_COLUMN in columns:
+        person = pc.field(PSEUDONYM_COLUMN)
+        return dataset.filter(person.is_null() | ~person.isin(sorted(excluded)))
+    if CLAIM_KEY in columns:
+        claims = _excluded_claims(hub, view, crypto, excluded)
+        return dataset.filter(~pc.field(CLAIM_KEY).isin(claims)) if len(claims) else dataset
+    raise ViewError(f"project {view.project_id}: table {table} of the view has no column tying rows to people")
