@@ -156,17 +156,24 @@ def _demo_breach(hub: Hub, people: list[dict[str, str]]) -> int:
 
     with hub.session() as session:
         dpo = _as(session.scalars(select(Account).where(Account.username == "dpd")).one())
+        operator = _as(session.scalars(select(Account).where(Account.username == "operateur")).one())
     # Everyone chosen (size = all of them); the first demo citizen's row undamaged, so that their notice is sure.
     leak = make_leak(people[1:], [], seed=2026, size=len(people), duplicates=3, conflicts=2)
     first = people[0]
     leak.rows.insert(0, [first["BEN_NIR"], first["NOM"], first["PRENOM"], first["DATE_NAISSANCE"],
                          *[""] * (len(leak.header) - 4)])  # fmt: skip
     leak.truth.insert(0, first["BEN_NIR"])
+    # As over HTTP: the DPO's import is staged (nothing matched) until a second person, the operator, confirms it.
     with act(hub, dpo, "breach.import") as session:
+        staged = Incidents(hub, session).import_file(dpo.ref, "Fuite chez un prestataire (démonstration)",
+                                                     "extraction.csv", leak.csv(), staged=True)  # fmt: skip
+        incident_id = staged.incident.id
+    with act(hub, operator, "breach.import.confirm") as session:
         incidents = Incidents(hub, session)
-        incident = incidents.import_file(dpo.ref, "Fuite chez un prestataire (démonstration)", "extraction.csv",
-                                         leak.csv()).incident  # fmt: skip
-        return incidents.notify(dpo.ref, incident)
+        incidents.confirm(operator, incidents.get(incident_id))
+    with act(hub, dpo, "breach.notify") as session:
+        incidents = Incidents(hub, session)
+        return incidents.notify(dpo.ref, incidents.get(incident_id))
 
 
 def current_code(hub: Hub, username: str) -> str:

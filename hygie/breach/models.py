@@ -23,9 +23,13 @@ class BreachIncident(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
-    """'imported' (matched, awaiting review), 'notified', or 'destroyed' (the leaked file is gone)."""
+    """'staged' (sealed, not matched: a second person has not confirmed it), 'imported' (matched, awaiting
+    review), 'notified', or 'destroyed' (the leaked file is gone)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    confirmed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """The second person who confirmed an import staged over HTTP (an actor reference); None from the console."""
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     file_format: Mapped[str] = mapped_column(String(20), nullable=False)
     file_name: Mapped[str] = mapped_column(String(300), nullable=False)
     """The stored (encrypted) file's name under ``<data dir>/breach``: a random name, not the leak's."""
@@ -130,3 +134,24 @@ class BreachOprfKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     wrapped_seed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class BreachReveal(Base):
+    """A request to see the vault identity of a row's candidate: asked by the DPO with a reason, approved or
+    refused by a second person, then shown once to the asker within a short window. Holds no identity: the
+    candidate is named by the vault's blind index."""
+
+    __tablename__ = "breach_reveal"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("breach_incident.id"), nullable=False, index=True)
+    row: Mapped[int] = mapped_column(Integer, nullable=False)
+    person_index: Mapped[bytes] = mapped_column(RawBytes(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
+    """'requested', 'approved', 'refused', 'shown' or 'expired'."""
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

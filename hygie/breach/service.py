@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from hygie.audit import record
 from hygie.breach import blocking, oprf, parallel, store
+from hygie.breach.compare import FieldAgreement, compare
 from hygie.breach.mapping import CATEGORY, HEALTH_CATEGORIES, Column, Field, apply_corrections, infer
 from hygie.breach.matcher import Matcher, Outcome, RowParser, Status
 from hygie.breach.models import (
@@ -27,12 +28,17 @@ from hygie.breach.models import (
     BreachIncident,
     BreachNotice,
     BreachOutbox,
+    BreachReveal,
     BreachRow,
 )
 from hygie.breach.reader import read_table
 from hygie.db import bulk
-from hygie.governance.errors import Conflict, Invalid, NotFound
+from hygie.governance.accounts import Actor, Scope
+from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.models import Account
+from hygie.governance.projects import MIN_REASON
 from hygie.hub import Hub
+from hygie.identity.vault import Identity
 
 CHUNK = 20_000
 
@@ -55,8 +61,8 @@ class Result:
         """The import summary: counts and, per row, its status and confidence; no identifier values."""
         return {
             "incident": self.incident.name,
-            "rows": self.incident.counts["rows"],
-            **{s.value: self.incident.counts[s.value] for s in Status},
+            "rows": self.incident.counts.get("rows", 0),
+            **{s.value: self.incident.counts.get(s.value, 0) for s in Status},
             "results": [{"row": o.row, "status": o.status.value, "confidence": o.confidence} for o in self.outcomes],
         }
 
@@ -80,8 +86,11 @@ class Incidents:
             raise NotFound(f"no breach incident named {name!r}: `hygie breach list` shows them")
         return incident
 
-    def import_file(self, actor: str, name: str, file_name: str, blob: bytes) -> Result:
-        """Store the leak encrypted, map its columns, match every row; recorded as ``breach.import``."""
+    def import_file(self, actor: str, name: str, file_name: str, blob: bytes, *, staged: bool = False) -> Result:
+        """Store the leak encrypted, map its columns, match every row; recorded as ``breach.import``.
+
+        ``staged``: store and map only; nothing is matched (the vault is not read) until a second person confirms
+        the import (:meth:`confirm`). Imports over HTTP are staged; the console's are not (docs/breach.md)."""
         name = name.strip()
         if not name or len(name) > 200:
             raise Invalid("an incident needs a name of 1 to 200 characters")
@@ -92,21 +101,44 @@ class Incidents:
         self.timings = {"read": time.perf_counter() - started}
         stored, wrapped = store.seal(self.hub.custody, self.hub.settings.data_dir, blob)
         incident = BreachIncident(
-            name=name, status="imported", created_at=now(), created_by=actor, file_format=table.format,
+            name=name, status="staged" if staged else "imported", created_at=now(), created_by=actor,
+            file_format=table.format,
             file_name=stored, file_key=wrapped,
             retain_until=now() + timedelta(days=self.hub.settings.breach_retention_days),
             mapping=[c.as_json() for c in infer(table.header, table.rows)], counts={}, categories={},
         )  # fmt: skip
         self.session.add(incident)
         self.session.flush()
-        result = self._match(incident, table.rows)
+        if staged:
+            incident.counts = {"rows": len(table.rows)}
+            result = Result(incident, [])
+        else:
+            result = self._match(incident, table.rows)
         record(self.session, actor=actor, action="breach.import", object=f"breach:{incident.id}",
                detail={"format": table.format, "header": table.header is not None, **incident.counts,
-                       "fields": sorted({m["field"] for m in incident.mapping})})  # fmt: skip
+                       "fields": sorted({m["field"] for m in incident.mapping}), "staged": staged})  # fmt: skip
+        return result
+
+    def confirm(self, actor: Actor, incident: BreachIncident) -> Result:
+        """A second person confirms a staged import: only now is the file matched against the vault. The
+        confirmer is an account of a role in ``breach_import_confirmer_roles``, neither the importer nor an account
+        the importer created (nor its creator, nor created by the importer's creator account)."""
+        if incident.status != "staged":
+            raise Conflict(f"incident {incident.id} is {incident.status}: there is no import to confirm")
+        second_person(self.session, actor, incident.created_by, self.hub.settings.breach_import_confirmer_roles,
+                      "confirming a leak's import")  # fmt: skip
+        table = read_table(f"x.{incident.file_format}", self._blob(incident))
+        result = self._match(incident, table.rows)
+        incident.status = "imported"
+        incident.confirmed_by = actor.ref
+        incident.confirmed_at = now()
+        record(self.session, actor=actor.ref, role=actor.role_name, action="breach.import.confirm",
+               object=f"breach:{incident.id}", detail={"importer": incident.created_by, **incident.counts})  # fmt: skip
         return result
 
     def remap(self, actor: str, incident: BreachIncident, corrections: dict[int, Field]) -> Result:
         """Apply the DPO's corrections to the mapping and match the (decrypted) file again."""
+        _confirmed(incident)
         if incident.status != "imported":
             raise Conflict(f"incident {incident.id} is {incident.status}: its mapping can no longer change")
         columns = [Column.from_json(m) for m in incident.mapping]
@@ -195,10 +227,10 @@ class Incidents:
             .order_by(BreachRow.row)
         ))  # fmt: skip
 
-    def leaked_row(self, incident: BreachIncident, row: int) -> tuple[BreachRow, list[tuple[Column, str]]]:
-        """A row in review and its cells as the kept file holds them (decrypted in memory), column by column, for
-        the DPO to compare with the candidate's vault record. Read-only: the caller records the inspection and
-        must show the values to the DPO only (never in a URL, a log, an error or an event)."""
+    def _leaked_row(self, incident: BreachIncident, row: int) -> tuple[BreachRow, list[tuple[Column, str]]]:
+        """A row in review and its cells as the kept file holds them (decrypted in memory), column by column.
+        For comparison only: no value leaves this class."""
+        _confirmed(incident)
         found = self.session.scalars(
             select(BreachRow).where(BreachRow.incident_id == incident.id, BreachRow.row == row)
         ).first()
@@ -211,8 +243,20 @@ class Incidents:
         columns = [Column.from_json(m) for m in incident.mapping]
         return found, [(c, cells[c.column] if c.column < len(cells) else "") for c in columns]
 
+    def compare(self, incident: BreachIncident, row: int) -> tuple[BreachRow, list[FieldAgreement]]:
+        """A row in review against its candidate, field by field: which fields agree and how closely, never a
+        value of either side (:mod:`hygie.breach.compare`). Read-only; the caller records the inspection."""
+        found, cells = self._leaked_row(incident, row)
+        if found.person_index is None:
+            return found, []
+        identity = self.hub.vault(self.session).identities_of([found.person_index]).get(found.person_index)
+        if identity is None:
+            return found, []
+        return found, compare(cells, identity, self.hub.settings.breach_close_score)
+
     def decide(self, actor: str, incident: BreachIncident, row: int, confirm: bool) -> BreachRow:
         """The DPO's decision on a row in review: confirmed rows are notified like automatic matches."""
+        _confirmed(incident)
         found = self.session.scalars(
             select(BreachRow).where(BreachRow.incident_id == incident.id, BreachRow.row == row)
         ).first()
@@ -228,6 +272,7 @@ class Incidents:
     def notify(self, actor: str, incident: BreachIncident) -> int:
         """Notices, outbox messages, account flags and the anonymous check's tags for every person matched
         (automatically or confirmed in review); never for a row still in review. Returns people notified."""
+        _confirmed(incident)
         if incident.status != "imported":
             raise Conflict(f"incident {incident.id} is {incident.status}: notices were already made")
         people: dict[bytes, set[str]] = {}
@@ -294,6 +339,125 @@ class Incidents:
             ],
             "cnil_form": "https://notifications.cnil.fr/notifications/index",
         }  # fmt: skip
+
+    # Two-person reveal of a candidate's vault identity.
+
+    def reveal(self, reveal_id: int) -> BreachReveal:
+        found = self.session.get(BreachReveal, reveal_id)
+        if found is None:
+            raise NotFound(f"no identity reveal request {reveal_id}")
+        return found
+
+    def request_reveal(self, actor: Actor, incident: BreachIncident, row: int, reason: str) -> BreachReveal:
+        """The DPO asks to see the vault identity of a row's candidate, saying why (the law's need: a notice by
+        post, a request from the authority...). Nothing is shown until a second person approves."""
+        _confirmed(incident)
+        if len(reason.strip()) < MIN_REASON:
+            raise Invalid(f"a request to see an identity needs its reason, in at least {MIN_REASON} characters")
+        found = self.session.scalars(
+            select(BreachRow).where(BreachRow.incident_id == incident.id, BreachRow.row == row)
+        ).first()
+        if found is None or found.person_index is None:
+            raise NotFound(f"row {row} of incident {incident.id} has no candidate in the vault")
+        open_ = self.session.scalars(select(BreachReveal.id).where(
+            BreachReveal.incident_id == incident.id, BreachReveal.row == row, BreachReveal.requested_by == actor.ref,
+            BreachReveal.status.in_(("requested", "approved")))).first()  # fmt: skip
+        if open_ is not None:
+            raise Conflict(f"your request {open_} for row {row} is still open: wait for its decision")
+        reveal = BreachReveal(incident_id=incident.id, row=row, person_index=found.person_index, status="requested",
+                              reason=reason.strip(), requested_by=actor.ref, requested_at=now())  # fmt: skip
+        self.session.add(reveal)
+        self.session.flush()
+        record(self.session, actor=actor.ref, role=actor.role_name, action="breach.reveal.request",
+               object=f"breach:{incident.id}", detail={"row": row, "reveal": reveal.id})  # fmt: skip
+        return reveal
+
+    def decide_reveal(self, actor: Actor, reveal_id: int, approve: bool, reason: str) -> BreachReveal:
+        """A second person approves or refuses a request to see an identity (never the asker, nor an account of
+        the asker's making; a role in ``breach_reveal_approver_roles``). The approver sees no identity."""
+        reveal = self.reveal(reveal_id)
+        if reveal.status != "requested":
+            raise Conflict(f"request {reveal_id} is {reveal.status}: it was decided already")
+        second_person(self.session, actor, reveal.requested_by, self.hub.settings.breach_reveal_approver_roles,
+                      "approving a request to see an identity")  # fmt: skip
+        if len(reason.strip()) < MIN_REASON:
+            raise Invalid(f"a decision on a request to see an identity needs its reason, in at least {MIN_REASON} "
+                          "characters")  # fmt: skip
+        reveal.status = "approved" if approve else "refused"
+        reveal.decided_by = actor.ref
+        reveal.decided_at = now()
+        reveal.decision_reason = reason.strip()
+        record(self.session, actor=actor.ref, role=actor.role_name,
+               action="breach.reveal.approve" if approve else "breach.reveal.refuse",
+               object=f"breach:{reveal.incident_id}", detail={"row": reveal.row, "reveal": reveal.id,
+                                                              "asker": reveal.requested_by})  # fmt: skip
+        return reveal
+
+    def show_reveal(self, actor: Actor, reveal_id: int) -> tuple[BreachReveal, Identity]:
+        """The approved identity, to the asker only, once, within ``breach_reveal_window_minutes`` of the
+        approval; recorded as ``breach.reveal.show`` in the same transaction (before the caller returns it)."""
+        reveal = self.reveal(reveal_id)
+        if reveal.requested_by != actor.ref:
+            raise Denied("only the person who asked may see this identity")
+        if reveal.status == "requested":
+            raise Denied("this request has not been approved by a second person yet")
+        if reveal.status == "refused":
+            raise Denied("this request was refused")
+        if reveal.status == "shown":
+            raise Conflict("this identity was shown once already: ask again, with a reason, if the law needs it")
+        window = timedelta(minutes=self.hub.settings.breach_reveal_window_minutes)
+        if reveal.decided_at is None or now() > aware(reveal.decided_at) + window:
+            raise Conflict(f"the approval is older than {self.hub.settings.breach_reveal_window_minutes} minutes: "
+                           "ask again")  # fmt: skip
+        identity = self.hub.vault(self.session).identities_of([reveal.person_index]).get(reveal.person_index)
+        if identity is None:
+            raise NotFound("the candidate is no longer in the identity vault")
+        reveal.status = "shown"
+        reveal.shown_at = now()
+        record(self.session, actor=actor.ref, role=actor.role_name, action="breach.reveal.show",
+               object=f"breach:{reveal.incident_id}", detail={"row": reveal.row, "reveal": reveal.id,
+                                                              "approver": reveal.decided_by})  # fmt: skip
+        return reveal, identity
+
+    def reveals(self, *, incident_id: int | None = None, statuses: tuple[str, ...] | None = None) -> list[BreachReveal]:
+        query = select(BreachReveal).order_by(BreachReveal.id)
+        if incident_id is not None:
+            query = query.where(BreachReveal.incident_id == incident_id)
+        if statuses is not None:
+            query = query.where(BreachReveal.status.in_(statuses))
+        return list(self.session.scalars(query))
+
+    def staged(self) -> list[BreachIncident]:
+        return list(self.session.scalars(
+            select(BreachIncident).where(BreachIncident.status == "staged").order_by(BreachIncident.id)))  # fmt: skip
+
+
+def _confirmed(incident: BreachIncident) -> None:
+    if incident.status == "staged":
+        raise Conflict(f"incident {incident.id} waits for a second person to confirm its import: nothing is "
+                       "matched yet")  # fmt: skip
+
+
+def second_person(session: Session, actor: Actor, asker: str, roles: list[str], what: str) -> None:
+    """Refuse unless ``actor`` is a second person for an act asked by ``asker`` (an actor reference): a signed-in
+    account of one of ``roles``, not the asker, not created by the asker, not the asker's creator, and not made by
+    the same account as the asker (accounts made by the console, the installation's act, are independent)."""
+    if actor.account_id is None or actor.role is None or actor.role.value not in roles:
+        raise Denied(f"{what} needs a second person's account ({', '.join(roles)})")
+    if not actor.scopes & {Scope.GOVERNANCE, Scope.AUDIT}:
+        raise Denied(f"{what} needs a signed-in session or a governance token")
+    if actor.ref == asker:
+        raise Denied(f"{what} needs a second person: not the one who asked")
+    mine = session.get(Account, actor.account_id)
+    if mine is None or mine.disabled:
+        raise Denied(f"{what} needs an active account")
+    if mine.created_by == asker:
+        raise Denied(f"{what} needs a second person: an account created by the one who asked does not count")
+    theirs = session.get(Account, int(asker.split(":", 1)[1])) if asker.startswith("account:") else None
+    if theirs is not None and theirs.created_by == actor.ref:
+        raise Denied(f"{what} needs a second person: the one who asked holds an account you created")
+    if theirs is not None and theirs.created_by == mine.created_by and mine.created_by.startswith("account:"):
+        raise Denied(f"{what} needs a second person: your account and the asker's were created by the same person")
 
 
 def categories_label(categories: list[str]) -> str:

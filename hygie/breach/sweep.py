@@ -24,7 +24,7 @@ def sweep(hub: Hub, session: Session, actor: str, at: datetime | None = None) ->
         store.erase(hub.settings.data_dir, incident.file_name)
         incident.file_key = None
         incident.destroyed_at = at
-        incident.status = "destroyed" if incident.status == "imported" else incident.status
+        incident.status = "destroyed" if incident.status in ("imported", "staged") else incident.status
         record(session, actor=actor, action="breach.destroy_file", object=f"breach:{incident.id}",
                detail={"retain_until": until.isoformat()})  # fmt: skip
         done.append(incident.id)

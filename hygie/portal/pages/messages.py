@@ -35,6 +35,7 @@ RELEASE_STATUS: dict[str, str] = {
 }
 ALERT_STATUS: dict[str, str] = {"open": "ouverte", "acknowledged": "prise en compte", "dismissed": "classée"}
 INCIDENT_STATUS: dict[str, str] = {
+    "staged": "importée, en attente de confirmation par une seconde personne",
     "imported": "importée, avis non encore faits",
     "notified": "notifiée",
     "destroyed": "fichier détruit, avis non faits",

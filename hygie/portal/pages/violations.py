@@ -3,8 +3,10 @@ categories exposed, the column mapping and its correction, the review queue, the
 the CNIL, the outbox and the sweep of leaked files past their retention date.
 
 The pages call the JSON API's route functions (``hygie.portal.routes.breach``), so each act is checked, done and
-recorded exactly as through ``/breach/…``. Like the API, nothing here shows a value from the leak: rows are
-numbered, people counted, columns named by their header and mapped field.
+recorded exactly as through ``/breach/…``. Like the API, nothing here shows a value from the leak or the vault:
+rows are numbered, people counted, columns named by their header and mapped field, and a row in review is
+compared with its candidate field by field (identical, close, different, absent). The one exception is the
+two-person reveal: an identity the DPO asked for with a reason and a second person approved, shown once.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from hygie.breach.mapping import Field
 from hygie.governance.accounts import Actor
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
+from hygie.governance.projects import MIN_REASON
 from hygie.portal.pages.citizen import EXPOSED
 from hygie.portal.pages.messages import INCIDENT_STATUS, Said, said
 from hygie.portal.pages.web import (
     PageRoute,
+    checked_form,
     extend_nav,
     hub_of,
     page_actor,
@@ -210,6 +214,72 @@ async def sweep_page(request: Request) -> Response:
     return redirect(f"/controle/violations?fait=purge&detruits={len(done['destroyed'])}")
 
 
+SECOND_PERSON_NAV = "/controle/violations/a-confirmer"
+for _role in (Role.DPO, Role.OPERATOR, Role.AUDITOR):
+    extend_nav(_role, SECOND_PERSON_NAV, "Violations : à confirmer")
+
+
+def _second_person(request: Request) -> Actor:
+    actor = page_actor(request)
+    s = hub_of(request).settings
+    roles = {*s.breach_import_confirmer_roles, *s.breach_reveal_approver_roles, Role.DPO.value}
+    require_role(actor, *(r for r in Role if r.value in roles))
+    return actor
+
+
+def _pending_context(request: Request, actor: Actor, done: str, errors: dict[str, str]) -> dict[str, Any]:
+    pending = api.pending(hub_of(request), actor)
+    return {"imports": pending.imports, "reveals": pending.reveals, "done": done, "errors": errors,
+            "min_reason": MIN_REASON, **_labels()}  # fmt: skip
+
+
+@router.get("/a-confirmer", response_class=HTMLResponse)
+def pending_page(request: Request, fait: str = Query("", max_length=20)) -> HTMLResponse:
+    """What awaits a second person: leaks imported by someone else (nothing matched until confirmed), and the
+    DPO's requests to see an identity. Shows no value of a leak or of the vault."""
+    actor = _second_person(request)
+    done = fait if fait in {"import", "approve", "refuse"} else ""
+    return render(request, "controle/violations-a-confirmer.html", _pending_context(request, actor, done, {}),
+                  actor=actor)  # fmt: skip
+
+
+@router.post("/a-confirmer/import/{incident_id}", response_class=HTMLResponse)
+async def confirm_page(request: Request, incident_id: int) -> Response:
+    await checked_form(request)
+    actor = await run_in_threadpool(_second_person, request)
+    try:
+        await run_in_threadpool(api.confirm_import, incident_id, hub_of(request), actor)
+    except GovernanceError as exc:  # recorded by the service
+        context = await run_in_threadpool(_pending_context, request, actor, "", {
+            f"import-{incident_id}": said(exc.status, exc.message).text})  # fmt: skip
+        return render(request, "controle/violations-a-confirmer.html", context, actor=actor, status=exc.status)
+    return redirect(f"{SECOND_PERSON_NAV}?fait=import")
+
+
+@router.post("/a-confirmer/levee/{reveal_id}", response_class=HTMLResponse)
+async def reveal_decision_page(request: Request, reveal_id: int) -> Response:
+    form = await checked_form(request)
+    actor = await run_in_threadpool(_second_person, request)
+    decision = str(form.get("decision", ""))
+    reason = str(form.get("motif", "")).strip()
+    key = f"levee-{reveal_id}"
+    error = ""
+    if decision not in ("approve", "refuse"):
+        error = "Choisissez d'approuver ou de refuser la demande."
+    elif len(reason) < MIN_REASON:
+        error = f"Dites pourquoi, en {MIN_REASON} caractères au moins."
+    else:
+        body = api.RevealDecision(decision=cast(Literal["approve", "refuse"], decision), reason=reason[:2000])
+        try:
+            await run_in_threadpool(api.decide_reveal, reveal_id, body, hub_of(request), actor)
+        except GovernanceError as exc:  # recorded by the service
+            error = said(exc.status, exc.message).text
+        else:
+            return redirect(f"{SECOND_PERSON_NAV}?fait={decision}")
+    context = await run_in_threadpool(_pending_context, request, actor, "", {key: error})
+    return render(request, "controle/violations-a-confirmer.html", context, actor=actor, status=422)
+
+
 def _incident_context(
     request: Request, actor: Actor, incident_id: int, done: str, people: int, errors: dict[str, str]
 ) -> dict[str, Any]:
@@ -287,46 +357,70 @@ def report_page(request: Request, incident_id: int) -> HTMLResponse:
                   {"incident_id": incident_id, "report": report, **_labels()}, actor=actor)  # fmt: skip
 
 
-VAULT_FIELDS: dict[str, str] = {
-    Field.NIR: "nir",
-    Field.LAST_NAME: "last_name",
-    Field.FIRST_NAME: "first_name",
-    Field.BIRTH_DATE: "birth_date",
-    Field.POSTCODE: "postcode",
-    Field.EMAIL: "email",
-    Field.PHONE: "phone",
-    Field.ADDRESS: "address",
-    Field.COMMUNE: "commune",
+AGREEMENTS: dict[str, str] = {
+    "exact": "identique",
+    "close": "proche",
+    "differs": "différent",
+    "missing": "absent",
 }
-"""Identifying fields of a leaked row and the vault identity's attribute each is compared with."""
-IDENTIFYING = {*VAULT_FIELDS, Field.FULL_NAME, Field.SEX}
-"""What the comparison shows of the leaked row: identifiers only, never its health or other data (not needed to
-decide who the row describes)."""
+MISSING_ON = {"leak": "vide dans le fichier", "vault": "absent du coffre"}
+REVEAL_STATUS = {
+    "requested": "demandée, en attente d'une seconde personne",
+    "approved": "approuvée",
+    "refused": "refusée",
+    "shown": "montrée une fois",
+}
+
+
+def _row_context(request: Request, actor: Actor, incident_id: int, row: int, errors: dict[str, str],
+                 reason: str, done: str) -> dict[str, Any]:  # fmt: skip
+    hub = hub_of(request)
+    incident = api.get_incident(incident_id, hub, actor)
+    review = api.compare_row(incident_id, row, hub, actor)
+    mine = [r for r in api.list_reveals(hub, actor, incident_id) if r.row == row and r.requested_by == actor.ref]
+    return {"incident": incident, "review": review, "has_candidate": bool(review.fields), "reveals": mine,
+            "may_decide": incident.status == "imported", "errors": errors, "reason": reason, "done": done,
+            "agreements": AGREEMENTS, "missing_on": MISSING_ON, "reveal_status": REVEAL_STATUS,
+            "min_reason": MIN_REASON, **_labels()}  # fmt: skip
 
 
 @router.get("/{incident_id}/revue/{row}", response_class=HTMLResponse)
-def inspect_page(request: Request, incident_id: int, row: int) -> HTMLResponse:
-    """One row in review beside its candidate's vault identity. The values are in this answer's body only (never
-    in a URL, a log, an error or the record, which holds the row number) and the answer is not cached."""
+def inspect_page(request: Request, incident_id: int, row: int, fait: str = Query("", max_length=20)) -> HTMLResponse:
+    """One row in review against its candidate: which identifying fields agree and how closely, never a value of
+    the leak or of the vault. Recorded (row number only); a full view of the identity is a two-person act."""
     actor = page_actor(request)
     require_role(actor, Role.DPO)
-    hub = hub_of(request)
-    incident = api.get_incident(incident_id, hub, actor)
-    review, cells, identity = api.inspect_row(incident_id, row, hub, actor)
-    lines: list[dict[str, str]] = []
-    for column, value in cells:
-        if column.field not in IDENTIFYING:
-            continue
-        if identity is None or not value.strip():
-            vault = ""  # nothing to compare: the vault's value is not shown (minimisation)
-        elif column.field == Field.FULL_NAME:
-            vault = f"{identity.last_name} {identity.first_name}"
-        elif column.field in VAULT_FIELDS:
-            vault = str(getattr(identity, VAULT_FIELDS[column.field]) or "")
-        else:
-            vault = "(non gardé dans le coffre)"
-        lines.append({"column": str(column.column + 1), "header": column.header, "field": column.field,
-                      "leaked": value, "vault": vault})  # fmt: skip
-    context = {"incident": incident, "review": review, "lines": lines, "has_candidate": identity is not None,
-               "may_decide": incident.status == "imported", **_labels()}  # fmt: skip
+    context = _row_context(request, actor, incident_id, row, {}, "", fait if fait == "levee" else "")
     return render(request, "controle/violation-ligne.html", context, actor=actor, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{incident_id}/revue/{row}/levee", response_class=HTMLResponse)
+async def reveal_request_page(request: Request, incident_id: int, row: int) -> Response:
+    """The DPO asks to see the candidate's identity, with a reason; a second person decides."""
+    form, actor = await posted_by(request, Role.DPO)
+    reason = str(form.get("motif", "")).strip()
+    hub = hub_of(request)
+    error = ""
+    if len(reason) < MIN_REASON:
+        error = f"Dites pourquoi la loi demande cette identité, en {MIN_REASON} caractères au moins."
+    else:
+        try:
+            await run_in_threadpool(api.request_reveal, incident_id, row, api.RevealRequest(reason=reason[:2000]),
+                                    hub, actor)  # fmt: skip
+        except GovernanceError as exc:  # recorded by the service; shown above the form, the reason kept
+            error = said(exc.status, exc.message).text
+        else:
+            return redirect(f"/controle/violations/{incident_id}/revue/{row}?fait=levee")
+    context = await run_in_threadpool(_row_context, request, actor, incident_id, row, {"motif": error}, reason, "")
+    return render(request, "controle/violation-ligne.html", context, actor=actor, status=422,
+                  headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+@router.post("/{incident_id}/levees/{reveal_id}", response_class=HTMLResponse)
+async def reveal_show_page(request: Request, incident_id: int, reveal_id: int) -> Response:
+    """The approved identity, once, to the DPO who asked; recorded and alerted before the page is returned."""
+    _, actor = await posted_by(request, Role.DPO)
+    reveal, identity = await run_in_threadpool(api.show_identity, reveal_id, hub_of(request), actor)
+    return render(request, "controle/violation-identite.html",
+                  {"incident_id": reveal.incident_id, "reveal": reveal, "identity": identity},
+                  actor=actor, headers={"Cache-Control": "no-store"})  # fmt: skip

@@ -1,7 +1,9 @@
 """Breach response: the DPO's incidents, the citizen's notices, and the anonymous "am I in it?" check.
 
-No response and no event carries a value from a leak: rows are numbered, people are counted, columns are
-named by their header and mapped field.
+No response and no event carries a value from a leak or from the vault: rows are numbered, people are counted,
+columns are named by their header and mapped field, and a row in review is compared with its candidate by which
+fields agree and how closely. Two acts need a second person: confirming a leak imported over HTTP (nothing is
+matched before), and approving the DPO's request to see a candidate's vault identity (shown once to the asker).
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import base64
 import binascii
 import secrets
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from voprf import ristretto
@@ -22,7 +24,7 @@ from hygie.audit import Outcome, record, record_now
 from hygie.breach import citizen as breach_citizen
 from hygie.breach import mail, oprf, sweep
 from hygie.breach.mapping import Field as LeakField
-from hygie.breach.models import BreachCheckTag, BreachIncident, BreachRow
+from hygie.breach.models import BreachCheckTag, BreachIncident, BreachReveal, BreachRow
 from hygie.breach.ratelimit import RateLimited, RateLimiter
 from hygie.breach.reader import UnreadableFile
 from hygie.breach.service import Incidents, Result, aware
@@ -33,7 +35,6 @@ from hygie.governance.errors import Denied, Invalid, Unauthenticated
 from hygie.governance.models import Account
 from hygie.governance.policy import Role
 from hygie.hub import Hub
-from hygie.identity.vault import Identity
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(tags=["breach"])
@@ -72,8 +73,12 @@ class ColumnOut(BaseModel):
 class IncidentOut(BaseModel):
     id: int
     name: str
-    status: str
+    status: str = Field(
+        description="'staged' (awaiting a second person's confirmation), 'imported', 'notified', 'destroyed'"
+    )
     created_at: datetime
+    created_by: str = ""
+    confirmed_by: str | None = None
     retain_until: datetime
     destroyed_at: datetime | None
     counts: dict[str, int]
@@ -97,9 +102,70 @@ class DecisionRequest(BaseModel):
     decision: Literal["confirm", "reject"]
 
 
+class StagedOut(BaseModel):
+    id: int
+    incident: str
+    status: Literal["staged"]
+    rows: int = Field(description="Data rows read from the file; none is matched before a second person confirms")
+
+
+class FieldOut(BaseModel):
+    column: int = Field(description="Column of the file, from 0")
+    header: str
+    field: str
+    agreement: Literal["exact", "close", "differs", "missing"]
+    score: float | None = Field(description="Similarity 0-1 when both sides hold a value")
+    missing_on: Literal["leak", "vault"] | None
+
+
+class ComparisonOut(ReviewRow):
+    fields: list[FieldOut] = Field(description="Each identifying cell against the candidate; never a value")
+
+
+class RevealRequest(BaseModel):
+    reason: str = Field(max_length=2000, description="Why the law needs this identity (at least the minimum)")
+
+
+class RevealDecision(BaseModel):
+    decision: Literal["approve", "refuse"]
+    reason: str = Field(max_length=2000)
+
+
+class RevealOut(BaseModel):
+    id: int
+    incident_id: int
+    row: int
+    status: Literal["requested", "approved", "refused", "shown"]
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    shown_at: datetime | None
+    usable_until: datetime | None = Field(description="An approved identity may be seen once, until then")
+
+
+class IdentityOut(BaseModel):
+    nir: str
+    last_name: str
+    first_name: str
+    birth_date: str
+    address: str | None
+    postcode: str | None
+    commune: str | None
+    phone: str | None
+    email: str | None
+
+
+class PendingOut(BaseModel):
+    imports: list[IncidentOut] = Field(description="Imports staged by someone else, awaiting confirmation")
+    reveals: list[RevealOut] = Field(description="Requests to see an identity, awaiting a decision")
+
+
 def _incident_out(i: BreachIncident) -> IncidentOut:
     return IncidentOut(
-        id=i.id, name=i.name, status=i.status, created_at=aware(i.created_at), retain_until=aware(i.retain_until),
+        id=i.id, name=i.name, status=i.status, created_at=aware(i.created_at), created_by=i.created_by,
+        confirmed_by=i.confirmed_by, retain_until=aware(i.retain_until),
         destroyed_at=aware(i.destroyed_at) if i.destroyed_at else None, counts=i.counts, categories=i.categories,
         mapping=[ColumnOut(**m) for m in i.mapping],
     )  # fmt: skip
@@ -109,13 +175,16 @@ def _import_out(result: Result) -> ImportOut:
     return ImportOut(**result.as_json())
 
 
-@router.post("/breach/incidents", summary="Import a leaked file (CSV, TSV, XLSX, JSON) and match it (the DPO)")
+@router.post(
+    "/breach/incidents",
+    summary="Import a leaked file (CSV, TSV, XLSX, JSON), sealed and staged until a second person confirms (the DPO)",
+)
 async def import_incident(
     hub: HubDep,
     actor: ActorDep,
     file: Annotated[UploadFile | None, File(description="The leaked file")] = None,
     incident: Annotated[str | None, Form(description="A name for the incident")] = None,
-) -> ImportOut:
+) -> StagedOut:
     blob = await file.read(upload_limit(hub.settings) + 1) if file is not None else None
     return import_blob(hub, actor, incident, file.filename if file is not None else None, blob)[1]
 
@@ -126,8 +195,9 @@ def upload_limit(settings: Settings) -> int:
 
 def import_blob(
     hub: Hub, actor: Actor, incident: str | None, file_name: str | None, blob: bytes | None
-) -> tuple[int, ImportOut]:
-    """The import behind ``POST /breach/incidents`` and the DPO's page: the new incident's id and the summary."""
+) -> tuple[int, StagedOut]:
+    """The import behind ``POST /breach/incidents`` and the DPO's page: the file sealed and its columns mapped,
+    nothing matched (staged) until a second person confirms it (``POST /breach/incidents/{id}/confirm``)."""
     with act(hub, actor, "breach.import") as session:
         _require_dpo(actor)
         if blob is None or not incident:
@@ -138,10 +208,51 @@ def import_blob(
                 "`hygie breach import`"
             )
         try:
-            result = Incidents(hub, session).import_file(actor.ref, incident, file_name or "leak", blob)
+            result = Incidents(hub, session).import_file(actor.ref, incident, file_name or "leak", blob, staged=True)
         except UnreadableFile as exc:  # its message names the format tried, never the file's content
             raise Invalid(str(exc)) from None
-        return result.incident.id, _import_out(result)
+        i = result.incident
+        return i.id, StagedOut(id=i.id, incident=i.name, status="staged", rows=i.counts.get("rows", 0))
+
+
+@router.post(
+    "/breach/incidents/{incident_id}/confirm",
+    summary="Confirm a staged import: only now is the file matched (a second person, not the importer)",
+)
+def confirm_import(incident_id: int, hub: HubDep, actor: ActorDep) -> ImportOut:
+    with act(hub, actor, "breach.import.confirm", object=f"breach:{incident_id}") as session:
+        incidents = Incidents(hub, session)
+        return _import_out(incidents.confirm(actor, incidents.get(incident_id)))
+
+
+def _second_person_roles(hub: Hub) -> set[str]:
+    s = hub.settings
+    return {*s.breach_import_confirmer_roles, *s.breach_reveal_approver_roles, Role.DPO.value}
+
+
+def _reveal_out(r: BreachReveal, window_minutes: int) -> RevealOut:
+    until = aware(r.decided_at) + timedelta(minutes=window_minutes) if r.status == "approved" and r.decided_at else None
+    return RevealOut(
+        id=r.id, incident_id=r.incident_id, row=r.row, status=r.status, reason=r.reason,  # type: ignore[arg-type]
+        requested_by=r.requested_by, requested_at=aware(r.requested_at), decided_by=r.decided_by,
+        decided_at=aware(r.decided_at) if r.decided_at else None,
+        shown_at=aware(r.shown_at) if r.shown_at else None, usable_until=until,
+    )  # fmt: skip
+
+
+@router.get("/breach/pending", summary="What awaits a second person: staged imports, requests to see an identity")
+def pending(hub: HubDep, actor: ActorDep) -> PendingOut:
+    with act(hub, actor, "breach.pending.read") as session:
+        if actor.account_id is None or actor.role_name not in _second_person_roles(hub):
+            raise Denied(f"a {actor.role_name or 'visitor'} has no breach decisions to take")
+        incidents = Incidents(hub, session)
+        imports = [i for i in incidents.staged() if i.created_by != actor.ref]
+        reveals = [r for r in incidents.reveals(statuses=("requested",)) if r.requested_by != actor.ref]
+        record(session, actor=actor.ref, role=actor.role_name, action="breach.pending.read",
+               detail={"imports": len(imports), "reveals": len(reveals)})  # fmt: skip
+        window = hub.settings.breach_reveal_window_minutes
+        return PendingOut(imports=[_incident_out(i) for i in imports],
+                          reveals=[_reveal_out(r, window) for r in reveals])  # fmt: skip
 
 
 @router.get("/breach/incidents", summary="Breach incidents (the DPO)")
@@ -182,22 +293,82 @@ def review_queue(incident_id: int, hub: HubDep, actor: ActorDep) -> list[ReviewR
                           decision=r.decision) for r in rows]  # fmt: skip
 
 
-def inspect_row(
-    incident_id: int, row: int, hub: Hub, actor: Actor
-) -> tuple[ReviewRow, list[tuple[ColumnOut, str]], Identity | None]:
-    """For the DPO's page only (no endpoint: the values must stay out of programs' logs and caches): a row in
-    review, its cells from the kept file and its candidate's vault identity, recorded as ``breach.review.inspect``
-    with the row number only."""
+def compare_row(incident_id: int, row: int, hub: Hub, actor: Actor) -> ComparisonOut:
+    """A row in review against its candidate, field by field (agreement and similarity, never a value of the
+    leak or of the vault), recorded as ``breach.review.inspect`` with the row number."""
     with act(hub, actor, "breach.review.inspect", object=f"breach:{incident_id}") as session:
         _require_dpo(actor)
         incidents = Incidents(hub, session)
-        r, cells = incidents.leaked_row(incidents.get(incident_id), row)
-        identity = hub.vault(session).identities_of([r.person_index]).get(r.person_index) if r.person_index else None
+        r, fields = incidents.compare(incidents.get(incident_id), row)
         record(session, actor=actor.ref, role=actor.role_name, action="breach.review.inspect",
                object=f"breach:{incident_id}", detail={"row": row})  # fmt: skip
-        out = ReviewRow(row=r.row, confidence=r.confidence, reason=r.reason, candidates=r.candidates,
-                        decision=r.decision)  # fmt: skip
-        return out, [(ColumnOut(**c.as_json()), value) for c, value in cells], identity
+        return ComparisonOut(
+            row=r.row, confidence=r.confidence, reason=r.reason, candidates=r.candidates, decision=r.decision,
+            fields=[FieldOut(column=f.column, header=f.header, field=f.field, agreement=f.agreement.value,
+                             score=f.score, missing_on=f.missing_on) for f in fields],  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+@router.get(
+    "/breach/incidents/{incident_id}/review/{row}",
+    summary="A row in review against its candidate: which fields agree and how closely, never a value",
+)
+def review_row(incident_id: int, row: int, hub: HubDep, actor: ActorDep, response: Response) -> ComparisonOut:
+    response.headers["Cache-Control"] = "no-store"
+    return compare_row(incident_id, row, hub, actor)
+
+
+@router.post(
+    "/breach/incidents/{incident_id}/review/{row}/reveal",
+    summary="Ask to see a row's candidate's vault identity, with a reason (the DPO; a second person decides)",
+)
+def request_reveal(incident_id: int, row: int, body: RevealRequest, hub: HubDep, actor: ActorDep) -> RevealOut:
+    with act(hub, actor, "breach.reveal.request", object=f"breach:{incident_id}") as session:
+        _require_dpo(actor)
+        incidents = Incidents(hub, session)
+        reveal = incidents.request_reveal(actor, incidents.get(incident_id), row, body.reason)
+        return _reveal_out(reveal, hub.settings.breach_reveal_window_minutes)
+
+
+@router.get("/breach/reveals", summary="Requests to see an identity (the DPO and those who may decide them)")
+def list_reveals(hub: HubDep, actor: ActorDep, incident_id: int | None = None) -> list[RevealOut]:
+    with act(hub, actor, "breach.reveal.list") as session:
+        if actor.account_id is None or actor.role_name not in _second_person_roles(hub):
+            raise Denied(f"a {actor.role_name or 'visitor'} may not read requests to see an identity")
+        found = Incidents(hub, session).reveals(incident_id=incident_id)
+        record(session, actor=actor.ref, role=actor.role_name, action="breach.reveal.list",
+               detail={"count": len(found)})  # fmt: skip
+        return [_reveal_out(r, hub.settings.breach_reveal_window_minutes) for r in found]
+
+
+@router.post(
+    "/breach/reveals/{reveal_id}/decision",
+    summary="Approve or refuse a request to see an identity (a second person, never the asker)",
+)
+def decide_reveal(reveal_id: int, body: RevealDecision, hub: HubDep, actor: ActorDep) -> RevealOut:
+    with act(hub, actor, f"breach.reveal.{body.decision}", object=f"breach-reveal:{reveal_id}") as session:
+        reveal = Incidents(hub, session).decide_reveal(actor, reveal_id, body.decision == "approve", body.reason)
+        return _reveal_out(reveal, hub.settings.breach_reveal_window_minutes)
+
+
+def show_identity(reveal_id: int, hub: Hub, actor: Actor) -> tuple[RevealOut, IdentityOut]:
+    """The approved identity, once, to the asker; recorded (and alerted) before it is returned."""
+    with act(hub, actor, "breach.reveal.show", object=f"breach-reveal:{reveal_id}") as session:
+        _require_dpo(actor)
+        reveal, i = Incidents(hub, session).show_reveal(actor, reveal_id)
+        identity = IdentityOut(nir=i.nir, last_name=i.last_name, first_name=i.first_name, birth_date=i.birth_date,
+                               address=i.address, postcode=i.postcode, commune=i.commune, phone=i.phone,
+                               email=i.email)  # fmt: skip
+        return _reveal_out(reveal, hub.settings.breach_reveal_window_minutes), identity
+
+
+@router.post(
+    "/breach/reveals/{reveal_id}/identity",
+    summary="See an approved identity, once, within the window (the DPO who asked; not cached)",
+)
+def reveal_identity(reveal_id: int, hub: HubDep, actor: ActorDep, response: Response) -> IdentityOut:
+    response.headers["Cache-Control"] = "no-store"
+    return show_identity(reveal_id, hub, actor)[1]
 
 
 @router.post("/breach/incidents/{incident_id}/review/{row}", summary="Confirm or reject a row in review")

@@ -64,6 +64,15 @@ def test_dpo_imports_a_leak_reviews_and_notifies(page: Page, server: str, page_w
     expect(page).to_have_url(re.compile(r"/controle/violations/\d+\?fait=import$"))
     incident_id = int(page.url.split("/")[-1].split("?")[0])
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Violation {incident_id} : Fuite du laboratoire de test")
+    # Staged: nothing matched, nothing to review or notify, until a second person confirms the import.
+    expect(page.locator("#en-attente")).to_contain_text("seconde personne")
+    expect(page.locator("#comptages td[data-compte=matched]")).to_have_text("0")
+    expect(page.get_by_role("button", name="Notifier les personnes concernées")).to_have_count(0)
+    check_page(page, "controle-violation-en-attente")
+    assert w.call("dpo", "POST", f"/breach/incidents/{incident_id}/confirm").status_code == 403
+    assert w.call("auditor", "POST", f"/breach/incidents/{incident_id}/confirm").status_code == 200
+    page.reload()
+    expect(page.locator("#en-attente")).to_have_count(0)
     check_page(page, "controle-violation")
     api = w.call("dpo", "GET", f"/breach/incidents/{incident_id}").json()
     for key in ("rows", "matched", "ambiguous", "unmatched", "invalid", "people"):
@@ -107,16 +116,16 @@ def test_dpo_imports_a_leak_reviews_and_notifies(page: Page, server: str, page_w
     first = next(r["row"] for r in queue if leak.rows[r["row"] - 1][0])
     others = [r["row"] for r in queue if r["row"] != first]
 
-    # Side by side: the leaked row's identifying cells and the candidate's vault identity, recorded (row only),
-    # never cached; no health data of the row is shown.
+    # The row against its candidate, field by field (identical, close, different, absent): no value of the leak
+    # or of the vault, recorded (row only), never cached; the health columns are not compared.
     page.locator(f"#ligne-{first}").get_by_role("link", name=re.compile(f"Ligne {first}")).click()
     expect(page).to_have_url(re.compile(rf"/controle/violations/{incident_id}/revue/{first}$"))
     check_page(page, "controle-violation-ligne")
-    nir_line = page.locator("#comparaison tbody tr").filter(has_text="N° Sécu")
-    leaked_nir = leak.rows[first - 1][0]
-    expect(nir_line.locator("td.fuite")).to_have_text(leaked_nir or "—")
-    vault_nir = nir_line.locator("td.coffre").inner_text().strip()
-    assert vault_nir in nirs, "the candidate's NIR, from the vault"
+    nir_line = page.locator("#comparaison tbody tr[data-champ=nir]")
+    expect(nir_line.locator("td.accord")).to_have_attribute("data-accord", re.compile("^(exact|close|differs)$"))
+    html = page.content()
+    assert not [n for n in nirs if n in html]
+    assert not [p["NOM"] for p in everyone if re.search(rf"\b{re.escape(p['NOM'])}\b", html)]
     expect(page.locator("#comparaison")).not_to_contain_text("Groupe sanguin")
     response = page.request.get(page.url)
     assert response.status == 200 and response.headers["cache-control"] == "no-store"
