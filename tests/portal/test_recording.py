@@ -59,6 +59,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/airlock/{release_id}/decisions"): {"decision": "approve", "reason": "checked every cell"},
     ("PUT", "/breach/incidents/{incident_id}/mapping"): {"columns": {"0": "comment"}},
     ("POST", "/breach/incidents/{incident_id}/review/{row}"): {"decision": "reject"},
+    ("POST", "/breach/incidents/{incident_id}/review/{row}/reveal"): {"reason": "a letter the law requires"},
+    ("POST", "/breach/reveals/{reveal_id}/decision"): {"decision": "refuse", "reason": "no legal need shown"},
     ("POST", "/me/contact-details"): {},
     # RFC 9497's blinded element of test vector A.1.2.1: any valid ristretto255 element will do.
     ("POST", "/breach-check/evaluate"): {"blinded": "hj8zDMGhJZ7VpZmKI6z9N/tDUaeTpbPAkLZC3cQ5uUU="},
@@ -91,6 +93,7 @@ def test_every_endpoint_records_or_says_why_not(world: World) -> None:
         "job_id": 999,
         "release_id": 999,
         "incident_id": 999,
+        "reveal_id": 999,
         "row": 1,
     }
     walked = 0
