@@ -86,6 +86,11 @@ async def wait_for(condition: Any, seconds: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def scrape(app: FastAPI) -> str:
+    """The metrics as Prometheus reads them from the separate listener (metrics_host:metrics_port)."""
+    return resilience(app).metrics.exposition().decode()
+
+
 def metric(exposition: str, series: str) -> float:
     for line in exposition.splitlines():
         if line.startswith(series + " "):
@@ -162,7 +167,7 @@ def test_overload_is_answered_503_with_retry_after_and_nothing_else(used: tuple[
             holds.release.set()
             assert [(await t).status_code for t in held] == [200, 200]
 
-        metrics = (await client(app).get("/metrics")).text
+        metrics = scrape(app)
         shed = sum(r.status_code == 503 for r in answers) + 6 + 1
         full = metric(metrics, 'hygie_load_shed_total{reason="queue full",route_class="citizen"}')
         # On a slow machine some of the burst may also wait past the queue deadline: the reasons add up.
@@ -231,7 +236,7 @@ def test_citizens_are_served_while_research_is_saturated(used: tuple[World, int,
             holds.release.set()
             assert {(await t).status_code for t in [*analyses, *slow]} == {200}
 
-        metrics = (await client(app).get("/metrics")).text
+        metrics = scrape(app)
         assert metric(metrics, 'hygie_load_shed_total{reason="citizens first",route_class="research"}') == 1
 
     asyncio.run(run())
@@ -285,7 +290,7 @@ def test_the_breaker_opens_after_failures_answers_at_once_and_recovers(
             r = await c.get("/me/data-uses", headers=headers)
             assert r.status_code == 503 and "database" in r.json()["detail"]
             assert time.monotonic() - started < 0.2  # refused at the door: nothing piles up on the dead database
-            metrics = (await c.get("/metrics")).text
+            metrics = scrape(app)  # what the metrics listener serves (it needs no database)
             assert metric(metrics, 'hygie_breaker_state{dependency="database"}') == 2
 
             # Half-open after the pause: the probe fails while the database is still down, and it stays open.
@@ -418,3 +423,30 @@ def test_service_endpoints_say_why_they_are_not_recorded(used: tuple[World, int,
     paths = world.client.get("/openapi.json").json()["paths"]
     for path in ("/readyz", "/metrics"):
         assert re.match(r"not recorded: ", paths[path]["get"]["x-hygie-audit"])
+
+
+def test_metrics_are_not_public_on_the_api_port(used: tuple[World, int, dict[str, Any]]) -> None:
+    world, _, _ = used
+    assert world.client.get("/metrics").status_code == 401
+    for who in ("researcher1", "dpo", "citizen1"):
+        assert world.call(who, "GET", "/metrics").status_code == 403, who
+    for who in ("operator", "auditor"):
+        r = world.call(who, "GET", "/metrics")
+        assert r.status_code == 200 and "hygie_http_requests_total" in r.text, who
+    # The separate listener, loopback only, answers without credentials (what Prometheus scrapes).
+    from hygie.portal.app import _start_metrics_listener
+
+    app = world.client.app
+    own = dataclasses.replace(world.hub, settings=world.hub.settings.model_copy(update={"metrics_port": 0}))
+    server = _start_metrics_listener(app, own)  # type: ignore[arg-type]
+    assert server is not None and server.server_address[0] == "127.0.0.1"
+    try:
+        r = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10)
+        assert r.status_code == 200 and "hygie_breaker_state" in r.text
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _start_metrics_listener(app, world.hub) is None  # none unless metrics_port is set  # type: ignore[arg-type]
+    # Probes stay public and say nothing about data.
+    assert world.client.get("/healthz").json() == {"status": "ok"}
+    assert set(world.client.get("/readyz").json()) == {"status", "checks", "breakers", "draining"}

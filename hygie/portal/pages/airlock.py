@@ -2,7 +2,8 @@
 findings, and the decision to release or reject it, with a reason.
 
 The pages call the JSON API's route functions (``hygie.portal.routes.analysis``): the service refuses a checker
-who wrote the analysis or belongs to its project, and a second decision by the same checker.
+who wrote the analysis or belongs to its project, and a second decision by the same checker. An output is shown
+only while it awaits checkers: the decision that releases or rejects it sends the checker back to the queue.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ MIN_REASON = 10
 
 
 @router.get("", response_class=HTMLResponse)
-def queue(request: Request) -> HTMLResponse:
+def queue(request: Request, fait: str = Query("", max_length=20)) -> HTMLResponse:
     actor = page_actor(request)
     require_role(actor, *CHECKERS)
     items = api.airlock(hub_of(request), actor)
     needed = hub_of(request).settings.analysis_checkers_required
-    return render(request, "sas/liste.html", {"items": items, "needed": needed}, actor=actor)
+    done = fait if fait in ("released", "rejected") else ""
+    return render(request, "sas/liste.html", {"items": items, "needed": needed, "done": done}, actor=actor)
 
 
 def _detail_context(
@@ -67,5 +69,8 @@ async def decide(request: Request, release_id: int) -> Response:
         context = await run_in_threadpool(_detail_context, request, actor, release_id, "", errors, reason)
         return render(request, "sas/sortie.html", context, actor=actor, status=422)
     body = api.DecisionRequest(decision=cast(Literal["approve", "reject"], decision), reason=reason)
-    await run_in_threadpool(api.decide, release_id, body, hub_of(request), actor)
+    state = await run_in_threadpool(api.decide, release_id, body, hub_of(request), actor)
+    if state.status != "pending":
+        # Released or rejected: its rows leave the airlock (its project's business now), back to the queue.
+        return redirect(f"/relecture/sas?fait={state.status}")
     return redirect(f"/relecture/sas/{release_id}?fait={decision}")
