@@ -1,4 +1,5 @@
-"""The register's account of work done: jobs run and outputs released, per project.
+"""The register's account of work done: jobs run and outputs released, per project; and a citizen's own entries
+in the audit log (with their salts and inclusion proofs).
 
 Analysis sits downstream of governance, so what the register says about jobs and releases is put together here,
 at the top of the stack, rather than in :mod:`hygie.governance.register`.
@@ -8,13 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
+from hygie.audit import AuditEvent
+from hygie.audit.log import SignedCheckpoint, TransparencyLog, b64
+from hygie.governance.accounts import Actor, Scope
+from hygie.governance.errors import Denied
 from hygie.governance.models import Account, Project
+from hygie.governance.policy import Role
 from hygie.governance.register import PUBLIC_STATUSES
+from hygie.governance.views import projects_including
+from hygie.hub import Hub
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -88,3 +97,74 @@ def releases(
         )
         for r in rows
     ]
+
+
+# -- the audit log, as a citizen sees it: their own entries, with salts and inclusion proofs ------------------------
+
+MY_ENTRIES_MAX = 100
+"""Entries of one page of a citizen's log (each carries an inclusion proof)."""
+
+
+@dataclass(frozen=True)
+class MyEntries:
+    total: int
+    """How many events the citizen's account did (newest first; only those already in the log are listed)."""
+    checkpoint: SignedCheckpoint
+    """Every proof leads to this checkpoint's root."""
+    entries: list[dict[str, Any]]
+    """Full entries (``hygie.audit.log.full_entry``) of events the citizen did, each with its ``proof``."""
+    data_uses: list[dict[str, Any]]
+    """Public entries (``hygie.audit.log.public_entry``) of the view builds of projects that used the citizen's
+    data (not those whose disclosure is delayed), each with its ``proof``: who ran a build and its counts are not
+    the citizen's to read, that it is on the log is."""
+
+
+def my_entries(hub: Hub, session: Session, actor: Actor, *, offset: int = 0, limit: int = 20) -> MyEntries:
+    """The signed-in citizen's entries in the audit log. The caller records the read (in ``session``)."""
+    if actor.role != Role.CITIZEN or actor.account_id is None or Scope.CITIZEN not in actor.scopes:
+        raise Denied("only a signed-in citizen sees their own entries of the audit log")
+    limit = max(1, min(limit, MY_ENTRIES_MAX))
+    mine = AuditEvent.actor == actor.ref
+    total = int(session.scalar(select(func.count()).select_from(AuditEvent).where(mine)) or 0)
+    ids = list(session.scalars(select(AuditEvent.id).where(mine).order_by(AuditEvent.id.desc()).offset(offset)
+                               .limit(limit)))  # fmt: skip
+    log = TransparencyLog.for_hub(hub)
+    checkpoint = log.checkpoint()  # sequences what is committed, signs if the log grew
+    entries = [e for e in log.entries_of_events(ids) if e["index"] < checkpoint.size]
+    entries.sort(key=lambda e: -e["index"])
+    uses = [
+        e for e in log.public_entries_of_events(_data_use_events(hub, session, actor)) if e["index"] < checkpoint.size
+    ]
+    for entry in [*entries, *uses]:
+        entry["proof"] = [b64(p) for p in log.inclusion_proof(entry["index"], checkpoint.size).proof]
+    return MyEntries(total, checkpoint, entries, uses)
+
+
+def _data_use_events(hub: Hub, session: Session, actor: Actor) -> list[int]:
+    """Ids of the view-build events of projects whose views included the citizen (disclosed ones only)."""
+    account = session.get(Account, actor.account_id)
+    if account is None or account.person_index is None:
+        return []
+    pseudonyms = hub.vault(session).pseudonyms_of([account.person_index])
+    if account.person_index not in pseudonyms:
+        return []
+    ids = projects_including(hub, session, pseudonyms[account.person_index])
+    if not ids:
+        return []
+    now = datetime.now(UTC)
+    disclosed = [
+        p.id
+        for p in session.scalars(select(Project).where(Project.id.in_(ids)))
+        if (delayed := _aware(p.disclosure_delayed_until)) is None or delayed <= now
+    ]
+    if not disclosed:
+        return []
+    return list(
+        session.scalars(
+            select(AuditEvent.id).where(
+                AuditEvent.action == "project.view.build",
+                AuditEvent.outcome == "ok",
+                AuditEvent.project_id.in_(disclosed),
+            )
+        )
+    )

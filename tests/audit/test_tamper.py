@@ -85,6 +85,16 @@ def _rehash(conn: Connection) -> None:
     conn.execute(text("UPDATE audit_leaf SET leaf_hash = :h WHERE leaf_index = 7"), {"h": b"\x00" * 32})
 
 
+def _change_salt(conn: Connection) -> None:
+    # A salt chosen after the fact (to make a commitment open to another event) no longer gives the leaf.
+    conn.execute(text("UPDATE audit_leaf SET salt = :s WHERE leaf_index = 7"), {"s": b"\x02" * 32})
+
+
+def _downgrade_format(conn: Connection) -> None:
+    # Passing a salted leaf off as one in clear does not give the leaf either.
+    conn.execute(text("UPDATE audit_leaf SET format = 1 WHERE leaf_index = 7"))
+
+
 def _flip_node(conn: Connection) -> None:
     conn.execute(text("UPDATE audit_node SET hash = :h WHERE key = :k"), {"h": b"\x01" * 32, "k": node_key(4, 1)})
 
@@ -99,6 +109,8 @@ TAMPERS: dict[str, tuple[Callable[[Connection], None], int | None]] = {
     "reorder-leaves": (_swap_leaves, 7),
     "insert": (_insert, 7),
     "rehash": (_rehash, 7),
+    "salt": (_change_salt, 7),
+    "format": (_downgrade_format, 7),
     "node": (_flip_node, None),
 }
 

@@ -1,4 +1,6 @@
-"""Searching the audit record (the DPO and auditors, with the audit scope); every search is recorded."""
+"""Searching the audit record, and reading the log's leaves with their events and salts (the DPO and auditors, with
+the audit scope); every search and read is recorded. The public form of the log is GET /audit/entries
+(hygie.audit.http), the same for everyone, the operator included."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from hygie.audit import AuditEvent, record
+from hygie.audit.http import MAX_ENTRIES
+from hygie.audit.log import TransparencyLog
 from hygie.audit.search import EventFilter, EventPage, SearchInvalid, search_events
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.acts import act
@@ -95,3 +99,63 @@ def audit_events(
         limit=limit,
         events=[event_out(e) for e in page.events],
     )
+
+
+class RegisterFieldsOut(BaseModel):
+    action: str
+    at: str = Field(description="UTC, YYYY-MM-DDTHH:MM:SS.ffffffZ, as in the leaf.")
+    project_id: int
+
+
+class PublicEntryOut(BaseModel):
+    """A leaf as anyone sees it (GET /audit/entries)."""
+
+    index: int
+    format: int = Field(description="2: a salted commitment; 1: a leaf from before salted leaves (hash only).")
+    leaf_hash: str = Field(description="RFC 9162 leaf hash, base64.")
+    leaf: str | None = Field(description="Format 2: the leaf data (ASCII JSON); SHA-256(0x00 || leaf) = leaf_hash.")
+    register_: RegisterFieldsOut | None = Field(
+        alias="register", description="The clear fields of an act the public register shows, else null."
+    )
+
+
+class FullEntryOut(PublicEntryOut):
+    """A leaf with its event and salt: SHA-256(COMMITMENT_TAG || salt || entry) is the commitment ``c`` of the
+    leaf (format 2), or SHA-256(0x00 || entry) the leaf hash (format 1). COMMITMENT_TAG is
+    ``hygie-audit-commitment/v2`` followed by a zero byte."""
+
+    event_id: int
+    salt: str | None = Field(description="32 random bytes, base64 (null for format 1).")
+    entry: str = Field(description="The canonical entry (hygie-audit-entry/v1).")
+    event: dict[str, Any]
+
+
+class FullEntriesOut(BaseModel):
+    start: int
+    end: int
+    entries: list[FullEntryOut]
+
+
+@router.get("/entries/full", summary="Leaves of the log with their events and salts (the DPO and auditors)")
+def full_entries(
+    hub: HubDep,
+    actor: ActorDep,
+    start: int = Query(ge=0),
+    end: int = Query(ge=1, description=f"Exclusive; at most {MAX_ENTRIES} entries per request."),
+) -> FullEntriesOut:
+    with act(hub, actor, "audit.entries.read", object="audit-log") as session:
+        if actor.role not in SEARCHERS:
+            raise Denied(f"a {actor.role_name or 'visitor'} may not read the events behind the log; "
+                         "its public form is GET /audit/entries")  # fmt: skip
+        if Scope.AUDIT not in actor.scopes:
+            raise Denied("this needs the audit scope")
+        if end <= start or end - start > MAX_ENTRIES:
+            raise Invalid(f"ask for 1 to {MAX_ENTRIES} entries with start < end")
+        log = TransparencyLog.for_hub(hub)
+        size = log.size()
+        if end > size:
+            raise Invalid(f"the log holds {size} entries: ask for entries below {size}")
+        found = log.full_entries(start, end)
+        record(session, actor=actor.ref, role=actor.role_name, action="audit.entries.read", object="audit-log",
+               detail={"start": start, "end": end})  # fmt: skip
+    return FullEntriesOut(start=start, end=end, entries=[FullEntryOut.model_validate(e) for e in found])
