@@ -264,7 +264,12 @@ def test_sql_goes_to_the_airlock_and_needs_two_independent_checkers(shared_world
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert next(iter(csv.DictReader(io.StringIO(r.text)))).keys() == {"sex", "people"}
     assert w.call("researcher1", "GET", f"{base}/download?format=json").json()["columns"] == ["sex", "people"]
-    assert w.call("researcher2", "GET", f"{base}/download?format=csv").status_code == 403
+    assert w.call("researcher2", "GET", f"{base}/download?format=csv").status_code == 404  # not their project
+    # Released, the output leaves the airlock: its checkers (the DPO is in no project) no longer read its rows.
+    for checker in ("dpo", "reviewer3"):
+        r = w.call(checker, "GET", f"/airlock/{release_id}")
+        assert (r.status_code, r.json()) == (404, {"detail": f"no output {release_id} awaiting checkers"}), checker
+        assert w.call(checker, "GET", f"{base}/release").status_code == 403, checker
     download = [e for e in events(w, "analysis.download") if e.outcome == "ok"][-1]
     assert download.detail["format"] == "json" and download.detail["rows"] == 2
 
@@ -320,7 +325,7 @@ def test_only_members_reach_analyses(shared_world: World) -> None:
     w = shared_world
     pid = w.active_project()
     spec = {"group_by": ["sex"]}
-    assert w.call("researcher2", "POST", f"/projects/{pid}/analyses/aggregate", json=spec).status_code == 403
+    assert w.call("researcher2", "POST", f"/projects/{pid}/analyses/aggregate", json=spec).status_code == 404
     assert w.call("operator", "POST", f"/projects/{pid}/analyses/sql", json={"sql": "SELECT 1"}).status_code == 403
     assert w.call("dpo", "GET", f"/projects/{pid}/analyses").status_code == 403
     assert w.call("researcher1", "GET", f"/projects/{pid}/analyses").status_code == 200

@@ -203,7 +203,9 @@ def test_available_for_a_draft_reproducible_and_following_scope_changes(dummy_wo
 def test_members_only(dummy_world: World) -> None:
     w = dummy_world
     pid = int(w.call("researcher1", "POST", "/projects", json=project_request()).json()["id"])
-    for who in ("researcher2", "reviewer1", "dpo", "operator", "auditor", "citizen1"):
+    hidden = w.call("researcher2", "GET", f"/projects/{pid}/dummy-data")  # a foreign project is a missing one
+    assert (hidden.status_code, hidden.json()) == (404, {"detail": f"no project {pid}"})
+    for who in ("reviewer1", "dpo", "operator", "auditor", "citizen1"):
         assert w.call(who, "GET", f"/projects/{pid}/dummy-data").status_code == 403, who
     assert w.call(None, "GET", f"/projects/{pid}/dummy-data").status_code == 401
     assert w.call("researcher1", "GET", "/projects/999999/dummy-data").status_code == 404
@@ -235,7 +237,7 @@ def test_code_tried_on_dummy_data_runs_unchanged_on_the_real_view(dummy_world: W
     refused = w.call("researcher1", "POST", f"/projects/{pid}/dummy-data/sql",
                      json={"sql": "SELECT * FROM read_csv('/etc/passwd')"})  # fmt: skip
     assert refused.status_code == 422, refused.text
-    assert w.call("researcher2", "POST", f"/projects/{pid}/dummy-data/sql", json={"sql": sql}).status_code == 403
+    assert w.call("researcher2", "POST", f"/projects/{pid}/dummy-data/sql", json={"sql": sql}).status_code == 404
     # Once active, the same spec and SQL run unchanged on the real view.
     active = w.active_project()
     real = w.call("researcher1", "POST", f"/projects/{active}/analyses/aggregate", json=spec)
