@@ -39,7 +39,10 @@ def import_(
     incident: Annotated[str, typer.Option("--incident", help="A name for the incident")],
     as_json: Annotated[bool, typer.Option("--json", help="Counts and per-row statuses as JSON")] = False,
 ) -> None:
-    """Store the leak encrypted, map its columns, match its rows against the identity vault."""
+    """Store the leak encrypted, map its columns, match its rows against the identity vault.
+
+    Matched at once, unlike an import over HTTP (staged until a second person confirms it): the console runs with
+    the hub's keys, the controller's installation act (docs/breach.md, "The console stays direct")."""
     from hygie.breach.service import Incidents
     from hygie.governance.acts import act
 

@@ -7,6 +7,7 @@ row in review to read the vault's name, first name, phone and address of that pe
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -61,6 +62,14 @@ def _page(w: World, name: str, path: str) -> str:
     return r.text
 
 
+def _post_form(w: World, name: str, path: str, form: dict[str, str]) -> int:
+    token = w.tokens.get(name) or w.login(name)
+    csrf = hashlib.sha256(b"hygie-page-csrf\x00" + token.encode()).hexdigest()
+    r = w.client.post(path, data={"csrf": csrf, **form}, headers={"Cookie": f"{SESSION_COOKIE}={token}"},
+                      follow_redirects=False)  # fmt: skip
+    return r.status_code
+
+
 def _leaks(text: str, secrets: list[str]) -> list[str]:
     return [s for s in secrets if re.search(rf"(?<!\w){re.escape(s)}(?!\w)", text)]
 
@@ -85,6 +94,7 @@ def test_an_unconfirmed_import_matches_nothing_and_notifies_nobody(shared_world:
     assert [i["id"] for i in w.call("auditor", "GET", "/breach/pending").json()["imports"]] == [probe.incident_id]
     assert w.call("dpo", "GET", "/breach/pending").json()["imports"] == []
     assert w.call("researcher1", "GET", "/breach/pending").status_code == 403
+    assert "probe" in _page(w, "operator", "/controle/violations/a-confirmer")
 
 
 def test_the_importer_or_their_creature_cannot_confirm(shared_world: World, probe: Probe) -> None:
@@ -174,7 +184,10 @@ def test_seeing_an_identity_takes_a_second_person_and_is_recorded_and_alerted(
     # An approval older than the window is of no use.
     r = w.call("dpo", "POST", ask, json={"reason": REASON})
     late = r.json()["id"]
-    assert w.call("auditor", "POST", f"/breach/reveals/{late}/decision", json=approve).status_code == 200
+    # (approved through the second person's page this time)
+    form = {"decision": "approve", "motif": approve["reason"]}
+    assert _post_form(w, "auditor", f"/controle/violations/a-confirmer/levee/{late}", form) == 303
+    assert w.call("auditor", "GET", f"/breach/reveals?incident_id={i}").json()[-1]["status"] == "approved"
     w.hub.settings.breach_reveal_window_minutes = 0
     try:
         assert w.call("dpo", "POST", f"/breach/reveals/{late}/identity").status_code == 409
