@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.accounts import Actor
+from hygie.governance.errors import Conflict, Denied
 from hygie.governance.policy import Role, reviewing_roles
 from hygie.hub import Hub
 from hygie.portal.pages import catalogue
@@ -33,6 +34,28 @@ def _context(project: api.ProjectOut, **more: object) -> dict[str, object]:
             "current_decisions": current, "voided_decisions": voided, **more}  # fmt: skip
 
 
+def _refusal_fr(message: str) -> str | None:
+    """French for the decision's own refusals (separation of duties, a changed request), None for others."""
+    if "oversees projects" in message:
+        return ("Le DPO veille sur les projets et ne les relit pas (réglage dpo_may_review) : les relecteurs "
+                "décident ; le DPO peut suspendre ou clore un projet.")  # fmt: skip
+    if "created by the same person" in message:
+        return ("Refusé : votre compte et celui du demandeur ou d'un membre du projet ont été créés par la même "
+                "personne, ou l'un a créé l'autre. L'approbation doit venir d'une personne indépendante.")  # fmt: skip
+    if "changed since you read it" in message:
+        return ("La demande a changé depuis que vous l'avez lue : votre décision n'est pas enregistrée. Relisez la "
+                "version ci-dessous avant de décider.")  # fmt: skip
+    return None
+
+
+def _decidable(hub: Hub, actor: Actor, project: api.ProjectOut) -> bool:
+    mine = [
+        d for d in project.decisions if d.reviewer_id == actor.account_id and d.scope_version == project.scope_version
+    ]
+    return (may_decide(hub, actor) and project.status == "submitted" and not mine
+            and project.requester_id != actor.account_id and actor.account_id not in project.members)  # fmt: skip
+
+
 @router.get("", response_class=HTMLResponse)
 def to_review(request: Request) -> HTMLResponse:
     actor = page_actor(request)
@@ -51,12 +74,7 @@ def review_page(request: Request, project_id: int, fait: str = "") -> HTMLRespon
     require_role(actor, *READERS)
     hub = hub_of(request)
     project = api.get_project(project_id, hub, actor)
-    mine = [
-        d for d in project.decisions if d.reviewer_id == actor.account_id and d.scope_version == project.scope_version
-    ]
-    context = _context(project, may_decide=may_decide(hub, actor) and project.status == "submitted" and not mine
-                       and project.requester_id != actor.account_id and actor.account_id not in project.members,
-                       done=fait[:20], errors={}, reason="")  # fmt: skip
+    context = _context(project, may_decide=_decidable(hub, actor, project), done=fait[:20], errors={}, reason="")
     return render(request, "relecture/projet.html", context, actor=actor)
 
 
@@ -80,5 +98,14 @@ async def decide(request: Request, project_id: int) -> Response:
         context = _context(project, may_decide=True, done="", errors=errors, reason=reason)
         return render(request, "relecture/projet.html", context, actor=actor, status=422)
     body = api.DecisionRequest(decision=decision, reason=reason, scope_hash=judged)  # type: ignore[arg-type]
-    await run_in_threadpool(api.decide, project_id, body, hub, actor)
+    try:
+        await run_in_threadpool(api.decide, project_id, body, hub, actor)
+    except (Denied, Conflict) as exc:  # already recorded by the API; said in French with the page as it is now
+        french = _refusal_fr(exc.message)
+        if french is None:
+            raise
+        project = await run_in_threadpool(api.get_project, project_id, hub, actor)
+        context = _context(project, may_decide=_decidable(hub, actor, project), done="", errors={"refus": french},
+                           reason=reason)  # fmt: skip
+        return render(request, "relecture/projet.html", context, actor=actor, status=exc.status)
     return redirect(f"/relecture/projets/{project_id}?fait={decision}")
