@@ -7,14 +7,25 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from hygie.audit import record
 from hygie.governance.acts import act
 from hygie.governance.citizens import Citizens, OptOutState
 from hygie.governance.errors import Invalid
 from hygie.governance.policy import Role
 from hygie.governance.register import data_uses
 from hygie.governance.reimbursements import my_reimbursements
-from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
+from hygie.portal.pages.web import (
+    PageRoute,
+    extend_nav,
+    hub_of,
+    page_actor,
+    posted_by,
+    redirect,
+    render,
+    require_role,
+)
 from hygie.portal.routes import breach as breach_api
+from hygie.portal.transparency import my_entries
 
 router = APIRouter(prefix="/citoyen", route_class=PageRoute, include_in_schema=False)
 
@@ -45,6 +56,24 @@ def data_uses_page(request: Request, page: int = Query(1, ge=1, le=1_000_000)) -
     pages = max(1, -(-total // USES_PER_PAGE))
     return render(request, "citoyen/utilisations.html",
                   {"uses": uses, "total": total, "page": page, "pages": pages}, actor=actor)  # fmt: skip
+
+
+LOG_ENTRIES_PER_PAGE = 20
+extend_nav(Role.CITIZEN, "/citoyen/journal", "Mes traces dans le journal d'audit")
+
+
+@router.get("/journal", response_class=HTMLResponse)
+def my_log_page(request: Request, page: int = Query(1, ge=1, le=1_000_000)) -> HTMLResponse:
+    """The citizen's own entries of the audit log, with what it takes to check them (GET /me/audit-entries)."""
+    actor = page_actor(request)
+    require_role(actor, Role.CITIZEN)
+    hub = hub_of(request)
+    with act(hub, actor, "citizen.audit_entries") as session:
+        found = my_entries(hub, session, actor, offset=(page - 1) * LOG_ENTRIES_PER_PAGE, limit=LOG_ENTRIES_PER_PAGE)
+        record(session, actor=actor.ref, role=actor.role_name, action="citizen.audit_entries",
+               detail={"entries": len(found.entries), "data_uses": len(found.data_uses)})  # fmt: skip
+    pages = max(1, -(-found.total // LOG_ENTRIES_PER_PAGE))
+    return render(request, "citoyen/journal.html", {"found": found, "page": page, "pages": pages}, actor=actor)
 
 
 @router.get("/opposition", response_class=HTMLResponse)
