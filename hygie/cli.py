@@ -389,7 +389,7 @@ def _print_mail(status: str | None) -> None:
 
 @accounts_app.command("confirm")
 def accounts_confirm(account_id: int) -> None:
-    """Confirm, as the second person, the creation of a reviewer, DPO, operator or auditor account. The holder's
+    """Confirm, as the second person, the creation of a staff account made through the API. The holder's
     work e-mail address is read from standard input (as the organisation's directory lists it); it must match."""
     from hygie.governance.accounts import CONSOLE, Accounts
     from hygie.governance.acts import act

@@ -59,10 +59,11 @@ ACCOUNT_CREATORS: dict[Role, frozenset[Role]] = {
 """Who may create which accounts through the API. Operators run the platform, so they may not create the
 reviewers or auditors who would check them; citizens enrol themselves."""
 
-CONFIRMED_ROLES: frozenset[Role] = frozenset({Role.REVIEWER, Role.DPO, Role.OPERATOR, Role.AUDITOR})
-"""Roles that grant governance power (approving, overseeing, running the platform, auditing). An account of one
-of them created through the API stays unusable until a second person confirms it. Researchers only request
-projects, which two reviewers must approve, so their accounts need no confirmation."""
+CONFIRMED_ROLES: frozenset[Role] = STAFF_ROLES
+"""Roles whose accounts, created through the API, stay unusable until a second person confirms them: those that
+grant governance power (reviewer, DPO, operator, auditor), and researchers too. A researcher account is the one
+that reaches data: if its creator alone vouched for its holder (and chose the mailbox its enrolment code goes to),
+one person could make a puppet researcher whose plausible project honest reviewers approve."""
 
 ACCOUNT_CONFIRMERS: dict[Role, frozenset[Role]] = {
     Role.DPO: CONFIRMED_ROLES,

@@ -1,5 +1,5 @@
 """Separation of duties for accounts: whoever creates a staff account through the API never holds its credentials,
-and an account of a governance role is unusable until a second person confirms it.
+and the account is unusable until a second person confirms it.
 
 The attack replayed: the DPO creates a researcher and a reviewer and tries to use them as puppets. The enrolment
 code reaches only the holder's mailbox (an SMTP server in the test, read "as the holder").
@@ -145,12 +145,16 @@ def test_the_creator_never_holds_a_puppet_researchers_credentials(desk: Desk) ->
     address = "Alice.Martin@univ-lyon.example"
     sent_before = len(desk.mailbox.messages)
     out = new(desk, "dpo", "alice", "researcher", address)
-    assert out["account"]["status"] == "pending_enrolment" and out["enrolment_mail"] == "sent"
+    assert out["account"]["status"] == "pending_confirmation" and out["enrolment_mail"] is None
     assert out["account"]["created_by"] == f"account:{desk.ids['dpo']}"
+    assert len(desk.mailbox.messages) == sent_before  # no code exists before a second person confirms
+    confirmed = desk.call("auditor", "POST", f"/accounts/{out['account']['id']}/confirm", json={"email": address})
+    assert confirmed.status_code == 200 and confirmed.json()["enrolment_mail"] == "sent", confirmed.text
+    assert confirmed.json()["account"]["status"] == "pending_enrolment"
     code = desk.mailbox.code_for(address.lower())
     assert len(desk.mailbox.messages) == sent_before + 1
     listing = desk.call("dpo", "GET", "/accounts").text
-    for shown in (str(out), listing):
+    for shown in (str(out), confirmed.text, listing):
         assert not SECRETS.search(shown) and code not in shown and "alice.martin" not in shown.lower()
     # A password from the creator is refused by name, and recorded; nothing is created.
     bob = {"username": "bob", "role": "researcher", "email": "b@x.example", "password": PASSWORD}
@@ -198,7 +202,7 @@ def test_a_reviewer_made_by_the_dpo_waits_for_a_second_person(desk: Desk) -> Non
     refusals = {
         "dpo": "whoever created an account cannot confirm it",
         "auditor-b": "made by the same person",
-        "operator": "may not confirm reviewer accounts",
+        "operator": "may not confirm reviewer accounts",  # operators create (and confirm) researchers only
     }
     for who, why in refusals.items():
         r = desk.call(who, "POST", f"/accounts/{rid}/confirm", json=confirm)
@@ -222,6 +226,8 @@ def test_a_reviewer_made_by_the_dpo_waits_for_a_second_person(desk: Desk) -> Non
 
 def test_an_expired_code_is_refused_and_a_new_one_voids_the_old(desk: Desk) -> None:
     out = new(desk, "operator", "dora", "researcher", "dora.w@univ.example")
+    r = desk.call("dpo", "POST", f"/accounts/{out['account']['id']}/confirm", json={"email": "dora.w@univ.example"})
+    assert r.status_code == 200, r.text
     old = desk.mailbox.code_for("dora.w@univ.example")
     with desk.hub.session() as session, session.begin():
         session.execute(update(Account).where(Account.id == out["account"]["id"])

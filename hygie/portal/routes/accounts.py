@@ -201,8 +201,8 @@ def revoke_token(token_id: int, hub: HubDep, actor: ActorDep) -> dict[str, str]:
 
 @router.post(
     "/accounts",
-    summary="Create a staff account (the DPO: any staff role; an operator: researchers). Its holder enrols from a "
-    "code mailed to them; reviewer, DPO, operator and auditor accounts first need a second person's confirmation",
+    summary="Create a staff account (the DPO: any staff role; an operator: researchers). It needs a second "
+    "person's confirmation, then its holder enrols from a code mailed to them; the creator never gets a credential",
 )
 def create_account(body: NewAccountRequest, hub: HubDep, actor: ActorDep) -> NewAccountOut:
     with act(hub, actor, "account.create") as session:
@@ -238,8 +238,8 @@ def enrol_account(body: EnrolRequest, hub: HubDep) -> EnrolOut:
 
 @router.post(
     "/accounts/{account_id}/confirm",
-    summary="Confirm, as a second person, the creation of a reviewer, DPO, operator or auditor account "
-    "(re-typing the holder's work e-mail address); the enrolment code is then mailed to the holder",
+    summary="Confirm, as a second person, the creation of a staff account (re-typing the holder's work e-mail "
+    "address from their organisation's directory); the enrolment code is then mailed to the holder",
 )
 def confirm_account(account_id: int, body: ConfirmRequest, hub: HubDep, actor: ActorDep) -> NewAccountOut:
     with act(hub, actor, "account.confirm", object=f"account:{account_id}") as session:
