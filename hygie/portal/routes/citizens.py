@@ -1,16 +1,19 @@
-"""Citizens: enrolment and objection to the use of their data."""
+"""Citizens: enrolment, objection to the use of their data, and their own entries in the audit log."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from hygie.audit import record
 from hygie.governance.accounts import ANONYMOUS
 from hygie.governance.acts import act
 from hygie.governance.citizens import Citizens, OptOutState
 from hygie.portal.deps import ActorDep, HubDep
+from hygie.portal.routes.audit_search import FullEntryOut, PublicEntryOut
+from hygie.portal.transparency import MY_ENTRIES_MAX, my_entries
 
 router = APIRouter(tags=["citizens"])
 
@@ -63,3 +66,39 @@ def opt_out(hub: HubDep, actor: ActorDep) -> OptOutOut:
 def withdraw_opt_out(hub: HubDep, actor: ActorDep) -> OptOutOut:
     with act(hub, actor, "citizen.opt_out.withdraw") as session:
         return _out(Citizens(hub, session).withdraw(actor))
+
+
+class MyEntryOut(FullEntryOut):
+    proof: list[str] = Field(description="Inclusion proof (RFC 9162 audit path, base64) up to the checkpoint.")
+
+
+class MyDataUseOut(PublicEntryOut):
+    proof: list[str] = Field(description="Inclusion proof (RFC 9162 audit path, base64) up to the checkpoint.")
+
+
+class MyEntriesOut(BaseModel):
+    total: int = Field(description="Events your account did, all told (newest first, a page at a time).")
+    offset: int
+    limit: int
+    checkpoint: str = Field(description="The signed checkpoint (C2SP note) every proof leads to.")
+    size: int = Field(description="Its tree size.")
+    entries: list[MyEntryOut] = Field(description="Your own entries, with their events and salts.")
+    data_uses: list[MyDataUseOut] = Field(
+        description="Public entries of the view builds of projects that used your data (details withheld while "
+        "disclosure is delayed are left out)."
+    )
+
+
+@router.get("/me/audit-entries", summary="Your own entries in the audit log, with salts and inclusion proofs")
+def my_audit_entries(
+    hub: HubDep, actor: ActorDep, offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=MY_ENTRIES_MAX)
+) -> MyEntriesOut:
+    with act(hub, actor, "citizen.audit_entries") as session:
+        found = my_entries(hub, session, actor, offset=offset, limit=limit)
+        record(session, actor=actor.ref, role=actor.role_name, action="citizen.audit_entries",
+               detail={"entries": len(found.entries), "data_uses": len(found.data_uses)})  # fmt: skip
+    return MyEntriesOut(
+        total=found.total, offset=offset, limit=limit, checkpoint=found.checkpoint.note, size=found.checkpoint.size,
+        entries=[MyEntryOut.model_validate(e) for e in found.entries],
+        data_uses=[MyDataUseOut.model_validate(e) for e in found.data_uses],
+    )  # fmt: skip
