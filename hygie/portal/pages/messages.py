@@ -173,6 +173,48 @@ RULES: list[tuple[str, str]] = [
         r"the file is larger than (\d+) MiB: .*",
         "Le fichier dépasse {1} Mio : importez-le en ligne de commande (hygie breach import).",
     ),
+    (
+        r"incident (\d+) waits for a second person to confirm its import: nothing is matched yet",
+        "La violation n° {1} attend qu'une seconde personne confirme son import : rien n'est encore rapproché.",
+    ),
+    (
+        r"incident (\d+) is (\w+): there is no import to confirm",
+        "La violation n° {1} est {incident2} : il n'y a pas d'import à confirmer.",
+    ),
+    (
+        r"(?:confirming a leak's import|approving a request to see an identity) needs a second person's account "
+        r"\(.*\)",
+        "Cet acte revient à une seconde personne, d'un rôle habilité à le faire.",
+    ),
+    (
+        r"(?:confirming a leak's import|approving a request to see an identity) needs a second person: .*",
+        "Cet acte revient à une seconde personne : ni celle qui l'a demandé, ni un compte qu'elle a créé ou qui "
+        "l'a créée, ni un compte créé par la même personne.",
+    ),
+    (
+        r"row (\d+) of incident (\d+) has no candidate in the vault",
+        "La ligne {1} de la violation n° {2} n'a aucun candidat dans le coffre des identités.",
+    ),
+    (
+        r"your request (\d+) for row (\d+) is still open: wait for its decision",
+        "Votre demande n° {1} pour la ligne {2} est toujours ouverte : attendez sa décision.",
+    ),
+    (r"no identity reveal request (\d+)", "Aucune demande de voir une identité n° {1}."),
+    (r"request (\d+) is (\w+): it was decided already", "La demande n° {1} est déjà décidée."),
+    (r"only the person who asked may see this identity", "Seule la personne qui l'a demandée voit cette identité."),
+    (
+        r"this request has not been approved by a second person yet",
+        "Cette demande n'est pas encore approuvée par une seconde personne.",
+    ),
+    (r"this request was refused", "Cette demande a été refusée."),
+    (
+        r"this identity was shown once already: .*",
+        "Cette identité a déjà été montrée une fois : faites une nouvelle demande, motivée, si la loi l'exige.",
+    ),
+    (
+        r"the approval is older than (\d+) minutes: ask again",
+        "L'approbation date de plus de {1} minutes : faites une nouvelle demande.",
+    ),
     (r"with totals, at most (\d+) dimensions", "Avec les totaux, {1} dimensions au plus."),
     (r"List should have at most (\d+) items? after validation, not \d+", "{1} au plus."),
     (r"refused: (.+) is forbidden by law", "Refusé : cette finalité ({1}) est interdite par la loi."),
