@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -71,11 +71,26 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
         return str(route.path)
-    for candidate in routes:
-        match, _ = candidate.matches(scope)
-        if match is Match.FULL and hasattr(candidate, "path"):
-            return str(candidate.path)
+    for candidate in _flat(routes):
+        try:
+            match, _ = candidate.matches(scope)
+        except Exception:  # a route of a kind that cannot match a bare scope: not this one
+            log.debug("route not matched", route=type(candidate).__name__)
+            continue
+        template = getattr(candidate, "path_format", None) or getattr(candidate, "path", None)
+        if match is Match.FULL and template:
+            return str(template)
     return "unmatched"
+
+
+def _flat(routes: Sequence[Any]) -> Iterator[Any]:
+    # FastAPI includes routers as branches; their effective routes carry the full path templates.
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            yield from contexts()
+        else:
+            yield route
 
 
 class RefusedRecorder:
