@@ -377,14 +377,14 @@ def accounts_create(
         hub.close()
     err.print(f"created {role} {username} (account {created.account.id}, {created.account.status})")
     _print_totp(username, created.totp_uri)
-    _print_mail(created.enrolment_mail)
+    _print_mail(created.enrolment_mail, created.account.id)
 
 
-def _print_mail(status: str | None) -> None:
+def _print_mail(status: str | None, account_id: int) -> None:
     if status == "sent":
         err.print("  enrolment code mailed to the holder")
     elif status == "failed":
-        err.print("  the mail server refused the enrolment mail; try again: `hygie accounts resend-enrolment ID`")
+        err.print(f"  the mail server refused the enrolment mail; retry: hygie accounts resend-enrolment {account_id}")
 
 
 @accounts_app.command("confirm")
@@ -405,7 +405,7 @@ def accounts_confirm(account_id: int) -> None:
     finally:
         hub.close()
     err.print(f"confirmed account {account_id}")
-    _print_mail(done.enrolment_mail)
+    _print_mail(done.enrolment_mail, account_id)
 
 
 @accounts_app.command("resend-enrolment")
@@ -423,7 +423,7 @@ def accounts_resend_enrolment(account_id: int) -> None:
         raise _fail(exc.message) from None
     finally:
         hub.close()
-    _print_mail(done.enrolment_mail)
+    _print_mail(done.enrolment_mail, account_id)
 
 
 @accounts_app.command("enrol-citizen")
