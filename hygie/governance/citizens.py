@@ -29,10 +29,26 @@ def _folded(text: str) -> str:
     return "".join(c for c in decomposed if c.isalnum()).casefold()
 
 
+OBJECTION_EFFECT = (
+    "Your data is left out at once of every new analysis of running projects (no rebuild is awaited), and of every "
+    "extraction built or refreshed from now on; results already published stay published."
+)
+WITHDRAWAL_EFFECT = (
+    "Approved projects may use your pseudonymised data: at once where a project's extraction still holds it, "
+    "otherwise from the next time the extraction is built or refreshed. If you object, your data is left out at "
+    "once of every new analysis."
+)
+"""When a choice takes effect, as the API tells the citizen (the page says it in French)."""
+
+
 @dataclass(frozen=True)
 class OptOutState:
     objecting: bool
     since: datetime | None
+
+    @property
+    def effect(self) -> str:
+        return OBJECTION_EFFECT if self.objecting else WITHDRAWAL_EFFECT
 
 
 class Citizens:
@@ -81,7 +97,9 @@ class Citizens:
         return OptOutState(current is not None, current.created_at if current else None)
 
     def object(self, actor: Actor) -> OptOutState:
-        """Object to the use of one's data: left out of every project view built or refreshed from now on."""
+        """Object to the use of one's data: left out at once of every query of the running projects' views
+        (``hygie.governance.views.excluded_since_build``, applied by ``open_view``) and of every view built or
+        refreshed from now on; outputs already computed stay as they are."""
         person_index = self._person_index(actor)
         current = self._current(person_index)
         if current is None:
@@ -91,6 +109,8 @@ class Citizens:
         return OptOutState(True, current.created_at)
 
     def withdraw(self, actor: Actor) -> OptOutState:
+        """Withdraw the objection: at once where a view generation still holds the person's rows (they objected
+        after it was built), otherwise from that project's next build or refresh."""
         current = self._current(self._person_index(actor))
         if current is not None:
             current.withdrawn_at = datetime.now(UTC)

@@ -34,10 +34,11 @@ class EnrolOut(BaseModel):
 class OptOutOut(BaseModel):
     objecting: bool = Field(description="True while you object to the use of your data in projects.")
     since: datetime | None
+    takes_effect: str = Field(description="When your choice applies to projects' data.")
 
 
 def _out(state: OptOutState) -> OptOutOut:
-    return OptOutOut(objecting=state.objecting, since=state.since)
+    return OptOutOut(objecting=state.objecting, since=state.since, takes_effect=state.effect)
 
 
 @router.post("/citizens/enrol", summary="Create your citizen account (demo identity check against the vault)")
@@ -56,13 +57,22 @@ def opt_out_state(hub: HubDep, actor: ActorDep) -> OptOutOut:
         return _out(Citizens(hub, session).opt_out_state(actor))
 
 
-@router.post("/me/opt-out", summary="Object to the use of your data in projects")
+@router.post(
+    "/me/opt-out",
+    summary="Object to the use of your data in projects",
+    description="Takes effect at once: every new analysis of a running project leaves your data out, as does every "
+    "extraction built afterwards. Results already published stay published.",
+)
 def opt_out(hub: HubDep, actor: ActorDep) -> OptOutOut:
     with act(hub, actor, "citizen.opt_out") as session:
         return _out(Citizens(hub, session).object(actor))
 
 
-@router.delete("/me/opt-out", summary="Withdraw your objection")
+@router.delete(
+    "/me/opt-out",
+    summary="Withdraw your objection",
+    description="At once where a project's extraction still holds your data; otherwise from its next rebuild.",
+)
 def withdraw_opt_out(hub: HubDep, actor: ActorDep) -> OptOutOut:
     with act(hub, actor, "citizen.opt_out.withdraw") as session:
         return _out(Citizens(hub, session).withdraw(actor))
