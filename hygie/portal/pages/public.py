@@ -15,6 +15,8 @@ from hygie.portal.pages.web import PageRoute, hub_of, optional_actor, render
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 REGISTER_PER_PAGE = 50
+JOURNAL_ENTRIES = 20
+"""Latest entries of the log shown on /journal, in their public form."""
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -38,6 +40,8 @@ def checkpoint_page(request: Request) -> HTMLResponse:
     """The latest signed checkpoint, as GET /audit/checkpoint serves it (a public read, not recorded)."""
     log = TransparencyLog.for_hub(hub_of(request))
     checkpoint = log.checkpoint()
+    # The latest entries in their public form (GET /audit/entries): acts of the register in clear, others sealed.
+    latest = log.entries(max(0, checkpoint.size - JOURNAL_ENTRIES), checkpoint.size)[::-1]
     return render(
         request,
         "journal.html",
@@ -47,6 +51,7 @@ def checkpoint_page(request: Request) -> HTMLResponse:
             "note": checkpoint.note,
             "issued_at": checkpoint.issued_at,
             "verifier_key": log.verifier_key,
+            "latest": latest,
         },
         actor=optional_actor(request),
     )
