@@ -132,6 +132,30 @@ def test_dpo_imports_a_leak_reviews_and_notifies(page: Page, server: str, page_w
     inspected = w.call("dpo", "GET", "/audit/events?action=breach.review.inspect").json()["events"]
     assert inspected and all(e["detail"] == {"row": first} for e in inspected), inspected
     assert inspected[0]["object"] == f"breach:{incident_id}"
+
+    # Seeing the candidate's identity: asked with a reason, approved by a second person, shown once.
+    row_url = page.url
+    page.get_by_role("button", name="Demander à voir l'identité").click()
+    expect(page.locator("#motif")).to_have_attribute("aria-invalid", "true")  # no reason, no request
+    check_page(page, "controle-violation-ligne-erreur")
+    page.get_by_label("Raison de la demande").fill("Avis par courrier prévu par l'article 34 du RGPD")
+    page.get_by_role("button", name="Demander à voir l'identité").click()
+    expect(page.get_by_role("status")).to_contain_text("seconde personne")
+    expect(page.locator("#mes-levees")).to_contain_text("en attente d'une seconde personne")
+    page.goto(f"{server}/controle/violations/a-confirmer")  # the DPO's own request is not theirs to decide
+    expect(page.locator("#levees ~ p").first).to_have_text("Aucune demande en attente.")
+    check_page(page, "controle-violations-a-confirmer")
+    reveal = w.call("dpo", "GET", f"/breach/reveals?incident_id={incident_id}").json()[-1]["id"]
+    approve = {"decision": "approve", "reason": "Courrier de l'article 34, vérifié"}
+    assert w.call("auditor", "POST", f"/breach/reveals/{reveal}/decision", json=approve).status_code == 200
+    page.goto(row_url)
+    page.get_by_role("button", name=re.compile("Voir l'identité une fois")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Identité du candidat de la ligne {first}")
+    assert [n for n in nirs if n in page.locator("#identite").inner_text()], "the candidate's NIR, from the vault"
+    check_page(page, "controle-violation-identite")
+    assert w.call("dpo", "POST", f"/breach/reveals/{reveal}/identity").status_code == 409  # once
+    page.goto(row_url)
+    expect(page.locator("#mes-levees")).to_contain_text("montrée une fois")
     page.get_by_role("button", name=f"Confirmer la ligne {first}").click()
     expect(page).to_have_url(re.compile(rf"/controle/violations/{incident_id}\?fait=confirm"))
     expect(page.get_by_role("status")).to_contain_text("décision est enregistrée")
