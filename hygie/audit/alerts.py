@@ -21,8 +21,8 @@ Rules (thresholds in :class:`AlertPolicy`):
   tokens: operators run the platform and must not quietly steer its governance;
 - ``identity_reveal``: every request to see a vault identity from breach review, and every showing of one
   (or attempt): the two-person reveal is rare and always worth a look;
-- ``fresh_approver``: a project approved by an account created less than ``fresh_approver_days`` before (the
-  approval's event carries ``reviewer_created_at``);
+- ``fresh_approver``: a project approved (or its annual review approved) by an account created less than
+  ``fresh_approver_days`` before (the approval's event carries ``reviewer_created_at``);
 - ``shared_creator``: a project activated by approvers of one creation lineage (the activation's event carries
   ``approvers_shared_lineage``: one person controlled two approvals; allowed, but the DPO must know), or an
   approval refused because reviewer and requester or member share one (``separation: creator_lineage``).
@@ -494,7 +494,7 @@ class _Evaluation:
         limit = timedelta(days=self.policy.fresh_approver_days)
         hits: list[tuple[AuditEvent, timedelta]] = []
         for e in new:
-            if e.action != "project.approve" or e.outcome != Outcome.OK:
+            if e.action not in ("project.approve", "project.annual_review.approve") or e.outcome != Outcome.OK:
                 continue
             created = _instant((e.detail or {}).get("reviewer_created_at"))
             if created is not None and _aware(e.at) - created < limit:

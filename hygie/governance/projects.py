@@ -526,11 +526,8 @@ class Projects:
         )
         self.session.flush()
         # The reason stays with the decision (ProjectDecision); the record says which decision, not its words.
-        reviewer = self.session.get(Account, actor.account_id)
-        assert reviewer is not None
-        created = aware(reviewer.created_at)
         self._record(actor, f"project.{decision}", project, scope_version=project.scope_version, scope_hash=current,
-                     reviewer_created_at=created.isoformat() if created else None)  # fmt: skip
+                     reviewer_created_at=self._created_at(actor))  # fmt: skip
         if decision == "reject":
             project.status = Status.DRAFT.value
             project.status_reason = f"rejected: {reason}"
@@ -539,6 +536,12 @@ class Projects:
         if len(approvals) >= self.settings.reviewers_required:
             self._activate(project, actor, approvals)
         return project
+
+    def _created_at(self, actor: Actor) -> str | None:
+        """When the deciding account was created (ISO 8601), for the ``fresh_approver`` alert."""
+        account = self.session.get(Account, actor.account_id) if actor.account_id is not None else None
+        created = aware(account.created_at) if account is not None else None
+        return created.isoformat() if created else None
 
     def _activate(self, project: Project, actor: Actor, approvals: list[ProjectDecision]) -> None:
         from hygie.governance.views import build_view
@@ -608,7 +611,7 @@ class Projects:
             project.status = Status.SUSPENDED.value
             project.status_reason = f"annual review rejected: {reason}"
         self._record(actor, f"project.annual_review.{decision}", project, scope_version=project.scope_version,
-                     scope_hash=current)  # fmt: skip
+                     scope_hash=current, reviewer_created_at=self._created_at(actor))  # fmt: skip
         return project
 
     # -- operators and the DPO --------------------------------------------------------------------

@@ -122,6 +122,14 @@ def test_reject_widen_resubmit_no_longer_activates(hub: Hub) -> None:
     assert decide(hub, r1, pid) == "active"
     activation = last_event(hub, pid, "project.activate").detail
     assert activation["scope_hash"] == new.scope_hash and activation["approvers_shared_lineage"] == []
+    # The annual review of a long project: the requester's own reviewer account cannot extend it.
+    with hub.session() as session:
+        session.execute(update(Project).where(Project.id == pid).values(review_due_at=datetime.now(UTC)))
+        session.commit()
+    puppet = account(hub, Role.REVIEWER, requester)
+    with pytest.raises(Denied, match="created by the same person"):
+        run(hub, puppet, "project.annual_review", pid, lambda p: p.annual_review(puppet, pid, "approve", WHY).status)
+    assert run(hub, r2, "project.annual_review", pid, lambda p: p.annual_review(r2, pid, "approve", WHY).status)
 
 
 def test_a_change_voids_approvals_and_a_stale_hash_is_refused(hub: Hub) -> None:
