@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
 
 from hygie.audit.log import TransparencyLog
 from hygie.hub import Hub
@@ -20,6 +21,30 @@ MAX_ENTRIES = 1_000
 UNRECORDED = {"x-hygie-audit": "not recorded: a public read of the transparency log"}
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+class RegisterFieldsOut(BaseModel):
+    action: str
+    at: str = Field(description="UTC, YYYY-MM-DDTHH:MM:SS.ffffffZ, as in the leaf.")
+    project_id: int
+
+
+class PublicEntryOut(BaseModel):
+    """A leaf as anyone sees it (GET /audit/entries)."""
+
+    index: int
+    format: int = Field(description="2: a salted commitment; 1: a leaf from before salted leaves (hash only).")
+    leaf_hash: str = Field(description="RFC 9162 leaf hash, base64.")
+    leaf: str | None = Field(description="Format 2: the leaf data (ASCII JSON); SHA-256(0x00 || leaf) = leaf_hash.")
+    register_: RegisterFieldsOut | None = Field(
+        alias="register", description="The clear fields of an act the public register shows, else null."
+    )
+
+
+class PublicEntriesOut(BaseModel):
+    start: int
+    end: int
+    entries: list[PublicEntryOut]
 
 
 def get_hub() -> Hub:
@@ -67,7 +92,7 @@ def consistency(
 
 
 @router.get("/entries", openapi_extra=UNRECORDED)
-def entries(log: Log, start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]) -> Any:
+def entries(log: Log, start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]) -> PublicEntriesOut:
     """The public form of leaves [start, end) (at most 1,000), to recompute leaf hashes and roots.
 
     Each entry: ``index``, ``format`` (2: salted commitment; 1: a leaf from before salted leaves, served by its
@@ -80,4 +105,6 @@ def entries(log: Log, start: Annotated[int, Query(ge=0)], end: Annotated[int, Qu
     size = log.size()
     if end > size:
         raise HTTPException(400, f"the log holds {size} entries")
-    return {"start": start, "end": end, "entries": log.entries(start, end)}
+    return PublicEntriesOut(
+        start=start, end=end, entries=[PublicEntryOut.model_validate(e) for e in log.entries(start, end)]
+    )

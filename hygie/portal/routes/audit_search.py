@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from hygie.audit import AuditEvent, record
 from hygie.audit.http import MAX_ENTRIES
+from hygie.audit.http import PublicEntryOut as PublicEntryOut  # re-exported: the citizens' routes extend it
 from hygie.audit.log import TransparencyLog
 from hygie.audit.search import EventFilter, EventPage, SearchInvalid, search_events
 from hygie.governance.accounts import Actor, Scope
@@ -98,24 +99,6 @@ def audit_events(
         offset=page.offset,
         limit=limit,
         events=[event_out(e) for e in page.events],
-    )
-
-
-class RegisterFieldsOut(BaseModel):
-    action: str
-    at: str = Field(description="UTC, YYYY-MM-DDTHH:MM:SS.ffffffZ, as in the leaf.")
-    project_id: int
-
-
-class PublicEntryOut(BaseModel):
-    """A leaf as anyone sees it (GET /audit/entries)."""
-
-    index: int
-    format: int = Field(description="2: a salted commitment; 1: a leaf from before salted leaves (hash only).")
-    leaf_hash: str = Field(description="RFC 9162 leaf hash, base64.")
-    leaf: str | None = Field(description="Format 2: the leaf data (ASCII JSON); SHA-256(0x00 || leaf) = leaf_hash.")
-    register_: RegisterFieldsOut | None = Field(
-        alias="register", description="The clear fields of an act the public register shows, else null."
     )
 
 
