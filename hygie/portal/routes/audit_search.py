@@ -9,12 +9,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from hygie.audit import AuditEvent, record
 from hygie.audit.http import MAX_ENTRIES
 from hygie.audit.http import PublicEntryOut as PublicEntryOut  # re-exported: the citizens' routes extend it
 from hygie.audit.log import TransparencyLog
 from hygie.audit.search import EventFilter, EventPage, SearchInvalid, search_events
+from hygie.audit.storage import AuditLeaf
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied, Invalid
@@ -38,6 +40,9 @@ class EventOut(BaseModel):
     purpose: str | None
     outcome: str
     detail: dict[str, Any]
+    leaf_index: int | None = Field(
+        None, description="Its entry in the log (GET /audit/entries/full?start=i&end=i+1); null until sequenced."
+    )
 
 
 class EventsOut(BaseModel):
@@ -47,11 +52,23 @@ class EventsOut(BaseModel):
     events: list[EventOut]
 
 
-def event_out(e: AuditEvent) -> EventOut:
+def event_out(e: AuditEvent, leaf_index: int | None = None) -> EventOut:
     # SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC.
     at = e.at if e.at.tzinfo else e.at.replace(tzinfo=UTC)
     return EventOut(id=e.id, at=at, actor=e.actor, role=e.role, action=e.action, object=e.object,
-                    project_id=e.project_id, purpose=e.purpose, outcome=e.outcome, detail=e.detail)  # fmt: skip
+                    project_id=e.project_id, purpose=e.purpose, outcome=e.outcome, detail=e.detail,
+                    leaf_index=leaf_index)  # fmt: skip
+
+
+def leaf_indexes(hub: Hub, events: list[AuditEvent]) -> dict[int, int]:
+    """Event id -> leaf index, for the events already in the log."""
+    if not events:
+        return {}
+    with hub.session() as session:
+        rows = session.execute(
+            select(AuditLeaf.event_id, AuditLeaf.leaf_index).where(AuditLeaf.event_id.in_([e.id for e in events]))
+        ).all()
+    return {int(e): int(i) for e, i in rows}
 
 
 def search(hub: Hub, actor: Actor, f: EventFilter, *, offset: int, limit: int) -> EventPage:
@@ -94,11 +111,12 @@ def audit_events(
     f = checked_filter(hub, actor, actor=actor_ref or None, action=action or None, project_id=project_id,
                        outcome=outcome or None, since=since, until=until)  # fmt: skip
     page = search(hub, actor, f, offset=offset, limit=limit)
+    leaves = leaf_indexes(hub, page.events)
     return EventsOut(
         total=page.total,
         offset=page.offset,
         limit=limit,
-        events=[event_out(e) for e in page.events],
+        events=[event_out(e, leaves.get(e.id)) for e in page.events],
     )
 
 
