@@ -52,6 +52,11 @@ def _phone(text: str) -> str:
     return digits
 
 
+def _sorted_words(text: str) -> str:
+    """Folded words in order: a full name agrees whichever name comes first."""
+    return " ".join(sorted(fold(text).split()))
+
+
 def _ratio(a: str, b: str) -> float:
     return fuzz.ratio(a, b) / 100.0
 
@@ -95,7 +100,7 @@ def _compare(field: Field, leaked: str, identity: Identity) -> Compared:
     if field is Field.FIRST_NAME:
         return _pair(leaked, i.first_name, fold, _ratio)
     if field is Field.FULL_NAME:
-        return _pair(leaked, f"{i.last_name} {i.first_name}", fold, _tokens)
+        return _pair(leaked, f"{i.last_name} {i.first_name}", _sorted_words, _ratio)
     if field is Field.BIRTH_DATE:
         return _date(leaked, i.birth_date) if i.birth_date else None
     if field is Field.POSTCODE:
