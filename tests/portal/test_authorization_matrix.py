@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from hygie.audit import AuditEvent
+from hygie.portal.pages.web import SESSION_COOKIE
 from tests.portal.world import World, project_request
 
 ROLES = ["citizen1", "researcher1", "researcher2", "reviewer1", "dpo", "operator", "auditor", None]
@@ -186,3 +188,68 @@ def test_a_researcher_cannot_reach_another_project_even_with_a_token(shared_worl
     token = {"Authorization": f"Bearer {r.json()['token']}"}
     assert w.client.get(f"/projects/{mine}/view", headers=token).status_code == 200
     assert w.client.get(f"/projects/{theirs}/view", headers=token).status_code == 403
+
+
+# A non-member cannot tell a foreign project from a missing one, on any project-scoped route (walked from the
+# OpenAPI schema) or page.
+HIDDEN_BODIES: dict[str, Any] = {
+    "PATCH /projects/{project_id}": {"title": "A better title"},
+    "POST /projects/{project_id}/decisions": {"decision": "approve", "reason": "lawful purpose, minimal scope"},
+    "POST /projects/{project_id}/annual-review": {"decision": "approve", "reason": "lawful purpose, minimal scope"},
+    "POST /projects/{project_id}/members": {"account_id": 1},
+    "POST /projects/{project_id}/suspend": REASON,
+    "POST /projects/{project_id}/resume": REASON,
+    "POST /projects/{project_id}/close": REASON,
+    "POST /projects/{project_id}/disclosure-delay": {"until": "2099-01-01T00:00:00Z", "reason": "x" * 20},
+    "POST /projects/{project_id}/analyses/aggregate": {"group_by": ["sex"]},
+    "POST /projects/{project_id}/analyses/sql": {"sql": "SELECT count(*) AS n FROM ER_PRS_F"},
+    "POST /projects/{project_id}/dummy-data/aggregate": {"group_by": ["sex"]},
+    "POST /projects/{project_id}/dummy-data/sql": {"sql": "SELECT count(*) AS n FROM ER_PRS_F"},
+}
+
+
+def blanked(r: Any, project_id: int) -> tuple[int, str]:
+    """The answer with the asked id blanked: what must not differ between a foreign and a missing project."""
+    return r.status_code, r.text.replace(str(project_id), "N")
+
+
+def test_a_foreign_project_answers_exactly_as_a_missing_one(shared_world: World) -> None:
+    w = shared_world
+    foreign = w.active_project(requester="researcher1")
+    missing = foreign + 10_000
+    schema = w.client.get("/openapi.json").json()["paths"]
+    walked = 0
+    for path, item in schema.items():
+        if "{project_id}" not in path:
+            continue
+        for method in item:
+            key = f"{method.upper()} {path}"
+            body = HIDDEN_BODIES.get(key)
+            for who in ("researcher2", "citizen1"):
+                answers = []
+                for pid in (foreign, missing):
+                    url = path.replace("{project_id}", str(pid)).replace("{job_id}", "1")
+                    answers.append(blanked(w.call(who, method.upper(), url, json=body), pid))
+                assert answers[0] == answers[1], (key, who, answers)
+                assert answers[0][0] in (403, 404, 422), (key, who, answers)
+            walked += 1
+    assert walked >= 18
+    # The pages too: the researcher's project pages and the dummy data download.
+    browser = TestClient(w.client.app, base_url="https://testserver", follow_redirects=False)
+    browser.cookies.set(SESSION_COOKIE, w.login("researcher2"))
+    for page in ("/recherche/projets/{}", "/recherche/projets/{}/analyses", "/recherche/projets/{}/analyses/1",
+                 "/recherche/projets/{}/donnees-fictives"):  # fmt: skip
+        pages = [browser.get(page.format(pid)) for pid in (foreign, missing)]
+        assert pages[0].status_code == pages[1].status_code == 404, (page, pages[0].text[:300])
+    # The owner still sees it; the oversight roles see the request (never its data).
+    assert w.call("researcher1", "GET", f"/projects/{foreign}").status_code == 200
+    assert w.call("dpo", "GET", f"/projects/{foreign}").status_code == 200
+    # On the record the foreign attempt is a denial (the DPO's scope alert counts it), the missing one a failure.
+    with w.hub.session() as session:
+        reads = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "project.read", AuditEvent.actor == f"account:{w.ids['researcher2']}"
+            )
+        )
+        outcomes = {(e.project_id, e.outcome) for e in reads}  # fmt: skip
+    assert {(foreign, "denied"), (missing, "failed")} <= outcomes

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import typer
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -218,3 +219,39 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
 @pytest.mark.parametrize("path", ["/healthz", "/policy", "/register"])
 def test_exempt_public_routes_stay_public(world: World, path: str) -> None:
     assert world.client.get(path).status_code == 200
+
+
+def refused_events(w: World) -> list[AuditEvent]:
+    with w.hub.session() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == "request.refused")))
+
+
+def test_refused_input_is_recorded_without_its_values_and_a_flood_only_so_much(world: World) -> None:
+    w = world
+    nir = "1850575123456"
+    client = TestClient(w.client.app, client=("192.0.2.44", 5000))
+    before = len(refused_events(w))
+    r = client.post("/auth/login", json={"username": nir, "password": 12345})  # a number is not a password
+    assert r.status_code == 422 and nir not in r.text
+    assert {"loc", "msg", "type"} == set(r.json()["detail"][0])
+    big = "x" * (w.hub.settings.request_body_max_kib * 1024 + 1)
+    r = client.post("/auth/login", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    events = refused_events(w)[before:]
+    assert [(e.detail["route"], e.detail["status"]) for e in events] == [("/auth/login", 422), ("/auth/login", 413)]
+    assert events[0].detail["reason"].startswith("invalid ") and nir not in str(events[0].as_dict())
+    # A page form sent back with its errors is a refusal too (the sign-in page without a password).
+    client.cookies.set("hygie_csrf", "c" * 64)
+    assert client.post("/connexion", data={"csrf": "c" * 64, "username": nir}).status_code == 422
+    last = refused_events(w)[-1]
+    assert (last.detail["route"], last.detail["status"]) == ("/connexion", 422) and nir not in str(last.as_dict())
+    # A flood from one address leaves at most refused_records_per_minute events in the minute; answers stay clear.
+    limit = w.hub.settings.refused_records_per_minute
+    flood = TestClient(w.client.app, client=("192.0.2.45", 5000))
+    seen = len(refused_events(w))
+    for _ in range(limit + 20):
+        r = flood.get("/projects/not-a-number", headers=w.headers("researcher1"))
+        assert r.status_code == 422
+    from_flood = [e for e in refused_events(w)[seen:] if e.detail["route"] == "/projects/{project_id}"]
+    assert len(from_flood) == limit
+    assert re.fullmatch(r"invalid [a-z_, ]+", from_flood[0].detail["reason"])
