@@ -9,6 +9,7 @@ status, which is not the refusal's).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -48,7 +49,7 @@ def wrong_types(body: dict[str, Any]) -> dict[str, Any]:
     return {k: ([CANARY] if v is None or isinstance(v, str) else CANARY) for k, v in body.items()} or {"x": CANARY}
 
 
-FAULTS = {
+FAULTS: dict[str, Callable[[Served, Operation], dict[str, Any]]] = {
     "malformed JSON": lambda s, op: {"content": b'{"a": "' + CANARY.encode() + b'", ',
                                      "headers": {"Content-Type": "application/json"}},
     "not an object": lambda s, op: {"json": [CANARY]},

@@ -7,10 +7,12 @@ happen: a vault value in any answer the DPO gets about the incident; an identity
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import httpx
 
+from hygie.portal.pages.web import SESSION_COOKIE
 from tests.portal.world import people
 from tests.security.conftest import Served
 
@@ -36,8 +38,14 @@ def vault_values(person: dict[str, str]) -> list[str]:
     return [person[k] for k in keys if person.get(k) and len(person[k]) >= 4]
 
 
+def page(s: Served, caller: str, path: str) -> httpx.Response:
+    """A page of the portal as the person's browser gets it (the page session cookie holds the same session token
+    as the API's bearer)."""
+    return s.call(None, "GET", path, headers={"Cookie": f"{SESSION_COOKIE}={s.token(caller)}"})
+
+
 def everything_the_dpo_reads(s: Served, incident: int) -> list[httpx.Response]:
-    """Every answer about the incident and its rows the DPO can ask for over the API."""
+    """Every answer about the incident and its rows the DPO can ask for, over the API and on the DPO's pages."""
     answers = [s.call("dpo", "GET", f"/breach/incidents/{incident}"),
                s.call("dpo", "GET", f"/breach/incidents/{incident}/review"),
                s.call("dpo", "GET", f"/breach/incidents/{incident}/report"),
@@ -46,6 +54,8 @@ def everything_the_dpo_reads(s: Served, incident: int) -> list[httpx.Response]:
                s.call("dpo", "GET", "/breach/reveals")]  # fmt: skip
     for row in (1, 2):
         answers.append(s.call("dpo", "GET", f"/breach/incidents/{incident}/review/{row}"))
+    for path in ("", f"/{incident}", f"/{incident}/revue/1", f"/{incident}/rapport", "/a-confirmer"):
+        answers.append(page(s, "dpo", f"/controle/violations{path}"))
     return answers
 
 
@@ -55,9 +65,11 @@ def test_no_vault_value_in_review_answers(served: Served) -> None:
     incident = import_leak(s, "chosen NIR, made-up name", person["BEN_NIR"])
     review = s.call("dpo", "GET", f"/breach/incidents/{incident}/review")
     assert review.status_code == 200 and review.json(), review.text  # the row is in review: a conflict on the name
-    for answer in everything_the_dpo_reads(s, incident):
+    answers = everything_the_dpo_reads(s, incident)
+    assert answers[-3].status_code == 200, answers[-3].text[:300]  # the DPO's page of the row in review
+    for answer in answers:
         for value in vault_values(person):
-            assert value not in answer.text, (str(answer.request.url), "shows a vault value")
+            assert value not in html.unescape(answer.text), (str(answer.request.url), "shows a vault value")
 
 
 def request_reveal(s: Served, incident: int, row: int) -> httpx.Response:
