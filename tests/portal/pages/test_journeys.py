@@ -489,11 +489,12 @@ def test_forms_refuse_a_missing_csrf_token_and_pages_refuse_other_roles(
     expect(page.get_by_role("alert")).to_contain_text("réservée")
     check_page(page, "erreur-acces-refuse")
     sign_out(page)
-    # Another researcher's project: the service's refusal, in French, its own words kept and marked English.
+    # Another researcher's project answers as a missing one: the service's refusal, in French, its own words kept
+    # and marked English.
     pid = w.active_project()
     sign_in(page, server, w, "researcher2")
     page.goto(f"{server}/recherche/projets/{pid}/analyses/sql")
-    expect(page.locator("#message-erreur")).to_have_text(f"Vous n'êtes pas membre du projet n° {pid}.")
+    expect(page.locator("#message-erreur")).to_have_text(f"Aucun projet n° {pid}.")
     expect(page.locator("#message-erreur")).to_have_attribute("lang", "fr")
-    expect(page.get_by_role("alert").locator("span[lang=en]")).to_contain_text(f"not a member of project {pid}")
+    expect(page.get_by_role("alert").locator("span[lang=en]")).to_contain_text(f"no project {pid}")
     check_page(page, "erreur-pas-membre")
