@@ -13,7 +13,9 @@ and the signed-in helpers speak from 127.0.0.1.
 
 from __future__ import annotations
 
+import email
 import itertools
+import re
 import socket
 import threading
 import time
@@ -25,6 +27,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Sink
 
 from hygie.governance import credentials
 from hygie.portal.app import create_app
@@ -46,6 +50,30 @@ def new_source() -> str:
     """A loopback address no other test speaks from (per-source throttling must not leak between tests)."""
     n = next(_sources)
     return f"127.0.{n // 250}.{n % 250 + 2}"
+
+
+class Mailbox(Sink):
+    """The mail server of the hub under test: every address's mailbox, readable by whoever holds the address."""
+
+    CODE = re.compile(r"\b([A-Z2-7]{4}(?:-[A-Z2-7]{4}){7})\b")
+    """The enrolment code as the mail shows it (format of hygie.governance.accounts)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+        self.port = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+    def code_for(self, address: str) -> str | None:
+        """The newest enrolment code mailed to ``address``, or None."""
+        for to, raw in reversed(self.messages):
+            if address in to:
+                body = email.message_from_bytes(raw).get_payload(decode=True)
+                found = self.CODE.search(body.decode() if isinstance(body, bytes) else str(body))
+                return found.group(1) if found else None
+        return None
 
 
 def _free_port() -> int:
@@ -199,9 +227,25 @@ def security_template(tmp_path_factory: pytest.TempPathFactory, small_delivery: 
 
 
 @pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory, security_template: Template) -> Iterator[Served]:
-    """The hub the attack replays run against (each test makes its own projects on it)."""
+def mailbox() -> Iterator[Mailbox]:
+    handler = Mailbox()
+    handler.port = _free_port()  # aiosmtpd's readiness check cannot use port 0
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, security_template: Template, mailbox: Mailbox) -> Iterator[Served]:
+    """The hub the attack replays run against (each test makes its own projects on it); its mail goes to
+    ``mailbox`` (the deployment's SMTP server)."""
     for world in build_world(tmp_path_factory.mktemp("security-hub"), security_template, None):
+        if "mail_smtp_port" in type(world.hub.settings).model_fields:
+            world.hub.settings.mail_smtp_host = "127.0.0.1"
+            world.hub.settings.mail_smtp_port = mailbox.port
         yield from serve(world)
 
 

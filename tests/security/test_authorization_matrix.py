@@ -183,9 +183,13 @@ def schema(matrix_served: Served) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def outcomes(matrix_served: Served, schema: dict[str, Any]) -> Iterator[list[Outcome]]:
+def objects(matrix_served: Served) -> Objects:
+    return _setup(matrix_served)
+
+
+@pytest.fixture(scope="module")
+def outcomes(matrix_served: Served, schema: dict[str, Any], objects: Objects) -> Iterator[list[Outcome]]:
     s = matrix_served
-    objects = _setup(s)
     anonymous = new_source()  # refused sign-ins and anonymous calls do not count against the signed-in callers
     out: list[Outcome] = []
     for op in operations(schema):
@@ -299,3 +303,23 @@ def test_no_call_fails_with_a_server_error(outcomes: list[Outcome]) -> None:
     assert len(outcomes) > 500
     wrong = [str(o) for o in outcomes if o.status >= 500]
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_project_does_not_lend_its_id_to_another_projects_objects(matrix_served: Served, objects: Objects) -> None:
+    """Mixed ids: researcher1's own project with researcher2's analysis, job and release in it answer like an id
+    nobody has (an object is reached through its own project only)."""
+    s = matrix_served
+    mine, theirs = objects.project["researcher1"], objects.job["researcher2"]
+    for suffix in ("", "/release", "/download"):
+        r = s.call("researcher1", "GET", f"/projects/{mine}/analyses/{theirs}{suffix}")
+        missing = s.call("researcher1", "GET", f"/projects/{mine}/analyses/{MISSING}{suffix}")
+        assert not 200 <= r.status_code < 300, r.text
+        assert _shape_of(r) == _shape_of(missing), (suffix, r.text, missing.text)
+    theirs_project = objects.project["researcher2"]
+    token = {"name": "x", "scopes": ["data"], "days": 1, "project_id": theirs_project}
+    r = s.call("researcher1", "POST", "/me/tokens", json=token)
+    assert not 200 <= r.status_code < 300, r.text
+
+
+def _shape_of(r: httpx.Response) -> tuple[int, str]:
+    return r.status_code, re.sub(r"\d+", "N", r.text)

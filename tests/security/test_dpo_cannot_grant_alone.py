@@ -8,6 +8,7 @@ DPO's approval counting, a project active on the DPO's word.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 
 from tests.portal.world import PASSWORD, project_request
-from tests.security.conftest import APPROVE, Served
+from tests.security.conftest import APPROVE, Mailbox, Served, new_source
 
 CREDENTIAL = re.compile(r"otpauth://|totp_secret|totp_uri\"\s*:\s*\"|\"(code|secret|password)\"\s*:\s*\"", re.I)
 
@@ -39,8 +40,6 @@ def puppet_session(s: Served, username: str, answer: dict[str, Any]) -> str | No
     secret = parse_qs(urlparse(uri).query).get("secret", [""])[0]
     if not secret:
         return None
-    import base64
-
     from hygie.governance import credentials
 
     raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
@@ -101,4 +100,53 @@ def test_the_dpo_cannot_confirm_an_account_he_created(served: Served) -> None:
     r = s.call(
         "dpo", "POST", f"/accounts/{account_id}/confirm", json={"email": "puppet-reviewer-self@dpo-mailbox.example"}
     )
+    assert not 200 <= r.status_code < 300, r.text
+
+
+def enrol_from_mailbox(s: Served, mailbox: Mailbox, username: str, address: str) -> bool:
+    """New API (H1): whoever reads ``address`` enrols as the holder with the code mailed there
+    (``POST /accounts/enrol`` with the code and a password; the answer gives the second factor, once). True when
+    it worked; the second factor then goes where the suite's sign-ins find it."""
+    code = mailbox.code_for(address)
+    if code is None:
+        return False
+    r = s.call(None, "POST", "/accounts/enrol", json={"code": code, "password": PASSWORD}, source=new_source())
+    if r.status_code != 200:
+        return False
+    secret = r.json()["totp_secret"]
+    s.world.secrets[username] = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    return True
+
+
+def mailbox_puppet(s: Served, mailbox: Mailbox, username: str, role: str) -> bool:
+    """The DPO creates an account with his own mailbox as the holder's address; where a second person must confirm
+    it, the DPO's own confirmation is refused and the auditor is fooled into confirming; the DPO enrols from the code
+    that reaches his mailbox. True when the DPO ends up holding a usable account."""
+    address = f"{username}@dpo-mailbox.example"
+    r = s.call("dpo", "POST", "/accounts", json={"username": username, "role": role, "email": address})
+    assert r.status_code == 200, r.text
+    account = r.json()["account"]
+    if account.get("status") == "pending_confirmation":
+        r = s.call("dpo", "POST", f"/accounts/{account['id']}/confirm", json={"email": address})
+        assert not 200 <= r.status_code < 300, r.text  # the creator is no second person
+        s.call("auditor", "POST", f"/accounts/{account['id']}/confirm", json={"email": address})  # fooled
+    return enrol_from_mailbox(s, mailbox, username, address)
+
+
+def test_puppets_enrolled_from_the_dpos_own_mailbox_cannot_activate_his_project(
+    served: Served, mailbox: Mailbox
+) -> None:
+    """Even holding a researcher and a reviewer he created (his mailbox, a fooled confirmer), the DPO gets no project
+    active: the DPO does not review, and a reviewer made by the requester's creator does not count."""
+    s = served
+    if not mailbox_puppet(s, mailbox, "puppet-r-mailbox", "researcher"):
+        return  # the DPO holds no researcher: the attack stops here
+    has_reviewer = mailbox_puppet(s, mailbox, "puppet-v-mailbox", "reviewer")
+    pid = s.submitted("puppet-r-mailbox")
+    if has_reviewer:
+        s.call("puppet-v-mailbox", "POST", f"/projects/{pid}/decisions", json=APPROVE)
+    s.call("dpo", "POST", f"/projects/{pid}/decisions", json=APPROVE)
+    s.call("reviewer1", "POST", f"/projects/{pid}/decisions", json=APPROVE)  # one honest reviewer
+    assert s.call("reviewer1", "GET", f"/projects/{pid}").json()["status"] != "active"
+    r = s.call("puppet-r-mailbox", "GET", f"/projects/{pid}/view")
     assert not 200 <= r.status_code < 300, r.text
