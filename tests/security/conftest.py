@@ -1,7 +1,7 @@
 """A served hub for the black-box security suite: uvicorn on 127.0.0.1 over a copied test hub, spoken to over HTTP
 only, as an insider or an outsider would.
 
-Two hubs for the whole suite: ``served`` for the attack replays (each test builds its own projects and accounts on
+Two hubs for the whole suite, package-scoped (their servers stop once the last test of tests/security/ ran): ``served`` for the attack replays (each test builds its own projects and accounts on
 it) and ``matrix_served`` for the authorisation matrix and the bad-input sweep, which throw every route at every role
 and may leave objects in any state. SQLite only: the black-box answers do not depend on the database, which the
 in-process tests cover on both.
@@ -190,6 +190,18 @@ class Served:
             self.world.ids[username] = created.account.id
         return self.world.ids[username]
 
+    def open_alert(self, within: float = 20.0) -> dict[str, Any] | None:
+        """An open access alert, as the DPO lists them, waiting for the alerter's next pass if none is open yet (the
+        suite's reviewers are all new accounts: their approvals raise ``fresh_approver`` alerts)."""
+        deadline = time.monotonic() + within
+        while True:
+            r = self.call("dpo", "GET", "/alerts", params={"status": "open"})
+            assert r.status_code == 200, r.text
+            alerts: list[dict[str, Any]] = r.json()["alerts"]
+            if alerts or time.monotonic() > deadline:
+                return alerts[0] if alerts else None
+            time.sleep(0.2)
+
     def events(self, **filters: Any) -> list[dict[str, Any]]:
         """The auditor's search of the record (newest first), up to 500 events."""
         r = self.call("auditor", "GET", "/audit/events", params={"limit": 500, **filters})
@@ -205,6 +217,7 @@ class Served:
 def serve(world: World) -> Iterator[Served]:
     """The portal of ``world.hub`` served by uvicorn in a background thread, lifespan included."""
     port = _free_port()
+    world.hub.settings.alert_seconds = 1.0  # alerts raised within a second (the suite reads and handles them)
     config = uvicorn.Config(create_app(world.hub), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="security-hub-under-test", daemon=True)
@@ -221,12 +234,12 @@ def serve(world: World) -> Iterator[Served]:
     thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def security_template(tmp_path_factory: pytest.TempPathFactory, small_delivery: Path) -> Template:
     return make_template(tmp_path_factory.mktemp("security-tpl"), small_delivery, None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mailbox() -> Iterator[Mailbox]:
     handler = Mailbox()
     handler.port = _free_port()  # aiosmtpd's readiness check cannot use port 0
@@ -238,7 +251,7 @@ def mailbox() -> Iterator[Mailbox]:
         controller.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory, security_template: Template, mailbox: Mailbox) -> Iterator[Served]:
     """The hub the attack replays run against (each test makes its own projects on it); its mail goes to
     ``mailbox`` (the deployment's SMTP server)."""
@@ -249,7 +262,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, security_template: Template
         yield from serve(world)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def matrix_served(tmp_path_factory: pytest.TempPathFactory, security_template: Template) -> Iterator[Served]:
     """A second hub for the authorisation matrix and the bad-input sweep (they may leave anything in any state)."""
     for world in build_world(tmp_path_factory.mktemp("security-matrix"), security_template, None):

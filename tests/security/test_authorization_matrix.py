@@ -162,14 +162,14 @@ def _setup(s: Served) -> Objects:
     s.call("auditor", "POST", f"/breach/incidents/{incident}/confirm")  # a second person (where the API asks one)
     reveal = s.call("dpo", "POST", f"/breach/incidents/{incident}/review/1/reveal",
                     json={"reason": "the law needs this identity to notify the person by post"})  # fmt: skip
-    alerts = s.call("auditor", "GET", "/alerts").json()
+    alert = s.open_alert()
     return Objects(
         project=project,
         job=job,
         release=release,
         token=token,
         incident=incident,
-        alert=int(alerts["alerts"][0]["id"]) if alerts.get("alerts") else None,
+        alert=int(alert["id"]) if alert else None,
         reveal=int(reveal.json()["id"]) if reveal.status_code == 200 else None,
     )
 

@@ -50,11 +50,11 @@ def make_private_acts(s: Served) -> dict[str, Any]:
     assert s.call("citizen1", "DELETE", "/me/opt-out").status_code == 200  # object, then withdraw: two acts
     assert s.call("citizen1", "GET", "/me/breach-notices").status_code == 200
     assert s.call("dpo", "GET", "/audit/events", params={"actor": f"account:{citizen}"}).status_code == 200
-    alerts = s.call("dpo", "GET", "/alerts", params={"status": "open"}).json().get("alerts", [])
-    if alerts:
-        r = s.call("dpo", "POST", f"/alerts/{alerts[0]['id']}/dismiss", json={"note": "known: a test"})
-        assert r.status_code == 200, r.text
-    pid = s.active("researcher2")
+    pid = s.active("researcher2")  # approved by new reviewers: a fresh_approver alert
+    alert = s.open_alert()
+    assert alert is not None, "no alert to dismiss"
+    r = s.call("dpo", "POST", f"/alerts/{alert['id']}/dismiss", json={"note": "known: a test"})
+    assert r.status_code == 200, r.text
     job = s.sql("researcher2", pid, "SELECT count(*) AS n FROM ER_PRS_F")  # goes to the airlock, never released
     return {"citizen": f"account:{citizen}", "job": job}
 
