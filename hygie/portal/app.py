@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
@@ -107,8 +108,7 @@ def create_app(hub: Hub) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # What was wrong, where: never the submitted values (a NIR typed in the wrong field stays out of answers,
         # logs and the record). The refusal is recorded by RefusedRecorder.
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]  # fmt: skip
+        errors = [{"loc": _location(e), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         request.state.hygie_refusal = refusal_reason(exc.errors())
         return JSONResponse({"detail": errors}, status_code=422)
 
@@ -159,6 +159,14 @@ def create_app(hub: Hub) -> FastAPI:
     app.add_middleware(RefusedRecorder, hub=hub, routes=app.router.routes)
     openapi.install(app)
     return app
+
+
+def _location(error: Any) -> list[Any]:
+    """Where a validation error is; an unknown field's name is what the client typed: not echoed back."""
+    loc = list(error.get("loc", ()))
+    if error.get("type") == "extra_forbidden" and loc:
+        loc[-1] = "(unknown field)"
+    return loc
 
 
 def _include_audit(app: FastAPI, hub: Hub) -> None:

@@ -23,6 +23,8 @@ router = APIRouter(tags=["accounts"])
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     username: str = Field(max_length=80)
     password: str = Field(max_length=200)
     totp: str | None = Field(default=None, max_length=10, description="Second factor; required but for citizens.")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
@@ -32,10 +32,14 @@ router = APIRouter(tags=["analyses"], dependencies=[Depends(_workers)])
 
 
 class SQLRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     sql: str = Field(max_length=100_000, description="One DuckDB SELECT over the project's view tables.")
 
 
 class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     decision: Literal["approve", "reject"]
     reason: str = Field(max_length=5_000)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from hygie.analysis.dummy import DummyCodeRefused, DummyDataError, DummyRun, export_dummy, run_on_dummy
@@ -57,6 +57,8 @@ def dummy_data(project_id: int, hub: HubDep, actor: ActorDep) -> Response:
 
 
 class DummySQL(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     sql: str = Field(max_length=100_000, description="One DuckDB SELECT over the project's view tables.")
 
 

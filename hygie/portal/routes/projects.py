@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 
 from hygie.audit import record
@@ -24,6 +24,8 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 
 
 class ProjectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     title: str = Field(min_length=1, max_length=300)
     organisation: str = Field(min_length=1, max_length=200)
     purpose: str = Field(description="One of the lawful purposes of GET /policy.")
@@ -35,6 +37,8 @@ class ProjectRequest(BaseModel):
 
 
 class ProjectChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     title: str | None = Field(default=None, min_length=1, max_length=300)
     organisation: str | None = Field(default=None, min_length=1, max_length=200)
     purpose: str | None = None
@@ -46,6 +50,8 @@ class ProjectChange(BaseModel):
 
 
 class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     decision: Literal["approve", "reject"]
     reason: str = Field(max_length=5_000)
     scope_hash: str | None = Field(
@@ -57,10 +63,14 @@ class DecisionRequest(BaseModel):
 
 
 class ReasonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     reason: str = Field(max_length=5_000)
 
 
 class MemberRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
+
     account_id: int
 
 
