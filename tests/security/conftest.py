@@ -1,10 +1,11 @@
 """A served hub for the black-box security suite: uvicorn on 127.0.0.1 over a copied test hub, spoken to over HTTP
 only, as an insider or an outsider would.
 
-Two hubs for the whole suite, package-scoped (their servers stop once the last test of tests/security/ ran): ``served`` for the attack replays (each test builds its own projects and accounts on
-it) and ``matrix_served`` for the authorisation matrix and the bad-input sweep, which throw every route at every role
-and may leave objects in any state. SQLite only: the black-box answers do not depend on the database, which the
-in-process tests cover on both.
+Two hubs for the whole suite, package-scoped (their servers stop once the last test of tests/security/ ran):
+``served`` for the attack replays (each test builds its own projects and accounts on it) and ``matrix_served`` for
+the authorisation matrix and the bad-input sweep, which throw every route at every role and may leave objects in any
+state. SQLite only: the black-box answers do not depend on the database, which the in-process tests cover on both.
+The attack hub's mail goes to an SMTP server of the test (``mailbox``), where whoever holds an address reads it.
 
 Sources: the throttling of sign-ins and of recorded refusals is per client address, so each test that fails on
 purpose speaks from its own loopback address (127.0.0.2, 127.0.0.3, ...; the whole of 127.0.0.0/8 is loopback),

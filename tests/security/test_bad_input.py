@@ -54,7 +54,7 @@ FAULTS: dict[str, Callable[[Served, Operation], dict[str, Any]]] = {
                                      "headers": {"Content-Type": "application/json"}},
     "not an object": lambda s, op: {"json": [CANARY]},
     "wrong types": lambda s, op: {"json": wrong_types(valid_body(s, op))},
-    "unknown field": lambda s, op: {"json": {**valid_body(s, op), f"zz_unknown_{CANARY}": CANARY}},
+    "unknown field": lambda s, op: {"json": {**valid_body(s, op), "unexpected_field": CANARY}},
     "oversized": lambda s, op: {"json": {**valid_body(s, op), "padding": CANARY * (1100 * 1024 // len(CANARY))}},
 }  # fmt: skip
 
@@ -65,15 +65,18 @@ def test_bad_input_gets_a_clear_uniform_refusal(
 ) -> None:
     s = matrix_served
     source = new_source()
-    answers = {}
+    answers, wrong = {}, []
     for op in body_routes:
         r = send(s, op, source, **FAULTS[fault](s, op))
         answers[str(op)] = r.status_code
-        assert 400 <= r.status_code < 500, (fault, str(op), r.status_code, r.text[:300])
-        assert r.status_code not in (401, 403, 404, 409), (fault, str(op), "refused for another reason", r.text[:300])
-        assert CANARY not in r.text, (fault, str(op), "echoes the submitted value", r.text[:300])
-        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else None
-        assert detail, (fault, str(op), "no detail saying what was wrong", r.text[:300])
+        json_body = r.headers.get("content-type", "").startswith("application/json")
+        if not 400 <= r.status_code < 500 or r.status_code in (401, 403, 404, 409):
+            wrong.append(f"{op}: {r.status_code}, not a refusal of the input: {r.text[:200]}")
+        elif CANARY in r.text:
+            wrong.append(f"{op}: echoes the submitted value: {r.text[:200]}")
+        elif not (json_body and r.json().get("detail")):
+            wrong.append(f"{op}: no detail saying what was wrong: {r.text[:200]}")
+    assert not wrong, f"{fault}:\n" + "\n".join(wrong)
     assert len(set(answers.values())) == 1, (fault, answers)
 
 
