@@ -234,11 +234,17 @@ def test_refused_input_is_recorded_without_its_values_and_a_flood_only_so_much(w
     r = client.post("/auth/login", json={"username": nir, "password": 12345})  # a number is not a password
     assert r.status_code == 422 and nir not in r.text
     assert {"loc", "msg", "type"} == set(r.json()["detail"][0])
+    r = client.post("/auth/login", json={"username": "someone", "password": "x", f"x{nir}": 1})  # unknown field
+    assert r.status_code == 422 and nir not in r.text
     big = "x" * (w.hub.settings.request_body_max_kib * 1024 + 1)
     r = client.post("/auth/login", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413
     events = refused_events(w)[before:]
-    assert [(e.detail["route"], e.detail["status"]) for e in events] == [("/auth/login", 422), ("/auth/login", 413)]
+    assert [(e.detail["route"], e.detail["status"]) for e in events] == [
+        ("/auth/login", 422),
+        ("/auth/login", 422),
+        ("/auth/login", 413),
+    ]
     assert events[0].detail["reason"].startswith("invalid ") and nir not in str(events[0].as_dict())
     # A page form sent back with its errors is a refusal too (the sign-in page without a password).
     client.cookies.set("hygie_csrf", "c" * 64)
