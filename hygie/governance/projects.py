@@ -238,17 +238,7 @@ class Projects:
         self._require_requester(actor, project)
         if project.status in ENDED:
             raise Conflict(f"project {project.id} is {project.status}; start a new project")
-        allowed = {
-            "title",
-            "organisation",
-            "purpose",
-            "justification",
-            "public_summary",
-            "scope",
-            "duration_days",
-            "threshold",
-        }
-        unknown = set(changes) - allowed
+        unknown = set(changes) - set(JUDGED_FIELDS)
         if unknown:
             raise Invalid(f"cannot change {', '.join(sorted(unknown))}")
         merged: dict[str, Any] = {
