@@ -20,6 +20,7 @@ from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Denied, NotFound
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -49,7 +50,7 @@ class AlertPage(BaseModel):
     alerts: list[AlertOut]
 
 
-class NoteRequest(BaseModel):
+class NoteRequest(RequestBody):
     note: str = Field(min_length=1, max_length=5_000)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
@@ -19,6 +19,7 @@ from hygie.governance.accounts import Actor, Scope
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied, NotFound
 from hygie.governance.policy import REVIEWING_ROLES
+from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
 
@@ -31,15 +32,11 @@ def _workers(hub: HubDep) -> None:
 router = APIRouter(tags=["analyses"], dependencies=[Depends(_workers)])
 
 
-class SQLRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class SQLRequest(RequestBody):
     sql: str = Field(max_length=100_000, description="One DuckDB SELECT over the project's view tables.")
 
 
-class DecisionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class DecisionRequest(RequestBody):
     decision: Literal["approve", "reject"]
     reason: str = Field(max_length=5_000)
 

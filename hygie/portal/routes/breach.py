@@ -35,6 +35,7 @@ from hygie.governance.errors import Denied, Invalid, Unauthenticated
 from hygie.governance.models import Account
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(tags=["breach"])
@@ -86,7 +87,7 @@ class IncidentOut(BaseModel):
     mapping: list[ColumnOut]
 
 
-class MappingRequest(BaseModel):
+class MappingRequest(RequestBody):
     columns: dict[int, LeakField] = Field(description="Column number (from 0) → field, for the columns to correct")
 
 
@@ -98,7 +99,7 @@ class ReviewRow(BaseModel):
     decision: str | None
 
 
-class DecisionRequest(BaseModel):
+class DecisionRequest(RequestBody):
     decision: Literal["confirm", "reject"]
 
 
@@ -122,11 +123,11 @@ class ComparisonOut(ReviewRow):
     fields: list[FieldOut] = Field(description="Each identifying cell against the candidate; never a value")
 
 
-class RevealRequest(BaseModel):
+class RevealRequest(RequestBody):
     reason: str = Field(max_length=2000, description="Why the law needs this identity (at least the minimum)")
 
 
-class RevealDecision(BaseModel):
+class RevealDecision(RequestBody):
     decision: Literal["approve", "refuse"]
     reason: str = Field(max_length=2000)
 
@@ -430,7 +431,7 @@ class NoticesOut(BaseModel):
     )
 
 
-class ContactDetails(BaseModel):
+class ContactDetails(RequestBody):
     email: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     address: str | None = Field(default=None, max_length=300)
@@ -487,7 +488,7 @@ class KeyOut(BaseModel):
     prefix_bits: int
 
 
-class EvaluateRequest(BaseModel):
+class EvaluateRequest(RequestBody):
     blinded: str = Field(max_length=100, description="base64 of the blinded element (RFC 9497 BlindedElement)")
 
 
@@ -498,7 +499,7 @@ class EvaluateOut(BaseModel):
     attempt: str = Field(description="Good for one lookup, for a short while")
 
 
-class LookupRequest(BaseModel):
+class LookupRequest(RequestBody):
     attempt: str = Field(max_length=100)
     prefix: int = Field(ge=0, description="The first prefix_bits bits of the client's tag")
 

@@ -11,6 +11,7 @@ from hygie.audit import record
 from hygie.governance.accounts import ANONYMOUS
 from hygie.governance.acts import act
 from hygie.governance.citizens import Citizens, OptOutState
+from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 from hygie.portal.routes.audit_search import FullEntryOut, PublicEntryOut
 from hygie.portal.transparency import MY_ENTRIES_MAX, my_entries
@@ -18,7 +19,7 @@ from hygie.portal.transparency import MY_ENTRIES_MAX, my_entries
 router = APIRouter(tags=["citizens"])
 
 
-class EnrolRequest(BaseModel):
+class EnrolRequest(RequestBody):
     nir: str = Field(min_length=13, max_length=21, description="Your social security number (sent in the body only)")
     last_name: str = Field(min_length=1, max_length=100)
     birth_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from hygie.analysis.dummy import DummyCodeRefused, DummyDataError, DummyRun, export_dummy, run_on_dummy
@@ -19,6 +19,7 @@ from hygie.governance.errors import Conflict, Denied, Invalid
 from hygie.governance.models import Project
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(prefix="/projects", tags=["dummy data"])
@@ -56,9 +57,7 @@ def dummy_data(project_id: int, hub: HubDep, actor: ActorDep) -> Response:
     return Response(export.content, media_type="application/zip", headers=headers)
 
 
-class DummySQL(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class DummySQL(RequestBody):
     sql: str = Field(max_length=100_000, description="One DuckDB SELECT over the project's view tables.")
 
 

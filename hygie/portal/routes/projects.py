@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
 from hygie.audit import record
@@ -18,14 +18,13 @@ from hygie.governance.models import Project, ProjectDecision, ProjectMember
 from hygie.governance.policy import Role
 from hygie.governance.projects import Projects, decision_hash
 from hygie.governance.views import view_summary
+from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
 
-class ProjectRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class ProjectRequest(RequestBody):
     title: str = Field(min_length=1, max_length=300)
     organisation: str = Field(min_length=1, max_length=200)
     purpose: str = Field(description="One of the lawful purposes of GET /policy.")
@@ -36,9 +35,7 @@ class ProjectRequest(BaseModel):
     threshold: int | None = Field(default=None, ge=1, le=100_000)
 
 
-class ProjectChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class ProjectChange(RequestBody):
     title: str | None = Field(default=None, min_length=1, max_length=300)
     organisation: str | None = Field(default=None, min_length=1, max_length=200)
     purpose: str | None = None
@@ -49,9 +46,7 @@ class ProjectChange(BaseModel):
     threshold: int | None = Field(default=None, ge=1, le=100_000)
 
 
-class DecisionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class DecisionRequest(RequestBody):
     decision: Literal["approve", "reject"]
     reason: str = Field(max_length=5_000)
     scope_hash: str | None = Field(
@@ -62,15 +57,11 @@ class DecisionRequest(BaseModel):
     )
 
 
-class ReasonRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class ReasonRequest(RequestBody):
     reason: str = Field(max_length=5_000)
 
 
-class MemberRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field is refused (422), never silently ignored
-
+class MemberRequest(RequestBody):
     account_id: int
 
 

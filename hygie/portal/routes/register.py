@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from hygie.governance.acts import act
 from hygie.governance.register import data_uses, delay_disclosure, register
 from hygie.portal import transparency
+from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
 router = APIRouter(tags=["register"])
@@ -82,7 +83,7 @@ class DataUsesOut(BaseModel):
     releases: list[ReleaseOut] = Field(description="Outputs released by the projects shown, newest first.")
 
 
-class DelayRequest(BaseModel):
+class DelayRequest(RequestBody):
     until: datetime
     reason: str = Field(max_length=5_000)
 
