@@ -67,6 +67,12 @@ class Result:
         }
 
 
+def may_fork() -> bool:
+    """Forking is safe only from a process's main thread with no other threads holding locks: the console.
+    A server request thread (other threads running: checkpointer, alerts, workers) matches in-process."""
+    return threading.current_thread() is threading.main_thread() and threading.active_count() == 1
+
+
 class Incidents:
     def __init__(self, hub: Hub, session: Session) -> None:
         self.hub = hub
@@ -123,6 +129,7 @@ class Incidents:
         """A second person confirms a staged import: only now is the file matched against the vault. The
         confirmer is an account of a role in ``breach_import_confirmer_roles``, neither the importer nor an account
         the importer created (nor its creator, nor created by the importer's creator account)."""
+        second_person_role(actor, self.hub.settings.breach_import_confirmer_roles, "confirming a leak's import")
         if incident.status != "staged":
             raise Conflict(f"incident {incident.id} is {incident.status}: there is no import to confirm")
         second_person(self.session, actor, incident.created_by, self.hub.settings.breach_import_confirmer_roles,
@@ -168,12 +175,9 @@ class Incidents:
         workers = settings.breach_match_workers
         # Workers read committed data only: when this transaction has just extended the blocking index, the rows
         # are matched here (the next import, with the index current, will use them).
-        # Forking is safe only from a process's main thread with no other threads holding locks: the console.
-        # A server request thread (other threads running: checkpointer, alerts, workers) matches in-process.
-        console = threading.current_thread() is threading.main_thread() and threading.active_count() == 1
         if (
             workers > 1
-            and console
+            and may_fork()
             and len(rows) >= settings.breach_parallel_rows
             and not refreshed
             and parallel.available()
@@ -374,12 +378,14 @@ class Incidents:
 
     def decide_reveal(self, actor: Actor, reveal_id: int, approve: bool, reason: str) -> BreachReveal:
         """A second person approves or refuses a request to see an identity (never the asker, nor an account of
-        the asker's making; a role in ``breach_reveal_approver_roles``). The approver sees no identity."""
+        the asker's making; a role in ``breach_reveal_approver_roles``). The approver sees no identity. A role that
+        may not approve is refused before the request is looked up (the same answer whatever the id)."""
+        what = "approving a request to see an identity"
+        second_person_role(actor, self.hub.settings.breach_reveal_approver_roles, what)
         reveal = self.reveal(reveal_id)
         if reveal.status != "requested":
             raise Conflict(f"request {reveal_id} is {reveal.status}: it was decided already")
-        second_person(self.session, actor, reveal.requested_by, self.hub.settings.breach_reveal_approver_roles,
-                      "approving a request to see an identity")  # fmt: skip
+        second_person(self.session, actor, reveal.requested_by, self.hub.settings.breach_reveal_approver_roles, what)
         if len(reason.strip()) < MIN_REASON:
             raise Invalid(f"a decision on a request to see an identity needs its reason, in at least {MIN_REASON} "
                           "characters")  # fmt: skip
@@ -442,10 +448,7 @@ def second_person(session: Session, actor: Actor, asker: str, roles: list[str], 
     """Refuse unless ``actor`` is a second person for an act asked by ``asker`` (an actor reference): a signed-in
     account of one of ``roles``, not the asker, not created by the asker, not the asker's creator, and not made by
     the same account as the asker (accounts made by the console, the installation's act, are independent)."""
-    if actor.account_id is None or actor.role is None or actor.role.value not in roles:
-        raise Denied(f"{what} needs a second person's account ({', '.join(roles)})")
-    if not actor.scopes & {Scope.GOVERNANCE, Scope.AUDIT}:
-        raise Denied(f"{what} needs a signed-in session or a governance token")
+    second_person_role(actor, roles, what)
     if actor.ref == asker:
         raise Denied(f"{what} needs a second person: not the one who asked")
     mine = session.get(Account, actor.account_id)
@@ -458,6 +461,16 @@ def second_person(session: Session, actor: Actor, asker: str, roles: list[str], 
         raise Denied(f"{what} needs a second person: the one who asked holds an account you created")
     if theirs is not None and theirs.created_by == mine.created_by and mine.created_by.startswith("account:"):
         raise Denied(f"{what} needs a second person: your account and the asker's were created by the same person")
+
+
+def second_person_role(actor: Actor, roles: list[str], what: str) -> None:
+    """Refuse unless ``actor`` holds an account of one of ``roles`` with a governance or audit scope: checked before
+    the object of the act is looked up or its state read, so that whoever may never act answers the same whatever
+    the id (no incident or request can be found out that way)."""
+    if actor.account_id is None or actor.role is None or actor.role.value not in roles:
+        raise Denied(f"{what} needs a second person's account ({', '.join(roles)})")
+    if not actor.scopes & {Scope.GOVERNANCE, Scope.AUDIT}:
+        raise Denied(f"{what} needs a signed-in session or a governance token")
 
 
 def categories_label(categories: list[str]) -> str:
