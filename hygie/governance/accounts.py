@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -353,7 +354,7 @@ class Accounts:
         """A second person confirms the creation of a governance account, re-typing the holder's work e-mail
         address from their organisation's directory (it must match the sealed one). The enrolment code is then
         mailed to the holder."""
-        account = self.get(account_id)
+        account = self._acted_on(actor, account_id, ACCOUNT_CREATORS.keys() | ACCOUNT_CONFIRMERS.keys(), "confirm")
         role = Role(account.role)
         if not self._may_manage(actor, role):
             raise Denied(f"a {actor.role_name or 'visitor'} may not confirm {role.value} accounts")
@@ -389,7 +390,7 @@ class Accounts:
 
     def resend_enrolment(self, actor: Actor, account_id: int) -> NewAccount:
         """Mail a new enrolment code to an account's holder (the earlier one stops working)."""
-        account = self.get(account_id)
+        account = self._acted_on(actor, account_id, ACCOUNT_CREATORS.keys() | ACCOUNT_CONFIRMERS.keys(), "manage")
         if not self._may_manage(actor, Role(account.role)):
             raise Denied(f"a {actor.role_name or 'visitor'} may not manage {account.role} accounts")
         if account.status != Status.PENDING_ENROLMENT or account.disabled or account.email_sealed is None:
@@ -415,6 +416,7 @@ class Accounts:
         secret = credentials.new_totp_secret()
         account.password_hash = self._hash(password)
         account.totp_sealed = self.custody.wrap(ACCOUNT_SECRETS_KEY, secret, b"totp|" + account.username.encode())
+        account.totp_last_step = None  # the time steps spent with an earlier secret say nothing of the new one
         account.status = Status.ACTIVE
         account.enrolled_at = _now()
         account.enrolment_code_hash = None
@@ -440,6 +442,17 @@ class Accounts:
             raise NotFound(f"no account {account_id}")
         return account
 
+    def _acted_on(self, actor: Actor, account_id: int, roles: Iterable[Role], verb: str) -> Account:
+        """The account ``actor`` acts on. A role that may never act on accounts this way is refused before the id
+        is looked up (the same answer whatever the id: account ids cannot be enumerated); a citizen account, never
+        listed to staff nor managed by them, answers like a missing one."""
+        if actor is not CONSOLE and (actor.role is None or actor.role not in set(roles)):
+            raise Denied(f"a {actor.role_name or 'visitor'} may not {verb} accounts")
+        account = self.session.get(Account, account_id)
+        if account is None or (actor is not CONSOLE and account.role == Role.CITIZEN.value):
+            raise NotFound(f"no account {account_id}")
+        return account
+
     def by_username(self, username: str) -> Account | None:
         return self.session.scalar(select(Account).where(Account.username == username))
 
@@ -449,7 +462,7 @@ class Accounts:
         return self.custody.unwrap(ACCOUNT_SECRETS_KEY, account.totp_sealed, b"totp|" + account.username.encode())
 
     def set_disabled(self, actor: Actor, account_id: int, disabled: bool) -> Account:
-        account = self.get(account_id)
+        account = self._acted_on(actor, account_id, ACCOUNT_CREATORS.keys(), "disable or enable")
         if actor is not CONSOLE:
             allowed = ACCOUNT_CREATORS.get(actor.role) if actor.role else None
             if not allowed or Role(account.role) not in allowed:

@@ -275,3 +275,15 @@ def events(desk: Desk, action: str | None) -> list[AuditEvent]:
         if action:
             query = query.where(AuditEvent.action == action)
         return list(session.scalars(query))
+
+
+def test_a_new_second_factor_is_not_refused_for_steps_spent_with_the_old_one(desk: Desk) -> None:
+    """Enrolment issues a new TOTP secret: the time steps spent with an earlier one no longer count (else the
+    holder's first valid codes would be refused as already used)."""
+    out = new(desk, "operator", "eve", "researcher", "eve.r@univ.example")
+    aid = out["account"]["id"]
+    assert desk.call("dpo", "POST", f"/accounts/{aid}/confirm", json={"email": "eve.r@univ.example"}).status_code == 200
+    with desk.hub.session() as session, session.begin():  # as if a step far ahead had been spent with an old secret
+        session.execute(update(Account).where(Account.id == aid).values(totp_last_step=10**12))
+    secret = b32(desk.enrol("eve.r@univ.example")["totp_secret"])
+    assert desk.login("eve", PASSWORD, secret).startswith("hs_")

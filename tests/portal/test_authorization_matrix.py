@@ -177,6 +177,23 @@ def test_operator_cannot_reach_data_approve_join_or_grant_itself(shared_world: W
     assert w.call(op, "POST", f"/accounts/{w.ids[op]}/enable").status_code == 403
 
 
+def test_account_ids_cannot_be_enumerated(shared_world: World) -> None:
+    """A role that may never act on accounts gets the same refusal for an existing account and a missing one; an
+    operator (who lists staff accounts) cannot find citizen accounts out either."""
+    w = shared_world
+    existing, missing = w.ids["reviewer2"], 987_654
+    for suffix in ("confirm", "enrolment-mail", "disable", "enable"):
+        body = {"email": "someone@example.org"} if suffix == "confirm" else None
+        for who, target, status in [
+            ("researcher1", existing, 403),
+            ("reviewer1", existing, 403),
+            ("citizen1", existing, 403),
+            ("operator", w.ids["citizen1"], 404),
+        ]:
+            answers = [blanked(w.call(who, "POST", f"/accounts/{i}/{suffix}", json=body), i) for i in (target, missing)]
+            assert answers[0] == answers[1] and answers[0][0] == status, (suffix, who, answers)
+
+
 def test_a_researcher_cannot_reach_another_project_even_with_a_token(shared_world: World) -> None:
     w = shared_world
     mine = w.active_project(requester="researcher2")

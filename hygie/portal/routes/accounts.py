@@ -272,7 +272,11 @@ def disable_account(account_id: int, hub: HubDep, actor: ActorDep) -> AccountOut
         return account_out(Accounts(session, hub.custody, hub.settings).set_disabled(actor, account_id, True))
 
 
-@router.post("/accounts/{account_id}/enable", summary="Enable (and unlock) an account")
+@router.post(
+    "/accounts/{account_id}/enable",
+    summary="Enable a disabled account (one still waiting for its holder's enrolment needs a new code: "
+    "POST /accounts/{id}/enrolment-mail)",
+)
 def enable_account(account_id: int, hub: HubDep, actor: ActorDep) -> AccountOut:
     with act(hub, actor, "account.enable", object=f"account:{account_id}") as session:
         return account_out(Accounts(session, hub.custody, hub.settings).set_disabled(actor, account_id, False))
