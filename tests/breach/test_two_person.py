@@ -118,6 +118,11 @@ def test_the_importer_or_their_creature_cannot_confirm(shared_world: World, prob
     assert r.status_code == 200, r.text
     assert r.json()["ambiguous"] == 1  # one person's NIR with a made-up name: a conflict, in review
     assert w.call("auditor", "POST", path).status_code == 409
+    # Whoever may never confirm gets the same answer for a confirmed incident and an id nobody has (not a 409
+    # telling the incident exists): the role is checked before the incident is looked up.
+    for name in ("researcher1", "citizen1"):
+        done, missing = (w.call(name, "POST", f"/breach/incidents/{n}/confirm") for n in (probe.incident_id, 987654))
+        assert done.status_code == missing.status_code == 403 and done.json() == missing.json(), (name, done.text)
     confirmed = w.call("dpo", "GET", f"/breach/incidents/{probe.incident_id}").json()
     assert confirmed["status"] == "imported" and confirmed["confirmed_by"] == f"account:{w.ids['auditor']}"
 
@@ -159,6 +164,14 @@ def test_seeing_an_identity_takes_a_second_person_and_is_recorded_and_alerted(
     assert w.call("researcher1", "POST", decide, json=approve).status_code == 403
     assert w.call("operator", "POST", decide, json=approve).status_code == 403  # not an approver role by default
     assert [x["id"] for x in w.call("auditor", "GET", "/breach/pending").json()["reveals"]] == [reveal]
+    # The operator runs the platform: neither the requests nor the DPO's reasons, in the list, the queue or its page.
+    assert w.call("operator", "GET", "/breach/reveals").status_code == 403
+    assert w.call("operator", "GET", "/breach/pending").json()["reveals"] == []
+    assert "Avis par courrier" not in _page(w, "operator", "/controle/violations/a-confirmer")
+    # Whoever may never approve cannot tell an existing request from a missing one.
+    for name in ("researcher1", "citizen1", "operator"):
+        ours, missing = (w.call(name, "POST", f"/breach/reveals/{n}/decision", json=approve) for n in (reveal, 987654))
+        assert ours.status_code == missing.status_code == 403 and ours.json() == missing.json(), (name, ours.text)
     r = w.call("auditor", "POST", decide, json=approve)
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
     assert w.call("auditor", "POST", show).status_code == 403  # the approver sees nothing
@@ -188,6 +201,15 @@ def test_seeing_an_identity_takes_a_second_person_and_is_recorded_and_alerted(
     form = {"decision": "approve", "motif": approve["reason"]}
     assert _post_form(w, "auditor", f"/controle/violations/a-confirmer/levee/{late}", form) == 303
     assert w.call("auditor", "GET", f"/breach/reveals?incident_id={i}").json()[-1]["status"] == "approved"
+    # A DPO whom the policy does not make an approver reads the requests they made, not others'.
+    approvers = w.hub.settings.breach_reveal_approver_roles
+    w.hub.settings.breach_reveal_approver_roles = ["auditor"]
+    try:
+        mine = w.call("dpo", "GET", "/breach/reveals").json()
+        assert mine and {x["requested_by"] for x in mine} == {f"account:{w.ids['dpo']}"}
+        assert w.call("operator", "GET", "/breach/reveals").status_code == 403
+    finally:
+        w.hub.settings.breach_reveal_approver_roles = approvers
     w.hub.settings.breach_reveal_window_minutes = 0
     try:
         assert w.call("dpo", "POST", f"/breach/reveals/{late}/identity").status_code == 409

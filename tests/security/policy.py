@@ -132,7 +132,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/breach/pending"): Rule(own=frozenset({"dpo", "operator", "auditor"})),
     ("GET", "/breach/incidents/{incident_id}/review/{row}"): Rule(foreign=frozenset({"dpo"}), data=True),
     ("POST", "/breach/incidents/{incident_id}/review/{row}/reveal"): Rule(foreign=frozenset({"dpo"}), data=True),
-    ("GET", "/breach/reveals"): Rule(own=frozenset({"dpo", "auditor"}), maybe=frozenset({"operator"})),
+    # The approvers (breach_reveal_approver_roles) and the DPO who asked; never the operator (the DPO's reasons).
+    ("GET", "/breach/reveals"): Rule(own=frozenset({"dpo", "auditor"})),
     ("POST", "/breach/reveals/{reveal_id}/decision"): Rule(foreign=frozenset({"auditor"}), data=True),
     ("POST", "/breach/reveals/{reveal_id}/identity"): Rule(foreign=frozenset({"dpo"}), data=True),
     ("GET", "/breach/incidents/{incident_id}"): Rule(foreign=frozenset({"dpo"})),

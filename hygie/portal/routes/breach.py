@@ -27,7 +27,7 @@ from hygie.breach.mapping import Field as LeakField
 from hygie.breach.models import BreachCheckTag, BreachIncident, BreachReveal, BreachRow
 from hygie.breach.ratelimit import RateLimited, RateLimiter
 from hygie.breach.reader import UnreadableFile
-from hygie.breach.service import Incidents, Result, aware
+from hygie.breach.service import Incidents, Result, aware, second_person_role
 from hygie.config import Settings
 from hygie.governance.accounts import ANONYMOUS, Actor, Scope
 from hygie.governance.acts import act
@@ -222,6 +222,8 @@ def import_blob(
 )
 def confirm_import(incident_id: int, hub: HubDep, actor: ActorDep) -> ImportOut:
     with act(hub, actor, "breach.import.confirm", object=f"breach:{incident_id}") as session:
+        # Whoever may never confirm is refused before the incident is looked up: the same answer whatever the id.
+        second_person_role(actor, hub.settings.breach_import_confirmer_roles, "confirming a leak's import")
         incidents = Incidents(hub, session)
         return _import_out(incidents.confirm(actor, incidents.get(incident_id)))
 
@@ -248,7 +250,11 @@ def pending(hub: HubDep, actor: ActorDep) -> PendingOut:
             raise Denied(f"a {actor.role_name or 'visitor'} has no breach decisions to take")
         incidents = Incidents(hub, session)
         imports = [i for i in incidents.staged() if i.created_by != actor.ref]
-        reveals = [r for r in incidents.reveals(statuses=("requested",)) if r.requested_by != actor.ref]
+        # Requests to see an identity (and their reasons) only to those who may decide them: an operator who
+        # confirms imports runs the platform and does not read why the DPO wants an identity.
+        approver = actor.role_name in hub.settings.breach_reveal_approver_roles
+        asked = incidents.reveals(statuses=("requested",)) if approver else []
+        reveals = [r for r in asked if r.requested_by != actor.ref]
         record(session, actor=actor.ref, role=actor.role_name, action="breach.pending.read",
                detail={"imports": len(imports), "reveals": len(reveals)})  # fmt: skip
         window = hub.settings.breach_reveal_window_minutes
@@ -331,12 +337,19 @@ def request_reveal(incident_id: int, row: int, body: RevealRequest, hub: HubDep,
         return _reveal_out(reveal, hub.settings.breach_reveal_window_minutes)
 
 
-@router.get("/breach/reveals", summary="Requests to see an identity (the DPO and those who may decide them)")
+@router.get(
+    "/breach/reveals",
+    summary="Requests to see an identity: all of them to those who may decide them (breach_reveal_approver_roles), "
+    "their own to the DPO who asked; never to an operator",
+)
 def list_reveals(hub: HubDep, actor: ActorDep, incident_id: int | None = None) -> list[RevealOut]:
     with act(hub, actor, "breach.reveal.list") as session:
-        if actor.account_id is None or actor.role_name not in _second_person_roles(hub):
+        approver = actor.role_name in hub.settings.breach_reveal_approver_roles
+        if actor.account_id is None or not (approver or actor.role is Role.DPO):
             raise Denied(f"a {actor.role_name or 'visitor'} may not read requests to see an identity")
         found = Incidents(hub, session).reveals(incident_id=incident_id)
+        if not approver:  # the DPO, where the policy does not make them an approver: the requests they made
+            found = [r for r in found if r.requested_by == actor.ref]
         record(session, actor=actor.ref, role=actor.role_name, action="breach.reveal.list",
                detail={"count": len(found)})  # fmt: skip
         return [_reveal_out(r, hub.settings.breach_reveal_window_minutes) for r in found]
