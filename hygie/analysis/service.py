@@ -38,7 +38,7 @@ from hygie.governance.accounts import Actor
 from hygie.governance.accounts import Scope as TokenScope
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.models import Project, ProjectMember, ProjectView
-from hygie.governance.policy import CLAIM_KEY, REVIEWING_ROLES
+from hygie.governance.policy import CLAIM_KEY, reviewing_roles
 from hygie.governance.policy import Scope as ProjectScope
 from hygie.governance.views import newest_ready
 from hygie.hub import Hub
@@ -47,6 +47,7 @@ from hygie.ingest.contract import PSEUDONYM_COLUMN
 QUEUED, RUNNING, SUCCEEDED, FAILED, REFUSED = "queued", "running", "succeeded", "failed", "refused"
 RELEASED, PENDING, REJECTED = "released", "pending", "rejected"
 MIN_REASON = 10
+CHECKERS_SAY = "reviewers do (the DPO oversees, and checks outputs only if the policy setting dpo_may_review says so)"
 log = logging.getLogger("hygie.analysis")
 ROW_LEVEL_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
 
@@ -371,8 +372,8 @@ class Analyses:
     # -- the airlock (output checkers) --------------------------------------------------------------------
 
     def _require_checker(self, actor: Actor) -> None:
-        if actor.role not in REVIEWING_ROLES:
-            raise Denied(f"a {actor.role_name or 'visitor'} cannot check outputs; reviewers and the DPO do")
+        if actor.role not in reviewing_roles(self.hub.settings.dpo_may_review):
+            raise Denied(f"a {actor.role_name or 'visitor'} cannot check outputs; {CHECKERS_SAY}")
         if TokenScope.GOVERNANCE not in actor.scopes:
             raise Denied("checking outputs needs the governance scope")
 

@@ -30,14 +30,12 @@ class Role(StrEnum):
 
 STAFF_ROLES = frozenset(Role) - {Role.CITIZEN}
 """Roles that must sign in with a second factor (TOTP)."""
-REVIEWING_ROLES = frozenset({Role.REVIEWER, Role.DPO})
-"""Roles that check analysis outputs in the airlock (hygie.analysis). Project decisions use
-:func:`reviewing_roles`, where the DPO counts only if the policy says so."""
 
 
 def reviewing_roles(dpo_may_review: bool) -> frozenset[Role]:
-    """Roles whose approval counts towards a project's reviews: reviewers, and the DPO only when the setting
-    ``dpo_may_review`` says so (by default the DPO oversees and does not review)."""
+    """Roles whose approval counts towards a project's reviews and who check analysis outputs in the airlock:
+    reviewers, and the DPO only when the setting ``dpo_may_review`` says so (by default the DPO oversees and does
+    not review). The one rule both project decisions and output checks read."""
     return frozenset({Role.REVIEWER, Role.DPO}) if dpo_may_review else frozenset({Role.REVIEWER})
 
 

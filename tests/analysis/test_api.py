@@ -258,15 +258,24 @@ def test_sql_goes_to_the_airlock_and_needs_two_independent_checkers(shared_world
     assert r.status_code == 200 and r.json()["status"] == "pending"
     assert w.call("reviewer3", "POST", f"/airlock/{release_id}/decisions", json=APPROVE).status_code == 409
     assert w.call("researcher1", "GET", f"{base}/download?format=json").status_code == 409
+    # The DPO oversees and is not an output checker unless the policy says so (dpo_may_review, off by default).
     r = w.call("dpo", "POST", f"/airlock/{release_id}/decisions", json=APPROVE)
+    assert r.status_code == 403 and "dpo_may_review" in r.json()["detail"], r.text
+    assert [w.call("dpo", "GET", path).status_code for path in ("/airlock", f"/airlock/{release_id}")] == [403, 403]
+    w.hub.settings.dpo_may_review = True  # where the policy makes the DPO a reviewer, an output checker too
+    try:
+        assert w.call("dpo", "GET", f"/airlock/{release_id}").status_code == 200
+    finally:
+        w.hub.settings.dpo_may_review = False
+    r = w.call("reviewer2", "POST", f"/airlock/{release_id}/decisions", json=APPROVE)
     assert r.status_code == 200 and r.json()["status"] == "released"
     r = w.call("researcher1", "GET", f"{base}/download?format=csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert next(iter(csv.DictReader(io.StringIO(r.text)))).keys() == {"sex", "people"}
     assert w.call("researcher1", "GET", f"{base}/download?format=json").json()["columns"] == ["sex", "people"]
     assert w.call("researcher2", "GET", f"{base}/download?format=csv").status_code == 404  # not their project
-    # Released, the output leaves the airlock: its checkers (the DPO is in no project) no longer read its rows.
-    for checker in ("dpo", "reviewer3"):
+    # Released, the output leaves the airlock: its checkers (in no project) no longer read its rows.
+    for checker in ("reviewer2", "reviewer3"):
         r = w.call(checker, "GET", f"/airlock/{release_id}")
         assert (r.status_code, r.json()) == (404, {"detail": f"no output {release_id} awaiting checkers"}), checker
         assert w.call(checker, "GET", f"{base}/release").status_code == 403, checker
@@ -283,7 +292,7 @@ def test_a_rejection_keeps_the_output_in(shared_world: World) -> None:
     r = w.call("reviewer2", "POST", f"/airlock/{release_id}/decisions",
                json={"decision": "reject", "reason": "a single total of events, not the agreed tables"})  # fmt: skip
     assert r.json()["status"] == "rejected"
-    assert w.call("dpo", "POST", f"/airlock/{release_id}/decisions", json=APPROVE).status_code == 409
+    assert w.call("reviewer3", "POST", f"/airlock/{release_id}/decisions", json=APPROVE).status_code == 409
     assert w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job['id']}/release").status_code == 409
 
 

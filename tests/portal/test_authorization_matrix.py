@@ -117,9 +117,10 @@ CASES = [
     Case("submit SQL", "POST", lambda w: f"/projects/{active(w)}/analyses/sql", frozenset({"researcher1"}),
          lambda w: {"sql": "SELECT count(*) AS n FROM ER_PRS_F"}),
     Case("list analyses", "GET", lambda w: f"/projects/{active(w)}/analyses", frozenset({"researcher1"})),
-    Case("read the airlock", "GET", lambda w: "/airlock", frozenset({"reviewer1", "dpo"})),
+    # The DPO oversees and does not check outputs either (dpo_may_review off).
+    Case("read the airlock", "GET", lambda w: "/airlock", frozenset({"reviewer1"})),
     Case("check an output", "POST", lambda w: f"/airlock/{pending_release(w)}/decisions",
-         frozenset({"reviewer1", "dpo"}), lambda w: APPROVE),
+         frozenset({"reviewer1"}), lambda w: APPROVE),
     Case("list breach incidents", "GET", lambda w: "/breach/incidents", frozenset({"dpo"})),
     Case("send breach notices", "POST", lambda w: "/breach/outbox/send", frozenset({"dpo"})),
     Case("read one's breach notices", "GET", lambda w: "/me/breach-notices", frozenset({"citizen1"})),

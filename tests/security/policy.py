@@ -102,11 +102,11 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/projects/{project_id}/analyses/{job_id}"): Rule(own=RESEARCHERS, data=True),
     ("GET", "/projects/{project_id}/analyses/{job_id}/release"): Rule(own=RESEARCHERS, data=True),
     ("GET", "/projects/{project_id}/analyses/{job_id}/download"): Rule(own=RESEARCHERS, data=True),
-    ("GET", "/airlock"): Rule(own=REVIEWERS, data=True, maybe=frozenset({"dpo"})),
-    # The DPO as an output checker of pending outputs is a policy choice (the attack is on released ones,
-    # tests/security/test_signin.py); reviewers check outputs.
-    ("GET", "/airlock/{release_id}"): Rule(foreign=REVIEWERS, data=True, maybe=frozenset({"dpo"})),
-    ("POST", "/airlock/{release_id}/decisions"): Rule(foreign=REVIEWERS, data=True, maybe=frozenset({"dpo"})),
+    # Reviewers check outputs; the DPO oversees and does not, unless the policy setting dpo_may_review says so (off
+    # on the hub under test), the same rule as project decisions.
+    ("GET", "/airlock"): Rule(own=REVIEWERS, data=True),
+    ("GET", "/airlock/{release_id}"): Rule(foreign=REVIEWERS, data=True),
+    ("POST", "/airlock/{release_id}/decisions"): Rule(foreign=REVIEWERS, data=True),
     # the public register and the citizen's view of it
     ("GET", "/policy"): PUBLIC,
     ("GET", "/register"): PUBLIC,
@@ -217,7 +217,7 @@ KNOWS: dict[str, frozenset[str]] = {
     "project_id": OVERSIGHT,
     "job_id": OVERSIGHT,
     "body_object": OVERSIGHT,
-    "release_id": REVIEWERS | {"dpo"},
+    "release_id": REVIEWERS,
     "account_id": frozenset({"dpo", "operator", "auditor"}),
     "incident_id": frozenset({"dpo", "operator", "auditor"}),
     "row": frozenset({"dpo", "operator", "auditor"}),

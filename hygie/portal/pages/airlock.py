@@ -1,5 +1,6 @@
-"""The output checkers' pages (reviewers and the DPO): the airlock queue, one output in full with the checks'
-findings, and the decision to release or reject it, with a reason.
+"""The output checkers' pages (reviewers; the DPO only if the policy setting ``dpo_may_review`` says so): the
+airlock queue, one output in full with the checks' findings, and the decision to release or reject it, with a
+reason.
 
 The pages call the JSON API's route functions (``hygie.portal.routes.analysis``): the service refuses a checker
 who wrote the analysis or belongs to its project, and a second decision by the same checker. An output is shown
@@ -15,21 +16,26 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.accounts import Actor
-from hygie.governance.policy import Role
+from hygie.governance.policy import Role, reviewing_roles
 from hygie.portal.pages.messages import RELEASE_STATUS
 from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 
 router = APIRouter(prefix="/relecture/sas", route_class=PageRoute, include_in_schema=False)
 
-CHECKERS = (Role.REVIEWER, Role.DPO)
+
+def checkers(request: Request) -> tuple[Role, ...]:
+    """Who checks outputs: the same rule as the API's (``reviewing_roles``, the DPO only if ``dpo_may_review``)."""
+    return tuple(reviewing_roles(hub_of(request).settings.dpo_may_review))
+
+
 MIN_REASON = 10
 
 
 @router.get("", response_class=HTMLResponse)
 def queue(request: Request, fait: str = Query("", max_length=20)) -> HTMLResponse:
     actor = page_actor(request)
-    require_role(actor, *CHECKERS)
+    require_role(actor, *checkers(request))
     items = api.airlock(hub_of(request), actor)
     needed = hub_of(request).settings.analysis_checkers_required
     done = fait if fait in ("released", "rejected") else ""
@@ -50,14 +56,14 @@ def _detail_context(
 @router.get("/{release_id}", response_class=HTMLResponse)
 def release_page(request: Request, release_id: int, fait: str = Query("", max_length=20)) -> HTMLResponse:
     actor = page_actor(request)
-    require_role(actor, *CHECKERS)
+    require_role(actor, *checkers(request))
     context = _detail_context(request, actor, release_id, fait, {}, "")
     return render(request, "sas/sortie.html", context, actor=actor)
 
 
 @router.post("/{release_id}/decision", response_class=HTMLResponse)
 async def decide(request: Request, release_id: int) -> Response:
-    form, actor = await posted_by(request, *CHECKERS)
+    form, actor = await posted_by(request, *checkers(request))
     decision = str(form.get("decision", ""))
     reason = str(form.get("motif", "")).strip()
     errors: dict[str, str] = {}

@@ -315,9 +315,8 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
     Role.RESEARCHER: [("/recherche/projets", "Mes projets"), ("/recherche/projets/nouveau", "Demander un projet")],
     Role.REVIEWER: [("/relecture", "Projets à relire"), ("/relecture/sas", "Sas de sortie")],
     Role.OPERATOR: [("/relecture", "Projets")],
-    Role.DPO: [
+    Role.DPO: [  # no airlock: the DPO oversees and checks outputs only if the policy says so (dpo_may_review)
         ("/relecture", "Projets à relire"),
-        ("/relecture/sas", "Sas de sortie"),
         ("/controle/alertes", "Alertes"),
         ("/controle/audit", "Journal d'audit"),
     ],
