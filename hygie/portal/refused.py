@@ -2,7 +2,8 @@
 
 A refusal a service already recorded (a governance act's :class:`~hygie.governance.errors.Invalid`) is not
 recorded twice. Every other 422 or 413 answer — a request the schema refuses, a page form sent back with its
-errors, a body past its limit — leaves one ``request.refused`` event: the route's template (``/projects/{id}``,
+errors, a body past its limit, a page form refused for a bad or missing CSRF token (403, marked by the page with
+:func:`mark_refused`) — leaves one ``request.refused`` event: the route's template (``/projects/{id}``,
 never the path with its values), the status and the kind of fault, never what was submitted. The caller is not
 identified yet when such a request is refused, so the event's actor is ``anonymous``.
 
@@ -30,6 +31,15 @@ log = structlog.get_logger("hygie.portal.refused")
 
 RECORDED_STATUSES = frozenset({413, 422})
 WINDOW_SECONDS = 60.0
+REFUSED_MARK = "hygie_refused_input"
+"""Request state key: set on a refusal of input answered with another status (a form's CSRF token, 403)."""
+
+
+def mark_refused(state: Any, reason: str) -> None:
+    """Have this request's answer recorded as refused input whatever its status (``state`` is ``request.state``);
+    ``reason`` names the fault, never a submitted value."""
+    setattr(state, REFUSED_MARK, True)
+    state.hygie_refusal = reason
 
 
 def refusal_reason(errors: Sequence[Any]) -> str:
@@ -106,8 +116,10 @@ class RefusedRecorder:
             return
 
         async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start" and int(message["status"]) in RECORDED_STATUSES:
-                await self._record(scope, int(message["status"]))
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if status in RECORDED_STATUSES or (scope.get("state") or {}).get(REFUSED_MARK):
+                    await self._record(scope, status)
             await send(message)
 
         await self.app(scope, receive, watched)

@@ -251,6 +251,12 @@ def test_refused_input_is_recorded_without_its_values_and_a_flood_only_so_much(w
     assert client.post("/connexion", data={"csrf": "c" * 64, "username": nir}).status_code == 422
     last = refused_events(w)[-1]
     assert (last.detail["route"], last.detail["status"]) == ("/connexion", 422) and nir not in str(last.as_dict())
+    # So is a form refused for its CSRF token (forged from another site, or expired): 403, recorded, no values.
+    r = client.post("/connexion", data={"csrf": "d" * 64, "username": nir, "password": nir})
+    assert r.status_code == 403 and nir not in r.text
+    last = refused_events(w)[-1]
+    assert (last.detail["route"], last.detail["status"]) == ("/connexion", 403) and "csrf" in last.detail["reason"]
+    assert nir not in str(last.as_dict()) and "d" * 64 not in str(last.as_dict())
     # A flood from one address leaves at most refused_records_per_minute events in the minute; answers stay clear.
     limit = w.hub.settings.refused_records_per_minute
     flood = TestClient(w.client.app, client=("192.0.2.45", 5000))

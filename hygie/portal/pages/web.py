@@ -37,6 +37,7 @@ from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.portal.pages.messages import PROJECT_STATUS, Said, said
+from hygie.portal.refused import mark_refused
 from hygie.portal.resilience.deadline import dependency_of
 
 log = structlog.get_logger("hygie.portal.pages")
@@ -264,6 +265,7 @@ class PageRoute(APIRoute):
                 if exc.expired:
                     clear_session_cookie(response)
             except CsrfRefused:
+                mark_refused(request.state, "form token missing or wrong (csrf)")  # recorded, rate-limited
                 response = render(request, "erreur.html", {"status": 403, "title": "Formulaire expiré",
                     "message": Said("Ce formulaire a expiré ou ne vient pas de ce site. Rechargez la page et "
                                     "recommencez.", "fr")}, status=403)  # fmt: skip
