@@ -102,8 +102,9 @@ RULES: list[tuple[str, str]] = [
     (r"a decision needs its reason, in at least (\d+) characters", "Motivez la décision en {1} caractères au moins."),
     (r"the SQL is empty: .*", "La requête SQL est vide : écrivez une instruction SELECT."),
     (
-        r"a (\w+) cannot check outputs; reviewers and the DPO do",
-        "Un compte {role1} ne vérifie pas les sorties : les relecteurs et le DPO le font.",
+        r"a (\w+) cannot check outputs; reviewers do .*",
+        "Un compte {role1} ne vérifie pas les sorties : les relecteurs le font (le DPO veille, et ne vérifie les "
+        "sorties que si le réglage dpo_may_review le prévoit).",
     ),
     (
         r"a (\w+) cannot review projects; reviewers and the DPO do",

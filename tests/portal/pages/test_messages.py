@@ -22,8 +22,10 @@ from hygie.portal.pages.messages import BY_STATUS, RULES, french, said
          "publiées se lisent et se téléchargent."),
         (409, "project 4 is submitted, not active", "Le projet n° 4 est en relecture, pas actif."),
         (409, "alert 5 is open; it cannot be dismissed", "L'alerte n° 5 est ouverte : elle ne peut pas être classée."),
-        (403, "a researcher cannot check outputs; reviewers and the DPO do",
-         "Un compte chercheur ne vérifie pas les sorties : les relecteurs et le DPO le font."),
+        (403, "a dpo cannot check outputs; reviewers do (the DPO oversees, and checks outputs only if the policy "
+              "setting dpo_may_review says so)",
+         "Un compte DPO ne vérifie pas les sorties : les relecteurs le font (le DPO veille, et ne vérifie les "
+         "sorties que si le réglage dpo_may_review le prévoit)."),
         (403, "this needs the audit scope", "Cette action demande la portée « audit »."),
         (401, "this account is locked after 5 failed sign-ins; try again after 14:05 UTC",
          "Ce compte est bloqué après 5 échecs de connexion : réessayez après 14:05 UTC."),
