@@ -28,7 +28,8 @@ Rules (thresholds in :class:`AlertPolicy`):
   approval refused because reviewer and requester or member share one (``separation: creator_lineage``).
 
 The separation-of-duties rules read only what the governance events state: this module knows events, not the
-governance tables (the ``scope`` rule's membership lookup is the one exception left).
+governance tables (the ``scope`` rule finds a project's members in its ``project.create`` and
+``project.member.add`` events), so the audit layer imports nothing from governance.
 
 Idempotence: every event is evaluated once (the cursor), a windowed rule starts counting afresh after the last
 event its previous alert cited, and each alert carries a fingerprint of its rule and evidence under a unique
@@ -55,7 +56,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from hygie.audit.events import AuditEvent, Outcome, record
 from hygie.config import Settings
 from hygie.db import Base
-from hygie.governance.models import ProjectMember
 
 if TYPE_CHECKING:
     from hygie.hub import Hub
@@ -458,10 +458,7 @@ class _Evaluation:
         if not denied:
             return []
         accounts = {int(e.actor.split(":", 1)[1]) for e in denied if _account_id(e.actor) is not None}
-        members: set[tuple[int, int]] = set()
-        if accounts:
-            query = select(ProjectMember.account_id, ProjectMember.project_id)
-            members = {(a, p) for a, p in self.session.execute(query.where(ProjectMember.account_id.in_(accounts)))}
+        members = self.members({e.project_id for e in denied if e.project_id is not None}) if accounts else set()
         cited = self.cited(Rule.SCOPE, denied)
         groups: dict[tuple[str, int], list[AuditEvent]] = {}
         for e in denied:
@@ -475,6 +472,22 @@ class _Evaluation:
                    {"data_access": sum(1 for e in events if self.is_data(e))})
             for (actor, project_id), events in groups.items()
         ]  # fmt: skip
+
+    def members(self, project_ids: set[int]) -> set[tuple[int, int]]:
+        """(account, project) for whoever requested or joined each project, read from the governance events that
+        recorded it (``project.create`` by the requester, ``project.member.add`` naming the account): this module
+        knows events, not the governance tables."""
+        query = select(AuditEvent.action, AuditEvent.actor, AuditEvent.project_id, AuditEvent.detail).where(
+            AuditEvent.project_id.in_(project_ids),
+            AuditEvent.action.in_(("project.create", "project.member.add")),
+            AuditEvent.outcome == Outcome.OK,
+        )
+        out: set[tuple[int, int]] = set()
+        for action, actor, project_id, detail in self.session.execute(query):
+            account = _account_id(actor) if action == "project.create" else (detail or {}).get("account")
+            if isinstance(account, int) and project_id is not None:
+                out.add((account, project_id))
+        return out
 
     def run_operator(self, new: Sequence[AuditEvent]) -> list[_Found]:
         p = self.policy

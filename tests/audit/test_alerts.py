@@ -20,7 +20,6 @@ from hygie.audit.alerts import (
     start_alerting,
 )
 from hygie.config import Settings
-from hygie.governance.models import Account, Project, ProjectMember
 from hygie.hub import Hub
 
 WEDNESDAY = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
@@ -95,16 +94,9 @@ def test_repeated_releases_hovering_just_above_the_threshold(hub: Hub) -> None:
 
 
 def _member(hub: Hub, account_id: int, project_id: int) -> None:
-    now = datetime.now(UTC)
-    with hub.session() as session:
-        session.add(Account(id=account_id, username=f"r{account_id}", role="researcher", password_hash="x",
-                            failed_logins=0, disabled=False, created_at=now, created_by="console"))  # fmt: skip
-        session.add(Project(id=project_id, requester_id=account_id, organisation="o", title="t", purpose="research",
-                            justification="j", public_summary="s", scope={}, duration_days=30, threshold=11,
-                            status="active", scope_version=1, created_at=now))  # fmt: skip
-        session.flush()
-        session.add(ProjectMember(project_id=project_id, account_id=account_id, added_at=now, added_by=account_id))
-        session.commit()
+    """The account requested the project: the alerts read that from its ``project.create`` event."""
+    add(hub, WEDNESDAY - timedelta(hours=1), actor=f"account:{account_id}", action="project.create",
+        project_id=project_id)  # fmt: skip
 
 
 def test_attempts_outside_a_projects_scope(hub: Hub) -> None:
@@ -117,6 +109,12 @@ def test_attempts_outside_a_projects_scope(hub: Hub) -> None:
     by_project = {a.project_id: a.evidence["event_ids"] for a in alerts}
     assert by_project == {9: outside, 2: data}  # a member's refused change is no attempt outside the project
     assert inside[0] not in by_project[2]
+    # A member the requester added (``project.member.add`` names the account) is inside the project too.
+    add(hub, WEDNESDAY - timedelta(hours=1), actor="account:7", action="project.member.add", project_id=2,
+        detail={"account": 8})  # fmt: skip
+    add(hub, WEDNESDAY + timedelta(hours=1), actor="account:8", action="project.change", outcome="denied",
+        project_id=2)  # fmt: skip
+    assert evaluate(hub, POLICY) == []
 
 
 def test_bursts_of_denied_acts_and_of_failed_sign_ins(hub: Hub) -> None:
