@@ -16,7 +16,10 @@ from rich.table import Table
 from hygie.analysis.cli import analysis_app
 from hygie.audit.cli import audit_app
 from hygie.breach.cli import breach_app
-from hygie.config import Settings, get_settings
+from hygie.config import get_settings
+from hygie.console import err
+from hygie.console import fail as _fail
+from hygie.console import open_hub as _open_hub
 from hygie.governance.citizen_index_cli import citizen_index_app
 from hygie.logging import configure
 
@@ -37,13 +40,7 @@ app.add_typer(analysis_app, name="analysis")
 app.add_typer(breach_app, name="breach")
 app.add_typer(citizen_index_app, name="citizen-index")
 
-err = Console(stderr=True)
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _progress(console: Console, disable: bool = False) -> Progress:
@@ -55,16 +52,6 @@ def _progress(console: Console, disable: bool = False) -> Progress:
         console=console,
         disable=disable,
     )
-
-
-def _open_hub(settings: Settings):  # type: ignore[no-untyped-def]
-    from hygie.hub import Hub, HubNotInitialised
-    from hygie.keys import CustodyLocked
-
-    try:
-        return Hub.open(settings)
-    except (HubNotInitialised, CustodyLocked) as exc:
-        raise _fail(str(exc)) from None
 
 
 def _record(hub: Hub, action: str, **fields: Any) -> None:

@@ -22,7 +22,7 @@ err = Console(stderr=True)
 
 
 def _hub() -> Hub:
-    from hygie.cli import _open_hub
+    from hygie.console import open_hub as _open_hub
 
     hub: Hub = _open_hub(get_settings())
     return hub

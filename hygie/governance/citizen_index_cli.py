@@ -30,7 +30,7 @@ def rebuild_command(
     Safe while the portal serves: what is not indexed yet is read the slow way, never left out.
     """
     from hygie.audit import record
-    from hygie.cli import _open_hub
+    from hygie.console import open_hub as _open_hub
     from hygie.governance.accounts import CONSOLE
     from hygie.governance.acts import act
     from hygie.governance.citizen_index import CitizenIndexError, rebuild

@@ -1,0 +1,36 @@
+"""What every ``hygie`` sub-command shares: the error stream, a refusal that exits, and opening the hub.
+
+Kept apart from :mod:`hygie.cli` so that the sub-CLIs (breach, citizen index) reach it without importing the
+command line that imports them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+from hygie.config import Settings
+
+if TYPE_CHECKING:
+    from hygie.hub import Hub
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print the refusal on standard error; the caller raises what this returns."""
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def open_hub(settings: Settings) -> Hub:
+    """The hub of ``settings``, or a plain refusal when it is not initialised or its keys are locked."""
+    from hygie.hub import Hub, HubNotInitialised
+    from hygie.keys import CustodyLocked
+
+    try:
+        return Hub.open(settings)
+    except (HubNotInitialised, CustodyLocked) as exc:
+        raise fail(str(exc)) from None
