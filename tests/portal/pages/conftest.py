@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from hygie.portal.app import create_app
 from tests.portal.world import Template, World, build_world
@@ -76,11 +76,18 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+EVENT_TIMEOUT_MS = 60_000
+"""How long a page test waits for an event before failing (never a fixed sleep)."""
+expect.set_options(timeout=EVENT_TIMEOUT_MS)  # assertions' waits too (Playwright's own default is 5 s)
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh browser context (no cookies) per test."""
     context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 900})
     p = context.new_page()
-    p.set_default_timeout(15_000)
+    # Waits end on the event (a selector, a download); the bound only says when to give up, and a loaded CI
+    # machine builds dummy data or runs an analysis many times slower than an idle one.
+    p.set_default_timeout(EVENT_TIMEOUT_MS)
     yield p
     context.close()

@@ -325,7 +325,7 @@ def submit_sql(page: Page, pid: int) -> int:
     check_page(page, "recherche-sql")
     page.get_by_label("Requête SQL").fill("DELETE FROM ER_PRS_F")  # refused before running: not a query
     page.get_by_role("button", name="Soumettre la requête").click()
-    expect(page.locator("#statut-analyse")).to_have_text("refusée avant exécution", timeout=30_000)
+    expect(page.locator("#statut-analyse")).to_have_text("refusée avant exécution")
     expect(page.get_by_role("alert")).to_be_visible()
     check_page(page, "recherche-analyse-refusee")
     page.goto(page.url.split("/analyses/")[0] + "/analyses/sql")
@@ -340,7 +340,7 @@ def submit_sql(page: Page, pid: int) -> int:
 def follow_job(page: Page, pid: int, name: str) -> int:
     """The job's page, followed until the job ends: the page refreshes itself while it is queued or running."""
     expect(page).to_have_url(re.compile(rf"/recherche/projets/{pid}/analyses/\d+$"))
-    expect(page.locator("#statut-analyse")).to_have_text("terminée", timeout=30_000)
+    expect(page.locator("#statut-analyse")).to_have_text("terminée")
     expect(page.locator("#cout-analyse")).to_contain_text("lignes lues")
     check_page(page, f"recherche-analyse-{name}")
     return int(page.url.rsplit("/", 1)[1])
@@ -364,7 +364,7 @@ def a_queued_job_page_refreshes_itself_until_the_job_ends(page: Page, server: st
         assert stored is not None
         stored.status, stored.error, stored.finished_at = "failed", "the run was stopped", datetime.now(UTC)
         session.commit()
-    expect(page.locator("#statut-analyse")).to_have_text("échouée", timeout=10_000)  # the test never reloads
+    expect(page.locator("#statut-analyse")).to_have_text("échouée")  # the test never reloads
     expect(page.locator("meta[http-equiv=refresh]")).to_have_count(0)
 
 
