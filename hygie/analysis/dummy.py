@@ -59,6 +59,7 @@ from hygie.hub import Hub
 from hygie.ingest.pipeline import expand_batches, ingest_batch
 from hygie.locks import exclusive
 from hygie.synth import generate
+from hygie.tabular import safe_table
 
 DUMMY_DIR = "dummy"
 """Under the real hub's data dir: dummy hubs, their exports, one lock."""
@@ -302,7 +303,7 @@ def _zip(tables: dict[str, pa.Table], readme: str) -> bytes:
             pq.write_table(data, parquet, compression="zstd")
             archive.writestr(_entry(f"parquet/{table}.parquet", False), parquet.getvalue())
             text = io.BytesIO()
-            pacsv.write_csv(data, text)
+            pacsv.write_csv(safe_table(data), text)  # text cells a spreadsheet would execute are escaped
             archive.writestr(_entry(f"csv/{table}.csv", True), text.getvalue())
     return buffer.getvalue()
 

@@ -9,8 +9,6 @@ downloaded, and only by the project's members through ``require_view_access``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import time
@@ -43,6 +41,7 @@ from hygie.governance.policy import Scope as ProjectScope
 from hygie.governance.views import newest_ready
 from hygie.hub import Hub
 from hygie.ingest.contract import PSEUDONYM_COLUMN
+from hygie.tabular import write_dict_csv
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, REFUSED = "queued", "running", "succeeded", "failed", "refused"
 RELEASED, PENDING, REJECTED = "released", "pending", "rejected"
@@ -333,12 +332,8 @@ class Analyses:
             content = json.dumps({"columns": release.columns, "rows": rows}, ensure_ascii=False).encode()
             media = "application/json"
         else:
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=release.columns, extrasaction="ignore", lineterminator="\n")
-            writer.writeheader()
-            rows = self.rows_of(release)
-            writer.writerows(rows)
-            content, media = buffer.getvalue().encode(), "text/csv"
+            rows = self.rows_of(release)  # text a spreadsheet would execute is escaped, numbers stay numbers
+            content, media = write_dict_csv(rows, release.columns).encode(), "text/csv"
         self._record(actor, "analysis.download", project, f"release:{release.id}",
                      {"job": job_id, "format": fmt, "rows": len(rows), "bytes": len(content)})  # fmt: skip
         return Download(content, media, f"project-{project_id}-analysis-{job_id}.{fmt}")

@@ -38,7 +38,7 @@ def test_submit_follow_and_download(shared_world: World, tmp_path: Path, monkeyp
     out = tmp_path / "out.csv"
     result = runner.invoke(app, ["analysis", "download", str(job["id"]), "--project", str(pid), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.read_text().splitlines()[0].startswith("sex,people,events")
+    assert out.read_text().splitlines()[0].startswith('"sex","people","events"')  # text cells quoted
     sql = tmp_path / "q.sql"
     sql.write_text("SELECT * FROM read_parquet('x')")
     result = runner.invoke(app, ["analysis", "submit", "--project", str(pid), "--sql", str(sql)])
