@@ -123,6 +123,9 @@ def create_app(hub: Hub) -> FastAPI:
     async def statement_error(request: Request, exc: StatementError) -> JSONResponse:
         if isinstance(exc.orig, OverflowError | DataError) or isinstance(exc, DataError):
             return await out_of_range(request, exc)
+        # Anything else goes on to the resilience middleware: a fault of the database (resilience/faults.py
+        # dependency_of: "disk image is malformed", I/O error, connection lost...) becomes its 503 with Retry-After
+        # and counts against the database's breaker; any other is a bug, a 500.
         raise exc
 
     @app.get(

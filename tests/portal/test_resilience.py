@@ -127,8 +127,12 @@ def test_route_classes() -> None:
     assert classify("/register") is RouteClass.PUBLIC
     assert classify("/audit/checkpoint") is RouteClass.PUBLIC
     assert classify("/readyz") is RouteClass.HEALTH
-    assert dependencies("/me/opt-out", RouteClass.CITIZEN) == (Dependency.DATABASE,)
-    assert dependencies("/citoyen/remboursements", RouteClass.CITIZEN) == (Dependency.DATABASE, Dependency.WAREHOUSE)
+    assert dependencies("/me/opt-out", RouteClass.CITIZEN) == (Dependency.DATABASE, Dependency.CUSTODY)
+    assert dependencies("/citoyen/remboursements", RouteClass.CITIZEN) == (
+        Dependency.DATABASE,
+        Dependency.WAREHOUSE,
+        Dependency.CUSTODY,
+    )
     assert dependencies("/healthz", RouteClass.HEALTH) == ()
 
 
@@ -325,7 +329,7 @@ def test_readyz_reflects_a_dead_database_while_healthz_stays_up(
     assert ready.status_code == 200 and ready.json() == {
         "status": "ready",
         "checks": {"database": "ok", "keystore": "ok"},
-        "breakers": {"database": "closed", "warehouse": "closed"},
+        "breakers": {"database": "closed", "warehouse": "closed", "custody": "closed"},
         "draining": False,
     }
     assert not_ready.status_code == 503 and not_ready.json()["status"] == "not ready"

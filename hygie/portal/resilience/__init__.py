@@ -6,7 +6,8 @@ readiness, graceful draining and Prometheus metrics (see docs/portal.md, "Resili
 - :mod:`.classes`: classes of route and what each depends on;
 - :mod:`.admission`: bounded concurrency and short queues with deadlines per class;
 - :mod:`.breaker`: a circuit breaker per dependency, probed when half-open;
-- :mod:`.deadline`: deadlines on blocking calls, and which dependency a failure belongs to;
+- :mod:`.faults`: which dependency a failure belongs to (the one place that says so);
+- :mod:`.deadline`: deadlines on blocking calls;
 - :mod:`.answers`: the 503s (a French page for browsers, JSON for API clients);
 - :mod:`.drain`: graceful shutdown;
 - :mod:`.metrics`, :mod:`.readiness`: /metrics and /readyz;
@@ -26,7 +27,7 @@ from hygie.portal.resilience.classes import Dependency
 from hygie.portal.resilience.deadline import DependencyUnavailable, call_with_deadline, interrupt_after
 from hygie.portal.resilience.drain import uvicorn_options
 from hygie.portal.resilience.middleware import ResilienceMiddleware
-from hygie.portal.resilience.readiness import database_check, router, warehouse_check
+from hygie.portal.resilience.readiness import database_check, keystore_check, router, warehouse_check
 from hygie.portal.resilience.state import Resilience
 
 __all__ = [
@@ -45,7 +46,11 @@ def install_resilience(app: FastAPI, hub: Hub) -> Resilience:
     into the app's lifespan (its own lifespan runs unchanged inside)."""
     resilience = Resilience.build(
         hub.settings,
-        {Dependency.DATABASE: lambda: database_check(hub), Dependency.WAREHOUSE: lambda: warehouse_check(hub)},
+        {
+            Dependency.DATABASE: lambda: database_check(hub),
+            Dependency.WAREHOUSE: lambda: warehouse_check(hub),
+            Dependency.CUSTODY: lambda: keystore_check(hub),
+        },
     )
     app.state.resilience = resilience
     app.include_router(router)

@@ -26,6 +26,8 @@ class Dependency(StrEnum):
     DATABASE = "database"
     WAREHOUSE = "warehouse"
     """The encrypted Parquet warehouse and the DuckDB engine over it (views, analyses, membership files)."""
+    CUSTODY = "custody"
+    """The key custody (keystore): sign-in tokens, pseudonyms, blind indexes and the data keys of care data."""
 
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -59,8 +61,8 @@ def dependencies(path: str, route_class: RouteClass) -> tuple[Dependency, ...]:
     if route_class is RouteClass.HEALTH or path.startswith("/static/") or path in {"/openapi.json", "/docs", "/redoc"}:
         return ()
     if route_class is RouteClass.RESEARCH or _CITIZEN_WAREHOUSE.match(path):
-        return (Dependency.DATABASE, Dependency.WAREHOUSE)
-    return (Dependency.DATABASE,)
+        return (Dependency.DATABASE, Dependency.WAREHOUSE, Dependency.CUSTODY)
+    return (Dependency.DATABASE, Dependency.CUSTODY)
 
 
 def limits(settings: Settings, route_class: RouteClass) -> AdmissionLimits:

@@ -1,4 +1,4 @@
-"""Deadlines on calls into storage and the engine, and which dependency a failure belongs to.
+"""Deadlines on calls into storage and the engine.
 
 The metadata database bounds itself (see :func:`hygie.db.make_engine`: pool wait, connect timeout, PostgreSQL
 statement_timeout, SQLite busy timeout). For other blocking calls:
@@ -8,7 +8,7 @@ statement_timeout, SQLite busy timeout). For other blocking calls:
 - :func:`interrupt_after` interrupts a DuckDB query past its deadline (DuckDB stops it cleanly).
 
 A failure raised by either, or by the database driver, is answered 503 by the middleware and counted by the breaker
-of its dependency.
+of its dependency; :func:`hygie.portal.resilience.faults.dependency_of` says which (re-exported here).
 """
 
 from __future__ import annotations
@@ -21,23 +21,15 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import duckdb
-import pyarrow as pa
-from sqlalchemy import exc as sa
 
 from hygie.portal.resilience.classes import Dependency
+from hygie.portal.resilience.faults import DependencyUnavailable, dependency_of
+
+__all__ = ["DependencyUnavailable", "call_with_deadline", "dependency_of", "interrupt_after"]
 
 T = TypeVar("T")
 
 _workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hygie-deadline")
-
-
-class DependencyUnavailable(Exception):
-    """A dependency failed or missed its deadline; the answer is "unavailable", never a default value."""
-
-    def __init__(self, dependency: Dependency, message: str) -> None:
-        super().__init__(message)
-        self.dependency = dependency
-        self.message = message
 
 
 def call_with_deadline(dependency: Dependency, seconds: float, call: Callable[[], T]) -> T:
@@ -72,27 +64,3 @@ def interrupt_after(connection: duckdb.DuckDBPyConnection, seconds: float) -> It
         raise
     finally:
         timer.cancel()
-
-
-_DATABASE_ERRORS = (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError, sa.TimeoutError)
-
-
-def dependency_of(error: BaseException) -> Dependency | None:
-    """The dependency a failure comes from, or None for a failure of the code itself (a bug: a 500, not a 503).
-
-    Data errors of the database (integrity, programming) are bugs; what says the database itself is failing is an
-    operational error: connection lost or refused, statement timeout, lock timeout, no free connection in the pool.
-    For the warehouse: files missing or unreadable, and the engine's I/O and interrupts.
-    """
-    if isinstance(error, DependencyUnavailable):
-        return error.dependency
-    if isinstance(error, _DATABASE_ERRORS) or (isinstance(error, sa.DBAPIError) and error.connection_invalidated):
-        return Dependency.DATABASE
-    if isinstance(error, duckdb.IOException | duckdb.InterruptException | pa.ArrowIOError | OSError):
-        return Dependency.WAREHOUSE
-    from hygie.governance.citizen_index import CitizenIndexError  # late, as below
-    from hygie.governance.views import ViewError  # late: views import the hub, which this module must not need
-
-    if isinstance(error, ViewError | CitizenIndexError):  # a citizen extract that does not open: data unavailable
-        return Dependency.WAREHOUSE
-    return None

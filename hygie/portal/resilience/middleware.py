@@ -18,8 +18,8 @@ from hygie.portal.resilience.admission import Admission, Gate, Shed
 from hygie.portal.resilience.answers import Answer, Refusal, refusal, wants_html
 from hygie.portal.resilience.breaker import Breaker
 from hygie.portal.resilience.classes import Dependency, RouteClass, classify, dependencies, limits
-from hygie.portal.resilience.deadline import dependency_of
 from hygie.portal.resilience.drain import Drain
+from hygie.portal.resilience.faults import dependency_of
 from hygie.portal.resilience.metrics import Metrics
 
 log = structlog.get_logger("hygie.portal.resilience")
