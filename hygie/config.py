@@ -282,7 +282,8 @@ class Settings(BaseSettings):
         default=True, description="Research requests are refused at once while citizens' requests wait in queue."
     )
     breaker_failures: int = Field(
-        default=5, description="Failures in a row of one dependency (database, warehouse, key custody) that open its breaker."
+        default=5,
+        description="Failures in a row of one dependency (database, warehouse, key custody) that open its breaker.",
     )
     breaker_open_seconds: float = Field(
         default=5.0, description="How long an open breaker answers 503 at once before probing the dependency again."
