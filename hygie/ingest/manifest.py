@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,8 +41,58 @@ class Manifest(BaseModel):
 _FILE_NAME = re.compile(r"^[A-Z0-9_]+\.csv$")
 
 
+_SPECIAL = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def refuse_links_and_special_files(batch_dir: Path, errors: ErrorLog) -> None:
+    """Name every symbolic link and every file that is not a regular file or folder in the batch, at any depth,
+    the batch folder included. Only ``lstat`` is used: nothing is followed, opened or read."""
+    try:
+        if batch_dir.is_symlink():
+            errors.add(
+                batch_dir.name or str(batch_dir),
+                None,
+                None,
+                "the batch folder is a symbolic link: name the folder itself",
+            )
+            return
+    except OSError:
+        return
+    pending = [batch_dir]
+    while pending and errors.room:
+        folder = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue  # a missing or unreadable folder: reported when the manifest is read
+        for entry in entries:
+            name = Path(entry.path).relative_to(batch_dir).as_posix()
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                errors.add(name, None, None, "cannot be examined (removed or unreadable while the batch was checked)")
+                continue
+            if stat.S_ISLNK(mode):
+                errors.add(name, None, None, "a symbolic link: a delivery holds only regular files, links are refused")
+            elif stat.S_ISDIR(mode):
+                pending.append(Path(entry.path))
+            elif not stat.S_ISREG(mode):
+                kind = next((label for test, label in _SPECIAL if test(mode)), "a special file")
+                errors.add(name, None, None, f"{kind}: a delivery holds only regular files")
+
+
 def read_manifest(batch_dir: Path, errors: ErrorLog) -> Manifest | None:
-    """Parse the manifest and check that it lists exactly the batch's CSV files, each a known table."""
+    """Parse the manifest and check that it lists exactly the batch's CSV files, each a known table.
+
+    Symbolic links and special files anywhere in the batch are refused first, before any file is opened."""
+    refuse_links_and_special_files(batch_dir, errors)
+    if errors:
+        return None
     path = batch_dir / MANIFEST
     if not path.is_file():
         errors.add(MANIFEST, None, None, f"no {MANIFEST} in {batch_dir.name}: every delivery folder needs one")

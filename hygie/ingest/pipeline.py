@@ -7,6 +7,8 @@ or a kill leaves the warehouse as it was (see :mod:`hygie.warehouse.store` for r
 
 from __future__ import annotations
 
+import codecs
+import csv
 import datetime as dt
 import hashlib
 import mmap
@@ -65,6 +67,8 @@ _COLUMN_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 _SEGMENT_BYTES = 192 << 20
 """Bytes of CSV parsed at once on the fast path (about a million care rows)."""
 _MAX_DELAY_DAYS_PER_MONTH = 31
+_UTF8_BLOCK_BYTES = 16 << 20
+NOT_UTF8 = "not UTF-8 text"
 
 
 @dataclass
@@ -154,9 +158,14 @@ class _BatchIngestion:
         try:
             text = raw.decode("utf-8-sig").rstrip("\r\n")
         except UnicodeDecodeError:
-            self.errors.add(name, 1, None, "the header is not UTF-8 text")
+            self.errors.add(name, 1, None, NOT_UTF8)
             return None
-        header = text.split(",")
+        try:
+            # RFC 4180: cells may be quoted (all, some or none), a quoted cell may hold commas and doubled quotes.
+            header = next(csv.reader([text], strict=True))
+        except csv.Error:
+            self.errors.add(name, 1, None, "the header row is not valid CSV (a quote is not closed or is misplaced)")
+            return None
         ok = True
         seen: set[str] = set()
         for position, column in enumerate(header, start=1):
@@ -231,10 +240,20 @@ class _BatchIngestion:
 
         if not diagnose:
             return self.scan_segments(table, name, path, header, staging, types)
+        # Bytes that are not UTF-8 are named by line first: the text reader below cannot report them exactly (and
+        # pyarrow fails inside its invalid-row handler when such a row is also malformed).
+        undecodable = _lines_not_utf8(path, self.errors.room)
+        if undecodable:
+            for line in undecodable:
+                self.errors.add(name, line, None, NOT_UTF8)
+            return None
         try:
             reader = pacsv.open_csv(
                 path,
-                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES, encoding="utf8", use_threads=not diagnose),
+                # The header was read and checked by read_header (quoted or not, after a possible BOM).
+                read_options=pacsv.ReadOptions(
+                    block_size=_BLOCK_BYTES, encoding="utf8", use_threads=False, column_names=header, skip_rows=1
+                ),
                 parse_options=pacsv.ParseOptions(
                     newlines_in_values=False,
                     ignore_empty_lines=False,
@@ -663,6 +682,44 @@ def _digest_and_lines(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), lines
 
 
+def _lines_not_utf8(path: Path, limit: int) -> list[int]:
+    """The physical lines (the header is line 1) holding bytes that are not UTF-8: the first ``limit`` of them, and
+    one more if there are more. Large blocks are decoded at once; after an error the scan resumes at the next line."""
+    found: list[int] = []
+    line, skipping = 1, False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(_UTF8_BLOCK_BYTES), b""):
+            start = 0
+            while start < len(block):
+                if skipping:  # the rest of a line already reported
+                    end = block.find(b"\n", start)
+                    if end < 0:
+                        break
+                    line, start, skipping = line + 1, end + 1, False
+                    continue
+                buffered = len(decoder.getstate()[0])  # the unfinished character of the previous block, if any
+                try:
+                    decoder.decode(block[start:] if start else block)
+                except UnicodeDecodeError as exc:
+                    at = start + max(0, exc.start - buffered)
+                    line += block.count(b"\n", start, at)
+                    found.append(line)
+                    if len(found) > limit:
+                        return found
+                    decoder.reset()
+                    start, skipping = at, True
+                    continue
+                line += block.count(b"\n", start)
+                break
+    if not skipping:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            found.append(line)
+    return found
+
+
 def _segments(path: Path) -> Iterator[tuple[int, int]]:
     """Byte ranges of the data rows, cut at line ends about every ``_SEGMENT_BYTES``."""
     size = path.stat().st_size
@@ -714,7 +771,7 @@ def _parse_failure(exc: Exception, offset: int | None = None) -> str:
     if "Expected" in text and "columns" in text:
         reason = "a row has a different number of fields than the header (truncated or malformed line)"
     elif "UTF8" in text.upper() or isinstance(exc, UnicodeDecodeError):
-        reason = "the file is not valid UTF-8"
+        reason = NOT_UTF8
     else:
         reason = "the file could not be parsed as CSV"
     if offset is not None:
