@@ -122,7 +122,9 @@ class Projects:
             self.session.scalars(select(ProjectMember.account_id).where(ProjectMember.project_id == project.id))
         )
 
-    def _record(self, actor: Actor, action: str, project: Project, **detail: Any) -> None:
+    def _record(
+        self, actor: Actor, action: str, project: Project, *, outcome: Outcome = Outcome.OK, **detail: Any
+    ) -> None:
         record(
             self.session,
             actor=actor.ref,
@@ -131,6 +133,7 @@ class Projects:
             object=f"project:{project.id}",
             project_id=project.id,
             purpose=project.purpose,
+            outcome=outcome,
             detail=detail,
         )
 
@@ -413,19 +416,9 @@ class Projects:
             f"refused: your account and account {person}, which requested or belongs to project {project.id}, were "
             "created by the same person (or one created the other); an approval must come from someone independent"
         )
-        record(
-            self.session,
-            actor=actor.ref,
-            role=actor.role_name,
-            action=action,
-            object=f"project:{project.id}",
-            project_id=project.id,
-            purpose=project.purpose,
-            outcome=Outcome.DENIED,
-            detail={"reason": message, "status": Denied.status, "separation": "creator_lineage",
-                    "counterpart": f"account:{person}", "shared_lineage": [f"account:{a}" for a in shared],
-                    "scope_version": project.scope_version},
-        )  # fmt: skip
+        self._record(actor, action, project, outcome=Outcome.DENIED, reason=message, status=Denied.status,
+                     separation="creator_lineage", counterpart=f"account:{person}",
+                     shared_lineage=[f"account:{a}" for a in shared], scope_version=project.scope_version)  # fmt: skip
         self.session.commit()
         error = Denied(message)
         error.recorded = True

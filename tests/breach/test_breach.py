@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,8 +10,6 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Sink
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -26,6 +23,7 @@ from hygie.governance.acts import act
 from hygie.identity.vault import RECORD_FIELDS
 from tests.conftest import TEST_PASSPHRASE
 from tests.ingest.test_security import scan_data_dir
+from tests.mailbox import Mailbox, serving
 from tests.portal.world import World, people
 
 
@@ -124,26 +122,9 @@ def test_dpo_corrects_the_mapping_and_the_matching_runs_again(shared_world: Worl
 
 
 @pytest.fixture
-def smtp() -> Iterator[Sink]:
-    class Keep(Sink):
-        def __init__(self) -> None:
-            self.messages: list[bytes] = []
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            self.messages.append(envelope.content)
-            return "250 OK"
-
-    handler = Keep()
-    with socket.socket() as probe:  # a free port (aiosmtpd's readiness check cannot use port 0)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    handler.port = port  # type: ignore[attr-defined]
-    try:
-        yield handler
-    finally:
-        controller.stop()
+def smtp() -> Iterator[Mailbox]:
+    with serving() as box:
+        yield box
 
 
 def test_notify_flags_and_mails_matched_people_only(shared_world: World, imported: Imported, smtp: Any) -> None:
@@ -163,8 +144,8 @@ def test_notify_flags_and_mails_matched_people_only(shared_world: World, importe
 
     hub.settings.breach_smtp_host, hub.settings.breach_smtp_port = "127.0.0.1", smtp.port
     sent = shared_world.call("dpo", "POST", "/breach/outbox/send").json()
-    assert sent["sent"] == len(notified) and len(smtp.messages) == len(notified)
-    assert b"fuite" in smtp.messages[0] or b"=?utf-8?" in smtp.messages[0]
+    assert sent["sent"] == len(notified) and len(smtp.contents) == len(notified)
+    assert b"fuite" in smtp.contents[0] or b"=?utf-8?" in smtp.contents[0]
     with hub.session() as session:
         assert {o.status for o in session.scalars(select(BreachOutbox))} == {"sent"}
 

@@ -8,9 +8,7 @@ code reaches only the holder's mailbox (an SMTP server in the test, read "as the
 from __future__ import annotations
 
 import base64
-import email
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Sink
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
@@ -34,30 +30,10 @@ from hygie.hub import Hub
 from hygie.portal.app import create_app
 from tests import postgres
 from tests.conftest import make_settings
+from tests.mailbox import Mailbox, serving
 
 PASSWORD = "a long enough test password"
 STAFF = {"operator": Role.OPERATOR, "dpo": Role.DPO, "auditor": Role.AUDITOR}
-CODE = re.compile(r"\b([A-Z2-7]{4}(?:-[A-Z2-7]{4}){7})\b")
-
-
-class Mailbox(Sink):
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-    def code_for(self, address: str) -> str:
-        """The newest enrolment code mailed to this address, read as its holder reads it."""
-        for to, raw in reversed(self.messages):
-            if address in to:
-                body = email.message_from_bytes(raw).get_payload(decode=True)
-                assert isinstance(body, bytes)
-                found = CODE.search(body.decode())
-                assert found, body
-                return found.group(1)
-        raise AssertionError(f"nothing was mailed to {address}")
 
 
 @dataclass
@@ -83,25 +59,21 @@ class Desk:
         assert r.status_code == 200, r.text
         return str(r.json()["token"])
 
+    def code_for(self, address: str) -> str:
+        code = self.mailbox.code_for(address)
+        assert code is not None, f"nothing with a code was mailed to {address}"
+        return code
+
     def enrol(self, address: str) -> dict[str, Any]:
-        r = self.client.post("/accounts/enrol", json={"code": self.mailbox.code_for(address), "password": PASSWORD})
+        r = self.client.post("/accounts/enrol", json={"code": self.code_for(address), "password": PASSWORD})
         assert r.status_code == 200, r.text
         return dict(r.json())
 
 
 @pytest.fixture(scope="module")
 def mailbox() -> Iterator[Mailbox]:
-    handler = Mailbox()
-    with socket.socket() as probe:  # a free port (aiosmtpd's readiness check cannot use port 0)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    handler.port = port  # type: ignore[attr-defined]
-    try:
-        yield handler
-    finally:
-        controller.stop()
+    with serving() as box:
+        yield box
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -151,7 +123,7 @@ def test_the_creator_never_holds_a_puppet_researchers_credentials(desk: Desk) ->
     confirmed = desk.call("auditor", "POST", f"/accounts/{out['account']['id']}/confirm", json={"email": address})
     assert confirmed.status_code == 200 and confirmed.json()["enrolment_mail"] == "sent", confirmed.text
     assert confirmed.json()["account"]["status"] == "pending_enrolment"
-    code = desk.mailbox.code_for(address.lower())
+    code = desk.code_for(address.lower())
     assert len(desk.mailbox.messages) == sent_before + 1
     listing = desk.call("dpo", "GET", "/accounts").text
     for shown in (str(out), confirmed.text, listing):
@@ -228,7 +200,7 @@ def test_an_expired_code_is_refused_and_a_new_one_voids_the_old(desk: Desk) -> N
     out = new(desk, "operator", "dora", "researcher", "dora.w@univ.example")
     r = desk.call("dpo", "POST", f"/accounts/{out['account']['id']}/confirm", json={"email": "dora.w@univ.example"})
     assert r.status_code == 200, r.text
-    old = desk.mailbox.code_for("dora.w@univ.example")
+    old = desk.code_for("dora.w@univ.example")
     with desk.hub.session() as session, session.begin():
         session.execute(update(Account).where(Account.id == out["account"]["id"])
                         .values(enrolment_expires_at=datetime.now(UTC) - timedelta(minutes=1)))  # fmt: skip
@@ -236,7 +208,7 @@ def test_an_expired_code_is_refused_and_a_new_one_voids_the_old(desk: Desk) -> N
     assert r.status_code == 403 and r.json()["detail"] == ENROLMENT_REFUSAL
     r = desk.call("operator", "POST", f"/accounts/{out['account']['id']}/enrolment-mail")
     assert r.status_code == 200 and r.json()["enrolment_mail"] == "sent" and not SECRETS.search(r.text)
-    new_code = desk.mailbox.code_for("dora.w@univ.example")
+    new_code = desk.code_for("dora.w@univ.example")
     assert new_code != old
     # The holder enrols on the French page: code, password twice, and the second factor shown once.
     page = desk.client.get("/activation")

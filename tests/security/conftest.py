@@ -14,9 +14,7 @@ and the signed-in helpers speak from 127.0.0.1.
 
 from __future__ import annotations
 
-import email
 import itertools
-import re
 import socket
 import threading
 import time
@@ -28,11 +26,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Sink
 
 from hygie.governance import credentials
 from hygie.portal.app import create_app
+from tests.mailbox import Mailbox, serving
 from tests.portal.world import PASSWORD, Template, World, build_world, make_template, project_request
 from tests.portal.world import small_delivery as small_delivery
 
@@ -51,30 +48,6 @@ def new_source() -> str:
     """A loopback address no other test speaks from (per-source throttling must not leak between tests)."""
     n = next(_sources)
     return f"127.0.{n // 250}.{n % 250 + 2}"
-
-
-class Mailbox(Sink):
-    """The mail server of the hub under test: every address's mailbox, readable by whoever holds the address."""
-
-    CODE = re.compile(r"\b([A-Z2-7]{4}(?:-[A-Z2-7]{4}){7})\b")
-    """The enrolment code as the mail shows it (format of hygie.governance.accounts)."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-        self.port = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-    def code_for(self, address: str) -> str | None:
-        """The newest enrolment code mailed to ``address``, or None."""
-        for to, raw in reversed(self.messages):
-            if address in to:
-                body = email.message_from_bytes(raw).get_payload(decode=True)
-                found = self.CODE.search(body.decode() if isinstance(body, bytes) else str(body))
-                return found.group(1) if found else None
-        return None
 
 
 def _free_port() -> int:
@@ -242,14 +215,8 @@ def security_template(tmp_path_factory: pytest.TempPathFactory, small_delivery: 
 
 @pytest.fixture(scope="package")
 def mailbox() -> Iterator[Mailbox]:
-    handler = Mailbox()
-    handler.port = _free_port()  # aiosmtpd's readiness check cannot use port 0
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    try:
-        yield handler
-    finally:
-        controller.stop()
+    with serving() as box:
+        yield box
 
 
 @pytest.fixture(scope="package")
