@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email
 import re
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
+
+from tests.serving import free_port
 
 CODE = re.compile(r"\b([A-Z2-7]{4}(?:-[A-Z2-7]{4}){7})\b")
 """An enrolment code as the mail shows it (format of hygie.governance.accounts)."""
@@ -44,9 +45,7 @@ class Mailbox(Sink):
 def serving() -> Iterator[Mailbox]:
     """A mailbox behind an SMTP server on a free loopback port (``.port``), stopped on exit."""
     box = Mailbox()
-    with socket.socket() as probe:  # aiosmtpd's readiness check cannot use port 0
-        probe.bind(("127.0.0.1", 0))
-        box.port = probe.getsockname()[1]
+    box.port = free_port()  # aiosmtpd's readiness check cannot use port 0
     controller = Controller(box, hostname="127.0.0.1", port=box.port)
     controller.start()
     try:

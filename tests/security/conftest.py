@@ -15,8 +15,6 @@ and the signed-in helpers speak from 127.0.0.1.
 from __future__ import annotations
 
 import itertools
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,13 +23,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from hygie.governance import credentials
-from hygie.portal.app import create_app
-from tests.mailbox import Mailbox, serving
+from tests.mailbox import Mailbox
+from tests.mailbox import serving as mail_serving
 from tests.portal.world import PASSWORD, Template, World, build_world, make_template, project_request
 from tests.portal.world import small_delivery as small_delivery
+from tests.serving import serving
 
 ROLES = ["researcher1", "researcher2", "reviewer1", "reviewer2", "dpo", "operator", "auditor", "citizen1", "citizen2"]
 """The signed-in callers of the authorisation matrix (reviewer3 also signs in, in the attack replays)."""
@@ -48,12 +46,6 @@ def new_source() -> str:
     """A loopback address no other test speaks from (per-source throttling must not leak between tests)."""
     n = next(_sources)
     return f"127.0.{n // 250}.{n % 250 + 2}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -190,22 +182,11 @@ class Served:
 
 def serve(world: World) -> Iterator[Served]:
     """The portal of ``world.hub`` served by uvicorn in a background thread, lifespan included."""
-    port = _free_port()
     world.hub.settings.alert_seconds = 1.0  # alerts raised within a second (the suite reads and handles them)
-    config = uvicorn.Config(create_app(world.hub), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="security-hub-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the hub did not start within 30 s")
-        time.sleep(0.05)
-    served = Served(world, f"http://127.0.0.1:{port}")
-    yield served
-    served.close()
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(world.hub, "security-hub-under-test") as url:
+        served = Served(world, url)
+        yield served
+        served.close()
 
 
 @pytest.fixture(scope="package")
@@ -215,7 +196,7 @@ def security_template(tmp_path_factory: pytest.TempPathFactory, small_delivery: 
 
 @pytest.fixture(scope="package")
 def mailbox() -> Iterator[Mailbox]:
-    with serving() as box:
+    with mail_serving() as box:
         yield box
 
 

@@ -7,18 +7,14 @@ the API tests cover; what is tested here is the browser's side (forms, cookies, 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from hygie.portal.app import create_app
 from tests.portal.world import Template, World, build_world
+from tests.serving import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,12 +31,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screensh
 """Screenshots of every page the journeys visit (gitignored), to look at after a run."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def page_world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Template) -> Iterator[World]:
     yield from build_world(tmp_path_factory.mktemp("pages"), sqlite_template, None)
@@ -49,19 +39,8 @@ def page_world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Templa
 @pytest.fixture(scope="module")
 def server(page_world: World) -> Iterator[str]:
     """The portal served by uvicorn in a background thread; yields its base URL."""
-    port = _free_port()
-    config = uvicorn.Config(create_app(page_world.hub), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="portal-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the portal did not start within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(page_world.hub) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
