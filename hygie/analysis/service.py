@@ -395,7 +395,13 @@ class Analyses:
         return out
 
     def inspect(self, actor: Actor, release_id: int) -> tuple[AnalysisRelease, AnalysisJob, list[ReleaseDecision]]:
-        """A release's full content, for a checker who may decide on it."""
+        """A release's full content, for a checker who may decide on it. Only checkers pass, before the release is
+        looked up (the same 403 whether it exists or not); an output no longer awaiting checkers answers as a
+        missing one: once released or rejected, its rows are its project's business, not a checker's."""
+        self._require_checker(actor)
+        pending = self.session.get(AnalysisRelease, release_id)
+        if pending is None or pending.status != PENDING:
+            raise NotFound(f"no output {release_id} awaiting checkers")
         release, project = self._release(release_id)
         self._require_independent(actor, release, project)
         job = self.session.get(AnalysisJob, release.job_id)
@@ -407,6 +413,7 @@ class Analyses:
         return release, job, decisions
 
     def decide(self, actor: Actor, release_id: int, decision: str, reason: str) -> AnalysisRelease:
+        self._require_checker(actor)
         release, project = self._release(release_id)
         self._require_independent(actor, release, project)
         if decision not in ("approve", "reject"):
