@@ -631,6 +631,7 @@ def open_view(
                 "rebuild the view (build_view) or run `hygie warehouse verify`"
             )
         datasets[table] = ds.dataset(str(path), format=crypto.file_format())
+    _require_filterable(hub, view)
     excluded = excluded_since_build(hub, session, project, view)
     if excluded:
         datasets = {t: _without_excluded(hub, view, t, d, crypto, excluded) for t, d in datasets.items()}
@@ -724,6 +725,29 @@ def excluded_since_build(hub: Hub, session: Session, project: Project, view: Pro
     return frozenset(rekey(hub, project.id, hub_pseudonyms)) if hub_pseudonyms else frozenset()
 
 
+def _owners_path(hub: Hub, view: ProjectView) -> Path:
+    """The file tying this generation's claim keys to people: its care table, or else its owners file."""
+    if CARE_TABLE in view.tables:
+        return hub.settings.data_dir / str(view.tables[CARE_TABLE]["file"])
+    return project_dir(hub, view.project_id) / "views" / str(view.generation) / OWNERS_FILE
+
+
+def _require_filterable(hub: Hub, view: ProjectView) -> None:
+    """Refuse a generation whose rows objections could not reach, whether or not anyone has objected: a refusal
+    that began with the first objection would tell the researcher that someone objected, and when."""
+    for table, meta in view.tables.items():
+        columns = meta["columns"]
+        if PSEUDONYM_COLUMN in columns:
+            continue
+        if CLAIM_KEY not in columns:
+            raise ViewError(f"project {view.project_id}: table {table} of the view has no column tying rows to people")
+        if not _owners_path(hub, view).exists():
+            raise ViewError(
+                f"project {view.project_id}: view generation {view.generation} cannot tie its detail rows to "
+                "people, so objections made since it was built could not be applied; refresh the view"
+            )
+
+
 def _excluded_claims(hub: Hub, view: ProjectView, crypto: ParquetCrypto, excluded: frozenset[str]) -> pa.Array:
     """Claim keys of the excluded people's care in this generation (detail tables are tied to people by them),
     from the view's care table or, without one, from the generation's owners file."""
@@ -732,15 +756,7 @@ def _excluded_claims(hub: Hub, view: ProjectView, crypto: ParquetCrypto, exclude
         cached = _claims.get(key)
     if cached is not None and cached[0] == excluded:
         return cached[1]
-    if CARE_TABLE in view.tables:
-        path = hub.settings.data_dir / view.tables[CARE_TABLE]["file"]
-    else:
-        path = project_dir(hub, view.project_id) / "views" / str(view.generation) / OWNERS_FILE
-    if not path.exists():
-        raise ViewError(
-            f"project {view.project_id}: view generation {view.generation} cannot tie its detail rows to people, "
-            "so objections made since it was built cannot be applied; refresh the view (it is then built without them)"
-        )
+    path = _owners_path(hub, view)
     owners = ds.dataset(str(path), format=crypto.file_format())
     found = owners.to_table(columns=[CLAIM_KEY], filter=pc.field(PSEUDONYM_COLUMN).isin(sorted(excluded)))
     claims = found.column(CLAIM_KEY).combine_chunks()

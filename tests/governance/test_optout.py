@@ -28,7 +28,15 @@ from hygie.governance.accounts import Actor, Scope
 from hygie.governance.citizens import Citizens
 from hygie.governance.models import Project, ProjectMember
 from hygie.governance.policy import Role
-from hygie.governance.views import OWNERS_FILE, newest_ready, open_view, project_dir, project_view_key, view_summary
+from hygie.governance.views import (
+    OWNERS_FILE,
+    ViewError,
+    newest_ready,
+    open_view,
+    project_dir,
+    project_view_key,
+    view_summary,
+)
 from hygie.hub import Hub
 from hygie.warehouse.encryption import ParquetCrypto
 from tests.portal.world import PASSWORD, people
@@ -128,6 +136,13 @@ def test_an_objection_leaves_every_query_of_running_views_at_once(populated: Hub
     assert mine_care > 0 and mine_drugs > 0
     (before,) = query(hub, project, COUNTS)
     ((drugs_only_before,),) = query(hub, details, "SELECT count(*) FROM ER_PHA_F")
+    # A generation whose detail rows could not be tied to people is refused before anyone objects too: a refusal
+    # that began with the first objection would tell the researcher that someone objected, and when.
+    owners = project_dir(hub, details.id) / "views" / "1" / OWNERS_FILE
+    owners.rename(owners.with_suffix(".aside"))
+    with pytest.raises(ViewError, match="cannot tie its detail rows"):
+        query(hub, details, "SELECT count(*) FROM ER_PHA_F")
+    owners.with_suffix(".aside").rename(owners)
     narrow = {"filters": [{"dimension": "sex", "in": [sex]}, {"dimension": "departement", "in": [dpt]},
                           {"dimension": "age", "between": [2023 - born, 2023 - born]}],
               "measures": ["people", "events"]}  # fmt: skip

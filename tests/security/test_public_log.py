@@ -123,12 +123,9 @@ def test_a_witness_still_checks_the_log(served: Served) -> None:
         r = s.call(None, "GET", "/audit/entries", params={"start": index, "end": index + 1})
         assert r.status_code == 200, r.text
         entry = r.json()["entries"][0]
-        if isinstance(entry, dict):  # a salted leaf: its hash, and the public leaf data that hashes to it
-            leaf_hash = base64.b64decode(entry["leaf_hash"])
-            if entry.get("leaf"):
-                assert hashlib.sha256(b"\x00" + entry["leaf"].encode()).digest() == leaf_hash, entry
-        else:  # an entry in clear (the log before salted leaves)
-            leaf_hash = hashlib.sha256(b"\x00" + entry.encode()).digest()
+        assert entry["format"] == 2 and entry["leaf"], entry  # a salted leaf: the public data that hashes to it
+        leaf_hash = base64.b64decode(entry["leaf_hash"])
+        assert hashlib.sha256(b"\x00" + entry["leaf"].encode()).digest() == leaf_hash, entry
         r = s.call(None, "GET", "/audit/proof/inclusion", params={"index": index, "size": size})
         assert r.status_code == 200, r.text
         proof = [base64.b64decode(p) for p in r.json()["proof"]]
