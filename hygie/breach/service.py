@@ -35,6 +35,7 @@ from hygie.breach.reader import read_table
 from hygie.db import bulk
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.lineage import creator_id, shared_lineage
 from hygie.governance.models import Account
 from hygie.governance.projects import MIN_REASON
 from hygie.hub import Hub
@@ -446,8 +447,8 @@ def _confirmed(incident: BreachIncident) -> None:
 
 def second_person(session: Session, actor: Actor, asker: str, roles: list[str], what: str) -> None:
     """Refuse unless ``actor`` is a second person for an act asked by ``asker`` (an actor reference): a signed-in
-    account of one of ``roles``, not the asker, not created by the asker, not the asker's creator, and not made by
-    the same account as the asker (accounts made by the console, the installation's act, are independent)."""
+    account of one of ``roles``, not the asker, and not of the asker's creation lineage
+    (:mod:`hygie.governance.lineage`; accounts made by the console, the installation's act, are independent)."""
     second_person_role(actor, roles, what)
     if actor.ref == asker:
         raise Denied(f"{what} needs a second person: not the one who asked")
@@ -456,11 +457,10 @@ def second_person(session: Session, actor: Actor, asker: str, roles: list[str], 
         raise Denied(f"{what} needs an active account")
     if mine.created_by == asker:
         raise Denied(f"{what} needs a second person: an account created by the one who asked does not count")
-    theirs = session.get(Account, int(asker.split(":", 1)[1])) if asker.startswith("account:") else None
-    if theirs is not None and theirs.created_by == actor.ref:
-        raise Denied(f"{what} needs a second person: the one who asked holds an account you created")
-    if theirs is not None and theirs.created_by == mine.created_by and mine.created_by.startswith("account:"):
-        raise Denied(f"{what} needs a second person: your account and the asker's were created by the same person")
+    asker_id = creator_id(asker)  # an "account:N" reference, or the console's
+    if asker_id is not None and shared_lineage(session, mine.id, asker_id):
+        raise Denied(f"{what} needs a second person: your account and the asker's were created by the same person "
+                     "(or one created the other)")  # fmt: skip
 
 
 def second_person_role(actor: Actor, roles: list[str], what: str) -> None:

@@ -23,6 +23,7 @@ from hygie.audit import Outcome, record
 from hygie.config import Settings
 from hygie.governance import credentials
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound, Unauthenticated
+from hygie.governance.lineage import creator_id, shared_lineage
 from hygie.governance.models import Account, ApiToken, AuthSession, Project, ProjectMember
 from hygie.governance.policy import STAFF_ROLES, Role
 from hygie.keys import KeyCustody, KeyPurpose
@@ -366,6 +367,10 @@ class Accounts:
             mine = self.get(actor.account_id)
             if mine.created_by == account.created_by:
                 raise Denied("an account made by the same person as this one cannot confirm it: ask someone else to")
+            creator = creator_id(account.created_by)
+            if creator is not None and shared_lineage(self.session, mine.id, creator):
+                raise Denied("an account of its creator's lineage (one created the other) cannot confirm it: ask "
+                             "someone independent")  # fmt: skip
         if account.status != Status.PENDING_CONFIRMATION or account.disabled:
             raise Conflict(f"account {account.id} is not waiting for a confirmation")
         assert account.email_sealed is not None

@@ -24,6 +24,7 @@ from hygie.audit import Outcome, record
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.freetext import check_free_text
+from hygie.governance.lineage import shared_lineage
 from hygie.governance.models import Account, Project, ProjectDecision, ProjectMember
 from hygie.governance.policy import FORBIDDEN_PURPOSES, Purpose, Role, reviewing_roles
 from hygie.governance.policy import Scope as ProjectScope
@@ -83,13 +84,6 @@ def decision_hash(project: Project) -> str:
     """SHA-256 (hex) of the canonical JSON (sorted keys, no spaces, UTF-8) of :func:`judged`."""
     canonical = json.dumps(judged(project), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def creator_id(created_by: str) -> int | None:
-    """The account that created another ("account:N"), or None for the console, the system or a test fixture:
-    console-created accounts are the controller's installation and share no creator among themselves here."""
-    kind, _, rest = created_by.partition(":")
-    return int(rest) if kind == "account" and rest.isdigit() else None
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -384,23 +378,9 @@ class Projects:
 
     # -- creation lineage -------------------------------------------------------------------------
 
-    def lineage(self, account_id: int) -> set[int]:
-        """The account and every account up its creation chain (whoever created it, whoever created that one...).
-        Console- and system-created accounts end the chain: the console is the controller's installation."""
-        out = {account_id}
-        account = self.session.get(Account, account_id)
-        while account is not None:
-            creator = creator_id(account.created_by)
-            if creator is None or creator in out:
-                break
-            out.add(creator)
-            account = self.session.get(Account, creator)
-        return out
-
     def shared_lineage(self, first: int, second: int) -> list[int]:
-        """Accounts in both creation chains: non-empty when one created the other (directly or through accounts
-        it created) or both descend from one account. Such a pair is one person's accounts, for this rule."""
-        return sorted(self.lineage(first) & self.lineage(second))
+        """Accounts in both creation chains (:func:`hygie.governance.lineage.shared_lineage`)."""
+        return shared_lineage(self.session, first, second)
 
     def _lineage_conflict(self, reviewer_id: int, project: Project) -> tuple[int, list[int]] | None:
         """The requester or member whose creation lineage meets the reviewer's, with the shared accounts."""

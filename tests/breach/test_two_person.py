@@ -111,6 +111,17 @@ def test_the_importer_or_their_creature_cannot_confirm(shared_world: World, prob
         incidents = Incidents(w.hub, session)
         with pytest.raises(Denied, match="created by the one who asked"):
             incidents.confirm(actor, incidents.get(probe.incident_id))
+        dpo = session.get(Account, w.ids["dpo"])
+        assert dpo is not None
+        # The asker's own creator, and an account made by the asker's creator: one creation lineage, refused.
+        auditor.created_by, dpo.created_by = "console", f"account:{auditor.id}"
+        session.flush()
+        with pytest.raises(Denied, match="created by the same person"):
+            incidents.confirm(actor, incidents.get(probe.incident_id))
+        auditor.created_by = dpo.created_by = f"account:{w.ids['operator']}"
+        session.flush()
+        with pytest.raises(Denied, match="created by the same person"):
+            incidents.confirm(actor, incidents.get(probe.incident_id))
         session.rollback()
     with w.hub.session() as session:
         assert session.get(BreachIncident, probe.incident_id).status == "staged"  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ from sqlalchemy import select, text, update
 
 from hygie.audit import AuditEvent
 from hygie.governance import credentials
-from hygie.governance.accounts import CONSOLE, ENROLMENT_REFUSAL, Accounts, Actor, Status
+from hygie.governance.accounts import CONSOLE, ENROLMENT_REFUSAL, ROLE_SCOPES, Accounts, Actor, Status
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied
 from hygie.governance.models import Account
@@ -179,6 +179,17 @@ def test_a_reviewer_made_by_the_dpo_waits_for_a_second_person(desk: Desk) -> Non
     for who, why in refusals.items():
         r = desk.call(who, "POST", f"/accounts/{rid}/confirm", json=confirm)
         assert r.status_code == 403 and why in r.json()["detail"], (who, r.text)
+    # The creator's own creator is of the same lineage: refused (checked at the service, in a transaction not
+    # committed).
+    with desk.hub.session() as session:
+        dpo = session.get(Account, desk.ids["dpo"])
+        assert dpo is not None
+        dpo.created_by = f"account:{desk.ids['auditor']}"
+        session.flush()
+        auditor = Actor(desk.ids["auditor"], Role.AUDITOR, ROLE_SCOPES[Role.AUDITOR], None, "session")
+        with pytest.raises(Denied, match="of its creator's lineage"):
+            Accounts(session, desk.hub.custody, desk.hub.settings).confirm(auditor, rid, email="rev.p@hygie.example")
+        session.rollback()
     # The confirmer re-types the holder's address from the directory: a wrong one is refused.
     r = desk.call("auditor", "POST", f"/accounts/{rid}/confirm", json={"email": "dpo.himself@hygie.example"})
     assert r.status_code == 403 and "not the one given" in r.json()["detail"]
