@@ -93,6 +93,9 @@ def test_an_unconfirmed_import_matches_nothing_and_notifies_nobody(shared_world:
     # The second person's queue shows it to others, not to the importer.
     assert [i["id"] for i in w.call("auditor", "GET", "/breach/pending").json()["imports"]] == [probe.incident_id]
     assert w.call("dpo", "GET", "/breach/pending").json()["imports"] == []
+    # The second person sees who staged what and how many rows, never the file's columns or their mapping.
+    (staged,) = w.call("operator", "GET", "/breach/pending").json()["imports"]
+    assert set(staged) == {"id", "name", "created_at", "created_by", "rows"}, staged
     assert w.call("researcher1", "GET", "/breach/pending").status_code == 403
     assert "probe" in _page(w, "operator", "/controle/violations/a-confirmer")
 

@@ -158,8 +158,18 @@ class IdentityOut(BaseModel):
     email: str | None
 
 
+class PendingImportOut(BaseModel):
+    """What a second person needs to confirm an import: never the file's columns or its mapping."""
+
+    id: int
+    name: str
+    created_at: datetime
+    created_by: str
+    rows: int
+
+
 class PendingOut(BaseModel):
-    imports: list[IncidentOut] = Field(description="Imports staged by someone else, awaiting confirmation")
+    imports: list[PendingImportOut] = Field(description="Imports staged by someone else, awaiting confirmation")
     reveals: list[RevealOut] = Field(description="Requests to see an identity, awaiting a decision")
 
 
@@ -258,7 +268,9 @@ def pending(hub: HubDep, actor: ActorDep) -> PendingOut:
         record(session, actor=actor.ref, role=actor.role_name, action="breach.pending.read",
                detail={"imports": len(imports), "reveals": len(reveals)})  # fmt: skip
         window = hub.settings.breach_reveal_window_minutes
-        return PendingOut(imports=[_incident_out(i) for i in imports],
+        return PendingOut(imports=[PendingImportOut(id=i.id, name=i.name, created_at=aware(i.created_at),
+                                                    created_by=i.created_by, rows=i.counts.get("rows", 0))
+                                   for i in imports],
                           reveals=[_reveal_out(r, window) for r in reveals])  # fmt: skip
 
 
