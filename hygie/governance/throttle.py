@@ -17,6 +17,7 @@ it: a throttled answer says nothing about which usernames exist. State is per po
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import threading
 import time
@@ -155,5 +156,16 @@ class SignInThrottle:
 
 def client_address(host: str | None) -> str:
     """The key of a source: the peer address the server saw (X-Forwarded-For is not trusted here; a reverse proxy
-    is configured through the server's own forwarded-address settings)."""
-    return host or "unknown"
+    is configured through the server's own forwarded-address settings). An IPv6 peer is keyed by its /64: one
+    subscriber usually holds a whole /64, and counting each of its addresses apart would give them unlimited tries."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hygie.audit import Outcome, record_now
+from hygie.governance.throttle import client_address
 from hygie.hub import Hub
 
 log = structlog.get_logger("hygie.portal.refused")
@@ -129,7 +130,7 @@ class RefusedRecorder:
         if state.get("hygie_recorded"):
             return
         client = scope.get("client")
-        source = str(client[0]) if client else "unknown"
+        source = client_address(str(client[0]) if client else None)
         suppressed = self.budget.take(source)
         if suppressed is None:
             return
