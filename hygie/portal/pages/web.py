@@ -38,7 +38,7 @@ from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.portal.pages.messages import PROJECT_STATUS, Said, said
 from hygie.portal.refused import mark_refused
-from hygie.portal.resilience.deadline import dependency_of
+from hygie.portal.resilience.faults import dependency_of
 
 log = structlog.get_logger("hygie.portal.pages")
 

@@ -24,8 +24,9 @@ from fastapi import FastAPI
 
 from hygie.hub import Hub
 from hygie.portal.resilience.classes import Dependency
-from hygie.portal.resilience.deadline import DependencyUnavailable, call_with_deadline, interrupt_after
+from hygie.portal.resilience.deadline import call_with_deadline, interrupt_after
 from hygie.portal.resilience.drain import uvicorn_options
+from hygie.portal.resilience.faults import DependencyUnavailable
 from hygie.portal.resilience.middleware import ResilienceMiddleware
 from hygie.portal.resilience.readiness import database_check, keystore_check, router, warehouse_check
 from hygie.portal.resilience.state import Resilience

@@ -8,7 +8,7 @@ statement_timeout, SQLite busy timeout). For other blocking calls:
 - :func:`interrupt_after` interrupts a DuckDB query past its deadline (DuckDB stops it cleanly).
 
 A failure raised by either, or by the database driver, is answered 503 by the middleware and counted by the breaker
-of its dependency; :func:`hygie.portal.resilience.faults.dependency_of` says which (re-exported here).
+of its dependency; :func:`hygie.portal.resilience.faults.dependency_of` says which.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from typing import TypeVar
 import duckdb
 
 from hygie.portal.resilience.classes import Dependency
-from hygie.portal.resilience.faults import DependencyUnavailable, dependency_of
-
-__all__ = ["DependencyUnavailable", "call_with_deadline", "dependency_of", "interrupt_after"]
+from hygie.portal.resilience.faults import DependencyUnavailable
 
 T = TypeVar("T")
 
