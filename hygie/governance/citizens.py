@@ -66,13 +66,19 @@ class Citizens:
         identity = self.hub.vault(self.session).find(nir)
         if identity is None or _folded(identity.last_name) != _folded(last_name) or identity.birth_date != birth_date:
             raise refusal
-        person_index = self.hub.pseudonymiser.index(nir)
+        return self.open_account(self.hub.pseudonymiser.index(nir), username=username, password=password, via="vault")
+
+    def open_account(self, person_index: bytes, *, username: str, password: str, via: str) -> NewAccount:
+        """Open the citizen account of the insured person with this vault blind index, once their identity has been
+        established by ``via`` (``vault``: details checked at the console; ``oidc``: an identity provider; ``post``: a
+        code mailed to the address on file). Recorded as ``citizen.enrol`` with the path taken."""
         if self.session.scalar(select(Account.id).where(Account.person_index == person_index)) is not None:
             raise Conflict("you already have an account; sign in, or ask your insurance fund to reset it")
         created = Accounts(self.session, self.hub.custody, self.hub.settings).create(
             CONSOLE, username=username, role=Role.CITIZEN, password=password, person_index=person_index
         )
-        record(self.session, actor=f"account:{created.account.id}", role=Role.CITIZEN.value, action="citizen.enrol")
+        record(self.session, actor=f"account:{created.account.id}", role=Role.CITIZEN.value, action="citizen.enrol",
+               detail={"via": via})  # fmt: skip
         return created
 
     def _person_index(self, actor: Actor) -> bytes:
