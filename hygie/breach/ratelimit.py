@@ -1,14 +1,17 @@
-"""Rate limits of the anonymous check: a sliding window per client address and one for everyone together.
+"""Rate limits of the anonymous check: a window per client address and one for everyone together.
 
-In memory, per server process: a deployment with several processes puts the limit in front (reverse proxy)
-or divides the settings by the number of processes. Client addresses live only in this dict, for an hour.
+Counted in the hub's database (:mod:`hygie.governance.limits`), so the limits hold across portal processes and
+restarts; client addresses are stored only as keyed digests, for the length of their window. The evaluated
+attempts (one lookup each) are kept there too, as digests of their random tokens, so a lookup may reach any
+process of the hub.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
+from hygie.governance import limits
+from hygie.hub import Hub
+
+CLIENT, EVERYONE, ATTEMPT = "breach-check-client", "breach-check-all", "breach-check-attempt"
 
 
 class RateLimited(Exception):
@@ -17,36 +20,29 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-class Window:
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._hits: deque[float] = deque()
-
-    def retry_after(self, now: float) -> int | None:
-        while self._hits and self._hits[0] <= now - self.seconds:
-            self._hits.popleft()
-        if len(self._hits) >= self.limit:
-            return max(1, int(self._hits[0] + self.seconds - now) + 1)
-        return None
-
-
 class RateLimiter:
-    def __init__(self, per_client: int, per_client_seconds: float, overall: int, overall_seconds: float) -> None:
-        self._per_client = (per_client, per_client_seconds)
-        self._overall = Window(overall, overall_seconds)
-        self._clients: dict[str, Window] = {}
-        self._lock = threading.Lock()
+    def __init__(self, per_client: int, per_client_seconds: int, overall: int, overall_seconds: int) -> None:
+        self.per_client = (per_client, per_client_seconds)
+        self.overall = (overall, overall_seconds)
 
-    def hit(self, client: str, now: float | None = None) -> None:
+    def hit(self, hub: Hub, client: str) -> None:
         """Count one attempt, or raise :class:`RateLimited` (the attempt is then not counted)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            window = self._clients.setdefault(client, Window(*self._per_client))
-            wait = max(window.retry_after(now) or 0, self._overall.retry_after(now) or 0)
-            if wait:
-                raise RateLimited(wait)
-            window._hits.append(now)
-            self._overall._hits.append(now)
-            if len(self._clients) > 100_000:  # forget idle clients rather than grow without bound
-                self._clients = {k: w for k, w in self._clients.items() if w.retry_after(now) or w._hits}
+        try:
+            limits.spend(hub, CLIENT, client, limit=self.per_client[0], window_seconds=self.per_client[1])
+        except limits.Limited as exc:
+            raise RateLimited(exc.retry_after) from None
+        try:
+            limits.spend(hub, EVERYONE, "*", limit=self.overall[0], window_seconds=self.overall[1])
+        except limits.Limited as exc:
+            limits.refund(hub, CLIENT, client)
+            raise RateLimited(exc.retry_after) from None
+
+
+def grant_attempt(hub: Hub, attempt: str, seconds: int) -> None:
+    """Remember an evaluated attempt (a random token) for one lookup within ``seconds``, in any process."""
+    limits.grant(hub, ATTEMPT, attempt, seconds=seconds)
+
+
+def redeem_attempt(hub: Hub, attempt: str) -> bool:
+    """True once per granted attempt, within its time."""
+    return limits.redeem(hub, ATTEMPT, attempt)

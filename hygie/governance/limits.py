@@ -156,3 +156,38 @@ def spend(hub: Hub, bucket: str, key: str, *, limit: int, window_seconds: int) -
         if opened is not None:
             raise Limited(max(1, math.ceil(opened + window_seconds - now)))
     raise Limited(window_seconds)
+
+
+def refund(hub: Hub, bucket: str, key: str) -> None:
+    """Give back one attempt counted by :func:`spend` (when a second, wider limit refused the same request)."""
+    row = (ThrottleCounter.bucket == bucket) & (ThrottleCounter.key_digest == digest(hub, bucket, key))
+    with hub.engine.begin() as connection:
+        connection.execute(
+            update(ThrottleCounter).where(row & (ThrottleCounter.count > 0)).values(count=ThrottleCounter.count - 1)
+        )
+
+
+def grant(hub: Hub, bucket: str, key: str, *, seconds: float) -> None:
+    """Remember ``key`` (a random one-time token) for ``seconds``, good for one :func:`redeem` in any process."""
+    now = clock()
+    with hub.engine.begin() as connection:
+        insert_missing(connection, bucket, digest(hub, bucket, key), now, now + seconds)
+
+
+def redeem(hub: Hub, bucket: str, key: str) -> bool:
+    """Use a token given by :func:`grant`: True once, within its time; False if unknown, used or expired."""
+    now = clock()
+    row = (ThrottleCounter.bucket == bucket) & (ThrottleCounter.key_digest == digest(hub, bucket, key))
+    with hub.engine.begin() as connection:
+        used = connection.execute(
+            update(ThrottleCounter)
+            .where(row & (ThrottleCounter.count == 0) & (ThrottleCounter.expires_at >= now))
+            .values(count=1)
+        ).rowcount
+    return bool(used)
+
+
+def forget(hub: Hub, bucket: str) -> int:
+    """Forget every key of ``bucket`` (an operator lifting a limit, or a test starting afresh)."""
+    with hub.engine.begin() as connection:
+        return int(connection.execute(delete(ThrottleCounter).where(ThrottleCounter.bucket == bucket)).rowcount or 0)

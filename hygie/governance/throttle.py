@@ -10,25 +10,28 @@ There is no per-account ceiling: an attacker failing from one address never stop
 another, so nobody can lock anyone out. The account's count of failures (``Account.failed_logins``) is still kept
 and recorded with each failure, which the DPO's ``login_failures`` alert watches.
 
-A typed username is kept in memory only as a SHA-256 digest, and is the same key whether or not an account bears
-it: a throttled answer says nothing about which usernames exist. State is per portal process.
+The counts live in the metadata database (table ``throttle_counter``, see :mod:`hygie.governance.limits`), so
+they hold across portal processes and restarts: two processes serving one hub slow one source together. A key is
+stored only as a keyed digest (HMAC under the custody key ``throttle``) of the address, or of the address and the
+typed username (trimmed, case-folded), and is the same key whether or not an account bears it: a throttled answer
+says nothing about which usernames exist. Rows go once forgotten (the limiter's sweep).
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
+
+from sqlalchemy import case, delete, select, update
 
 from hygie.audit import Outcome, record_now
 from hygie.config import Settings
+from hygie.governance import limits
 from hygie.governance.errors import GovernanceError, Unauthenticated
+from hygie.governance.limits import ThrottleCounter
 from hygie.hub import Hub
 
 T = TypeVar("T")
@@ -61,85 +64,98 @@ def french_wait(retry_after: int) -> str:
     )
 
 
-@dataclass
-class _Key:
-    failures: int = 0
-    until: float = 0.0
-    last: float = 0.0
-    noted: bool = False
-    """The current wait's first refusal is on the record (later ones, during the same wait, are not)."""
+SOURCE, PAIR = "signin-source", "signin-pair"
 
 
 class SignInThrottle:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    """Backoff per source and per (source, username), counted in the hub's database."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self._keys: OrderedDict[tuple[str, ...], _Key] = OrderedDict()
-        self._lock = threading.Lock()
+        """Wall-clock seconds: every process of a hub must read the same clock."""
 
     @staticmethod
-    def _pair(source: str, username: str) -> tuple[str, ...]:
-        return ("pair", source, hashlib.sha256(username.strip().casefold().encode("utf-8")).hexdigest())
+    def _keys(source: str, username: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        return (SOURCE, source), (PAIR, source + "\x00" + username.strip().casefold())
 
-    @staticmethod
-    def _source(source: str) -> tuple[str, ...]:
-        return ("source", source)
+    def _forget_seconds(self) -> float:
+        return self.settings.login_throttle_forget_minutes * 60.0
 
-    def _get(self, key: tuple[str, ...], now: float) -> _Key | None:
-        entry = self._keys.get(key)
-        if entry is not None and now - entry.last > self.settings.login_throttle_forget_minutes * 60:
-            del self._keys[key]
-            return None
-        return entry
-
-    def wait(self, source: str, username: str) -> tuple[int, str | None]:
+    def wait(self, hub: Hub, source: str, username: str) -> tuple[int, str | None]:
         """Seconds this source must still wait before trying ``username`` (0: it may try), and which key (the
         first refusal of a wait, to be recorded) or None."""
         now = self.clock()
-        with self._lock:
-            longest, first = 0.0, None
-            for key in (self._source(source), self._pair(source, username)):
-                entry = self._get(key, now)
-                if entry is None or entry.until <= now:
+        longest, first = 0.0, None
+        keys = [(bucket, limits.digest(hub, bucket, key)) for bucket, key in self._keys(source, username)]
+        with hub.engine.begin() as connection:
+            for bucket, key_digest in keys:
+                row = (ThrottleCounter.bucket == bucket) & (ThrottleCounter.key_digest == key_digest)
+                found = connection.execute(
+                    select(ThrottleCounter.until, ThrottleCounter.window_start).where(row)
+                ).one_or_none()
+                if found is None or found.until <= now or now - found.window_start > self._forget_seconds():
                     continue
-                if entry.until - now > longest:
-                    longest = entry.until - now
-                if not entry.noted:
-                    entry.noted = True
-                    first = key[0]
-            return math.ceil(longest), first
+                longest = max(longest, found.until - now)
+                noted = connection.execute(
+                    update(ThrottleCounter).where(row & ThrottleCounter.noted.is_(False)).values(noted=True)
+                ).rowcount
+                if noted:
+                    first = "source" if bucket == SOURCE else "pair"
+        return math.ceil(longest), first
 
-    def failed(self, source: str, username: str) -> int:
+    def failed(self, hub: Hub, source: str, username: str) -> int:
         """Count a failure; the wait it imposes now (0 if none)."""
         now = self.clock()
         s = self.settings
+        forget = self._forget_seconds()
         imposed = 0.0
-        with self._lock:
-            for key, free in ((self._source(source), s.login_source_free_failures),
-                              (self._pair(source, username), s.login_free_failures)):  # fmt: skip
-                entry = self._get(key, now) or _Key()
-                entry.failures += 1
-                entry.last = now
-                over = entry.failures - free
+        limits.sweep(hub, now)
+        frees = (s.login_source_free_failures, s.login_free_failures)
+        for (bucket, key), free in zip(self._keys(source, username), frees, strict=True):
+            key_digest = limits.digest(hub, bucket, key)
+            row = (ThrottleCounter.bucket == bucket) & (ThrottleCounter.key_digest == key_digest)
+            forgotten = ThrottleCounter.window_start < now - forget
+            with hub.engine.begin() as connection:
+                limits.insert_missing(connection, bucket, key_digest, now, now + forget)
+                # One atomic increment (row lock on PostgreSQL, write lock on SQLite) that the wait is computed from.
+                failures, until = connection.execute(
+                    update(ThrottleCounter)
+                    .where(row)
+                    .values(
+                        count=case((forgotten, 1), else_=ThrottleCounter.count + 1),
+                        until=case((forgotten, 0.0), else_=ThrottleCounter.until),
+                        window_start=now,
+                        expires_at=now + forget,
+                    )
+                    .returning(ThrottleCounter.count, ThrottleCounter.until)
+                ).one()
+                over = failures - free
                 if over >= 0:
                     delay = min(float(s.login_backoff_max_seconds), s.login_backoff_seconds * 2.0 ** min(over, 40))
-                    entry.until, entry.noted = now + delay, False
                     imposed = max(imposed, delay)
-                self._keys[key] = entry
-                self._keys.move_to_end(key)
-            while len(self._keys) > s.login_throttle_max_sources:
-                self._keys.popitem(last=False)
+                    connection.execute(
+                        update(ThrottleCounter)
+                        .where(row)
+                        .values(until=max(until, now + delay), noted=False, expires_at=max(now + forget, now + delay))
+                    )
         return math.ceil(imposed)
 
-    def succeeded(self, source: str, username: str) -> None:
-        with self._lock:
-            self._keys.pop(self._pair(source, username), None)
+    def succeeded(self, hub: Hub, source: str, username: str) -> None:
+        bucket, key = self._keys(source, username)[1]
+        key_digest = limits.digest(hub, bucket, key)
+        with hub.engine.begin() as connection:
+            connection.execute(
+                delete(ThrottleCounter).where(
+                    (ThrottleCounter.bucket == bucket) & (ThrottleCounter.key_digest == key_digest)
+                )
+            )
 
     def guarded(self, hub: Hub, source: str, username: str, attempt: Callable[[], T]) -> T:
         """Run a sign-in ``attempt`` unless this source must wait (:class:`Throttled`); count its failure
         (:class:`Unauthenticated`) or success. The first refusal of each wait is recorded, without the address
         or the username; the following ones, until the wait ends, are not (a flood does not fill the record)."""
-        seconds, first = self.wait(source, username)
+        seconds, first = self.wait(hub, source, username)
         if seconds:
             if first is not None:
                 record_now(hub.session, actor="anonymous", action="auth.throttle", outcome=Outcome.DENIED,
@@ -148,9 +164,9 @@ class SignInThrottle:
         try:
             result = attempt()
         except Unauthenticated:
-            self.failed(source, username)
+            self.failed(hub, source, username)
             raise
-        self.succeeded(source, username)
+        self.succeeded(hub, source, username)
         return result
 
 

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from voprf import ristretto
 
 from hygie.audit import AuditEvent
-from hygie.breach import oprf
+from hygie.breach import oprf, ratelimit
 from hygie.breach.check_client import CheckRefused, am_i_in_it
 from hygie.breach.models import BreachCheckTag
 from hygie.breach.ratelimit import RateLimited, RateLimiter
+from hygie.governance import limits
 from hygie.identity.nir import nir_key
 from tests.portal.world import World, notify_first_people
 
@@ -61,17 +62,34 @@ def test_voprf_package_meets_rfc9497_vectors(message: str, blinded: str, evaluat
         client.finalize(other.evaluate(request), server.public_key)
 
 
-def test_rate_limiter_windows() -> None:
+def fresh_limits(world: World, limiter: RateLimiter) -> None:
+    """Give the portal these limits, counted from zero (the counts live in the hub's database)."""
+    for bucket in (ratelimit.CLIENT, ratelimit.EVERYONE):
+        limits.forget(world.hub, bucket)
+    world.client.app.state.breach_limiter = limiter  # type: ignore[attr-defined]
+
+
+def test_rate_limiter_windows(shared_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub, now = shared_world.hub, [1_900_000_000.0]
+    monkeypatch.setattr(limits, "clock", lambda: now[0])
+    fresh_limits(shared_world, RateLimiter(100, 3600, 1000, 60))
     limiter = RateLimiter(per_client=2, per_client_seconds=3600, overall=3, overall_seconds=60)
-    limiter.hit("a", now=0)
-    limiter.hit("a", now=1)
+    limiter.hit(hub, "a")
+    now[0] += 1
+    limiter.hit(hub, "a")
+    now[0] += 1
     with pytest.raises(RateLimited) as exc:
-        limiter.hit("a", now=2)
+        limiter.hit(hub, "a")
     assert 3590 <= exc.value.retry_after <= 3600
-    limiter.hit("b", now=3)
+    now[0] += 1
+    limiter.hit(hub, "b")
+    now[0] += 1
     with pytest.raises(RateLimited):  # the global window is full, whoever asks
-        limiter.hit("c", now=4)
-    limiter.hit("c", now=61)
+        limiter.hit(hub, "c")
+    now[0] += 60
+    limiter.hit(hub, "c")  # and "c" was not charged for the refused try
+    limiter.hit(hub, "c")
+    fresh_limits(shared_world, RateLimiter(100, 3600, 1000, 60))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +114,7 @@ def test_am_i_in_it_answers_without_telling_the_server(
         assert am_i_in_it(shared_world.client, outside) is False
     finally:
         shared_world.client.event_hooks["request"].remove(keep)
-        shared_world.client.app.state.breach_limiter = RateLimiter(100, 3600, 1000, 60)  # type: ignore[attr-defined]
+        fresh_limits(shared_world, RateLimiter(100, 3600, 1000, 60))
 
     # What an attacker holding every request and log line can test against guessed NIRs: every unkeyed function
     # of the NIR (plain hashes, their hex and base64 prefixes), over the true NIR and its neighbours.
@@ -129,8 +147,9 @@ def test_server_keeps_no_unkeyed_function_of_a_nir(shared_world: World, notified
 
 def test_rate_limit_refuses_with_retry_after(shared_world: World, notified: list[dict[str, str]]) -> None:
     settings = shared_world.hub.settings
-    shared_world.client.app.state.breach_limiter = RateLimiter(  # type: ignore[attr-defined]
-        settings.breach_check_per_ip_per_hour, 3600, settings.breach_check_global_per_minute, 60
+    fresh_limits(
+        shared_world,
+        RateLimiter(settings.breach_check_per_ip_per_hour, 3600, settings.breach_check_global_per_minute, 60),
     )
     nir = notified[0]["BEN_NIR"]
     for _ in range(settings.breach_check_per_ip_per_hour):
@@ -150,7 +169,7 @@ def test_rate_limit_refuses_with_retry_after(shared_world: World, notified: list
 
 
 def test_a_lookup_needs_a_fresh_evaluation(shared_world: World, notified: list[dict[str, str]]) -> None:
-    shared_world.client.app.state.breach_limiter = RateLimiter(100, 3600, 1000, 60)  # type: ignore[attr-defined]
+    fresh_limits(shared_world, RateLimiter(100, 3600, 1000, 60))
     r = shared_world.client.post("/breach-check/lookup", json={"attempt": "made-up", "prefix": 1})
     assert r.status_code == 401
     state = oprf.blind(notified[0]["BEN_NIR"])

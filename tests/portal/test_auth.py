@@ -3,6 +3,7 @@ through the HTTP API."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,7 +86,7 @@ def test_every_refusal_is_the_same_answer(world: World) -> None:
 
 def test_failures_slow_their_source_and_never_lock_the_holder_out(world: World) -> None:
     throttle = world.client.app.state.signin_throttle  # type: ignore[attr-defined]
-    now = [1000.0]
+    now = [time.time()]
     throttle.clock = lambda: now[0]
     attacker = TestClient(world.client.app, client=("203.0.113.7", 4000))
     free = world.hub.settings.login_free_failures

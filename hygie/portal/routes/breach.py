@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-import time
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -25,7 +24,7 @@ from hygie.breach import citizen as breach_citizen
 from hygie.breach import mail, oprf, sweep
 from hygie.breach.mapping import Field as LeakField
 from hygie.breach.models import BreachCheckTag, BreachIncident, BreachReveal, BreachRow
-from hygie.breach.ratelimit import RateLimited, RateLimiter
+from hygie.breach.ratelimit import RateLimited, RateLimiter, grant_attempt, redeem_attempt
 from hygie.breach.reader import UnreadableFile
 from hygie.breach.service import Incidents, Result, aware, second_person_role
 from hygie.config import Settings
@@ -34,6 +33,7 @@ from hygie.governance.acts import act
 from hygie.governance.errors import Denied, Invalid, Unauthenticated
 from hygie.governance.models import Account
 from hygie.governance.policy import Role
+from hygie.governance.throttle import client_address
 from hygie.hub import Hub
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
@@ -533,15 +533,16 @@ class LookupOut(BaseModel):
     tags: list[str] = Field(description="base64 tags of the bucket; the client looks for its own")
 
 
-def _state(request: Request, hub: Hub) -> tuple[RateLimiter, dict[str, float]]:
+def _limiter(request: Request, hub: Hub) -> RateLimiter:
+    """The check's limits (counted in the hub's database, whichever process answers)."""
     app_state = request.app.state
     if not hasattr(app_state, "breach_limiter"):
         s = hub.settings
         app_state.breach_limiter = RateLimiter(
             s.breach_check_per_ip_per_hour, 3600, s.breach_check_global_per_minute, 60
         )
-        app_state.breach_attempts = {}
-    return app_state.breach_limiter, app_state.breach_attempts
+    limiter: RateLimiter = app_state.breach_limiter
+    return limiter
 
 
 @router.get(
@@ -559,9 +560,9 @@ def check_key(hub: HubDep) -> KeyOut:
 
 @router.post("/breach-check/evaluate", summary="Evaluate a blinded NIR (public, rate-limited)")
 def check_evaluate(body: EvaluateRequest, request: Request, hub: HubDep) -> EvaluateOut:
-    limiter, attempts = _state(request, hub)
+    limiter = _limiter(request, hub)
     try:
-        limiter.hit(request.client.host if request.client else "unknown")
+        limiter.hit(hub, client_address(request.client.host if request.client else None))
     except RateLimited as exc:
         # The record says that a check was refused, not who asked: no address, nothing from the body.
         record_now(hub.session, actor=ANONYMOUS.ref, action="breach.check.evaluate", outcome=Outcome.DENIED,
@@ -573,22 +574,17 @@ def check_evaluate(body: EvaluateRequest, request: Request, hub: HubDep) -> Eval
         except (ValueError, binascii.Error):
             raise Invalid("'blinded' must be the base64 of a ristretto255 element") from None
         evaluated = oprf.evaluator(session, hub.custody).evaluate(blinded).serialize()
-        now = time.monotonic()
-        for token, expiry in list(attempts.items()):
-            if expiry < now:
-                del attempts[token]
-        attempt = secrets.token_urlsafe(24)
-        attempts[attempt] = now + ATTEMPT_SECONDS
         record(session, actor=ANONYMOUS.ref, action="breach.check.evaluate")
-        return EvaluateOut(evaluated=base64.b64encode(evaluated).decode(), attempt=attempt)
+    # Granted once the act is committed (its own transaction: on SQLite the act's would block it), for any process.
+    attempt = secrets.token_urlsafe(24)
+    grant_attempt(hub, attempt, ATTEMPT_SECONDS)
+    return EvaluateOut(evaluated=base64.b64encode(evaluated).decode(), attempt=attempt)
 
 
 @router.post("/breach-check/lookup", summary="The tags of one bucket, for one evaluated attempt (public)")
 def check_lookup(body: LookupRequest, request: Request, hub: HubDep) -> LookupOut:
-    _, attempts = _state(request, hub)
     with act(hub, ANONYMOUS, "breach.check.lookup") as session:
-        expiry = attempts.pop(body.attempt, None)
-        if expiry is None or expiry < time.monotonic():
+        if not redeem_attempt(hub, body.attempt):  # its own transaction, before this one writes: one use, anywhere
             raise Unauthenticated("evaluate first (POST /breach-check/evaluate): each attempt allows one lookup")
         if body.prefix >= 2**hub.settings.breach_check_prefix_bits:
             raise Invalid(f"'prefix' has {hub.settings.breach_check_prefix_bits} bits")
