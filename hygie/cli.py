@@ -15,6 +15,7 @@ from rich.table import Table
 
 from hygie.analysis.cli import analysis_app
 from hygie.audit.cli import audit_app
+from hygie.audit.witness_cli import witness_app
 from hygie.breach.cli import breach_app
 from hygie.config import get_settings
 from hygie.console import err
@@ -39,6 +40,7 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(analysis_app, name="analysis")
 app.add_typer(breach_app, name="breach")
 app.add_typer(citizen_index_app, name="citizen-index")
+app.add_typer(witness_app, name="witness")
 
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)
 

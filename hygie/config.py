@@ -87,6 +87,17 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(
         default=2.0, description="A signed checkpoint of the audit log at least this often while events flow."
     )
+    audit_witnesses: list[str] = Field(
+        default=[],
+        description="Outside witnesses of the audit log (C2SP tlog-witness), each '<submission URL prefix> "
+        "<cosigner verifier key>'; every new checkpoint is sent to each (POST <prefix>/add-checkpoint).",
+    )
+    audit_witness_quorum: int = Field(
+        default=1, ge=1, description="A checkpoint counts as cosigned once this many configured witnesses signed it."
+    )
+    audit_witness_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long the witnessing thread waits for one witness's answer."
+    )
     alert_seconds: float = Field(default=30.0, description="How often DPO access alerts are evaluated.")
     alert_fresh_approver_days: int = Field(
         default=7, ge=0, description="An approval by an account younger than this many days raises an alert."

@@ -48,15 +48,72 @@ def verify(
     key: Annotated[
         str | None, typer.Option(help="Verifier key to check signatures with (default: the stored one).")
     ] = None,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option(help="A witness's cosigner verifier key (name+keyid+key, type 0x04). Repeat per witness."),
+    ] = None,
+    quorum: Annotated[
+        int | None, typer.Option(min=1, help="Cosignatures needed among --witness-key (default: all of them).")
+    ] = None,
 ) -> None:
-    """Recompute the tree from the stored events and check every checkpoint; exit 1 naming the first bad entry."""
+    """Recompute the tree from the stored events and check every checkpoint; exit 1 naming the first bad entry.
+
+    With --witness-key: also find the newest checkpoint cosigned by --quorum of those witnesses (C2SP
+    tlog-cosignature, each cosignature verified), check that it is one this log signed and that the log extends
+    it; exit 1 if there is none."""
+    from hygie.audit.note import NoteError, parse_cosigner_key
+
+    keys = list(witness_key or [])
+    k = quorum if quorum is not None else len(keys)
+    try:
+        for text in keys:
+            parse_cosigner_key(text)
+    except NoteError as exc:
+        print(f"error: --witness-key: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if keys and k > len(keys):
+        print(f"error: a quorum of {k} out of {len(keys)} witness keys cannot be met", file=sys.stderr)
+        raise typer.Exit(2)
     with _log() as (hub, log):
         report = log.verify(key)
-        outcome = Outcome.OK if report.ok else Outcome.FAILED
-        _record(hub, "audit.verify", outcome, {"size": report.size, "first_bad_entry": report.first_bad_entry})
+        witnessed = _witnessed(log, keys, k, key) if keys else None
+        ok = report.ok and (not keys or (witnessed is not None and witnessed[0]))
+        outcome = Outcome.OK if ok else Outcome.FAILED
+        detail: dict[str, Any] = {"size": report.size, "first_bad_entry": report.first_bad_entry}
+        if keys:
+            detail["witness_quorum"] = f"{k}/{len(keys)}"
+        _record(hub, "audit.verify", outcome, detail)
     print(report.summary())
-    if not report.ok:
+    if witnessed is not None:
+        print(witnessed[1])
+    if not ok:
         raise typer.Exit(1)
+
+
+def _witnessed(log: TransparencyLog, keys: list[str], quorum: int, log_key: str | None) -> tuple[bool, str]:
+    """``(ok, sentence)``: the newest checkpoint cosigned by ``quorum`` of ``keys``, checked."""
+    from hygie.audit import merkle
+    from hygie.audit.note import NoteError, open_note
+    from hygie.audit.witnessing import latest_cosigned
+
+    found = latest_cosigned(log, keys, quorum)
+    if found is None:
+        return False, f"witnesses: no checkpoint is cosigned by {quorum} of the {len(keys)} witness keys given"
+    checkpoint, names = found
+    try:
+        signed = open_note(checkpoint.cosigned_note, log_key or log.verifier_key)
+    except NoteError as exc:
+        return False, f"witnesses: cosigned checkpoint #{checkpoint.id} is not signed by the log's key: {exc}"
+    size = log.size()
+    proof = log.consistency_proof(signed.size, size)
+    if proof.old_root != signed.root or not merkle.verify_consistency(
+        signed.size, size, signed.root, proof.new_root, proof.proof
+    ):
+        return False, f"witnesses: the log no longer extends the cosigned tree of size {signed.size}"
+    return True, (
+        f"witnesses: checkpoint #{checkpoint.id} (size {signed.size} of {size}) cosigned by "
+        f"{', '.join(names)} ({len(names)} of {len(keys)} keys, quorum {quorum}); the log extends it"
+    )
 
 
 @audit_app.command()
@@ -64,7 +121,7 @@ def checkpoint() -> None:
     """Print the latest signed checkpoint, issuing one first if events were recorded since."""
     with _log() as (hub, log):
         _record(hub, "audit.checkpoint")
-        note = log.checkpoint().note
+        note = log.checkpoint().cosigned_note
     sys.stdout.write(note)
 
 

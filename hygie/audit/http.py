@@ -61,8 +61,9 @@ Log = Annotated[TransparencyLog, Depends(get_log)]
 
 @router.get("/checkpoint", response_class=PlainTextResponse, openapi_extra=UNRECORDED)
 def checkpoint(log: Log) -> str:
-    """The latest signed checkpoint (C2SP tlog-checkpoint signed note)."""
-    return log.checkpoint().note
+    """The latest signed checkpoint (C2SP tlog-checkpoint signed note), with the cosignature lines (C2SP
+    tlog-cosignature) of the witnesses that cosigned it so far."""
+    return log.checkpoint().cosigned_note
 
 
 @router.get("/public-key", response_class=PlainTextResponse, openapi_extra=UNRECORDED)

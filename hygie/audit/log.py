@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -111,7 +111,15 @@ class SignedCheckpoint:
     size: int
     root: bytes
     note: str
+    """The note as the log signed it (its own signature only): what is sent to witnesses."""
     issued_at: datetime
+    cosignatures: tuple[str, ...] = ()
+    """Witnesses' cosignature lines received so far (c2sp.org/tlog-cosignature), see :mod:`hygie.audit.witnessing`."""
+
+    @property
+    def cosigned_note(self) -> str:
+        """The note with every cosignature received: what is shown and served."""
+        return self.note + "".join(self.cosignatures)
 
 
 class TransparencyLog:
@@ -260,7 +268,11 @@ class TransparencyLog:
     def latest_checkpoint(self) -> SignedCheckpoint | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(_checkpoints).order_by(_checkpoints.c.id.desc()).limit(1)).first()
-        return None if row is None else _signed(row)
+        if row is None:
+            return None
+        from hygie.audit.witnessing import cosignature_lines
+
+        return replace(_signed(row), cosignatures=tuple(cosignature_lines(self.engine, row.id)))
 
     def checkpoint(self) -> SignedCheckpoint:
         """The latest signed checkpoint, issuing a new one first if the log grew since."""

@@ -9,6 +9,7 @@
 - ``audit_log_state``: one row, the sequenced size and the last sequenced event id (the sequencer's lock row).
 - ``audit_checkpoint``: every signed checkpoint ever issued.
 - ``audit_signing_key``: the checkpoint signing key, its private half wrapped by key custody.
+- ``audit_cosignature``: witnesses' cosignatures of checkpoints (append-only too, migration 0009wt).
 
 Leaves, nodes, checkpoints and keys are append-only (triggers, migration 0003a).
 
@@ -93,6 +94,23 @@ class AuditCheckpoint(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class AuditCosignature(Base):
+    """A witness's cosignature of a checkpoint (c2sp.org/tlog-cosignature), as returned by its add-checkpoint
+    and verified against its configured key before being stored (see :mod:`hygie.audit.witnessing`)."""
+
+    __tablename__ = "audit_cosignature"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checkpoint_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    witness: Mapped[str] = mapped_column(String(200), nullable=False)
+    """The witness's key name."""
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(4), nullable=False)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    """When the witness cosigned (POSIX seconds, as signed)."""
+    line: Mapped[str] = mapped_column(Text, nullable=False)
+    """The note signature line, with its newline."""
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class AuditSigningKey(Base):
     __tablename__ = "audit_signing_key"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -108,6 +126,7 @@ node_table = cast(Table, AuditNode.__table__)
 checkpoint_table = cast(Table, AuditCheckpoint.__table__)
 state_table = cast(Table, AuditLogState.__table__)
 signing_key_table = cast(Table, AuditSigningKey.__table__)
+cosignature_table = cast(Table, AuditCosignature.__table__)
 
 
 def leaf_hashes(conn: Connection, start: int, end: int) -> list[bytes]:

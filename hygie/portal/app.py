@@ -45,7 +45,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """While serving: signed checkpoints every few seconds, DPO alerts evaluated, projects past their term ended."""
     hub: Hub = app.state.hub
     listener = _start_metrics_listener(app, hub)
-    checkpointer = start_checkpointer(TransparencyLog.for_hub(hub), interval=hub.settings.audit_checkpoint_seconds)
+    checkpointer = start_checkpointer(
+        TransparencyLog.for_hub(hub), interval=hub.settings.audit_checkpoint_seconds, settings=hub.settings
+    )
     alerter = start_alerting(hub, interval=hub.settings.alert_seconds, policy=AlertPolicy.from_settings(hub.settings))
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep_projects, args=(hub, stop), name="hygie-project-sweep", daemon=True)

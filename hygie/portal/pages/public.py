@@ -48,7 +48,7 @@ def checkpoint_page(request: Request) -> HTMLResponse:
         {
             "size": checkpoint.size,
             "root": base64.b64encode(checkpoint.root).decode("ascii"),
-            "note": checkpoint.note,
+            "note": checkpoint.cosigned_note,
             "issued_at": checkpoint.issued_at,
             "verifier_key": log.verifier_key,
             "latest": latest,

@@ -109,7 +109,8 @@ def my_audit_entries(
         record(session, actor=actor.ref, role=actor.role_name, action="citizen.audit_entries",
                detail={"entries": len(found.entries), "data_uses": len(found.data_uses)})  # fmt: skip
     return MyEntriesOut(
-        total=found.total, offset=offset, limit=limit, checkpoint=found.checkpoint.note, size=found.checkpoint.size,
+        total=found.total, offset=offset, limit=limit, checkpoint=found.checkpoint.cosigned_note,
+        size=found.checkpoint.size,
         entries=[MyEntryOut.model_validate(e) for e in found.entries],
         data_uses=[MyDataUseOut.model_validate(e) for e in found.data_uses],
     )  # fmt: skip

@@ -1,0 +1,358 @@
+"""Outside witnesses cosign the record (issue 20): C2SP tlog-witness against three witnesses on loopback.
+
+The cosignature verifier at the top is written from c2sp.org/tlog-cosignature and c2sp.org/signed-note alone
+(it imports nothing of hygie), so a cosignature that only hygie's own code accepts would fail here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import select
+
+from hygie.audit import AuditEvent, record_now
+from hygie.audit.log import TransparencyLog
+from hygie.audit.witness_server import CheckpointStore, Witness, create_app, load_or_create_key
+from hygie.audit.witnessing import WitnessEndpoint, Witnessing, WitnessingThread, latest_cosigned
+from hygie.config import Settings
+from hygie.hub import Hub
+from tests.audit.helpers import fill
+from tests.conftest import make_settings
+
+# -- a verifier from the specs alone -------------------------------------------------------------------------
+
+
+def spec_cosignature_time(note: str, cosigner_vkey: str) -> int | None:
+    """The timestamp of a valid Ed25519 cosignature/v1 by this key on the note, else None (tlog-cosignature:
+    key ID = SHA-256(name || 0x0A || 0x04 || key)[:4]; blob = key ID || u64 BE time || signature over
+    "cosignature/v1\\ntime <t>\\n" || checkpoint body)."""
+    name, kid_hex, key_b64 = cosigner_vkey.split("+", 2)
+    raw = base64.b64decode(key_b64, validate=True)
+    assert raw[0] == 0x04 and len(raw) == 33
+    public = raw[1:]
+    kid = hashlib.sha256(name.encode() + b"\n" + b"\x04" + public).digest()[:4]
+    assert kid.hex() == kid_hex
+    body, signatures = note.split("\n\n", 1)
+    body += "\n"
+    for line in signatures.rstrip("\n").split("\n"):
+        dash, signer, b64 = line.split(" ")
+        assert dash == "\u2014"
+        blob = base64.b64decode(b64, validate=True)
+        if signer != name or blob[:4] != kid or len(blob) != 76:
+            continue
+        t = int.from_bytes(blob[4:12], "big")
+        message = b"cosignature/v1\ntime " + str(t).encode() + b"\n" + body.encode()
+        try:
+            Ed25519PublicKey.from_public_bytes(public).verify(blob[12:], message)
+        except Exception:
+            return None
+        return t
+    return None
+
+
+def spec_quorum(note: str, keys: list[str]) -> int:
+    return sum(spec_cosignature_time(note, k) is not None for k in keys)
+
+
+# -- three witnesses on loopback -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    witness: Witness
+    port: int
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url} {self.witness.verifier_key}"
+
+    def start(self) -> None:
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(self.witness), host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, name=f"witness-{self.port}", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the witness did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        assert self.server is not None and self.thread is not None
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.server = None
+
+
+@dataclass
+class World:
+    dir: Path
+    settings: Settings
+    hub: Hub
+    log: TransparencyLog
+    witnesses: list[Running]
+
+    @property
+    def keys(self) -> list[str]:
+        return [w.witness.verifier_key for w in self.witnesses]
+
+    def witnessing(self, log: TransparencyLog | None = None, quorum: int = 2) -> Witnessing:
+        return Witnessing(
+            log or self.log, [WitnessEndpoint.parse(w.endpoint) for w in self.witnesses], quorum, timeout=10
+        )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("witnessing")
+    settings = make_settings(root / "hub")
+    hub = Hub.init(settings)
+    log = TransparencyLog.for_hub(hub)
+    fill(hub, 5)
+    witnesses = []
+    for i in range(3):
+        name = f"witness.example/w{i}"
+        key = load_or_create_key(root / f"w{i}.key", name)
+        w = Running(Witness(name, key, {log.signer.name: log.verifier_key}, CheckpointStore(root / f"w{i}.json")),
+                    free_port())  # fmt: skip
+        w.start()
+        witnesses.append(w)
+    world = World(root, settings, hub, log, witnesses)
+    yield world
+    for w in witnesses:
+        if w.server is not None:
+            w.stop()
+    world.hub.close()
+
+
+def events(hub: Hub, action: str) -> list[AuditEvent]:
+    with hub.session() as s:
+        return list(s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+
+
+# -- tests (they run in file order and share the world) ------------------------------------------------------
+
+
+def test_two_of_three_cosign_when_one_is_down(world: World) -> None:
+    witnessing = world.witnessing(quorum=2)
+    world.witnesses[2].stop()  # the third witness is down
+    try:
+        checkpoint = world.log.checkpoint()
+        results = witnessing.submit(checkpoint)
+        assert [r.state for r in results] == ["cosigned", "cosigned", "unreachable"]
+        assert witnessing.is_cosigned(checkpoint.id)
+        found = latest_cosigned(world.log, world.keys, 2)
+        assert found is not None
+        served, names = found
+        assert served.id == checkpoint.id and names == ["witness.example/w0", "witness.example/w1"]
+        # From the specs alone: two valid cosignatures out of the three keys; the log's own signature intact.
+        assert spec_quorum(served.cosigned_note, world.keys) == 2
+        assert served.cosigned_note.startswith(checkpoint.note)
+        # The unreachable witness is on the record, once.
+        assert len(events(world.hub, "audit.witness.unreachable")) == 1
+    finally:
+        world.witnesses[2].start()  # back, same port, same store
+    # The log grows; the next checkpoint goes out with consistency proofs from each witness's size. The log
+    # wrongly believes the third witness holds size 3: the witness answers 409 with its size (0, it never
+    # cosigned) and the log resends from there.
+    fill(world.hub, 9, start=100)
+    checkpoint = world.log.checkpoint()
+    witnessing._sizes[world.witnesses[2].witness.name] = 3  # a wrong belief: the witness must correct it (409)
+    results = witnessing.submit(checkpoint)
+    assert [r.state for r in results] == ["cosigned"] * 3
+    note = world.log.checkpoint().cosigned_note
+    assert spec_quorum(note, world.keys) == 3
+    for w in world.witnesses:
+        assert w.witness.store.latest(world.log.signer.name) == (checkpoint.size, checkpoint.root)
+
+
+def test_public_endpoint_and_cli_show_cosignatures(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from hygie.audit.cli import audit_app
+    from hygie.portal.app import create_app as portal_app
+    from tests.audit.helpers import env_for
+
+    client = TestClient(portal_app(world.hub))  # no lifespan: no background threads
+    served = client.get("/audit/checkpoint").text
+    assert spec_quorum(served, world.keys) == 3
+    env_for(world.hub, monkeypatch)
+    runner = CliRunner()
+    args = ["verify", *(a for k in world.keys for a in ("--witness-key", k))]
+    result = runner.invoke(audit_app, [*args, "--quorum", "2"])
+    assert result.exit_code == 0, result.output
+    assert "cosigned by witness.example/w0, witness.example/w1, witness.example/w2" in result.output
+    stranger = Witness("stranger.example/w", Ed25519PrivateKey.generate(), {}, CheckpointStore(world.dir / "x.json"))
+    result = runner.invoke(audit_app, ["verify", "--witness-key", stranger.verifier_key])
+    assert result.exit_code == 1 and "no checkpoint is cosigned" in result.output
+
+
+def test_a_dead_witness_never_touches_the_write_path(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Structural: while a witness request hangs, record() and signing go on in this thread, which never
+    opens a connection."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Hanging(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            entered.set()
+            release.wait(30)
+            raise httpx.ConnectError("witness down", request=request)
+
+    dead = WitnessEndpoint.parse(f"http://127.0.0.1:9 {world.witnesses[0].witness.verifier_key}")
+    sender = WitnessingThread(Witnessing(world.log, [dead], 1, client=httpx.Client(transport=Hanging())))
+    connects: list[str] = []
+    real_connect = socket.socket.connect
+
+    def watched(self: socket.socket, address: Any) -> Any:
+        connects.append(threading.current_thread().name)
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", watched)
+    try:
+        sender.offer(world.log.checkpoint())
+        assert entered.wait(30)  # the witness request is in flight, and hangs
+        fill(world.hub, 3, start=200)  # writes commit meanwhile
+        checkpoint = world.log.checkpoint()  # and a new checkpoint is signed
+        sender.offer(checkpoint)  # handed over without waiting
+        assert not release.is_set() and entered.is_set()
+        assert threading.current_thread().name not in connects
+    finally:
+        release.set()
+        sender.stop()
+
+
+def snapshot(world: World, name: str) -> Settings:
+    """A copy of the hub's data dir as it is now (same signing key, same history): a backup, or where a fork
+    starts. The hub is closed for the copy and reopened."""
+    world.hub.close()
+    shutil.copytree(world.settings.data_dir, world.dir / name)
+    world.hub = Hub.open(world.settings)
+    world.log = TransparencyLog.for_hub(world.hub)
+    return make_settings(world.dir / name)
+
+
+@contextmanager
+def opened(settings: Settings) -> Iterator[tuple[Hub, TransparencyLog]]:
+    hub = Hub.open(settings)
+    try:
+        yield hub, TransparencyLog.for_hub(hub)
+    finally:
+        hub.close()
+
+
+def test_forked_and_rolled_back_logs_get_no_cosignature(world: World) -> None:
+    world.witnessing().submit(world.log.checkpoint())  # every witness holds the current tree
+    fork_settings, twin_settings = snapshot(world, "fork"), snapshot(world, "twin")
+    witnessing = world.witnessing()
+    # The honest log grows and is cosigned.
+    fill(world.hub, 6, start=300)
+    honest = world.log.checkpoint()
+    assert [r.state for r in witnessing.submit(honest)] == ["cosigned"] * 3
+    with opened(fork_settings) as (fork, fork_log), opened(twin_settings) as (twin_hub, twin_log):
+        # The fork rewrites what came after the copy (other events, a longer tree) under the same key.
+        fill(fork, 8, start=900)
+        forked = fork_log.checkpoint()
+        assert forked.size > honest.size and fork_log.verifier_key == world.log.verifier_key
+        results = Witnessing(fork_log, witnessing.witnesses, 2).submit(forked)
+        assert [(r.state, r.status) for r in results] == [("refused", 422)] * 3
+        # Same size as the honest tree, another root: two views of one size.
+        fill(twin_hub, honest.size - twin_log.sequence() - 1, start=500)
+        record_now(twin_hub.session, actor="account:forger", action="query.run")
+        twin = twin_log.checkpoint()
+        assert twin.size == honest.size and twin.root != honest.root
+        results = Witnessing(twin_log, witnessing.witnesses, 2).submit(twin)
+        assert [(r.state, r.status) for r in results] == [("refused", 409)] * 3
+        # Nothing was cosigned, and each refusal is on the forked log's own record.
+        for log in (fork_log, twin_log):
+            latest = log.latest_checkpoint()
+            assert latest is not None and spec_quorum(latest.cosigned_note, world.keys) == 0
+        assert len(events(fork, "audit.witness.refused")) == 3
+        assert len(events(twin_hub, "audit.witness.refused")) == 3
+    # A rolled-back log: a backup restored after the witnesses saw more, which then grows a little.
+    backup_settings = snapshot(world, "backup")
+    witnessing = world.witnessing()
+    fill(world.hub, 4, start=400)
+    newest = world.log.checkpoint()
+    assert [r.state for r in witnessing.submit(newest)] == ["cosigned"] * 3
+    with opened(backup_settings) as (rolled, rolled_log):
+        record_now(rolled.session, actor="account:restorer", action="query.run")
+        back = rolled_log.checkpoint()
+        assert back.size < newest.size
+        results = Witnessing(rolled_log, witnessing.witnesses, 2).submit(back)
+        assert [r.state for r in results] == ["refused"] * 3
+        assert spec_quorum(rolled_log.checkpoint().cosigned_note, world.keys) == 0
+        assert len(events(rolled, "audit.witness.refused")) == 3
+        # Sent as the spec's client would after learning the witness's size: the witness itself refuses it.
+        answer = httpx.post(world.witnesses[0].url + "/add-checkpoint", content=f"old {newest.size}\n\n{back.note}")
+        assert answer.status_code == 400
+    for w in world.witnesses:
+        assert w.witness.store.latest(world.log.signer.name) == (newest.size, newest.root)
+
+
+def test_bad_input_gets_the_specs_error(world: World) -> None:
+    url = world.witnesses[1].url + "/add-checkpoint"
+    log = world.log
+    fill(world.hub, 2, start=600)
+    current = log.checkpoint()
+    held, _root = world.witnesses[1].witness.store.latest(log.signer.name) or (0, b"")
+    assert held < current.size
+    proof = log.consistency_proof(held, current.size).proof
+    lines = "".join(base64.b64encode(h).decode() + "\n" for h in proof)
+
+    def post(body: str | bytes) -> httpx.Response:
+        return httpx.post(url, content=body.encode() if isinstance(body, str) else body)
+
+    # Malformed: no old line, a non-canonical size, a body that is not a note, a bad proof line, not UTF-8.
+    for body in ("hello", f"old 0{held}\n{lines}\n{current.note}", f"old {held}\n{lines}\nnot a note",
+                 f"old {held}\n!!!!\n\n{current.note}", b"old 0\n\n\xff\xfe\n\n"):  # fmt: skip
+        assert post(body).status_code == 400, body
+    # Unknown origin: a checkpoint of another log.
+    other = Ed25519PrivateKey.generate()
+    from hygie.audit.note import Checkpoint, sign
+
+    stranger = sign(Checkpoint("other.example/log", current.size, current.root), "other.example/log", other)
+    assert post(f"old {held}\n{lines}\n{stranger}").status_code == 404
+    # Known origin, signed by another key (the operator's key is not that one): 403.
+    forged = sign(Checkpoint(log.signer.name, current.size, current.root), log.signer.name, other)
+    assert post(f"old {held}\n{lines}\n{forged}").status_code == 403
+    # Old size larger than the checkpoint's: 400.
+    assert post(f"old {current.size + 1}\n\n{current.note}").status_code == 400
+    # Wrong old size: 409 with the witness's size as text/x.tlog.size.
+    answer = post(f"old 0\n\n{current.note}")
+    assert answer.status_code == 409 and answer.headers["content-type"].startswith("text/x.tlog.size")
+    assert answer.text == f"{held}\n"
+    # A proof that does not verify: 422 (one hash changed).
+    broken = [*proof[:-1], hashlib.sha256(b"not a node").digest()]
+    bad_lines = "".join(base64.b64encode(h).decode() + "\n" for h in broken)
+    assert post(f"old {held}\n{bad_lines}\n{current.note}").status_code == 422
+    # Nothing of that moved the witness; the right request is cosigned, from the specs' point of view too.
+    answer = post(f"old {held}\n{lines}\n{current.note}")
+    assert answer.status_code == 200
+    assert spec_cosignature_time(current.note + answer.text, world.witnesses[1].witness.verifier_key) is not None
