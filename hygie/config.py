@@ -192,6 +192,47 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="The portal's address as the holder reaches it; the enrolment mail points at /activation there.",
     )
+    # Citizens' OpenID Connect path (hygie.governance.oidc): FranceConnect-style identity provider.
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the citizens' OpenID Connect provider (discovery at "
+        "/.well-known/openid-configuration); None: the path is off. https, or http on loopback only.",
+    )
+    oidc_client_id: str = Field(default="", description="This hub's client id at the provider.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="The client secret (environment only; oidc_client_secret_file is preferred)."
+    )
+    oidc_client_secret_file: Path | None = Field(
+        default=None, description="A file holding the client secret (read at use, never a command-line argument)."
+    )
+    oidc_redirect_uri: str = Field(
+        default="http://127.0.0.1:8000/citoyen/connexion-fc/retour",
+        description="The callback registered at the provider (the portal's /citoyen/connexion-fc/retour).",
+    )
+    oidc_scopes: str = Field(
+        default="openid given_name family_name birthdate gender birthplace birthcountry",
+        description="Scopes asked of the provider: the identity pivot, one scope per claim as FranceConnect has it.",
+    )
+    oidc_acr: str = Field(default="eidas1", description="Assurance level an enrolment needs (acr_values).")
+    oidc_acr_strong: str = Field(
+        default="eidas2", description="Substantial assurance level a step-up needs (a breach-flagged person)."
+    )
+    oidc_acr_order: list[str] = Field(
+        default=["eidas1", "eidas2", "eidas3"], description="Assurance levels from weakest to strongest."
+    )
+    oidc_flow_minutes: int = Field(
+        default=10, description="Minutes a provider login may take: its state, nonce and PKCE verifier expire then."
+    )
+    oidc_enrol_minutes: int = Field(
+        default=15, description="Minutes to choose a username and password once the provider has vouched."
+    )
+    oidc_clock_skew_seconds: int = Field(default=60, description="Leeway on the ID token's exp and iat.")
+    oidc_http_timeout_seconds: float = Field(
+        default=10.0, description="Longest wait for the provider's discovery, keys, token and userinfo endpoints."
+    )
+    oidc_step_up_minutes: int = Field(
+        default=15, description="Minutes a step-up login at the strong level counts for a sensitive change."
+    )
     mail_smtp_host: str = Field(default="localhost", description="SMTP server that sends staff enrolment mails.")
     mail_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends staff enrolment mails.")
     mail_from: str = Field(default="comptes@hygie.invalid", description="Sender address of staff enrolment mails.")

@@ -7,4 +7,6 @@ from hygie.governance import citizen_index as _citizen_index  # noqa: F401
 from hygie.governance import limits as _limits  # noqa: F401
 from hygie.governance import models as _governance  # noqa: F401
 from hygie.identity import vault as _vault  # noqa: F401
+from hygie.governance import oidc as _oidc  # noqa: F401
+from hygie.identity import pivot as _pivot  # noqa: F401
 from hygie.warehouse import catalog as _catalog  # noqa: F401

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -23,11 +23,14 @@ from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, func,
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.db import Base, bulk
+from hygie.identity import pivot
 from hygie.identity.pseudonym import Pseudonymiser
 from hygie.keys import VAULT_KEY, KeyCustody, KeyPurpose
 
 NONCE_BYTES = 12
 """Blind indexes per IN list: both drivers cap bound parameters (SQLite at 32,766, psycopg at 65,535)."""
+PIVOTS = "_pivots"
+"""Key of the identity pivot rows a batch of sealed rows carries from seal() to store() (on its first row)."""
 
 
 class VaultKeyRow(Base):
@@ -150,13 +153,25 @@ class IdentityVault:
                     "sealed": aead.encrypt(nonce, RECORD_VERSION + record.encode(), self._aad(person_index, key_id)),
                 }
             )
+        if rows:
+            # The keyed identity pivots of these people (hygie.identity.pivot), written by store() with them.
+            names = (people[n].to_pylist() for n in ("last_name", "first_name", "birth_date"))
+            clear = (
+                (i, n, ln or "", fn or "", bd or "") for i, n, ln, fn, bd in zip(indexes, nirs, *names, strict=True)
+            )
+            rows[0][PIVOTS] = pivot.pivot_rows(self._custody, clear)
         return rows
 
     def store(self, rows: list[dict[str, object]]) -> None:
         """Bulk insert sealed rows in the session's transaction (Core insert: no ORM bookkeeping per row)."""
         if rows:
+            pivots: list[dict[str, bytes]] = []
+            for row in rows:
+                pivots.extend(cast(list[dict[str, bytes]], row.pop(PIVOTS, [])))
+            before = pivot.newest_record_id(self._session)
             rows.sort(key=lambda r: r["person_index"])  # type: ignore[arg-type,return-value]  # B-tree friendly
             self._session.connection().execute(insert(IdentityRow.__table__), rows)  # type: ignore[arg-type]
+            pivot.store_rows(self._session, pivots, before)
 
     def new_indexes_since(self, after_id: int) -> tuple[list[bytes], int]:
         """Blind indexes of records added after row ``after_id``, and the newest row id."""

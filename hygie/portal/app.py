@@ -148,6 +148,9 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(reimbursements.router)
     app.include_router(audit_search.router)
     pages.install(app)
+    from hygie.portal.pages import oidc as oidc_pages  # citizens' identity provider path (issue 14)
+
+    app.include_router(oidc_pages.router)
     app.include_router(analysis_routes.router)
     app.include_router(breach_routes.router)
     app.include_router(dummy_data.router)

@@ -1,0 +1,270 @@
+"""Citizens' pages of the identity provider path (hygie.governance.oidc): enrolment through a FranceConnect-style
+provider, and the step-up login of a signed-in citizen at the strong level.
+
+- ``GET /citoyen/connexion-fc``: what happens; a button (a CSRF-checked POST) starts the login at the provider.
+- ``POST /citoyen/connexion-fc``: opens a flow, sets the binding cookie, sends the browser to the provider.
+- ``GET /citoyen/connexion-fc/retour``: the provider's callback (code, state); refused with a French page when the
+  state is replayed, foreign or expired, the ID token is not the provider's, or its nonce or level are wrong.
+- ``GET``/``POST /citoyen/connexion-fc/compte``: once the provider vouched for exactly one person, they choose a
+  username and password; the account opens and they are signed in.
+- ``GET``/``POST /citoyen/renforcement``: a signed-in citizen logs in at the provider's strong level (step-up).
+
+The binding cookie is SameSite=Lax (the callback is a top-level navigation from the provider's site; a Strict
+cookie would not come with it), HttpOnly, and holds only a random token whose digest the flow row keeps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from hygie.governance.accounts import ANONYMOUS, Accounts, Actor
+from hygie.governance.acts import act
+from hygie.governance.errors import Conflict, Invalid, NotFound
+from hygie.governance.oidc import (
+    ENROL,
+    STEP_UP,
+    OidcRefused,
+    OidcUnavailable,
+    RelyingParty,
+    Started,
+    Vouched,
+    acr_at_least,
+    enabled,
+    enrolment_acr,
+    step_up_acr,
+)
+from hygie.governance.policy import Role
+from hygie.portal.pages.web import (
+    CSP,
+    HOME,
+    PageRoute,
+    checked_form,
+    hub_of,
+    optional_actor,
+    page_actor,
+    posted_by,
+    redirect,
+    render,
+    require_role,
+    set_session_cookie,
+    unavailable,
+)
+
+router = APIRouter(prefix="/citoyen", route_class=PageRoute, include_in_schema=False)
+
+BINDING_COOKIE = "hygie_oidc"
+
+REFUSED_FR: dict[str, str] = {
+    "flow": "Cette connexion n'est plus valable : elle a déjà servi, elle a expiré, ou elle a été commencée dans un "
+    "autre navigateur. Recommencez depuis le début, dans ce navigateur.",
+    "provider": "La réponse du fournisseur d'identité n'a pas pu être vérifiée : par sécurité, elle est refusée. "
+    "Recommencez depuis le début ; si cela se reproduit, contactez votre caisse d'assurance maladie.",
+    "level": "Le niveau de sécurité de cette connexion est insuffisant. Recommencez en choisissant un moyen "
+    "d'identification de niveau « substantiel » chez le fournisseur d'identité.",
+    "no_match": "Nous ne pouvons pas rattacher cette identité à un assuré de façon certaine. Demandez un code "
+    "d'activation envoyé par courrier à votre adresse, ou contactez votre caisse d'assurance maladie.",
+    "strong_needed": "Votre identité figure dans une fuite de données : l'ouverture de votre compte demande une "
+    "connexion de niveau « substantiel » chez le fournisseur d'identité, ou un code d'activation envoyé par courrier "
+    "à votre adresse. Recommencez avec l'un de ces moyens.",
+    "other_person": "Le fournisseur d'identité a confirmé l'identité d'une autre personne que le titulaire de ce "
+    "compte : rien n'a été modifié.",
+}
+
+
+def _binding(request: Request) -> str:
+    return request.cookies.get(BINDING_COOKIE, "")[:100]
+
+
+def _set_binding(response: Response, request: Request, binding: str, minutes: int) -> None:
+    response.set_cookie(BINDING_COOKIE, binding, max_age=minutes * 60, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", path="/citoyen")  # fmt: skip
+
+
+def _clear_binding(response: Response) -> None:
+    response.delete_cookie(BINDING_COOKIE, path="/citoyen", httponly=True, samesite="lax")
+
+
+def _form_targets(request: Request) -> dict[str, str]:
+    """The page's CSP with the provider's origin allowed as a form target: a form's redirect to another origin is
+    held to ``form-action`` (the button posts here, and the answer sends the browser to the provider)."""
+    hub = hub_of(request)
+    origins = set()
+    try:
+        with hub.session() as session:
+            for url in (
+                hub.settings.oidc_issuer or "",
+                RelyingParty(hub, session).metadata()["authorization_endpoint"],
+            ):
+                parts = urlsplit(url)
+                origins.add(f"{parts.scheme}://{parts.netloc}")
+    except OidcUnavailable:
+        pass  # the start will answer "unavailable" itself
+    return {
+        "Content-Security-Policy": CSP.replace("form-action 'self'", "form-action 'self' " + " ".join(sorted(origins)))
+    }
+
+
+def _offered(request: Request) -> None:
+    if not enabled(hub_of(request).settings):
+        raise NotFound("sign-in through an identity provider is not offered by this hub")
+
+
+def _refused(request: Request, exc: OidcRefused, actor: Actor | None = None) -> HTMLResponse:
+    context = {"kind": exc.kind, "message": REFUSED_FR.get(exc.kind, REFUSED_FR["provider"])}
+    response = render(request, "citoyen/connexion-fc-refus.html", context, actor=actor, status=403)
+    _clear_binding(response)
+    return response
+
+
+def _start(request: Request, purpose: str, actor: Actor) -> Response:
+    hub = hub_of(request)
+    try:
+        with act(hub, actor, "oidc.start") as session:
+            started: Started = RelyingParty(hub, session).start(purpose, actor=actor.ref, account_id=actor.account_id)
+    except OidcUnavailable:
+        return unavailable(request, actor if actor.account_id else None)
+    response = redirect(started.url)
+    _set_binding(response, request, started.binding, hub.settings.oidc_flow_minutes + hub.settings.oidc_enrol_minutes)
+    return response
+
+
+@router.get("/connexion-fc", response_class=HTMLResponse)
+def start_page(request: Request) -> Response:
+    _offered(request)
+    actor = optional_actor(request)
+    if actor is not None and actor.role is not None:
+        return redirect(HOME[actor.role])
+    context = {"acr": hub_of(request).settings.oidc_acr}
+    return render(request, "citoyen/connexion-fc.html", context, headers=_form_targets(request))
+
+
+@router.post("/connexion-fc", response_class=HTMLResponse)
+async def start(request: Request) -> Response:
+    _offered(request)
+    await checked_form(request)
+    return await run_in_threadpool(_start, request, ENROL, ANONYMOUS)
+
+
+@router.get("/connexion-fc/retour", response_class=HTMLResponse)
+def callback(
+    request: Request,
+    code: str = Query("", max_length=2000),
+    state: str = Query("", max_length=200),
+    error: str = Query("", max_length=200),
+    iss: str = Query("", max_length=500),
+) -> Response:
+    """The provider's redirect back. Plain ``def``: FastAPI runs it in the thread pool (it calls the provider)."""
+    _offered(request)
+    hub = hub_of(request)
+    actor = optional_actor(request) or ANONYMOUS
+    try:
+        with act(hub, actor, "oidc.callback") as session:
+            rp = RelyingParty(hub, session)
+            if iss and iss != rp.issuer:  # RFC 9207: the answer of another provider (mix-up) is refused
+                raise OidcRefused("provider", "callback from another issuer (iss parameter)")
+            vouched: Vouched = rp.finish(state=state, code=code, error=error, binding=_binding(request),
+                                         actor=actor.ref)  # fmt: skip
+    except OidcRefused as exc:
+        return _refused(request, exc, actor if actor.account_id else None)
+    except OidcUnavailable:
+        return unavailable(request, actor if actor.account_id else None)
+    if vouched.purpose == STEP_UP:
+        response = redirect("/citoyen/renforcement?fait=1")
+        _clear_binding(response)
+        return response
+    return redirect("/citoyen/connexion-fc/compte")
+
+
+def _account_form(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+    minimum = hub_of(request).settings.password_min_length
+    context = {"error": None, "field_errors": {}, "username": "", "min_length": minimum, **values}
+    return render(request, "citoyen/connexion-fc-compte.html", context, status=status)
+
+
+def _pending_acr(request: Request) -> str | None:
+    hub = hub_of(request)
+    with hub.session() as session:
+        return enrolment_acr(session, hub.settings, _binding(request))
+
+
+@router.get("/connexion-fc/compte", response_class=HTMLResponse)
+def account_page(request: Request) -> Response:
+    _offered(request)
+    if _pending_acr(request) is None:
+        return _refused(request, OidcRefused("flow", "no vouched enrolment in this browser"))
+    return _account_form(request)
+
+
+@router.post("/connexion-fc/compte", response_class=HTMLResponse)
+async def open_account(request: Request) -> Response:
+    _offered(request)
+    form = await checked_form(request)
+    username = str(form.get("username", "")).strip()[:80]
+    password = str(form.get("password", ""))[:200]
+    again = str(form.get("password2", ""))[:200]
+    hub = hub_of(request)
+    field_errors = {}
+    if not username:
+        field_errors["username"] = "Choisissez un identifiant."
+    if len(password) < hub.settings.password_min_length:
+        field_errors["password"] = (
+            f"Choisissez un mot de passe d'au moins {hub.settings.password_min_length} caractères."
+        )
+    elif password != again:
+        field_errors["password2"] = "Les deux mots de passe ne sont pas identiques."
+    if field_errors:
+        return _account_form(request, 422, field_errors=field_errors, username=username,
+                             error="Le formulaire est incomplet.")  # fmt: skip
+    binding = _binding(request)
+
+    def run() -> tuple[str, int]:
+        with act(hub, ANONYMOUS, "citizen.enrol") as session:
+            RelyingParty(hub, session).enrol(binding=binding, username=username, password=password)
+        with act(hub, ANONYMOUS, "auth.login") as session:
+            token, _auth, _account = Accounts(session, hub.custody, hub.settings).login(username, password, None)
+        return token, hub.settings.session_minutes * 60
+
+    try:
+        token, max_age = await run_in_threadpool(run)
+    except OidcRefused as exc:
+        return _refused(request, exc)
+    except Conflict as exc:
+        message = (
+            "Cet identifiant est déjà pris : choisissez-en un autre."
+            if "username" in exc.message
+            else "Vous avez déjà un compte : connectez-vous, ou demandez à votre caisse de le réinitialiser."
+        )
+        return _account_form(request, 409, username=username, error=message)
+    except Invalid:
+        refused = "Cet identifiant ou ce mot de passe n'est pas accepté : choisissez-en un autre."
+        return _account_form(request, 422, username=username, error=refused)
+    response = redirect(HOME[Role.CITIZEN])
+    set_session_cookie(response, request, token, max_age)
+    _clear_binding(response)
+    return response
+
+
+@router.get("/renforcement", response_class=HTMLResponse)
+def step_up_page(request: Request, fait: int = Query(0, ge=0, le=1)) -> Response:
+    _offered(request)
+    actor = page_actor(request)
+    require_role(actor, Role.CITIZEN)
+    hub = hub_of(request)
+    assert actor.account_id is not None
+    with hub.session() as session:
+        acr = step_up_acr(session, hub.settings, actor.account_id)
+    strong = acr_at_least(hub.settings, acr, hub.settings.oidc_acr_strong)
+    context = {"acr": acr, "strong": strong, "done": bool(fait), "minutes": hub.settings.oidc_step_up_minutes}
+    return render(request, "citoyen/renforcement.html", context, actor=actor, headers=_form_targets(request))
+
+
+@router.post("/renforcement", response_class=HTMLResponse)
+async def step_up(request: Request) -> Response:
+    _offered(request)
+    _form, actor = await posted_by(request, Role.CITIZEN)
+    return await run_in_threadpool(_start, request, STEP_UP, actor)
