@@ -7,6 +7,7 @@ Every setting can be given as an environment variable prefixed with ``HYGIE_`` (
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -167,7 +168,9 @@ class Settings(BaseSettings):
         default=60, description="A source's failure count is forgotten after this long without a failure."
     )
     login_throttle_max_sources: int = Field(
-        default=100_000, description="Most throttled keys kept in memory per portal process (oldest forgotten first)."
+        default=100_000,
+        description="No longer read: sign-in counts live in the database (table throttle_counter) and are swept once "
+        "forgotten (login_throttle_forget_minutes), never evicted early (an eviction would give a source fresh tries).",
     )
     refused_records_per_minute: int = Field(
         default=30,
@@ -236,6 +239,27 @@ class Settings(BaseSettings):
     mail_smtp_host: str = Field(default="localhost", description="SMTP server that sends staff enrolment mails.")
     mail_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends staff enrolment mails.")
     mail_from: str = Field(default="comptes@hygie.invalid", description="Sender address of staff enrolment mails.")
+    mail_smtp_starttls: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="STARTTLS on every SMTP connection (staff mails and breach notices): 'auto' requires it except "
+        "for a loopback host (where it is used if offered), 'required' everywhere, 'off' never (hygie.mail).",
+    )
+    mail_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM authorities the SMTP server's certificate is checked against (else the system's).",
+    )
+    mail_smtp_username: str | None = Field(
+        default=None, description="SMTP AUTH user (staff mails and breach notices); None: no authentication."
+    )
+    mail_smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP AUTH password (HYGIE_MAIL_SMTP_PASSWORD), if no mail_smtp_password_file."
+    )
+    mail_smtp_password_file: Path | None = Field(
+        default=None, description="A file holding the SMTP AUTH password (read at each send; preferred to the env)."
+    )
+    mail_smtp_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait for each step of an SMTP exchange (connect, TLS, each command)."
+    )
 
     # Breach response (hygie.breach).
     breach_upload_max_mib: int = Field(

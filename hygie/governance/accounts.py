@@ -27,7 +27,8 @@ from hygie.governance.lineage import creator_id, shared_lineage
 from hygie.governance.models import Account, ApiToken, AuthSession, Project, ProjectMember
 from hygie.governance.policy import STAFF_ROLES, Role
 from hygie.keys import KeyCustody, KeyPurpose
-from hygie.mail import SmtpServer, send
+from hygie.mail import send
+from hygie.mail import server as mail_server
 
 ACCOUNT_SECRETS_KEY = "account-secrets"
 """Wraps each account's TOTP secret."""
@@ -325,7 +326,12 @@ class Accounts:
             "— Hygie\n"
         )
         error = send(
-            SmtpServer(self.settings.mail_smtp_host, self.settings.mail_smtp_port, self.settings.mail_from),
+            mail_server(
+                self.settings,
+                host=self.settings.mail_smtp_host,
+                port=self.settings.mail_smtp_port,
+                sender=self.settings.mail_from,
+            ),
             to=address,
             subject="Activez votre compte Hygie / Activate your Hygie account",
             body=body,
