@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     audit_witness_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long the witnessing thread waits for one witness's answer."
     )
+    audit_witness_retry_seconds: float = Field(
+        default=30.0, gt=0, description="How often a witness that could not be reached is asked again."
+    )
     alert_seconds: float = Field(default=30.0, description="How often DPO access alerts are evaluated.")
     alert_fresh_approver_days: int = Field(
         default=7, ge=0, description="An approval by an account younger than this many days raises an alert."

@@ -66,6 +66,18 @@ def checkpoint(log: Log) -> str:
     return log.checkpoint().cosigned_note
 
 
+@router.get("/checkpoint/cosigned", response_class=PlainTextResponse, openapi_extra=UNRECORDED)
+def cosigned_checkpoint(hub: Annotated[Hub, Depends(get_hub)], log: Log) -> str:
+    """The newest checkpoint cosigned by the configured quorum of outside witnesses (C2SP tlog-cosignature
+    lines after the log's signature); 404 while there is none."""
+    from hygie.audit.witnessing import witnessed
+
+    found = witnessed(log, hub.settings)
+    if found is None:
+        raise HTTPException(404, "no checkpoint is cosigned by enough witnesses yet")
+    return found[0].cosigned_note
+
+
 @router.get("/public-key", response_class=PlainTextResponse, openapi_extra=UNRECORDED)
 def public_key(log: Log) -> str:
     """The verifier key of checkpoint signatures (C2SP signed-note verifier key)."""

@@ -3,9 +3,10 @@ cosignatures (c2sp.org/tlog-cosignature) verified and stored beside the checkpoi
 
 A background thread (:class:`WitnessingThread`, started by the checkpointer when witnesses are configured) holds
 one slot, the latest checkpoint: the checkpointer drops each new checkpoint into it and goes on; the thread sends
-the newest one to every witness in turn, with a timeout per request. Nothing on the write path (``record``, the
-recorder, sequencing, signing) ever waits for it or touches the network: a dead witness costs a timeout in
-this thread only, and a checkpoint issued meanwhile simply replaces the one waiting.
+the newest one to every witness at once (one request each, each with its timeout), and asks the ones it could not
+reach again every ``audit_witness_retry_seconds`` until a newer checkpoint comes. Nothing on the write path
+(``record``, the recorder, sequencing, signing) ever waits for it or touches the network: a dead witness costs a
+timeout in this thread only, and a checkpoint issued meanwhile simply replaces the one waiting.
 
 Per witness, ``POST <prefix>/add-checkpoint`` with ``old <size>`` (the size the witness last cosigned, as far as
 the log knows: from the stored cosignatures, else 0), the consistency proof from that size, and the signed note:
@@ -30,6 +31,7 @@ import base64
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -132,6 +134,15 @@ def latest_cosigned(
     return None
 
 
+def witnessed(log: TransparencyLog, settings: Settings) -> tuple[SignedCheckpoint, list[str]] | None:
+    """The newest checkpoint cosigned by the configured quorum of the configured witnesses, and their names;
+    None when no witness is configured or none reached the quorum yet."""
+    if not settings.audit_witnesses:
+        return None
+    keys = [WitnessEndpoint.parse(w).key for w in settings.audit_witnesses]
+    return latest_cosigned(log, keys, settings.audit_witness_quorum)
+
+
 class Witnessing:
     """Sends checkpoints to the configured witnesses and stores what they cosign (one round at a time)."""
 
@@ -142,6 +153,7 @@ class Witnessing:
         quorum: int = 1,
         timeout: float = 5.0,
         client: httpx.Client | None = None,
+        retry_seconds: float = 30.0,
     ) -> None:
         import httpx
 
@@ -150,6 +162,8 @@ class Witnessing:
         self.log = log
         self.witnesses = list(witnesses)
         self.quorum = quorum
+        self.retry_seconds = retry_seconds
+        """How often the witnessing thread asks again a witness it could not reach."""
         self.client = client or httpx.Client(timeout=timeout)
         self._sizes: dict[str, int] = {}
         self._states: dict[str, str] = {}
@@ -164,6 +178,7 @@ class Witnessing:
             [WitnessEndpoint.parse(w) for w in settings.audit_witnesses],
             settings.audit_witness_quorum,
             settings.audit_witness_timeout_seconds,
+            retry_seconds=settings.audit_witness_retry_seconds,
         )
 
     def close(self) -> None:
@@ -171,18 +186,31 @@ class Witnessing:
 
     # -- one round -------------------------------------------------------------------------------------------
 
-    def submit(self, checkpoint: SignedCheckpoint) -> list[Result]:
-        """Send one checkpoint to every witness (one after the other); returns what each did."""
+    def submit(self, checkpoint: SignedCheckpoint, only: Sequence[WitnessEndpoint] | None = None) -> list[Result]:
+        """Send one checkpoint to every witness (or ``only`` these), all at once, each request with its own
+        timeout; returns what each did, in the order of the witnesses."""
+        targets = list(self.witnesses if only is None else only)
         with self._lock:
-            results = [self._submit(w, checkpoint) for w in self.witnesses]
+            if len(targets) == 1:
+                results = [self._submit(targets[0], checkpoint)]
+            else:
+                with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="audit-witness") as pool:
+                    results = list(pool.map(lambda w: self._submit(w, checkpoint), targets))
         for r in results:
             self._note_state(r)
         return results
 
+    def cosigners(self, checkpoint_id: int) -> set[str]:
+        """Names of the configured witnesses whose cosignature of this checkpoint is stored (each was verified
+        under the witness's configured key before being stored)."""
+        c = cosignature_table
+        with self.log.engine.connect() as conn:
+            rows = conn.execute(select(c.c.witness, c.c.key_id).where(c.c.checkpoint_id == checkpoint_id)).all()
+        configured = {(w.name, w.key_id) for w in self.witnesses}
+        return {name for name, kid in rows if (name, bytes(kid)) in configured}
+
     def is_cosigned(self, checkpoint_id: int) -> bool:
-        lines = cosignature_lines(self.log.engine, checkpoint_id)
-        names = {line.split(" ")[1] for line in lines}
-        return len(names & {w.name for w in self.witnesses}) >= self.quorum
+        return len(self.cosigners(checkpoint_id)) >= self.quorum
 
     def _known_size(self, w: WitnessEndpoint) -> int:
         if w.name not in self._sizes:
@@ -272,7 +300,9 @@ class Witnessing:
 
 
 class WitnessingThread:
-    """The background sender: :meth:`offer` drops the latest checkpoint and returns at once."""
+    """The background sender: :meth:`offer` drops the latest checkpoint and returns at once. Witnesses that
+    were unreachable are asked again every ``witnessing.retry_seconds`` until they answer or a newer checkpoint
+    comes."""
 
     def __init__(self, witnessing: Witnessing) -> None:
         self.witnessing = witnessing
@@ -297,16 +327,23 @@ class WitnessingThread:
         self.witnessing.close()
 
     def _run(self) -> None:
+        retry: list[WitnessEndpoint] = []  # witnesses unreachable for the checkpoint last sent
         while True:
             with self._wake:
                 while not self._stop and (self._latest is None or self._latest.id == self._sent_id):
-                    self._wake.wait()
+                    if not retry:
+                        self._wake.wait()
+                    elif not self._wake.wait(self.witnessing.retry_seconds):
+                        break  # time to ask the unreachable ones again
                 if self._stop:
                     return
                 checkpoint = self._latest
             assert checkpoint is not None
+            targets = retry if checkpoint.id == self._sent_id else list(self.witnessing.witnesses)
             try:
-                self.witnessing.submit(checkpoint)
+                results = self.witnessing.submit(checkpoint, targets)
             except Exception:  # a database hiccup: the next checkpoint tries again
                 _log.exception("witnessing round failed")
+                results = []
+            retry = [w for w, r in zip(targets, results, strict=False) if r.state == "unreachable"]
             self._sent_id = checkpoint.id

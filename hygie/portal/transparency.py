@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
 from hygie.audit import AuditEvent
 from hygie.audit.log import SignedCheckpoint, TransparencyLog, b64
+from hygie.audit.witnessing import witnessed
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.errors import Denied
 from hygie.governance.models import Account, Project
@@ -117,6 +118,11 @@ class MyEntries:
     """Public entries (``hygie.audit.log.public_entry``) of the view builds of projects that used the citizen's
     data (not those whose disclosure is delayed), each with its ``proof``: who ran a build and its counts are not
     the citizen's to read, that it is on the log is."""
+    cosigned: SignedCheckpoint | None = None
+    """The newest checkpoint cosigned by the configured quorum of outside witnesses (``hygie.audit.witnessing``),
+    None if none yet: entries below its size are in the tree the witnesses vouch for."""
+    cosigned_consistency: list[str] | None = None
+    """Consistency proof (RFC 9162, base64) from ``cosigned`` to ``checkpoint``."""
 
 
 def my_entries(hub: Hub, session: Session, actor: Actor, *, offset: int = 0, limit: int = 20) -> MyEntries:
@@ -137,7 +143,11 @@ def my_entries(hub: Hub, session: Session, actor: Actor, *, offset: int = 0, lim
     ]
     for entry in [*entries, *uses]:
         entry["proof"] = [b64(p) for p in log.inclusion_proof(entry["index"], checkpoint.size).proof]
-    return MyEntries(total, checkpoint, entries, uses)
+    found = witnessed(log, hub.settings)
+    if found is None or found[0].size > checkpoint.size:
+        return MyEntries(total, checkpoint, entries, uses)
+    consistency = [b64(p) for p in log.consistency_proof(found[0].size, checkpoint.size).proof]
+    return MyEntries(total, checkpoint, entries, uses, found[0], consistency)
 
 
 def _data_use_events(hub: Hub, session: Session, actor: Actor) -> list[int]:

@@ -6,6 +6,7 @@ The cosignature verifier at the top is written from c2sp.org/tlog-cosignature an
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import shutil
@@ -26,10 +27,12 @@ from sqlalchemy import select
 
 from hygie.audit import AuditEvent, record_now
 from hygie.audit.log import TransparencyLog
+from hygie.audit.note import cosigner_key
 from hygie.audit.witness_server import CheckpointStore, Witness, create_app, load_or_create_key
 from hygie.audit.witnessing import WitnessEndpoint, Witnessing, WitnessingThread, latest_cosigned
 from hygie.config import Settings
 from hygie.hub import Hub
+from tests.audit import rfc9162
 from tests.audit.helpers import fill
 from tests.conftest import make_settings
 
@@ -123,24 +126,25 @@ class World:
         return [w.witness.verifier_key for w in self.witnesses]
 
     def witnessing(self, log: TransparencyLog | None = None, quorum: int = 2) -> Witnessing:
-        return Witnessing(
-            log or self.log, [WitnessEndpoint.parse(w.endpoint) for w in self.witnesses], quorum, timeout=10
-        )
+        return Witnessing(log or self.log, [WitnessEndpoint.parse(w) for w in self.settings.audit_witnesses], quorum)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("witnessing")
-    settings = make_settings(root / "hub")
+    names = [f"witness.example/w{i}" for i in range(3)]
+    keys = [load_or_create_key(root / f"w{i}.key", name) for i, name in enumerate(names)]
+    ports = [free_port() for _ in names]
+    endpoints = [f"http://127.0.0.1:{p} {cosigner_key(n, k.public_key().public_bytes_raw())}"
+                 for p, n, k in zip(ports, names, keys, strict=True)]  # fmt: skip
+    settings = make_settings(root / "hub", audit_witnesses=endpoints, audit_witness_quorum=2)
     hub = Hub.init(settings)
     log = TransparencyLog.for_hub(hub)
     fill(hub, 5)
     witnesses = []
-    for i in range(3):
-        name = f"witness.example/w{i}"
-        key = load_or_create_key(root / f"w{i}.key", name)
-        w = Running(Witness(name, key, {log.signer.name: log.verifier_key}, CheckpointStore(root / f"w{i}.json")),
-                    free_port())  # fmt: skip
+    for i, (name, key, port) in enumerate(zip(names, keys, ports, strict=True)):
+        store = CheckpointStore(root / f"w{i}.json")
+        w = Running(Witness(name, key, {log.signer.name: log.verifier_key}, store), port)
         w.start()
         witnesses.append(w)
     world = World(root, settings, hub, log, witnesses)
@@ -197,12 +201,37 @@ def test_public_endpoint_and_cli_show_cosignatures(world: World, monkeypatch: py
     from typer.testing import CliRunner
 
     from hygie.audit.cli import audit_app
+    from hygie.governance.accounts import Actor, Scope
+    from hygie.governance.policy import Role
     from hygie.portal.app import create_app as portal_app
+    from hygie.portal.transparency import my_entries
     from tests.audit.helpers import env_for
 
     client = TestClient(portal_app(world.hub))  # no lifespan: no background threads
+    fill(world.hub, 2, start=700)  # a newer checkpoint, not witnessed yet
+    newest = world.log.checkpoint()
     served = client.get("/audit/checkpoint").text
-    assert spec_quorum(served, world.keys) == 3
+    assert served == newest.note and spec_quorum(served, world.keys) == 0
+    cosigned = client.get("/audit/checkpoint/cosigned")
+    assert cosigned.status_code == 200 and spec_quorum(cosigned.text, world.keys) == 3
+    assert cosigned.text.split("\n")[1] != str(newest.size)
+    page = client.get("/journal").text
+    assert "Dernier point de contrôle cosigné" in page and "witness.example/w2" in page
+    # A citizen's receipt: the checkpoint of the proofs, and the newest cosigned one with a consistency proof to it.
+    citizen = Actor(account_id=424242, role=Role.CITIZEN, scopes=frozenset({Scope.CITIZEN}))
+    record_now(world.hub.session, actor=citizen.ref, role="citizen", action="citizen.opt_out")
+    with world.hub.session() as session:
+        receipt = my_entries(world.hub, session, citizen)
+    assert receipt.cosigned is not None and receipt.cosigned_consistency is not None
+    assert spec_quorum(receipt.cosigned.cosigned_note, world.keys) == 3
+    old_size, new_size = receipt.cosigned.size, receipt.checkpoint.size
+    proof = [base64.b64decode(p) for p in receipt.cosigned_consistency]
+    assert rfc9162.roots_from_consistency(old_size, new_size, receipt.cosigned.root, proof) == (
+        receipt.cosigned.root, receipt.checkpoint.root)  # fmt: skip
+    [entry] = receipt.entries
+    audit_path = [base64.b64decode(p) for p in entry["proof"]]
+    leaf = base64.b64decode(entry["leaf_hash"])
+    assert rfc9162.root_from_inclusion(entry["index"], new_size, leaf, audit_path) == receipt.checkpoint.root
     env_for(world.hub, monkeypatch)
     runner = CliRunner()
     args = ["verify", *(a for k in world.keys for a in ("--witness-key", k))]
@@ -356,3 +385,82 @@ def test_bad_input_gets_the_specs_error(world: World) -> None:
     answer = post(f"old {held}\n{lines}\n{current.note}")
     assert answer.status_code == 200
     assert spec_cosignature_time(current.note + answer.text, world.witnesses[1].witness.verifier_key) is not None
+
+
+def test_an_unreachable_witness_is_asked_again(world: World) -> None:
+    world.witnesses[0].stop()
+    witnessing = world.witnessing()
+    witnessing.retry_seconds = 0.05
+    sender = WitnessingThread(witnessing)
+    try:
+        fill(world.hub, 1, start=800)
+        checkpoint = world.log.checkpoint()
+        sender.offer(checkpoint)
+        deadline = time.monotonic() + 30
+        while witnessing.cosigners(checkpoint.id) != {"witness.example/w1", "witness.example/w2"}:
+            assert time.monotonic() < deadline, "the reachable witnesses did not cosign"
+            time.sleep(0.02)
+        world.witnesses[0].start()
+        while "witness.example/w0" not in witnessing.cosigners(checkpoint.id):
+            assert time.monotonic() < deadline, "the witness back up was not asked again"
+            time.sleep(0.02)
+    finally:
+        sender.stop()
+        if world.witnesses[0].server is None:
+            world.witnesses[0].start()
+
+
+def hygie_imports(roots: list[str]) -> set[str]:
+    """Every hygie module the roots import, at any depth, their packages' ``__init__`` included, read from the
+    source (imports under ``if TYPE_CHECKING:`` do not run and are left out; imports inside functions count)."""
+    base = Path(__file__).resolve().parents[2]
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # its packages' __init__ run first
+        if name in seen:
+            continue
+        seen.add(name)
+        path = base.joinpath(*parts).with_suffix(".py")
+        if not path.exists():
+            path = base.joinpath(*parts, "__init__.py")
+        if not path.exists():
+            continue
+        tree = ast.parse(path.read_text())
+        guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+        skip = {id(n) for g in guarded for n in ast.walk(g)}
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hygie"):
+                todo.append(node.module)
+                todo.extend(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.startswith("hygie"))
+    return {m for m in seen if base.joinpath(*m.split(".")).with_suffix(".py").exists()
+            or base.joinpath(*m.split("."), "__init__.py").exists()}  # fmt: skip
+
+
+def test_the_witness_runs_without_a_hub(world: World) -> None:
+    """An outside institution runs the witness alone: its modules import nothing of the hub, and the CLI prints
+    the key it generated."""
+    closure = hygie_imports(["hygie.audit.witness_server", "hygie.audit.witness_cli"])
+    assert not {m for m in closure if m.startswith(("hygie.hub", "hygie.portal", "hygie.keys", "hygie.governance"))}
+    assert "hygie.audit.log" not in closure and "hygie.audit.witness_server" in closure
+    from typer.testing import CliRunner
+
+    from hygie.audit.witness_cli import witness_app
+
+    key_file = world.dir / "cli.key"
+    result = CliRunner().invoke(witness_app, ["key", "--name", "court.example/w", "--key-file", str(key_file)])
+    assert result.exit_code == 0, result.output
+    vkey = result.output.strip()
+    assert vkey.startswith("court.example/w+") and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert (
+        CliRunner()
+        .invoke(witness_app, ["key", "--name", "court.example/w", "--key-file", str(key_file)])
+        .output.strip()
+        == vkey
+    )

@@ -7,6 +7,7 @@ import base64
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from hygie.audit import witnessing
 from hygie.audit.log import TransparencyLog
 from hygie.governance.register import register
 from hygie.portal.pages.citizen import WHAT_TO_DO_FR
@@ -38,8 +39,10 @@ def register_page(request: Request, page: int = Query(1, ge=1, le=1_000_000)) ->
 @router.get("/journal", response_class=HTMLResponse)
 def checkpoint_page(request: Request) -> HTMLResponse:
     """The latest signed checkpoint, as GET /audit/checkpoint serves it (a public read, not recorded)."""
-    log = TransparencyLog.for_hub(hub_of(request))
+    hub = hub_of(request)
+    log = TransparencyLog.for_hub(hub)
     checkpoint = log.checkpoint()
+    witnessed = witnessing.witnessed(log, hub.settings)
     # The latest entries in their public form (GET /audit/entries): acts of the register in clear, others sealed.
     latest = log.entries(max(0, checkpoint.size - JOURNAL_ENTRIES), checkpoint.size)[::-1]
     return render(
@@ -52,6 +55,11 @@ def checkpoint_page(request: Request) -> HTMLResponse:
             "issued_at": checkpoint.issued_at,
             "verifier_key": log.verifier_key,
             "latest": latest,
+            "witnesses": len(hub.settings.audit_witnesses),
+            "quorum": hub.settings.audit_witness_quorum,
+            "cosigned": None
+            if witnessed is None
+            else {"size": witnessed[0].size, "note": witnessed[0].cosigned_note, "names": witnessed[1]},
         },
         actor=optional_actor(request),
     )

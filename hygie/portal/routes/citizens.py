@@ -91,12 +91,23 @@ class MyEntriesOut(BaseModel):
     total: int = Field(description="Events your account did, all told (newest first, a page at a time).")
     offset: int
     limit: int
-    checkpoint: str = Field(description="The signed checkpoint (C2SP note) every proof leads to.")
+    checkpoint: str = Field(
+        description="The signed checkpoint (C2SP note) every proof leads to, with the cosignatures (C2SP "
+        "tlog-cosignature) outside witnesses gave it so far."
+    )
     size: int = Field(description="Its tree size.")
     entries: list[MyEntryOut] = Field(description="Your own entries, with their events and salts.")
     data_uses: list[MyDataUseOut] = Field(
         description="Public entries of the view builds of projects that used your data (details withheld while "
         "disclosure is delayed are left out)."
+    )
+    cosigned_checkpoint: str | None = Field(
+        default=None,
+        description="The newest checkpoint cosigned by the required number of outside witnesses (C2SP note with "
+        "their cosignature lines), null if none yet: your entries below its size are in the tree they vouch for.",
+    )
+    cosigned_consistency: list[str] | None = Field(
+        default=None, description="Consistency proof (RFC 9162, base64) from cosigned_checkpoint to checkpoint."
     )
 
 
@@ -111,6 +122,8 @@ def my_audit_entries(
     return MyEntriesOut(
         total=found.total, offset=offset, limit=limit, checkpoint=found.checkpoint.cosigned_note,
         size=found.checkpoint.size,
+        cosigned_checkpoint=None if found.cosigned is None else found.cosigned.cosigned_note,
+        cosigned_consistency=found.cosigned_consistency,
         entries=[MyEntryOut.model_validate(e) for e in found.entries],
         data_uses=[MyDataUseOut.model_validate(e) for e in found.data_uses],
     )  # fmt: skip
