@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     analysis_queue_limit: int = Field(
         default=50, description="Most analyses queued or running per hub; a submission beyond it is refused (409)."
     )
+    analysis_visible_quantum_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A finished analysis shows as finished to its project only at the next multiple of this many "
+        "seconds after its submission (its run time is data-dependent); 0 shows it at once.",
+    )
     disclosure_max_cells: int = Field(default=10_000, description="Most cells in one released output.")
     disclosure_rounding_base: int = Field(default=5, description="People counts are randomly rounded to this base.")
     disclosure_protection_width: int | None = Field(

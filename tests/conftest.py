@@ -24,6 +24,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "kdf_lanes": 1,
         "password_memory_kib": 1024,
         "password_iterations": 1,
+        "analysis_visible_quantum_seconds": 0.0,  # finished jobs show at once (quantum: tests/disclosure/attacks)
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -75,7 +75,7 @@ def submit(
         time.sleep(poll)
         job = _call(server, "GET", f"/projects/{project}/analyses/{job['id']}").json()
     _print(job)
-    if job["status"] in ("failed", "refused"):
+    if job["status"] in ("withheld", "refused"):
         raise typer.Exit(1)
 
 
@@ -83,9 +83,7 @@ def submit(
 def jobs(project: Annotated[int, typer.Option("--project")], server: Server = DEFAULT_SERVER) -> None:
     """The project's analyses, newest first."""
     for job in _call(server, "GET", f"/projects/{project}/analyses").json():
-        release = job["release"]["status"] if job["release"] else "-"
-        typer.echo(f"{job['id']:>6}  {job['kind']:<9}  {job['status']:<9}  release: {release:<8}  "
-                   f"{job['duration_seconds'] or 0:.2f} s")  # fmt: skip
+        typer.echo(f"{job['id']:>6}  {job['kind']:<9}  {job['status']:<9}  {job['submitted_at']}")
 
 
 @analysis_app.command("show")
@@ -97,7 +95,7 @@ def show(
     """One analysis, and its released output when there is one."""
     data = _call(server, "GET", f"/projects/{project}/analyses/{job}").json()
     _print(data)
-    if data["release"] and data["release"]["status"] == "released":
+    if data["status"] == "released":
         _print(_call(server, "GET", f"/projects/{project}/analyses/{job}/release").json()["rows"])
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -49,6 +50,54 @@ MIN_REASON = 10
 CHECKERS_SAY = "reviewers do (the DPO oversees, and checks outputs only if the policy setting dpo_may_review says so)"
 log = logging.getLogger("hygie.analysis")
 ROW_LEVEL_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
+
+# -- what a project's members see of a job (hygie.portal.routes.analysis, the public register) ----------------------
+# Nothing that depends on the data leaves before release: after its text is accepted, a job shows ``running`` until it
+# becomes visible as ``released`` or ``withheld``. Withheld covers, alike, an output awaiting checkers, one they
+# rejected, one the checks refused, a run stopped at a limit and a run that failed: which one is for the output
+# checkers, the DPO and the audit record. Only ``refused`` (before anything ran, from the text alone) says why.
+SHOWN_RUNNING, SHOWN_RELEASED, SHOWN_WITHHELD, SHOWN_REFUSED = "running", "released", "withheld", "refused"
+WITHHELD_MESSAGE = (
+    "no output of this analysis is released: it awaits the output checkers, or it was refused, stopped at a limit or "
+    "failed while reading the data; which one is not shown, because it could depend on the data (the output checkers "
+    "and the DPO see the reason). Test the query on the project's dummy data; a released output appears here"
+)
+
+
+@dataclass(frozen=True)
+class ShownJob:
+    """A job as its project's members (and the public register) see it: no count, size, duration or cost."""
+
+    status: str
+    finished_at: datetime | None
+    """When the job became visible as finished: its submission plus a whole number of quanta."""
+    message: str | None
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def shown_job(
+    job: AnalysisJob, release: AnalysisRelease | None, quantum: float, now: datetime | None = None
+) -> ShownJob:
+    """What a job shows its project: refusals from the text alone at once, with their reason; everything else
+    ``running`` until the first multiple of ``quantum`` seconds after submission at which the job had finished, then
+    ``released`` or ``withheld`` (the same message whatever the reason)."""
+    if job.status == REFUSED:  # decided from the text (and the view's schema) alone: before or without reading data
+        return ShownJob(SHOWN_REFUSED, job.finished_at, job.error)
+    if job.status in (QUEUED, RUNNING) or job.finished_at is None:
+        return ShownJob(SHOWN_RUNNING, None, None)
+    submitted, finished = _aware(job.submitted_at), _aware(job.finished_at)
+    visible = finished
+    if quantum > 0:
+        quanta = max(1, math.ceil((finished - submitted).total_seconds() / quantum))
+        visible = submitted + timedelta(seconds=quanta * quantum)
+    if _aware(now or _now()) < visible:
+        return ShownJob(SHOWN_RUNNING, None, None)
+    if release is not None and release.status == RELEASED:
+        return ShownJob(SHOWN_RELEASED, visible, None)
+    return ShownJob(SHOWN_WITHHELD, visible, WITHHELD_MESSAGE)
 
 
 def disclosure_policy(hub: Hub, project: Project) -> DisclosurePolicy:
@@ -173,11 +222,16 @@ class Analyses:
         try:
             run = self.engine.run(project, query, limits)
         except QueryStopped as exc:
-            job.status, job.error, job.finished_at = FAILED, exc.message, _now()
+            # Invalid on the view's schema (planning, before any row is read): a refusal from the text, said as
+            # such. Any other stop (time, memory, an error while reading) depends on the data: withheld, like
+            # any refusal, with the reason on the record only.
+            before_data = exc.reason == "invalid"
+            job.status, job.error, job.finished_at = REFUSED if before_data else FAILED, exc.message, _now()
             job.duration_seconds = round(time.perf_counter() - started, 3)
             self._record(actor, "analysis.run", project, f"analysis:{job.id}",
-                         {"kind": kind, "job": job.id, "status": FAILED, "stopped": exc.reason,
+                         {"kind": kind, "job": job.id, "status": job.status, "stopped": exc.reason,
                           "seconds": job.duration_seconds}, Outcome.FAILED)  # fmt: skip
+            self._withhold(actor, project, job, exc.message, exc.reason)
             self.session.commit()
             return
         job.status, job.finished_at = SUCCEEDED, _now()
@@ -211,6 +265,23 @@ class Analyses:
                          {"job": job.id, "threshold": policy.threshold, "findings": len(release.findings)},
                          Outcome.DENIED)  # fmt: skip
         self.session.commit()
+
+    def _withhold(self, actor: Actor, project: Project, job: AnalysisJob, reason: str, stopped: str) -> None:
+        """A run that gave no output still leaves what a refused output leaves (a refused release and its record),
+        so neither release ids nor the audit log's growth tell a stopped or failed run from a refused output."""
+        threshold = disclosure_policy(self.hub, project).threshold
+        release = AnalysisRelease(
+            job_id=job.id, project_id=project.id, verdict=str(Verdict.REFUSE), status=REFUSED, columns=[], rows=[],
+            sealed_rows=seal_rows(self.hub, project.id, job.id, []), findings=[reason],
+            summary={"rows": None, "cells": None, "min_cell_people": None, "threshold": threshold,
+                     "refusal": reason, "stopped": stopped},
+            created_at=_now(), decided_at=_now(),
+        )  # fmt: skip
+        self.session.add(release)
+        self.session.flush()
+        self._record(actor, "analysis.release.refuse", project, f"release:{release.id}",
+                     {"job": job.id, "threshold": threshold, "findings": 1, "stopped": stopped},
+                     Outcome.DENIED)  # fmt: skip
 
     def _view(self, project: Project) -> ProjectView:
         view = newest_ready(self.session, project.id)
@@ -356,12 +427,18 @@ class Analyses:
     def _release_of(self, job_id: int) -> AnalysisRelease | None:
         return self.session.scalar(select(AnalysisRelease).where(AnalysisRelease.job_id == job_id))
 
+    def shown(self, job: AnalysisJob, release: AnalysisRelease | None) -> ShownJob:
+        """What the job shows its project's members (see :func:`shown_job`)."""
+        return shown_job(job, release, self.hub.settings.analysis_visible_quantum_seconds)
+
     def _released(self, project_id: int, job_id: int) -> AnalysisRelease:
-        self._job(project_id, job_id)
+        """The job's released output, once the job shows as released; one answer for every other case (pending,
+        rejected, refused, stopped, failed, not yet visible), which could otherwise tell them apart."""
+        job = self._job(project_id, job_id)
         release = self._release_of(job_id)
-        if release is None or release.status != RELEASED:
-            state = "has no output" if release is None else f"is {release.status}"
-            raise Conflict(f"analysis {job_id} {state}: only released outputs can be read or downloaded")
+        if release is None or self.shown(job, release).status != SHOWN_RELEASED:
+            raise Conflict(f"analysis {job_id} has no released output: only released outputs can be read or "
+                           "downloaded")  # fmt: skip
         return release
 
     # -- the airlock (output checkers) --------------------------------------------------------------------
@@ -476,4 +553,8 @@ def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: Compiled
             record(session, actor=actor.ref, role=actor.role_name, action="analysis.run", outcome=Outcome.FAILED,
                    object=f"analysis:{job.id}", project_id=job.project_id, purpose=None,
                    detail={"kind": job.kind, "job": job.id, "status": FAILED, "stopped": "error"})  # fmt: skip
+            project = session.get(Project, job.project_id)
+            released = session.scalar(select(AnalysisRelease.id).where(AnalysisRelease.job_id == job.id))
+            if project is not None and released is None:
+                Analyses(hub, session, engine)._withhold(actor, project, job, FAILED_MESSAGE, "error")
             session.commit()

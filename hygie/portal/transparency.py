@@ -39,8 +39,8 @@ class JobEntry:
     """The researcher's username and organisation: data users are named, data subjects never."""
     kind: str
     status: str
+    """As the project sees it (``hygie.analysis.service.shown_job``): never a count, duration or run-time failure."""
     submitted_at: datetime
-    duration_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,16 @@ class ReleaseEntry:
     decided_at: datetime | None
 
 
-def jobs(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[int, list[JobEntry]]:
+def jobs(session: Session, *, offset: int = 0, limit: int = 50, quantum: float = 0.0) -> tuple[int, list[JobEntry]]:
+    from hygie.analysis.service import shown_job
+
     public = select(Project.id).where(Project.status.in_(PUBLIC_STATUSES))
     where = AnalysisJob.project_id.in_(public)
     total = int(session.scalar(select(func.count()).select_from(AnalysisJob).where(where)) or 0)
     rows = session.execute(
-        select(AnalysisJob, Account.username, Account.organisation)
+        select(AnalysisJob, Account.username, Account.organisation, AnalysisRelease)
         .join(Account, Account.id == AnalysisJob.author_id)
+        .outerjoin(AnalysisRelease, AnalysisRelease.job_id == AnalysisJob.id)
         .where(where)
         .order_by(AnalysisJob.id.desc())
         .offset(offset)
@@ -71,11 +74,10 @@ def jobs(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[int, li
             j.project_id,
             f"{username} ({organisation})" if organisation else username,
             j.kind,
-            j.status,
+            shown_job(j, release, quantum).status,
             _aware(j.submitted_at) or datetime.now(UTC),
-            j.duration_seconds,
         )
-        for j, username, organisation in rows
+        for j, username, organisation, release in rows
     ]
 
 

@@ -30,7 +30,7 @@ def test_submit_follow_and_download(shared_world: World, tmp_path: Path, monkeyp
     result = runner.invoke(app, ["analysis", "submit", "--project", str(pid), "--spec", str(spec), "--poll", "0.05"])
     assert result.exit_code == 0, result.output
     job = json.loads(result.output)
-    assert job["release"]["status"] == "released"
+    assert job["status"] == "released"
     result = runner.invoke(app, ["analysis", "jobs", "--project", str(pid)])
     assert result.exit_code == 0 and str(job["id"]) in result.output
     result = runner.invoke(app, ["analysis", "show", str(job["id"]), "--project", str(pid)])

@@ -30,9 +30,12 @@ def test_formulas_in_a_released_output_come_out_of_the_csv_download_neutralised(
     sql = (f"SELECT '{FORMULA}' || b.BEN_SEX_COD AS label, count(DISTINCT f.BEN_NIR_PSA) AS \"@SUM(A1)\" "
            "FROM ER_PRS_F f JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY 1 ORDER BY 1")  # fmt: skip
     job = submit_sql(w, pid, sql)
-    assert job["status"] == "succeeded" and job["release"]["status"] == "pending", job
+    assert job["status"] == "withheld", job
+    release_id = next(
+        i["release_id"] for i in w.call("reviewer3", "GET", "/airlock").json() if i["job_id"] == job["id"]
+    )
     for checker in ("reviewer3", "reviewer2"):
-        r = w.call(checker, "POST", f"/airlock/{job['release']['id']}/decisions", json=APPROVE)
+        r = w.call(checker, "POST", f"/airlock/{release_id}/decisions", json=APPROVE)
         assert r.status_code == 200, r.text
     assert r.json()["status"] == "released"
     base = f"/projects/{pid}/analyses/{job['id']}/download"

@@ -68,7 +68,8 @@ def pending_release(w: World) -> int:
             break
         time.sleep(0.02)
         job = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job['id']}").json()
-    return int(job["release"]["id"])
+    assert job["status"] == "withheld", job  # its author never sees a release id: a checker finds it in the airlock
+    return next(int(i["release_id"]) for i in w.call("reviewer3", "GET", "/airlock").json() if i["job_id"] == job["id"])
 
 
 EVERYONE = frozenset(r for r in ROLES if r)

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
 from hygie.portal.pages import analysisform
-from hygie.portal.pages.messages import JOB_STATUS, RELEASE_STATUS, said
+from hygie.portal.pages.messages import said
 from hygie.portal.pages.web import PageRoute, as_list, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 from hygie.portal.routes import dummy as dummy_api
@@ -35,8 +35,23 @@ SQL_EXAMPLE = (
 )
 
 
+SHOWN_STATUS = {
+    "running": "en cours",
+    "released": "sortie publiée",
+    "withheld": "aucune sortie publiée",
+    "refused": "refusée avant exécution",
+}
+"""What a job shows its project (``hygie.analysis.service.shown_job``): nothing that depends on the data."""
+WITHHELD = (
+    "Aucune sortie de cette analyse n'est publiée : elle attend les vérificateurs de sortie, ou elle a été refusée, "
+    "arrêtée à une limite ou interrompue par une erreur en lisant les données. Laquelle de ces raisons n'est pas "
+    "indiqué ici, parce que cela pourrait dépendre des données (les vérificateurs et le DPO voient la raison). "
+    "Essayez la requête sur les données fictives du projet ; une sortie publiée s'affichera ici."
+)
+
+
 def _labels() -> dict[str, Any]:
-    return {"job_status": JOB_STATUS, "release_status": RELEASE_STATUS}
+    return {"job_status": SHOWN_STATUS}
 
 
 @router.get("/analyses", response_class=HTMLResponse)
@@ -133,11 +148,10 @@ def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
     require_role(actor, Role.RESEARCHER)
     hub = hub_of(request)
     job = api.read_job(project_id, job_id, hub, actor)
-    released = api.read_release(project_id, job_id, hub, actor) if job.release and job.release.status == "released" \
-        else None  # fmt: skip
+    released = api.read_release(project_id, job_id, hub, actor) if job.status == "released" else None
+    error = said(422, job.error) if job.status == "refused" and job.error else None
     context = {"job": job, "released": released, "project_id": project_id, "running": job.status in RUNNING,
-               "refresh": REFRESH_SECONDS, "error": said(422, job.error) if job.error else None,
-               **_labels()}  # fmt: skip
+               "refresh": REFRESH_SECONDS, "error": error, "withheld": WITHHELD, **_labels()}  # fmt: skip
     return render(request, "recherche/analyse.html", context, actor=actor)
 
 

@@ -44,19 +44,25 @@ class ReleaseState(BaseModel):
 
 
 class JobOut(BaseModel):
+    """A job as its project's members see it. Nothing in it depends on the data before its output is released:
+    no row count, size, duration, cost or run-time error, and one ``withheld`` state whatever kept the output in."""
+
     id: int
     project_id: int
     author_id: int
     kind: str
     text: str
-    status: str
+    status: str = Field(
+        description="running (queued or running, or finished but not yet shown: see analysis_visible_quantum_seconds)"
+        "; released (read it at .../release); withheld (no output released: awaiting the output checkers, or "
+        "refused, stopped or failed, which is not said: it could depend on the data); refused (before running, "
+        "from the text alone, with the reason in error)."
+    )
     submitted_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_seconds: float | None
-    cost: dict[str, Any] | None
-    error: str | None
-    release: ReleaseState | None
+    finished_at: datetime | None = Field(
+        description="When the job showed as finished: its submission plus a whole number of quanta."
+    )
+    error: str | None = Field(description="For refused: what is wrong with the text. For withheld: one fixed text.")
 
 
 class ReleaseOut(BaseModel):
@@ -95,12 +101,11 @@ class AirlockDetail(AirlockItem):
     status: str
 
 
-def _job(job: AnalysisJob, release: AnalysisRelease | None) -> JobOut:
-    state = ReleaseState(id=release.id, status=release.status, verdict=release.verdict) if release else None
+def _job(analyses: Analyses, job: AnalysisJob, release: AnalysisRelease | None) -> JobOut:
+    shown = analyses.shown(job, release)
     return JobOut(
         id=job.id, project_id=job.project_id, author_id=job.author_id, kind=job.kind, text=job.text,
-        status=job.status, submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,
-        duration_seconds=job.duration_seconds, cost=job.cost, error=job.error, release=state,
+        status=shown.status, submitted_at=job.submitted_at, finished_at=shown.finished_at, error=shown.message,
     )  # fmt: skip
 
 
@@ -114,13 +119,13 @@ def _item(release: AnalysisRelease, job: AnalysisJob, approvals: int) -> dict[st
 
 @router.post(
     "/projects/{project_id}/analyses/aggregate",
-    summary="Queue an aggregate request on the project's view; poll the job until it is succeeded, failed or refused",
+    summary="Queue an aggregate request on the project's view; poll the job until it is released, withheld or refused",
 )
 def submit_aggregate(project_id: int, body: AggregateSpec, hub: HubDep, actor: ActorDep) -> JobOut:
     with act(hub, actor, "analysis.submit", object=f"project:{project_id}", project_id=project_id) as session:
         analyses = Analyses(hub, session, background=True)
         job = analyses.submit_aggregate(actor, project_id, body)
-        return _job(job, analyses._release_of(job.id))
+        return _job(analyses, job, analyses._release_of(job.id))
 
 
 @router.post(
@@ -131,19 +136,21 @@ def submit_sql(project_id: int, body: SQLRequest, hub: HubDep, actor: ActorDep) 
     with act(hub, actor, "analysis.submit", object=f"project:{project_id}", project_id=project_id) as session:
         analyses = Analyses(hub, session, background=True)
         job = analyses.submit_sql(actor, project_id, body.sql)
-        return _job(job, analyses._release_of(job.id))
+        return _job(analyses, job, analyses._release_of(job.id))
 
 
 @router.get("/projects/{project_id}/analyses", summary="The project's analyses, newest first")
 def list_jobs(project_id: int, hub: HubDep, actor: ActorDep) -> list[JobOut]:
     with act(hub, actor, "analysis.jobs.list", object=f"project:{project_id}", project_id=project_id) as session:
-        return [_job(j, r) for j, r in Analyses(hub, session).jobs(actor, project_id)]
+        analyses = Analyses(hub, session)
+        return [_job(analyses, j, r) for j, r in analyses.jobs(actor, project_id)]
 
 
-@router.get("/projects/{project_id}/analyses/{job_id}", summary="One analysis: status, duration, cost, release")
+@router.get("/projects/{project_id}/analyses/{job_id}", summary="One analysis: its status as the project sees it")
 def read_job(project_id: int, job_id: int, hub: HubDep, actor: ActorDep) -> JobOut:
     with act(hub, actor, "analysis.jobs.read", object=f"analysis:{job_id}", project_id=project_id) as session:
-        return _job(*Analyses(hub, session).job(actor, project_id, job_id))
+        analyses = Analyses(hub, session)
+        return _job(analyses, *analyses.job(actor, project_id, job_id))
 
 
 @router.get("/projects/{project_id}/analyses/{job_id}/release", summary="A released output (only once released)")

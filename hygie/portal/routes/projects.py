@@ -18,6 +18,7 @@ from hygie.governance.models import Project, ProjectDecision, ProjectMember
 from hygie.governance.policy import Role
 from hygie.governance.projects import Projects, decision_hash
 from hygie.governance.views import view_summary
+from hygie.hub import Hub
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
@@ -103,8 +104,14 @@ class ProjectOut(BaseModel):
     ended_at: datetime | None
 
 
+SHOWN = (
+    "rounded to the nearest multiple of disclosure_rounding_base; null when under the disclosure threshold (the "
+    "platform's, or the project's if stricter), like any released count"
+)
+
+
 class ViewTable(BaseModel):
-    rows: int
+    rows: int | None = Field(description=f"Rows of the table, {SHOWN}.")
     columns: list[str]
 
 
@@ -112,7 +119,7 @@ class ViewOut(BaseModel):
     project_id: int
     generation: int
     built_at: datetime
-    people: int
+    people: int | None = Field(description=f"People in the view, {SHOWN}.")
     tables: dict[str, ViewTable]
 
 
@@ -249,7 +256,7 @@ def refresh(project_id: int, hub: HubDep, actor: ActorDep) -> ViewOut:
     with act(hub, actor, "project.refresh", object=f"project:{project_id}", project_id=project_id) as session:
         require_visible(session, actor, project_id)  # a foreign project answers as a missing one
         project = Projects(hub, session).refresh(actor, project_id)
-        return _view_out(session, project)
+        return _view_out(hub, session, project)
 
 
 @router.get("/{project_id}/view", summary="The project's view: tables, columns and row counts (members only)")
@@ -258,17 +265,26 @@ def describe_view(project_id: int, hub: HubDep, actor: ActorDep) -> ViewOut:
         project = require_view_access(session, hub.settings, actor, project_id)
         record(session, actor=actor.ref, role=actor.role_name, action="view.describe", object=f"project:{project_id}",
                project_id=project_id, purpose=project.purpose)  # fmt: skip
-        return _view_out(session, project)
+        return _view_out(hub, session, project)
 
 
-def _view_out(session: Any, project: Project) -> ViewOut:
+def _view_out(hub: Hub, session: Any, project: Project) -> ViewOut:
+    """The view's description; its sizes shown like released counts (a narrow project must not read its exact
+    population)."""
+    from hygie.disclosure.counts import shown_count
+
     summary = view_summary(session, project)
     if summary is None:
         raise Denied(f"project {project.id} has no view yet")
+    threshold = max(hub.settings.disclosure_threshold, project.threshold or 0)
+    base = hub.settings.disclosure_rounding_base
     return ViewOut(
         project_id=project.id,
         generation=summary["generation"],
         built_at=summary["built_at"],
-        people=summary["people"],
-        tables={t: ViewTable(rows=v["rows"], columns=v["columns"]) for t, v in summary["tables"].items()},
+        people=shown_count(int(summary["people"]), threshold, base),
+        tables={
+            t: ViewTable(rows=shown_count(int(v["rows"]), threshold, base), columns=v["columns"])
+            for t, v in summary["tables"].items()
+        },
     )

@@ -37,9 +37,11 @@ class JobOut(BaseModel):
     project_id: int
     author: str
     kind: str
-    status: str
+    status: str = Field(
+        description="running, released, withheld or refused, as the project sees it (no duration, "
+        "no count: they depend on the data)."
+    )
     submitted_at: datetime
-    duration_seconds: float | None
 
 
 class ReleaseOut(BaseModel):
@@ -94,7 +96,9 @@ class DelayRequest(RequestBody):
 def public_register(hub: HubDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=200)) -> RegisterOut:
     with hub.session() as session:
         total, entries = register(session, offset=offset, limit=limit)
-        jobs_total, job_entries = transparency.jobs(session, limit=limit)
+        jobs_total, job_entries = transparency.jobs(
+            session, limit=limit, quantum=hub.settings.analysis_visible_quantum_seconds
+        )
         releases_total, release_entries = transparency.releases(session, limit=limit)
     return RegisterOut(
         total=total,
