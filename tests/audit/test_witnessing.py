@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 
 from hygie.audit import AuditEvent, record_now
+from hygie.audit.checkpointer import start_checkpointer
 from hygie.audit.log import TransparencyLog
 from hygie.audit.note import cosigner_key
 from hygie.audit.witness_server import CheckpointStore, Witness, create_app, load_or_create_key
@@ -464,3 +465,78 @@ def test_the_witness_runs_without_a_hub(world: World) -> None:
         .output.strip()
         == vkey
     )
+
+
+def test_the_checkpointer_gets_its_checkpoints_cosigned(world: World) -> None:
+    """The server's wiring: start_checkpointer with the hub's settings starts the witnessing thread."""
+    checkpointer = start_checkpointer(world.log, interval=0.05, settings=world.settings)
+    try:
+        fill(world.hub, 3, start=1000)
+        size = world.log.sequence()
+        deadline = time.monotonic() + 30
+        while (found := latest_cosigned(world.log, world.keys, 3)) is None or found[0].size < size:
+            assert time.monotonic() < deadline, "the checkpointer's checkpoints were not cosigned"
+            time.sleep(0.02)
+    finally:
+        checkpointer.stop()
+
+
+def test_witness_serve_wires_the_command_line(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from hygie.audit.witness_cli import witness_app
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    files = ["--key-file", str(world.dir / "dpa.key"), "--store", str(world.dir / "dpa.json")]
+    args = [
+        "serve",
+        "--name",
+        "dpa.example/w",
+        *files,
+        "--log",
+        world.log.verifier_key,
+        "--port",
+        "9999",
+        "--prefix",
+        "/w",
+    ]
+    result = CliRunner().invoke(witness_app, args)
+    assert result.exit_code == 0, result.output
+    assert served["port"] == 9999 and "dpa.example/w+" in result.output
+    client = TestClient(served["app"])
+    checkpoint = world.log.checkpoint()
+    answer = client.post("/w/add-checkpoint", content=f"old 0\n\n{checkpoint.note}")
+    assert answer.status_code == 200
+    vkey = result.output.split()[1]
+    assert spec_cosignature_time(checkpoint.note + answer.text, vkey) is not None
+    assert client.post("/w/add-checkpoint", content=b"x" * 70_000).status_code == 400  # too large
+    bad = CliRunner().invoke(witness_app, ["serve", "--name", "dpa.example/w", *files, "--log", "not-a-key"])
+    assert bad.exit_code == 2
+
+
+def test_cosignatures_are_stored_append_only(hub: Hub) -> None:
+    """On SQLite and PostgreSQL: a cosignature is stored once verified, and cannot be altered or removed."""
+    from sqlalchemy import delete, update
+
+    from hygie.audit.storage import cosignature_table
+
+    log = TransparencyLog.for_hub(hub)
+    fill(hub, 3)
+    witness = Witness("registry.example/w", Ed25519PrivateKey.generate(), {log.signer.name: log.verifier_key},
+                      CheckpointStore(hub.settings.data_dir / "w.json"))  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = witness.add_checkpoint(request.content)
+        return httpx.Response(answer.status, text=answer.body, headers={"content-type": answer.content_type})
+
+    endpoint = WitnessEndpoint.parse(f"http://witness.invalid {witness.verifier_key}")
+    witnessing = Witnessing(log, [endpoint], 1, client=httpx.Client(transport=httpx.MockTransport(handler)))
+    checkpoint = log.checkpoint()
+    assert [r.state for r in witnessing.submit(checkpoint)] == ["cosigned"]
+    assert witnessing.is_cosigned(checkpoint.id)
+    assert spec_cosignature_time(log.checkpoint().cosigned_note, witness.verifier_key) is not None
+    for statement in (update(cosignature_table).values(line="forged\n"), delete(cosignature_table)):
+        with pytest.raises(Exception, match="append-only"), hub.engine.begin() as conn:
+            conn.execute(statement)
