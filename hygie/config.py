@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     analysis_max_output_rows: int = Field(
         default=10_000, description="SQL outputs with more rows are refused as extracts (aggregates: max_cells)."
     )
+    analysis_row_level_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        description="A SQL output with at least this many rows per person of the view (and 2 rows or more) is "
+        "refused as row-level, before any checker sees it: about one row per person (docs/disclosure.md).",
+    )
     analysis_checkers_required: int = Field(
         default=2, description="Distinct independent output checkers who must approve a release in the airlock."
     )

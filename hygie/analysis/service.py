@@ -327,17 +327,26 @@ class Analyses:
     def _check_sql_output(
         self, project: Project, job: AnalysisJob, result: pa.Table, policy: DisclosurePolicy
     ) -> AnalysisRelease:
-        """SQL outputs always go to checkers; the platform refuses what is plainly row-level."""
+        """SQL outputs always go to checkers; the platform refuses what is plainly row-level. The SQL was traced
+        before running (``hygie.analysis.rowlevel``: no key however disguised, no row of a view table); here the
+        data says whether the output still has about one row per person (``analysis_row_level_fraction`` of the
+        view's people), and no refusal message quotes a data-dependent number."""
         findings: list[str] = []
         refusal: str | None = None
-        cap = self.hub.settings.analysis_max_output_rows
+        settings = self.hub.settings
+        cap = settings.analysis_max_output_rows
         row_level = [c for c in result.column_names if any(k in c.upper() for k in ROW_LEVEL_COLUMNS)]
+        pseudonyms = project_record_keys(self.hub, self.session, project).column(PSEUDONYM_COLUMN)
+        per_person = max(2.0, settings.analysis_row_level_fraction * len(pseudonyms))
         if result.num_rows > cap:
-            refusal = f"{result.num_rows} rows, more than the cap of {cap}: an extract, not an aggregate"
+            refusal = f"more rows than the cap of {cap}: an extract, not an aggregate"
         elif row_level:
             refusal = f"columns {row_level} carry patient pseudonyms or claim keys: row-level data never leaves"
+        elif result.num_rows >= per_person:
+            refusal = (f"about one row per person: at least {settings.analysis_row_level_fraction:g} rows per person "
+                       "of the view, which aggregates of enough people each cannot have; row-level data never "
+                       "leaves: group by fewer or coarser attributes")  # fmt: skip
         else:
-            pseudonyms = project_record_keys(self.hub, self.session, project).column(PSEUDONYM_COLUMN)
             for name in result.column_names:
                 column = result.column(name)
                 if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):

@@ -6,17 +6,20 @@ tables), when it reads through a table function (read_parquet, read_csv, glob, q
 function that reaches settings, the environment or the engine's catalog. What runs is the SQL regenerated from
 the checked tree, never the submitted text, so the engine cannot read something the check did not see.
 External access is off and the configuration locked in the connection anyway: this check is the first wall.
+Last, :mod:`hygie.analysis.rowlevel` traces every output column and row back to the view: an output carrying a
+per-person or per-claim key (however disguised), keeping one row per key, or aggregating nothing is refused here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from hygie.analysis.engine import CompiledQuery
+from hygie.analysis.rowlevel import RowLevel, check_row_level
 
 FORBIDDEN_FUNCTIONS = frozenset(
     {
@@ -51,9 +54,11 @@ def _function_name(node: exp.Func) -> str:
     return str(node.sql_name()).lower()
 
 
-def check_sql(text: str, tables: Iterable[str]) -> CompiledQuery:
-    """The checked query over ``tables`` (the project's view tables), or :class:`SQLRefused` saying why."""
-    allowed = {t.upper(): t for t in tables}
+def check_sql(text: str, tables: Mapping[str, Sequence[str]] | Iterable[str]) -> CompiledQuery:
+    """The checked query over ``tables`` (the project's view tables, with their columns in order; names alone
+    stand for every column the contract lets a view hold), or :class:`SQLRefused` saying why."""
+    columns = _columns(tables)
+    allowed = {t.upper(): t for t in columns}
     try:
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except ParseError as exc:
@@ -80,7 +85,20 @@ def check_sql(text: str, tables: Iterable[str]) -> CompiledQuery:
                     f"function {name}() is refused: it reaches files, settings, the environment or the engine's "
                     "catalog; use the view's tables only"
                 )
+    try:
+        check_row_level(tree, columns)
+    except RowLevel as exc:
+        raise SQLRefused(exc.message) from exc
     return CompiledQuery(ast=tree, tables=frozenset(used))
+
+
+def _columns(tables: Mapping[str, Sequence[str]] | Iterable[str]) -> dict[str, list[str]]:
+    if isinstance(tables, Mapping):
+        return {str(t): list(cs) for t, cs in tables.items()}
+    from hygie.governance.policy import selectable_columns
+
+    catalogue = selectable_columns()
+    return {t: list(catalogue.get(t.upper(), ())) for t in tables}
 
 
 def _check_table(node: exp.Table, allowed: dict[str, str], ctes: set[str], used: set[str]) -> None:

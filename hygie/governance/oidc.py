@@ -383,8 +383,6 @@ class RelyingParty:
         flow.vouched_at = _now()
         flow.acr = acr
         flow.person_index = found[0]
-        # A step-up is the account's act (its session cookie does not come with the provider's cross-site redirect).
-        actor = f"account:{flow.account_id}" if flow.account_id is not None else actor
         record(self.session, actor=actor, role="citizen" if flow.account_id else None, action="oidc.callback",
                object=f"oidc_flow:{flow.id}", detail={"purpose": flow.purpose, "acr": acr})  # fmt: skip
         return Vouched(flow.purpose, acr)

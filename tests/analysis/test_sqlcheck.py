@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hygie.analysis.sqlcheck import SQLRefused, check_sql
 
@@ -55,3 +60,190 @@ def test_a_select_over_the_view_passes_and_is_regenerated() -> None:
 def test_the_reason_names_the_tables_one_may_read() -> None:
     with pytest.raises(SQLRefused, match="ER_PRS_F, IR_BEN_R"):
         check_sql("SELECT * FROM ER_PHA_F", TABLES)
+
+
+# -- Row-level outputs, whatever their disguise (issue 13, item 5) --------------------------------------------------
+#
+# Each disguise is checked twice: DuckDB runs it on a tiny copy of the view's tables (so it is a real query that
+# would have handed the checkers one row per person, a key in disguise), and check_sql refuses it before running.
+
+VIEW = {
+    "IR_BEN_R": ["BEN_NIR_PSA", "BEN_SEX_COD", "BEN_NAI_ANN", "BEN_RES_DPT"],
+    "ER_PRS_F": ["CLE_DCI_JNT", "BEN_NIR_PSA", "EXE_SOI_DTD", "PRS_NAT_REF", "PRS_PAI_MNT"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_view() -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect()
+    con.sql("CREATE TABLE IR_BEN_R AS SELECT 'P' || i AS BEN_NIR_PSA, 1 + i % 2 AS BEN_SEX_COD, "
+            "1940 + i AS BEN_NAI_ANN, '0' || (10 + i % 3) AS BEN_RES_DPT FROM range(6) t(i)")  # fmt: skip
+    con.sql("CREATE TABLE ER_PRS_F AS SELECT 'C' || i AS CLE_DCI_JNT, 'P' || (i % 6) AS BEN_NIR_PSA, "
+            "DATE '2024-01-01' + CAST(i * 13 AS INTEGER) AS EXE_SOI_DTD, 1000 + i % 4 AS PRS_NAT_REF, "
+            "10.5 * i AS PRS_PAI_MNT FROM range(30) t(i)")  # fmt: skip
+    yield con
+    con.close()
+
+
+WRAPPERS = [
+    "md5({})", "sha256({})", "CAST(hash({}) AS VARCHAR)", "reverse({})", "upper({})", "lower({})",
+    "CAST(CAST({} AS BLOB) AS VARCHAR)", "{} || ''", "concat('x', {})", "substr({}, 2, 6)", "lpad({}, 24, '0')",
+    "replace({}, 'P', 'Q')", "left({}, 8)", "CASE WHEN {} > 'P3' THEN 'a' ELSE 'b' END",
+    "CAST(length({}) * 7 AS VARCHAR)", "{}::VARCHAR",
+]  # fmt: skip
+"""Ways to disguise a key, each a VARCHAR of a VARCHAR so that they nest."""
+CONTEXTS = [
+    "SELECT {e} AS v, count(*) AS n FROM ER_PRS_F f GROUP BY 1",
+    "WITH c AS (SELECT {e} AS v FROM ER_PRS_F f) SELECT v AS out, count(*) AS n FROM c GROUP BY 1",
+    "SELECT t.v FROM (SELECT {e} AS v, sum(PRS_PAI_MNT) AS s FROM ER_PRS_F f GROUP BY 1) t",
+    "SELECT sum(PRS_PAI_MNT) AS total, count(*) AS n FROM ER_PRS_F f GROUP BY {e}",
+    "SELECT list({e}) AS l FROM ER_PRS_F f",
+    "SELECT PRS_NAT_REF, string_agg({e}, ',') AS s FROM ER_PRS_F f GROUP BY PRS_NAT_REF",
+    "SELECT PRS_NAT_REF, arg_max(PRS_PAI_MNT, {e}) AS a FROM ER_PRS_F f GROUP BY PRS_NAT_REF",
+    "SELECT PRS_NAT_REF, max({e}) AS m, first({e}) AS f1, any_value({e}) AS a FROM ER_PRS_F f GROUP BY 1",
+    "SELECT DISTINCT {e} AS v FROM ER_PRS_F f",
+    "SELECT v, count(*) AS n FROM (SELECT {e} AS v FROM ER_PRS_F f UNION ALL SELECT 'x') u GROUP BY v",
+    "SELECT DISTINCT sum(PRS_PAI_MNT) OVER (PARTITION BY {e}) AS total FROM ER_PRS_F f",
+    "SELECT b.BEN_SEX_COD, x.v, count(*) AS n FROM IR_BEN_R b JOIN (SELECT BEN_NIR_PSA, {e} AS v FROM ER_PRS_F f) x "
+    "USING (BEN_NIR_PSA) GROUP BY ALL",
+    "SELECT * FROM (SELECT {e} AS v, count(*) AS n FROM ER_PRS_F f GROUP BY 1)",
+    "SELECT v, count(*) AS n FROM ER_PRS_F f, LATERAL (SELECT {e} AS v) l GROUP BY 1",
+]
+
+
+@st.composite
+def disguises(draw: st.DrawFn) -> str:
+    key = draw(st.sampled_from(["f.BEN_NIR_PSA", "BEN_NIR_PSA", "f.CLE_DCI_JNT"]))
+    expression = key
+    for wrapper in draw(st.lists(st.sampled_from(WRAPPERS), max_size=4)):
+        expression = wrapper.format(expression)
+    return draw(st.sampled_from(CONTEXTS)).format(e=expression)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sql=disguises())
+def test_a_key_in_disguise_is_refused_before_running(tiny_view: duckdb.DuckDBPyConnection, sql: str) -> None:
+    tiny_view.sql(sql).fetchall()  # a real query: before, it went to the checkers
+    with pytest.raises(SQLRefused, match=r"BEN_NIR_PSA|CLE_DCI_JNT") as caught:
+        check_sql(sql, VIEW)
+    assert "'P" not in caught.value.message  # the message names the column, never a value
+
+
+ROW_LEVEL = {
+    "a window per person": "SELECT row_number() OVER (PARTITION BY BEN_NIR_PSA) AS r, PRS_PAI_MNT FROM ER_PRS_F",
+    "one row per person": "SELECT sum(PRS_PAI_MNT) AS total FROM ER_PRS_F GROUP BY BEN_NIR_PSA",
+    "one row per claim": "SELECT sum(PRS_PAI_MNT) AS total FROM ER_PRS_F GROUP BY CLE_DCI_JNT",
+    "one row per person by DISTINCT ON": "SELECT DISTINCT ON (BEN_NIR_PSA) PRS_PAI_MNT FROM ER_PRS_F",
+    "a keyed CTE read row by row": "WITH c AS (SELECT BEN_NIR_PSA, sum(PRS_PAI_MNT) AS s FROM ER_PRS_F GROUP BY 1) "
+    "SELECT s FROM c",
+    "an extract without the key": "SELECT * EXCLUDE (BEN_NIR_PSA) FROM IR_BEN_R",
+    "the largest line": "SELECT PRS_PAI_MNT FROM ER_PRS_F ORDER BY 1 DESC LIMIT 1",
+    "one row per person by QUALIFY": "SELECT BEN_SEX_COD, PRS_PAI_MNT FROM ER_PRS_F JOIN IR_BEN_R USING (BEN_NIR_PSA) "
+    "QUALIFY row_number() OVER (PARTITION BY BEN_NIR_PSA) = 1",
+    "a star": "SELECT * FROM IR_BEN_R",
+    "a whole row as JSON": "SELECT to_json(t) AS j, count(*) AS n FROM IR_BEN_R t GROUP BY 1",
+    "struct_pack(*)": "SELECT struct_pack(*) AS j, count(*) AS n FROM IR_BEN_R GROUP BY 1",
+    "COLUMNS()": "SELECT COLUMNS('BEN_.*'), count(*) AS n FROM IR_BEN_R GROUP BY ALL",
+    "UNNEST": "SELECT x.k, count(*) AS n FROM IR_BEN_R, unnest([BEN_NIR_PSA]) AS x(k) GROUP BY 1",
+    "renamed by a table alias": "SELECT k, count(*) AS n FROM IR_BEN_R t(k) GROUP BY 1",
+    "renamed by a derived table's alias": "SELECT b, count(*) AS n FROM (SELECT BEN_NIR_PSA AS a FROM IR_BEN_R) t(b) "
+    "GROUP BY b",
+    "a struct field": "SELECT s.a, count(*) AS n FROM (SELECT {'a': BEN_NIR_PSA} AS s FROM IR_BEN_R) GROUP BY 1",
+    "a lateral alias": "SELECT md5(BEN_NIR_PSA) AS a, a || 'x' AS b FROM IR_BEN_R GROUP BY ALL",
+    "a scalar subquery picking a row": "SELECT (SELECT BEN_SEX_COD FROM IR_BEN_R LIMIT 1) AS s",
+    "a rank in key order": "SELECT r.rnk, count(*) AS n FROM ER_PRS_F JOIN (SELECT BEN_NIR_PSA, row_number() OVER "
+    "(ORDER BY BEN_NIR_PSA) AS rnk FROM IR_BEN_R) r USING (BEN_NIR_PSA) GROUP BY r.rnk",
+    "a row number as key": "SELECT id, sum(PRS_PAI_MNT) AS s FROM (SELECT row_number() OVER () AS id, PRS_PAI_MNT "
+    "FROM ER_PRS_F) GROUP BY id",
+    "a random key": "SELECT r, sum(PRS_PAI_MNT) AS s FROM (SELECT random() AS r, PRS_PAI_MNT FROM ER_PRS_F) GROUP BY r",
+    "a recursive CTE moving the key": "WITH RECURSIVE r(a, b) AS (SELECT '1', (SELECT min(BEN_NIR_PSA) FROM IR_BEN_R) "
+    "UNION ALL SELECT b, a FROM r WHERE a < '3') SELECT a, count(*) AS n FROM r GROUP BY a",
+    "a key by UNION": "SELECT BEN_NIR_PSA FROM IR_BEN_R UNION SELECT 'a'",
+}
+
+
+@pytest.mark.parametrize("sql", ROW_LEVEL.values(), ids=ROW_LEVEL.keys())
+def test_row_level_shapes_are_refused_before_running(tiny_view: duckdb.DuckDBPyConnection, sql: str) -> None:
+    tiny_view.sql(sql).fetchall()
+    with pytest.raises(SQLRefused, match="row-level data never leaves"):
+        check_sql(sql, VIEW)
+
+
+HONEST = [
+    "SELECT b.BEN_SEX_COD AS sex, count(DISTINCT f.BEN_NIR_PSA) AS people FROM ER_PRS_F f "
+    "JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY 1 ORDER BY 1",
+    "WITH c AS (SELECT BEN_NIR_PSA, sum(PRS_PAI_MNT) AS s FROM ER_PRS_F GROUP BY 1) "
+    "SELECT b.BEN_SEX_COD, count(*) AS n, sum(c.s) AS paid FROM c JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY 1",
+    "SELECT count(*) AS n FROM ER_PRS_F",
+    "SELECT 1 AS one",
+    "SELECT (SELECT count(*) FROM IR_BEN_R) AS people, (SELECT count(*) FROM ER_PRS_F) AS care",
+    "SELECT n, count(*) AS people FROM (SELECT count(*) OVER (PARTITION BY BEN_NIR_PSA) AS n FROM ER_PRS_F) GROUP BY n",
+    "SELECT n, count(*) AS people FROM (SELECT BEN_NIR_PSA, count(*) AS n FROM ER_PRS_F GROUP BY 1) GROUP BY n",
+    "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY CUBE (BEN_SEX_COD)",
+    "SELECT DISTINCT BEN_SEX_COD FROM IR_BEN_R",
+    "SELECT BEN_RES_DPT, count(*) FILTER (WHERE BEN_SEX_COD = 2) AS women FROM IR_BEN_R GROUP BY 1 HAVING count(*) > 1",
+    "SELECT count(*) AS n FROM IR_BEN_R b WHERE EXISTS (SELECT 1 FROM ER_PRS_F f WHERE f.BEN_NIR_PSA = b.BEN_NIR_PSA)",
+    "SELECT histogram(BEN_SEX_COD) AS h FROM IR_BEN_R",
+    "SELECT sex, n, rank() OVER (ORDER BY n DESC) AS r FROM (SELECT BEN_SEX_COD sex, count(*) n FROM IR_BEN_R "
+    "GROUP BY 1)",
+    "SELECT d, count(*) AS n, avg(PRS_PAI_MNT) AS mean FROM (SELECT ntile(4) OVER (ORDER BY PRS_PAI_MNT) AS d, "
+    "PRS_PAI_MNT FROM ER_PRS_F) GROUP BY d",
+    "SELECT nth, count(*) AS n FROM (SELECT row_number() OVER (PARTITION BY BEN_NIR_PSA ORDER BY EXE_SOI_DTD) AS nth "
+    "FROM ER_PRS_F) GROUP BY nth",
+    "SELECT count(DISTINCT BEN_NIR_PSA || CLE_DCI_JNT) AS pairs, approx_count_distinct(md5(BEN_NIR_PSA)) AS people "
+    "FROM ER_PRS_F",
+]
+
+GROUPS = {
+    "month": "date_trunc('month', f.EXE_SOI_DTD)", "sex": "b.BEN_SEX_COD", "département": "b.BEN_RES_DPT",
+    "birth decade": "b.BEN_NAI_ANN // 10 * 10", "nature": "f.PRS_NAT_REF", "year": "year(f.EXE_SOI_DTD)",
+}  # fmt: skip
+MEASURES = [
+    "count(*) AS lines", "count(DISTINCT f.BEN_NIR_PSA) AS people", "sum(f.PRS_PAI_MNT) AS paid",
+    "avg(f.PRS_PAI_MNT) AS mean", "median(f.PRS_PAI_MNT) AS median", "count(DISTINCT f.CLE_DCI_JNT) AS claims",
+    "approx_count_distinct(f.BEN_NIR_PSA) AS approx_people", "sum(f.PRS_PAI_MNT) / count(DISTINCT f.BEN_NIR_PSA) AS pp",
+]  # fmt: skip
+SOURCES = [
+    "ER_PRS_F f JOIN IR_BEN_R b USING (BEN_NIR_PSA)",
+    "ER_PRS_F f JOIN IR_BEN_R b ON f.BEN_NIR_PSA = b.BEN_NIR_PSA WHERE f.BEN_NIR_PSA IN (SELECT BEN_NIR_PSA FROM "
+    "IR_BEN_R WHERE BEN_SEX_COD = 2)",
+    "(SELECT * FROM ER_PRS_F) f JOIN (SELECT * FROM IR_BEN_R) b USING (BEN_NIR_PSA)",
+]
+
+
+@st.composite
+def honest_aggregates(draw: st.DrawFn) -> str:
+    groups = draw(st.lists(st.sampled_from(sorted(GROUPS)), min_size=1, max_size=3, unique=True))
+    measures = draw(st.lists(st.sampled_from(MEASURES), min_size=1, max_size=4, unique=True))
+    dims = ", ".join(f"{GROUPS[g]} AS g{i}" for i, g in enumerate(groups))
+    sql = f"SELECT {dims}, {', '.join(measures)} FROM {draw(st.sampled_from(SOURCES))} GROUP BY ALL"
+    if draw(st.booleans()):
+        sql = f"WITH t AS ({sql}) SELECT * FROM t ORDER BY ALL"
+    return sql
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sql=honest_aggregates())
+def test_honest_aggregates_pass(tiny_view: duckdb.DuckDBPyConnection, sql: str) -> None:
+    tiny_view.sql(sql).fetchall()
+    check_sql(sql, VIEW)
+
+
+@pytest.mark.parametrize("sql", HONEST)
+def test_honest_shapes_pass(tiny_view: duckdb.DuckDBPyConnection, sql: str) -> None:
+    tiny_view.sql(sql).fetchall()
+    check_sql(sql, VIEW)
+
+
+def test_a_column_the_tracer_cannot_place_is_refused_with_its_name() -> None:
+    with pytest.raises(SQLRefused, match=r"could not trace.*nope"):
+        check_sql("SELECT nope, count(*) AS n FROM IR_BEN_R GROUP BY 1", VIEW)
+
+
+def test_the_refusal_names_the_output_column() -> None:
+    with pytest.raises(SQLRefused, match=r"output column 2 \('who'\) derives from BEN_NIR_PSA"):
+        check_sql("SELECT count(*) AS n, reverse(BEN_NIR_PSA) AS who FROM IR_BEN_R GROUP BY 2", VIEW)
+    with pytest.raises(SQLRefused, match=r"one row per person, claim or line \(grouped by CLE_DCI_JNT\)"):
+        check_sql("SELECT sum(PRS_PAI_MNT) AS s FROM ER_PRS_F GROUP BY CLE_DCI_JNT", VIEW)
+    with pytest.raises(SQLRefused, match="each of its rows is a row of ER_PRS_F"):
+        check_sql("SELECT PRS_PAI_MNT FROM ER_PRS_F", ["ER_PRS_F"])  # table names alone: the contract's columns
