@@ -13,7 +13,9 @@ and Merkle code. It holds
 checkpoint note. Answers, in the spec's order: 400 malformed (or old size above the checkpoint's), 404 unknown
 origin, 403 no trusted signature, 409 ``text/x.tlog.size`` when the old size is not the size it last cosigned
 (or same size, other root: a fork), 422 when the consistency proof does not verify, 200 with the cosignature line.
-Every refusal of a known log is logged (it may be proof of misbehaviour).
+Every refusal of a known log is logged; a refused checkpoint that carries a valid signature of its log (a fork,
+a rollback, a tree that does not extend the one cosigned) is also kept with the witness's state at the time
+(:meth:`CheckpointStore.keep_evidence`): that signed note is proof of the log's misbehaviour.
 """
 
 from __future__ import annotations
@@ -122,6 +124,28 @@ class CheckpointStore:
         except FileNotFoundError:
             return {}
         return data
+
+    @property
+    def evidence_path(self) -> Path:
+        """JSON lines, one per refused checkpoint that carried a valid signature of its log: a log's signed note
+        that contradicts what the witness cosigned is proof of its misbehaviour, kept for whoever investigates."""
+        return self.path.with_name(self.path.name + ".refused.jsonl")
+
+    def keep_evidence(self, origin: str, status: int, old: int, note: str, reason: str) -> None:
+        held = self.latest(origin)
+        entry: dict[str, Any] = {
+            "at": int(time.time()),
+            "origin": origin,
+            "status": status,
+            "reason": reason,
+            "old": old,
+            "held": None if held is None else {"size": held[0], "root": base64.b64encode(held[1]).decode()},
+            "note": note,
+        }
+        with open(self.evidence_path, "a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def latest(self, origin: str) -> tuple[int, bytes] | None:
         entry = self._read().get(origin)
@@ -244,6 +268,7 @@ class Witness:
             return Answer(403, "no signature by a key trusted for this origin\n")
         if old > checkpoint.size:
             _log.warning("witness: %s sent old size %d above its checkpoint size %d", origin, old, checkpoint.size)
+            self.store.keep_evidence(origin, 400, old, note, "old size above the checkpoint size")
             return _bad("the old size is larger than the checkpoint size")
 
         def decide(current: tuple[int, bytes] | None) -> tuple[Answer, tuple[int, bytes] | None]:
@@ -253,11 +278,13 @@ class Witness:
             if old == checkpoint.size:
                 if root != checkpoint.root:
                     _log.error("witness: %s shows two roots for size %d (a fork)", origin, old)
+                    self.store.keep_evidence(origin, 409, old, note, "another root for the size cosigned")
                     return Answer(409, f"{size}\n", SIZE_TYPE), None
                 if proof:
                     return Answer(422, "the consistency proof between equal sizes must be empty\n"), None
             elif not merkle.verify_consistency(old, checkpoint.size, root, checkpoint.root, proof):
                 _log.error("witness: %s tree of size %d does not extend size %d", origin, checkpoint.size, old)
+                self.store.keep_evidence(origin, 422, old, note, "consistency proof does not verify")
                 return Answer(422, "the consistency proof does not verify\n"), None
             line = cosign(checkpoint_body, self.name, self._private, int(self.clock()))
             return Answer(200, line), (checkpoint.size, checkpoint.root)

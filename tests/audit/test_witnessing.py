@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import json
 import shutil
 import socket
 import threading
@@ -344,6 +345,10 @@ def test_forked_and_rolled_back_logs_get_no_cosignature(world: World) -> None:
         assert answer.status_code == 400
     for w in world.witnesses:
         assert w.witness.store.latest(world.log.signer.name) == (newest.size, newest.root)
+        # Each witness kept the signed notes that contradict what it cosigned: evidence against the log.
+        kept = [json.loads(line) for line in w.witness.store.evidence_path.read_text().splitlines()]
+        assert {(e["status"], e["note"]) for e in kept} >= {(422, forked.note), (409, twin.note)}
+        assert all(e["held"]["size"] == honest.size for e in kept if e["note"] in (forked.note, twin.note))
 
 
 def test_bad_input_gets_the_specs_error(world: World) -> None:
