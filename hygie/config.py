@@ -163,6 +163,26 @@ class Settings(BaseSettings):
     disclosure_magnitude_noise: float = Field(
         default=1.0, description="Magnitude noise as a fraction of a cell's largest single contribution."
     )
+    ledger_max_contributions: int = Field(
+        default=5_000_000,
+        description="Most (cell, person) memberships of one aggregate the release ledger records and compares; "
+        "beyond it the output goes to the airlock with a finding (it cannot be checked against earlier releases).",
+    )
+    lpaudit_max_atoms: int = Field(
+        default=20_000,
+        description="Most groups of people (by the set of released cells holding them, over all of a project's "
+        "releases) in the linear-programming audit; beyond it the output goes to the airlock with a finding.",
+    )
+    lpaudit_max_cells: int = Field(
+        default=20_000,
+        description="Most cells (all of a project's releases) the linear-programming audit constrains; beyond it "
+        "the output goes to the airlock with a finding.",
+    )
+    lpaudit_max_targets: int = Field(
+        default=400,
+        description="Most small suppressed cells (two linear programs each) the audit bounds before a release; "
+        "beyond it the output goes to the airlock with a finding.",
+    )
 
     # Authentication policy.
     session_minutes: int = Field(default=30, description="A signed-in session expires after this long.")

@@ -70,3 +70,21 @@ class ReleaseDecision(Base):
     decision: Mapped[str] = mapped_column(String(10), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class LedgerEntry(Base):
+    """What one aggregate output describes, for checking later outputs against it (``hygie.analysis.ledger``): its
+    population and each cell's exact contributors (record-key bitmaps), the cells' published counts and which were
+    suppressed. Sealed like released rows under the project's view key, so shredded with the project; nothing in
+    clear. Written with the release record (same transaction) unless the release is refused; it counts while its
+    release is released or pending."""
+
+    __tablename__ = "analysis_ledger"
+    __table_args__ = (UniqueConstraint("project_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), nullable=False, index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("analysis_job.id"), nullable=False, unique=True)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    """1, 2, ... per project: two outputs checked at once against the same ledger cannot both be written."""
+    sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

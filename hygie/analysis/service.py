@@ -317,9 +317,21 @@ class Analyses:
             "threshold": policy.threshold,
         }
         status = {Verdict.RELEASE: RELEASED, Verdict.REVIEW: PENDING, Verdict.REFUSE: REFUSED}[out.verdict]
+        verdict, findings = str(out.verdict), list(out.reasons)
+        if status != REFUSED:  # checked against the project's other releases (docs/disclosure.md, the ledger)
+            from hygie.analysis.ledger import guard_release
+
+            guard = guard_release(self.hub, self.session, self.engine, project, job.id, plan, table, out, policy)
+            findings += guard.findings
+            if guard.refuse:
+                status, verdict = REFUSED, str(Verdict.REFUSE)
+            elif guard.review and status == RELEASED:
+                status, verdict = PENDING, str(Verdict.REVIEW)
+            if guard.entry is not None:
+                self.session.add(guard.entry)  # committed with the release record
         return AnalysisRelease(
-            job_id=job.id, project_id=project.id, verdict=str(out.verdict), status=status,
-            columns=columns, rows=[], findings=list(out.reasons),
+            job_id=job.id, project_id=project.id, verdict=verdict, status=status,
+            columns=columns, rows=[], findings=findings,
             sealed_rows=seal_rows(self.hub, project.id, job.id, rows if status != REFUSED else []),
             summary=summary, created_at=_now(), decided_at=_now() if status != PENDING else None,
         )  # fmt: skip

@@ -1,0 +1,344 @@
+"""The release ledger: what a project has released, and the checks a new aggregate passes against it.
+
+For every aggregate output that may leave (released, or pending in the airlock), the ledger keeps its population
+and, per cell, the exact set of contributors (record keys in a roaring bitmap), the published people count and
+whether the cell was suppressed. Entries are sealed (AES-256-GCM) under a data key wrapped by the project's view
+key, like released rows: nothing in clear in the database, shredded with the project.
+
+Before an aggregate leaves, :func:`guard_release` runs two checks against every earlier entry of the project:
+
+1. **Differencing** (exact, from the bitmaps): two populations, or a published cell of the candidate and any
+   published cell of the project (earlier releases, or the candidate itself), whose contributors differ by between
+   1 and ``threshold - 1`` people (symmetric difference). Candidates are pruned by people counts first
+   (``|A Δ B| >= ||A| - |B||``). Any such pair refuses the **whole** release: suppressing only the offending cells
+   would tell the author which cells the differing people are in (in the issue's attack, the months the target
+   had care). The author sees a refusal like any other; the reason is in the release's findings (output checkers)
+   and on the audit log.
+2. **Audit across releases** (``hygie.disclosure.lpaudit``): linear programs over the atoms of people of all the
+   project's entries plus the candidate; a candidate that narrows any small suppressed cell of any release below
+   the protection width is refused.
+
+Either check beyond its bounds (settings ``ledger_max_contributions``, ``lpaudit_max_*``) sends the output to the
+airlock with a finding: it is never released unchecked.
+
+People are identified by their record key (32-bit HMAC of the project pseudonym under the project's cell-key
+secret, ``hygie.analysis.cellkeys``): stable across view generations (a dense rank would shift when the view is
+rebuilt or someone objects), and the same ids the rounding already uses. Two people of a project share a key with
+probability about ``n^2 / 2^33`` (1 expected pair at 90,000 people): they then count as one in the ledger, which can
+only make two sets look closer, never hide a small difference between different people's sets by more than one.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pyroaring import BitMap
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hygie.analysis.cellkeys import project_record_keys
+from hygie.analysis.compile import AggregatePlan
+from hygie.analysis.contributors import Contributors, contributor_sets, contributors_query
+from hygie.analysis.engine import Engine, Limits, QueryStopped
+from hygie.analysis.models import AnalysisRelease, LedgerEntry
+from hygie.audit import Outcome, record
+from hygie.disclosure import CellKey, DisclosurePolicy, OutputTable, ProtectedOutput
+from hygie.disclosure.lpaudit import AuditCell, audit, published_interval
+from hygie.governance.accounts import SYSTEM
+from hygie.governance.models import Project
+from hygie.governance.policy import Scope as ProjectScope
+from hygie.governance.views import newest_ready, project_view_key
+from hygie.hub import Hub
+from hygie.keys import KeyPurpose
+
+_LABEL = "hygie/analysis/ledger/v1"
+NONCE_BYTES = 12
+COUNTED = ("released", "pending")
+"""Release statuses whose ledger entries count: pending ones may be approved later, so later outputs are checked
+against them already."""
+
+
+@dataclass(frozen=True)
+class LedgerCell:
+    key: CellKey
+    members: BitMap
+    published: int | None
+    """The released people count (None when suppressed or when the release publishes no people column)."""
+    suppressed: bool
+    people: int
+    """True distinct people (sealed; never shown)."""
+
+
+@dataclass
+class Record:
+    job_id: int
+    release_people: bool
+    threshold: int
+    base: int
+    population: BitMap
+    cells: list[LedgerCell]
+
+
+@dataclass
+class Guard:
+    refuse: bool = False
+    review: bool = False
+    findings: list[str] = field(default_factory=list)
+    entry: LedgerEntry | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# -- sealing ----------------------------------------------------------------------------------------------------
+
+
+def _context(project_id: int, job_id: int) -> bytes:
+    return f"{_LABEL}|project:{project_id}|job:{job_id}".encode()
+
+
+def _bits(b: BitMap) -> str:
+    return base64.b64encode(b.serialize()).decode()
+
+
+def _unbits(s: str) -> BitMap:
+    return BitMap.deserialize(base64.b64decode(s))
+
+
+def seal(hub: Hub, project_id: int, rec: Record) -> bytes:
+    plain = json.dumps(
+        {
+            "v": 1,
+            "people": rec.release_people,
+            "threshold": rec.threshold,
+            "base": rec.base,
+            "population": _bits(rec.population),
+            "cells": [[list(c.key), _bits(c.members), c.published, c.suppressed, c.people] for c in rec.cells],
+        }
+    ).encode()
+    name = project_view_key(project_id)
+    hub.custody.ensure(name, KeyPurpose.WRAP)
+    data_key = AESGCM.generate_key(bit_length=256)
+    context = _context(project_id, rec.job_id)
+    wrapped = hub.custody.wrap(name, data_key, context)
+    nonce = os.urandom(NONCE_BYTES)
+    return len(wrapped).to_bytes(2, "big") + wrapped + nonce + AESGCM(data_key).encrypt(nonce, plain, context)
+
+
+def unseal(hub: Hub, project_id: int, job_id: int, blob: bytes) -> Record:
+    size = int.from_bytes(blob[:2], "big")
+    wrapped, nonce, sealed = blob[2 : 2 + size], blob[2 + size : 2 + size + NONCE_BYTES], blob[2 + size + NONCE_BYTES :]
+    context = _context(project_id, job_id)
+    data_key = hub.custody.unwrap(project_view_key(project_id), wrapped, context)
+    data = json.loads(AESGCM(data_key).decrypt(nonce, sealed, context))
+    cells = [LedgerCell(tuple(k), _unbits(m), p, bool(s), int(n)) for k, m, p, s, n in data["cells"]]
+    return Record(job_id, bool(data["people"]), int(data["threshold"]), int(data["base"]),
+                  _unbits(data["population"]), cells)  # fmt: skip
+
+
+def load(hub: Hub, session: Session, project_id: int) -> list[Record]:
+    """The project's entries that count (their release is released or pending), oldest first."""
+    rows = session.execute(
+        select(LedgerEntry.job_id, LedgerEntry.sealed)
+        .join(AnalysisRelease, AnalysisRelease.job_id == LedgerEntry.job_id)
+        .where(LedgerEntry.project_id == project_id, AnalysisRelease.status.in_(COUNTED))
+        .order_by(LedgerEntry.seq)
+    ).all()
+    return [unseal(hub, project_id, job_id, blob) for job_id, blob in rows]
+
+
+# -- the checks -------------------------------------------------------------------------------------------------
+
+
+def make_record(
+    job_id: int, table: OutputTable, out: ProtectedOutput, contributors: Contributors, policy: DisclosurePolicy
+) -> Record:
+    released = {c.key: c for c in out.cells}
+    cells: list[LedgerCell] = []
+    for c in table.cells:
+        r = released.get(c.key)
+        suppressed = r is None or r.suppressed
+        published = None if suppressed or r is None or not table.release_people else r.people
+        members = contributors.cells.get(c.key, BitMap())
+        cells.append(LedgerCell(c.key, members, published, suppressed, c.people))
+    return Record(job_id, table.release_people, policy.threshold, policy.rounding_base, contributors.population,
+                  cells)  # fmt: skip
+
+
+def _show(key: CellKey) -> str:
+    return "(" + ", ".join(str(k) for k in key) + ")"
+
+
+def differencing(candidate: Record, earlier: list[Record], threshold: int) -> list[str]:
+    """Findings for every population or published cell pair differing by 1 to threshold-1 people."""
+    findings: list[str] = []
+    small = f"between 1 and {threshold - 1} people"
+    for rec in earlier:
+        d = candidate.population.symmetric_difference_cardinality(rec.population)
+        if 0 < d < threshold:
+            findings.append(f"ledger: the population differs by {small} from that of analysis {rec.job_id}: "
+                            "releasing both would describe them by difference")  # fmt: skip
+    pool: list[tuple[int, int, int, LedgerCell]] = []  # (size, job, order, cell) of every published cell
+    for rec in [*earlier, candidate]:
+        for i, c in enumerate(rec.cells):
+            if not c.suppressed and len(c.members) > 0:
+                pool.append((len(c.members), rec.job_id, i, c))
+    pool.sort(key=lambda t: t[:3])
+    sizes = [t[0] for t in pool]
+    seen: set[tuple[int, int]] = set()
+    for i, c in enumerate(candidate.cells):
+        if c.suppressed or len(c.members) == 0:
+            continue
+        n = len(c.members)
+        lo, hi = bisect.bisect_left(sizes, n - threshold + 1), bisect.bisect_right(sizes, n + threshold - 1)
+        for _, job, j, other in pool[lo:hi]:
+            if job == candidate.job_id and (j == i or (j, i) in seen):
+                continue
+            d = c.members.symmetric_difference_cardinality(other.members)
+            if 0 < d < threshold:
+                if job == candidate.job_id:
+                    seen.add((i, j))
+                where = "another cell of this output" if job == candidate.job_id else f"a cell of analysis {job}"
+                findings.append(f"ledger: cell {_show(c.key)} and {where}, {_show(other.key)}, differ by {small}: "
+                                "releasing both would describe them by difference")  # fmt: skip
+    return findings
+
+
+def atoms_of(records: list[Record]) -> tuple[list[tuple[int, ...]], int]:
+    """For every cell of every record in order, the indices of its atoms; and the number of atoms."""
+    import numpy as np
+
+    flat = [c for rec in records for c in rec.cells]
+    arrays = [np.asarray(c.members.to_array(), dtype=np.int64) for c in flat]
+    if not arrays or not sum(len(a) for a in arrays):
+        return [() for _ in flat], 0
+    people = np.concatenate(arrays)
+    cell_of = np.repeat(np.arange(len(flat), dtype=np.int64), [len(a) for a in arrays])
+    _, person = np.unique(people, return_inverse=True)
+    rng = np.random.default_rng(0x1EDCE)
+    signature = np.zeros((int(person.max()) + 1, 2), dtype=np.uint64)
+    weights = rng.integers(0, 2**63, size=(len(flat), 2), dtype=np.uint64, endpoint=False)
+    with np.errstate(over="ignore"):
+        np.add.at(signature[:, 0], person, weights[cell_of, 0])
+        np.add.at(signature[:, 1], person, weights[cell_of, 1])
+    _, atom = np.unique(signature, axis=0, return_inverse=True)
+    atom = atom.reshape(-1)
+    count = int(atom.max()) + 1
+    pairs = np.unique(cell_of * count + atom[person])
+    out: list[list[int]] = [[] for _ in flat]
+    for p in pairs.tolist():
+        out[p // count].append(p % count)
+    return [tuple(a) for a in out], count
+
+
+def audit_cells(records: list[Record], candidate: Record) -> tuple[list[AuditCell], int]:
+    everything = [*records, candidate]
+    atoms, count = atoms_of(everything)
+    cells: list[AuditCell] = []
+    k = 0
+    for rec in everything:
+        for c in rec.cells:
+            a = atoms[k]
+            k += 1
+            if not a:
+                continue
+            if c.suppressed:
+                low, high = published_interval(None, rec.base)
+            elif rec.release_people and c.published is not None:
+                low, high = published_interval(c.published, rec.base)
+                if c.published > 0:
+                    low = max(low, float(rec.threshold))  # every published non-empty cell holds >= threshold
+            else:
+                low, high = float(rec.threshold), float("inf")
+            cells.append(AuditCell(f"analysis {rec.job_id} {_show(c.key)}", a, low, high,
+                                   target=c.suppressed and 0 < c.people < rec.threshold,
+                                   candidate=rec is candidate))  # fmt: skip
+    return cells, count
+
+
+def guard_release(
+    hub: Hub,
+    session: Session,
+    engine: Engine,
+    project: Project,
+    job_id: int,
+    plan: AggregatePlan,
+    table: OutputTable,
+    out: ProtectedOutput,
+    policy: DisclosurePolicy,
+) -> Guard:
+    """Both checks for a candidate aggregate output; the entry to write with its release unless refused."""
+    s = hub.settings
+    guard = Guard()
+    memberships = sum(c.people for c in table.cells)
+    if memberships > s.ledger_max_contributions:
+        guard.review = True
+        guard.findings.append(f"ledger: {memberships} (cell, person) memberships, more than ledger_max_contributions "
+                              f"({s.ledger_max_contributions}): not checked against the project's other releases; "
+                              "an output checker must decide")  # fmt: skip
+        guard.detail = {"checked": False, "reason": "too many memberships"}
+        return _logged(session, project, job_id, guard)
+    view = newest_ready(session, project.id)
+    assert view is not None
+    columns = {t: list(m["columns"]) for t, m in view.tables.items()}
+    year = ProjectScope.model_validate(project.scope).population.period_start.year
+    keys = project_record_keys(hub, session, project)
+    query = contributors_query(plan, columns, reference_year=year, record_keys=keys)
+    try:
+        run = engine.run(project, query, Limits.from_settings(s))
+    except QueryStopped as exc:
+        guard.review = True
+        guard.findings.append(
+            f"ledger: the contributors of the cells could not be computed ({exc.reason}): not checked against the "
+            "project's other releases; an output checker must decide"
+        )
+        guard.detail = {"checked": False, "reason": exc.reason}
+        return _logged(session, project, job_id, guard)
+    candidate = make_record(job_id, table, out, contributor_sets(plan, run.table), policy)
+    earlier = load(hub, session, project.id)
+    pairs = differencing(candidate, earlier, policy.threshold)
+    guard.findings += pairs
+    cells, atoms = audit_cells(earlier, candidate)
+    result = audit(cells, atoms, policy.required_width, max_atoms=s.lpaudit_max_atoms, max_cells=s.lpaudit_max_cells,
+                   max_targets=s.lpaudit_max_targets)  # fmt: skip
+    for n in result.narrowed:
+        verb = "was already narrowed by earlier releases to" if n.already else "would be narrowed to"
+        guard.findings.append(f"ledger audit: suppressed cell {n.ref} {verb} an interval narrower than "
+                              f"{policy.required_width} by linear programming over the project's releases")  # fmt: skip
+    if result.too_large:
+        guard.findings.append(f"ledger audit: {result.too_large}: not audited across releases; an output checker "
+                              "must decide")  # fmt: skip
+    if result.infeasible:
+        guard.findings.append("ledger audit: the published values contradict the recorded contributors (a platform "
+                              "inconsistency); an output checker must decide")  # fmt: skip
+    guard.refuse = bool(pairs) or result.refuses
+    guard.review = not guard.refuse and (result.too_large is not None or result.infeasible)
+    guard.detail = {
+        "checked": True,
+        "earlier": len(earlier),
+        "differencing": len(pairs),
+        "targets": result.checked,
+        "narrowed": sum(not n.already for n in result.narrowed),
+        "already_narrow": sum(n.already for n in result.narrowed),
+        "atoms": atoms,
+        "linear_programs": result.lps,
+        "audited": result.too_large is None,
+    }
+    if not guard.refuse:
+        seq = (session.scalar(select(func.max(LedgerEntry.seq)).where(LedgerEntry.project_id == project.id)) or 0) + 1
+        guard.entry = LedgerEntry(project_id=project.id, job_id=job_id, seq=seq,
+                                  sealed=seal(hub, project.id, candidate), created_at=datetime.now(UTC))  # fmt: skip
+    return _logged(session, project, job_id, guard)
+
+
+def _logged(session: Session, project: Project, job_id: int, guard: Guard) -> Guard:
+    """The check on the audit log (counts only; the reasons are in the release's findings)."""
+    record(session, actor=SYSTEM.ref, action="analysis.ledger.check",
+           outcome=Outcome.DENIED if guard.refuse else Outcome.OK, object=f"analysis:{job_id}",
+           project_id=project.id, purpose=project.purpose, detail={"job": job_id, **guard.detail})  # fmt: skip
+    return guard

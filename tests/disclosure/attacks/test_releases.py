@@ -1,0 +1,266 @@
+"""Differencing between releases, replayed through the API against the release ledger.
+
+(a) by populations: two aggregate requests grouped by care month whose populations differ by one person (an age
+    filter that drops the oldest or youngest woman or man); every month where the releases differ is a month the
+    target had care. (b) by cells: a cell of ages 60-69 next to one of ages 60-70, whose difference is the people
+    aged exactly 70. The truth comes from the clear deliveries (``world.delivery``). With the ledger, the second
+    release of each pair is refused and the attacker learns nothing; with the ledger switched off the same requests
+    learn their targets (the attack succeeded before). Honest repeats and regroupings are still released.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hygie.analysis import ledger
+from hygie.analysis.models import AnalysisRelease, LedgerEntry
+from hygie.audit import AuditEvent
+from hygie.governance.policy import departements_by_region
+from tests.portal.world import World
+
+YEAR = 2024
+THRESHOLD = 11
+BY_MONTH = ["people", "events", "sum:PRS_PAI_MNT"]
+
+
+# -- the truth, from the clear deliveries ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    nir: str
+    sex: str
+    age: int
+    region: str
+    months: frozenset[str]
+
+
+def delivered_people(delivery: Path) -> dict[str, Person]:
+    """Everyone with a care line in the project's year, with the months they had care."""
+    region_of = {d: str(r) for r, dpts in departements_by_region().items() for d in dpts}
+    beneficiaries: dict[str, dict[str, str]] = {}
+    with (delivery / "000-beneficiaries" / "IR_BEN_R.csv").open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            beneficiaries[row["BEN_NIR"]] = row
+    months: dict[str, set[str]] = defaultdict(set)
+    for path in sorted(delivery.glob("flow-*/ER_PRS_F.csv")):
+        with path.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                if row["EXE_SOI_DTD"].startswith(str(YEAR)):
+                    months[row["BEN_NIR"]].add(row["EXE_SOI_DTD"][:7])
+    out = {}
+    for nir, seen in months.items():
+        b = beneficiaries.get(nir)
+        if b is None:
+            continue
+        region = region_of.get(b["BEN_RES_DPT"], "unknown")
+        out[nir] = Person(nir, b["BEN_SEX_COD"], YEAR - int(b["BEN_NAI_ANN"]), region, frozenset(seen))
+    return out
+
+
+# -- the analyst's moves, through the API ------------------------------------------------------------------------
+
+
+def run(w: World, pid: int, spec: dict[str, Any]) -> tuple[int, list[dict[str, Any]] | None]:
+    """Submits a spec, waits for it, and returns its id and released rows (None when nothing was released)."""
+    r = w.call("researcher1", "POST", f"/projects/{pid}/analyses/aggregate", json=spec)
+    assert r.status_code == 200, r.text
+    job = r.json()
+    deadline = time.monotonic() + 60
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
+        job = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job['id']}").json()
+    r = w.call("researcher1", "GET", f"/projects/{pid}/analyses/{job['id']}/release")
+    return job["id"], (r.json()["rows"] if r.status_code == 200 else None)
+
+
+def stored(w: World, job_id: int) -> AnalysisRelease:
+    with w.hub.session() as session:
+        release = session.scalar(select(AnalysisRelease).where(AnalysisRelease.job_id == job_id))
+        assert release is not None
+        return release
+
+
+def differing_months(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> set[str]:
+    """The attacker's guess: months whose released rows differ (a month listed in one release only differs)."""
+    rows_a = {r["care_month"]: r for r in a}
+    rows_b = {r["care_month"]: r for r in b}
+    return {m for m in rows_a.keys() | rows_b.keys() if rows_a.get(m) != rows_b.get(m)}
+
+
+@dataclass(frozen=True)
+class Target:
+    person: Person
+    wide: dict[str, Any]
+    narrow: dict[str, Any]
+    """Two specs whose populations differ by exactly this person."""
+
+
+def population_targets(people: dict[str, Person], n: int) -> list[Target]:
+    """People alone at their age among their sex: ``age <= a`` and ``age <= a - 1`` (the oldest woman: no filter
+    and ``age <= a - 1``) describe populations that differ by exactly that person."""
+    targets: list[Target] = []
+    for sex in ("2", "1"):
+        group = [p for p in people.values() if p.sex == sex]
+        by_age: dict[int, list[Person]] = defaultdict(list)
+        for p in group:
+            by_age[p.age].append(p)
+        base: list[dict[str, Any]] = [{"dimension": "sex", "in": [sex]}]
+        oldest = max(by_age)
+        for age in sorted(by_age, reverse=True):
+            below = sum(len(v) for a, v in by_age.items() if a < age)
+            if len(by_age[age]) != 1 or below < 3 * THRESHOLD:
+                continue
+            wide: dict[str, Any] = {"group_by": ["care_month"], "filters": base, "measures": BY_MONTH}
+            if age != oldest:
+                wide["filters"] = [*base, {"dimension": "age", "between": [0, age]}]
+            narrow = {**wide, "filters": [*base, {"dimension": "age", "between": [0, age - 1]}]}
+            targets.append(Target(by_age[age][0], wide, narrow))
+    assert len(targets) >= n, "the world needs people alone at their age"
+    return targets[:n]
+
+
+@pytest.fixture(scope="module")
+def people(attack_world: World) -> dict[str, Person]:
+    return delivered_people(attack_world.delivery)
+
+
+@pytest.fixture
+def no_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The platform as it was before the ledger: nothing compares a release with earlier ones."""
+    monkeypatch.setattr(ledger, "guard_release", lambda *args, **kwargs: ledger.Guard())
+    yield
+
+
+# -- (a) differencing by populations ------------------------------------------------------------------------------
+
+
+def attack_by_populations(w: World, targets: list[Target]) -> tuple[int, int]:
+    """Returns (targets learned, months right): learned when both releases left and their difference names
+    exactly the target's months."""
+    pid = w.active_project()
+    learned = right = 0
+    for t in targets:
+        _, wide = run(w, pid, t.wide)
+        _, narrow = run(w, pid, t.narrow)
+        if wide is None or narrow is None:
+            continue
+        guess = differing_months(wide, narrow)
+        learned += bool(guess) and guess <= t.person.months
+        right += len(guess & t.person.months)
+    return learned, right
+
+
+def test_differencing_by_populations_learned_its_targets_before_the_ledger(
+    attack_world: World, people: dict[str, Person], no_ledger: None
+) -> None:
+    targets = population_targets(people, 2)
+    learned, right = attack_by_populations(attack_world, targets)
+    print(f"\nwithout the ledger: {learned} of {len(targets)} targets learned, {right} months right")
+    assert learned >= 1, "the replay must show the attack working without the ledger"
+
+
+def test_differencing_by_populations_learns_nobody(attack_world: World, people: dict[str, Person]) -> None:
+    w = attack_world
+    targets = population_targets(people, 5)
+    learned, right = attack_by_populations(w, targets)
+    print(f"\nwith the ledger: {learned} of {len(targets)} targets learned, {right} months right")
+    assert (learned, right) == (0, 0)
+    # The refusals say why, to output checkers and the audit log; never to the author.
+    refused = [stored(w, e.detail["job"]) for e in events(w, "analysis.ledger.check") if e.outcome == "denied"]
+    for r in refused:
+        print(r.job_id, [f for f in r.findings if f.startswith("ledger")][:3])
+    assert all(r.status == "refused" and any(f.startswith("ledger") for f in r.findings) for r in refused)
+    assert sum(any("population differs" in f for f in r.findings) for r in refused) >= len(targets)
+    assert all("between 1 and 10 people" in f for r in refused for f in r.findings if f.startswith("ledger:"))
+    job = w.call("researcher1", "GET", f"/projects/{refused[-1].project_id}/analyses/{refused[-1].job_id}").json()
+    assert "ledger" not in str(job) and "differ" not in str(job), job
+    # Nothing about a person or a count in clear in the database: the ledger is sealed.
+    with w.hub.session() as session:
+        blobs = list(session.scalars(select(LedgerEntry.sealed)))
+    assert blobs and not any(t.person.nir.encode() in b or b"care_month" in b for t in targets for b in blobs)
+
+
+def events(w: World, action: str) -> list[AuditEvent]:
+    with w.hub.session() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+
+
+# -- (b) differencing by cells ------------------------------------------------------------------------------------
+
+
+def boundary_ages(people: dict[str, Person]) -> list[int]:
+    """Ages a such that 1 to 10 people are exactly a years old and the band below holds enough people to be
+    released: the band [a-10, a-1] and the range [a-10, a] differ by those few people."""
+    by_age: dict[int, int] = defaultdict(int)
+    for p in people.values():
+        by_age[p.age] += 1
+    out = []
+    for a in sorted(by_age):
+        band = sum(by_age[x] for x in range(a - 10, a))
+        if a % 10 == 0 and 1 <= by_age[a] < THRESHOLD and band >= 3 * THRESHOLD:
+            out.append(a)
+    assert out, "the world needs an age with a few people above a populous band"
+    return out
+
+
+def attack_by_cells(w: World, people: dict[str, Person]) -> tuple[int, int]:
+    """Returns (people at the boundary ages, people whose presence and amounts the attacker learned)."""
+    pid = w.active_project()
+    _, bands = run(w, pid, {"group_by": ["age_band:10"], "measures": ["people", "sum:PRS_PAI_MNT"]})
+    assert bands is not None
+    at_risk = learned = 0
+    for a in boundary_ages(people):
+        few = sum(1 for p in people.values() if p.age == a)
+        at_risk += few
+        _, wider = run(w, pid, {"filters": [{"dimension": "age", "between": [a - 10, a]}],
+                                "measures": ["people", "sum:PRS_PAI_MNT"]})  # fmt: skip
+        band = next(r for r in bands if r["age_band_10"] == f"{a - 10}-{a - 1}")
+        if wider is not None and not band["suppressed"] and wider[0]["sum_PRS_PAI_MNT"] != band["sum_PRS_PAI_MNT"]:
+            learned += few  # the difference is the amount paid for these few people
+    return at_risk, learned
+
+
+def test_differencing_by_cells_learned_before_the_ledger(
+    attack_world: World, people: dict[str, Person], no_ledger: None
+) -> None:
+    at_risk, learned = attack_by_cells(attack_world, people)
+    print(f"\nwithout the ledger: amounts of {learned} of {at_risk} people at band edges learned")
+    assert learned >= 1
+
+
+def test_differencing_by_cells_learns_nobody(attack_world: World, people: dict[str, Person]) -> None:
+    at_risk, learned = attack_by_cells(attack_world, people)
+    print(f"\nwith the ledger: amounts of {learned} of {at_risk} people at band edges learned")
+    assert learned == 0 and at_risk > 0
+
+
+# -- honest work is still released --------------------------------------------------------------------------------
+
+
+def test_honest_repeats_and_regroupings_are_released(attack_world: World) -> None:
+    w = attack_world
+    pid = w.active_project()
+    specs: list[dict[str, Any]] = [
+        {"group_by": ["sex"], "measures": ["people", "events"], "totals": True},
+        {"group_by": ["sex"], "measures": ["people", "events"], "totals": True},  # the same table twice
+        {"group_by": ["age_band:20"], "measures": ["people", "sum:PRS_PAI_MNT"], "totals": True},
+        {"group_by": ["care_year"], "measures": ["people", "events"]},
+        {"group_by": ["sex", "care_year"], "measures": ["people"]},
+    ]
+    outcomes = []
+    for spec in specs:
+        job_id, rows = run(w, pid, spec)
+        outcomes.append((rows, stored(w, job_id).findings))
+    assert all(rows is not None for rows, _ in outcomes), outcomes
+    assert outcomes[0][0] == outcomes[1][0]  # the same people, the same numbers

@@ -1,0 +1,104 @@
+"""The audit across releases (``hygie.disclosure.lpaudit``) on hand-made systems, checked against the exact
+simplex of ``tests/disclosure/attacker.py`` where they overlap."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hygie.disclosure import Cell, Dimension, OutputTable
+from hygie.disclosure.lpaudit import AuditCell, audit, published_interval
+from tests.disclosure.attacker import intervals
+
+LIMITS = {"max_atoms": 1000, "max_cells": 1000, "max_targets": 100}
+
+
+def test_published_interval_is_what_rounding_leaves_the_attacker() -> None:
+    # r = 5 * floor((n + u) / 5), u in 0..4 unknown: every n in [r - 4, r + 4] can give r, nothing outside can.
+    base = 5
+    for n in range(1, 60):
+        for u in range(base):
+            r = (n + u) // base * base
+            if r == 0:
+                continue
+            low, high = published_interval(r, base)
+            assert low <= n <= high
+    assert published_interval(20, base) == (16.0, 24.0)
+    reachable = {(n + u) // base * base for n in (16, 24) for u in range(base)}
+    assert 20 in reachable  # both ends are reachable: the interval is exact, not loose
+    assert published_interval(0, base) == (0.0, 0.0)
+    assert published_interval(None, base) == (1.0, math.inf)
+
+
+def margin_and_two(total: int, b: int, *, b_published: bool, target_true: int = 2) -> list[AuditCell]:
+    """A suppressed small cell A (atom 0) and B (atom 1) under a published total; B published by a second release."""
+    cells = [
+        AuditCell("r1 A", (0,), *published_interval(None, 5), target=True),
+        AuditCell("r1 B", (1,), *published_interval(None, 5)),
+        AuditCell("r1 Total", (0, 1), *published_interval(total, 5)),
+    ]
+    if b_published:
+        cells.append(AuditCell("r2 B", (1,), *published_interval(b, 5), candidate=True))
+    return cells
+
+
+def test_a_second_release_that_publishes_the_partner_narrows_the_small_cell() -> None:
+    alone = audit(margin_and_two(100, 100, b_published=False), 2, 11, **LIMITS)
+    assert not alone.narrowed and not alone.refuses
+    # Total 100 in [96, 104], B 100 in [96, 104]: A = Total - B lies in [1, 8], narrower than 11.
+    both = audit(margin_and_two(100, 100, b_published=True), 2, 11, **LIMITS)
+    assert [(n.ref, n.low, n.high, n.already) for n in both.narrowed] == [("r1 A", 1, 8, False)]
+    assert both.refuses
+    # The rounding is real protection: with a partner published 10 lower the interval is [1, 18], wide enough.
+    wide = audit(margin_and_two(100, 90, b_published=True), 2, 11, **LIMITS)
+    assert not wide.narrowed
+
+
+def test_a_cell_already_narrowed_by_earlier_releases_is_recorded_not_blamed_on_the_candidate() -> None:
+    cells = margin_and_two(100, 100, b_published=True)
+    cells[-1] = AuditCell("r2 B", (1,), *published_interval(100, 5))  # published earlier, not by the candidate
+    cells.append(AuditCell("r3 Total", (0, 1), *published_interval(100, 5), candidate=True))
+    result = audit(cells, 2, 11, **LIMITS)
+    assert [n.already for n in result.narrowed] == [True] and not result.refuses
+
+
+def test_bounds_send_to_checkers_instead_of_skipping() -> None:
+    cells = margin_and_two(100, 100, b_published=True)
+    for limit, value in (("max_atoms", 1), ("max_cells", 2), ("max_targets", 0)):
+        result = audit(cells, 2, 11, **{**LIMITS, limit: value})
+        assert result.too_large and not result.checked and not result.refuses, limit
+    assert not audit([c for c in cells if not c.target], 2, 11, max_atoms=0, max_cells=0, max_targets=0).too_large
+
+
+def test_contradicting_values_are_flagged() -> None:
+    cells = [AuditCell("x", (0,), 20, 24), AuditCell("y", (0,), 40, 44), AuditCell("t", (0,), 1, math.inf, True)]
+    assert audit(cells, 1, 11, **LIMITS).infeasible
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_on_one_table_the_audit_agrees_with_the_exact_attacker(published: bool) -> None:
+    """A 2 x 3 table with margins, each leaf its own atom, exact values (interval of width 0): the audit's
+    intervals are the exact simplex's."""
+    leaves = {("a", "x"): 3, ("a", "y"): 40, ("a", "z"): 25, ("b", "x"): 30, ("b", "y"): 2, ("b", "z"): 28}
+    suppressed = {("a", "x"), ("a", "y"), ("b", "x"), ("b", "y")}
+    cells = [Cell(k, v) for k, v in leaves.items()]
+    rows = {r: sum(v for (rr, _), v in leaves.items() if rr == r) for r in "ab"}
+    cols = {c: sum(v for (_, cc), v in leaves.items() if cc == c) for c in "xyz"}
+    cells += [Cell((r, "T"), v) for r, v in rows.items()] + [Cell(("T", c), v) for c, v in cols.items()]
+    cells.append(Cell(("T", "T"), sum(leaves.values())))
+    table = OutputTable((Dimension("r", total="T"), Dimension("c", total="T")), (), tuple(cells))
+    exact = intervals(table, suppressed)
+    atom = {k: i for i, k in enumerate(leaves)}
+    audit_cells = []
+    for c in cells:
+        atoms = tuple(atom[k] for k in leaves if c.key[0] in (k[0], "T") and c.key[1] in (k[1], "T"))
+        small = c.key in suppressed and c.people < 11
+        if c.key in suppressed:
+            audit_cells.append(AuditCell(repr(c.key), atoms, 0, math.inf, target=small))
+        elif published:
+            audit_cells.append(AuditCell(repr(c.key), atoms, c.people, c.people))
+    result = audit(audit_cells, len(leaves), 100, **LIMITS)  # width 100: every target reports its exact interval
+    found = {n.ref: (n.low, n.high) for n in result.narrowed}
+    expected = {repr(k): exact[k] for k in suppressed if leaves[k] < 11} if published else {}
+    assert found == {k: (int(lo), int(hi)) for k, (lo, hi) in expected.items()}
