@@ -124,6 +124,8 @@ EXEMPT_COMMANDS = {
     "serve": "runs the server (records service.start, then every request records its own acts)",
     "demo": "runs init, synth, ingest and stats, each walked here",
     "keys new-key-file": "writes a new master key file before any hub exists",
+    "witness key": "an outside witness's own key file; opens no hub",
+    "witness serve": "runs an outside witness; opens no hub (it logs its refusals and keeps them as evidence)",
     "analysis submit": "an HTTP client: the server records the submission, run and release",
     "analysis jobs": "an HTTP client: the server records the listing",
     "analysis show": "an HTTP client: the server records the read",

@@ -117,6 +117,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/alerts/{alert_id}/dismiss"): Rule(foreign=frozenset({"dpo"}), data=True),
     ("GET", "/audit/events"): Rule(own=frozenset({"dpo", "auditor"}), data=True),
     ("GET", "/audit/checkpoint"): PUBLIC,
+    ("GET", "/audit/checkpoint/cosigned"): PUBLIC,
     ("GET", "/audit/public-key"): PUBLIC,
     ("GET", "/audit/proof/inclusion"): PUBLIC,
     ("GET", "/audit/proof/consistency"): PUBLIC,
