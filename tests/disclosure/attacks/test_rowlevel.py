@@ -90,8 +90,10 @@ def test_no_disguised_row_level_output_reaches_the_airlock(attack_world: World) 
     digests = {hashlib.md5(p.encode()).hexdigest(): p for p in people}
     assert len(rows) >= 0.5 * len(people) and {r[0] for r in rows} <= digests.keys()  # everyone with care
     # ...and the keyless one has about one row per person too.
-    rows, _ = on_the_view(w, pid, ONE_ROW_PER_PERSON["per-person totals"])
-    assert len(rows) >= 0.5 * len(people), (len(rows), len(people))
+    keyless, _ = on_the_view(w, pid, ONE_ROW_PER_PERSON["per-person totals"])
+    assert len(keyless) >= 0.5 * len(people), (len(keyless), len(people))
+    print(f"\nbefore: md5 of the pseudonym, {len(rows)} rows; keyless per-person totals, {len(keyless)} rows; "
+          f"{len(people)} people in the view")  # fmt: skip
 
     attacks = {name: submit(w, pid, sql) for name, sql in {**DISGUISES, **ONE_ROW_PER_PERSON}.items()}
     honest = submit(w, pid, HONEST)
