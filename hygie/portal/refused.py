@@ -10,6 +10,12 @@ identified yet when such a request is refused, so the event's actor is ``anonymo
 At most ``refused_records_per_minute`` such events per client address and minute: a flood of bad requests
 cannot fill the record. The ones beyond are counted, and the count is recorded with the next event from that
 address (``suppressed``). The answer itself never changes.
+
+The budget is kept in each portal process's memory, on purpose: it bounds how many refusals are written to the
+record (at most ``refused_records_per_minute`` per address and process), and keeping its count in the database would
+itself cost one write per refused request, which is what it is there to prevent. It is not a security throttle (the
+answer never depends on it); sign-in, enrolment and breach-check limits live in the database
+(:mod:`hygie.governance.limits`).
 """
 
 from __future__ import annotations
