@@ -25,6 +25,7 @@ rest. The messages name the output column by its name or position in the SQL, ne
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -37,6 +38,7 @@ from sqlglot.optimizer.scope import Scope, build_scope
 from hygie.governance.policy import CLAIM_KEY
 from hygie.ingest.contract import PSEUDONYM_COLUMN
 
+log = logging.getLogger("hygie.analysis")
 KEY_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
 """Person-level keys of a view: the patient pseudonym (one value per person) and the claim key (one per claim). The
 other columns of the view contract are attributes (sex, dates, amounts, codes), not identifiers of a person; the
@@ -127,7 +129,7 @@ def trace(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> Shape:
             tree.copy(), schema=_schema(tables), dialect="duckdb", quote_identifiers=False, identify=False
         )
         root = build_scope(qualified)
-    except SqlglotError as exc:
+    except (SqlglotError, RecursionError) as exc:
         first = str(exc).splitlines()[0][:200]
         raise RowLevel(
             f"the platform could not trace the output columns back to the view ({first}): name every column "
@@ -135,7 +137,16 @@ def trace(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> Shape:
         ) from exc
     if root is None:
         raise RowLevel("the platform could not trace the output columns back to the view: send one SELECT")
-    return _Tracer(tables).shape(root)
+    try:
+        return _Tracer(tables).shape(root)
+    except RowLevel:
+        raise
+    except Exception as exc:  # a shape the tracer does not know (or too deep): refused, never let through
+        log.warning("row-level tracing failed (%s); the SQL is refused", type(exc).__name__)
+        raise RowLevel(
+            "the platform could not trace the output columns back to the view: write the query more plainly "
+            "(named columns, fewer levels)"
+        ) from exc
 
 
 def check_row_level(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> None:

@@ -63,6 +63,8 @@ def check_sql(text: str, tables: Mapping[str, Sequence[str]] | Iterable[str]) ->
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except ParseError as exc:
         raise SQLRefused(f"the SQL does not parse as DuckDB: {str(exc).splitlines()[0]}") from exc
+    except RecursionError as exc:
+        raise SQLRefused("the SQL is nested too deeply to be checked: write it with fewer levels") from exc
     if len(statements) != 1:
         raise SQLRefused(f"send exactly one SELECT statement (got {len(statements)})")
     tree = statements[0]

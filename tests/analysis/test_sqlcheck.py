@@ -247,3 +247,9 @@ def test_the_refusal_names_the_output_column() -> None:
         check_sql("SELECT sum(PRS_PAI_MNT) AS s FROM ER_PRS_F GROUP BY CLE_DCI_JNT", VIEW)
     with pytest.raises(SQLRefused, match="each of its rows is a row of ER_PRS_F"):
         check_sql("SELECT PRS_PAI_MNT FROM ER_PRS_F", ["ER_PRS_F"])  # table names alone: the contract's columns
+
+
+def test_sql_nested_too_deeply_is_refused_not_a_crash() -> None:
+    sql = "SELECT " + "md5(" * 300 + "BEN_NIR_PSA" + ")" * 300 + " AS x, count(*) AS n FROM IR_BEN_R GROUP BY 1"
+    with pytest.raises(SQLRefused, match="nested too deeply"):
+        check_sql(sql, VIEW)
