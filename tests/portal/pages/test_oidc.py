@@ -15,19 +15,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import func, select
 
 from hygie.audit.events import AuditEvent
+from hygie.breach.models import BreachFlag, BreachIncident
 from hygie.governance.models import Account
 from hygie.governance.oidc import OidcFlow, step_up_acr
 from tests.oidc.idp import Provider, pivot_claims, running_provider
 from tests.portal.pages.test_journeys import check_page, watch_console
 from tests.portal.world import PASSWORD, World, people
 
-ALICE, BOB, CAROL = 30, 31, 32
+ALICE, BOB, CAROL, DAVE = 30, 31, 32, 33
 """Positions in the delivery of the test identities (people not enrolled by the world)."""
 
 
@@ -38,6 +40,7 @@ def provider(page_world: World, server: str, tmp_path_factory: pytest.TempPathFa
         "alice": {"level": "eidas2", "claims": pivot_claims(everyone[ALICE])},
         "bob": {"level": "eidas2", "claims": pivot_claims(everyone[BOB])},
         "carol": {"level": "eidas1", "claims": pivot_claims(everyone[CAROL])},
+        "dave": {"level": "eidas1", "claims": pivot_claims(everyone[DAVE])},
         # Someone the vault does not hold: Alice's pivot with another birth date.
         "nobody": {"level": "eidas2", "claims": {**pivot_claims(everyone[ALICE]), "birthdate": "1901-01-01"}},
     }
@@ -202,11 +205,33 @@ def test_step_up_at_a_weaker_level_refused(page: Page, server: str, provider: Pr
     assert "acr" in denied_callbacks(page_world)[-1]
 
 
+def test_breach_flagged_person_needs_the_strong_level(
+    page: Page, server: str, provider: Provider, page_world: World
+) -> None:
+    """Dave is named in a breach; his means of identification hold only eidas1: his enrolment is refused and he is
+    told to come back at the substantial level or with a postal code."""
+    now = datetime.now(UTC)
+    with page_world.hub.session() as session:
+        incident = BreachIncident(name="oidc-test-leak", status="notified", created_at=now, created_by="test",
+                                  file_format="csv", file_name="leak.csv", retain_until=now + timedelta(days=30),
+                                  mapping=[], counts={}, categories={})  # fmt: skip
+        session.add(incident)
+        session.flush()
+        session.add(BreachFlag(person_index=index_of(page_world, DAVE), incident_id=incident.id,
+                               until=now + timedelta(days=30)))  # fmt: skip
+        session.commit()
+    before = accounts(page_world)
+    start_enrolment(page, server, "oidc-fuite-debut")
+    provider_login(page, "dave")
+    expect_refused(page, "strong_needed", "oidc-fuite-niveau")
+    assert accounts(page_world) == before and account_of(page_world, DAVE) is None
+
+
 def test_no_pivot_value_in_clear(provider: Provider, page_world: World) -> None:
     """What the path recorded and stored (audit log, flows, pivot index) holds no name or birth date in clear."""
     everyone = people(page_world.delivery)
-    values = {v for i in (ALICE, BOB, CAROL) for v in pivot_claims(everyone[i]).values() if len(v) >= 5}
-    values |= {everyone[i]["BEN_NIR"] for i in (ALICE, BOB, CAROL)}
+    values = {v for i in (ALICE, BOB, CAROL, DAVE) for v in pivot_claims(everyone[i]).values() if len(v) >= 5}
+    values |= {everyone[i]["BEN_NIR"] for i in (ALICE, BOB, CAROL, DAVE)}
     with page_world.hub.session() as session:
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("oidc.%"))).all()
         text = json.dumps([[e.actor, e.object, e.detail] for e in events], ensure_ascii=False).casefold()
