@@ -143,6 +143,11 @@ def witnessed(log: TransparencyLog, settings: Settings) -> tuple[SignedCheckpoin
     return latest_cosigned(log, keys, settings.audit_witness_quorum)
 
 
+def _printable(text: str) -> str:
+    """An outside server's words, as they go into the record: printable characters only."""
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
 class Witnessing:
     """Sends checkpoints to the configured witnesses and stores what they cosign (one round at a time)."""
 
@@ -251,7 +256,7 @@ class Witnessing:
                     return Result(w.name, "refused", 409, f"the witness holds another tree of size {theirs} (a fork)")
                 old = theirs
                 continue
-            return Result(w.name, "refused", answer.status_code, answer.text[:200].strip())
+            return Result(w.name, "refused", answer.status_code, _printable(answer.text[:200]))
         return Result(w.name, "refused", 409, "the witness's size keeps changing")
 
     def _store(self, w: WitnessEndpoint, checkpoint: SignedCheckpoint, answer: str) -> Result:
