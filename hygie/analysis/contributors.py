@@ -1,7 +1,8 @@
 """Who is behind each cell of an aggregate: the exact contributor sets the release ledger compares.
 
 From the same spec the aggregate was compiled from, one more query over the same ``base`` rows (filters included,
-built by the aggregate compiler itself, so a cell here is exactly the cell that was counted): for every grouping
+codes folded as the aggregate folds them, built by the aggregate compiler itself, so a cell here is exactly the
+cell that was counted): for every grouping
 set, each cell's distinct record keys as a list, and one row for the whole population (every person of ``base``).
 Record keys are the people's stable ids in the ledger (see ``hygie.analysis.ledger``); they never leave the
 platform and are sealed at rest.
@@ -41,7 +42,8 @@ def contributors_query(
     plan: AggregatePlan, view: Mapping[str, list[str]], *, reference_year: int, record_keys: pa.Table
 ) -> CompiledQuery:
     """One query: (kind, d0..dn-1, members) with members the list of distinct record keys of each cell."""
-    compiler = _Compiler(plan.spec, view, reference_year)
+    threshold = getattr(plan, "threshold", None)  # the code lists are folded at the plan's threshold
+    compiler = _Compiler(plan.spec, view, reference_year, *([threshold] if threshold is not None else []))
     base = compiler.base()
     n = len(plan.spec.group_by)
     sets = [tuple(range(n))]

@@ -36,8 +36,9 @@ def published_interval(value: int | None, base: int) -> tuple[float, float]:
     For a given ``u``, ``n`` lies in ``[r - u, r - u + base - 1]``; over the unknown ``u`` that is
     ``[r - base + 1, r + base - 1]``, and that is all the attacker knows. A released 0 is an empty cell (0 is
     never a rounding of a non-empty one: counts under the threshold are suppressed), so exactly 0. A suppressed
-    cell is a listed cell, so it holds at least one person (the attacker knows rows exist); nothing bounds it
-    above but the other constraints."""
+    cell is given at least one person: the audit only constrains cells that hold someone, and assumes the attacker
+    knows which (the issue's attack used "rows known to be non-empty"; with a full grid they know less, so the audit
+    errs on the safe side); nothing bounds it above but the other constraints."""
     if value is None:
         return (1.0, math.inf)
     if value == 0:
