@@ -13,9 +13,10 @@ and Merkle code. It holds
 checkpoint note. Answers, in the spec's order: 400 malformed (or old size above the checkpoint's), 404 unknown
 origin, 403 no trusted signature, 409 ``text/x.tlog.size`` when the old size is not the size it last cosigned
 (or same size, other root: a fork), 422 when the consistency proof does not verify, 200 with the cosignature line.
-Every refusal of a known log is logged; a refused checkpoint that carries a valid signature of its log (a fork,
-a rollback, a tree that does not extend the one cosigned) is also kept with the witness's state at the time
-(:meth:`CheckpointStore.keep_evidence`): that signed note is proof of the log's misbehaviour.
+Every refusal of a known log is logged. A checkpoint validly signed by its log with the size the witness cosigned
+and another root is kept beside the note the witness cosigned (:meth:`CheckpointStore.keep_evidence`): two notes
+signed by the log's key, one size, two roots, are proof of a fork anyone can check. (A refusal for a bad proof or
+an old size above the checkpoint's proves nothing by itself: anyone can replay a signed note with a wrong proof.)
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def load_or_create_key(path: Path, name: str) -> Ed25519PrivateKey:
 
 
 class CheckpointStore:
-    """The latest cosigned checkpoint per origin, ``{origin: {"size": n, "root": base64}}`` in one JSON file.
+    """The latest cosigned checkpoint per origin, ``{origin: {"size": n, "root": base64, "note": the log's signed
+    note}}`` in one JSON file.
 
     :meth:`update` holds a thread lock and an exclusive ``flock`` on a sidecar lock file (other processes on the
     same store) while it reads, decides and writes; the file is replaced atomically (temp file, fsync, rename).
@@ -127,20 +129,23 @@ class CheckpointStore:
 
     @property
     def evidence_path(self) -> Path:
-        """JSON lines, one per refused checkpoint that carried a valid signature of its log: a log's signed note
-        that contradicts what the witness cosigned is proof of its misbehaviour, kept for whoever investigates."""
-        return self.path.with_name(self.path.name + ".refused.jsonl")
+        """JSON lines, one per fork seen: ``{"at", "origin", "size", "cosigned_note", "fork_note"}``, two notes
+        signed by the log's key for one size with two roots. Each fork note is kept once, however often sent."""
+        return self.path.with_name(self.path.name + ".forks.jsonl")
 
-    def keep_evidence(self, origin: str, status: int, old: int, note: str, reason: str) -> None:
-        held = self.latest(origin)
-        entry: dict[str, Any] = {
+    def keep_evidence(self, origin: str, cosigned_note: str | None, fork_note: str, size: int) -> None:
+        try:
+            kept = [json.loads(line)["fork_note"] for line in self.evidence_path.read_text().splitlines()]
+        except FileNotFoundError:
+            kept = []
+        if fork_note in kept:
+            return
+        entry = {
             "at": int(time.time()),
             "origin": origin,
-            "status": status,
-            "reason": reason,
-            "old": old,
-            "held": None if held is None else {"size": held[0], "root": base64.b64encode(held[1]).decode()},
-            "note": note,
+            "size": size,
+            "cosigned_note": cosigned_note,
+            "fork_note": fork_note,
         }
         with open(self.evidence_path, "a") as f:
             f.write(json.dumps(entry, sort_keys=True) + "\n")
@@ -150,6 +155,11 @@ class CheckpointStore:
     def latest(self, origin: str) -> tuple[int, bytes] | None:
         entry = self._read().get(origin)
         return None if entry is None else (int(entry["size"]), base64.b64decode(entry["root"]))
+
+    def latest_note(self, origin: str) -> str | None:
+        """The log's signed note the witness last cosigned for this origin."""
+        entry = self._read().get(origin)
+        return None if entry is None else entry.get("note")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -162,7 +172,7 @@ class CheckpointStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def update(
-        self, origin: str, decide: Callable[[tuple[int, bytes] | None], tuple[Answer, tuple[int, bytes] | None]]
+        self, origin: str, decide: Callable[[tuple[int, bytes] | None], tuple[Answer, tuple[int, bytes, str] | None]]
     ) -> Answer:
         """Compare-and-set: ``decide(current)`` returns the answer and the state to store (None: unchanged),
         all under the lock; the new state is durable before the answer is returned."""
@@ -172,7 +182,7 @@ class CheckpointStore:
             current = None if entry is None else (int(entry["size"]), base64.b64decode(entry["root"]))
             answer, new = decide(current)
             if new is not None:
-                data[origin] = {"size": new[0], "root": base64.b64encode(new[1]).decode()}
+                data[origin] = {"size": new[0], "root": base64.b64encode(new[1]).decode(), "note": new[2]}
                 fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
                 try:
                     with os.fdopen(fd, "w") as f:
@@ -268,26 +278,24 @@ class Witness:
             return Answer(403, "no signature by a key trusted for this origin\n")
         if old > checkpoint.size:
             _log.warning("witness: %s sent old size %d above its checkpoint size %d", origin, old, checkpoint.size)
-            self.store.keep_evidence(origin, 400, old, note, "old size above the checkpoint size")
             return _bad("the old size is larger than the checkpoint size")
 
-        def decide(current: tuple[int, bytes] | None) -> tuple[Answer, tuple[int, bytes] | None]:
+        def decide(current: tuple[int, bytes] | None) -> tuple[Answer, tuple[int, bytes, str] | None]:
             size, root = current if current is not None else (0, merkle.EMPTY_ROOT)
             if old != size:
                 return Answer(409, f"{size}\n", SIZE_TYPE), None
             if old == checkpoint.size:
                 if root != checkpoint.root:
                     _log.error("witness: %s shows two roots for size %d (a fork)", origin, old)
-                    self.store.keep_evidence(origin, 409, old, note, "another root for the size cosigned")
+                    self.store.keep_evidence(origin, self.store.latest_note(origin), note, old)
                     return Answer(409, f"{size}\n", SIZE_TYPE), None
                 if proof:
                     return Answer(422, "the consistency proof between equal sizes must be empty\n"), None
             elif not merkle.verify_consistency(old, checkpoint.size, root, checkpoint.root, proof):
                 _log.error("witness: %s tree of size %d does not extend size %d", origin, checkpoint.size, old)
-                self.store.keep_evidence(origin, 422, old, note, "consistency proof does not verify")
                 return Answer(422, "the consistency proof does not verify\n"), None
             line = cosign(checkpoint_body, self.name, self._private, int(self.clock()))
-            return Answer(200, line), (checkpoint.size, checkpoint.root)
+            return Answer(200, line), (checkpoint.size, checkpoint.root, note)
 
         return self.store.update(origin, decide)
 
