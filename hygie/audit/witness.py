@@ -1,6 +1,10 @@
 """What anyone can check with public data alone: the public entries (GET /audit/entries) hash to the root of a
 signed checkpoint, and a newer checkpoint extends an older one (GET /audit/proof/consistency).
 
+These are checks anyone (a monitor, a journalist) can run on what the log serves. The witness that *cosigns*
+checkpoints (C2SP tlog-witness) is :mod:`hygie.audit.witness_server`; the log's side of it,
+:mod:`hygie.audit.witnessing`.
+
 No event, no salt: a salted leaf's data (its commitment and, for acts the register shows, their project, action and
 time) is hashed as served; a leaf of format 1 (from before salted leaves) is taken by its hash.
 """
