@@ -225,7 +225,8 @@ def test_job_metadata_tells_the_author_nothing_about_the_target(attack_world: Wo
     finally:
         w.hub.settings.analysis_timeout_seconds = 120.0
     assert learned == [], learned
-    print(f"\nmetadata probing: 4 probes x 2 projects, 8 author views compared, exact values learned: {len(learned)}")
+    print(f"\nmetadata probing: 4 probes x 2 projects (her total {cents} cents, {months} care months, both in the "
+          f"platform's record), 8 author views compared: exact values learned {len(learned)}")  # fmt: skip
 
 
 def test_nothing_of_the_audit_record_is_the_authors_to_read(attack_world: World, projects: tuple[int, int]) -> None:
