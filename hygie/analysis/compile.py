@@ -6,9 +6,16 @@ Shape, for each grouping set S (the dimensions, and with totals every subset of 
     pp_S  = one row per (cell, person): events and amounts of that person in that cell
     c_S   = per cell: people = COUNT(DISTINCT person), sums, the two largest per-person contributions,
             cell_key = SUM(rkey) mod 2^32 and anchor_key = MIN(rkey) over the cell's distinct people
-    q_S   = per cell quantiles over event rows, joined to c_S
+    q_S   = per cell quantiles over event rows, joined to c_S, with the bounds of the "enough people on each side"
+            rule: the ``threshold``-th smallest of the people's smallest values and the ``threshold``-th largest of
+            their largest values (a value has ``threshold`` distinct people strictly below it iff it exceeds the first)
 
 The people count is the platform's, from the pseudonym column: a spec cannot change what it means.
+
+Codes: a dimension lists the codes held by at least ``threshold`` distinct people of the whole project view (the
+same joins, no filter), so they do not depend on the request's population nor on any small count; every other code
+is folded into ``other``. The query also returns those code lists (rows with ``part = 'code'``), so the released
+table can be the full grid of them, whatever cells the population fills.
 """
 
 from __future__ import annotations
@@ -31,6 +38,12 @@ from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUM
 
 TOTAL = "Total"
 """The code of a margin on every dimension."""
+OTHER = "other"
+"""The code every value held by fewer than ``threshold`` people of the project view is folded into."""
+CODE_ROW = "code"
+"""The ``part`` of a result row listing one code of one dimension (not a cell)."""
+DEFAULT_THRESHOLD = 11
+"""Only for callers that do not pass the project's threshold (tests): the platform default."""
 UNKNOWN = "unknown"
 """The code of a missing value (no département, no drug class...)."""
 DRUGS_TABLE = "_hygie_drugs"
@@ -52,6 +65,8 @@ class SpecError(Exception):
 class AggregatePlan:
     spec: AggregateSpec
     query: CompiledQuery
+    threshold: int = DEFAULT_THRESHOLD
+    """The threshold the code lists and quantile bounds were computed for (``_Compiler(..., threshold=...)``)."""
 
     @property
     def dimension_labels(self) -> list[str]:
@@ -67,10 +82,17 @@ def _str(e: exp.Expr) -> exp.Expr:
 
 
 class _Compiler:
-    def __init__(self, spec: AggregateSpec, view: Mapping[str, list[str]], reference_year: int) -> None:
+    def __init__(
+        self,
+        spec: AggregateSpec,
+        view: Mapping[str, list[str]],
+        reference_year: int,
+        threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
         self.spec = spec
         self.view = view
         self.year = reference_year
+        self.threshold = threshold
         self.tables: set[str] = set()
         self.amount_tables: dict[str, str] = {}
         """Amount column -> the table it comes from (care line or detail line)."""
@@ -137,6 +159,34 @@ class _Compiler:
         raise SpecError(f"measure {m.name}: {m.of} is not an amount column of this project's view")
 
     def base(self) -> exp.Select:
+        """Event rows of the request's population: dimension codes (folded: see ``codes``), person, amounts."""
+        raw = self._rows(with_filters=True)
+        if not self.spec.group_by:
+            return raw
+        cols: list[exp.Expr] = []
+        for i in range(len(self.spec.group_by)):
+            code = exp.column(f"d{i}", table="r")
+            listed = exp.In(this=code, query=exp.Subquery(this=self.codes(i)))
+            cols.append(exp.alias_(exp.If(this=listed, true=code.copy(), false=exp.Literal.string(OTHER)), f"d{i}"))
+        cols.append(exp.column("pid", table="r"))
+        if self.care_lines_repeat:
+            cols.append(exp.column("cid", table="r"))
+        cols += [exp.column(f"a_{name}", table="r") for name in self.amounts]
+        return exp.select(*cols).from_(exp.Subquery(this=raw, alias=exp.TableAlias(this=exp.to_identifier("r"))))
+
+    def codes(self, i: int) -> exp.Select:
+        """The codes of dimension ``i`` held by at least ``threshold`` distinct people of the whole view (same joins,
+        no filter): they depend neither on the request's population nor on any small count."""
+        every = exp.Subquery(this=self._rows(with_filters=False), alias=exp.TableAlias(this=exp.to_identifier("v")))
+        people = exp.Count(this=exp.Distinct(expressions=[exp.column("pid", table="v")]))
+        return (
+            exp.select(exp.alias_(exp.column(f"d{i}", table="v"), "code"))
+            .from_(every)
+            .group_by(exp.column(f"d{i}", table="v"))
+            .having(exp.GTE(this=people, expression=exp.Literal.number(self.threshold)))
+        )
+
+    def _rows(self, *, with_filters: bool) -> exp.Select:
         dims = [self.dimension(d) for d in self.spec.group_by]
         amounts = {m.of: self.amount(m) for m in self.spec.measures if m.of}
         where: list[exp.Expr] = []
@@ -185,7 +235,7 @@ class _Compiler:
                 on=exp.EQ(this=exp.column("PHA_PRS_C13", table="dr"), expression=_col(DRUG_TABLE, "PHA_PRS_C13")),
                 join_type="left",
             )
-        if where:
+        if where and with_filters:
             query = query.where(exp.and_(*where))
         return query
 
@@ -287,14 +337,47 @@ class _Compiler:
                 )
             source = self.lines(members)  # one value per care line and cell, not one per detail row
         qs = exp.select(*q_cols).from_(source).group_by(*[exp.column(f"d{i}") for i in members])
+        # Bounds of the rule 'threshold distinct people strictly on each side' over the same rows: per person their
+        # smallest and largest value in the cell, then the threshold-th smallest of the first, largest of the second.
+        quantiled = sorted({m.of or "" for m in quantiles})
+        extremes: list[exp.Expr] = [*(exp.column(f"d{i}") for i in members), exp.column("pid")]
+        for of in quantiled:
+            extremes.append(exp.alias_(exp.Min(this=exp.column(f"a_{of}")), f"lo_{of}"))
+            extremes.append(exp.alias_(exp.Max(this=exp.column(f"a_{of}")), f"hi_{of}"))
+        by_person = (
+            exp.select(*extremes).from_(source.copy()).group_by(*[exp.column(f"d{i}") for i in members],
+                                                                 exp.column("pid"))
+        )  # fmt: skip
+        t = exp.Literal.number(self.threshold)
+        b_cols: list[exp.Expr] = [exp.column(f"d{i}") for i in members]
+        for of, (side, extreme, pick) in (
+            (of, x) for of in quantiled for x in (("lo", "min", "list_max"), ("hi", "max", "list_min"))
+        ):
+            nth = exp.Anonymous(this=extreme, expressions=[exp.column(f"{side}_{of}"), t.copy()])
+            b_cols.append(exp.alias_(exp.If(
+                this=exp.GTE(this=exp.func("len", nth), expression=t.copy()),
+                true=exp.Anonymous(this=pick, expressions=[nth.copy()]), false=exp.null(),
+            ), f"{side}_{of}"))  # fmt: skip
+        bounds = (
+            exp.select(*b_cols)
+            .from_(exp.Subquery(this=by_person, alias=exp.TableAlias(this=exp.to_identifier("pq"))))
+            .group_by(*[exp.column(f"d{i}") for i in members])
+        )
         outer: list[exp.Expr] = [exp.Column(this=exp.Star(), table=exp.to_identifier("c"))]
         outer += [exp.column(f"q_{m.name}", table="q") for m in quantiles]
-        on = exp.and_(*[exp.EQ(this=exp.column(f"d{i}", table="c"), expression=exp.column(f"d{i}", table="q"))
-                        for i in members]) if members else exp.true()  # fmt: skip
+        outer += [exp.column(f"{side}_{of}", table="qb") for of in quantiled for side in ("lo", "hi")]
+
+        def on(other: str) -> exp.Expr:
+            if not members:
+                return exp.true()
+            return exp.and_(*[exp.EQ(this=exp.column(f"d{i}", table="c"), expression=exp.column(f"d{i}", table=other))
+                              for i in members])  # fmt: skip
+
         return (
             exp.select(*outer)
             .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("c"))))
-            .join(exp.Subquery(this=qs, alias=exp.TableAlias(this=exp.to_identifier("q"))), on=on)
+            .join(exp.Subquery(this=qs, alias=exp.TableAlias(this=exp.to_identifier("q"))), on=on("q"))
+            .join(exp.Subquery(this=bounds, alias=exp.TableAlias(this=exp.to_identifier("qb"))), on=on("qb"))
         )
 
     def compile(self) -> exp.Expr:
@@ -303,10 +386,15 @@ class _Compiler:
         sets = [tuple(range(n))]
         if self.spec.totals:
             sets = [c for size in range(n, -1, -1) for c in combinations(range(n), size)]
-        parts = [self.grouping_set(s, n) for s in sets]
+        parts: list[exp.Select] = [self.grouping_set(s, n) for s in sets]
+        for i in range(n):  # the code lists, for the full grid
+            codes = exp.Subquery(this=self.codes(i), alias=exp.TableAlias(this=exp.to_identifier("cl")))
+            parts.append(exp.select(exp.alias_(exp.Literal.string(CODE_ROW), "part"),
+                                    exp.alias_(exp.column("code", table="cl"), f"d{i}")).from_(codes))  # fmt: skip
         union: exp.Expr = parts[0]
         for part in parts[1:]:
             union = exp.union(union, part, distinct=False)
+            union.set("by_name", True)  # code rows have only a part and one dimension; the rest is NULL
         return (
             exp.select("*")
             .from_(exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("cells"))))
@@ -315,15 +403,21 @@ class _Compiler:
 
 
 def compile_aggregate(
-    spec: AggregateSpec, view: Mapping[str, list[str]], *, reference_year: int, record_keys: pa.Table
+    spec: AggregateSpec,
+    view: Mapping[str, list[str]],
+    *,
+    reference_year: int,
+    record_keys: pa.Table,
+    threshold: int = DEFAULT_THRESHOLD,
 ) -> AggregatePlan:
-    """The query for ``spec`` over a view whose tables hold ``view`` columns; raises :class:`SpecError`."""
-    compiler = _Compiler(spec, view, reference_year)
+    """The query for ``spec`` over a view whose tables hold ``view`` columns; raises :class:`SpecError`.
+    ``threshold`` is the project's disclosure threshold: it decides the listed codes and the quantile bounds."""
+    compiler = _Compiler(spec, view, reference_year, threshold)
     tree = compiler.compile()
     auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys}
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
-    return AggregatePlan(spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary))
+    return AggregatePlan(spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary), threshold)
 
 
 def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
@@ -335,8 +429,15 @@ def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
         if m.kind != "people":
             measures.append(Measure(m.name, _KINDS[m.kind], m.q))
     cells = []
+    listed: list[set[str]] = [set() for _ in range(n)]
     for row in result.to_pylist():
+        if row.get("part") == CODE_ROW:
+            for i in range(n):
+                if row[f"d{i}"] is not None:
+                    listed[i].add(str(row[f"d{i}"]))
+            continue
         key = tuple(str(row[f"d{i}"]) for i in range(n))
+        bounds: dict[str, tuple[float | None, float | None]] = {}
         values: dict[str, float | None] = {}
         tops: dict[str, tuple[float, ...]] = {}
         for m in spec.measures:
@@ -354,12 +455,18 @@ def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
             elif m.kind == "quantile":
                 value = row[f"q_{m.name}"]
                 values[m.name] = None if value is None else float(value)
-        cells.append(Cell(key, int(row["people"]), values, int(row["cell_key"]), int(row["anchor_key"]), tops))
-    dimensions = tuple(Dimension(d.label, total=TOTAL if spec.totals else None) for d in spec.group_by)
+                low, high = row[f"lo_{m.of}"], row[f"hi_{m.of}"]
+                bounds[m.name] = (None if low is None else float(low), None if high is None else float(high))
+        cells.append(Cell(key, int(row["people"]), values, int(row["cell_key"]), int(row["anchor_key"]), tops, bounds))
+    dimensions = tuple(
+        Dimension(d.label, total=TOTAL if spec.totals else None, codes=(*sorted(listed[i] - {OTHER}), OTHER))
+        for i, d in enumerate(spec.group_by)
+    )
     return OutputTable(
         dimensions=dimensions,
         measures=tuple(measures),
         cells=tuple(cells),
         release_people=any(m.kind == "people" for m in spec.measures),
         people_additive=all(d.name in PERSON_LEVEL for d in spec.group_by),
+        bounds_threshold=plan.threshold,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Iterable
 
 KEY_BITS = 32
@@ -84,6 +85,58 @@ class StickyRounding:
         joins a cell of ``people``: the best attacker on that one pair guesses right with probability at most
         1/2 + advantage/2."""
         return min(1.0, 1 / self.base + 1 / (people + 1))
+
+
+LOG_STEP_FACTOR = 1.0613
+"""max over f in [0, 1) of 2**f * (1 - f/2): the mean of scale / 2**floor(log2 scale + V) over a uniform V, at worst."""
+
+
+def uniform(key: int) -> float:
+    """A value in [0, 1), uniform, from a 32-bit stream value."""
+    return key / KEY_MODULUS
+
+
+class AnchoredRounding:
+    """Released magnitudes (event counts, sums, means, quantiles): randomised rounding to a step of about ``base``
+    times the cell's typical per-person contribution, both random draws fixed by the cell's anchor.
+
+    For a value x with per-person scale s > 0 (``|x| / people``; for a quantile, the spread around it per person):
+
+    - the step is ``h = base * 2**e`` with ``e = floor(log2 s + V)``: s rounded to a power of two, randomly, so that
+      a small change of s moves the step with probability ``|log2 s' - log2 s|``;
+    - the release is ``h * floor(x / h + U)``: unbiased, within one step of x;
+    - U and V are hashes of the cell's anchor (smallest record key), as for people counts: the same people always
+      get the same release, and a person who joins a cell without holding its smallest key changes the release only
+      if the step moves or x + their contribution crosses a multiple of h.
+
+    Over the project's secret, that probability is at most ``|log2(s'/s)| + LOG_STEP_FACTOR * |x' - x| / (base * s)``
+    (:meth:`change_bound`): about ``1/base`` for a person contributing like the others.
+    """
+
+    def __init__(self, base: float) -> None:
+        if base <= 0:
+            raise ValueError("base must be positive")
+        self.base = base
+
+    def step(self, scale: float, anchor: int, label: str) -> float:
+        v = uniform(stream(anchor, f"scale|{label}"))
+        return self.base * 2.0 ** math.floor(math.log2(scale) + v)
+
+    def release(self, value: float, scale: float, anchor: int, label: str) -> float:
+        if not scale > 0 or not math.isfinite(scale):
+            return value  # only when value is 0 (sums, counts) or no spread (quantiles, which are then withheld)
+        h = self.step(scale, anchor, label)
+        return h * math.floor(value / h + uniform(stream(anchor, f"round|{label}")))
+
+    def change_bound(self, value: float, scale: float, value_after: float, scale_after: float) -> float:
+        """Upper bound, over the secret, on the probability that the release moves when (value, scale) becomes
+        (value_after, scale_after) with the same anchor."""
+        if value == value_after and scale == scale_after:
+            return 0.0
+        if not (scale > 0 and scale_after > 0):
+            return 1.0
+        moved = abs(math.log2(scale_after / scale)) + LOG_STEP_FACTOR * abs(value_after - value) / (self.base * scale)
+        return min(1.0, moved)
 
 
 def magnitude_factor(key: int) -> float:

@@ -49,7 +49,9 @@ class Protection:
 
     @property
     def protected(self) -> bool:
-        return self.down >= 1 and self.up >= 1 and self.width >= self.required
+        """Wide enough, and neither end pinned: a small cell can be 0, an empty cell (value 0) can be 1 or more, up
+        to the protection level, so empty and small cells look alike."""
+        return (self.down >= 1 or self.value == 0) and self.up >= 1 and self.width >= self.required
 
 
 class _Axis:
@@ -115,8 +117,9 @@ class HypercubeSuppressor:
 
     def protect(self, sensitive: Iterable[CellKey], suppressed: set[CellKey]) -> list[Protection]:
         """Adds partners to ``suppressed`` (in place) until each sensitive cell is protected, or as close as the
-        table allows. Most sensitive (smallest) cells first, so their partners can serve the others for free."""
-        order = sorted(sensitive, key=lambda k: (self.people.get(k, 0), repr(k)))
+        table allows. Most sensitive (smallest non-empty) cells first, so their partners can serve the others for
+        free; empty cells under a small margin last."""
+        order = sorted(sensitive, key=lambda k: (self.people.get(k, 0) == 0, self.people.get(k, 0), repr(k)))
         results = []
         for target in order:
             found = self._best(target, suppressed)
@@ -130,7 +133,7 @@ class HypercubeSuppressor:
         for code in move:
             key = (*target[:axis], code, *target[axis + 1 :])
             people = self.people.get(key, 0)
-            if people <= 0:
+            if people <= 0 and key != target:
                 return False, 0
             if key not in suppressed and key != target:
                 cost += people
@@ -180,8 +183,8 @@ class HypercubeSuppressor:
         cost = 0
         for key, sign in corners.items():
             people = self.people.get(key, 0)
-            if people <= 0:
-                return None
+            if people <= 0 and key != target:
+                return None  # an empty partner would pin the move at 0 (the target itself may be empty)
             if sign > 0:
                 down = min(down, people)
             else:

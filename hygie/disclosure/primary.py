@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hygie.disclosure.policy import DisclosurePolicy
-from hygie.disclosure.table import Cell, CellKey, Measure, MeasureKind, OutputTable
+from hygie.disclosure.table import Cell, CellKey, Measure, MeasureKind, OutputTable, grid_size
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,14 @@ def refusals(table: OutputTable, policy: DisclosurePolicy) -> list[Finding]:
                     measure=m.name,
                 )
             )
-    if len(table.cells) > policy.max_cells:
+    size = grid_size(table)
+    if size > policy.max_cells:
         out.append(
-            Finding("too-many-cells", f"{len(table.cells)} cells exceed the limit of {policy.max_cells} per output")
+            Finding(
+                "too-many-cells",
+                f"the full grid of the listed codes has {size} cells, more than the limit of {policy.max_cells} per "
+                "output",
+            )
         )
     return out
 
@@ -65,8 +70,13 @@ def dominated(cell: Cell, measure: Measure, policy: DisclosurePolicy) -> bool | 
     return total - largest - second < policy.dominance_p / 100 * largest
 
 
-def quantile_too_close_to_an_end(cell: Cell, measure: Measure, policy: DisclosurePolicy) -> bool:
-    """A quantile is one person's value; it is released only with at least `threshold` people on each side, so
-    it is never the extreme of a group smaller than the threshold."""
-    q = measure.quantile if measure.quantile is not None else 0.0
-    return cell.people * min(q, 1 - q) < policy.threshold
+def quantile_has_people_on_each_side(
+    cell: Cell, measure: Measure, value: float, table: OutputTable, policy: DisclosurePolicy
+) -> bool:
+    """A quantile is one person's value, and it is taken over lines, not people: it may leave only when at least
+    ``threshold`` distinct people have a value strictly below the released value and as many strictly above it.
+    Decided exactly from the bounds the runner computed (``Cell.quantile_bounds``); without them, never."""
+    if table.bounds_threshold is None or table.bounds_threshold < policy.threshold:
+        return False
+    low, high = cell.quantile_bounds.get(measure.name, (None, None))
+    return low is not None and high is not None and low < value < high

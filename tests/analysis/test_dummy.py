@@ -230,7 +230,8 @@ def test_code_tried_on_dummy_data_runs_unchanged_on_the_real_view(dummy_world: W
     assert tried.status_code == 200, tried.text
     out = tried.json()
     assert out["synthetic"] and out["kind"] == "aggregate" and out["verdict"] in ("release", "review", "refuse")
-    assert out["total_rows"] == 24 and out["columns"][:2] == ["sex", "care_month"]
+    # The full grid of listed codes: (2 sexes + "other") x (12 months + "other").
+    assert out["total_rows"] == 39 and out["columns"][:2] == ["sex", "care_month"]
     tried_sql = w.call("researcher1", "POST", f"/projects/{pid}/dummy-data/sql", json={"sql": sql})
     assert tried_sql.status_code == 200 and tried_sql.json()["columns"] == ["PRS_NAT_REF", "n"], tried_sql.text
     # Refused on dummy data exactly as it would be on the real view, before it runs.

@@ -32,13 +32,23 @@ def test_quantiles_at_the_ends_are_refused(q: float | None) -> None:
 
 
 def test_a_quantile_needs_threshold_people_on_each_side() -> None:
+    # Bounds from the runner: the 11th smallest of the people's smallest values is 2.0, the 11th largest of their
+    # largest values 8.5 (p90 = 9.0 lies above it: fewer than 11 people strictly above). Released values are
+    # rounded from the anchor, and withheld when the rounded value leaves the bounds.
     median = Measure("median", MeasureKind.QUANTILE, 0.5)
     p90 = Measure("p90", MeasureKind.QUANTILE, 0.9)
-    table = OutputTable((REGION,), (median, p90), (cell("11", 30, median=4.0, p90=9.0),))
-    out = protect(table)
+    bounds = {"median": (2.0, 8.5), "p90": (2.0, 8.5)}
+    c = cell("11", 30, median=4.0, p90=9.0)
+    c = Cell(c.key, c.people, c.values, c.cell_key, c.anchor_key, quantile_bounds=bounds)
+    out = protect(OutputTable((REGION,), (median, p90), (c,), bounds_threshold=11))
     (released,) = out.cells
-    assert released.values == {"median": 4.0, "p90": None}  # 30 * 0.1 = 3 people above the 90th percentile
+    assert released.values["p90"] is None
+    value = released.values["median"]
+    assert value is not None and 2.0 < value < 8.5 and abs(value - 4.0) <= 5 * 6.5 / 30
     assert any(f.code == "quantile-extreme" for f in out.findings)
+    # Without bounds (or bounds computed for a lower threshold) no quantile leaves: the rule cannot be checked.
+    assert protect(OutputTable((REGION,), (median, p90), (c,), bounds_threshold=5)).cells[0].values["median"] is None
+    assert protect(OutputTable((REGION,), (median,), (cell("11", 30, median=4.0),))).cells[0].values["median"] is None
 
 
 def test_the_cell_cap_is_enforced() -> None:
@@ -46,7 +56,7 @@ def test_the_cell_cap_is_enforced() -> None:
     table = OutputTable((REGION,), (), cells)
     out = protect(table, DisclosurePolicy(max_cells=10))
     assert out.verdict is Verdict.REFUSE
-    assert any("11 cells exceed the limit of 10" in r for r in out.reasons)
+    assert any("has 11 cells, more than the limit of 10" in r for r in out.reasons)
     assert protect(table, DisclosurePolicy(max_cells=11)).verdict is Verdict.RELEASE
 
 
