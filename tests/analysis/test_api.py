@@ -96,7 +96,9 @@ def events(w: World, action: str) -> list[AuditEvent]:
         return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
-def true_table(w: World, pid: int, spec: AggregateSpec, keys: pa.Table | None = None) -> Any:
+def true_table(
+    w: World, pid: int, spec: AggregateSpec, keys: pa.Table | None = None, threshold: int = THRESHOLD
+) -> Any:
     """The same aggregate through the platform's compiler and engine, before disclosure control (test only)."""
     with w.hub.session() as session:
         project = session.get(Project, pid)
@@ -106,7 +108,7 @@ def true_table(w: World, pid: int, spec: AggregateSpec, keys: pa.Table | None = 
         columns = {t: list(m["columns"]) for t, m in view.tables.items()}
         keys = keys if keys is not None else project_record_keys(w.hub, session, project)
         year = Scope.model_validate(project.scope).population.period_start.year
-        plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys)
+        plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys, threshold=threshold)
         run = DuckDBEngine(w.hub).run(project, plan.query, Limits(512, 1, 60))
         return output_table(plan, run.table), project
 
@@ -123,10 +125,11 @@ def test_time_from_activation_to_first_released_aggregate(world: World) -> None:
     r = world.call("researcher1", "GET", f"/projects/{pid}/analyses/{job['id']}/release")
     assert r.status_code == 200
     rows = r.json()["rows"]
-    assert {row["sex"] for row in rows} <= {"1", "2", "unknown"}
+    assert {row["sex"] for row in rows} <= {"1", "2", "unknown", "other"}  # the full grid lists "other"
     assert all(row["people"] % 5 == 0 and row["people"] >= THRESHOLD for row in rows if not row["suppressed"])
     run = events(world, "analysis.run")[-1]
-    assert run.detail["rows"] == len(rows) and run.detail["threshold"] == THRESHOLD
+    # The release is the full grid of listed codes: every true cell is in it (empty ones suppressed).
+    assert run.detail["cells"] <= len(rows) and run.detail["threshold"] == THRESHOLD
     release = events(world, "analysis.release")[-1]
     assert release.detail["min_cell_people"] >= THRESHOLD and release.detail["automatic"] is True
 
