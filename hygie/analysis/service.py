@@ -297,7 +297,8 @@ class Analyses:
             return check_sql(job.text, columns), None
         year = ProjectScope.model_validate(project.scope).population.period_start.year
         keys = project_record_keys(self.hub, self.session, project)
-        plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys)
+        plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys,
+                                 threshold=disclosure_policy(self.hub, project).threshold)  # fmt: skip
         return plan.query, plan
 
     def _protect_aggregate(
