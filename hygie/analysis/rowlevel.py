@@ -36,7 +36,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
 from hygie.governance.policy import CLAIM_KEY
-from hygie.ingest.contract import PSEUDONYM_COLUMN
+from hygie.ingest.contract import BENEFICIARY_TABLE, PSEUDONYM_COLUMN
 
 log = logging.getLogger("hygie.analysis")
 KEY_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
@@ -49,7 +49,9 @@ ONE_ROW = "*row"
 ROW_ID = "*rowid"
 """Lineage label of a value unique to each row: row_number() over rows without PARTITION BY, random(), uuid().
 Harmless as an output of groups; grouping by it keeps one row per row."""
-LABELS = frozenset({ONE_ROW, ROW_ID})
+ANY = "*any"
+"""Lineage label of a value the tracer could not place (with every key, to assume the worst)."""
+LABELS = frozenset({ONE_ROW, ROW_ID, ANY})
 
 RANKING = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist, exp.Ntile)
 """Window functions whose value is a position in the window's order: they carry what the order carries."""
@@ -94,10 +96,14 @@ class Shape:
     names: tuple[str, ...]
     """Output column names as SQLGlot qualified them (lower case; ``_col_<i>`` for unnamed expressions)."""
     keys: tuple[frozenset[str], ...]
-    """For each output column, the key columns (and :data:`ONE_ROW`) its value derives from."""
+    """For each output column, the view columns (``TABLE.COLUMN``) and labels (:data:`LABELS`) its value derives
+    from; counts carry nothing."""
     grain: Grain
     why: str
     """For a row-level grain, what makes it so (a table, a key), for the message."""
+    partition: bool = False
+    """Each person of the view is in at most one row: the rows are grouped by the beneficiary table's own columns
+    (one value per person), with no grouping sets."""
 
     def key_of(self, name: str) -> frozenset[str] | None:
         lowered = name.lower()
@@ -116,6 +122,16 @@ class RowLevel(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def _key(entry: str) -> str | None:
+    """The key column a lineage entry names, if any."""
+    column = entry.rsplit(".", 1)[-1]
+    return column if column in KEY_COLUMNS else None
+
+
+def _keys(entries: Iterable[str]) -> list[str]:
+    return sorted({k for k in map(_key, entries) if k is not None})
 
 
 def _schema(tables: Mapping[str, Sequence[str]]) -> dict[str, object]:
@@ -154,8 +170,8 @@ def check_row_level(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> None
     shape = trace(tree, tables)
     labels = _labels(tree, shape)
     for label, keys in zip(labels, shape.keys, strict=True):
-        if keys - LABELS:
-            named = " and ".join(sorted(keys - LABELS))
+        if _keys(keys):
+            named = " and ".join(_keys(keys))
             raise RowLevel(
                 f"output column {label} derives from {named}, a per-person or per-claim key (hashed, cast, "
                 "reversed, cut or collected, it still singles people out): row-level data never leaves; keys may "
@@ -178,6 +194,16 @@ def check_row_level(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> None
         )
 
 
+def partitions_people(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> bool:
+    """Whether each person of the view is in at most one row of ``tree``'s output (grouped by the beneficiary
+    table's own columns): then more rows than people / threshold means some row describes fewer than the threshold
+    (pigeonhole), which the data check after running refuses."""
+    try:
+        return trace(tree, tables).partition
+    except RowLevel:
+        return False
+
+
 def _labels(tree: exp.Expr, shape: Shape) -> list[str]:
     """How the messages name each output column: the SQL's own name when the columns match one to one."""
     selects = tree.selects if isinstance(tree, exp.Query) else []
@@ -194,7 +220,7 @@ def _labels(tree: exp.Expr, shape: Shape) -> list[str]:
 
 
 def _describe(labels: Iterable[str]) -> str:
-    named = sorted(k for k in labels if k not in LABELS)
+    named = _keys(labels)
     if ROW_ID in labels:
         named.append("a value unique to each row (row_number() without PARTITION BY, random(), uuid())")
     return " and ".join(named)
@@ -227,6 +253,8 @@ class _Tracer:
         self.tables = {t.upper(): [c.upper() for c in cols] for t, cols in tables.items()}
         self.keys = keys
         self.memo: dict[int, Shape] = {}
+        self.worst = frozenset(f"*.{k}" for k in keys) | {ANY}
+        self.person_prefix = f"{BENEFICIARY_TABLE.upper()}."
         self.rowwise: dict[int, bool] = {}
         """Per select scope: it keeps one row per row of a view table (a row number there is a row identifier)."""
 
@@ -323,7 +351,10 @@ class _Tracer:
             names.append(name)
             keys.append(k)
         if not aggregating:
-            return Shape(tuple(names), tuple(keys), grain, why)
+            relations = self._relations(e)
+            only = scope.sources.get(str(relations[0].alias_or_name)) if len(relations) == 1 else None
+            partition = isinstance(only, Scope) and self.shape(only).partition  # a filter or projection of one
+            return Shape(tuple(names), tuple(keys), grain, why, partition)
         by: set[str] = set()
         if group is not None:
             by |= self._taint(group, scope, aliases)
@@ -338,10 +369,16 @@ class _Tracer:
             elif group is None and not aggregates:
                 by |= frozenset().union(*keys) if keys else frozenset()
                 by |= self._partitions(e, scope, aliases)
-        by.discard(ONE_ROW)
-        if by:
-            return Shape(tuple(names), tuple(keys), Grain.KEYED, f"grouped by {_describe(by)}")
-        return Shape(tuple(names), tuple(keys), Grain.AGGREGATE, "")
+        keyed = set(_keys(by)) | (by & {ROW_ID})
+        if keyed:
+            return Shape(tuple(names), tuple(keys), Grain.KEYED, f"grouped by {_describe(keyed)}")
+        sets = group is not None and (
+            any(group.args.get(a) for a in ("grouping_sets", "cube", "rollup"))
+            or any(isinstance(g, (exp.Rollup, exp.Cube, exp.GroupingSets)) for g in group.expressions)
+        )
+        grouped = group is not None or (distinct is not None and not aggregates)
+        partition = grouped and not sets and all(b.startswith(self.person_prefix) for b in by)
+        return Shape(tuple(names), tuple(keys), Grain.AGGREGATE, "", partition)
 
     @staticmethod
     def _relations(e: exp.Select) -> list[exp.Expr]:
@@ -407,7 +444,7 @@ class _Tracer:
                 inner = self.shape(sub)
                 extra = frozenset({ONE_ROW}) if inner.grain != Grain.AGGREGATE else frozenset()
                 return inner.every_key() | extra
-        return frozenset(self.keys) | {ONE_ROW}  # not traced: assume the worst
+        return self.worst | {ONE_ROW}  # not traced: assume the worst
 
     def _column(self, column: exp.Column, scope: Scope, aliases: dict[str, frozenset[str]]) -> frozenset[str]:
         name = str(column.name)
@@ -427,7 +464,7 @@ class _Tracer:
                 for source in s.sources.values():
                     if self._has_column(source, s, name):
                         return self._from_source(source, s, name)
-            return frozenset({name.upper()}) & frozenset(self.keys)  # a lambda's variable, or a key by name
+            return self.worst if name.upper() in self.keys else frozenset()  # a lambda's variable, or a key by name
         return self._everything(scope, None)  # qualified by something that is not a source: assume the worst
 
     @staticmethod
@@ -466,18 +503,19 @@ class _Tracer:
             return shape.every_key() if found is None else found
         columns = self._table_columns(source)
         if columns is None:
-            return frozenset(self.keys)  # not a view table (nor a traced query): assume the worst
+            return self.worst  # not a view table (nor a traced query): assume the worst
         upper = name.upper()
         if upper not in columns:
-            return frozenset(self.keys)
-        original = self.tables[str(source.name).upper()][columns.index(upper)]
-        return frozenset({original}) & frozenset(self.keys)
+            return self.worst
+        table = str(source.name).upper()
+        return frozenset({f"{table}.{self.tables[table][columns.index(upper)]}"})
 
     def _whole(self, source: exp.Table | Scope, scope: Scope) -> frozenset[str]:
         if isinstance(source, Scope):
             return self.shape(source).every_key()
-        columns = self.tables.get(str(source.name).upper())
-        return frozenset(self.keys) if columns is None else frozenset(columns) & frozenset(self.keys)
+        table = str(source.name).upper()
+        columns = self.tables.get(table)
+        return self.worst if columns is None else frozenset(f"{table}.{c}" for c in columns)
 
     def _everything(self, scope: Scope, only: str | None) -> frozenset[str]:
         """What a star (or COLUMNS(...), #n) can reach: every column of the scope's sources."""

@@ -359,6 +359,10 @@ class Analyses:
             refusal = (f"about one row per person: at least {settings.analysis_row_level_fraction:g} rows per person "
                        "of the view, which aggregates of enough people each cannot have; row-level data never "
                        "leaves: group by fewer or coarser attributes")  # fmt: skip
+        elif result.num_rows * policy.threshold > len(pseudonyms) and self._partitions_people(project, job):
+            refusal = (f"each person is in one row at most (grouped by the beneficiaries' own columns) and there are "
+                       f"more rows than the view's people divided by {policy.threshold}: some row describes fewer than "
+                       f"{policy.threshold} people; group by fewer or coarser attributes")  # fmt: skip
         else:
             for name in result.column_names:
                 column = result.column(name)
@@ -384,6 +388,19 @@ class Analyses:
                      "threshold": policy.threshold, "refusal": refusal},
             created_at=_now(), decided_at=_now() if refusal else None,
         )  # fmt: skip
+
+    def _partitions_people(self, project: Project, job: AnalysisJob) -> bool:
+        """Whether the job's SQL puts each person of the view in one output row at most (``rowlevel``)."""
+        import sqlglot
+        from sqlglot.errors import SqlglotError
+
+        from hygie.analysis.rowlevel import partitions_people
+
+        columns = {t: list(m["columns"]) for t, m in self._view(project).tables.items()}
+        try:
+            return partitions_people(sqlglot.parse_one(job.text, read="duckdb"), columns)
+        except SqlglotError:
+            return False
 
     def _record_release(self, actor: Actor, project: Project, release: AnalysisRelease, *, automatic: bool) -> None:
         detail = {"job": release.job_id, "automatic": automatic, "verdict": release.verdict,

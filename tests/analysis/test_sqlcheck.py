@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hygie.analysis.rowlevel import partitions_people
 from hygie.analysis.sqlcheck import SQLRefused, check_sql
 
 TABLES = ["IR_BEN_R", "ER_PRS_F"]
@@ -253,3 +254,25 @@ def test_sql_nested_too_deeply_is_refused_not_a_crash() -> None:
     sql = "SELECT " + "md5(" * 300 + "BEN_NIR_PSA" + ")" * 300 + " AS x, count(*) AS n FROM IR_BEN_R GROUP BY 1"
     with pytest.raises(SQLRefused, match="nested too deeply"):
         check_sql(sql, VIEW)
+
+
+PARTITIONS = {
+    "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY 1": True,
+    "SELECT b.BEN_SEX_COD, b.BEN_RES_DPT, count(DISTINCT f.BEN_NIR_PSA) AS n FROM ER_PRS_F f "
+    "JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY ALL": True,
+    "SELECT DISTINCT BEN_NAI_ANN, BEN_SEX_COD FROM IR_BEN_R": True,
+    "SELECT * FROM (SELECT BEN_NAI_ANN // 10 AS d, count(*) AS n FROM IR_BEN_R GROUP BY 1) WHERE n > 2": True,
+    "SELECT date_trunc('month', EXE_SOI_DTD) AS m, count(*) AS n FROM ER_PRS_F GROUP BY 1": False,  # one per month
+    "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY ROLLUP (BEN_SEX_COD)": False,  # and in the total
+    "SELECT b.BEN_SEX_COD, PRS_NAT_REF, count(*) AS n FROM ER_PRS_F JOIN IR_BEN_R b USING (BEN_NIR_PSA) "
+    "GROUP BY ALL": False,
+    "SELECT count(*) AS n FROM IR_BEN_R": False,
+    "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY 1 UNION ALL SELECT 0, count(*) FROM IR_BEN_R": False,
+}
+
+
+@pytest.mark.parametrize(("sql", "expected"), PARTITIONS.items())
+def test_outputs_whose_rows_split_the_people(sql: str, expected: bool) -> None:
+    """Grouped by the beneficiaries' own columns, each person is in one row at most: more rows than people /
+    threshold then means some row holds fewer than the threshold (the data check after running refuses it)."""
+    assert partitions_people(check_sql(sql, VIEW).ast, VIEW) is expected

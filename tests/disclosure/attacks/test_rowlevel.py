@@ -4,7 +4,9 @@ The analyst hides the pseudonym or the claim key in a SQL output (hashed, revers
 collected, grouped by, windowed), or asks for about one row per person without any key. Before, each of these
 outputs reached the output checkers in the airlock as row-level data: run on the view directly, the same SQL gives
 one row per person and the digests of their pseudonyms. Now none reaches the airlock: the SQL is refused before it
-runs, or its output after running and before any checker sees it. An honest monthly table still reaches them.
+runs, or its output after running and before any checker sees it; so is a table grouped by people's own columns with
+more rows than people / threshold (some row then holds fewer than 11 people). Honest monthly and by-sex tables still
+reach the checkers.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ ONE_ROW_PER_PERSON = {
     "per-person totals": "SELECT b.BEN_NAI_ANN, b.BEN_SEX_COD, b.BEN_RES_DPT, t.total, count(*) AS n FROM IR_BEN_R b "
     "JOIN (SELECT BEN_NIR_PSA, sum(PRS_PAI_MNT) AS total FROM ER_PRS_F GROUP BY 1) t USING (BEN_NIR_PSA) GROUP BY ALL",
 }
+SMALL_GROUPS = {
+    # Each person in one row (grouped by their own birth band and sex), more rows than people / threshold: by
+    # pigeonhole some row holds fewer than 11 people, yet far fewer rows than people.
+    "five-year birth bands by sex": "SELECT BEN_NAI_ANN // 5 * 5 AS born, BEN_SEX_COD AS sex, count(*) AS n "
+    "FROM IR_BEN_R GROUP BY ALL",
+}
+BY_SEX = "SELECT BEN_SEX_COD AS sex, count(*) AS people FROM IR_BEN_R GROUP BY 1"
 HONEST = "SELECT date_trunc('month', EXE_SOI_DTD) AS month, count(*) AS lines, count(DISTINCT BEN_NIR_PSA) AS people \
 FROM ER_PRS_F GROUP BY 1 ORDER BY 1"
 
@@ -95,8 +104,12 @@ def test_no_disguised_row_level_output_reaches_the_airlock(attack_world: World) 
     print(f"\nbefore: md5 of the pseudonym, {len(rows)} rows; keyless per-person totals, {len(keyless)} rows; "
           f"{len(people)} people in the view")  # fmt: skip
 
-    attacks = {name: submit(w, pid, sql) for name, sql in {**DISGUISES, **ONE_ROW_PER_PERSON}.items()}
-    honest = submit(w, pid, HONEST)
+    bands, _ = on_the_view(w, pid, SMALL_GROUPS["five-year birth bands by sex"])
+    assert len(people) / 11 < len(bands) < 0.5 * len(people) and min(r[2] for r in bands) < 11
+    print(f"birth bands by sex: {len(bands)} rows, {sum(r[2] < 11 for r in bands)} of them under 11 people")
+
+    attacks = {name: submit(w, pid, sql) for name, sql in {**DISGUISES, **ONE_ROW_PER_PERSON, **SMALL_GROUPS}.items()}
+    honest, by_sex = submit(w, pid, HONEST), submit(w, pid, BY_SEX)
     outcomes = {name: stored(w, job_id) for name, job_id in attacks.items()}
     for name in DISGUISES:  # refused from the SQL itself: nothing ran
         status, release = outcomes[name]
@@ -105,12 +118,17 @@ def test_no_disguised_row_level_output_reaches_the_airlock(attack_world: World) 
         status, release = outcomes[name]
         assert release is not None and release.status == "refused", (name, status, release)
         assert "about one row per person" in release.findings[0]
-    status, release = stored(w, honest)
-    assert release is not None and release.status == "pending", (status, release)
+    for name in SMALL_GROUPS:
+        status, release = outcomes[name]
+        assert release is not None and release.status == "refused", (name, status, release)
+        assert "some row describes fewer than 11 people" in release.findings[0]
+    for job_id in (honest, by_sex):
+        status, release = stored(w, job_id)
+        assert release is not None and release.status == "pending", (status, release)
 
     queue = w.call("reviewer3", "GET", "/airlock").json()
     waiting = {item["job_id"]: item["release_id"] for item in queue}
-    assert honest in waiting
+    assert honest in waiting and by_sex in waiting
     assert not set(attacks.values()) & waiting.keys()
     # Nothing the checkers can open holds a pseudonym or its digest.
     for release_id in waiting.values():
