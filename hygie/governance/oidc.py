@@ -36,7 +36,7 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, select, update
+from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.audit import record
@@ -54,6 +54,8 @@ ANONYMOUS_ACTOR = "anonymous"
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 """Signature algorithms accepted on an ID token: asymmetric only (never ``none``, never HS256 with the secret)."""
 DISCOVERY_TTL_SECONDS = 3600
+FLOW_RETENTION_SECONDS = 86_400
+"""Flows older than this are deleted when a new one starts (longer than every window that reads them)."""
 JWKS_REFRESH_SECONDS = 60
 """An unknown key id refetches the provider's keys at most this often (a rotation is picked up; a forged kid
 cannot make the hub hammer the provider)."""
@@ -298,6 +300,10 @@ class RelyingParty:
             expires_at=now + timedelta(minutes=self.settings.oidc_flow_minutes),
         )
         self.session.add(flow)
+        # Flows are kept a day (the step-up window and the records' references need far less), then dropped.
+        self.session.execute(
+            delete(OidcFlow).where(OidcFlow.created_at < now - timedelta(seconds=FLOW_RETENTION_SECONDS))
+        )
         self.session.flush()
         query = {
             "response_type": "code",
@@ -383,6 +389,8 @@ class RelyingParty:
         flow.vouched_at = _now()
         flow.acr = acr
         flow.person_index = found[0]
+        # A step-up is the account's act (its session cookie does not come with the provider's cross-site redirect).
+        actor = f"account:{flow.account_id}" if flow.account_id is not None else actor
         record(self.session, actor=actor, role="citizen" if flow.account_id else None, action="oidc.callback",
                object=f"oidc_flow:{flow.id}", detail={"purpose": flow.purpose, "acr": acr})  # fmt: skip
         return Vouched(flow.purpose, acr)
