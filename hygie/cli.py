@@ -22,6 +22,7 @@ from hygie.console import err
 from hygie.console import fail as _fail
 from hygie.console import open_hub as _open_hub
 from hygie.governance.citizen_index_cli import citizen_index_app
+from hygie.identity.pivot_cli import vault_app
 from hygie.logging import configure
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(analysis_app, name="analysis")
 app.add_typer(breach_app, name="breach")
 app.add_typer(citizen_index_app, name="citizen-index")
+app.add_typer(vault_app, name="vault")
 app.add_typer(witness_app, name="witness")
 
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)
