@@ -19,8 +19,9 @@ tables) and what each output row stands for. It refuses:
 Filters and join conditions on keys are not outputs and pass (``JOIN ... USING (BEN_NIR_PSA)``); so do keys used
 inside a derived table that is aggregated away outside (per-person totals counted by band). What this check cannot
 see (a grouping on a near-unique value that is not a key, such as an exact amount) the data check after running
-catches when the output has about one row per person (``analysis_row_level_fraction``), and output checkers see the
-rest. The messages name the output column by its name or position in the SQL, never a data value.
+catches when the output has about one row per person (``analysis_row_level_fraction``), or, when
+:func:`partitions_people` says each person is in one row at most, more rows than people / threshold; output checkers
+see the rest. The messages name the output column by its name or position in the SQL, never a data value.
 """
 
 from __future__ import annotations
