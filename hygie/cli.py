@@ -22,6 +22,7 @@ from hygie.console import err
 from hygie.console import fail as _fail
 from hygie.console import open_hub as _open_hub
 from hygie.governance.citizen_index_cli import citizen_index_app
+from hygie.governance.letters_cli import outbox_app
 from hygie.identity.pivot_cli import vault_app
 from hygie.logging import configure
 
@@ -43,6 +44,7 @@ app.add_typer(breach_app, name="breach")
 app.add_typer(citizen_index_app, name="citizen-index")
 app.add_typer(vault_app, name="vault")
 app.add_typer(witness_app, name="witness")
+app.add_typer(outbox_app, name="outbox")
 
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)
 
@@ -426,8 +428,9 @@ def accounts_enrol_citizen(
         str | None, typer.Option(envvar="HYGIE_NEW_PASSWORD", help="Prompted for if not given.")
     ] = None,
 ) -> None:
-    """Enrol a citizen against the identity vault. The NIR is read from standard input (never an argument,
-    so it stays out of shell history and process lists)."""
+    """The insurer's counter: enrol a citizen whose identity an agent checked in person (an identity document),
+    against the identity vault. Not reachable over HTTP, where a citizen asks for an activation letter by post. The
+    NIR is read from standard input (never an argument, so it stays out of shell history and process lists)."""
     from hygie.governance.accounts import CONSOLE
     from hygie.governance.acts import act
     from hygie.governance.citizens import Citizens

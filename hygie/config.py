@@ -271,6 +271,36 @@ class Settings(BaseSettings):
     oidc_step_up_minutes: int = Field(
         default=15, description="Minutes a step-up login at the strong level counts for a sensitive change."
     )
+    # Citizens' letters by post (hygie.governance.letters): activation, new-device and contact-change codes.
+    citizen_letter_valid_days: int = Field(default=30, description="Days a code sent by post stays valid.")
+    citizen_letter_period_days: int = Field(
+        default=30, description="At most one live letter of each kind per person within this many days."
+    )
+    citizen_letter_requests_per_nir: int = Field(
+        default=3, description="Letter requests for one typed NIR (keyed by its blind index) per window."
+    )
+    citizen_letter_requests_per_source: int = Field(
+        default=20, description="Letter requests from one client address (all NIRs together) per window."
+    )
+    citizen_letter_window_hours: int = Field(default=24, description="Window of the letter request limits.")
+    citizen_code_attempts_per_person: int = Field(
+        default=5, description="Postal code attempts for one person (typed NIR or account) per window."
+    )
+    citizen_code_attempts_per_source: int = Field(
+        default=20, description="Postal code attempts from one client address per window."
+    )
+    citizen_code_window_hours: int = Field(default=24, description="Window of the postal code attempt limits.")
+    citizen_device_cookie_days: int = Field(
+        default=395, description="Lifetime of the device cookie a breach-flagged citizen's sign-in is checked with."
+    )
+    citizen_insurer_name: str = Field(
+        default="Caisse primaire d'assurance maladie (démonstration Hygie)",
+        description="The sender printed at the top of citizens' letters.",
+    )
+    citizen_insurer_address: str = Field(
+        default="Service des comptes en ligne\nCS 00000\n00000 HYGIE CEDEX",
+        description="The sender's postal address printed under its name.",
+    )
     mail_smtp_host: str = Field(default="localhost", description="SMTP server that sends staff enrolment mails.")
     mail_smtp_port: int = Field(default=25, description="Port of the SMTP server that sends staff enrolment mails.")
     mail_from: str = Field(default="comptes@hygie.invalid", description="Sender address of staff enrolment mails.")

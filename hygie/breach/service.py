@@ -33,6 +33,7 @@ from hygie.breach.models import (
 )
 from hygie.breach.reader import read_table
 from hygie.db import bulk
+from hygie.governance import letters
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.lineage import creator_id, shared_lineage
@@ -290,6 +291,7 @@ class Incidents:
         evaluator = oprf.evaluator(self.session, self.hub.custody)
         bits = self.hub.settings.breach_check_prefix_bits
         identities = vault.identities_of(list(people))
+        posted: list[tuple[int, bytes]] = []  # the same notice by post (rendered when printed: governance.letters)
         for person_index, categories in people.items():
             notice = BreachNotice(incident_id=incident.id, person_index=person_index, categories=sorted(categories),
                                   created_at=now())  # fmt: skip
@@ -297,10 +299,12 @@ class Incidents:
             self.session.flush()
             self.session.add(BreachOutbox(notice_id=notice.id, status="pending", attempts=0))
             self.session.add(BreachFlag(person_index=person_index, incident_id=incident.id, until=until))
+            posted.append((notice.id, person_index))
             identity = identities.get(person_index)
             if identity is not None:
                 tag = oprf.tag_of(evaluator.evaluate_known_input(oprf.nir_input(identity.nir)))
                 self.session.add(BreachCheckTag(incident_id=incident.id, prefix=oprf.prefix_of(tag, bits), tag=tag))
+        letters.queue_breach_letters(self.session, posted)
         incident.status = "notified"
         incident.notified_at = now()
         record(self.session, actor=actor, action="breach.notify", object=f"breach:{incident.id}",

@@ -4,9 +4,10 @@ from hygie.analysis import models as _analysis  # noqa: F401
 from hygie.audit import events as _audit_events  # noqa: F401
 from hygie.breach import models as _breach  # noqa: F401
 from hygie.governance import citizen_index as _citizen_index  # noqa: F401
+from hygie.governance import letters as _letters  # noqa: F401
 from hygie.governance import limits as _limits  # noqa: F401
 from hygie.governance import models as _governance  # noqa: F401
-from hygie.identity import vault as _vault  # noqa: F401
 from hygie.governance import oidc as _oidc  # noqa: F401
 from hygie.identity import pivot as _pivot  # noqa: F401
+from hygie.identity import vault as _vault  # noqa: F401
 from hygie.warehouse import catalog as _catalog  # noqa: F401

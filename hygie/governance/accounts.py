@@ -498,7 +498,10 @@ class Accounts:
 
     # -- sign-in ----------------------------------------------------------------------------------
 
-    def login(self, username: str, password: str, totp: str | None) -> tuple[str, AuthSession, Account]:
+    def login(
+        self, username: str, password: str, totp: str | None, *, device: str | None = None,
+        step_up_code: str | None = None,
+    ) -> tuple[str, AuthSession, Account]:  # fmt: skip
         """Check a password (and second factor) and open a session. Raises Unauthenticated, recorded.
 
         Every refusal is the same answer (``REFUSED``) after the same work (one Argon2id verification): an unknown
@@ -530,6 +533,8 @@ class Accounts:
             record(self.session, actor=ref, role=account.role, action="auth.login", outcome=Outcome.DENIED,
                    detail={"reason": reason, "failures": account.failed_logins})  # fmt: skip
             raise self._refuse(Unauthenticated(REFUSED))
+        if Role(account.role) is Role.CITIZEN and account.person_index is not None:
+            self._check_device(account, device, step_up_code)
         account.failed_logins = 0
         token = credentials.new_token(credentials.SESSION_PREFIX)
         auth = AuthSession(
@@ -542,6 +547,23 @@ class Accounts:
         self.session.flush()
         record(self.session, actor=ref, role=account.role, action="auth.login", detail={"session": auth.id})
         return token, auth, account
+
+    def _check_device(self, account: Account, device: str | None, step_up_code: str | None) -> None:
+        """Step-up of a breach-flagged citizen signing in from a new device (:func:`letters.check_sign_in`): no
+        session before a postal code (or the provider, through its own sign-in) vouches for the device."""
+        from hygie.governance.letters import StepUpNeeded, check_sign_in
+
+        assert account.person_index is not None
+        try:
+            check_sign_in(self.session, self.custody, account.id, account.person_index, device, step_up_code)
+        except (StepUpNeeded, Denied) as exc:
+            refused = isinstance(exc, Denied)
+            record(self.session, actor=f"account:{account.id}", role=account.role, action="auth.login",
+                   outcome=Outcome.DENIED, detail={"reason": "new device of a breach-flagged person: step-up "
+                   + ("code refused" if refused else "needed")})  # fmt: skip
+            needed = StepUpNeeded(account.id, account.person_index)
+            needed.code_refused = refused
+            raise self._refuse(needed) from None
 
     def _spend_totp(self, account: Account, code: str | None) -> tuple[bool, str]:
         """Accept ``code`` if it is valid and of a time step later than the last one accepted for this account,

@@ -20,23 +20,39 @@ def hub_pseudonym(world: World, name: str) -> str:
         return world.hub.vault(session).pseudonyms_of([account.person_index])[account.person_index]
 
 
-def test_enrolment_needs_matching_details_and_says_nothing_about_which(world: World) -> None:
+def test_leaked_details_open_no_account_a_letter_by_post_does(world: World) -> None:
+    """The attack of issue 14: NIR, family name and birth date from a leak. Every request gets the same answer;
+    none opens an account; the activation code printed on the letter to the vault address does, once."""
+    from hygie.governance import letters
+    from hygie.governance.letters import CitizenLetter
+
     third = people(world.delivery)[2]
-    body = {"nir": third["BEN_NIR"], "last_name": third["NOM"], "birth_date": third["DATE_NAISSANCE"],
-            "username": "citizen3", "password": PASSWORD}  # fmt: skip
-    refusals = set()
-    for wrong in ({"last_name": "NOBODY"}, {"birth_date": "1900-01-01"}, {"nir": "1" * 15}):
+    body = {"nir": third["BEN_NIR"], "last_name": third["NOM"], "birth_date": third["DATE_NAISSANCE"]}
+    answers = set()
+    for wrong in ({"last_name": "NOBODY"}, {"nir": "1" * 15}, {"last_name": f"  {third['NOM'].lower()} "}):
         r = world.client.post("/citizens/enrol", json=body | wrong)
-        assert r.status_code == 403
-        refusals.add(r.json()["detail"])
-    assert len(refusals) == 1
-    # Accents, case and spacing of the name do not matter.
-    r = world.client.post("/citizens/enrol", json=body | {"last_name": f"  {third['NOM'].lower()} "})
+        assert r.status_code == 200, r.text
+        answers.add(r.json()["detail"])
+    assert len(answers) == 1  # says nothing about which detail matched
+    # The old request (with a username and password) opens nothing either: it is refused as a malformed body.
+    old = world.client.post("/citizens/enrol", json=body | {"username": "thief", "password": PASSWORD})
+    assert old.status_code == 422
+    with world.hub.session() as session:
+        assert session.scalar(select(Account.id).where(Account.username == "thief")) is None
+        [letter] = session.scalars(select(CitizenLetter).where(CitizenLetter.purpose == "activation")).all()
+        code = letters.CODE.findall(letters.open_letter(world.hub.custody, letter).decode("latin-1"))[0]
+    activate = {"code": code, "nir": third["BEN_NIR"], "username": "citizen3", "password": PASSWORD}
+    refused = world.client.post("/citizens/activate", json=activate | {"code": "ABCD-EFGH-JKMN-PQRS"})
+    assert refused.status_code == 403 and refused.json()["detail"] == letters.CODE_REFUSAL
+    r = world.client.post("/citizens/activate", json=activate)
     assert r.status_code == 200, r.text
-    assert world.client.post("/citizens/enrol", json=body | {"username": "again"}).status_code == 409
+    assert world.client.post("/citizens/activate", json=activate | {"username": "again"}).status_code == 403
+    token = world.client.post("/auth/login", json={"username": "citizen3", "password": PASSWORD}).json()["token"]
+    mine = world.client.get("/me/reimbursements", headers={"Authorization": f"Bearer {token}"})
+    assert mine.status_code == 200
     with world.hub.session() as session:
         recorded = " ".join(str(e.as_dict()) for e in session.scalars(select(AuditEvent)))
-    assert third["BEN_NIR"] not in recorded and third["NOM"] not in recorded
+    assert third["BEN_NIR"] not in recorded and third["NOM"] not in recorded and code not in recorded
 
 
 def test_who_used_my_data_and_opt_out(world: World) -> None:

@@ -27,10 +27,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/accounts"): {"username": "walk-researcher", "role": "researcher", "email": "walk@example.org"},
     ("POST", "/accounts/enrol"): {"code": "not-a-code", "password": PASSWORD},
     ("POST", "/accounts/{account_id}/confirm"): {"email": "walk@example.org"},
-    ("POST", "/citizens/enrol"): {
+    ("POST", "/citizens/enrol"): {"nir": "1" * 15, "last_name": "X", "birth_date": "1970-01-01"},
+    ("POST", "/citizens/activate"): {
+        "code": "ABCD-EFGH-JKMN-PQRS",
         "nir": "1" * 15,
-        "last_name": "X",
-        "birth_date": "1970-01-01",
         "username": "walk-citizen",
         "password": PASSWORD,
     },
@@ -204,6 +204,8 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
         "breach send": ([], None),
         "breach sweep": ([], None),
         "citizen-index rebuild": ([], None),
+        "outbox list": ([], None),
+        "outbox print": (["--out", str(tmp_path / "printed")], None),
     }
     group = typer.main.get_command(cli_app)
     runner = CliRunner()

@@ -68,7 +68,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/accounts/{account_id}/confirm"): Rule(foreign=frozenset({"dpo", "auditor"})),
     ("POST", "/accounts/{account_id}/enrolment-mail"): Rule(foreign=frozenset({"dpo"}), maybe=frozenset({"operator"})),
     # citizens
-    ("POST", "/citizens/enrol"): PUBLIC,
+    ("POST", "/citizens/enrol"): PUBLIC,  # asks for an activation letter: the same answer whatever was typed
+    ("POST", "/citizens/activate"): PUBLIC,  # the code of the letter, sent to the vault address
     ("GET", "/me/opt-out"): Rule(own=CITIZENS),
     ("POST", "/me/opt-out"): Rule(own=CITIZENS),
     ("DELETE", "/me/opt-out"): Rule(own=CITIZENS),
@@ -176,8 +177,9 @@ def request_body(method: str, path: str, caller: str, ids: dict[str, int], body_
         ("POST", "/breach/incidents/{incident_id}/review/{row}/reveal"): {
             "reason": "the law needs this identity to notify the person by post"},
         ("POST", "/breach/reveals/{reveal_id}/decision"): {"decision": "approve", **REASON},
-        ("POST", "/citizens/enrol"): {"nir": "1" * 15, "last_name": "Nobody", "birth_date": "1970-01-01",
-                                      "username": "matrix-citizen", "password": PASSWORD},
+        ("POST", "/citizens/enrol"): {"nir": "1" * 15, "last_name": "Nobody", "birth_date": "1970-01-01"},
+        ("POST", "/citizens/activate"): {"code": "ABCD-EFGH-JKMN-PQRS", "nir": "1" * 15,
+                                         "username": "matrix-citizen", "password": PASSWORD},
         ("POST", "/me/contact-details"): {"email": None},
         ("POST", "/projects"): project_request(),
         ("PATCH", "/projects/{project_id}"): {"title": "A better title"},

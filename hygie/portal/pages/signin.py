@@ -11,8 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from hygie.governance.accounts import ANONYMOUS, Accounts
 from hygie.governance.acts import act
 from hygie.governance.errors import Unauthenticated
+from hygie.governance.letters import StepUpNeeded
 from hygie.governance.policy import Role
 from hygie.governance.throttle import SignInThrottle, Throttled, client_address, french_wait
+from hygie.portal.pages import citizen as citizen_pages
 from hygie.portal.pages.web import (
     HOME,
     PageRoute,
@@ -71,10 +73,13 @@ async def signin(request: Request) -> Response:
                      error="Des champs obligatoires sont vides.")  # fmt: skip
     hub = hub_of(request)
     throttle: SignInThrottle = request.app.state.signin_throttle
+    device = citizen_pages.device_of(request) or citizen_pages.new_device()  # a breach-flagged citizen's step-up
 
     def login() -> tuple[str, int, Role]:
         with act(hub, ANONYMOUS, "auth.login") as session:
-            token, _auth, account = Accounts(session, hub.custody, hub.settings).login(username, password, totp)
+            token, _auth, account = Accounts(session, hub.custody, hub.settings).login(
+                username, password, totp, device=device
+            )
             return token, hub.settings.session_minutes * 60, Role(account.role)
 
     source = client_address(request.client.host if request.client else None)
@@ -85,11 +90,16 @@ async def signin(request: Request) -> Response:
         waiting = _form(request, 429, error=french_wait(exc.retry_after), username=username, suite=suite)
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
+    except StepUpNeeded as exc:
+        # The password was right, but a breach-flagged citizen is on a new device: a code goes by post.
+        await run_in_threadpool(citizen_pages.queue_device_letter, request, exc.person_index)
+        return citizen_pages.step_up_form(request, 403, username=username, device=device)
     except Unauthenticated:
         # One answer to every refusal (see Accounts.login): it never tells which part was wrong.
         return _form(request, 401, error=REFUSED_FR, username=username, suite=suite)
     response = redirect(_safe_next(suite) or HOME[role])
     set_session_cookie(response, request, token, max_age)
+    citizen_pages.keep_device(response, request, device)
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import select
 
 from hygie.audit import record
-from hygie.governance.accounts import ANONYMOUS, Accounts
+from hygie.governance.accounts import ANONYMOUS, SYSTEM, Accounts
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied
 from hygie.governance.models import Account, ApiToken
@@ -28,6 +29,14 @@ class LoginRequest(RequestBody):
     username: str = Field(max_length=80)
     password: str = Field(max_length=200)
     totp: str | None = Field(default=None, max_length=10, description="Second factor; required but for citizens.")
+    device: str | None = Field(
+        default=None, min_length=20, max_length=100,
+        description="A citizen's device token (random, kept by the client): a citizen named in a data breach signing "
+        "in from a device not seen before needs `step_up_code` first.",
+    )  # fmt: skip
+    step_up_code: str | None = Field(
+        default=None, max_length=40, description="The code of the letter sent by post for a new device."
+    )
 
 
 class SessionOut(BaseModel):
@@ -142,14 +151,26 @@ def account_out(a: Account) -> AccountOut:
 def login(body: LoginRequest, hub: HubDep, request: Request) -> SessionOut:
     throttle: SignInThrottle = request.app.state.signin_throttle
 
+    source = client_address(request.client.host if request.client else None)
+
     def attempt() -> SessionOut:
+        from hygie.governance.citizens import Citizens
+        from hygie.governance.letters import Purpose, StepUpNeeded
+
         with act(hub, ANONYMOUS, "auth.login") as session:
-            token, auth, account = Accounts(session, hub.custody, hub.settings).login(
-                body.username, body.password, body.totp
-            )
+            if body.step_up_code:  # postal codes are limited per source and per typed username (as a digest)
+                person_key = hashlib.sha256(b"hygie/step-up\x00" + body.username.casefold().encode()).hexdigest()
+                Citizens(hub, session).spend_code_attempt(source, person_key)
+            try:
+                token, auth, account = Accounts(session, hub.custody, hub.settings).login(
+                    body.username, body.password, body.totp, device=body.device, step_up_code=body.step_up_code
+                )
+            except StepUpNeeded as exc:  # the password was right: a code goes by post (one live letter at a time)
+                with act(hub, SYSTEM, "citizen.step_up.letter") as letter_session:
+                    Citizens(hub, letter_session).request_step_up(exc.person_index, Purpose.DEVICE)
+                raise
             return SessionOut(token=token, expires_at=auth.expires_at, account_id=account.id, role=Role(account.role))
 
-    source = client_address(request.client.host if request.client else None)
     return throttle.guarded(hub, source, body.username, attempt)
 
 

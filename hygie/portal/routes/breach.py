@@ -460,6 +460,7 @@ class ContactDetails(RequestBody):
     email: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     address: str | None = Field(default=None, max_length=300)
+    code: str | None = Field(default=None, max_length=40, description="The code of the letter sent by post")
 
 
 def _person_index(session: Any, actor: Actor) -> bytes:
@@ -486,22 +487,24 @@ def my_notices(hub: HubDep, actor: ActorDep) -> NoticesOut:
         )
 
 
-@router.post("/me/contact-details", summary="Change your contact details (refused while a stronger check is due)")
-def change_contact_details(body: ContactDetails, hub: HubDep, actor: ActorDep) -> dict[str, Any]:
+@router.post(
+    "/me/contact-details",
+    summary="Change the e-mail and phone your notices go to (a postal code first, while a stronger check is due)",
+    description="Stored sealed. A person named in a breach confirms with the code of a letter sent by post to the "
+    "address held before the breach: without `code`, that letter is queued and nothing changes yet "
+    "(`changed: false, letter: true`). The postal address itself is kept by your insurance fund's registry.",
+)
+def change_contact_details(body: ContactDetails, hub: HubDep, actor: ActorDep, request: Request) -> dict[str, Any]:
+    from hygie.governance.citizens import Citizens
+
+    source = client_address(request.client.host if request.client else None)
     with act(hub, actor, "citizen.contact_details") as session:
-        person_index = _person_index(session, actor)
-        until = breach_citizen.stronger_check_until(session, person_index)
-        if until is not None:
-            # The stronger check (docs/breach.md): FranceConnect+ (eIDAS substantial) or a one-time code sent by
-            # post to the address on file before the breach. Neither exists here yet, so the change is refused.
-            raise Denied(
-                f"stronger identity check required until {until.date().isoformat()}: your data was in a "
-                "leak, so this change needs a check this portal cannot do yet; contact your insurance fund"
-            )
-        record(session, actor=actor.ref, role=actor.role_name, action="citizen.contact_details",
-               detail={"fields": sorted(k for k, v in body.model_dump().items() if v), "stored": False})  # fmt: skip
-        return {"changed": False, "detail": "contact details are kept by your insurance fund's registry; this portal "
-                "records the request but does not change them yet"}  # fmt: skip
+        _person_index(session, actor)
+        if body.address:
+            raise Invalid("the postal address is kept by your insurance fund's registry: change it there")
+        done = Citizens(hub, session).change_contact(actor, email=body.email, phone=body.phone, code=body.code,
+                                                     source=source)  # fmt: skip
+        return {"changed": done.changed, "letter": done.letter}
 
 
 # The anonymous check.

@@ -1,16 +1,17 @@
-"""Citizens: enrolment, objection to the use of their data, and their own entries in the audit log."""
+"""Citizens: enrolment (a letter by post), objection to the use of their data, their own audit entries."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from hygie.audit import record
 from hygie.governance.accounts import ANONYMOUS
 from hygie.governance.acts import act
-from hygie.governance.citizens import Citizens, OptOutState
+from hygie.governance.citizens import LETTER_ANSWER, Citizens, OptOutState
+from hygie.governance.throttle import client_address
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 from hygie.portal.routes.audit_search import FullEntryOut, PublicEntryOut
@@ -19,10 +20,19 @@ from hygie.portal.transparency import MY_ENTRIES_MAX, my_entries
 router = APIRouter(tags=["citizens"])
 
 
-class EnrolRequest(RequestBody):
+class LetterRequest(RequestBody):
     nir: str = Field(min_length=13, max_length=21, description="Your social security number (sent in the body only)")
     last_name: str = Field(min_length=1, max_length=100)
     birth_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+
+class LetterOut(BaseModel):
+    detail: str = Field(description="Always the same, whether or not the details match our records.")
+
+
+class ActivateRequest(RequestBody):
+    code: str = Field(min_length=16, max_length=40, description="The code printed on the activation letter")
+    nir: str = Field(min_length=13, max_length=21, description="Your social security number (sent in the body only)")
     username: str = Field(min_length=1, max_length=80)
     password: str = Field(min_length=1, max_length=200)
 
@@ -42,13 +52,35 @@ def _out(state: OptOutState) -> OptOutOut:
     return OptOutOut(objecting=state.objecting, since=state.since, takes_effect=state.effect)
 
 
-@router.post("/citizens/enrol", summary="Create your citizen account (demo identity check against the vault)")
-def enrol(body: EnrolRequest, hub: HubDep) -> EnrolOut:
+def source_of(request: Request) -> str:
+    return client_address(request.client.host if request.client else None)
+
+
+@router.post(
+    "/citizens/enrol",
+    summary="Ask for an activation letter by post",
+    description="Knowing a NIR, a name and a birth date does not open an account (that data leaks): if the details "
+    "match our records, a letter with a one-time activation code goes to the postal address we hold (for a person "
+    "named in a data breach, the address held before it). The answer is always the same. Limited per source and "
+    "per NIR. Open the account with the code at POST /citizens/activate.",
+)
+def request_letter(body: LetterRequest, hub: HubDep, request: Request) -> LetterOut:
+    with act(hub, ANONYMOUS, "citizen.letter.request") as session:
+        Citizens(hub, session).request_letter(nir=body.nir, last_name=body.last_name, birth_date=body.birth_date,
+                                              source=source_of(request))  # fmt: skip
+    return LetterOut(detail=LETTER_ANSWER)
+
+
+@router.post(
+    "/citizens/activate",
+    summary="Open your citizen account with the code of your activation letter",
+    description="The one-time code printed on the letter, with the NIR it was sent for. Every refusal reads the "
+    "same; wrong codes are limited per source and per person.",
+)
+def activate(body: ActivateRequest, hub: HubDep, request: Request) -> EnrolOut:
     with act(hub, ANONYMOUS, "citizen.enrol") as session:
-        created = Citizens(hub, session).enrol(
-            nir=body.nir, last_name=body.last_name, birth_date=body.birth_date, username=body.username,
-            password=body.password,
-        )  # fmt: skip
+        created = Citizens(hub, session).activate(code=body.code, nir=body.nir, username=body.username,
+                                                  password=body.password, source=source_of(request))  # fmt: skip
         return EnrolOut(account_id=created.account.id, username=created.account.username)
 
 
