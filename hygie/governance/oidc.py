@@ -50,6 +50,7 @@ from hygie.identity import pivot as pivots
 
 ENROL = "enrol"
 STEP_UP = "step_up"
+SIGN_IN = "sign_in"
 ANONYMOUS_ACTOR = "anonymous"
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 """Signature algorithms accepted on an ID token: asymmetric only (never ``none``, never HS256 with the secret)."""
@@ -114,6 +115,8 @@ class Started:
 class Vouched:
     purpose: str
     acr: str
+    session_token: str | None = None
+    """A provider sign-in's new session (the browser's cookie), None for the other purposes."""
 
 
 def _digest(value: str) -> str:
@@ -145,7 +148,11 @@ def step_up_acr(session: Session, settings: Settings, account_id: int) -> str | 
     since = _now() - timedelta(minutes=settings.oidc_step_up_minutes)
     row = session.scalars(
         select(OidcFlow)
-        .where(OidcFlow.account_id == account_id, OidcFlow.purpose == STEP_UP, OidcFlow.vouched_at.is_not(None))
+        .where(
+            OidcFlow.account_id == account_id,
+            OidcFlow.purpose.in_((STEP_UP, SIGN_IN)),
+            OidcFlow.vouched_at.is_not(None),
+        )
         .order_by(OidcFlow.vouched_at.desc())
         .limit(1)
     ).first()
@@ -282,7 +289,7 @@ class RelyingParty:
         from authlib.common.security import generate_token  # type: ignore[import-untyped]
         from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 
-        if purpose not in (ENROL, STEP_UP):
+        if purpose not in (ENROL, STEP_UP, SIGN_IN):
             raise ValueError(f"unknown provider login purpose {purpose!r}")
         metadata = self.metadata()
         acr = self.settings.oidc_acr_strong if purpose == STEP_UP else self.settings.oidc_acr
@@ -377,10 +384,17 @@ class RelyingParty:
         if userinfo.get("sub") != claims.get("sub"):
             raise OidcRefused("provider", "userinfo names another subject than the ID token")
         found = self._match(userinfo)
+        token = None
         if flow.purpose == STEP_UP:
             account = self.session.get(Account, flow.account_id) if flow.account_id is not None else None
             if account is None or account.person_index is None or found != [account.person_index]:
                 raise OidcRefused("other_person", "the provider vouched for another person than the account's")
+        elif flow.purpose == SIGN_IN:
+            if len(found) != 1:
+                raise OidcRefused("no_match", "no single person of the vault has this identity pivot")
+            if flagged(self.session, found[0]) and not acr_at_least(self.settings, acr, self.settings.oidc_acr_strong):
+                raise OidcRefused("strong_needed", "person named in a breach: the strong level is required")
+            token = self._open_session(flow, found[0], acr)
         else:
             if len(found) != 1:
                 raise OidcRefused("no_match", "no single person of the vault has this identity pivot")
@@ -393,7 +407,32 @@ class RelyingParty:
         actor = f"account:{flow.account_id}" if flow.account_id is not None else actor
         record(self.session, actor=actor, role="citizen" if flow.account_id else None, action="oidc.callback",
                object=f"oidc_flow:{flow.id}", detail={"purpose": flow.purpose, "acr": acr})  # fmt: skip
-        return Vouched(flow.purpose, acr)
+        return Vouched(flow.purpose, acr, token)
+
+    def _open_session(self, flow: OidcFlow, person_index: bytes, acr: str) -> str:
+        """A provider sign-in: a session for the active citizen account of this person (the provider's login, at
+        the level the person's breach flag requires, stands for the password and the device check)."""
+        from hygie.governance import credentials
+        from hygie.governance.accounts import Status
+        from hygie.governance.models import AuthSession
+
+        account = self.session.scalars(select(Account).where(Account.person_index == person_index)).first()
+        if account is None or account.disabled or account.status != Status.ACTIVE or account.role != "citizen":
+            raise OidcRefused("no_account", "no active citizen account for this person")
+        flow.account_id = account.id
+        now = _now()
+        token = credentials.new_token(credentials.SESSION_PREFIX)
+        auth = AuthSession(
+            token_hash=credentials.token_hash(token),
+            account_id=account.id,
+            created_at=now,
+            expires_at=now + timedelta(minutes=self.settings.session_minutes),
+        )
+        self.session.add(auth)
+        self.session.flush()
+        record(self.session, actor=f"account:{account.id}", role=account.role, action="auth.login",
+               detail={"session": auth.id, "via": "oidc", "acr": acr})  # fmt: skip
+        return token
 
     def _exchange(self, metadata: dict[str, Any], code: str, verifier: str) -> dict[str, Any]:
         import httpx

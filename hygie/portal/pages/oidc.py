@@ -27,6 +27,7 @@ from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Invalid, NotFound
 from hygie.governance.oidc import (
     ENROL,
+    SIGN_IN,
     STEP_UP,
     OidcRefused,
     OidcUnavailable,
@@ -71,6 +72,8 @@ REFUSED_FR: dict[str, str] = {
     "strong_needed": "Votre identité figure dans une fuite de données : l'ouverture de votre compte demande une "
     "connexion de niveau « substantiel » chez le fournisseur d'identité, ou un code d'activation envoyé par courrier "
     "à votre adresse. Recommencez avec l'un de ces moyens.",
+    "no_account": "Aucun compte actif n'est ouvert à votre nom. Créez votre compte avec le fournisseur d'identité ou "
+    "avec un code d'activation envoyé par courrier, ou contactez votre caisse d'assurance maladie.",
     "other_person": "Le fournisseur d'identité a confirmé l'identité d'une autre personne que le titulaire de ce "
     "compte : rien n'a été modifié.",
 }
@@ -146,8 +149,9 @@ def start_page(request: Request) -> Response:
 @router.post("/connexion-fc", response_class=HTMLResponse)
 async def start(request: Request) -> Response:
     _offered(request)
-    await checked_form(request)
-    return await run_in_threadpool(_start, request, ENROL, ANONYMOUS)
+    form = await checked_form(request)
+    purpose = SIGN_IN if form.get("but") == "connexion" else ENROL
+    return await run_in_threadpool(_start, request, purpose, ANONYMOUS)
 
 
 @router.get("/connexion-fc/retour", response_class=HTMLResponse)
@@ -175,6 +179,11 @@ def callback(
         return unavailable(request, actor if actor.account_id else None)
     if vouched.purpose == STEP_UP:
         response = redirect("/citoyen/renforcement?fait=1")
+        _clear_binding(response)
+        return response
+    if vouched.purpose == SIGN_IN and vouched.session_token is not None:
+        response = redirect(HOME[Role.CITIZEN])
+        set_session_cookie(response, request, vouched.session_token, hub.settings.session_minutes * 60)
         _clear_binding(response)
         return response
     return redirect("/citoyen/connexion-fc/compte")

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import func, select
 
 from hygie.audit.events import AuditEvent
@@ -157,6 +157,17 @@ def test_enrolment_through_the_provider_then_replayed_state_refused(
         assert step_up_acr(session, page_world.hub.settings, opened.id) == "eidas2"
     assert errors == []
 
+    # From a new device, Alice signs in through the provider (no password): she lands on her own page.
+    other_page, context = provider_sign_in(browser, server, "alice", "oidc-connexion-fc")
+    try:
+        expect(other_page).to_have_url(re.compile(r"/citoyen/remboursements$"))
+        expect(other_page.locator(".hygie-who").first).to_contain_text("assuré")
+    finally:
+        context.close()
+    with page_world.hub.session() as session:
+        login = session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.login")).all()[-1]
+        assert login.actor == f"account:{opened.id}" and login.detail["via"] == "oidc"
+
 
 def test_forged_id_token_refused(page: Page, server: str, provider: Provider, page_world: World) -> None:
     before = accounts(page_world)
@@ -191,7 +202,9 @@ def test_identity_matching_nobody_opens_nothing(page: Page, server: str, provide
         assert all(f.enrolled_at is None for f in flows if f.person_index is None)
 
 
-def test_step_up_at_a_weaker_level_refused(page: Page, server: str, provider: Provider, page_world: World) -> None:
+def test_step_up_at_a_weaker_level_refused(
+    page: Page, browser: Browser, server: str, provider: Provider, page_world: World
+) -> None:
     """Carol's means of identification hold only eidas1: she can enrol, but her step-up (eidas2 asked) is refused."""
     enrol_as(page, server, "carol", "carol.fc", name="oidc-carol")
     page.goto(f"{server}/citoyen/renforcement")
@@ -204,22 +217,59 @@ def test_step_up_at_a_weaker_level_refused(page: Page, server: str, provider: Pr
         assert step_up_acr(session, page_world.hub.settings, carol.id) is None
     assert "acr" in denied_callbacks(page_world)[-1]
 
+    # Once named in a breach, her provider sign-in at eidas1 from a new device is refused too.
+    flag(page_world, CAROL)
+    other_page, context = provider_sign_in(browser, server, "carol", "oidc-connexion-fc-fuite")
+    try:
+        expect_refused(other_page, "strong_needed", "oidc-connexion-fc-fuite-refus")
+        expect(other_page.locator(".hygie-who")).to_have_count(0)
+    finally:
+        context.close()
+
+
+def test_provider_sign_in_without_an_account_refused(
+    browser: Browser, server: str, provider: Provider, page_world: World
+) -> None:
+    before = accounts(page_world)
+    other_page, context = provider_sign_in(browser, server, "bob", "oidc-connexion-fc-sans-compte")
+    try:
+        expect_refused(other_page, "no_account", "oidc-connexion-fc-sans-compte-refus")
+    finally:
+        context.close()
+    assert accounts(page_world) == before
+
+
+def flag(world: World, position: int) -> None:
+    """Name this person in a (test) breach: a flag like the breach import leaves."""
+    now = datetime.now(UTC)
+    with world.hub.session() as session:
+        later = now + timedelta(days=30)
+        incident = BreachIncident(name=f"oidc-test-leak-{position}", status="notified", created_at=now,
+                                  created_by="test", file_format="csv", file_name="leak.csv", retain_until=later,
+                                  mapping=[], counts={}, categories={})  # fmt: skip
+        session.add(incident)
+        session.flush()
+        session.add(BreachFlag(person_index=index_of(world, position), incident_id=incident.id, until=later))
+        session.commit()
+
+
+def provider_sign_in(browser: Browser, server: str, login: str, name: str) -> tuple[Page, BrowserContext]:
+    """A fresh browser (a new device): sign in through the provider, without the password."""
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    page.goto(f"{server}/citoyen/connexion-fc")
+    check_page(page, name)
+    page.get_by_role("button", name="Me connecter avec le fournisseur d'identité").click()
+    provider_login(page, login)
+    return page, context
+
 
 def test_breach_flagged_person_needs_the_strong_level(
     page: Page, server: str, provider: Provider, page_world: World
 ) -> None:
     """Dave is named in a breach; his means of identification hold only eidas1: his enrolment is refused and he is
     told to come back at the substantial level or with a postal code."""
-    now = datetime.now(UTC)
-    with page_world.hub.session() as session:
-        incident = BreachIncident(name="oidc-test-leak", status="notified", created_at=now, created_by="test",
-                                  file_format="csv", file_name="leak.csv", retain_until=now + timedelta(days=30),
-                                  mapping=[], counts={}, categories={})  # fmt: skip
-        session.add(incident)
-        session.flush()
-        session.add(BreachFlag(person_index=index_of(page_world, DAVE), incident_id=incident.id,
-                               until=now + timedelta(days=30)))  # fmt: skip
-        session.commit()
+    flag(page_world, DAVE)
     before = accounts(page_world)
     start_enrolment(page, server, "oidc-fuite-debut")
     provider_login(page, "dave")
