@@ -22,7 +22,7 @@ import pytest
 
 from hygie.analysis import ledger
 from hygie.disclosure.lpaudit import published_interval
-from tests.disclosure.attacks.test_releases import Person, delivered_people, run
+from tests.disclosure.attacks.test_releases import Person, delivered_people, events, run
 from tests.portal.world import World
 
 THRESHOLD = 11
@@ -33,7 +33,6 @@ SPECS: list[dict[str, Any]] = [
     {"group_by": ["sex", "region"], "measures": ["people"], "totals": True},
     {"group_by": ["sex", "age_band:20"], "measures": ["people"], "totals": True},
     {"group_by": ["region", "age_band:20"], "measures": ["people"], "totals": True},
-    {"group_by": ["region"], "measures": ["people"], "totals": True},
     {"group_by": ["sex", "region"], "measures": ["people"], "filters": [{"dimension": "age", "between": [0, 59]}]},
     {"group_by": ["sex", "region"], "measures": ["people"], "filters": [{"dimension": "age", "between": [60, 150]}]},
 ]
@@ -137,22 +136,31 @@ def attack(releases: list[tuple[dict[str, Any], list[dict[str, Any]]]], people: 
             a_ub.append(coef)
             b_ub.append(high)
             rows_of_constraint.append((key, row))
-        if row["suppressed"]:
-            if 0 < true < THRESHOLD:
-                cells.append(coef)
-    narrowed = 0
+        if row["suppressed"] and 0 < true < THRESHOLD:
+            cells.append(coef)
     matrix = np.array(a_ub)
     true_x = np.array([attacker.truth[tuple(c.values())] for c in combos], dtype=float)
     violated = [(rows_of_constraint[i], float(matrix[i] @ true_x), b_ub[i]) for i in range(len(b_ub))
                 if matrix[i] @ true_x > b_ub[i] + 1e-9]  # fmt: skip
     missing = sum(v for k, v in attacker.truth.items() if dict(zip(DIMS, k, strict=True)) not in combos)
     assert not violated and not missing, (violated[:5], missing)
+    # Min and max of each cell. Two feasible points (the truth, and any optimum found so far) giving a cell values
+    # at least THRESHOLD apart already prove its interval wide: only the others need their own programs.
+    seen = [true_x]
+    narrowed = 0
     for coef in cells:
-        lo = linprog(coef, A_ub=matrix, b_ub=b_ub, bounds=(0, None), method="highs")
+        values = [float(coef @ x) for x in seen]
+        if math.floor(max(values) + 1e-6) - math.ceil(min(values) - 1e-6) >= THRESHOLD:
+            continue
         hi = linprog(-coef, A_ub=matrix, b_ub=b_ub, bounds=(0, None), method="highs")
-        assert lo.status == 0, "the truth satisfies the attacker's constraints"
-        high = math.inf if hi.status == 3 else math.floor(-hi.fun + 1e-6)
-        narrowed += high - math.ceil(lo.fun - 1e-6) < THRESHOLD
+        if hi.status == 3:
+            continue  # unbounded above
+        assert hi.status == 0
+        seen.append(hi.x)
+        lo = linprog(coef, A_ub=matrix, b_ub=b_ub, bounds=(0, None), method="highs")
+        assert lo.status == 0
+        seen.append(lo.x)
+        narrowed += math.floor(-hi.fun + 1e-6) - math.ceil(lo.fun - 1e-6) < THRESHOLD
     print(f"\n{len(combos)} combinations, {len(b_ub)} constraints, {len(cells)} small suppressed cells")
     return len(cells), narrowed
 
@@ -180,15 +188,28 @@ def no_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_releases_combined_narrowed_small_cells_before_the_audit(
     attack_world: World, people: dict[str, Person], no_ledger: None
 ) -> None:
-    releases = releases_of(attack_world, attack_world.active_project())
-    small, narrowed = attack(releases, people)
-    print(f"without the audit: {len(releases)} of {len(SPECS)} tables released, {narrowed} of {small} narrowed")
+    """How many cells narrow depends on the project's secret (the rounding offsets): 2 to 5 of about 85 in our
+    runs; a fresh project is tried when one narrows none, so the replay does not depend on luck."""
+    for _ in range(3):
+        releases = releases_of(attack_world, attack_world.active_project())
+        small, narrowed = attack(releases, people)
+        print(f"without the audit: {len(releases)} of {len(SPECS)} tables released, {narrowed} of {small} narrowed")
+        if narrowed:
+            break
     assert narrowed >= 1
 
 
-def test_releases_combined_narrow_no_small_cell(attack_world: World, people: dict[str, Person]) -> None:
+def test_releases_combined_narrow_no_small_cell(
+    attack_world: World, people: dict[str, Person], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit on its own: the differencing check (which refuses some of these tables first) is switched off."""
+    monkeypatch.setattr(ledger, "differencing", lambda *args: [])
     releases = releases_of(attack_world, attack_world.active_project())
     small, narrowed = attack(releases, people)
-    print(f"with the audit: {len(releases)} of {len(SPECS)} tables released, {narrowed} of {small} narrowed")
+    checks = [e.detail for e in events(attack_world, "analysis.ledger.check")[-len(SPECS) :]]
+    per_check = [(d["narrowed"], d["linear_programs"]) for d in checks]
+    print(f"with the audit: {len(releases)} of {len(SPECS)} tables released, {narrowed} of {small} narrowed; "
+          f"(cells narrowed, programs) per check: {per_check}")  # fmt: skip
     assert small > 0 and narrowed == 0
+    assert any(d["narrowed"] for d in checks), "the audit refused a table because it narrowed a cell"
     assert len(releases) >= 3, "the audit refuses what narrows, not everything"
