@@ -31,21 +31,20 @@ from hygie.audit import Outcome, record_now
 from hygie.config import Settings
 from hygie.governance import limits
 from hygie.governance.errors import GovernanceError, Unauthenticated
-from hygie.governance.limits import ThrottleCounter
+from hygie.governance.limits import Limited, ThrottleCounter
 from hygie.hub import Hub
 
 T = TypeVar("T")
 
 
-class Throttled(GovernanceError):
+class Throttled(Limited):
     """Too many failed sign-ins from this source: wait ``retry_after`` seconds (429, with Retry-After)."""
 
-    status = 429
-
     def __init__(self, retry_after: int) -> None:
-        super().__init__(
+        GovernanceError.__init__(
+            self,
             f"too many failed sign-ins from your address: wait {retry_after} s before trying again "
-            "(this says nothing about any account)"
+            "(this says nothing about any account)",
         )
         self.retry_after = retry_after
         self.recorded = True

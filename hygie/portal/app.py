@@ -21,8 +21,9 @@ from hygie.audit.log import TransparencyLog
 from hygie.governance.accounts import SYSTEM
 from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
+from hygie.governance.limits import Limited
 from hygie.governance.projects import Projects
-from hygie.governance.throttle import SignInThrottle, Throttled
+from hygie.governance.throttle import SignInThrottle
 from hygie.hub import Hub
 from hygie.portal import openapi, pages
 from hygie.portal.refused import RefusedRecorder, refusal_reason
@@ -100,7 +101,7 @@ def create_app(hub: Hub) -> FastAPI:
     @app.exception_handler(GovernanceError)
     async def governance_error(request: Request, exc: GovernanceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if isinstance(exc, Throttled):
+        if isinstance(exc, Limited):  # sign-in backoff (Throttled) and every database limit: 429 with Retry-After
             headers = {"Retry-After": str(exc.retry_after)}
         # A service's refusal is on the record already (its act recorded it): not a second time as refused input.
         request.state.hygie_recorded = True

@@ -260,6 +260,11 @@ def test_birth_date_guessing_is_stopped_across_two_processes(
     statuses = guess_birth_date(urls, person["BEN_NIR"], person["NOM"], guesses(person["DATE_NAISSANCE"], 16),
                                 rotate_sources=True)  # fmt: skip
     stopped_after_a_few(statuses)
+    for url in urls:  # a refusal says how long to wait, and nothing about the person
+        with httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=new_source())) as c:
+            refused = enrol(c, person["BEN_NIR"], person["NOM"], person["DATE_NAISSANCE"], username="guess-last")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert person["NOM"] not in refused.text and person["BEN_NIR"] not in refused.text
     # From one address too, whichever process answers.
     other = victim(served, 11)
     stopped_after_a_few(guess_birth_date(urls, other["BEN_NIR"], other["NOM"], guesses(other["DATE_NAISSANCE"], 16),
