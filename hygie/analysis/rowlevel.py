@@ -50,15 +50,28 @@ ONE_ROW = "*row"
 ROW_ID = "*rowid"
 """Lineage label of a value unique to each row: row_number() over rows without PARTITION BY, random(), uuid().
 Harmless as an output of groups; grouping by it keeps one row per row."""
+COLLECTED = "*collected"
+"""Lineage label of a value packing one element per row of a view table into one cell (list, string_agg,
+histogram...): the row count the data checks see no longer counts them."""
 ANY = "*any"
 """Lineage label of a value the tracer could not place (with every key, to assume the worst)."""
-LABELS = frozenset({ONE_ROW, ROW_ID, ANY})
+LABELS = frozenset({ONE_ROW, ROW_ID, COLLECTED, ANY})
 
 RANKING = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist, exp.Ntile)
 """Window functions whose value is a position in the window's order: they carry what the order carries."""
 VOLATILE = (exp.Rand, exp.Randn, exp.Randstr, exp.Uuid)
 VOLATILE_NAMES = frozenset({"random", "uuid", "gen_random_uuid", "uuidv4", "uuidv7"})
 
+COLLECTING = tuple(
+    getattr(exp, name) for name in ("ArrayAgg", "GroupConcat", "ArrayUniqueAgg", "ArrayConcatAgg") if hasattr(exp, name)
+)
+COLLECTING_NAMES = frozenset(
+    {
+        "list", "array_agg", "string_agg", "group_concat", "listagg", "histogram", "map_agg", "bitstring_agg",
+        "json_group_array", "json_group_object", "json_group_structure",
+    }
+)  # fmt: skip
+"""Aggregates that collect their rows' values into one cell instead of summarising them."""
 COUNTING = (exp.Count, exp.ApproxDistinct, exp.CountIf)
 COUNTING_NAMES = frozenset({"count", "count_star", "count_if", "countif", "approx_count_distinct"})
 """Aggregates whose value is a number of rows or of distinct values: the only way a key may reach an output."""
@@ -178,6 +191,12 @@ def check_row_level(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> None
                 "reversed, cut or collected, it still singles people out): row-level data never leaves; keys may "
                 "only be counted (count(DISTINCT ...)) or used to join and filter"
             )
+        if COLLECTED in keys:
+            raise RowLevel(
+                f"output column {label} packs the rows or values of a view table into one cell (list, string_agg, "
+                "histogram...), out of sight of the row checks: row-level data never leaves; group with GROUP BY "
+                "and count instead"
+            )
         if ONE_ROW in keys:
             raise RowLevel(
                 f"output column {label} is one row's value of a view table (a subquery without aggregation): "
@@ -257,6 +276,8 @@ class _Tracer:
         self.worst = frozenset(f"*.{k}" for k in keys) | {ANY}
         self.person_prefix = f"{BENEFICIARY_TABLE.upper()}."
         self.rowwise: dict[int, bool] = {}
+        self.over_rows: dict[int, bool] = {}
+        """Per select scope: its sources are rows of a view table (or one row per key), before any grouping."""
         """Per select scope: it keeps one row per row of a view table (a row number there is a row identifier)."""
 
     # -- scopes -----------------------------------------------------------------------------------------
@@ -342,6 +363,7 @@ class _Tracer:
             if g > grain:
                 grain, why = g, w
         self.rowwise[id(scope)] = not aggregating and grain > Grain.AGGREGATE
+        self.over_rows[id(scope)] = grain > Grain.AGGREGATE
         aliases: dict[str, frozenset[str]] = {}
         names: list[str] = []
         keys: list[frozenset[str]] = []
@@ -413,6 +435,14 @@ class _Tracer:
             return self._everything(scope, None) if found is None else self._whole(found[0], found[1])
         if _is_counting(node):
             return frozenset()
+        collecting = isinstance(node, COLLECTING) or (
+            isinstance(node, exp.Anonymous) and str(node.name).lower() in COLLECTING_NAMES
+        )
+        if collecting and self.over_rows.get(id(scope)):
+            packed = frozenset({COLLECTED})
+            for child in node.iter_expressions():
+                packed |= self._taint(child, scope, aliases)
+            return packed
         if isinstance(node, exp.Window):
             value = self._taint(node.this, scope, aliases)  # partitions and filters are not the value...
             if isinstance(node.this, RANKING):  # ...but a rank is a position in the window's order

@@ -160,6 +160,13 @@ ROW_LEVEL = {
     "a recursive CTE moving the key": "WITH RECURSIVE r(a, b) AS (SELECT '1', (SELECT min(BEN_NIR_PSA) FROM IR_BEN_R) "
     "UNION ALL SELECT b, a FROM r WHERE a < '3') SELECT a, count(*) AS n FROM r GROUP BY a",
     "a key by UNION": "SELECT BEN_NIR_PSA FROM IR_BEN_R UNION SELECT 'a'",
+    "rows packed in a list": "SELECT list(BEN_NAI_ANN) AS born, list(BEN_SEX_COD) AS sex, list(BEN_RES_DPT) AS dpt "
+    "FROM IR_BEN_R",
+    "rows packed in a string": "SELECT BEN_SEX_COD, string_agg(CAST(PRS_PAI_MNT AS VARCHAR), ',') AS paid "
+    "FROM ER_PRS_F JOIN IR_BEN_R USING (BEN_NIR_PSA) GROUP BY 1",
+    "values packed in a histogram": "SELECT histogram(BEN_NAI_ANN || '-' || BEN_SEX_COD || '-' || BEN_RES_DPT) AS h "
+    "FROM IR_BEN_R",
+    "a packed list unnested": "SELECT unnest(l) AS born FROM (SELECT list(BEN_NAI_ANN) AS l FROM IR_BEN_R)",
 }
 
 
@@ -181,10 +188,11 @@ HONEST = [
     "SELECT n, count(*) AS people FROM (SELECT count(*) OVER (PARTITION BY BEN_NIR_PSA) AS n FROM ER_PRS_F) GROUP BY n",
     "SELECT n, count(*) AS people FROM (SELECT BEN_NIR_PSA, count(*) AS n FROM ER_PRS_F GROUP BY 1) GROUP BY n",
     "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY CUBE (BEN_SEX_COD)",
+    "SELECT list(sex ORDER BY sex) AS sexes, sum(n) AS n FROM (SELECT BEN_SEX_COD AS sex, count(*) AS n FROM IR_BEN_R "
+    "GROUP BY 1)",
     "SELECT DISTINCT BEN_SEX_COD FROM IR_BEN_R",
     "SELECT BEN_RES_DPT, count(*) FILTER (WHERE BEN_SEX_COD = 2) AS women FROM IR_BEN_R GROUP BY 1 HAVING count(*) > 1",
     "SELECT count(*) AS n FROM IR_BEN_R b WHERE EXISTS (SELECT 1 FROM ER_PRS_F f WHERE f.BEN_NIR_PSA = b.BEN_NIR_PSA)",
-    "SELECT histogram(BEN_SEX_COD) AS h FROM IR_BEN_R",
     "SELECT sex, n, rank() OVER (ORDER BY n DESC) AS r FROM (SELECT BEN_SEX_COD sex, count(*) n FROM IR_BEN_R "
     "GROUP BY 1)",
     "SELECT d, count(*) AS n, avg(PRS_PAI_MNT) AS mean FROM (SELECT ntile(4) OVER (ORDER BY PRS_PAI_MNT) AS d, "

@@ -38,6 +38,7 @@ DISGUISES = {
     "string_agg": "SELECT string_agg(reverse(BEN_NIR_PSA), ',') AS s FROM IR_BEN_R",
     "arg_max": "SELECT PRS_NAT_REF, arg_max(md5(BEN_NIR_PSA), PRS_PAI_MNT) AS top FROM ER_PRS_F GROUP BY 1",
     "an extract without the key": "SELECT BEN_SEX_COD, BEN_NAI_ANN, BEN_RES_DPT FROM IR_BEN_R",
+    "rows packed in lists": "SELECT list(BEN_SEX_COD) AS sex, list(BEN_NAI_ANN) AS born FROM IR_BEN_R",
 }
 ONE_ROW_PER_PERSON = {
     # No key anywhere: grouped by the person's attributes and their own total, nearly unique to each person.
