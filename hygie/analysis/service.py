@@ -81,10 +81,11 @@ def _aware(at: datetime) -> datetime:
 def shown_job(
     job: AnalysisJob, release: AnalysisRelease | None, quantum: float, now: datetime | None = None
 ) -> ShownJob:
-    """What a job shows its project: refusals from the text alone at once, with their reason; everything else
-    ``running`` until the first multiple of ``quantum`` seconds after submission at which the job had finished, then
-    ``released`` or ``withheld`` (the same message whatever the reason)."""
-    if job.status == REFUSED:  # decided from the text (and the view's schema) alone: before or without reading data
+    """What a job shows its project: refusals in the request (from the text alone) at once, with their reason;
+    everything else ``running`` until the first multiple of ``quantum`` seconds after submission at which the job had
+    finished (its end in a worker also tells when the jobs queued before it ended), then ``released``, ``withheld``
+    (the same message whatever the reason) or, for a query invalid on the view's schema, ``refused``."""
+    if job.status == REFUSED and job.started_at is None:  # decided from the text alone, in the request
         return ShownJob(SHOWN_REFUSED, job.finished_at, job.error)
     if job.status in (QUEUED, RUNNING) or job.finished_at is None:
         return ShownJob(SHOWN_RUNNING, None, None)
@@ -95,6 +96,8 @@ def shown_job(
         visible = submitted + timedelta(seconds=quanta * quantum)
     if _aware(now or _now()) < visible:
         return ShownJob(SHOWN_RUNNING, None, None)
+    if job.status == REFUSED:  # invalid on the view's schema, found while planning: the text's fault, said as such
+        return ShownJob(SHOWN_REFUSED, visible, job.error)
     if release is not None and release.status == RELEASED:
         return ShownJob(SHOWN_RELEASED, visible, None)
     return ShownJob(SHOWN_WITHHELD, visible, WITHHELD_MESSAGE)

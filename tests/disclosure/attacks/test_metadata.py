@@ -19,6 +19,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +27,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from hygie.analysis.models import AnalysisJob
+from hygie.analysis.models import AnalysisJob, AnalysisRelease
+from hygie.analysis.service import FAILED_MESSAGE, WITHHELD_MESSAGE, ShownJob, shown_job
 from hygie.audit import AuditEvent
 from hygie.disclosure.counts import shown_count
 from hygie.governance.models import ProjectView
@@ -289,3 +291,35 @@ def test_a_narrow_projects_view_size_is_rounded_and_thresholded(attack_world: Wo
     page = signed_in_pages(w, "researcher1").get(f"/recherche/projets/{pid}").text
     assert "moins de personnes que le seuil" in page
     assert f"{people_} personnes" not in page
+
+
+def test_what_a_job_shows_depends_on_nothing_but_release_and_the_quantum() -> None:
+    """Every way a run can keep its output in shows the same, at the same time; a refusal in the request shows at
+    once with its reason (pure: the clock is passed in)."""
+    t0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+
+    def job(status: str, error: str | None = None, ran: bool = True) -> AnalysisJob:
+        return AnalysisJob(status=status, submitted_at=t0, started_at=at(1) if ran else None, finished_at=at(7),
+                           error=error, duration_seconds=6.0, cost={"output_rows": 179_934})  # fmt: skip
+
+    def release(status: str) -> AnalysisRelease:
+        return AnalysisRelease(status=status, verdict="review", summary={"rows": 179_934})
+
+    kept_in = [
+        (job("failed", "stopped at the time limit of 120 s"), release("refused")),
+        (job("failed", FAILED_MESSAGE), None),
+        (job("succeeded"), release("pending")),
+        (job("succeeded"), release("rejected")),
+        (job("succeeded"), release("refused")),
+    ]
+    for j, r in kept_in:
+        assert shown_job(j, r, 5.0, at(9)) == ShownJob("running", None, None)
+        assert shown_job(j, r, 5.0, at(10)) == ShownJob("withheld", at(10), WITHHELD_MESSAGE)
+        assert shown_job(j, r, 0.0, at(7)) == ShownJob("withheld", at(7), WITHHELD_MESSAGE)
+    assert shown_job(job("succeeded"), release("released"), 5.0, at(10)) == ShownJob("released", at(10), None)
+    text = "function read_csv() is refused"
+    assert shown_job(job("refused", text, ran=False), None, 5.0, at(0)) == ShownJob("refused", at(7), text)
+    invalid = job("refused", "the query is not valid on this view: Binder Error")
+    assert shown_job(invalid, release("refused"), 5.0, at(9)).status == "running"  # it waited in the queue
+    assert shown_job(invalid, release("refused"), 5.0, at(10)) == ShownJob("refused", at(10), invalid.error)
