@@ -187,3 +187,47 @@ def test_a_breach_notice_repeats_no_leaked_value_and_says_how_to_check_it() -> N
     assert "http" not in text.replace("https://hygie.example.fr", "")
     assert "https://hygie.example.fr" in text and "Violations de données" in text
     assert "jamais" in text and "mot de passe" in text and "coordonnées bancaires" in text
+
+
+def test_no_database_lock_is_held_while_a_staff_mail_is_sent(tmp_path: Path) -> None:
+    """The SMTP server, while it takes the enrolment mail, writes to the hub's SQLite database: it could not if the
+    sender's transaction held the write lock (before: the mail went out inside the account's transaction)."""
+    import sqlite3
+
+    from hygie.governance.accounts import CONSOLE, Accounts
+    from hygie.governance.acts import act
+    from hygie.governance.policy import Role
+    from hygie.hub import Hub
+
+    database = tmp_path / "hub" / "hygie.db"
+    seen: list[str] = []
+
+    class Probe(Mailbox):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            probe = sqlite3.connect(database, timeout=0.2)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.rollback()
+                seen.append("free")
+            except sqlite3.OperationalError:
+                seen.append("locked")
+            finally:
+                probe.close()
+            return await super().handle_DATA(server, session, envelope)
+
+    box = Probe()
+    box.port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        hub = Hub.init(make_settings(tmp_path / "hub", mail_smtp_host="127.0.0.1", mail_smtp_port=box.port))
+        with act(hub, CONSOLE, "test.setup") as session:
+            created = Accounts(session, hub.custody, hub.settings).create(
+                CONSOLE, username="chercheuse", role=Role.RESEARCHER, email="chercheuse@example.org"
+            )
+            assert created.enrolment_mail == "sent"
+        hub.close()
+    finally:
+        controller.stop()
+    assert seen == ["free"]
+    assert box.code_for("chercheuse@example.org")

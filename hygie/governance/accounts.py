@@ -325,6 +325,12 @@ class Accounts:
             "Si vous n'attendiez pas ce message, signalez-le au délégué à la protection des données.\n\n"
             "— Hygie\n"
         )
+        # The code is valid before its mail can arrive; the transaction is committed before the SMTP server is
+        # talked to (a slow or unreachable server holds no database lock). The account and its record are kept
+        # whatever the mail does, as before; a failed mail voids the code.
+        account.enrolment_code_hash = code_hash(code)
+        account.enrolment_expires_at = expires
+        self.session.commit()
         error = send(
             mail_server(
                 self.settings,
@@ -336,12 +342,8 @@ class Accounts:
             subject="Activez votre compte Hygie / Activate your Hygie account",
             body=body,
         )
-        digest = code_hash(code)
         del address, code, shown, body
-        if error is None:
-            account.enrolment_code_hash = digest
-            account.enrolment_expires_at = expires
-        else:
+        if error is not None:
             account.enrolment_code_hash = None
             account.enrolment_expires_at = None
         record(
