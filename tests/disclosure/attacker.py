@@ -88,8 +88,11 @@ class _Simplex:
         return self._maximise(cost, self.n)
 
 
-def intervals(table: OutputTable, suppressed: set[CellKey]) -> dict[CellKey, tuple[float, float]]:
-    """The attacker's exact interval [min, max] for every suppressed cell (max may be inf)."""
+def intervals(
+    table: OutputTable, suppressed: set[CellKey], only: set[CellKey] | None = None
+) -> dict[CellKey, tuple[float, float]]:
+    """The attacker's exact interval [min, max] for every suppressed cell (max may be inf), or for those in
+    ``only`` (the system still has every suppressed cell as an unknown)."""
     people = {c.key: c.people for c in table.cells}
     hidden = sorted(suppressed, key=repr)
     index = {k: i for i, k in enumerate(hidden)}
@@ -123,6 +126,8 @@ def intervals(table: OutputTable, suppressed: set[CellKey]) -> dict[CellKey, tup
     b = [rhs for _, rhs in equations]
     out: dict[CellKey, tuple[float, float]] = {}
     for k, j in index.items():
+        if only is not None and k not in only:
+            continue
         hi_lp = _Simplex(a, b, n)
         assert hi_lp.feasible(), "the true table must satisfy the attacker's constraints"
         hi = hi_lp.maximise({j: Fraction(1)})

@@ -25,9 +25,9 @@ def check_against_attacker(table: OutputTable, out: ProtectedOutput, policy: Dis
     suppressed = set(out.suppressed)
     if not suppressed:
         return
-    attack = intervals(table, suppressed)
     sensitive = {k for k, v in people.items() if 0 < v < policy.threshold}
     protected = {p.target: p for p in out.protections}
+    attack = intervals(table, suppressed, sensitive | set(protected))
     assert sensitive <= set(protected)
     for key, p in protected.items():
         lo, hi = attack[key]
