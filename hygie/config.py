@@ -154,14 +154,22 @@ class Settings(BaseSettings):
         description="A finished analysis shows as finished to its project only at the next multiple of this many "
         "seconds after its submission (its run time is data-dependent); 0 shows it at once.",
     )
-    disclosure_max_cells: int = Field(default=10_000, description="Most cells in one released output.")
-    disclosure_rounding_base: int = Field(default=5, description="People counts are randomly rounded to this base.")
+    disclosure_max_cells: int = Field(
+        default=10_000, description="Most cells in one released output: the full grid of its listed codes."
+    )
+    disclosure_rounding_base: int = Field(
+        default=5,
+        description="People counts are randomly rounded to this base, magnitudes to this many typical per-person "
+        "contributions (times disclosure_magnitude_noise), from the cell's anchor.",
+    )
     disclosure_protection_width: int | None = Field(
         default=None, description="Narrowest interval left on a suppressed cell; None means the threshold."
     )
     disclosure_dominance_p: float | None = Field(default=10.0, description="p of the p% dominance rule; None: off.")
     disclosure_magnitude_noise: float = Field(
-        default=1.0, description="Magnitude noise as a fraction of a cell's largest single contribution."
+        default=1.0,
+        description="Rounding step of event counts, sums, means and quantiles, in multiples of rounding_base typical "
+        "per-person contributions (0: released unrounded, with no differencing bound).",
     )
     ledger_max_contributions: int = Field(
         default=5_000_000,

@@ -22,8 +22,10 @@ class DisclosurePolicy:
     released table and its margins. None means the threshold: the attacker cannot tell a 1 from a 'threshold'."""
 
     magnitude_noise: float = 1.0
-    """Sums, event counts and means move by up to this fraction of the cell's largest single contribution, drawn
-    from the cell key, so the same people always get the same noise."""
+    """Event counts, sums, means and quantiles are randomly rounded to a step of ``rounding_base * magnitude_noise``
+    typical per-person contributions (``AnchoredRounding``), drawn from the cell's anchor like the people count, so
+    one more person moves a release with probability about ``1 / (rounding_base * magnitude_noise)`` per measure.
+    0 releases them unrounded (no differencing bound for magnitudes)."""
 
     dominance_p: float | None = 10.0
     """p% rule for magnitudes: a cell is sensitive when the contributions other than the two largest add up to less
@@ -31,9 +33,8 @@ class DisclosurePolicy:
 
     rounding_base: int = 5
     """People counts are released as multiples of this, randomly rounded with an offset fixed by the cell's people
-    (OpenSAFELY rounds to 5). A differencing attacker's release changes with probability at most
-    1/rounding_base + 1/(people+1), so guesses one person's presence right at most 64% of the time at 5 and the
-    threshold 11, 60% at 5 and 100 people."""
+    (OpenSAFELY rounds to 5). One person changes a released count with probability at most
+    1/rounding_base + 1/(people+1); with magnitudes, a whole table's bound is ``protect.differencing_bound``."""
 
     max_hypercubes_per_cell: int = 20_000
     """Search budget of the complementary suppression per sensitive cell (candidate hypercubes examined)."""
