@@ -119,6 +119,8 @@ class Citizens:
         self._spend("citizen.letter.nir", person_index.hex(), settings.citizen_letter_requests_per_nir,
                     settings.citizen_letter_window_hours)  # fmt: skip
         outcome = self._letter_for(nir, person_index, last_name, birth_date)
+        if outcome != "letter queued":
+            letters.decoy(self.hub)  # the same work either way: the response time does not tell a match
         record(self.session, actor="anonymous", action="citizen.letter.request", detail={"outcome": outcome})
 
     def _letter_for(self, nir: str, person_index: bytes, last_name: str, birth_date: str) -> str:

@@ -386,6 +386,21 @@ def issue(hub: Hub, session: Session, person_index: bytes, identity: Identity, p
     return Issued(letter, code)
 
 
+DECOY = Identity(nir="", rng_gem="", last_name="DECOY", first_name="Decoy", birth_date="", address="1 rue Decoy",
+                 postcode="00000", commune="DECOY", phone=None, email=None, pseudonym="")  # fmt: skip
+
+
+def decoy(hub: Hub) -> None:
+    """The work of :func:`issue` (a code, its HMAC, a PDF, sealing), thrown away: a letter request that queues
+    nothing takes as long as one that queues a letter, so response time does not tell whether details matched."""
+    code = new_code()
+    code_digest(hub.custody, code)
+    paragraphs = [INTROS[Purpose.ACTIVATION], GENUINE, NOT_ASKED]
+    pdf = render(hub.settings, DECOY, reference="L-0", subject=SUBJECTS[Purpose.ACTIVATION], paragraphs=paragraphs,
+                 code=code, valid_until=_now())  # fmt: skip
+    _seal(hub.custody, pdf, b"hygie/letter/decoy")
+
+
 def redeem(session: Session, custody: KeyCustody, code: str, *, purpose: Purpose, person_index: bytes) -> CitizenLetter:
     """Spend a one-time code of this purpose sent to this person: once (a conditional UPDATE, so two requests with
     the same code cannot both pass), before it expires. Every refusal is :data:`CODE_REFUSAL`."""
