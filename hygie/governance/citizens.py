@@ -119,8 +119,10 @@ class Citizens:
         self._spend("citizen.letter.nir", person_index.hex(), settings.citizen_letter_requests_per_nir,
                     settings.citizen_letter_window_hours)  # fmt: skip
         outcome = self._letter_for(nir, person_index, last_name, birth_date)
-        if outcome != "letter queued":
-            letters.decoy(self.hub)  # the same work either way: the response time does not tell a match
+        if outcome != "letter queued":  # the same work either way: the response time does not tell a match
+            letters.live_letter(self.session, person_index, letters.Purpose.ACTIVATION, settings)
+            letters.postal_identity(self.hub, self.session, person_index)
+            letters.decoy(self.hub)
         record(self.session, actor="anonymous", action="citizen.letter.request", detail={"outcome": outcome})
 
     def _letter_for(self, nir: str, person_index: bytes, last_name: str, birth_date: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from hygie.audit import AuditEvent
 from hygie.breach.models import BreachFlag, BreachIncident, BreachNotice
@@ -59,6 +59,11 @@ def raw_database(hub: Hub) -> bytes:
     return out
 
 
+def events(hub: Hub) -> int:
+    with hub.session() as session:
+        return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
 def test_a_leaked_identity_opens_nothing_a_postal_code_opens_once(populated: Hub, delivery: Path) -> None:
     hub = populated
     person = people(delivery)[3]
@@ -67,10 +72,14 @@ def test_a_leaked_identity_opens_nothing_a_postal_code_opens_once(populated: Hub
     with hub.session() as session:
         identity = hub.vault(session).find(person["BEN_NIR"])
         assert identity is not None and identity.address
+    added = []
     for wrong in ({"birth_date": "1900-01-01"}, {}, {}):  # a wrong guess, then the leaked fields twice
+        before = events(hub)
         with hub.session() as session:
             Citizens(hub, session).request_letter(**(ask | wrong), source=SOURCE)  # says nothing (returns None)
             session.commit()
+        added.append(events(hub) - before)
+    assert added == [1, 1, 1]  # the public log's size does not tell a match either
     # The right details queue ONE letter (one live letter per period), never an account.
     [letter] = letters_of(hub, index, Purpose.ACTIVATION)
     with hub.session() as session:
