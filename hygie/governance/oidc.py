@@ -96,6 +96,8 @@ class OidcRefused(Denied):
         self.kind = kind
         self.reason = reason
         self.flow_id = flow_id
+        self.purpose: str | None = None
+        """The refused login's purpose (to offer starting it again, at the strong level where that is the cause)."""
 
 
 class OidcUnavailable(GovernanceError):
@@ -168,13 +170,10 @@ def enrolment_acr(session: Session, settings: Settings, binding: str) -> str | N
 
 
 def flagged(session: Session, person_index: bytes) -> bool:
-    """Whether this person is named in a breach whose step-up period is still running."""
-    from hygie.breach.models import BreachFlag
+    """Whether this person is named in a breach whose step-up period is still running (``letters.flagged``)."""
+    from hygie.governance.letters import flagged as letters_flagged
 
-    found = session.scalar(
-        select(BreachFlag.id).where(BreachFlag.person_index == person_index, BreachFlag.until > _now()).limit(1)
-    )
-    return found is not None
+    return letters_flagged(session, person_index)
 
 
 # -- the provider's metadata and keys ------------------------------------------------------------------------
@@ -284,15 +283,16 @@ class RelyingParty:
 
     # -- the flow ---------------------------------------------------------------------------------------------
 
-    def start(self, purpose: str, *, actor: str, account_id: int | None = None) -> Started:
-        """Open a flow and return where to send the browser (and the binding token for its cookie)."""
+    def start(self, purpose: str, *, actor: str, account_id: int | None = None, strong: bool = False) -> Started:
+        """Open a flow and return where to send the browser (and the binding token for its cookie). A step-up, or
+        ``strong`` (a breach-flagged person starting again), asks ``oidc_acr_strong``; otherwise ``oidc_acr``."""
         from authlib.common.security import generate_token  # type: ignore[import-untyped]
         from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 
         if purpose not in (ENROL, STEP_UP, SIGN_IN):
             raise ValueError(f"unknown provider login purpose {purpose!r}")
         metadata = self.metadata()
-        acr = self.settings.oidc_acr_strong if purpose == STEP_UP else self.settings.oidc_acr
+        acr = self.settings.oidc_acr_strong if purpose == STEP_UP or strong else self.settings.oidc_acr
         state, nonce, verifier, binding = (generate_token(43) for _ in range(4))
         now = _now()
         flow = OidcFlow(
@@ -355,7 +355,9 @@ class RelyingParty:
         self.session.refresh(flow)
         return flow
 
-    def finish(self, *, state: str, code: str, error: str, binding: str, actor: str) -> Vouched:
+    def finish(
+        self, *, state: str, code: str, error: str, binding: str, actor: str, device: str | None = None
+    ) -> Vouched:
         """Take the provider's callback; raises :class:`OidcRefused` (recorded by the caller's act) on any failure."""
         if not state:
             raise OidcRefused("flow", "callback without state")
@@ -366,12 +368,14 @@ class RelyingParty:
         # The flow is used up whatever happens next: commit that first, so a failure below cannot free it again.
         self.session.commit()
         try:
-            return self._vouch(flow, code=code, error=error, verifier=verifier or "", actor=actor)
+            return self._vouch(flow, code=code, error=error, verifier=verifier or "", actor=actor, device=device)
         except OidcRefused as exc:
-            exc.flow_id = flow.id
+            exc.flow_id, exc.purpose = flow.id, flow.purpose
             raise
 
-    def _vouch(self, flow: OidcFlow, *, code: str, error: str, verifier: str, actor: str) -> Vouched:
+    def _vouch(
+        self, flow: OidcFlow, *, code: str, error: str, verifier: str, actor: str, device: str | None
+    ) -> Vouched:
         if error:
             raise OidcRefused("provider", "the provider returned an error instead of a code")
         if not code or not verifier:
@@ -392,14 +396,12 @@ class RelyingParty:
         elif flow.purpose == SIGN_IN:
             if len(found) != 1:
                 raise OidcRefused("no_match", "no single person of the vault has this identity pivot")
-            if flagged(self.session, found[0]) and not acr_at_least(self.settings, acr, self.settings.oidc_acr_strong):
-                raise OidcRefused("strong_needed", "person named in a breach: the strong level is required")
-            token = self._open_session(flow, found[0], acr)
+            self._check_strong(found[0], acr)
+            token = self._open_session(flow, found[0], acr, device)
         else:
             if len(found) != 1:
                 raise OidcRefused("no_match", "no single person of the vault has this identity pivot")
-            if flagged(self.session, found[0]) and not acr_at_least(self.settings, acr, self.settings.oidc_acr_strong):
-                raise OidcRefused("strong_needed", "person named in a breach: the strong level is required")
+            self._check_strong(found[0], acr)
         flow.vouched_at = _now()
         flow.acr = acr
         flow.person_index = found[0]
@@ -409,7 +411,17 @@ class RelyingParty:
                object=f"oidc_flow:{flow.id}", detail={"purpose": flow.purpose, "acr": acr})  # fmt: skip
         return Vouched(flow.purpose, acr, token)
 
-    def _open_session(self, flow: OidcFlow, person_index: bytes, acr: str) -> str:
+    def _check_strong(self, person_index: bytes, acr: str) -> None:
+        """The step-up rule of the citizens' service (``Citizens.check_strong``): a person named in a breach needs
+        ``oidc_acr_strong`` or above."""
+        from hygie.governance.citizens import Citizens
+
+        try:
+            Citizens(self.hub, self.session).check_strong(person_index, via="oidc", acr=acr)
+        except Denied:
+            raise OidcRefused("strong_needed", "person named in a breach: the strong level is required") from None
+
+    def _open_session(self, flow: OidcFlow, person_index: bytes, acr: str, device: str | None) -> str:
         """A provider sign-in: a session for the active citizen account of this person (the provider's login, at
         the level the person's breach flag requires, stands for the password and the device check)."""
         from hygie.governance import credentials
@@ -430,6 +442,10 @@ class RelyingParty:
         )
         self.session.add(auth)
         self.session.flush()
+        if device:  # this browser is now known for the account (a flagged person's later password sign-ins)
+            from hygie.governance.letters import trust_device
+
+            trust_device(self.session, account.id, device, "oidc")
         record(self.session, actor=f"account:{account.id}", role=account.role, action="auth.login",
                detail={"session": auth.id, "via": "oidc", "acr": acr})  # fmt: skip
         return token
@@ -530,16 +546,21 @@ class RelyingParty:
 
     # -- enrolment once vouched -------------------------------------------------------------------------------
 
-    def enrol(self, *, binding: str, username: str, password: str) -> NewAccount:
-        """Open the account of the person the provider vouched for in this browser (one account per flow)."""
+    def enrol(self, *, binding: str, username: str, password: str, device: str | None = None) -> NewAccount:
+        """Open the account of the person the provider vouched for in this browser (one account per flow); the
+        browser's ``device`` token becomes a known device of the account."""
         from hygie.governance.citizens import Citizens
+        from hygie.governance.letters import trust_device
 
         flow = _pending(self.session, self.settings, binding)
         if flow is None or flow.person_index is None:
             raise OidcRefused("flow", "no provider login vouched for a person in this browser (or it expired)")
+        self._check_strong(flow.person_index, flow.acr or "")
         created = Citizens(self.hub, self.session).open_account(
             flow.person_index, username=username, password=password, via="oidc"
         )
+        if device:
+            trust_device(self.session, created.account.id, device, "oidc")
         flow.enrolled_at = _now()
         record(self.session, actor=f"account:{created.account.id}", role="citizen", action="oidc.enrol",
                object=f"oidc_flow:{flow.id}", detail={"acr": flow.acr})  # fmt: skip

@@ -40,6 +40,7 @@ from hygie.governance.oidc import (
     step_up_acr,
 )
 from hygie.governance.policy import Role
+from hygie.portal.pages import citizen as citizen_pages
 from hygie.portal.pages.web import (
     CSP,
     HOME,
@@ -118,17 +119,21 @@ def _offered(request: Request) -> None:
 
 
 def _refused(request: Request, exc: OidcRefused, actor: Actor | None = None) -> HTMLResponse:
-    context = {"kind": exc.kind, "message": REFUSED_FR.get(exc.kind, REFUSED_FR["provider"])}
-    response = render(request, "citoyen/connexion-fc-refus.html", context, actor=actor, status=403)
+    # A person named in a breach may start again at once at the strong level (the same login, asked at eidas2).
+    again = {ENROL: "inscription", SIGN_IN: "connexion"}.get(exc.purpose or "") if exc.kind == "strong_needed" else None
+    context = {"kind": exc.kind, "message": REFUSED_FR.get(exc.kind, REFUSED_FR["provider"]), "again": again}
+    headers = _form_targets(request) if again else None
+    response = render(request, "citoyen/connexion-fc-refus.html", context, actor=actor, status=403, headers=headers)
     _clear_binding(response)
     return response
 
 
-def _start(request: Request, purpose: str, actor: Actor) -> Response:
+def _start(request: Request, purpose: str, actor: Actor, strong: bool = False) -> Response:
     hub = hub_of(request)
     try:
         with act(hub, actor, "oidc.start") as session:
-            started: Started = RelyingParty(hub, session).start(purpose, actor=actor.ref, account_id=actor.account_id)
+            rp = RelyingParty(hub, session)
+            started: Started = rp.start(purpose, actor=actor.ref, account_id=actor.account_id, strong=strong)
     except OidcUnavailable:
         return unavailable(request, actor if actor.account_id else None)
     response = redirect(started.url)
@@ -151,7 +156,8 @@ async def start(request: Request) -> Response:
     _offered(request)
     form = await checked_form(request)
     purpose = SIGN_IN if form.get("but") == "connexion" else ENROL
-    return await run_in_threadpool(_start, request, purpose, ANONYMOUS)
+    strong = form.get("niveau") == "substantiel"
+    return await run_in_threadpool(_start, request, purpose, ANONYMOUS, strong)
 
 
 @router.get("/connexion-fc/retour", response_class=HTMLResponse)
@@ -166,24 +172,31 @@ def callback(
     _offered(request)
     hub = hub_of(request)
     actor = optional_actor(request) or ANONYMOUS
+    # The device cookie is SameSite=Strict: it does not come with the provider's cross-site redirect, so a provider
+    # sign-in names this browser afresh (the new token is set below).
+    device = citizen_pages.device_of(request) or citizen_pages.new_device()
     try:
         with act(hub, actor, "oidc.callback") as session:
             rp = RelyingParty(hub, session)
             if iss and iss != rp.issuer:  # RFC 9207: the answer of another provider (mix-up) is refused
                 raise OidcRefused("provider", "callback from another issuer (iss parameter)")
             vouched: Vouched = rp.finish(state=state, code=code, error=error, binding=_binding(request),
-                                         actor=actor.ref)  # fmt: skip
+                                         actor=actor.ref, device=device)  # fmt: skip
     except OidcRefused as exc:
         return _refused(request, exc, actor if actor.account_id else None)
     except OidcUnavailable:
         return unavailable(request, actor if actor.account_id else None)
+    # Not a redirect but a page with a link: the session cookie (SameSite=Strict) is not sent along a redirect
+    # chain that began on the provider's site; a click from this page is a same-site navigation.
     if vouched.purpose == STEP_UP:
-        response = redirect("/citoyen/renforcement?fait=1")
+        response = render(request, "citoyen/connexion-fc-ok.html",
+                          {"purpose": "step_up", "next": "/citoyen/renforcement?fait=1"})  # fmt: skip
         _clear_binding(response)
         return response
     if vouched.purpose == SIGN_IN and vouched.session_token is not None:
-        response = redirect(HOME[Role.CITIZEN])
+        response = render(request, "citoyen/connexion-fc-ok.html", {"purpose": "sign_in", "next": HOME[Role.CITIZEN]})
         set_session_cookie(response, request, vouched.session_token, hub.settings.session_minutes * 60)
+        citizen_pages.keep_device(response, request, device)
         _clear_binding(response)
         return response
     return redirect("/citoyen/connexion-fc/compte")
@@ -230,12 +243,14 @@ async def open_account(request: Request) -> Response:
         return _account_form(request, 422, field_errors=field_errors, username=username,
                              error="Le formulaire est incomplet.")  # fmt: skip
     binding = _binding(request)
+    device = citizen_pages.device_of(request) or citizen_pages.new_device()
 
     def run() -> tuple[str, int]:
         with act(hub, ANONYMOUS, "citizen.enrol") as session:
-            RelyingParty(hub, session).enrol(binding=binding, username=username, password=password)
+            RelyingParty(hub, session).enrol(binding=binding, username=username, password=password, device=device)
         with act(hub, ANONYMOUS, "auth.login") as session:
-            token, _auth, _account = Accounts(session, hub.custody, hub.settings).login(username, password, None)
+            accounts = Accounts(session, hub.custody, hub.settings)
+            token, _auth, _account = accounts.login(username, password, None, device=device)
         return token, hub.settings.session_minutes * 60
 
     try:
@@ -254,6 +269,7 @@ async def open_account(request: Request) -> Response:
         return _account_form(request, 422, username=username, error=refused)
     response = redirect(HOME[Role.CITIZEN])
     set_session_cookie(response, request, token, max_age)
+    citizen_pages.keep_device(response, request, device)
     _clear_binding(response)
     return response
 

@@ -29,7 +29,7 @@ from tests.oidc.idp import Provider, pivot_claims, running_provider
 from tests.portal.pages.test_journeys import check_page, watch_console
 from tests.portal.world import PASSWORD, World, people
 
-ALICE, BOB, CAROL, DAVE = 30, 31, 32, 33
+ALICE, BOB, CAROL, DAVE, ERIN = 30, 31, 32, 33, 34
 """Positions in the delivery of the test identities (people not enrolled by the world)."""
 
 
@@ -41,6 +41,7 @@ def provider(page_world: World, server: str, tmp_path_factory: pytest.TempPathFa
         "bob": {"level": "eidas2", "claims": pivot_claims(everyone[BOB])},
         "carol": {"level": "eidas1", "claims": pivot_claims(everyone[CAROL])},
         "dave": {"level": "eidas1", "claims": pivot_claims(everyone[DAVE])},
+        "erin": {"level": "eidas2", "claims": pivot_claims(everyone[ERIN])},
         # Someone the vault does not hold: Alice's pivot with another birth date.
         "nobody": {"level": "eidas2", "claims": {**pivot_claims(everyone[ALICE]), "birthdate": "1901-01-01"}},
     }
@@ -103,7 +104,9 @@ def enrol_as(page: Page, server: str, login: str, username: str, *, name: str) -
     page.on("request", lambda r: callbacks.append(r.url) if "/connexion-fc/retour" in r.url else None)
     start_enrolment(page, server, f"{name}-debut")
     provider_login(page, login)
-    expect(page).to_have_url(re.compile(r"/citoyen/connexion-fc/compte$"))
+    page.wait_for_url(re.compile(r"/citoyen/connexion-fc/(compte|retour)"))
+    page.wait_for_load_state()
+    assert page.url.endswith("/citoyen/connexion-fc/compte"), page.locator("main").inner_text()
     check_page(page, f"{name}-compte")
     page.locator("#username").fill(username)
     page.locator("#password").fill(PASSWORD)
@@ -151,6 +154,9 @@ def test_enrolment_through_the_provider_then_replayed_state_refused(
     check_page(page, "oidc-renforcement")
     page.get_by_role("button", name="M'identifier chez le fournisseur d'identité").click()
     provider_login(page, "alice")
+    expect(page.locator("#fc-ok")).to_be_visible()
+    check_page(page, "oidc-renforcement-ok")
+    page.get_by_role("link", name="Continuer").click()
     expect(page).to_have_url(re.compile(r"/citoyen/renforcement\?fait=1$"))
     expect(page.locator("#etat-renforcement")).to_contain_text("Identité confirmée")
     with page_world.hub.session() as session:
@@ -160,6 +166,8 @@ def test_enrolment_through_the_provider_then_replayed_state_refused(
     # From a new device, Alice signs in through the provider (no password): she lands on her own page.
     other_page, context = provider_sign_in(browser, server, "alice", "oidc-connexion-fc")
     try:
+        expect(other_page.locator("#fc-ok")).to_contain_text("vous êtes connecté")
+        other_page.get_by_role("link", name="Continuer").click()
         expect(other_page).to_have_url(re.compile(r"/citoyen/remboursements$"))
         expect(other_page.locator(".hygie-who").first).to_contain_text("assuré")
     finally:
@@ -277,11 +285,38 @@ def test_breach_flagged_person_needs_the_strong_level(
     assert accounts(page_world) == before and account_of(page_world, DAVE) is None
 
 
+def test_breach_flagged_person_enrols_at_the_strong_level(
+    page: Page, server: str, provider: Provider, page_world: World
+) -> None:
+    """Erin is named in a breach. Her first login (eidas1 asked, eidas1 given) is refused; she starts again at the
+    substantial level from the refusal page: her account opens, and this browser becomes a known device, so she is
+    signed in at once (no postal step-up for the browser she enrolled in)."""
+    flag(page_world, ERIN)
+    start_enrolment(page, server, "oidc-fuite-fort-debut")
+    provider_login(page, "erin")
+    expect_refused(page, "strong_needed", "oidc-fuite-fort-refus")
+    assert account_of(page_world, ERIN) is None
+    page.get_by_role("button", name="Recommencer au niveau « substantiel »").click()
+    provider_login(page, "erin")
+    page.wait_for_url(re.compile(r"/citoyen/connexion-fc/compte$"))
+    page.locator("#username").fill("erin.fc")
+    page.locator("#password").fill(PASSWORD)
+    page.get_by_label("Mot de passe, une seconde fois").fill(PASSWORD)
+    page.get_by_role("button", name="Ouvrir mon compte").click()
+    expect(page).to_have_url(re.compile(r"/citoyen/remboursements$"))
+    expect(page.locator(".hygie-who").first).to_be_attached()
+    erin = account_of(page_world, ERIN)
+    assert erin is not None
+    with page_world.hub.session() as session:
+        enrol = session.scalars(select(AuditEvent).where(AuditEvent.action == "oidc.enrol")).all()[-1]
+        assert enrol.actor == f"account:{erin.id}" and enrol.detail == {"acr": "eidas2"}
+
+
 def test_no_pivot_value_in_clear(provider: Provider, page_world: World) -> None:
     """What the path recorded and stored (audit log, flows, pivot index) holds no name or birth date in clear."""
     everyone = people(page_world.delivery)
-    values = {v for i in (ALICE, BOB, CAROL, DAVE) for v in pivot_claims(everyone[i]).values() if len(v) >= 5}
-    values |= {everyone[i]["BEN_NIR"] for i in (ALICE, BOB, CAROL, DAVE)}
+    values = {v for i in (ALICE, BOB, CAROL, DAVE, ERIN) for v in pivot_claims(everyone[i]).values() if len(v) >= 5}
+    values |= {everyone[i]["BEN_NIR"] for i in (ALICE, BOB, CAROL, DAVE, ERIN)}
     with page_world.hub.session() as session:
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("oidc.%"))).all()
         text = json.dumps([[e.actor, e.object, e.detail] for e in events], ensure_ascii=False).casefold()
