@@ -451,7 +451,9 @@ def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
                     values[m.name] = None if total is None else float(total)
                 else:
                     values[m.name] = None if total is None or not count else float(total) / float(count)
-                tops[m.name] = tuple(float(v) for v in row[f"top_{m.of}"] or () if v is not None)
+                # A person's contribution to a mean is their share of it: their amounts over the cell's lines.
+                share = 1.0 if m.kind == "sum" or not count else 1.0 / float(count)
+                tops[m.name] = tuple(float(v) * share for v in row[f"top_{m.of}"] or () if v is not None)
             elif m.kind == "quantile":
                 value = row[f"q_{m.name}"]
                 values[m.name] = None if value is None else float(value)

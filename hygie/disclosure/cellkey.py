@@ -100,7 +100,7 @@ class AnchoredRounding:
     """Released magnitudes (event counts, sums, means, quantiles): randomised rounding to a step of about ``base``
     times the cell's typical per-person contribution, both random draws fixed by the cell's anchor.
 
-    For a value x with per-person scale s > 0 (``|x| / people``; for a quantile, the spread around it per person):
+    For a value x with per-person scale s > 0 (``|x| / people``, for every kind of magnitude):
 
     - the step is ``h = base * 2**e`` with ``e = floor(log2 s + V)``: s rounded to a power of two, randomly, so that
       a small change of s moves the step with probability ``|log2 s' - log2 s|``;
@@ -124,7 +124,7 @@ class AnchoredRounding:
 
     def release(self, value: float, scale: float, anchor: int, label: str) -> float:
         if not scale > 0 or not math.isfinite(scale):
-            return value  # only when value is 0 (sums, counts) or no spread (quantiles, which are then withheld)
+            return value  # only when the value is 0: released as 0
         h = self.step(scale, anchor, label)
         return h * math.floor(value / h + uniform(stream(anchor, f"round|{label}")))
 

@@ -63,8 +63,9 @@ def dominated(cell: Cell, measure: Measure, policy: DisclosurePolicy) -> bool | 
     if top is None or not top:
         return None
     # Contributions are per person and the attacker's knowledge is about sizes, so signs are set aside:
-    # a regularisation (negative amount) hides nothing. Total of contributions for a mean is mean * people.
-    total = abs(value) * (cell.people if measure.kind is MeasureKind.MEAN else 1)
+    # a regularisation (negative amount) hides nothing. Contributions are in the measure's own units (for a mean,
+    # each person's share of it), so they add up to the value.
+    total = abs(value)
     largest = abs(top[0])
     second = abs(top[1]) if len(top) > 1 else 0.0
     return total - largest - second < policy.dominance_p / 100 * largest

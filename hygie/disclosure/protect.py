@@ -209,16 +209,17 @@ def _plan(
 def _under_a_small_margin(
     key: CellKey, dimensions: Iterable[Dimension], people: Mapping[CellKey, int], policy: DisclosurePolicy
 ) -> bool:
-    """An empty cell matters when a published margin above it describes fewer than ``threshold`` people: then
-    'empty' would tell what that small group does not have. Under large or empty margins it tells nothing about
-    fewer than ``threshold`` people."""
+    """An empty cell matters when a margin above it describes fewer than ``threshold`` people: then 'empty' would
+    tell what that small group does not have. Under large margins only it tells nothing about fewer than
+    ``threshold`` people; under an empty margin it tells nothing the margin does not (nobody has that code)."""
     paths: list[list[DimValue]] = []
     for code, dim in zip(key, dimensions, strict=True):
         path: list[DimValue] = [code]
         while (parent := dim.parent(path[-1])) is not None and parent not in path:
             path.append(parent)
         paths.append(path)
-    return any(m != key and 0 < people.get(m, 0) < policy.threshold for m in itertools.product(*paths))
+    margins = [people.get(m, 0) for m in itertools.product(*paths) if m != key]
+    return 0 not in margins and any(n < policy.threshold for n in margins)
 
 
 def _release(
@@ -260,12 +261,9 @@ def _release(
 
 def magnitude_scale(cell: Cell, measure: Measure) -> float:
     """A measure's typical per-person contribution in a cell, which sets its rounding step: ``|value| / people``
-    for event counts, sums and means; for a quantile, the spread between its bounds per person."""
+    for every magnitude (event counts, sums, means, quantiles), so the relative error is about base / people."""
     if cell.people <= 0:
         return 0.0
-    if measure.kind is MeasureKind.QUANTILE:
-        low, high = cell.quantile_bounds.get(measure.name, (None, None))
-        return 0.0 if low is None or high is None else max(high - low, 0.0) / cell.people
     value = cell.values.get(measure.name)
     return 0.0 if value is None else abs(value) / cell.people
 

@@ -78,7 +78,8 @@ class Cell:
     anchor_key: int | None = None
     """Smallest record key among the cell's people: drives the rounding of the people count."""
     top_contributions: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
-    """Magnitude measure name -> the largest per-person contributions to it, largest first (two are enough)."""
+    """Magnitude measure name -> the largest per-person contributions to it, largest first (two are enough), in the
+    measure's own units: they add up to the value (for a mean, a person's amounts divided by the cell's lines)."""
     quantile_bounds: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     """Quantile measure name -> (low, high): ``low`` is the ``threshold``-th smallest of the people's smallest values
     in the cell, ``high`` the ``threshold``-th largest of their largest values (None when the cell has fewer people).
