@@ -143,6 +143,15 @@ def test_an_expired_code_is_refused(populated: Hub, delivery: Path) -> None:
     with hub.session() as session, pytest.raises(Denied):
         Citizens(hub, session).activate(code=code, nir=person["BEN_NIR"], username="late", password=PASSWORD,
                                         source=SOURCE)  # fmt: skip
+    # Wrong codes for one person are limited whatever the source (citizen_code_attempts_per_person, in the database):
+    # the expired code was the first attempt; the rest of the allowance is refused, then even the right code waits.
+    for attempt in range(hub.settings.citizen_code_attempts_per_person - 1):
+        with hub.session() as session, pytest.raises(Denied):
+            Citizens(hub, session).activate(code="ABCD-EFGH-JKMN-PQRS", nir=person["BEN_NIR"], username="x",
+                                            password=PASSWORD, source=f"192.0.2.{attempt}")  # fmt: skip
+    with hub.session() as session, pytest.raises(Limited):
+        Citizens(hub, session).activate(code=code, nir=person["BEN_NIR"], username="x", password=PASSWORD,
+                                        source="192.0.2.200")  # fmt: skip
 
 
 def breach_after_a_new_address(hub: Hub, nir: str) -> tuple[bytes, str, str]:
