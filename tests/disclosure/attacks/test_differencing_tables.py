@@ -34,7 +34,7 @@ from hygie.governance.views import open_view
 from tests.analysis.test_api import true_table
 from tests.portal.world import World
 
-TRIALS = 600
+TRIALS = 400
 POLICY = DisclosurePolicy()
 MONTHLY: dict[str, Any] = {
     "group_by": ["care_month"],
