@@ -177,6 +177,32 @@ def test_enrolment_through_the_provider_then_replayed_state_refused(
         assert login.actor == f"account:{opened.id}" and login.detail["via"] == "oidc"
 
 
+def test_callback_in_another_browser_refused_without_spending_the_login(
+    page: Page, browser: Browser, server: str, provider: Provider, page_world: World
+) -> None:
+    """Login CSRF: a callback URL (a fresh code and state) opened in a browser without the login's binding cookie is
+    refused and spends nothing; the browser that started the login can still finish it with its cookie."""
+    start_enrolment(page, server, "oidc-csrf-debut")
+    binding = [c for c in page.context.cookies() if c["name"] == "hygie_oidc"]
+    assert len(binding) == 1
+    page.context.clear_cookies(name="hygie_oidc")  # the callback arrives as in a browser that never started it
+    provider_login(page, "bob")
+    expect_refused(page, "flow", "oidc-csrf-sans-cookie")
+    callback = page.url
+    assert "another browser" in denied_callbacks(page_world)[-1]
+    other = browser.new_context(locale="fr-FR")
+    try:
+        victim = other.new_page()
+        victim.goto(callback)
+        expect_refused(victim, "flow", "oidc-csrf-autre-navigateur")
+    finally:
+        other.close()
+    page.context.add_cookies(binding)
+    page.goto(callback)
+    expect(page).to_have_url(re.compile(r"/citoyen/connexion-fc/compte$"))
+    assert account_of(page_world, BOB) is None  # vouched, but nothing opens before Bob chooses his password
+
+
 def test_forged_id_token_refused(page: Page, server: str, provider: Provider, page_world: World) -> None:
     before = accounts(page_world)
     start_enrolment(page, server, "oidc-jeton-forge-debut")
