@@ -115,6 +115,9 @@ class Citizens:
         self._spend("citizen.letter.source", source, settings.citizen_letter_requests_per_source,
                     settings.citizen_letter_window_hours)  # fmt: skip
         nir = nir.replace(" ", "").upper()
+        if not is_valid_nir(nir):  # no such person can exist (the NIR's key says so, publicly): nothing to limit
+            record(self.session, actor="anonymous", action="citizen.letter.request", detail={"outcome": "no match"})
+            return
         person_index = self.hub.pseudonymiser.index(nir)
         self._spend("citizen.letter.nir", person_index.hex(), settings.citizen_letter_requests_per_nir,
                     settings.citizen_letter_window_hours)  # fmt: skip
@@ -126,8 +129,6 @@ class Citizens:
         record(self.session, actor="anonymous", action="citizen.letter.request", detail={"outcome": outcome})
 
     def _letter_for(self, nir: str, person_index: bytes, last_name: str, birth_date: str) -> str:
-        if not is_valid_nir(nir):
-            return "no match"
         identity = self.hub.vault(self.session).identities_of([person_index]).get(person_index)
         if identity is None or not _matches(identity, last_name, birth_date):
             return "no match"
@@ -153,7 +154,12 @@ class Citizens:
         settings = self.hub.settings
         if len(password) < settings.password_min_length:  # before the code is spent
             raise Invalid(f"the password must have at least {settings.password_min_length} characters")
-        person_index = self.hub.pseudonymiser.index(nir.replace(" ", "").upper())
+        nir = nir.replace(" ", "").upper()
+        if not is_valid_nir(nir):  # no letter was ever sent for it: the same refusal, limited per source
+            self._spend("citizen.code.source", source, settings.citizen_code_attempts_per_source,
+                        settings.citizen_code_window_hours)  # fmt: skip
+            raise Denied(letters.CODE_REFUSAL)
+        person_index = self.hub.pseudonymiser.index(nir)
         self.spend_code_attempt(source, person_index.hex())
         letters.redeem(self.session, self.hub.custody, code, purpose=letters.Purpose.ACTIVATION,
                        person_index=person_index)  # fmt: skip
