@@ -1,21 +1,32 @@
 """Statistical disclosure control: what may leave the platform from an aggregate output.
 
-``protect(table, policy)`` applies, in order: refusals (min, max, extreme quantiles, too many cells), primary
-suppression (small cells, dominated magnitudes), keyed rounding and noise (the same people always get the same
-released numbers), complementary suppression by hypercubes (no suppressed cell can be pinned from the margins),
-and returns a verdict. See docs/disclosure.md.
+``protect(table, policy)`` releases the full grid of the listed codes and applies, in order: refusals (min, max,
+extreme quantiles, too many cells), primary suppression (small and empty cells, dominated magnitudes),
+complementary suppression by hypercubes (no suppressed cell can be pinned from the margins), anchored rounding of
+every released number (the same people always get the same numbers; ``differencing_bound`` states what one person
+can change in a whole table), quantiles only with ``threshold`` distinct people strictly on each side, and returns
+a verdict. See docs/disclosure.md.
 """
 
-from hygie.disclosure.cellkey import StickyRounding, anchor_key, cell_key, record_key, record_keys
+from hygie.disclosure.cellkey import AnchoredRounding, StickyRounding, anchor_key, cell_key, record_key, record_keys
 from hygie.disclosure.complementary import Protection
 from hygie.disclosure.policy import DisclosurePolicy
 from hygie.disclosure.primary import Finding
-from hygie.disclosure.protect import ProtectedOutput, ReleasedCell, Verdict, protect
+from hygie.disclosure.protect import (
+    DifferencingBound,
+    ProtectedOutput,
+    ReleasedCell,
+    Verdict,
+    differencing_bound,
+    protect,
+)
 from hygie.disclosure.table import Cell, CellKey, Dimension, DimValue, Measure, MeasureKind, OutputTable
 
 __all__ = [
+    "AnchoredRounding",
     "Cell",
     "CellKey",
+    "DifferencingBound",
     "DimValue",
     "Dimension",
     "DisclosurePolicy",
@@ -30,6 +41,7 @@ __all__ = [
     "Verdict",
     "anchor_key",
     "cell_key",
+    "differencing_bound",
     "protect",
     "record_key",
     "record_keys",

@@ -7,13 +7,17 @@ import random
 import pytest
 
 from hygie.disclosure import (
+    AnchoredRounding,
     Cell,
     Dimension,
     DisclosurePolicy,
+    Measure,
+    MeasureKind,
     OutputTable,
     StickyRounding,
     anchor_key,
     cell_key,
+    differencing_bound,
     protect,
     record_key,
     record_keys,
@@ -101,3 +105,57 @@ def test_record_keys_depend_on_the_project_key() -> None:
     assert 0 <= record_key("ABCDEFGHIJKLMNOPQ", b"k" * 32) < 2**32
     with pytest.raises(ValueError, match="128 bits"):
         record_key("ABCDEFGHIJKLMNOPQ", b"short")
+
+
+def _sum_cell(key: str, people: list[int], amounts: list[float]) -> Cell:
+    return Cell(
+        (key,),
+        len(people),
+        {"events": float(len(amounts)), "amount": sum(amounts)},
+        cell_key=cell_key(people),
+        anchor_key=anchor_key(people),
+        top_contributions={"events": (2.0, 1.0), "amount": tuple(sorted(amounts, reverse=True)[:2])},
+    )
+
+
+def test_magnitudes_are_rounded_without_bias_and_move_as_often_as_stated() -> None:
+    # One cell of n people with events and amounts; a target joins. Over fresh keys, the release moves at most as
+    # often as differencing_bound says, and the rounding is unbiased.
+    rng = random.Random(11)
+    measures = (Measure("events", MeasureKind.COUNT), Measure("amount", MeasureKind.SUM))
+    amounts = [round(rng.uniform(5, 60), 2) for _ in range(40)]
+    moved = 0
+    released: list[float] = []
+    bound = None
+    trials = 2000
+    for _ in range(trials):
+        keys = [rng.getrandbits(32) for _ in range(41)]
+        without = OutputTable((Dimension("all"),), measures, (_sum_cell("x", keys[:40], amounts),))
+        with_ = OutputTable((Dimension("all"),), measures, (_sum_cell("x", keys, [*amounts, 30.0]),))
+        a, b = protect(without, POLICY).cells, protect(with_, POLICY).cells
+        moved += a != b
+        value = a[0].values["amount"]
+        assert value is not None
+        released.append(value)
+        bound = bound or differencing_bound(without, with_, POLICY)
+    assert bound is not None and set(bound.cells) == {("x",)}
+    rate = moved / trials
+    sigma = (bound.table * (1 - bound.table) / trials) ** 0.5
+    assert rate <= bound.table + 3 * sigma, (rate, bound.table)
+    assert rate >= 1 / POLICY.rounding_base - 3 * sigma  # people count alone moves 1 time in 5
+    mean = sum(released) / trials
+    assert abs(mean - sum(amounts)) < 3 * 5 * 2 * sum(amounts) / 40 / trials**0.5  # unbiased, within 3 sigma
+
+
+def test_anchored_rounding_change_bound() -> None:
+    rounding = AnchoredRounding(5)
+    rng = random.Random(2)
+    x, s = 1000.0, 25.0
+    for dx, ds in ((10.0, 0.0), (25.0, 0.5), (100.0, 2.0)):
+        moved = sum(
+            rounding.release(x, s, a, "m") != rounding.release(x + dx, s + ds, a, "m")
+            for a in (rng.getrandbits(32) for _ in range(4000))
+        )
+        bound = rounding.change_bound(x, s, x + dx, s + ds)
+        assert moved / 4000 <= bound + 3 * (bound / 4000) ** 0.5, (dx, moved, bound)
+    assert rounding.change_bound(x, s, x, s) == 0.0 and rounding.change_bound(0.0, 0.0, 1.0, 1.0) == 1.0

@@ -6,7 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hygie.disclosure import Cell, Dimension, DisclosurePolicy, Measure, MeasureKind, OutputTable, Verdict, protect
+from hygie.disclosure import (
+    Cell,
+    Dimension,
+    DisclosurePolicy,
+    Measure,
+    MeasureKind,
+    OutputTable,
+    ReleasedCell,
+    Verdict,
+    protect,
+)
+from tests.disclosure.attacker import intervals
 from tests.disclosure.tables import with_margins
 
 REGION = Dimension("region")
@@ -129,3 +140,40 @@ def test_no_released_cell_describes_fewer_than_threshold_people(
         assert released.people is not None
         assert released.people == 0 or released.people >= threshold
         assert all(v is None or v >= 0 for v in released.values.values())
+
+
+def test_the_listed_rows_do_not_depend_on_which_cells_exist() -> None:
+    # The label attack: the rows listed must be the same whoever is in the population; empty and small cells are
+    # suppressed and look exactly alike.
+    dims = (Dimension("sex", codes=("1", "2", "other")), Dimension("atc", codes=("A10", "C10", "N02", "other")))
+    one = OutputTable(dims, (), (Cell(("1", "A10"), 1, cell_key=5, anchor_key=5), Cell(("2", "C10"), 40, {}, 9, 3)))
+    other = OutputTable(dims, (), (Cell(("2", "N02"), 3, cell_key=7, anchor_key=7),))
+    first, second = protect(one), protect(other)
+    assert (
+        [c.key for c in first.cells]
+        == [c.key for c in second.cells]
+        == [(s, a) for s in ("1", "2", "other") for a in ("A10", "C10", "N02", "other")]
+    )
+    shown = {c.key: c for c in first.cells}
+    assert shown[("1", "A10")] == ReleasedCell(("1", "A10"), None, {}, True)  # small
+    assert shown[("1", "C10")] == ReleasedCell(("1", "C10"), None, {}, True)  # empty: the same
+    assert not shown[("2", "C10")].suppressed
+    with pytest.raises(ValueError, match="not a declared code"):
+        protect(OutputTable(dims, (), (Cell(("1", "B01"), 40, cell_key=1, anchor_key=1),)))
+    assert protect(one, DisclosurePolicy(max_cells=11)).verdict is Verdict.REFUSE  # the grid has 12 cells
+
+
+def test_an_empty_cell_under_a_small_margin_cannot_be_told_from_a_small_one() -> None:
+    # One person alone in age group "90": their drug class A10 is small, C10 empty. With margins, the attacker
+    # must not be able to prove C10 empty (that would say the person does not take C10).
+    interior = {("90", "A10"): 1, ("90", "C10"): 0, ("50", "A10"): 30, ("50", "C10"): 25, ("60", "A10"): 20}
+    interior[("60", "C10")] = 35
+    table = with_margins([Dimension("age", total="all"), Dimension("atc", total="all")], interior)
+    out = protect(table)
+    assert out.verdict is Verdict.RELEASE
+    assert {("90", "A10"), ("90", "C10")} <= out.suppressed
+    bounds = intervals(table, set(out.suppressed), {("90", "A10"), ("90", "C10")})
+    low, high = bounds[("90", "C10")]
+    assert low == 0 and high >= 11
+    low, high = bounds[("90", "A10")]
+    assert low == 0 and high - low >= 11
