@@ -8,7 +8,7 @@ at the top of the stack, rather than in :mod:`hygie.governance.register`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -82,24 +82,49 @@ def jobs(session: Session, *, offset: int = 0, limit: int = 50, quantum: float =
 
 
 def releases(
-    session: Session, *, project_ids: list[int] | None = None, offset: int = 0, limit: int = 50
+    session: Session,
+    *,
+    project_ids: list[int] | None = None,
+    offset: int = 0,
+    limit: int = 50,
+    quantum: float = 0.0,
 ) -> tuple[int, list[ReleaseEntry]]:
-    """Released outputs (their existence and dates; their content belongs to the project), newest first."""
+    """Released outputs (their existence and dates; their content belongs to the project), newest first. An output
+    is listed once its job shows as released to its project (``shown_job``, at the quantum), with that time as its
+    creation: its exact end of run would tell a data-dependent duration."""
+    from hygie.analysis.service import shown_job
+
     where = AnalysisRelease.status == "released"
     if project_ids is not None:
         where = where & AnalysisRelease.project_id.in_(project_ids)
     else:
         where = where & AnalysisRelease.project_id.in_(select(Project.id).where(Project.status.in_(PUBLIC_STATUSES)))
+    if quantum > 0:  # only outputs of the last quantum can still be unseen by their project
+        recent = session.execute(
+            select(AnalysisRelease, AnalysisJob)
+            .join(AnalysisJob, AnalysisJob.id == AnalysisRelease.job_id)
+            .where(where, AnalysisRelease.created_at >= datetime.now(UTC) - timedelta(seconds=quantum))
+        ).all()
+        unseen = [r.id for r, j in recent if shown_job(j, r, quantum).status != "released"]
+        if unseen:
+            where = where & AnalysisRelease.id.not_in(unseen)
     total = int(session.scalar(select(func.count()).select_from(AnalysisRelease).where(where)) or 0)
-    rows = session.scalars(
-        select(AnalysisRelease).where(where).order_by(AnalysisRelease.id.desc()).offset(offset).limit(limit)
+    rows = session.execute(
+        select(AnalysisRelease, AnalysisJob)
+        .join(AnalysisJob, AnalysisJob.id == AnalysisRelease.job_id)
+        .where(where)
+        .order_by(AnalysisRelease.id.desc())
+        .offset(offset)
+        .limit(limit)
     ).all()
-    return total, [
-        ReleaseEntry(
-            r.id, r.project_id, r.job_id, r.status, _aware(r.created_at) or datetime.now(UTC), _aware(r.decided_at)
+    entries = []
+    for r, j in rows:
+        shown = shown_job(j, r, quantum).finished_at or _aware(r.created_at) or datetime.now(UTC)
+        decided = _aware(r.decided_at)
+        entries.append(
+            ReleaseEntry(r.id, r.project_id, r.job_id, r.status, shown, max(decided, shown) if decided else None)
         )
-        for r in rows
-    ]
+    return total, entries
 
 
 # -- the audit log, as a citizen sees it: their own entries, with salts and inclusion proofs ------------------------

@@ -99,7 +99,9 @@ def public_register(hub: HubDep, offset: int = Query(0, ge=0), limit: int = Quer
         jobs_total, job_entries = transparency.jobs(
             session, limit=limit, quantum=hub.settings.analysis_visible_quantum_seconds
         )
-        releases_total, release_entries = transparency.releases(session, limit=limit)
+        releases_total, release_entries = transparency.releases(
+            session, limit=limit, quantum=hub.settings.analysis_visible_quantum_seconds
+        )
     return RegisterOut(
         total=total,
         offset=offset,
@@ -118,7 +120,9 @@ def my_data_uses(
     with act(hub, actor, "citizen.data_uses") as session:
         total, uses = data_uses(hub, session, actor, offset=offset, limit=limit)
         shown = [u.project_id for u in uses if u.project_id is not None]
-        _, release_entries = transparency.releases(session, project_ids=shown, limit=100)
+        _, release_entries = transparency.releases(
+            session, project_ids=shown, limit=100, quantum=hub.settings.analysis_visible_quantum_seconds
+        )
         return DataUsesOut(
             total=total,
             offset=offset,

@@ -263,12 +263,16 @@ def test_a_finished_job_shows_only_at_the_next_quantum(attack_world: World, proj
         assert (shown["status"], shown["finished_at"], shown["error"]) == ("running", None, None), shown
         r = w.call("researcher1", "GET", f"/projects/{present}/analyses/{job_id}/release")
         assert r.status_code == 409 and "no released output" in r.json()["detail"], r.text
-        public = [j for j in w.call(None, "GET", "/register").json()["jobs"] if j["id"] == job_id]
+        register = w.call(None, "GET", "/register").json()
+        public = [j for j in register["jobs"] if j["id"] == job_id]
         assert public and public[0]["status"] == "running", public
+        assert not [r for r in register["releases"] if r["job_id"] == job_id]  # nor listed as released yet
     finally:
         w.hub.settings.analysis_visible_quantum_seconds = 0.0
     shown = w.call("researcher1", "GET", f"/projects/{present}/analyses/{job_id}").json()
     assert shown["status"] in ("released", "withheld") and shown["finished_at"], shown
+    listed = [r for r in w.call(None, "GET", "/register").json()["releases"] if r["job_id"] == job_id]
+    assert len(listed) == (shown["status"] == "released"), listed
 
 
 def test_a_narrow_projects_view_size_is_rounded_and_thresholded(attack_world: World) -> None:
