@@ -285,3 +285,31 @@ def test_sign_in_guessing_is_slowed_across_two_processes(two_processes: tuple[li
             statuses.append(c.post("/auth/login", json=wrong).status_code)
     # Counted together: the pair's free failures across both processes, then the wait (never one set per process).
     assert statuses == [401] * free + [429] * 3, statuses
+
+
+def test_the_anonymous_breach_check_is_limited_across_two_processes(
+    served: Served, two_processes: tuple[list[str], Hub]
+) -> None:
+    """'Am I in it?' per address, whichever process answers; an evaluation is good for one lookup, on any process."""
+    import base64
+
+    from hygie.breach import oprf
+
+    urls, hub = two_processes
+    source = new_source()
+    blinded = {"blinded": base64.b64encode(oprf.blind(victim(served, 13)["BEN_NIR"]).message).decode()}
+    clients = [
+        httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=source)) for url in urls
+    ]
+    try:
+        first = clients[0].post("/breach-check/evaluate", json=blinded)
+        assert first.status_code == 200, first.text
+        lookup = {"attempt": first.json()["attempt"], "prefix": 0}
+        assert clients[1].post("/breach-check/lookup", json=lookup).status_code == 200  # redeemed on the other
+        assert clients[0].post("/breach-check/lookup", json=lookup).status_code == 401  # once
+        per_hour = hub.settings.breach_check_per_ip_per_hour
+        statuses = [clients[i % 2].post("/breach-check/evaluate", json=blinded).status_code for i in range(per_hour)]
+        assert statuses == [200] * (per_hour - 1) + [429], statuses  # the first evaluation counted too
+    finally:
+        for c in clients:
+            c.close()
