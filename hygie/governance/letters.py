@@ -464,8 +464,8 @@ class Printed:
     skipped: dict[str, int]
 
 
-def pending(session: Session, purpose: Purpose | None = None) -> list[CitizenLetter]:
-    query = select(CitizenLetter).where(CitizenLetter.printed_at.is_(None)).order_by(CitizenLetter.id)
+def pending(session: Session, purpose: Purpose | None = None, limit: int | None = None) -> list[CitizenLetter]:
+    query = select(CitizenLetter).where(CitizenLetter.printed_at.is_(None)).order_by(CitizenLetter.id).limit(limit)
     if purpose is not None:
         query = query.where(CitizenLetter.purpose == purpose.value)
     return list(session.scalars(query))
@@ -479,7 +479,7 @@ def print_letters(hub: Hub, session: Session, actor: str, out: Path, *, purpose:
     now = _now()
     files: list[Path] = []
     skipped: dict[str, int] = {}
-    for letter in pending(session, purpose)[:limit]:
+    for letter in pending(session, purpose, limit):
         if letter.used_at is not None or (letter.expires_at is not None and _aware(letter.expires_at) <= now):
             reason = "used" if letter.used_at is not None else "expired"
             pdf = None
