@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -268,6 +269,18 @@ def test_birth_date_guessing_is_stopped_across_two_processes(
             refused = enrol(c, person["BEN_NIR"], person["NOM"], person["DATE_NAISSANCE"], username="guess-last")
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         assert person["NOM"] not in refused.text and person["BEN_NIR"] not in refused.text
+    # A burst: sixteen guesses at once, from sixteen addresses, half on each process (the limit is one conditional
+    # UPDATE in the database, so concurrent requests in two processes cannot both take the last try).
+    burst = victim(served, 15)
+    dates = guesses(burst["DATE_NAISSANCE"], 16)
+
+    def one(i: int) -> int:
+        return guess_birth_date([urls[i % 2]], burst["BEN_NIR"], burst["NOM"], [dates[i]], rotate_sources=True)[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        answered = list(pool.map(one, range(16)))
+    per_nir = two_processes[1].settings.citizen_letter_requests_per_nir
+    assert per_nir <= A_FEW and answered.count(429) == 16 - per_nir, answered  # exactly the limit got through
     # From one address too, whichever process answers.
     other = victim(served, 11)
     stopped_after_a_few(guess_birth_date(urls, other["BEN_NIR"], other["NOM"], guesses(other["DATE_NAISSANCE"], 16),
