@@ -3,7 +3,9 @@
 ``spend(hub, bucket, key, limit=, window_seconds=)`` counts one attempt for ``(bucket, key)`` or raises
 :class:`Limited`. A key's window opens at its first attempt and lasts ``window_seconds``; within it at most ``limit``
 attempts are counted; the first attempt after the window ends opens a new one. A refused attempt is not counted
-(a flood does not push the end of the wait further away; it buys nothing either).
+(a flood does not push the end of the wait further away; it buys nothing either). Windows follow one another, they
+do not slide: a key may spend ``limit`` attempts at the end of one window and ``limit`` more at the start of the
+next, so any span of ``window_seconds`` holds at most ``2 * limit`` attempts, and every full window at most ``limit``.
 
 Each attempt is counted in its own short transaction on its own connection, committed before ``spend`` returns,
 so a caller's rollback never gives the attempt back. The count is one conditional ``UPDATE`` (after an
