@@ -21,11 +21,13 @@ Before an aggregate leaves, :func:`guard_release` runs two checks against every 
 Either check beyond its bounds (settings ``ledger_max_contributions``, ``lpaudit_max_*``) sends the output to the
 airlock with a finding: it is never released unchecked.
 
-People are identified by their record key (32-bit HMAC of the project pseudonym under the project's cell-key
-secret, ``hygie.analysis.cellkeys``): stable across view generations (a dense rank would shift when the view is
-rebuilt or someone objects), and the same ids the rounding already uses. Two people of a project share a key with
-probability about ``n^2 / 2^33`` (1 expected pair at 90,000 people): they then count as one in the ledger, which can
-only make two sets look closer, never hide a small difference between different people's sets by more than one.
+People are numbered by a dense per-project index (``Roster``, table ``analysis_ledger_roster``, sealed like the
+entries): the record keys (32-bit HMAC of the project pseudonym under the project's cell-key secret,
+``hygie.analysis.cellkeys``) in the order they first appeared, a person's index being the position of their key.
+Record keys are stable across view generations (a rank in the current view would shift when the view is rebuilt or
+someone objects), and dense indices keep the bitmaps small (random 32-bit keys cost about 20 times more). Two people
+of a project share a record key with probability about ``n^2 / 2^33`` (1 expected pair at 90,000 people): they then
+count as one in the ledger, which can only make two sets look closer by one person.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from hygie.analysis.cellkeys import project_record_keys
 from hygie.analysis.compile import AggregatePlan
 from hygie.analysis.contributors import Contributors, contributor_sets, contributors_query
 from hygie.analysis.engine import Engine, Limits, QueryStopped
-from hygie.analysis.models import AnalysisRelease, LedgerEntry
+from hygie.analysis.models import AnalysisRelease, LedgerEntry, LedgerRoster
 from hygie.audit import Outcome, record
 from hygie.disclosure import CellKey, DisclosurePolicy, OutputTable, ProtectedOutput
 from hygie.disclosure.lpaudit import AuditCell, audit, published_interval
@@ -98,8 +100,9 @@ class Guard:
 # -- sealing ----------------------------------------------------------------------------------------------------
 
 
-def _context(project_id: int, job_id: int) -> bytes:
-    return f"{_LABEL}|project:{project_id}|job:{job_id}".encode()
+def _context(project_id: int, job_id: int | None) -> bytes:
+    what = "roster" if job_id is None else f"job:{job_id}"
+    return f"{_LABEL}|project:{project_id}|{what}".encode()
 
 
 def _bits(b: BitMap) -> str:
@@ -108,6 +111,24 @@ def _bits(b: BitMap) -> str:
 
 def _unbits(s: str) -> BitMap:
     return BitMap.deserialize(base64.b64decode(s))
+
+
+def _seal(hub: Hub, project_id: int, job_id: int | None, plain: bytes) -> bytes:
+    name = project_view_key(project_id)
+    hub.custody.ensure(name, KeyPurpose.WRAP)
+    data_key = AESGCM.generate_key(bit_length=256)
+    context = _context(project_id, job_id)
+    wrapped = hub.custody.wrap(name, data_key, context)
+    nonce = os.urandom(NONCE_BYTES)
+    return len(wrapped).to_bytes(2, "big") + wrapped + nonce + AESGCM(data_key).encrypt(nonce, plain, context)
+
+
+def _open(hub: Hub, project_id: int, job_id: int | None, blob: bytes) -> bytes:
+    size = int.from_bytes(blob[:2], "big")
+    wrapped, nonce, sealed = blob[2 : 2 + size], blob[2 + size : 2 + size + NONCE_BYTES], blob[2 + size + NONCE_BYTES :]
+    context = _context(project_id, job_id)
+    data_key = hub.custody.unwrap(project_view_key(project_id), wrapped, context)
+    return AESGCM(data_key).decrypt(nonce, sealed, context)
 
 
 def seal(hub: Hub, project_id: int, rec: Record) -> bytes:
@@ -121,24 +142,81 @@ def seal(hub: Hub, project_id: int, rec: Record) -> bytes:
             "cells": [[list(c.key), _bits(c.members), c.published, c.suppressed, c.people] for c in rec.cells],
         }
     ).encode()
-    name = project_view_key(project_id)
-    hub.custody.ensure(name, KeyPurpose.WRAP)
-    data_key = AESGCM.generate_key(bit_length=256)
-    context = _context(project_id, rec.job_id)
-    wrapped = hub.custody.wrap(name, data_key, context)
-    nonce = os.urandom(NONCE_BYTES)
-    return len(wrapped).to_bytes(2, "big") + wrapped + nonce + AESGCM(data_key).encrypt(nonce, plain, context)
+    return _seal(hub, project_id, rec.job_id, plain)
 
 
 def unseal(hub: Hub, project_id: int, job_id: int, blob: bytes) -> Record:
-    size = int.from_bytes(blob[:2], "big")
-    wrapped, nonce, sealed = blob[2 : 2 + size], blob[2 + size : 2 + size + NONCE_BYTES], blob[2 + size + NONCE_BYTES :]
-    context = _context(project_id, job_id)
-    data_key = hub.custody.unwrap(project_view_key(project_id), wrapped, context)
-    data = json.loads(AESGCM(data_key).decrypt(nonce, sealed, context))
+    data = json.loads(_open(hub, project_id, job_id, blob))
     cells = [LedgerCell(tuple(k), _unbits(m), p, bool(s), int(n)) for k, m, p, s, n in data["cells"]]
     return Record(job_id, bool(data["people"]), int(data["threshold"]), int(data["base"]),
                   _unbits(data["population"]), cells)  # fmt: skip
+
+
+class Roster:
+    """The project's dense person index: record keys in the order they first appeared; a person's index is the
+    position of their key. Stable across view generations (the record key is), append-only."""
+
+    def __init__(self, keys: Any) -> None:
+        import numpy as np
+
+        self.keys = np.asarray(keys, dtype=np.uint32)
+        self.grown = False
+        self._index()
+
+    def _index(self) -> None:
+        import numpy as np
+
+        self._order = np.argsort(self.keys, kind="stable")
+        self._sorted = self.keys[self._order]
+
+    def _find(self, q: Any) -> tuple[Any, Any]:
+        import numpy as np
+
+        pos = np.searchsorted(self._sorted, q)
+        inside = pos < len(self._sorted)
+        found = np.zeros(len(q), dtype=bool)
+        found[inside] = self._sorted[pos[inside]] == q[inside]
+        return pos, found
+
+    def add(self, people: BitMap) -> None:
+        """Gives an index to every record key of ``people`` that has none yet."""
+        import numpy as np
+
+        q = np.asarray(people.to_array(), dtype=np.uint32)
+        _, found = self._find(q)
+        if not found.all():
+            self.keys = np.concatenate([self.keys, q[~found]])
+            self.grown = True
+            self._index()
+
+    def dense(self, people: BitMap) -> BitMap:
+        """``people`` (record keys, all added) as dense indices."""
+        import numpy as np
+
+        q = np.asarray(people.to_array(), dtype=np.uint32)
+        pos, found = self._find(q)
+        assert found.all(), "every key was added to the roster first"
+        return BitMap(self._order[pos].astype(np.uint32))
+
+
+def load_roster(hub: Hub, session: Session, project_id: int) -> tuple[Roster, LedgerRoster | None]:
+    import numpy as np
+
+    row = session.scalar(select(LedgerRoster).where(LedgerRoster.project_id == project_id))
+    if row is None:
+        return Roster(np.zeros(0, dtype=np.uint32)), None
+    return Roster(np.frombuffer(_open(hub, project_id, None, row.sealed), dtype=np.uint32)), row
+
+
+def save_roster(hub: Hub, session: Session, project_id: int, roster: Roster, row: LedgerRoster | None) -> None:
+    """In the caller's transaction, with the ledger entry; a concurrent first write fails on the unique project."""
+    if not roster.grown:
+        return
+    sealed = _seal(hub, project_id, None, roster.keys.astype("<u4").tobytes())
+    if row is None:
+        session.add(LedgerRoster(project_id=project_id, sealed=sealed, updated_at=datetime.now(UTC)))
+    else:
+        row.sealed, row.updated_at = sealed, datetime.now(UTC)
 
 
 def load(hub: Hub, session: Session, project_id: int) -> list[Record]:
@@ -299,7 +377,13 @@ def guard_release(
         )
         guard.detail = {"checked": False, "reason": exc.reason}
         return _logged(session, project, job_id, guard)
-    candidate = make_record(job_id, table, out, contributor_sets(plan, run.table), policy)
+    found = contributor_sets(plan, run.table)
+    roster, roster_row = load_roster(hub, session, project.id)
+    roster.add(found.population)
+    for members in found.cells.values():
+        roster.add(members)  # a cell's people are in the population; this only guards against a surprise
+    dense = Contributors(roster.dense(found.population), {k: roster.dense(v) for k, v in found.cells.items()})
+    candidate = make_record(job_id, table, out, dense, policy)
     unmatched = sum(1 for c in candidate.cells if c.people > 0 and len(c.members) == 0)
     if unmatched:  # the contributors query and the aggregate disagree on cells: a platform bug, never silent
         guard.review = True
@@ -338,6 +422,7 @@ def guard_release(
     }
     if not guard.refuse:
         seq = (session.scalar(select(func.max(LedgerEntry.seq)).where(LedgerEntry.project_id == project.id)) or 0) + 1
+        save_roster(hub, session, project.id, roster, roster_row)
         guard.entry = LedgerEntry(project_id=project.id, job_id=job_id, seq=seq,
                                   sealed=seal(hub, project.id, candidate), created_at=datetime.now(UTC))  # fmt: skip
     return _logged(session, project, job_id, guard)

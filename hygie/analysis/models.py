@@ -88,3 +88,15 @@ class LedgerEntry(Base):
     """1, 2, ... per project: two outputs checked at once against the same ledger cannot both be written."""
     sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class LedgerRoster(Base):
+    """A project's dense person index for its ledger: the record keys of everyone its ledger entries describe, in
+    the order they first appeared (index = position), so entries hold bitmaps of small dense integers. Sealed under
+    the project's view key like the entries; append-only."""
+
+    __tablename__ = "analysis_ledger_roster"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), nullable=False, unique=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -269,3 +269,19 @@ def test_honest_repeats_and_regroupings_are_released(attack_world: World) -> Non
     checks = [e.detail for e in events(w, "analysis.ledger.check")[-len(specs) :]]
     print(f"\nhonest: {len(specs)} of {len(specs)} released; sealed ledger entries {sizes} bytes; "
           f"(targets, programs) per check {[(d['targets'], d['linear_programs']) for d in checks]}")  # fmt: skip
+
+
+def test_the_dense_index_is_stable_and_append_only() -> None:
+    from pyroaring import BitMap
+
+    roster = ledger.Roster([])
+    first = BitMap([4_000_000_000, 17, 3_000_000])
+    roster.add(first)
+    assert roster.dense(first) == BitMap([0, 1, 2]) and roster.grown
+    later = BitMap([17, 99, 4_000_000_000])  # someone new, two known
+    roster.add(later)
+    assert roster.dense(later) == BitMap([0, 2, 3])  # known people keep their index, the newcomer gets the next
+    assert roster.dense(first) == BitMap([0, 1, 2])
+    again = ledger.Roster(roster.keys)
+    again.add(first)
+    assert not again.grown and again.dense(later) == roster.dense(later)

@@ -1,4 +1,4 @@
-"""release ledger: each aggregate output's population and cell contributors, sealed
+"""release ledger: each aggregate output's population and cell contributors, sealed; the dense person index
 
 Revision ID: 0009rl
 Revises: 0008pd
@@ -33,9 +33,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("analysis_ledger", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_analysis_ledger_project_id"), ["project_id"], unique=False)
+    op.create_table(
+        "analysis_ledger_roster",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("sealed", sa.LargeBinary(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["project.id"], name=op.f("fk_analysis_ledger_roster_project_id_project")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_analysis_ledger_roster")),
+        sa.UniqueConstraint("project_id", name=op.f("uq_analysis_ledger_roster_project_id")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("analysis_ledger_roster")
     with op.batch_alter_table("analysis_ledger", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_analysis_ledger_project_id"))
     op.drop_table("analysis_ledger")
