@@ -373,9 +373,13 @@ def step_up_form(request: Request, status: int = 200, **values: Any) -> HTMLResp
     username = values.pop("username", "")
     device = values.pop("device", None) or device_of(request)
     fields = [(*f, username if f[0] == "username" else "") for f in DEVICE_FIELDS]
+    from hygie.governance.oidc import enabled
+
+    links = [("/citoyen/connexion-fc", "Me connecter par le fournisseur d'identité (FranceConnect)")]
     response = _page(request, title="Confirmer ce nouvel appareil", action="/citoyen/appareil", fields=fields,
                      legend="Vos identifiants et le code reçu par courrier", submit="Confirmer et me connecter",
-                     intro=[STEP_UP_FR], status=status, **values)  # fmt: skip
+                     intro=[STEP_UP_FR], status=status, links=links if enabled(hub_of(request).settings) else [],
+                     **values)  # fmt: skip
     keep_device(response, request, device or new_device())
     return response
 
