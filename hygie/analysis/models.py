@@ -74,10 +74,10 @@ class ReleaseDecision(Base):
 
 class LedgerEntry(Base):
     """What one aggregate output describes, for checking later outputs against it (``hygie.analysis.ledger``): its
-    population and each cell's exact contributors (record-key bitmaps), the cells' published counts and which were
-    suppressed. Sealed like released rows under the project's view key, so shredded with the project; nothing in
-    clear. Written with the release record (same transaction) unless the release is refused; it counts while its
-    release is released or pending."""
+    population and each cell's exact contributors (bitmaps of the project's dense person index, ``LedgerRoster``),
+    the cells' published counts and which were suppressed. Sealed like released rows under the project's view key,
+    so shredded with the project; nothing in clear. Written with the release record (same transaction) unless the
+    release is refused; it counts while its release is released or pending."""
 
     __tablename__ = "analysis_ledger"
     __table_args__ = (UniqueConstraint("project_id", "seq"),)
