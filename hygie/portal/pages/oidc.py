@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from hygie.audit import record
 from hygie.governance.accounts import ANONYMOUS, Accounts, Actor
 from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Invalid, NotFound
@@ -281,8 +282,9 @@ def step_up_page(request: Request, fait: int = Query(0, ge=0, le=1)) -> Response
     require_role(actor, Role.CITIZEN)
     hub = hub_of(request)
     assert actor.account_id is not None
-    with hub.session() as session:
+    with act(hub, actor, "oidc.step_up.read") as session:
         acr = step_up_acr(session, hub.settings, actor.account_id)
+        record(session, actor=actor.ref, role=actor.role_name, action="oidc.step_up.read", detail={"acr": acr})
     strong = acr_at_least(hub.settings, acr, hub.settings.oidc_acr_strong)
     context = {"acr": acr, "strong": strong, "done": bool(fait), "minutes": hub.settings.oidc_step_up_minutes}
     return render(request, "citoyen/renforcement.html", context, actor=actor, headers=_form_targets(request))

@@ -29,7 +29,7 @@ from tests.oidc.idp import Provider, pivot_claims, running_provider
 from tests.portal.pages.test_journeys import check_page, watch_console
 from tests.portal.world import PASSWORD, World, people
 
-ALICE, BOB, CAROL, DAVE, ERIN = 30, 31, 32, 33, 34
+ALICE, BOB, CAROL, ERIN = 30, 31, 32, 34
 """Positions in the delivery of the test identities (people not enrolled by the world)."""
 
 
@@ -40,7 +40,6 @@ def provider(page_world: World, server: str, tmp_path_factory: pytest.TempPathFa
         "alice": {"level": "eidas2", "claims": pivot_claims(everyone[ALICE])},
         "bob": {"level": "eidas2", "claims": pivot_claims(everyone[BOB])},
         "carol": {"level": "eidas1", "claims": pivot_claims(everyone[CAROL])},
-        "dave": {"level": "eidas1", "claims": pivot_claims(everyone[DAVE])},
         "erin": {"level": "eidas2", "claims": pivot_claims(everyone[ERIN])},
         # Someone the vault does not hold: Alice's pivot with another birth date.
         "nobody": {"level": "eidas2", "claims": {**pivot_claims(everyone[ALICE]), "birthdate": "1901-01-01"}},
@@ -298,19 +297,6 @@ def provider_sign_in(browser: Browser, server: str, login: str, name: str) -> tu
     return page, context
 
 
-def test_breach_flagged_person_needs_the_strong_level(
-    page: Page, server: str, provider: Provider, page_world: World
-) -> None:
-    """Dave is named in a breach; his means of identification hold only eidas1: his enrolment is refused and he is
-    told to come back at the substantial level or with a postal code."""
-    flag(page_world, DAVE)
-    before = accounts(page_world)
-    start_enrolment(page, server, "oidc-fuite-debut")
-    provider_login(page, "dave")
-    expect_refused(page, "strong_needed", "oidc-fuite-niveau")
-    assert accounts(page_world) == before and account_of(page_world, DAVE) is None
-
-
 def test_breach_flagged_person_enrols_at_the_strong_level(
     page: Page, server: str, provider: Provider, page_world: World
 ) -> None:
@@ -341,8 +327,8 @@ def test_breach_flagged_person_enrols_at_the_strong_level(
 def test_no_pivot_value_in_clear(provider: Provider, page_world: World) -> None:
     """What the path recorded and stored (audit log, flows, pivot index) holds no name or birth date in clear."""
     everyone = people(page_world.delivery)
-    values = {v for i in (ALICE, BOB, CAROL, DAVE, ERIN) for v in pivot_claims(everyone[i]).values() if len(v) >= 5}
-    values |= {everyone[i]["BEN_NIR"] for i in (ALICE, BOB, CAROL, DAVE, ERIN)}
+    values = {v for i in (ALICE, BOB, CAROL, ERIN) for v in pivot_claims(everyone[i]).values() if len(v) >= 5}
+    values |= {everyone[i]["BEN_NIR"] for i in (ALICE, BOB, CAROL, ERIN)}
     with page_world.hub.session() as session:
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("oidc.%"))).all()
         text = json.dumps([[e.actor, e.object, e.detail] for e in events], ensure_ascii=False).casefold()
