@@ -376,8 +376,9 @@ class RelyingParty:
     def _vouch(
         self, flow: OidcFlow, *, code: str, error: str, verifier: str, actor: str, device: str | None
     ) -> Vouched:
-        if error:
-            raise OidcRefused("provider", "the provider returned an error instead of a code")
+        if error:  # e.g. access_denied: the person cancelled at the provider (the code is the protocol's, not data)
+            code_name = "".join(c for c in error[:40] if c.isalnum() or c == "_")
+            raise OidcRefused("cancelled", f"the provider returned an error instead of a code ({code_name})")
         if not code or not verifier:
             raise OidcRefused("provider", "callback without code")
         metadata = self.metadata()

@@ -67,6 +67,8 @@ REFUSED_FR: dict[str, str] = {
     "autre navigateur. Recommencez depuis le début, dans ce navigateur.",
     "provider": "La réponse du fournisseur d'identité n'a pas pu être vérifiée : par sécurité, elle est refusée. "
     "Recommencez depuis le début ; si cela se reproduit, contactez votre caisse d'assurance maladie.",
+    "cancelled": "La connexion chez le fournisseur d'identité n'a pas abouti (elle a peut-être été annulée). "
+    "Recommencez quand vous le souhaitez.",
     "level": "Le niveau de sécurité de cette connexion est insuffisant. Recommencez en choisissant un moyen "
     "d'identification de niveau « substantiel » chez le fournisseur d'identité.",
     "no_match": "Nous ne pouvons pas rattacher cette identité à un assuré de façon certaine. Demandez un code "

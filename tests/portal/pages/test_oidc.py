@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -200,6 +201,19 @@ def test_callback_in_another_browser_refused_without_spending_the_login(
     page.goto(callback)
     expect(page).to_have_url(re.compile(r"/citoyen/connexion-fc/compte$"))
     assert account_of(page_world, BOB) is None  # vouched, but nothing opens before Bob chooses his password
+
+
+def test_cancelled_at_the_provider_refused(page: Page, server: str, provider: Provider, page_world: World) -> None:
+    """The provider answers the callback with an error (the person cancelled): a French page, nothing pending."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.startswith(provider.issuer + "/auth?") else None)
+    start_enrolment(page, server, "oidc-annule-debut")
+    state = parse_qs(urlsplit(asked[0]).query)["state"][0]
+    page.goto(f"{server}/citoyen/connexion-fc/retour?error=access_denied&state={state}")
+    expect_refused(page, "cancelled", "oidc-annule")
+    assert "(access_denied)" in denied_callbacks(page_world)[-1]
+    page.goto(f"{server}/citoyen/connexion-fc/compte")
+    expect_refused(page, "flow", "oidc-annule-compte")
 
 
 def test_forged_id_token_refused(page: Page, server: str, provider: Provider, page_world: World) -> None:
