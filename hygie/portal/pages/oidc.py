@@ -181,8 +181,9 @@ def callback(
     try:
         with act(hub, actor, "oidc.callback") as session:
             rp = RelyingParty(hub, session)
-            if iss and iss != rp.issuer:  # RFC 9207: the answer of another provider (mix-up) is refused
-                raise OidcRefused("provider", "callback from another issuer (iss parameter)")
+            # RFC 9207: the answer of another provider (mix-up) is refused; a provider that names itself must.
+            if iss != rp.issuer and (iss or rp.metadata().get("authorization_response_iss_parameter_supported")):
+                raise OidcRefused("provider", "callback from another issuer, or without its iss parameter")
             vouched: Vouched = rp.finish(state=state, code=code, error=error, binding=_binding(request),
                                          actor=actor.ref, device=device)  # fmt: skip
     except OidcRefused as exc:

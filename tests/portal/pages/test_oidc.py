@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -209,7 +209,13 @@ def test_cancelled_at_the_provider_refused(page: Page, server: str, provider: Pr
     page.on("request", lambda r: asked.append(r.url) if r.url.startswith(provider.issuer + "/auth?") else None)
     start_enrolment(page, server, "oidc-annule-debut")
     state = parse_qs(urlsplit(asked[0]).query)["state"][0]
-    page.goto(f"{server}/citoyen/connexion-fc/retour?error=access_denied&state={state}")
+    binding = [c for c in page.context.cookies() if c["name"] == "hygie_oidc"]
+    callback = f"{server}/citoyen/connexion-fc/retour?error=access_denied&state={state}&iss="
+    page.goto(callback + quote("https://idp.example.org", safe=""))  # another provider's answer (mix-up, RFC 9207)
+    expect_refused(page, "provider", "oidc-autre-fournisseur")
+    assert "another issuer" in denied_callbacks(page_world)[-1]
+    page.context.add_cookies(binding)  # the refusal page dropped the binding cookie; the flow itself is unspent
+    page.goto(callback + quote(provider.issuer, safe=""))
     expect_refused(page, "cancelled", "oidc-annule")
     assert "(access_denied)" in denied_callbacks(page_world)[-1]
     page.goto(f"{server}/citoyen/connexion-fc/compte")
