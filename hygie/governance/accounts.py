@@ -171,6 +171,21 @@ REFUSED = "wrong username, password or code"
 """The one answer to every refused sign-in, whatever the reason (which only the record holds)."""
 
 
+def new_session(session: Session, settings: Settings, account_id: int, now: datetime) -> tuple[str, AuthSession]:
+    """A session for an account that has just proven itself (password and second factor, or an identity provider):
+    the bearer token, returned once, and its row (only the token's hash is stored)."""
+    token = credentials.new_token(credentials.SESSION_PREFIX)
+    auth = AuthSession(
+        token_hash=credentials.token_hash(token),
+        account_id=account_id,
+        created_at=now,
+        expires_at=now + timedelta(minutes=settings.session_minutes),
+    )
+    session.add(auth)
+    session.flush()
+    return token, auth
+
+
 class Accounts:
     def __init__(self, session: Session, custody: KeyCustody, settings: Settings) -> None:
         self.session = session
@@ -538,15 +553,7 @@ class Accounts:
         if Role(account.role) is Role.CITIZEN and account.person_index is not None:
             self._check_device(account, device, step_up_code)
         account.failed_logins = 0
-        token = credentials.new_token(credentials.SESSION_PREFIX)
-        auth = AuthSession(
-            token_hash=credentials.token_hash(token),
-            account_id=account.id,
-            created_at=now,
-            expires_at=now + timedelta(minutes=self.settings.session_minutes),
-        )
-        self.session.add(auth)
-        self.session.flush()
+        token, auth = new_session(self.session, self.settings, account.id, now)
         record(self.session, actor=ref, role=account.role, action="auth.login", detail={"session": auth.id})
         return token, auth, account
 

@@ -425,24 +425,13 @@ class RelyingParty:
     def _open_session(self, flow: OidcFlow, person_index: bytes, acr: str, device: str | None) -> str:
         """A provider sign-in: a session for the active citizen account of this person (the provider's login, at
         the level the person's breach flag requires, stands for the password and the device check)."""
-        from hygie.governance import credentials
-        from hygie.governance.accounts import Status
-        from hygie.governance.models import AuthSession
+        from hygie.governance.accounts import Status, new_session
 
         account = self.session.scalars(select(Account).where(Account.person_index == person_index)).first()
         if account is None or account.disabled or account.status != Status.ACTIVE or account.role != "citizen":
             raise OidcRefused("no_account", "no active citizen account for this person")
         flow.account_id = account.id
-        now = _now()
-        token = credentials.new_token(credentials.SESSION_PREFIX)
-        auth = AuthSession(
-            token_hash=credentials.token_hash(token),
-            account_id=account.id,
-            created_at=now,
-            expires_at=now + timedelta(minutes=self.settings.session_minutes),
-        )
-        self.session.add(auth)
-        self.session.flush()
+        token, auth = new_session(self.session, self.settings, account.id, _now())
         if device:  # this browser is now known for the account (a flagged person's later password sign-ins)
             from hygie.governance.letters import trust_device
 

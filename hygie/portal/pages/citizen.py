@@ -15,6 +15,7 @@ from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
 from hygie.governance.citizens import Citizens, OptOutState
 from hygie.governance.errors import Invalid
+from hygie.governance.letters import EXPOSED_FR
 from hygie.governance.policy import Role
 from hygie.governance.register import data_uses
 from hygie.governance.reimbursements import my_reimbursements
@@ -111,22 +112,7 @@ async def opt_out(request: Request) -> Response:
     return redirect("/citoyen/opposition?fait=" + ("opposition" if state.objecting else "retrait"))
 
 
-EXPOSED: dict[str, str] = {
-    "social security number": "numéro de sécurité sociale",
-    "name": "nom et prénom",
-    "birth date": "date de naissance",
-    "postal address": "adresse postale",
-    "e-mail address": "adresse électronique",
-    "phone number": "numéro de téléphone",
-    "sex": "sexe",
-    "health data (blood group)": "donnée de santé (groupe sanguin)",
-    "doctor": "médecin",
-    "insurer": "organisme d'assurance",
-    "health data (diagnoses, results)": "données de santé (diagnostics, résultats)",
-    "health data (treatments)": "données de santé (traitements)",
-    "free text (may hold health data)": "texte libre (peut contenir des données de santé)",
-    "other data": "autres données",
-}
+EXPOSED = EXPOSED_FR
 """The breach categories (``hygie.breach.mapping.CATEGORY``) in French; an unknown one is shown as it is."""
 WHAT_TO_DO_FR = [
     "Méfiez-vous des appels, SMS et courriels qui disent venir de votre caisse : elle ne demande jamais de mot de "
