@@ -24,6 +24,7 @@ from hygie.portal.pages.web import (
     checked_form,
     extend_nav,
     hub_of,
+    new_password_errors,
     page_actor,
     posted_by,
     redirect,
@@ -302,20 +303,14 @@ async def activate(request: Request) -> Response:
 
     form = await checked_form(request)
     code, nir, username = _text(form, "code", 40), _text(form, "nir", 30), _text(form, "username", 80)
-    password, again = str(form.get("password", ""))[:200], str(form.get("password2", ""))[:200]
     hub = hub_of(request)
-    minimum = hub.settings.password_min_length
-    field_errors = {}
+    password, field_errors = new_password_errors(form, hub.settings.password_min_length)
     if not code:
         field_errors["code"] = "Saisissez le code d'activation reçu par courrier."
     if not nir:
         field_errors["nir"] = "Saisissez votre numéro de sécurité sociale."
     if not username:
         field_errors["username"] = "Choisissez un identifiant."
-    if len(password) < minimum:
-        field_errors["password"] = f"Choisissez un mot de passe d'au moins {minimum} caractères."
-    elif password != again:
-        field_errors["password2"] = "Les deux mots de passe ne sont pas identiques."
     if field_errors:
         return _activation_form(request, 422, username=username, field_errors=field_errors,
                                 error="Le formulaire est incomplet.", error_title="Compte non ouvert")  # fmt: skip

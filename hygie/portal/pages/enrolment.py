@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from hygie.governance.accounts import ANONYMOUS, Accounts, Enrolled
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied, Invalid
-from hygie.portal.pages.web import PageRoute, checked_form, hub_of, render
+from hygie.portal.pages.web import PageRoute, checked_form, hub_of, new_password_errors, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -37,18 +37,10 @@ def enrolment_page(request: Request) -> Response:
 async def enrol(request: Request) -> Response:
     form = await checked_form(request)
     code = str(form.get("code", "")).strip()[:100]
-    password = str(form.get("password", ""))[:200]
-    again = str(form.get("password2", ""))[:200]
     hub = hub_of(request)
-    field_errors = {}
+    password, field_errors = new_password_errors(form, hub.settings.password_min_length)
     if not code:
         field_errors["code"] = "Saisissez le code d'activation reçu par courriel."
-    if len(password) < hub.settings.password_min_length:
-        field_errors["password"] = (
-            f"Choisissez un mot de passe d'au moins {hub.settings.password_min_length} caractères."
-        )
-    elif password != again:
-        field_errors["password2"] = "Les deux mots de passe ne sont pas identiques."
     if field_errors:
         return _form(request, 422, field_errors=field_errors, error="Le formulaire est incomplet.")
 

@@ -48,6 +48,7 @@ from hygie.portal.pages.web import (
     PageRoute,
     checked_form,
     hub_of,
+    new_password_errors,
     optional_actor,
     page_actor,
     posted_by,
@@ -231,18 +232,10 @@ async def open_account(request: Request) -> Response:
     _offered(request)
     form = await checked_form(request)
     username = str(form.get("username", "")).strip()[:80]
-    password = str(form.get("password", ""))[:200]
-    again = str(form.get("password2", ""))[:200]
     hub = hub_of(request)
-    field_errors = {}
+    password, field_errors = new_password_errors(form, hub.settings.password_min_length)
     if not username:
         field_errors["username"] = "Choisissez un identifiant."
-    if len(password) < hub.settings.password_min_length:
-        field_errors["password"] = (
-            f"Choisissez un mot de passe d'au moins {hub.settings.password_min_length} caractères."
-        )
-    elif password != again:
-        field_errors["password2"] = "Les deux mots de passe ne sont pas identiques."
     if field_errors:
         return _account_form(request, 422, field_errors=field_errors, username=username,
                              error="Le formulaire est incomplet.")  # fmt: skip

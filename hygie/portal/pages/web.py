@@ -195,6 +195,17 @@ async def posted_by(request: Request, *roles: Role) -> tuple[dict[str, Any], Act
     return form, actor
 
 
+def new_password_errors(form: dict[str, Any], minimum: int) -> tuple[str, dict[str, str]]:
+    """The password a person chooses (fields ``password`` and ``password2``), and what is wrong with it, in French,
+    by field (empty when nothing is)."""
+    password, again = str(form.get("password", ""))[:200], str(form.get("password2", ""))[:200]
+    if len(password) < minimum:
+        return password, {"password": f"Choisissez un mot de passe d'au moins {minimum} caractères."}
+    if password != again:
+        return password, {"password2": "Les deux mots de passe ne sont pas identiques."}
+    return password, {}
+
+
 def as_list(value: Any) -> list[str]:
     if value is None or value == "":
         return []
