@@ -17,6 +17,7 @@ name and an address on paper. A printed letter's sealed copy is erased.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -471,12 +472,52 @@ def pending(session: Session, purpose: Purpose | None = None, limit: int | None 
     return list(session.scalars(query))
 
 
+def _output_directory(out: Path) -> int:
+    """An open descriptor of ``out``, made 0700 if missing; refused (:class:`Denied`, recorded by the caller's act)
+    unless it is a directory owned by the user running this and writable by nobody else: the PDFs hold names,
+    addresses and codes, and a directory others can write to lets them plant files or links for us to write into."""
+    import stat
+
+    with contextlib.suppress(FileExistsError):
+        out.mkdir(mode=0o700, parents=True)
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise Denied(f"the output directory {out} cannot be opened ({exc.strerror}): choose another --out") from None
+    info = os.fstat(fd)
+    problem = None
+    if info.st_uid != os.geteuid():
+        problem = "is not owned by the user running this command"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = "can be written by other users"
+    if problem is not None:
+        os.close(fd)
+        raise Denied(f"the output directory {out} {problem}: letters hold names and addresses; use a directory of "
+                     "your own (e.g. a new one: it is created with mode 0700) or chmod go-w it")  # fmt: skip
+    return fd
+
+
 def print_letters(hub: Hub, session: Session, actor: str, out: Path, *, purpose: Purpose | None = None,
-                  limit: int | None = None) -> Printed:  # fmt: skip
+                  limit: int | None = None, operator: str | None = None) -> Printed:  # fmt: skip
     """Write the pending letters as PDF files (mode 0600) into ``out`` for the mail room, mark them printed and
-    erase their sealed copy. This is where names and addresses leave the vault, by design; it is recorded."""
-    out.mkdir(parents=True, exist_ok=True)
+    erase their sealed copy. This is where names and addresses leave the vault, by design; it is recorded, with
+    ``operator`` (the operating-system user running the print) on the record and on each letter.
+
+    ``out`` must be a directory of the user running this that nobody else can write to (a missing one is created
+    0700). Each file is created anew (``O_EXCL | O_NOFOLLOW``, mode 0600) under a name with a random part: a file
+    or link planted in advance is never written through. If writing fails, the files of this run are removed and
+    nothing is marked printed."""
+    directory = _output_directory(out)
+    try:
+        return _print_into(hub, session, actor, out, directory, purpose=purpose, limit=limit, operator=operator)
+    finally:
+        os.close(directory)
+
+
+def _print_into(hub: Hub, session: Session, actor: str, out: Path, directory: int, *, purpose: Purpose | None,
+                limit: int | None, operator: str | None) -> Printed:  # fmt: skip
     now = _now()
+    printed_by = f"{actor} ({operator})"[:100] if operator else actor
     files: list[Path] = []
     skipped: dict[str, int] = {}
     for letter in pending(session, purpose, limit):
@@ -490,17 +531,24 @@ def print_letters(hub: Hub, session: Session, actor: str, out: Path, *, purpose:
         else:
             pdf = open_letter(hub.custody, letter)
             reason = ""
-        letter.printed_at, letter.printed_by = now, actor
+        letter.printed_at, letter.printed_by = now, printed_by
         letter.wrapped_key = letter.nonce = letter.sealed = None
         if pdf is None:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        path = out / f"letter-{letter.id:08d}.pdf"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pdf)
-        files.append(path)
-    detail = {"printed": len(files), "skipped": skipped, "purpose": purpose.value if purpose else "all"}
+        name = f"letter-{letter.id:08d}-{secrets.token_hex(4)}.pdf"
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=directory)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pdf)
+        except OSError:
+            for written in files:  # nothing half-done: the letters stay pending (the caller's act rolls back)
+                with contextlib.suppress(OSError):
+                    os.unlink(written.name, dir_fd=directory)
+            raise
+        files.append(out / name)
+    detail = {"printed": len(files), "skipped": skipped, "purpose": purpose.value if purpose else "all",
+              "operator": operator}  # fmt: skip
     record(session, actor=actor, action="outbox.print", detail=detail)
     return Printed(files, skipped)
 

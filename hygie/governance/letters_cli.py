@@ -24,6 +24,17 @@ err = Console(stderr=True)
 PURPOSES = ("activation", "device", "contact", "breach_notice")
 
 
+def operator() -> str:
+    """The operating-system user running this command: a named person on the record of a print run."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor the password database
+        return f"uid {os.getuid()}"
+
+
 def _purpose(value: str | None) -> Purpose | None:
     from hygie.console import fail
     from hygie.governance.letters import Purpose
@@ -62,22 +73,33 @@ def list_command(
 
 @outbox_app.command("print")
 def print_command(
-    out: Annotated[Path, typer.Option("--out", help="Directory the PDF files are written to (mode 0600).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Directory the PDF files are written to (mode 0600): yours, writable by nobody else; "
+            "created 0700 if missing.",
+        ),
+    ],
     purpose: Annotated[str | None, typer.Option(help="Only letters of this kind.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many letters.")] = None,
 ) -> None:
     """Print the pending letters as PDF files and mark them printed. Names and addresses leave the vault here, on
     purpose: hand the files to the mail room and delete them once printed."""
-    from hygie.console import open_hub
+    from hygie.console import fail, open_hub
     from hygie.governance import letters
     from hygie.governance.accounts import CONSOLE
     from hygie.governance.acts import act
+    from hygie.governance.errors import GovernanceError
 
     wanted = _purpose(purpose)
     hub = open_hub(get_settings())
     try:
         with act(hub, CONSOLE, "outbox.print") as session:
-            done = letters.print_letters(hub, session, CONSOLE.ref, out, purpose=wanted, limit=limit)
+            done = letters.print_letters(hub, session, CONSOLE.ref, out, purpose=wanted, limit=limit,
+                                         operator=operator())  # fmt: skip
+    except GovernanceError as exc:  # an output directory others could write to: refused, and recorded
+        raise fail(exc.message) from None
     finally:
         hub.close()
     for path in done.files:
