@@ -1,9 +1,11 @@
 """The outbox: breach notices sent by e-mail through the one mail sender (:mod:`hygie.mail`: STARTTLS,
 authentication, timeouts).
 
-The address is read from the person's vault record at send time and lives only in memory while the message
-is handed to the server; the outbox keeps the status, never the address. People without an e-mail address
-are marked 'letter': a postal letter is due.
+The address is read at send time (:func:`recipient`: the one the person chose through the step-up-protected contact
+change, else their vault e-mail from before the breach) and lives only in memory while the message is handed to the
+server; the outbox keeps the status, never the address. People without an e-mail address are marked 'letter': a
+postal letter is due. A value that is not exactly one address (a list, a line break) is never sent: that message is
+marked failed and the others go on.
 
 A notice names the kinds of data exposed (``notice.categories``), never the leaked values themselves: a message
 that repeated them would hand them to whoever reads the mailbox, and would teach phishers what a real notice looks
@@ -17,6 +19,8 @@ transaction ends, the messages go to the server, and only then are their statuse
 
 from __future__ import annotations
 
+import email.utils
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -85,6 +89,38 @@ def message_text(incident: BreachIncident, notice: BreachNotice, settings: Setti
     )
 
 
+BAD_ADDRESS = "the e-mail address on file is not one valid address: the postal letter is the notice"
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
+def single_address(value: str) -> str | None:
+    """``value`` if it is exactly one plain e-mail address (no display name, no list, no line break, ASCII, at most
+    254 characters), else None: a vault field is data from a producer or a leak's era, not a header to trust."""
+    value = value.strip()
+    if len(value) > 254 or not _ADDRESS.fullmatch(value):
+        return None
+    name, parsed = email.utils.parseaddr(value)
+    return value if not name and parsed == value else None
+
+
+def recipient(hub: Hub, session: Session, person_index: bytes) -> str | None:
+    """Where a person's breach notice is e-mailed: the address they chose through the step-up-protected contact
+    change (:func:`hygie.governance.letters.contact_of`) if they chose one, else the e-mail of their newest vault
+    record delivered before the first breach naming them was imported (as letters go to the pre-breach address:
+    :func:`hygie.governance.letters.postal_identity`), never a newer record that whoever held the leak could have
+    planted. None: no e-mail, a postal letter is due."""
+    from hygie.governance.letters import contact_of, postal_identity
+
+    chosen = contact_of(session, hub.custody, person_index)
+    if chosen is not None and chosen.get("email"):
+        return chosen["email"]
+    identity = postal_identity(hub, session, person_index)
+    return identity.email if identity is not None and identity.email else None
+
+
 @dataclass
 class _Due:
     outbox_id: int
@@ -108,17 +144,17 @@ def send_pending(hub: Hub, session: Session, actor: str) -> dict[str, int]:
         BreachNotice.id.in_([m.notice_id for m in pending])))}  # fmt: skip
     incidents = {i.id: i for i in session.scalars(select(BreachIncident).where(
         BreachIncident.id.in_({n.incident_id for n in notices.values()})))}  # fmt: skip
-    identities = hub.vault(session).identities_of([n.person_index for n in notices.values()])
     due: list[_Due] = []
     for item in pending:
         notice = notices[item.notice_id]
-        identity = identities.get(notice.person_index)
-        if identity is None or not identity.email:
+        to = recipient(hub, session, bytes(notice.person_index))
+        if to is None:
             due.append(_Due(item.id, None, None, status="letter"))
+        elif single_address(to) is None:  # never handed to the mail library: one bad value stops no other notice
+            due.append(_Due(item.id, None, None, status="failed", error=BAD_ADDRESS))
         else:
             body = message_text(incidents[notice.incident_id], notice, settings)
-            due.append(_Due(item.id, identity.email, body))
-    del identities
+            due.append(_Due(item.id, single_address(to), body))
     session.commit()  # ends the read transaction (nothing written): no snapshot or lock kept while sending
     # 2. Send, outside any transaction.
     server = mail.server(settings, host=settings.breach_smtp_host, port=settings.breach_smtp_port,
@@ -137,6 +173,10 @@ def send_pending(hub: Hub, session: Session, actor: str) -> dict[str, int]:
                         message.status, message.error = "failed", str(exc)
                         to_send.pop(0)
                         break  # a new session for the next one
+                    except ValueError:  # the mail library refused the message (e.g. a header): this one fails
+                        message.status, message.error = "failed", BAD_ADDRESS
+                        to_send.pop(0)
+                        continue
                     message.status = "sent"
                     to_send.pop(0)
         except mail.MailFailure as exc:  # no session at all: every message left fails alike
