@@ -155,7 +155,7 @@ class Matcher:
         by_name: list[tuple[Parsed, Outcome | None]] = []
         with self._phase("nir"):
             nirs = [p.nir for p in rows if p.nir]
-            indexes = dict(zip(nirs, self._pseudonymiser.indexes(nirs), strict=True))
+            indexes = dict(zip(nirs, self._pseudonymiser.indexes(nirs, cache=False), strict=True))
             by_nir = self._vault.identities_of(indexes.values())
             for p in rows:
                 if p.nir and indexes[p.nir] in by_nir:

@@ -42,7 +42,9 @@ class Pseudonymiser:
     """Turns NIRs into hub pseudonyms and vault indexes, caching each NIR's results for one run.
 
     The cache lives in memory only, for the length of an ingestion, so each distinct NIR costs one MAC call
-    to key custody however many care rows carry it.
+    to key custody however many care rows carry it. Only the bulk calls of ingestion fill it: single lookups
+    (:meth:`index`, :meth:`pseudonym`: what a citizen types on the portal) and ``cache=False`` calls leave no NIR
+    behind.
     """
 
     def __init__(self, custody: KeyCustody) -> None:
@@ -77,16 +79,28 @@ class Pseudonymiser:
             self._pseudonyms.update(zip(missing, encode_pseudonyms(macs), strict=True))
         return [self._pseudonyms[n] for n in nirs]
 
-    def indexes(self, nirs: Iterable[str]) -> list[bytes]:
+    def indexes(self, nirs: Iterable[str], *, cache: bool = True) -> list[bytes]:
+        """Vault indexes of ``nirs``. ``cache=False`` (lookups of what someone typed, a leak's rows) keeps nothing:
+        the cache holds NIRs in clear for the process's life, so only ingestion, which delivers the vault's own
+        people again and again, fills it."""
         nirs = list(nirs)
         missing = [n for n in dict.fromkeys(nirs) if n not in self._indexes]
+        if not cache:
+            macs = self._custody.mac(VAULT_INDEX_KEY, [_INDEX_LABEL + n.encode("ascii") for n in missing])
+            found = dict(zip(missing, macs, strict=True))
+            return [found[n] if n in found else self._indexes[n] for n in nirs]
         if missing:
             macs = self._custody.mac(VAULT_INDEX_KEY, [_INDEX_LABEL + n.encode("ascii") for n in missing])
             self._indexes.update(zip(missing, macs, strict=True))
         return [self._indexes[n] for n in nirs]
 
     def pseudonym(self, nir: str) -> str:
-        return self.pseudonyms([nir])[0]
+        """One NIR's pseudonym, not cached (a single lookup is someone's typing, not an ingestion)."""
+        if nir in self._pseudonyms:
+            return self._pseudonyms[nir]
+        return encode_pseudonyms(self._custody.mac(HUB_PSEUDONYM_KEY, [_HUB_LABEL + nir.encode("ascii")]))[0]
 
     def index(self, nir: str) -> bytes:
-        return self.indexes([nir])[0]
+        """One NIR's vault index, not cached: the portal's lookups (enrolment, letters, activation) go through here,
+        and every NIR anyone types would otherwise stay in the process's memory in clear."""
+        return self.indexes([nir], cache=False)[0]
