@@ -17,7 +17,7 @@ from hygie.analysis.cli import analysis_app
 from hygie.audit.cli import audit_app
 from hygie.audit.witness_cli import witness_app
 from hygie.breach.cli import breach_app
-from hygie.config import get_settings
+from hygie.config import Settings, get_settings
 from hygie.console import err
 from hygie.console import fail as _fail
 from hygie.console import open_hub as _open_hub
@@ -273,9 +273,19 @@ def serve(
             log_level="warning",
             access_log=False,
             **uvicorn_options(hub.settings),
+            **proxy_options(hub.settings),
         )
     finally:
         hub.close()
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's handling of X-Forwarded-For/-Proto: off unless ``forwarded_allow_ips`` names the reverse proxies
+    to believe. uvicorn's default believes any peer on 127.0.0.1, so behind a same-host TCP pass-through every
+    client would choose its own source address, and every per-source limit would fall."""
+    if not settings.forwarded_allow_ips:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
 
 
 def _password(value: str | None, label: str) -> str:

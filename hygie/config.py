@@ -220,6 +220,12 @@ class Settings(BaseSettings):
         description="Refused requests (422 validation, 413 too large) recorded per client address per minute; "
         "beyond it they are counted, and the count is recorded with the next one.",
     )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="`hygie serve` only: comma-separated addresses of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (uvicorn's forwarded_allow_ips). None: those headers are never read and the "
+        "client address is the TCP peer (every per-source limit counts it).",
+    )
     metrics_host: str = Field(
         default="127.0.0.1", description="Address of the separate Prometheus listener (loopback by default)."
     )
@@ -279,6 +285,12 @@ class Settings(BaseSettings):
     oidc_step_up_minutes: int = Field(
         default=15, description="Minutes a step-up login at the strong level counts for a sensitive change."
     )
+    oidc_attempts_per_source: int = Field(
+        default=30,
+        description="Provider logins started, and provider callbacks taken, from one client address per window "
+        "(each counted apart): every start writes a flow and a record, every callback a record.",
+    )
+    oidc_attempt_window_minutes: int = Field(default=15, description="Window of oidc_attempts_per_source.")
     # Citizens' letters by post (hygie.governance.letters): activation, new-device and contact-change codes.
     citizen_letter_valid_days: int = Field(default=30, description="Days a code sent by post stays valid.")
     citizen_letter_period_days: int = Field(

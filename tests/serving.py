@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 import uvicorn
 
+from hygie.cli import proxy_options
 from hygie.hub import Hub
 from hygie.portal.app import create_app
 
@@ -25,7 +26,10 @@ def free_port() -> int:
 def serving(hub: Hub, name: str = "portal-under-test") -> Iterator[str]:
     """Serve ``hub``'s portal until the block ends; yields its base URL once uvicorn says it has started."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        create_app(hub), host="127.0.0.1", port=port, log_level="warning", **proxy_options(hub.settings)
+    )  # as `hygie serve`: X-Forwarded-For never believed
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

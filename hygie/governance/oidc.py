@@ -62,6 +62,15 @@ JWKS_REFRESH_SECONDS = 60
 cannot make the hub hammer the provider)."""
 
 
+def signing_algorithms(metadata: dict[str, Any]) -> list[str]:
+    """The asymmetric algorithms of :data:`ALGORITHMS` the provider's discovery lists for ID tokens (RS256 when it
+    lists none: the protocol's default); empty when it lists only others (HS256, none...), which is refused."""
+    offered = metadata.get("id_token_signing_alg_values_supported")
+    if offered is None:
+        offered = ["RS256"]
+    return [a for a in ALGORITHMS if isinstance(offered, list) and a in offered]
+
+
 class OidcFlow(Base):
     """One login at the provider, from start to (at most one) callback, then at most one enrolment."""
 
@@ -267,6 +276,8 @@ class RelyingParty:
             if not isinstance(body.get(name), str):
                 raise OidcUnavailable(f"the provider's discovery document has no {name}")
             _check_url(body[name], name)
+        if not signing_algorithms(body):  # else the JOSE library's default set (with HS256) would check the tokens
+            raise OidcUnavailable(f"the provider signs ID tokens with none of {', '.join(ALGORITHMS)}")
         with _CACHE.lock:
             _CACHE.metadata[self.issuer] = (time.monotonic(), body)
         return body
@@ -476,8 +487,9 @@ class RelyingParty:
         from joserfc.errors import JoseError
         from joserfc.jwk import KeySet
 
-        offered = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
-        algorithms = [a for a in ALGORITHMS if a in offered]
+        algorithms = signing_algorithms(metadata)
+        if not algorithms:  # never an empty list: joserfc would fall back to its defaults, HS256 among them
+            raise OidcUnavailable(f"the provider signs ID tokens with none of {', '.join(ALGORITHMS)}")
         id_token = tokens["id_token"]
         decoded = None
         for refresh in (False, True):  # a second try with the keys fetched again (the provider rotated them)
@@ -519,6 +531,8 @@ class RelyingParty:
         nonce = claims.get("nonce")
         if not isinstance(nonce, str) or not secrets.compare_digest(_digest(nonce), flow.nonce_hash):
             raise OidcRefused("provider", "ID token claim refused: nonce")
+        if not isinstance(claims.get("acr"), str):  # a list holding an accepted level passes the library's check
+            raise OidcRefused("level", "ID token claim refused: acr (not one level)")
         return dict(claims)
 
     def _userinfo(self, metadata: dict[str, Any], access_token: str) -> dict[str, Any]:

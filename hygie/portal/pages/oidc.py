@@ -63,6 +63,8 @@ router = APIRouter(prefix="/citoyen", route_class=PageRoute, include_in_schema=F
 
 BINDING_COOKIE = "hygie_oidc"
 
+START_BUCKET, CALLBACK_BUCKET = "oidc.start.source", "oidc.callback.source"
+"""Limiter buckets (hygie.governance.limits) of provider logins started and callbacks taken, per client address."""
 REFUSED_FR: dict[str, str] = {
     "flow": "Cette connexion n'est plus valable : elle a déjà servi, elle a expiré, ou elle a été commencée dans un "
     "autre navigateur. Recommencez depuis le début, dans ce navigateur.",
@@ -132,8 +134,32 @@ def _refused(request: Request, exc: OidcRefused, actor: Actor | None = None) -> 
     return response
 
 
+def _limited(request: Request, bucket: str, actor: Actor | None = None) -> HTMLResponse | None:
+    """Count this start or callback from the client's address (``oidc_attempts_per_source`` per window, in the
+    database), or the 429 page when it spent them. Each start writes a flow and a record and each callback a record:
+    a flood from one address (a script, forged states) is stopped before it writes anything, and is not recorded."""
+    from hygie.governance import limits
+    from hygie.governance.throttle import client_address
+
+    hub = hub_of(request)
+    settings = hub.settings
+    source = client_address(request.client.host if request.client else None)
+    try:
+        limits.spend(hub, bucket, source, limit=settings.oidc_attempts_per_source,
+                     window_seconds=settings.oidc_attempt_window_minutes * 60)  # fmt: skip
+    except limits.Limited as exc:
+        context = {"kind": "limited", "message": citizen_pages._wait_fr(exc.retry_after), "again": None}
+        response = render(request, "citoyen/connexion-fc-refus.html", context, actor=actor, status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
+
+
 def _start(request: Request, purpose: str, actor: Actor, strong: bool = False) -> Response:
     hub = hub_of(request)
+    waiting = _limited(request, START_BUCKET, actor if actor.account_id else None)
+    if waiting is not None:
+        return waiting
     try:
         with act(hub, actor, "oidc.start") as session:
             rp = RelyingParty(hub, session)
@@ -179,6 +205,9 @@ def callback(
     # The device cookie is SameSite=Strict: it does not come with the provider's cross-site redirect, so a provider
     # sign-in names this browser afresh (the new token is set below).
     device = citizen_pages.device_of(request) or citizen_pages.new_device()
+    waiting = _limited(request, CALLBACK_BUCKET, actor if actor.account_id else None)
+    if waiting is not None:  # unknown states by the thousand would each be a record
+        return waiting
     try:
         with act(hub, actor, "oidc.callback") as session:
             rp = RelyingParty(hub, session)
