@@ -14,7 +14,8 @@ tables) and what each output row stands for. It refuses:
   md5(...)``, cubes and grouping sets included), ``DISTINCT ON`` a key, or ``DISTINCT`` over a window partitioned by
   a key;
 - an output that aggregates nothing: each of its rows is a row of a view table (``SELECT ... FROM ER_PRS_F`` without
-  GROUP BY, aggregate or DISTINCT, windows and QUALIFY included), or a scalar subquery picking one such row.
+  an aggregate function among its outputs; DISTINCT, UNION/INTERSECT/EXCEPT, a GROUP BY alone, windows and QUALIFY
+  summarise nothing, and a per-person value made DISTINCT stays per person), or a scalar subquery picking one row.
 
 Filters and join conditions on keys are not outputs and pass (``JOIN ... USING (BEN_NIR_PSA)``); so do keys used
 inside a derived table that is aggregated away outside (per-person totals counted by band). What this check cannot
@@ -96,7 +97,7 @@ class Grain(IntEnum):
     """What one output row stands for, from harmless to row-level."""
 
     AGGREGATE = 0
-    """Rows are groups (or constants): GROUP BY, aggregates, DISTINCT, VALUES."""
+    """Rows are groups (or constants): an aggregate function over the rows (with or without GROUP BY), VALUES."""
     ROWS = 1
     """Each row is a row of a view table (one care line, one beneficiary)."""
     KEYED = 2
@@ -209,8 +210,9 @@ def check_row_level(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> None
         )
     if shape.grain == Grain.ROWS:
         raise RowLevel(
-            f"the output is not an aggregate: each of its rows is a row of {shape.why} (no GROUP BY, aggregate or "
-            "DISTINCT): row-level data never leaves; aggregate with GROUP BY and count(DISTINCT BEN_NIR_PSA)"
+            f"the output is not an aggregate: each of its rows is a row of {shape.why} (DISTINCT, UNION, INTERSECT, "
+            "EXCEPT or a GROUP BY without an aggregate function among the outputs summarise nothing): row-level "
+            "data never leaves; aggregate with GROUP BY and count(DISTINCT BEN_NIR_PSA), sum(...), avg(...)"
         )
 
 
@@ -326,8 +328,8 @@ class _Tracer:
                 keys = [k | other.every_key() for k in keys]
         grain = max(p.grain for p in parts)
         why = next((p.why for p in parts if p.grain == grain), "")
-        if e.args.get("distinct") and grain == Grain.ROWS:
-            grain, why = Grain.AGGREGATE, ""  # a set operation without ALL removes duplicates, as DISTINCT does
+        # UNION, INTERSECT and EXCEPT remove duplicates as DISTINCT does, which summarises nothing: each branch is
+        # judged on its own, and rows of a view table (or one row per key) in any branch stay so in the output.
         if self._recursive(scope):
             merged = frozenset().union(*keys) if keys else frozenset()
             keys = [merged for _ in keys]  # a recursive step may move any column into any other
@@ -349,6 +351,11 @@ class _Tracer:
             for p in [*e.expressions, *([having] if having else [])]
             for n in _walk_here(p)
         )
+        summarised = any(
+            _is_aggregate(n) and n.find_ancestor(exp.Window) is None for p in e.expressions for n in _walk_here(p)
+        )
+        """An aggregate function among the outputs: the only thing that turns rows into groups. DISTINCT, a GROUP
+        BY alone (``GROUP BY ALL``) or an aggregate only in HAVING keep one output row per distinct row."""
         aggregating = group is not None or distinct is not None or aggregates
         grain, why = Grain.AGGREGATE, ""
         for relation in self._relations(e):
@@ -395,6 +402,8 @@ class _Tracer:
         keyed = set(_keys(by)) | (by & {ROW_ID})
         if keyed:
             return Shape(tuple(names), tuple(keys), Grain.KEYED, f"grouped by {_describe(keyed)}")
+        if grain > Grain.AGGREGATE and not summarised:  # rows (or per-person values) made distinct are still them
+            return Shape(tuple(names), tuple(keys), grain, why)
         sets = group is not None and (
             any(group.args.get(a) for a in ("grouping_sets", "cube", "rollup"))
             or any(isinstance(g, (exp.Rollup, exp.Cube, exp.GroupingSets)) for g in group.expressions)

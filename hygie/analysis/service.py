@@ -74,6 +74,12 @@ class ShownJob:
     message: str | None
 
 
+COMMIT_GUARD_FRACTION = 0.2
+"""A run shows as finished at the first quantum boundary at least this fraction of a quantum after its
+``finished_at`` (set just before the commit that ends it), so the commit lands before the boundary and the moment the
+job flips from ``running`` is the boundary itself, not the data-dependent end of its commit."""
+
+
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
@@ -82,17 +88,20 @@ def shown_job(
     job: AnalysisJob, release: AnalysisRelease | None, quantum: float, now: datetime | None = None
 ) -> ShownJob:
     """What a job shows its project: refusals in the request (from the text alone) at once, with their reason;
-    everything else ``running`` until the first multiple of ``quantum`` seconds after submission at which the job had
-    finished (its end in a worker also tells when the jobs queued before it ended), then ``released``, ``withheld``
-    (the same message whatever the reason) or, for a query invalid on the view's schema, ``refused``."""
+    everything else ``running`` until the first multiple of ``quantum`` seconds after submission that follows the
+    commit ending the run (``finished_at``, set at that commit, plus :data:`COMMIT_GUARD_FRACTION` of a quantum; only
+    committed states are read: its end in a worker also tells when the jobs queued before it ended), then
+    ``released``, ``withheld`` (the same message whatever the reason) or, for a query invalid on the view's schema,
+    ``refused``."""
     if job.status == REFUSED and job.started_at is None:  # decided from the text alone, in the request
         return ShownJob(SHOWN_REFUSED, job.finished_at, job.error)
     if job.status in (QUEUED, RUNNING) or job.finished_at is None:
         return ShownJob(SHOWN_RUNNING, None, None)
     submitted, finished = _aware(job.submitted_at), _aware(job.finished_at)
     visible = finished
-    if quantum > 0:
-        quanta = max(1, math.ceil((finished - submitted).total_seconds() / quantum))
+    if quantum > 0:  # finished_at is set just before the commit; the guard keeps the boundary after the commit
+        guard = COMMIT_GUARD_FRACTION * quantum
+        quanta = max(1, math.ceil(((finished - submitted).total_seconds() + guard) / quantum))
         visible = submitted + timedelta(seconds=quanta * quantum)
     if _aware(now or _now()) < visible:
         return ShownJob(SHOWN_RUNNING, None, None)
@@ -176,12 +185,17 @@ class Analyses:
         self.session.flush()
         self._record(actor, "analysis.submit", project, f"analysis:{job.id}", {"kind": kind, "job": job.id})
         self.session.commit()  # the job exists, and is on the record, before anything runs
-        view = self._view(project)
-        try:
+        try:  # from here every way out leaves the job finished: refused, with its reason, or run
+            view = self._view(project)
             query, plan = self._compile(project, job, view, spec)
-        except (SQLRefused, SpecError, CellKeyError) as exc:
+        except (SQLRefused, SpecError, CellKeyError, Conflict) as exc:
             message = getattr(exc, "message", str(exc))
             self._refuse(actor, project, job, message)
+            return job
+        except Exception:  # a bug, not the text's fault: refused on the record, the details in the server log only
+            log.exception("analysis %d could not be checked", job.id)
+            self.session.rollback()
+            self._refuse(actor, project, job, UNCHECKED_MESSAGE)
             return job
         if not self.background:
             self._execute(actor, job, project, view, query, plan)
@@ -229,15 +243,16 @@ class Analyses:
             # such. Any other stop (time, memory, an error while reading) depends on the data: withheld, like
             # any refusal, with the reason on the record only.
             before_data = exc.reason == "invalid"
-            job.status, job.error, job.finished_at = REFUSED if before_data else FAILED, exc.message, _now()
+            job.status, job.error = REFUSED if before_data else FAILED, exc.message
             job.duration_seconds = round(time.perf_counter() - started, 3)
             self._record(actor, "analysis.run", project, f"analysis:{job.id}",
                          {"kind": kind, "job": job.id, "status": job.status, "stopped": exc.reason,
                           "seconds": job.duration_seconds}, Outcome.FAILED)  # fmt: skip
             self._withhold(actor, project, job, exc.message, exc.reason)
+            job.finished_at = _now()  # at the commit that makes the job finished for everyone (shown_job)
             self.session.commit()
             return
-        job.status, job.finished_at = SUCCEEDED, _now()
+        job.status = SUCCEEDED
         job.duration_seconds = round(run.seconds, 3)
         scanned = sum(int(view.tables[t]["rows"]) for t in query.tables if t in view.tables)
         job.cost = {
@@ -267,6 +282,7 @@ class Analyses:
             self._record(actor, "analysis.release.refuse", project, f"release:{release.id}",
                          {"job": job.id, "threshold": policy.threshold, "findings": len(release.findings)},
                          Outcome.DENIED)  # fmt: skip
+        job.finished_at = _now()  # after the checks, the ledger and the audit: at the commit (shown_job)
         self.session.commit()
 
     def _withhold(self, actor: Actor, project: Project, job: AnalysisJob, reason: str, stopped: str) -> None:
@@ -575,6 +591,7 @@ class Analyses:
             ReleaseDecision.release_id == release.id, ReleaseDecision.decision == "approve"))))  # fmt: skip
 
 
+UNCHECKED_MESSAGE = "the platform could not check this request; the failure is on the record: tell the operator"
 FAILED_MESSAGE = "the platform failed while running this analysis; the failure is on the record: tell the operator"
 
 
@@ -591,7 +608,7 @@ def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: Compiled
             job = session.get(AnalysisJob, job_id)
             if job is None or job.status not in (QUEUED, RUNNING):
                 return
-            job.status, job.error, job.finished_at = FAILED, FAILED_MESSAGE, _now()
+            job.status, job.error = FAILED, FAILED_MESSAGE
             record(session, actor=actor.ref, role=actor.role_name, action="analysis.run", outcome=Outcome.FAILED,
                    object=f"analysis:{job.id}", project_id=job.project_id, purpose=None,
                    detail={"kind": job.kind, "job": job.id, "status": FAILED, "stopped": "error"})  # fmt: skip
@@ -599,4 +616,5 @@ def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: Compiled
             released = session.scalar(select(AnalysisRelease.id).where(AnalysisRelease.job_id == job.id))
             if project is not None and released is None:
                 Analyses(hub, session, engine)._withhold(actor, project, job, FAILED_MESSAGE, "error")
+            job.finished_at = _now()  # at the commit (shown_job)
             session.commit()

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, SqlglotError
 
 from hygie.analysis.engine import CompiledQuery
 from hygie.analysis.rowlevel import RowLevel, check_row_level
@@ -63,6 +63,10 @@ def check_sql(text: str, tables: Mapping[str, Sequence[str]] | Iterable[str]) ->
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except ParseError as exc:
         raise SQLRefused(f"the SQL does not parse as DuckDB: {str(exc).splitlines()[0]}") from exc
+    except SqlglotError as exc:  # a string or comment left open (TokenError), or any other reading error
+        raise SQLRefused(
+            "the SQL could not be read as DuckDB (a quote, comment or bracket left open?): check the text"
+        ) from exc
     except RecursionError as exc:
         raise SQLRefused("the SQL is nested too deeply to be checked: write it with fewer levels") from exc
     if len(statements) != 1:

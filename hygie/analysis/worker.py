@@ -30,6 +30,7 @@ from hygie.hub import Hub
 
 log = logging.getLogger("hygie.analysis")
 QUEUED, RUNNING, FAILED = "queued", "running", "failed"
+QUEUE_FULL = "the platform is running as many analyses as it takes: submit again in a few minutes"
 RESTARTED = "the server restarted before this analysis finished: submit it again"
 
 
@@ -46,8 +47,7 @@ class Workers:
     def submit(self, task: Callable[[], None]) -> Future[None]:
         with self._lock:
             if len(self._inflight) >= self.limit:
-                raise Conflict(f"{len(self._inflight)} analyses are queued or running on this platform, the most it "
-                               "takes: submit again in a few minutes")  # fmt: skip
+                raise Conflict(QUEUE_FULL)  # one text: how many run would tell when other projects' jobs end
             future = self._pool.submit(task)
             self._inflight.add(future)
         future.add_done_callback(self._done)

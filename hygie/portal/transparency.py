@@ -45,7 +45,8 @@ class JobEntry:
 
 @dataclass(frozen=True)
 class ReleaseEntry:
-    id: int
+    """A released output, named by its job (no release id: those are numbered as runs end, a data-dependent order)."""
+
     project_id: int
     job_id: int
     status: str
@@ -89,7 +90,7 @@ def releases(
     limit: int = 50,
     quantum: float = 0.0,
 ) -> tuple[int, list[ReleaseEntry]]:
-    """Released outputs (their existence and dates; their content belongs to the project), newest first. An output
+    """Released outputs (their existence and dates; their content belongs to the project), newest job first. An output
     is listed once its job shows as released to its project (``shown_job``, at the quantum), with that time as its
     creation: its exact end of run would tell a data-dependent duration."""
     from hygie.analysis.service import shown_job
@@ -113,7 +114,7 @@ def releases(
         select(AnalysisRelease, AnalysisJob)
         .join(AnalysisJob, AnalysisJob.id == AnalysisRelease.job_id)
         .where(where)
-        .order_by(AnalysisRelease.id.desc())
+        .order_by(AnalysisJob.id.desc())  # by submission: the order of release rows is that of ends of run
         .offset(offset)
         .limit(limit)
     ).all()
@@ -121,9 +122,7 @@ def releases(
     for r, j in rows:
         shown = shown_job(j, r, quantum).finished_at or _aware(r.created_at) or datetime.now(UTC)
         decided = _aware(r.decided_at)
-        entries.append(
-            ReleaseEntry(r.id, r.project_id, r.job_id, r.status, shown, max(decided, shown) if decided else None)
-        )
+        entries.append(ReleaseEntry(r.project_id, r.job_id, r.status, shown, max(decided, shown) if decided else None))
     return total, entries
 
 

@@ -167,6 +167,26 @@ ROW_LEVEL = {
     "values packed in a histogram": "SELECT histogram(BEN_NAI_ANN || '-' || BEN_SEX_COD || '-' || BEN_RES_DPT) AS h "
     "FROM IR_BEN_R",
     "a packed list unnested": "SELECT unnest(l) AS born FROM (SELECT list(BEN_NAI_ANN) AS l FROM IR_BEN_R)",
+    # DISTINCT, set operations and a GROUP BY alone summarise nothing (the security review of issue 13): one
+    # person's care lines, date and amount, made distinct
+    "lines made distinct by UNION": "SELECT f.EXE_SOI_DTD, f.PRS_PAI_MNT FROM ER_PRS_F f JOIN IR_BEN_R b "
+    "USING (BEN_NIR_PSA) WHERE b.BEN_NAI_ANN = 1941 UNION SELECT NULL, NULL",
+    "lines made distinct by INTERSECT": "SELECT EXE_SOI_DTD, PRS_PAI_MNT FROM ER_PRS_F WHERE BEN_NIR_PSA = 'P1' "
+    "INTERSECT SELECT EXE_SOI_DTD, PRS_PAI_MNT FROM ER_PRS_F",
+    "lines made distinct by EXCEPT": "SELECT EXE_SOI_DTD, PRS_PAI_MNT FROM ER_PRS_F EXCEPT SELECT NULL, NULL",
+    "an aggregate UNION lines": "SELECT PRS_NAT_REF, count(*) AS n FROM ER_PRS_F GROUP BY 1 "
+    "UNION SELECT PRS_NAT_REF, PRS_PAI_MNT FROM ER_PRS_F WHERE BEN_NIR_PSA = 'P1'",
+    "lines made DISTINCT": "SELECT DISTINCT EXE_SOI_DTD, PRS_PAI_MNT, PRS_NAT_REF FROM ER_PRS_F "
+    "WHERE BEN_NIR_PSA = 'P1'",
+    "lines grouped by ALL without an aggregate": "SELECT EXE_SOI_DTD, PRS_PAI_MNT, PRS_NAT_REF FROM ER_PRS_F "
+    "WHERE BEN_NIR_PSA = 'P1' GROUP BY ALL",
+    "an aggregate in HAVING only": "SELECT EXE_SOI_DTD, PRS_PAI_MNT FROM ER_PRS_F WHERE BEN_NIR_PSA = 'P1' "
+    "GROUP BY ALL HAVING count(*) > 0",
+    "per-person totals made DISTINCT": "SELECT DISTINCT x FROM (SELECT sum(PRS_PAI_MNT) AS x FROM ER_PRS_F "
+    "GROUP BY BEN_NIR_PSA)",
+    "per-person totals grouped without an aggregate": "SELECT x FROM (SELECT sum(PRS_PAI_MNT) AS x FROM ER_PRS_F "
+    "GROUP BY BEN_NIR_PSA) GROUP BY x",
+    "the values of a column": "SELECT DISTINCT BEN_SEX_COD FROM IR_BEN_R",
 }
 
 
@@ -190,7 +210,9 @@ HONEST = [
     "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY CUBE (BEN_SEX_COD)",
     "SELECT list(sex ORDER BY sex) AS sexes, sum(n) AS n FROM (SELECT BEN_SEX_COD AS sex, count(*) AS n FROM IR_BEN_R "
     "GROUP BY 1)",
-    "SELECT DISTINCT BEN_SEX_COD FROM IR_BEN_R",
+    "SELECT DISTINCT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY 1",
+    "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY 1 UNION SELECT 0, count(*) FROM IR_BEN_R",
+    "SELECT x, count(*) AS n FROM (SELECT DISTINCT BEN_NIR_PSA, PRS_NAT_REF AS x FROM ER_PRS_F) GROUP BY x",
     "SELECT BEN_RES_DPT, count(*) FILTER (WHERE BEN_SEX_COD = 2) AS women FROM IR_BEN_R GROUP BY 1 HAVING count(*) > 1",
     "SELECT count(*) AS n FROM IR_BEN_R b WHERE EXISTS (SELECT 1 FROM ER_PRS_F f WHERE f.BEN_NIR_PSA = b.BEN_NIR_PSA)",
     "SELECT sex, n, rank() OVER (ORDER BY n DESC) AS r FROM (SELECT BEN_SEX_COD sex, count(*) n FROM IR_BEN_R "
@@ -258,6 +280,32 @@ def test_the_refusal_names_the_output_column() -> None:
         check_sql("SELECT PRS_PAI_MNT FROM ER_PRS_F", ["ER_PRS_F"])  # table names alone: the contract's columns
 
 
+REVIEWED = {
+    "UNION": "SELECT EXE_SOI_DTD, PRS_PAI_MNT FROM ER_PRS_F WHERE BEN_NAI_ANN='1920' UNION SELECT NULL, NULL",
+    "INTERSECT": "SELECT EXE_SOI_DTD, PRS_PAI_MNT FROM ER_PRS_F WHERE BEN_NAI_ANN='1920' INTERSECT "
+    "SELECT EXE_SOI_DTD, PRS_PAI_MNT FROM ER_PRS_F",
+    "DISTINCT": "SELECT DISTINCT EXE_SOI_DTD, PRS_PAI_MNT, PRS_NAT_REF, PSE_SPE_COD FROM ER_PRS_F "
+    "WHERE BEN_NAI_ANN='1920' AND BEN_RES_DPT='75'",
+    "GROUP BY ALL": "SELECT EXE_SOI_DTD, PRS_PAI_MNT, PRS_NAT_REF, PSE_SPE_COD FROM ER_PRS_F "
+    "WHERE BEN_NAI_ANN='1920' GROUP BY ALL",
+    "DISTINCT per person": "SELECT DISTINCT x FROM (SELECT sum(PRS_PAI_MNT) x FROM ER_PRS_F GROUP BY BEN_NIR_PSA)",
+}
+
+
+@pytest.mark.parametrize("sql", REVIEWED.values(), ids=REVIEWED.keys())
+def test_the_security_reviews_row_level_sql_is_refused(sql: str) -> None:
+    """The review's texts, as written, over the contract's columns (table names alone): before, check_sql let
+    each through to run and reach the checkers (DISTINCT, set operations and GROUP BY counted as aggregation)."""
+    with pytest.raises(SQLRefused, match="row-level data never leaves"):
+        check_sql(sql, TABLES)
+
+
+@pytest.mark.parametrize("sql", ["SELECT 'abc FROM ER_PRS_F", "SELECT 1 /* open", 'SELECT "x FROM IR_BEN_R'])
+def test_sql_that_does_not_tokenize_is_refused_with_a_reason(sql: str) -> None:
+    with pytest.raises(SQLRefused, match="could not be read as DuckDB"):
+        check_sql(sql, TABLES)
+
+
 def test_sql_nested_too_deeply_is_refused_not_a_crash() -> None:
     sql = "SELECT " + "md5(" * 300 + "BEN_NIR_PSA" + ")" * 300 + " AS x, count(*) AS n FROM IR_BEN_R GROUP BY 1"
     with pytest.raises(SQLRefused, match="nested too deeply"):
@@ -268,7 +316,7 @@ PARTITIONS = {
     "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY 1": True,
     "SELECT b.BEN_SEX_COD, b.BEN_RES_DPT, count(DISTINCT f.BEN_NIR_PSA) AS n FROM ER_PRS_F f "
     "JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY ALL": True,
-    "SELECT DISTINCT BEN_NAI_ANN, BEN_SEX_COD FROM IR_BEN_R": True,
+    "SELECT DISTINCT BEN_NAI_ANN, BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY ALL": True,
     "SELECT * FROM (SELECT BEN_NAI_ANN // 10 AS d, count(*) AS n FROM IR_BEN_R GROUP BY 1) WHERE n > 2": True,
     "SELECT date_trunc('month', EXE_SOI_DTD) AS m, count(*) AS n FROM ER_PRS_F GROUP BY 1": False,  # one per month
     "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY ROLLUP (BEN_SEX_COD)": False,  # and in the total

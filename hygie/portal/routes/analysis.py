@@ -66,7 +66,9 @@ class JobOut(BaseModel):
 
 
 class ReleaseOut(BaseModel):
-    id: int
+    """A released output, named by its job: release ids are numbered as runs end, so their order and gaps would
+    date other jobs' data-dependent ends of run; only the output checkers' airlock uses them."""
+
     job_id: int
     project_id: int
     status: str
@@ -158,7 +160,7 @@ def read_release(project_id: int, job_id: int, hub: HubDep, actor: ActorDep) -> 
     with act(hub, actor, "analysis.release.read", object=f"analysis:{job_id}", project_id=project_id) as session:
         analyses = Analyses(hub, session)
         r = analyses.release(actor, project_id, job_id)
-        return ReleaseOut(id=r.id, job_id=r.job_id, project_id=r.project_id, status=r.status, columns=r.columns,
+        return ReleaseOut(job_id=r.job_id, project_id=r.project_id, status=r.status, columns=r.columns,
                           rows=analyses.rows_of(r))  # fmt: skip
 
 

@@ -45,7 +45,8 @@ class JobOut(BaseModel):
 
 
 class ReleaseOut(BaseModel):
-    id: int
+    """Named by its job: release ids follow the data-dependent ends of runs."""
+
     project_id: int
     job_id: int
     status: str
@@ -82,7 +83,7 @@ class DataUsesOut(BaseModel):
     total: int
     offset: int
     uses: list[DataUseOut]
-    releases: list[ReleaseOut] = Field(description="Outputs released by the projects shown, newest first.")
+    releases: list[ReleaseOut] = Field(description="Outputs released by the projects shown, newest job first.")
 
 
 class DelayRequest(RequestBody):

@@ -27,8 +27,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from hygie.analysis import service
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
-from hygie.analysis.service import FAILED_MESSAGE, WITHHELD_MESSAGE, ShownJob, shown_job
+from hygie.analysis.service import FAILED_MESSAGE, UNCHECKED_MESSAGE, WITHHELD_MESSAGE, ShownJob, shown_job
+from hygie.analysis.worker import QUEUE_FULL, Workers
 from hygie.audit import AuditEvent
 from hygie.disclosure.counts import shown_count
 from hygie.governance.models import ProjectView
@@ -267,12 +269,106 @@ def test_a_finished_job_shows_only_at_the_next_quantum(attack_world: World, proj
         public = [j for j in register["jobs"] if j["id"] == job_id]
         assert public and public[0]["status"] == "running", public
         assert not [r for r in register["releases"] if r["job_id"] == job_id]  # nor listed as released yet
+        # finished_at is set at the commit that ends the run: after the checks, the ledger and the record
+        with w.hub.session() as session:
+            ended = stored(w, job_id).finished_at
+            release = session.scalars(select(AnalysisRelease).where(AnalysisRelease.job_id == job_id)).one()
+            events = session.scalars(select(AuditEvent).where(AuditEvent.action.in_(RUN_ACTIONS))).all()
+            last = max(e.at for e in events if (e.detail or {}).get("job") == job_id)
+            assert ended is not None and ended >= last and ended >= release.created_at, (ended, last)
     finally:
         w.hub.settings.analysis_visible_quantum_seconds = 0.0
     shown = w.call("researcher1", "GET", f"/projects/{present}/analyses/{job_id}").json()
     assert shown["status"] in ("released", "withheld") and shown["finished_at"], shown
     listed = [r for r in w.call(None, "GET", "/register").json()["releases"] if r["job_id"] == job_id]
     assert len(listed) == (shown["status"] == "released"), listed
+
+
+def test_release_ids_date_no_run_for_the_author_nor_the_public(attack_world: World, projects: tuple[int, int]) -> None:
+    """Release rows are numbered as runs end (every run leaves one), so two probes' release ids would count the runs
+    that ended between them, the target's included: a data-dependent end dated to the probes' spacing, whatever the
+    quantum. The author and the public now read outputs by job id only; the airlock (release ids) is the checkers'."""
+    w = attack_world
+    present, _ = projects
+    person, _, _ = target(w)
+    jobs = []
+    for sql in (None, probes(person)["one_person"], None):  # probe, target (a withheld SQL job), probe
+        path, body = ("aggregate", {"group_by": ["sex"]}) if sql is None else ("sql", {"sql": sql})
+        r = w.call("researcher1", "POST", f"/projects/{present}/analyses/{path}", json=body)
+        assert r.status_code == 200, r.text
+        jobs.append(finished(w, present, r.json()))
+    before, target_job, after = jobs
+    with w.hub.session() as session:
+        ids = {j: session.scalars(select(AnalysisRelease.id).where(AnalysisRelease.job_id == j)).one()
+               for j in (before["id"], target_job["id"], after["id"])}  # fmt: skip
+    # What the ids told: the target's run ended between the probes (one release row in the gap).
+    assert ids[after["id"]] - ids[before["id"]] == 2 and ids[before["id"]] < ids[target_job["id"]] < ids[after["id"]]
+    released = [j for j in (before, after) if j["status"] == "released"]
+    assert released, jobs  # a table by sex of the test view clears the checks
+    for job in released:
+        r = w.call("researcher1", "GET", f"/projects/{present}/analyses/{job['id']}/release")
+        assert r.status_code == 200 and "id" not in r.json() and r.json()["job_id"] == job["id"], r.text
+    register = w.call(None, "GET", "/register", params={"limit": 200}).json()
+    fields = {"project_id", "job_id", "status", "created_at", "decided_at"}
+    assert register["releases"] and all(set(e) == fields for e in register["releases"]), register["releases"][:2]
+    order = [e["job_id"] for e in register["releases"]]
+    assert order == sorted(order, reverse=True)  # by submission, not by end of run
+    uses = w.call("researcher1", "GET", "/me/data-uses")
+    assert uses.status_code == 403 or all(set(e) == fields for e in uses.json()["releases"])
+    # The airlock, where release ids are, is the output checkers' alone.
+    rid = ids[target_job["id"]]
+    for method, path in (("GET", "/airlock"), ("GET", f"/airlock/{rid}"), ("POST", f"/airlock/{rid}/decisions")):
+        body = {"json": {"decision": "approve", "reason": "looks fine to me"}} if method == "POST" else {}
+        assert w.call("researcher1", method, path, **body).status_code == 403, path
+
+
+def test_a_request_that_cannot_be_checked_is_refused_not_left_running(
+    attack_world: World, projects: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQL that does not tokenize (an open quote) was a 500 with the job left ``running`` for ever; so was a failure
+    in the view lookup or the compilation. Each is now a refusal in the request, on the record."""
+    w = attack_world
+    present, _ = projects
+    base = f"/projects/{present}/analyses"
+    r = w.call("researcher1", "POST", f"{base}/sql", json={"sql": "SELECT 'abc FROM ER_PRS_F"})
+    assert r.status_code == 200 and r.json()["status"] == "refused", r.text
+    assert "could not be read as DuckDB" in r.json()["error"]
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug quoting 179934")
+
+    for name in ("_view", "_compile"):
+        with monkeypatch.context() as m:
+            m.setattr(service.Analyses, name, broken)
+            r = w.call("researcher1", "POST", f"{base}/aggregate", json={"group_by": ["sex"]})
+        assert r.status_code == 200 and r.json()["status"] == "refused", (name, r.text)
+        assert r.json()["error"] == UNCHECKED_MESSAGE and "179934" not in r.text
+        job = stored(w, r.json()["id"])
+        assert (job.status, job.started_at) == ("refused", None) and job.finished_at is not None
+        assert w.call("researcher1", "GET", f"{base}/{job.id}").json()["status"] == "refused"
+        assert record_of_run(w, job.id) == []  # nothing ran
+    with w.hub.session() as session:
+        refusals = session.scalars(select(AuditEvent).where(AuditEvent.action == "analysis.refuse")).all()
+        assert any(e.detail.get("reason") == UNCHECKED_MESSAGE for e in refusals)
+
+
+def test_a_full_queue_says_nothing_of_other_projects_load() -> None:
+    """The refusal quoted how many jobs were queued or running on the whole hub: polled, a probe of when other
+    projects' (data-dependent) runs end. Now one fixed text (pure: a pool of one slot)."""
+    import threading
+    from types import SimpleNamespace
+
+    settings = SimpleNamespace(analysis_queue_limit=1, analysis_workers=1)
+    pool = Workers(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    gate = threading.Event()
+    try:
+        pool.submit(gate.wait)
+        with pytest.raises(Exception) as caught:
+            pool.submit(lambda: None)
+        assert str(caught.value) == QUEUE_FULL and not re.search(r"\d", QUEUE_FULL)
+    finally:
+        gate.set()
+        pool.shutdown()
 
 
 def test_a_narrow_projects_view_size_is_rounded_and_thresholded(attack_world: World) -> None:
@@ -324,6 +420,13 @@ def test_what_a_job_shows_depends_on_nothing_but_release_and_the_quantum() -> No
     assert shown_job(job("succeeded"), release("released"), 5.0, at(10)) == ShownJob("released", at(10), None)
     text = "function read_csv() is refused"
     assert shown_job(job("refused", text, ran=False), None, 5.0, at(0)) == ShownJob("refused", at(7), text)
+    # finished_at is set just before the commit ending the run: a run ending just before a boundary shows at the
+    # next one, so the commit (seen by other sessions only once done) never lands after the moment it shows
+    late = AnalysisJob(status="succeeded", submitted_at=t0, started_at=at(1), finished_at=at(4.95))
+    assert shown_job(late, release("pending"), 5.0, at(5)).status == "running"
+    assert shown_job(late, release("pending"), 5.0, at(10)) == ShownJob("withheld", at(10), WITHHELD_MESSAGE)
+    early = AnalysisJob(status="succeeded", submitted_at=t0, started_at=at(1), finished_at=at(3.9))
+    assert shown_job(early, release("released"), 5.0, at(5)) == ShownJob("released", at(5), None)
     invalid = job("refused", "the query is not valid on this view: Binder Error")
     assert shown_job(invalid, release("refused"), 5.0, at(9)).status == "running"  # it waited in the queue
     assert shown_job(invalid, release("refused"), 5.0, at(10)) == ShownJob("refused", at(10), invalid.error)
