@@ -39,9 +39,15 @@ class Contributors:
 
 
 def contributors_query(
-    plan: AggregatePlan, view: Mapping[str, list[str]], *, reference_year: int, record_keys: pa.Table
+    plan: AggregatePlan,
+    view: Mapping[str, list[str]],
+    *,
+    reference_year: int,
+    record_keys: pa.Table,
+    population_only: bool = False,
 ) -> CompiledQuery:
-    """One query: (kind, d0..dn-1, members) with members the list of distinct record keys of each cell."""
+    """One query: (kind, d0..dn-1, members) with members the list of distinct record keys of each cell (with
+    ``population_only``, the population's row alone: what the ledger keeps of an output it could not check)."""
     threshold = getattr(plan, "threshold", None)  # the code lists are folded at the plan's threshold
     compiler = _Compiler(plan.spec, view, reference_year, *([threshold] if threshold is not None else []))
     base = compiler.base()
@@ -59,7 +65,7 @@ def contributors_query(
         )
 
     parts: list[exp.Select] = []
-    for s in sets:
+    for s in [] if population_only else sets:
         cols: list[exp.Expr] = [exp.alias_(exp.Literal.string("cell"), "kind")]
         cols += [
             exp.alias_(exp.column(f"d{i}", table="b") if i in s else exp.Literal.string(TOTAL), f"d{i}")

@@ -46,7 +46,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hygie.analysis.cellkeys import project_record_keys
-from hygie.analysis.compile import AggregatePlan
+from hygie.analysis.compile import TOTAL, AggregatePlan
 from hygie.analysis.contributors import Contributors, contributor_sets, contributors_query
 from hygie.analysis.engine import Engine, Limits, QueryStopped
 from hygie.analysis.models import AnalysisRelease, LedgerEntry, LedgerRoster
@@ -76,6 +76,10 @@ class LedgerCell:
     suppressed: bool
     people: int
     """True distinct people (sealed; never shown)."""
+    margin: BitMap | None = None
+    """For an empty cell suppressed as sensitive (empty under a margin of fewer than the threshold): the people of
+    those small margins (the record's population when the output has no such margin cell). The audit cannot bound
+    an empty cell (no atom holds it), so a later output publishing new cells over these people goes to checkers."""
 
 
 @dataclass
@@ -95,6 +99,10 @@ class Guard:
     findings: list[str] = field(default_factory=list)
     entry: LedgerEntry | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    unchecked: bool = False
+    """A check could not be completed (bounds, a stopped query, a platform inconsistency): checkers decide."""
+    state: str = "checked"
+    """``summary["ledger"]`` of the release: checked, refused, unchecked, held (:func:`hold_of`), not reached."""
 
 
 # -- sealing ----------------------------------------------------------------------------------------------------
@@ -139,7 +147,17 @@ def seal(hub: Hub, project_id: int, rec: Record) -> bytes:
             "threshold": rec.threshold,
             "base": rec.base,
             "population": _bits(rec.population),
-            "cells": [[list(c.key), _bits(c.members), c.published, c.suppressed, c.people] for c in rec.cells],
+            "cells": [
+                [
+                    list(c.key),
+                    _bits(c.members),
+                    c.published,
+                    c.suppressed,
+                    c.people,
+                    None if c.margin is None else _bits(c.margin),
+                ]
+                for c in rec.cells
+            ],
         }
     ).encode()
     return _seal(hub, project_id, rec.job_id, plain)
@@ -147,7 +165,9 @@ def seal(hub: Hub, project_id: int, rec: Record) -> bytes:
 
 def unseal(hub: Hub, project_id: int, job_id: int, blob: bytes) -> Record:
     data = json.loads(_open(hub, project_id, job_id, blob))
-    cells = [LedgerCell(tuple(k), _unbits(m), p, bool(s), int(n)) for k, m, p, s, n in data["cells"]]
+    cells = [LedgerCell(tuple(c[0]), _unbits(c[1]), c[2], bool(c[3]), int(c[4]),
+                        _unbits(c[5]) if len(c) > 5 and c[5] is not None else None)
+             for c in data["cells"]]  # fmt: skip
     return Record(job_id, bool(data["people"]), int(data["threshold"]), int(data["base"]),
                   _unbits(data["population"]), cells)  # fmt: skip
 
@@ -237,6 +257,8 @@ def make_record(
     job_id: int, table: OutputTable, out: ProtectedOutput, contributors: Contributors, policy: DisclosurePolicy
 ) -> Record:
     released = {c.key: c for c in out.cells}
+    sensitive_empty = {f.cell for f in out.findings if f.code == "empty-cell" and f.cell is not None}
+    people = {c.key: c.people for c in table.cells}
     cells: list[LedgerCell] = []
     for c in table.cells:
         r = released.get(c.key)
@@ -244,6 +266,12 @@ def make_record(
         published = None if suppressed or r is None or not table.release_people else r.people
         members = contributors.cells.get(c.key, BitMap())
         cells.append(LedgerCell(c.key, members, published, suppressed, c.people))
+    for key in sensitive_empty:  # empty cells of the full grid the output lists (table.cells may not hold them)
+        margins = [k for k in people if k != key and 0 < people[k] < policy.threshold
+                   and all(a in (b, TOTAL) for a, b in zip(k, key, strict=True))]  # fmt: skip
+        margin = BitMap.union(*(contributors.cells.get(k, BitMap()) for k in margins)) if margins else BitMap()
+        cells = [x for x in cells if x.key != key]
+        cells.append(LedgerCell(key, BitMap(), None, True, 0, margin or contributors.population))
     return Record(job_id, table.release_people, policy.threshold, policy.rounding_base, contributors.population,
                   cells)  # fmt: skip
 
@@ -287,14 +315,42 @@ def differencing(candidate: Record, earlier: list[Record], threshold: int) -> li
     return findings
 
 
+def empty_margins(candidate: Record, earlier: list[Record]) -> list[str]:
+    """Findings for candidate cells publishing new numbers over the small margins of an earlier empty cell that was
+    suppressed as sensitive (see ``LedgerCell.margin``): the audit cannot bound it, checkers must look."""
+    findings: list[str] = []
+    published = [c for c in candidate.cells if not c.suppressed and len(c.members) > 0]
+    for rec in earlier:
+        guarded = [c for c in rec.cells if c.margin is not None and len(c.margin) > 0]
+        if not guarded:
+            continue
+        known = {c.members.serialize() for c in rec.cells if not c.suppressed and len(c.members) > 0}
+        for c in published:
+            if c.members.serialize() in known:
+                continue  # the same people as a cell already published: nothing new about them
+            hit = next((e for e in guarded if c.members.intersect(e.margin)), None)  # type: ignore[arg-type]
+            if hit is not None:
+                findings.append(f"ledger: cell {_show(c.key)} publishes a new count over the small margin of an empty "
+                                f"cell of analysis {rec.job_id}, {_show(hit.key)}, suppressed as sensitive; the audit "
+                                "cannot bound empty cells: an output checker must decide")  # fmt: skip
+                break
+    return findings
+
+
 def atoms_of(records: list[Record]) -> tuple[list[tuple[int, ...]], int]:
     """For every cell of every record in order, the indices of its atoms; and the number of atoms."""
+    atoms, count, _ = atoms_and_sizes([c.members for rec in records for c in rec.cells])
+    return atoms, count
+
+
+def atoms_and_sizes(sets: list[BitMap]) -> tuple[list[tuple[int, ...]], int, list[int]]:
+    """For every set in order, the indices of its atoms; the number of atoms; and each atom's size."""
     import numpy as np
 
-    flat = [c for rec in records for c in rec.cells]
-    arrays = [np.asarray(c.members.to_array(), dtype=np.int64) for c in flat]
+    flat = sets
+    arrays = [np.asarray(c.to_array(), dtype=np.int64) for c in flat]
     if not arrays or not sum(len(a) for a in arrays):
-        return [() for _ in flat], 0
+        return [() for _ in flat], 0, []
     people = np.concatenate(arrays)
     cell_of = np.repeat(np.arange(len(flat), dtype=np.int64), [len(a) for a in arrays])
     _, person = np.unique(people, return_inverse=True)
@@ -311,13 +367,20 @@ def atoms_of(records: list[Record]) -> tuple[list[tuple[int, ...]], int]:
     out: list[list[int]] = [[] for _ in flat]
     for p in pairs.tolist():
         out[p // count].append(p % count)
-    return [tuple(a) for a in out], count
+    sizes = np.bincount(atom, minlength=count).tolist()
+    return [tuple(a) for a in out], count, sizes
 
 
 def audit_cells(records: list[Record], candidate: Record) -> tuple[list[AuditCell], int]:
+    """The audit's cells: every cell of every record, each record's population (it shapes the atoms; it says at
+    least the threshold when the record published a non-empty cell), and, as targets, the suppressed small cells
+    and every atom of 1 to threshold - 1 people (people lying in exactly the same released cells and populations:
+    differencing several releases, A - B - C with B and C disjoint halves of A, isolates them)."""
     everything = [*records, candidate]
-    atoms, count = atoms_of(everything)
+    sets = [c.members for rec in everything for c in rec.cells] + [rec.population for rec in everything]
+    atoms, count, sizes = atoms_and_sizes(sets)
     cells: list[AuditCell] = []
+    single: set[tuple[int, ...]] = set()
     k = 0
     for rec in everything:
         for c in rec.cells:
@@ -333,10 +396,63 @@ def audit_cells(records: list[Record], candidate: Record) -> tuple[list[AuditCel
                     low = max(low, float(rec.threshold))  # every published non-empty cell holds >= threshold
             else:
                 low, high = float(rec.threshold), float("inf")
-            cells.append(AuditCell(f"analysis {rec.job_id} {_show(c.key)}", a, low, high,
-                                   target=c.suppressed and 0 < c.people < rec.threshold,
-                                   candidate=rec is candidate))  # fmt: skip
+            target = c.suppressed and 0 < c.people < rec.threshold
+            if target:
+                single.add(a)
+            cells.append(AuditCell(f"suppressed cell analysis {rec.job_id} {_show(c.key)}", a, low, high,
+                                   target=target, candidate=rec is candidate))  # fmt: skip
+    threshold = candidate.threshold
+    for rec in everything:
+        a = atoms[k]
+        k += 1
+        if a:
+            known = any(c.published for c in rec.cells if c.published is not None) or (
+                not rec.release_people and any(not c.suppressed and len(c.members) for c in rec.cells)
+            )
+            cells.append(AuditCell(f"population of analysis {rec.job_id}", a, float(threshold if known else 0),
+                                   float("inf"), candidate=rec is candidate))  # fmt: skip
+    for i, size in enumerate(sizes):
+        if 0 < size < threshold and (i,) not in single:
+            cells.append(AuditCell(f"a group of people lying in the same cells of the project's releases (#{i})",
+                                   (i,), 0.0, float("inf"), target=True))  # fmt: skip
     return cells, count
+
+
+HOLD_TRIGGERS = ("refused", "unchecked")
+"""Ledger states (``summary["ledger"]`` of a release) that hold the project's later aggregates for checkers."""
+DECIDED = ("released", "rejected")
+
+
+def hold_of(session: Session, project_id: int) -> AnalysisRelease | None:
+    """The release whose ledger finding holds the project's aggregates for output checkers, or None.
+
+    A refusal by the ledger, or a check it could not complete, is a yes/no answer the author may have steered (the
+    refusal oracle, docs/disclosure.md): from then on every aggregate of the project waits for checkers, so at most
+    one such answer leaves before a person looks. The hold ends when checkers decide (approve or reject) an output
+    that carried the hold's finding or was itself unchecked. Findings during a hold do not start another (the author
+    sees every output withheld then); the first finding after it does."""
+    rows = session.execute(
+        select(AnalysisRelease.id, AnalysisRelease.status, AnalysisRelease.summary)
+        .where(AnalysisRelease.project_id == project_id)
+        .order_by(AnalysisRelease.id.desc())
+    ).all()
+    for release_id, status, summary in rows:
+        state, hold = (summary or {}).get("ledger"), (summary or {}).get("ledger_hold")
+        if status in DECIDED and (hold == "held" or state == "unchecked"):
+            return None  # checkers decided an output that showed them the hold's finding, or its own
+        if hold == "started":
+            return session.get(AnalysisRelease, release_id)
+    return None
+
+
+def not_reached(session: Session, project: Project, job_id: int, author: str) -> None:
+    """An aggregate refused before the ledger writes the same record as one checked: the audit log grows alike."""
+    _logged(
+        session,
+        project,
+        job_id,
+        Guard(state="not reached", detail={"checked": False, "reason": "not reached", "author": author}),
+    )
 
 
 def guard_release(
@@ -349,18 +465,82 @@ def guard_release(
     table: OutputTable,
     out: ProtectedOutput,
     policy: DisclosurePolicy,
+    author: str = "",
 ) -> Guard:
-    """Both checks for a candidate aggregate output; the entry to write with its release unless refused."""
+    """Both checks for a candidate aggregate output, the hold (:func:`hold_of`), and the entry to write with its
+    release unless refused (an unchecked output still leaves its population, when known)."""
+    held = hold_of(session, project.id)
+    guard = _check(hub, session, engine, project, job_id, plan, table, out, policy)
+    guard.state = "refused" if guard.refuse else "unchecked" if guard.unchecked else "held" if held else "checked"
+    if held is not None and not guard.refuse:
+        guard.review = True
+        earlier = [f for f in held.findings if f.startswith("ledger")][:5]
+        guard.findings.append(
+            f"ledger: held for output checkers: analysis {held.job_id} had a ledger finding (refused, or not "
+            "checked), a yes/no answer the author may have steered; every later aggregate of this project waits "
+            "for checkers until they decide one of them. Its findings: " + " | ".join(earlier)
+        )
+    guard.detail["author"] = author
+    if held is not None:
+        guard.detail["hold"] = "held"
+    elif guard.state in HOLD_TRIGGERS:
+        guard.detail["hold"] = "started"  # the DPO's ledger_hold alert fires on this event
+    return _logged(session, project, job_id, guard)
+
+
+def _entry(hub: Hub, session: Session, project: Project, roster: Roster, row: LedgerRoster | None,
+           rec: Record) -> LedgerEntry:  # fmt: skip
+    seq = (session.scalar(select(func.max(LedgerEntry.seq)).where(LedgerEntry.project_id == project.id)) or 0) + 1
+    save_roster(hub, session, project.id, roster, row)
+    return LedgerEntry(project_id=project.id, job_id=rec.job_id, seq=seq, sealed=seal(hub, project.id, rec),
+                       created_at=datetime.now(UTC))  # fmt: skip
+
+
+def _population_entry(
+    hub: Hub, session: Session, engine: Engine, project: Project, job_id: int, plan: AggregatePlan,
+    table: OutputTable, policy: DisclosurePolicy,
+) -> LedgerEntry | None:  # fmt: skip
+    """An unchecked output's population alone (no cells): later outputs are still compared with it."""
+    view = newest_ready(session, project.id)
+    assert view is not None
+    columns = {t: list(m["columns"]) for t, m in view.tables.items()}
+    year = ProjectScope.model_validate(project.scope).population.period_start.year
+    keys = project_record_keys(hub, session, project)
+    query = contributors_query(plan, columns, reference_year=year, record_keys=keys, population_only=True)
+    try:
+        run = engine.run(project, query, Limits.from_settings(hub.settings))
+    except QueryStopped:
+        return None
+    found = contributor_sets(plan, run.table)
+    roster, roster_row = load_roster(hub, session, project.id)
+    roster.add(found.population)
+    rec = Record(job_id, table.release_people, policy.threshold, policy.rounding_base,
+                 roster.dense(found.population), [])  # fmt: skip
+    return _entry(hub, session, project, roster, roster_row, rec)
+
+
+def _check(
+    hub: Hub,
+    session: Session,
+    engine: Engine,
+    project: Project,
+    job_id: int,
+    plan: AggregatePlan,
+    table: OutputTable,
+    out: ProtectedOutput,
+    policy: DisclosurePolicy,
+) -> Guard:
     s = hub.settings
     guard = Guard()
     memberships = sum(c.people for c in table.cells)
     if memberships > s.ledger_max_contributions:
-        guard.review = True
+        guard.review = guard.unchecked = True
         guard.findings.append(f"ledger: {memberships} (cell, person) memberships, more than ledger_max_contributions "
                               f"({s.ledger_max_contributions}): not checked against the project's other releases; "
                               "an output checker must decide")  # fmt: skip
         guard.detail = {"checked": False, "reason": "too many memberships"}
-        return _logged(session, project, job_id, guard)
+        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
+        return guard
     view = newest_ready(session, project.id)
     assert view is not None
     columns = {t: list(m["columns"]) for t, m in view.tables.items()}
@@ -370,13 +550,14 @@ def guard_release(
     try:
         run = engine.run(project, query, Limits.from_settings(s))
     except QueryStopped as exc:
-        guard.review = True
+        guard.review = guard.unchecked = True
         guard.findings.append(
             f"ledger: the contributors of the cells could not be computed ({exc.reason}): not checked against the "
             "project's other releases; an output checker must decide"
         )
         guard.detail = {"checked": False, "reason": exc.reason}
-        return _logged(session, project, job_id, guard)
+        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
+        return guard
     found = contributor_sets(plan, run.table)
     roster, roster_row = load_roster(hub, session, project.id)
     roster.add(found.population)
@@ -386,20 +567,24 @@ def guard_release(
     candidate = make_record(job_id, table, out, dense, policy)
     unmatched = sum(1 for c in candidate.cells if c.people > 0 and len(c.members) == 0)
     if unmatched:  # the contributors query and the aggregate disagree on cells: a platform bug, never silent
-        guard.review = True
+        guard.review = guard.unchecked = True
         guard.findings.append(f"ledger: the contributors of {unmatched} cells were not found: not checked against "
                               "the project's other releases; an output checker must decide")  # fmt: skip
         guard.detail = {"checked": False, "reason": "unmatched cells"}
-        return _logged(session, project, job_id, guard)
+        population = Record(job_id, table.release_people, policy.threshold, policy.rounding_base, dense.population, [])
+        guard.entry = _entry(hub, session, project, roster, roster_row, population)
+        return guard
     earlier = load(hub, session, project.id)
     pairs = differencing(candidate, earlier, policy.threshold)
     guard.findings += pairs
+    empties = empty_margins(candidate, earlier)
+    guard.findings += empties
     cells, atoms = audit_cells(earlier, candidate)
     result = audit(cells, atoms, policy.required_width, max_atoms=s.lpaudit_max_atoms, max_cells=s.lpaudit_max_cells,
                    max_targets=s.lpaudit_max_targets)  # fmt: skip
     for n in result.narrowed:
         verb = "was already narrowed by earlier releases to" if n.already else "would be narrowed to"
-        guard.findings.append(f"ledger audit: suppressed cell {n.ref} {verb} an interval narrower than "
+        guard.findings.append(f"ledger audit: {n.ref} {verb} an interval narrower than "
                               f"{policy.required_width} by linear programming over the project's releases")  # fmt: skip
     if result.too_large:
         guard.findings.append(f"ledger audit: {result.too_large}: not audited across releases; an output checker "
@@ -408,11 +593,13 @@ def guard_release(
         guard.findings.append("ledger audit: the published values contradict the recorded contributors (a platform "
                               "inconsistency); an output checker must decide")  # fmt: skip
     guard.refuse = bool(pairs) or result.refuses
-    guard.review = not guard.refuse and (result.too_large is not None or result.infeasible)
+    guard.unchecked = not guard.refuse and (result.too_large is not None or result.infeasible)
+    guard.review = not guard.refuse and (guard.unchecked or bool(empties))
     guard.detail = {
         "checked": True,
         "earlier": len(earlier),
         "differencing": len(pairs),
+        "empty_margins": len(empties),
         "targets": result.checked,
         "narrowed": sum(not n.already for n in result.narrowed),
         "already_narrow": sum(n.already for n in result.narrowed),
@@ -421,11 +608,8 @@ def guard_release(
         "audited": result.too_large is None,
     }
     if not guard.refuse:
-        seq = (session.scalar(select(func.max(LedgerEntry.seq)).where(LedgerEntry.project_id == project.id)) or 0) + 1
-        save_roster(hub, session, project.id, roster, roster_row)
-        guard.entry = LedgerEntry(project_id=project.id, job_id=job_id, seq=seq,
-                                  sealed=seal(hub, project.id, candidate), created_at=datetime.now(UTC))  # fmt: skip
-    return _logged(session, project, job_id, guard)
+        guard.entry = _entry(hub, session, project, roster, roster_row, candidate)
+    return guard
 
 
 def _logged(session: Session, project: Project, job_id: int, guard: Guard) -> Guard:

@@ -329,7 +329,7 @@ class Analyses:
         columns = list(rows[0]) if rows else [*out.dimensions, "people", *(m.name for m in out.measures), "suppressed"]
         true_people = {c.key: c.people for c in table.cells}
         shown = [true_people[c.key] for c in out.cells if not c.suppressed and true_people.get(c.key, 0) > 0]
-        summary = {
+        summary: dict[str, Any] = {
             "cells": len(table.cells),
             "rows": len(rows),
             "suppressed": len(out.suppressed),
@@ -338,10 +338,12 @@ class Analyses:
         }
         status = {Verdict.RELEASE: RELEASED, Verdict.REVIEW: PENDING, Verdict.REFUSE: REFUSED}[out.verdict]
         verdict, findings = str(out.verdict), list(out.reasons)
-        if status != REFUSED:  # checked against the project's other releases (docs/disclosure.md, the ledger)
-            from hygie.analysis.ledger import guard_release
+        from hygie.analysis.ledger import guard_release, not_reached
 
-            guard = guard_release(self.hub, self.session, self.engine, project, job.id, plan, table, out, policy)
+        author = f"account:{job.author_id}"
+        if status != REFUSED:  # checked against the project's other releases (docs/disclosure.md, the ledger)
+            guard = guard_release(self.hub, self.session, self.engine, project, job.id, plan, table, out, policy,
+                                  author)  # fmt: skip
             findings += guard.findings
             if guard.refuse:
                 status, verdict = REFUSED, str(Verdict.REFUSE)
@@ -349,6 +351,11 @@ class Analyses:
                 status, verdict = PENDING, str(Verdict.REVIEW)
             if guard.entry is not None:
                 self.session.add(guard.entry)  # committed with the release record
+            summary["ledger"] = guard.state  # checkers only; a refusal or unchecked output holds the project
+            summary["ledger_hold"] = guard.detail.get("hold")
+        else:  # the same record as a checked output: the audit log grows alike whatever the outcome
+            not_reached(self.session, project, job.id, author)
+            summary["ledger"] = "not reached"
         return AnalysisRelease(
             job_id=job.id, project_id=project.id, verdict=verdict, status=status,
             columns=columns, rows=[], findings=findings,

@@ -25,7 +25,10 @@ Rules (thresholds in :class:`AlertPolicy`):
   ``fresh_approver_days`` before (the approval's event carries ``reviewer_created_at``);
 - ``shared_creator``: a project activated by approvers of one creation lineage (the activation's event carries
   ``approvers_shared_lineage``: one person controlled two approvals; allowed, but the DPO must know), or an
-  approval refused because reviewer and requester or member share one (``separation: creator_lineage``).
+  approval refused because reviewer and requester or member share one (``separation: creator_lineage``);
+- ``ledger_hold``: the first ledger finding of a project (an aggregate refused by the release ledger, or one it
+  could not check: its ``analysis.ledger.check`` event says ``hold: started``): a refusal is a yes/no answer the
+  author may have steered, so the DPO hears of it at once, not after a burst (the suspect is the job's author).
 
 The separation-of-duties rules read only what the governance events state: this module knows events, not the
 governance tables (the ``scope`` rule finds a project's members in its ``project.create`` and
@@ -90,6 +93,7 @@ class Rule(StrEnum):
     IDENTITY_REVEAL = "identity_reveal"
     FRESH_APPROVER = "fresh_approver"
     SHARED_CREATOR = "shared_creator"
+    LEDGER_HOLD = "ledger_hold"
 
 
 @dataclass(frozen=True)
@@ -549,6 +553,16 @@ class _Evaluation:
             if e.id not in cited
         ]  # fmt: skip
 
+    def run_ledger_hold(self, new: Sequence[AuditEvent]) -> list[_Found]:
+        acts = [e for e in new if e.action == "analysis.ledger.check" and (e.detail or {}).get("hold") == "started"]
+        cited = self.cited(Rule.LEDGER_HOLD, acts)
+        return [
+            _Found(Rule.LEDGER_HOLD, Severity.HIGH, str((e.detail or {}).get("author") or e.actor), e.project_id,
+                   (e,), {"job": (e.detail or {}).get("job"), "outcome": e.outcome})
+            for e in acts
+            if e.id not in cited
+        ]  # fmt: skip
+
     def run(self, new: Sequence[AuditEvent]) -> list[_Found]:
         found: list[_Found] = []
         for spec in self.windowed_rules():
@@ -558,6 +572,7 @@ class _Evaluation:
         found += self.run_reveal(new)
         found += self.run_fresh_approver(new)
         found += self.run_shared_creator(new)
+        found += self.run_ledger_hold(new)
         return found
 
 

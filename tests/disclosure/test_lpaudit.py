@@ -8,7 +8,7 @@ import math
 import pytest
 
 from hygie.disclosure import Cell, Dimension, OutputTable
-from hygie.disclosure.lpaudit import AuditCell, audit, published_interval
+from hygie.disclosure.lpaudit import AuditCell, Narrowed, audit, published_interval
 from tests.disclosure.attacker import intervals
 
 LIMITS = {"max_atoms": 1000, "max_cells": 1000, "max_targets": 100}
@@ -102,3 +102,65 @@ def test_on_one_table_the_audit_agrees_with_the_exact_attacker(published: bool) 
     found = {n.ref: (n.low, n.high) for n in result.narrowed}
     expected = {repr(k): exact[k] for k in suppressed if leaves[k] < 11} if published else {}
     assert found == {k: (int(lo), int(hi)) for k, (lo, hi) in expected.items()}
+
+
+# -- atoms as targets: differencing by disjoint halves (A - B - C) ----------------------------------------------------
+
+
+def halves_attack(triples: int, *, atom_targets: bool, seed: int = 1) -> tuple[int, float, float, int]:
+    """The reviewer's simulation: A_j holds the target and 70% of 100 people, B_j and C_j are two disjoint halves
+    of A_j without her; each table has one cell (care in a month, about 60% of people), published by keyed rounding.
+    Every pair differs by at least the threshold, yet A_j - B_j - C_j is her. Releases go through the ledger's audit
+    in order (``atom_targets``: small atoms are targets, the fix; without, only suppressed cells, as before).
+    Returns (tables released, the attacker's min and max of her count over the released tables, programs)."""
+    import random
+
+    from pyroaring import BitMap
+
+    from hygie.analysis.ledger import LedgerCell, Record, audit_cells
+    from hygie.disclosure.cellkey import StickyRounding
+
+    rng = random.Random(seed)
+    rounding = StickyRounding(5)
+    n, target = 100, 100
+    keys = [rng.getrandbits(32) for _ in range(n + 1)]
+    in_month = {i for i in range(n) if rng.random() < 0.6} | {target}
+
+    def rec(job: int, population: list[int]) -> Record:
+        cell = [i for i in population if i in in_month]
+        published = rounding.release(len(cell), min(keys[i] for i in cell))
+        return Record(job, True, 11, 5, BitMap(population),
+                      [LedgerCell(("m",), BitMap(cell), published, False, len(cell))])  # fmt: skip
+
+    released: list[Record] = []
+    programs = 0
+    for j in range(triples):
+        a = [i for i in range(n) if rng.random() < 0.7]
+        b = [i for i in a if rng.random() < 0.5]
+        c = sorted(set(a) - set(b))
+        for k, people in enumerate(([*a, target], b, c)):
+            candidate = rec(3 * j + k, people)
+            cells, atoms = audit_cells(released, candidate)
+            if not atom_targets:
+                cells = [x for x in cells if not x.ref.startswith("a group")]
+            result = audit(cells, atoms, 11, max_atoms=1000, max_cells=1000, max_targets=400)
+            programs += result.lps
+            if not result.refuses and result.too_large is None and not result.infeasible:
+                released.append(candidate)
+    # The attacker's interval for her, over what was released (width 1000: the exact interval is reported).
+    cells, count = audit_cells(released, Record(-1, True, 11, 5, BitMap([target]), []))
+    cells = [AuditCell(x.ref, x.atoms, x.low, x.high, target=x.ref == "population of analysis -1") for x in cells]
+    result = audit(cells, count, 1000, max_atoms=1000, max_cells=1000, max_targets=400)
+    her = result.narrowed[0] if result.narrowed else Narrowed("her", 0, 1000, False)
+    return len(released), her.low, her.high, programs
+
+
+def test_disjoint_halves_isolate_one_person_unless_small_atoms_are_targets() -> None:
+    triples = 8
+    before = halves_attack(triples, atom_targets=False)
+    after = halves_attack(triples, atom_targets=True)
+    print(f"\nA - B - C over {triples} triples: before {before[0]} of {3 * triples} released, her count in "
+          f"[{before[1]}, {before[2]}]; after {after[0]} released, in [{after[1]}, {after[2]}], "
+          f"{after[3]} programs")  # fmt: skip
+    assert before[0] == 3 * triples and before[2] - before[1] < 11  # every pair passes, yet she is narrowed
+    assert after[2] - after[1] >= 11  # with small atoms as targets, the release that would narrow her is refused

@@ -285,3 +285,116 @@ def test_the_dense_index_is_stable_and_append_only() -> None:
     again = ledger.Roster(roster.keys)
     again.add(first)
     assert not again.grown and again.dense(later) == roster.dense(later)
+
+
+# -- the refusal as an oracle: one answer per project before a person looks ----------------------------------------
+
+
+def oracle(w: World, pid: int, t: Target, months: list[str]) -> list[tuple[str, bool, bool]]:
+    """The reviewer's attack: E = her sex aged <= a-1 with care in month m, then C = the same aged <= a, where she is
+    alone at age a. With care in m the populations differ by her alone (C refused); without, they are identical (C
+    released). Returns (month, E released, C released)."""
+    out = []
+    for m in months:
+        month = {"dimension": "care_month", "in": [m]}
+        _, narrow = run(w, pid, {"filters": [*t.narrow["filters"], month], "measures": ["people"]})
+        _, wide = run(w, pid, {"filters": [*t.wide["filters"], month], "measures": ["people"]})
+        out.append((m, narrow is not None, wide is not None))
+    return out
+
+
+def oracle_months(people: dict[str, Person]) -> tuple[Target, list[str]]:
+    t = population_targets(people, 2)[1]
+    had = sorted(t.person.months)
+    lacked = sorted({f"{YEAR}-{m:02d}" for m in range(1, 13)} - t.person.months)
+    return t, [lacked[0], had[0], lacked[1], had[1]]  # answers no, yes, no, yes
+
+
+def test_the_refusal_oracle_read_her_months_before_the_hold(
+    attack_world: World, people: dict[str, Person], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger, "hold_of", lambda *args: None)
+    t, months = oracle_months(people)
+    shown = oracle(attack_world, attack_world.active_project(), t, months)
+    yes = {m for m, narrow, wide in shown if narrow and not wide}
+    no = {m for m, narrow, wide in shown if narrow and wide}
+    print(f"\nwithout the hold: {len(yes & t.person.months)} care months and {len(no - t.person.months)} months "
+          f"without care read right, {len(yes - t.person.months) + len(no & t.person.months)} wrong")  # fmt: skip
+    assert yes == set(months) & t.person.months and no == set(months) - t.person.months
+
+
+def test_the_refusal_oracle_answers_once_then_everything_waits_for_checkers(
+    attack_world: World, people: dict[str, Person]
+) -> None:
+    from hygie.audit.alerts import evaluate
+
+    w = attack_world
+    evaluate(w.hub)
+    pid = w.active_project()
+    t, months = oracle_months(people)
+    shown = oracle(w, pid, t, months)
+    answers = [x for _, narrow, wide in shown for x in (narrow, wide)]
+    first = answers.index(False)
+    yes = {m for m, narrow, wide in shown if narrow and not wide}
+    print(f"\nwith the hold: shown {shown}; care months read {len(yes)}, jobs after the first withheld: "
+          f"{len(answers) - first - 1}, all withheld")  # fmt: skip
+    assert first == 3 and not any(answers[first:])  # every job after the first finding: withheld, whatever she did
+    assert len(yes) <= 1
+    # The DPO hears of it at once (the first finding, not a burst of refusals), the author is the suspect.
+    alerts = [a for a in evaluate(w.hub) if a.rule == "ledger_hold"]
+    assert [(a.project_id, a.severity) for a in alerts] == [(pid, "high")], alerts
+    assert alerts[0].actor.startswith("account:")
+    # Checkers see why the outputs wait; when they decide one, the project's outputs are checked as before.
+    pending = [i for i in w.call("reviewer1", "GET", "/airlock").json() if i["project_id"] == pid]
+    assert pending and all(i["summary"]["ledger"] == "held" for i in pending)
+    assert all(any(f.startswith("ledger: held for output checkers") for f in i["findings"]) for i in pending)
+    r = w.call("reviewer1", "POST", f"/airlock/{pending[0]['release_id']}/decisions",
+               json={"decision": "reject", "reason": "a probe of one person's care months"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    _, rows = run(w, pid, {"group_by": ["sex"], "measures": ["people"]})
+    assert rows is not None
+
+
+def log_of(w: World, job_id: int) -> list[str]:
+    """The audit events a job writes (its own and its release's; the author's reads aside)."""
+    release = stored(w, job_id)
+    with w.hub.session() as session:
+        objects = [f"analysis:{job_id}", f"release:{release.id}"]
+        reads = ["analysis.jobs.read", "analysis.release.read"]
+        query = select(AuditEvent.action).where(AuditEvent.object.in_(objects), AuditEvent.action.not_in(reads))
+        return list(session.scalars(query.order_by(AuditEvent.id)))
+
+
+def test_every_aggregate_writes_as_many_records_whatever_its_outcome(
+    attack_world: World, people: dict[str, Person], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The public log shows one commitment per record: its growth must not tell a refusal by the ledger, by
+    ``protect`` or a release apart. An output the ledger could not check keeps its population in the ledger."""
+    w = attack_world
+    pid = w.active_project()
+    released, _ = run(w, pid, {"group_by": ["sex"], "measures": ["people"]})
+    t = population_targets(people, 1)[0]
+    monkeypatch.setattr(w.hub.settings, "disclosure_max_cells", 2)
+    by_protect, rows = run(w, pid, {"group_by": ["age_band:20"], "measures": ["people"]})  # refused by protect
+    monkeypatch.undo()
+    assert rows is None and stored(w, by_protect).summary["ledger"] == "not reached"
+    run(w, pid, t.wide)
+    by_ledger, _ = run(w, pid, t.narrow)
+    held, _ = run(w, pid, {"group_by": ["sex"], "measures": ["people"]})
+    logs = {job: log_of(w, job) for job in (released, by_protect, by_ledger, held)}
+    print(f"\nrecords per job: {logs}")
+    assert stored(w, by_ledger).summary["ledger"] == "refused" and stored(w, held).summary["ledger"] == "held"
+    assert len({len(v) for v in logs.values()}) == 1 and all(v[1] == "analysis.ledger.check" for v in logs.values())
+    # An output whose check is skipped (too many memberships) still leaves its population, and holds the project.
+    other = w.active_project()
+    monkeypatch.setattr(w.hub.settings, "ledger_max_contributions", 1)
+    unchecked, rows = run(w, other, {"group_by": ["sex"], "measures": ["people"]})
+    monkeypatch.undo()
+    assert rows is None and stored(w, unchecked).summary["ledger"] == "unchecked"
+    with w.hub.session() as session:
+        entry = session.scalar(select(LedgerEntry).where(LedgerEntry.job_id == unchecked))
+        assert entry is not None
+        kept = ledger.unseal(w.hub, other, unchecked, entry.sealed)
+    assert len(kept.population) > 0 and kept.cells == []
+    later, rows = run(w, other, {"group_by": ["sex"], "measures": ["people"]})
+    assert rows is None and stored(w, later).summary["ledger"] == "held"
