@@ -302,12 +302,25 @@ class Settings(BaseSettings):
     citizen_letter_requests_per_source: int = Field(
         default=20, description="Letter requests from one client address (all NIRs together) per window."
     )
+    citizen_letter_requests_per_network: int = Field(
+        default=200, description="Letter requests from one IPv6 /48 (all its /64 sources together) per window."
+    )
+    citizen_letter_requests_per_day: int = Field(
+        default=20000,
+        description="Letter requests from all sources together per window: past it everyone is refused (429) and "
+        "the first refusal is recorded as citizen.letter.cap.",
+    )
     citizen_letter_window_hours: int = Field(default=24, description="Window of the letter request limits.")
     citizen_code_attempts_per_person: int = Field(
-        default=5, description="Postal code attempts for one person (typed NIR or account) per window."
+        default=5,
+        description="Wrong postal codes for one person (typed NIR or account) per window, each kind of code apart; "
+        "a right code is never refused by a limit.",
     )
     citizen_code_attempts_per_source: int = Field(
-        default=20, description="Postal code attempts from one client address per window."
+        default=20, description="Wrong postal codes from one client address per window, each kind of code apart."
+    )
+    citizen_code_attempts_per_network: int = Field(
+        default=100, description="Wrong postal codes from one IPv6 /48 per window, each kind of code apart."
     )
     citizen_code_window_hours: int = Field(default=24, description="Window of the postal code attempt limits.")
     citizen_device_cookie_days: int = Field(

@@ -517,7 +517,7 @@ class Accounts:
 
     def login(
         self, username: str, password: str, totp: str | None, *, device: str | None = None,
-        step_up_code: str | None = None,
+        step_up_code: str | None = None, step_up_only: bool = False,
     ) -> tuple[str, AuthSession, Account]:  # fmt: skip
         """Check a password (and second factor) and open a session. Raises Unauthenticated, recorded.
 
@@ -525,6 +525,11 @@ class Accounts:
         username, a disabled or not yet active account, a wrong password, a wrong, missing or already used code.
         Failures never lock an account (that would let anyone lock out anyone): the portal slows the source that
         makes them (:mod:`hygie.governance.throttle`). Each TOTP time step is accepted once per account.
+
+        ``step_up_only`` (the new-device page): accepted only for a breach-flagged citizen on a device not yet
+        trusted with a valid postal code; anything else is the same refusal. A breach-flagged citizen's step-up
+        (:class:`StepUpNeeded`, code needed or refused) is an ``Unauthenticated`` with the same ``REFUSED`` text:
+        callers that queue its letter then give the one refusal (``hygie.governance.citizens.sign_in``).
 
         The caller commits (the record of a failure is committed too, before the refusal is returned).
         """
@@ -550,19 +555,35 @@ class Accounts:
             record(self.session, actor=ref, role=account.role, action="auth.login", outcome=Outcome.DENIED,
                    detail={"reason": reason, "failures": account.failed_logins})  # fmt: skip
             raise self._refuse(Unauthenticated(REFUSED))
+        if step_up_only and (Role(account.role) is not Role.CITIZEN or account.person_index is None):
+            record(self.session, actor=ref, role=account.role, action="auth.login", outcome=Outcome.DENIED,
+                   detail={"reason": "new-device page: not a citizen"})  # fmt: skip
+            raise self._refuse(Unauthenticated(REFUSED))
         if Role(account.role) is Role.CITIZEN and account.person_index is not None:
-            self._check_device(account, device, step_up_code)
+            self._check_device(account, device, step_up_code, step_up_only)
         account.failed_logins = 0
         token, auth = new_session(self.session, self.settings, account.id, now)
         record(self.session, actor=ref, role=account.role, action="auth.login", detail={"session": auth.id})
         return token, auth, account
 
-    def _check_device(self, account: Account, device: str | None, step_up_code: str | None) -> None:
+    def _check_device(
+        self, account: Account, device: str | None, step_up_code: str | None, step_up_only: bool = False
+    ) -> None:
         """Step-up of a breach-flagged citizen signing in from a new device (:func:`letters.check_sign_in`): no
-        session before a postal code (or the provider, through its own sign-in) vouches for the device."""
-        from hygie.governance.letters import StepUpNeeded, check_sign_in
+        session before a postal code (or the provider, through its own sign-in) vouches for the device. With
+        ``step_up_only``, nothing but that step-up opens a session (the same refusal otherwise)."""
+        from hygie.governance.letters import StepUpNeeded, check_sign_in, flagged, known_device
 
         assert account.person_index is not None
+        if step_up_only and (
+            not step_up_code
+            or not device
+            or not flagged(self.session, account.person_index)
+            or known_device(self.session, account.id, device)
+        ):
+            record(self.session, actor=f"account:{account.id}", role=account.role, action="auth.login",
+                   outcome=Outcome.DENIED, detail={"reason": "new-device page: no step-up due"})  # fmt: skip
+            raise self._refuse(Unauthenticated(REFUSED))
         try:
             check_sign_in(self.session, self.custody, account.id, account.person_index, device, step_up_code)
         except (StepUpNeeded, Denied) as exc:

@@ -12,6 +12,8 @@ the NIR, never the NIR itself.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -20,15 +22,56 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hygie.audit import record
+from hygie.audit import Outcome, record, record_now
 from hygie.governance import letters
 from hygie.governance.accounts import CONSOLE, Accounts, Actor, NewAccount
-from hygie.governance.errors import Conflict, Denied, Invalid
-from hygie.governance.models import Account, OptOut
+from hygie.governance.errors import Conflict, Denied, GovernanceError, Invalid, Unauthenticated
+from hygie.governance.limits import Limited
+from hygie.governance.models import Account, AuthSession, OptOut
 from hygie.governance.policy import Role
 from hygie.hub import Hub
-from hygie.identity.nir import is_valid_nir
+from hygie.identity.nir import InvalidNIR, validate_nir
 from hygie.identity.vault import Identity
+
+
+def typed_nir(text: str) -> str | None:
+    """A NIR as a citizen typed it, in the one canonical form every blind index is taken of, or None if it is not
+    a valid NIR. Compatibility forms (fullwidth digits) are folded (NFKC) first; what is left must be ASCII; then
+    python-stdnum's own clean-up (spaces, dots, dashes) and check. Used wherever a citizen types a NIR."""
+    folded = unicodedata.normalize("NFKC", text)
+    if not folded.isascii():
+        return None
+    try:
+        return validate_nir(folded)
+    except InvalidNIR:
+        return None
+
+
+def network_of(source: str) -> str | None:
+    """The /48 an IPv6 source (``throttle.client_address`` keys it by its /64) belongs to; None for IPv4. A /48 is
+    what one site is commonly given: counted as well as the /64, so 65,536 sources do not buy 65,536 budgets."""
+    try:
+        network = ipaddress.ip_network(source, strict=False)
+    except ValueError:
+        return None
+    if network.version != 6:
+        return None
+    return str(network.supernet(new_prefix=48)) if network.prefixlen > 48 else str(network)
+
+
+class LetterLimited(Limited):
+    """Too many letter requests for one typed NIR (429). The request was still handled: a letter is queued if the
+    details match and none is live, so a flood with wrong details never keeps the person's own letter from them,
+    and the answer (always this one past the limit) never tells a match."""
+
+    def __init__(self, retry_after: int) -> None:
+        GovernanceError.__init__(
+            self,
+            f"too many letter requests for this number: wait {retry_after} s before asking again. If the details "
+            "match our records and no letter is already on its way, one is sent all the same (this says nothing "
+            "about any person)",
+        )
+        self.retry_after = retry_after
 
 
 def _folded(text: str) -> str:
@@ -88,10 +131,11 @@ class Citizens:
         """The insurer's counter: create a citizen account tied to the vault entry these details match, once an agent
         checked the person's identity document in person (or the controller installs a demo). Never exposed over
         HTTP: knowledge of these details is not proof of identity. Every refusal reads the same."""
-        nir = nir.replace(" ", "").upper()
         refusal = Denied("these details do not match our records; check them, or contact your insurance fund")
-        if not is_valid_nir(nir):
+        canonical = typed_nir(nir)
+        if canonical is None:
             raise refusal
+        nir = canonical
         identity = self.hub.vault(self.session).find(nir)
         if identity is None or not _matches(identity, last_name, birth_date):
             raise refusal
@@ -104,31 +148,64 @@ class Citizens:
 
         spend(self.hub, bucket, key, limit=limit, window_seconds=hours * 3600)
 
-    def request_letter(self, *, nir: str, last_name: str, birth_date: str, source: str) -> None:
+    def request_letter(self, *, nir: str, last_name: str, birth_date: str, source: str) -> LetterLimited | None:
         """Ask for an activation letter. Says nothing: a match queues a letter with a one-time code to the address
         the vault holds (before the first breach, for a person named in one), at most one live letter per person
-        per period; no match does nothing. Limited per source and per typed NIR (its blind index) in the database
-        (:class:`hygie.governance.limits.Limited`); recorded with its outcome (never the details typed).
+        per period; no match does nothing. Recorded with its outcome (never the details typed).
+
+        Limited in the database (:class:`hygie.governance.limits.Limited`, nothing done): per source (its /64 for
+        IPv6) and per /48, then all sources together (``citizen_letter_requests_per_day``: past it, everyone is
+        refused and the first refusal of the window is recorded as ``citizen.letter.cap``, for the DPO). Per typed
+        NIR (its blind index): past ``citizen_letter_requests_per_nir`` the request is still handled exactly as
+        below (a flood of wrong details never keeps the person's own letter from them) and the returned
+        :class:`LetterLimited` is the answer to give (429, raised by the caller once this is committed), match or
+        not.
 
         Call it before the session has written anything (the limiter's own transaction, on SQLite)."""
         settings = self.hub.settings
-        self._spend("citizen.letter.source", source, settings.citizen_letter_requests_per_source,
-                    settings.citizen_letter_window_hours)  # fmt: skip
-        nir = nir.replace(" ", "").upper()
-        if not is_valid_nir(nir):  # no such person can exist (the NIR's key says so, publicly): nothing to limit
+        hours = settings.citizen_letter_window_hours
+        self._spend("citizen.letter.source", source, settings.citizen_letter_requests_per_source, hours)
+        network = network_of(source)
+        if network is not None:
+            self._spend("citizen.letter.net48", network, settings.citizen_letter_requests_per_network, hours)
+        self._letter_cap()
+        canonical = typed_nir(nir)
+        if canonical is None:  # no such person can exist (the NIR's key says so, publicly): nothing to limit
             record(self.session, actor="anonymous", action="citizen.letter.request", detail={"outcome": "no match"})
-            return
-        person_index = self.hub.pseudonymiser.index(nir)
-        self._spend("citizen.letter.nir", person_index.hex(), settings.citizen_letter_requests_per_nir,
-                    settings.citizen_letter_window_hours)  # fmt: skip
-        outcome = self._letter_for(nir, person_index, last_name, birth_date)
+            return None
+        person_index = self.hub.pseudonymiser.index(canonical)
+        limited: LetterLimited | None = None
+        try:
+            self._spend("citizen.letter.nir", person_index.hex(), settings.citizen_letter_requests_per_nir, hours)
+        except Limited as exc:
+            limited = LetterLimited(exc.retry_after)
+        outcome = self._letter_for(person_index, last_name, birth_date)
         if outcome != "letter queued":  # the same work either way: the response time does not tell a match
             letters.live_letter(self.session, person_index, letters.Purpose.ACTIVATION, settings)
             letters.postal_identity(self.hub, self.session, person_index)
             letters.decoy(self.hub)
-        record(self.session, actor="anonymous", action="citizen.letter.request", detail={"outcome": outcome})
+        detail = {"outcome": outcome} if limited is None else {"outcome": outcome, "nir_limit": "reached"}
+        record(self.session, actor="anonymous", action="citizen.letter.request", detail=detail)
+        return limited
 
-    def _letter_for(self, nir: str, person_index: bytes, last_name: str, birth_date: str) -> str:
+    def _letter_cap(self) -> None:
+        """All letter requests together, per window: past the cap, every request is refused (429, the same for
+        all); the first refusal of a window is recorded as ``citizen.letter.cap`` (a mass request: for the DPO)."""
+        settings = self.hub.settings
+        hours = settings.citizen_letter_window_hours
+        try:
+            self._spend("citizen.letter.all", "all", settings.citizen_letter_requests_per_day, hours)
+        except Limited:
+            try:
+                self._spend("citizen.letter.cap", "noted", 1, hours)
+            except Limited:
+                raise
+            else:
+                record_now(self.hub.session, actor="anonymous", action="citizen.letter.cap", outcome=Outcome.DENIED,
+                           detail={"cap": settings.citizen_letter_requests_per_day, "window_hours": hours})  # fmt: skip
+            raise
+
+    def _letter_for(self, person_index: bytes, last_name: str, birth_date: str) -> str:
         identity = self.hub.vault(self.session).identities_of([person_index]).get(person_index)
         if identity is None or not _matches(identity, last_name, birth_date):
             return "no match"
@@ -148,33 +225,65 @@ class Citizens:
     def activate(
         self, *, code: str, nir: str, username: str, password: str, source: str, device: str | None = None
     ) -> NewAccount:
-        """Open the account with the code of an activation letter and the NIR it was sent for (the NIR lets wrong
-        codes be limited per person as well as per source). Every refusal is the same (``CODE_REFUSAL``). The
-        browser it was done from (``device``) is trusted: the postal code vouched for it."""
+        """Open the account with the code of an activation letter and the NIR it was sent for. Every refusal is the
+        same (``CODE_REFUSAL``). The code is checked first: a right code is never refused by a limit. Only wrong
+        codes are counted (:meth:`code_failed`, per source and per person): past a limit a wrong code is answered
+        429 instead, so failures by others never lock the person out. The browser it was done from (``device``) is
+        trusted: the postal code vouched for it. A letter then tells the person, at the same address, that the
+        account was opened (:meth:`_opened_letter`)."""
         settings = self.hub.settings
         if len(password) < settings.password_min_length:  # before the code is spent
             raise Invalid(f"the password must have at least {settings.password_min_length} characters")
-        nir = nir.replace(" ", "").upper()
-        if not is_valid_nir(nir):  # no letter was ever sent for it: the same refusal, limited per source
-            self._spend("citizen.code.source", source, settings.citizen_code_attempts_per_source,
-                        settings.citizen_code_window_hours)  # fmt: skip
+        canonical = typed_nir(nir)
+        if canonical is None:  # no letter was ever sent for it: the same refusal, counted per source
+            self.code_failed("activation", source, None)
             raise Denied(letters.CODE_REFUSAL)
-        person_index = self.hub.pseudonymiser.index(nir)
-        self.spend_code_attempt(source, person_index.hex())
-        letters.redeem(self.session, self.hub.custody, code, purpose=letters.Purpose.ACTIVATION,
-                       person_index=person_index)  # fmt: skip
+        person_index = self.hub.pseudonymiser.index(canonical)
+        try:
+            letters.redeem(self.session, self.hub.custody, code, purpose=letters.Purpose.ACTIVATION,
+                           person_index=person_index)  # fmt: skip
+        except Denied:
+            self.session.rollback()  # nothing to keep; the limiter's own connection may need the write lock
+            self.code_failed("activation", source, person_index.hex())
+            raise
         created = self.open_account(person_index, username=username, password=password, via="post")
         if device:
             letters.trust_device(self.session, created.account.id, device, "post")
+        self._opened_letter(person_index)
         return created
 
-    def spend_code_attempt(self, source: str, person_key: str) -> None:
-        """Count one postal-code attempt from ``source`` for the person keyed ``person_key`` (a blind index or a
-        digest, never an identifier), or raise ``Limited``."""
+    def _opened_letter(self, person_index: bytes) -> None:
+        """A letter to the address the code went to: "your online account was opened on <date>; if it was not you,
+        call ...". Someone who took the code from the print spool or the mail room is then found out by the
+        person. Recorded as ``citizen.opened.letter`` with its outcome."""
+        postal = letters.postal_identity(self.hub, self.session, person_index)
+        outcome = "no postal address on file"
+        if postal is not None and letters.has_address(postal):
+            letters.issue_notice(self.hub, self.session, person_index, postal, letters.Purpose.ACCOUNT_OPENED)
+            outcome = "letter queued"
+        record(self.session, actor="system", action="citizen.opened.letter", detail={"outcome": outcome})
+
+    def code_failed(self, kind: str, source: str, person_key: str | None) -> None:
+        """Count one wrong postal code of ``kind`` (``activation``, ``contact``, ``device``) from ``source`` (and its
+        /48) and for the person keyed ``person_key`` (a blind index or an account reference, never an
+        identifier); raise ``Limited`` once one of them is past its limit. Only failures are counted, each kind in
+        its own buckets: a right code is checked before any limit and never refused by one."""
         settings = self.hub.settings
         hours = settings.citizen_code_window_hours
-        self._spend("citizen.code.source", source, settings.citizen_code_attempts_per_source, hours)
-        self._spend("citizen.code.person", person_key, settings.citizen_code_attempts_per_person, hours)
+        over: Limited | None = None
+        keys = [("source", source, settings.citizen_code_attempts_per_source)]
+        network = network_of(source)
+        if network is not None:
+            keys.append(("net48", network, settings.citizen_code_attempts_per_network))
+        if person_key is not None:
+            keys.append(("person", person_key, settings.citizen_code_attempts_per_person))
+        for name, key, limit in keys:
+            try:
+                self._spend(f"citizen.{kind}.fail.{name}", key, limit, hours)
+            except Limited as exc:
+                over = over or exc
+        if over is not None:
+            raise over
 
     def check_strong(self, person_index: bytes, *, via: str, acr: str | None = None) -> None:
         """The step-up rule of enrolment: a person named in a breach enrols only by post (the address held before
@@ -221,9 +330,13 @@ class Citizens:
                 record(self.session, actor=actor.ref, role=actor.role_name, action="citizen.contact_details",
                        detail={"stored": False, "step_up": outcome})  # fmt: skip
                 return ContactChange(changed=False, letter=outcome != "no postal address on file")
-            self.spend_code_attempt(source, person_index.hex())
-            letters.redeem(self.session, self.hub.custody, code, purpose=letters.Purpose.CONTACT,
-                           person_index=person_index)  # fmt: skip
+            try:
+                letters.redeem(self.session, self.hub.custody, code, purpose=letters.Purpose.CONTACT,
+                               person_index=person_index)  # fmt: skip
+            except Denied:
+                self.session.rollback()
+                self.code_failed("contact", source, person_index.hex())
+                raise
             via = "post"
         letters.store_contact(self.session, self.hub.custody, person_index, values, via)
         record(self.session, actor=actor.ref, role=actor.role_name, action="citizen.contact_details",
@@ -298,3 +411,62 @@ class Citizens:
             current.withdrawn_at = datetime.now(UTC)
         record(self.session, actor=actor.ref, role=actor.role_name, action="citizen.opt_out.withdraw")
         return OptOutState(False, None)
+
+
+# -- password sign-in with the new-device step-up of breach-flagged citizens ---------------------------------
+
+
+def _budget_spent(hub: Hub, bucket: str, key: str, limit: int, hours: int) -> bool:
+    """Whether ``(bucket, key)`` has already counted ``limit`` attempts in its current window (a look, no spend)."""
+    from hygie.governance import limits
+    from hygie.governance.limits import ThrottleCounter
+
+    row = (ThrottleCounter.bucket == bucket) & (ThrottleCounter.key_digest == limits.digest(hub, bucket, key))
+    with hub.engine.connect() as connection:
+        found = connection.execute(select(ThrottleCounter.count, ThrottleCounter.window_start).where(row)).one_or_none()
+    if found is None:
+        return False
+    count, window_start = int(found[0]), float(found[1])  # (Row.count is tuple's method)
+    return count >= limit and window_start > limits.clock() - hours * 3600
+
+
+def sign_in(
+    hub: Hub, *, username: str, password: str, totp: str | None, device: str | None, source: str,
+    step_up_code: str | None = None, step_up_only: bool = False,
+) -> tuple[str, AuthSession, Account]:  # fmt: skip
+    """A password sign-in (API ``POST /auth/login``, pages ``/connexion`` and ``/citoyen/appareil``); callers run it
+    inside the sign-in throttle (``SignInThrottle.guarded``), so every refusal slows its source.
+
+    Every refusal is one ``Unauthenticated(REFUSED)``: wrong username or password, wrong or spent code, a
+    breach-flagged citizen on a new device (a ``device`` letter is then queued, one live at a time), and with
+    ``step_up_only`` (the new-device page) anything but a flagged citizen on a new device with a valid code. So no
+    answer tells whether a password was right or a person flagged. Wrong device codes are counted on the account
+    (``citizen.device.fail.person``, only once the password was right: nobody else can spend it); once
+    ``citizen_code_attempts_per_person`` are spent in the window, a code typed for that account is not taken,
+    right or wrong, until the window ends (the holder can still use the identity provider)."""
+    from hygie.governance.accounts import ANONYMOUS, REFUSED, SYSTEM
+    from hygie.governance.acts import act
+    from hygie.governance.letters import Purpose, StepUpNeeded
+
+    settings = hub.settings
+    try:
+        with act(hub, ANONYMOUS, "auth.login") as session:
+            accounts = Accounts(session, hub.custody, settings)
+            code = step_up_code
+            account = accounts.by_username(username) if code else None
+            if account is not None and _budget_spent(hub, "citizen.device.fail.person", f"account:{account.id}",
+                                                     settings.citizen_code_attempts_per_person,
+                                                     settings.citizen_code_window_hours):  # fmt: skip
+                code = None
+            return accounts.login(username, password, totp, device=device, step_up_code=code,
+                                  step_up_only=step_up_only)  # fmt: skip
+    except StepUpNeeded as exc:
+        with act(hub, SYSTEM, "citizen.step_up.letter") as letter_session:
+            citizens = Citizens(hub, letter_session)
+            if exc.code_refused:
+                with contextlib.suppress(Limited):  # the answer stays the one refusal; the budget holds codes back
+                    citizens.code_failed("device", source, f"account:{exc.account_id}")
+            citizens.request_step_up(exc.person_index, Purpose.DEVICE)
+        refusal = Unauthenticated(REFUSED)
+        refusal.recorded = True  # Accounts.login recorded why
+        raise refusal from None

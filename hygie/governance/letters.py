@@ -66,6 +66,8 @@ class Purpose(StrEnum):
     DEVICE = "device"
     CONTACT = "contact"
     BREACH_NOTICE = "breach_notice"
+    ACCOUNT_OPENED = "account_opened"
+    """No code: tells the person their account was opened with a postal code (``Citizens.activate``)."""
 
 
 class CitizenLetter(Base):
@@ -127,13 +129,11 @@ CODE_REFUSAL = (
 class StepUpNeeded(Unauthenticated):
     """A breach-flagged citizen signs in from a device not seen before: a postal code or the identity provider at
     the strong level is needed first. A subclass of :class:`Unauthenticated`, so any caller that does not know
-    step-up refuses the sign-in; raised only once the password was right."""
+    step-up refuses the sign-in; raised only once the password was right, so its text is the one refusal of every
+    sign-in (``accounts.REFUSED``): it must never tell that the password was right or that the person is flagged."""
 
     def __init__(self, account_id: int, person_index: bytes) -> None:
-        super().__init__(
-            "this sign-in comes from a new device and your data was in a leak: confirm it with the code we send "
-            "by post to the address we held before the leak, or sign in through the identity provider"
-        )
+        super().__init__("wrong username, password or code")
         self.account_id = account_id
         self.person_index = person_index
         self.code_refused = False
@@ -241,6 +241,7 @@ SUBJECTS = {
     Purpose.DEVICE: "Confirmer une connexion depuis un nouvel appareil",
     Purpose.CONTACT: "Confirmer le changement de vos coordonnées",
     Purpose.BREACH_NOTICE: "Vos données personnelles ont été exposées dans une fuite",
+    Purpose.ACCOUNT_OPENED: "Votre compte en ligne a été ouvert",
 }
 INTROS = {
     Purpose.ACTIVATION: "Vous avez demandé à ouvrir votre compte en ligne. Voici votre code d'activation, à usage "
@@ -250,6 +251,9 @@ INTROS = {
     "c'est vous, saisissez ce code sur la page {portal}/citoyen/appareil, depuis cet appareil.",
     Purpose.CONTACT: "Vous avez demandé à changer l'adresse électronique ou le téléphone où nous vous prévenons. "
     "Si c'est vous, saisissez ce code sur la page {portal}/citoyen/coordonnees pour confirmer le changement.",
+    Purpose.ACCOUNT_OPENED: "Votre compte en ligne a été ouvert le {date} avec le code d'activation que nous vous "
+    "avions envoyé par courrier. Si ce n'est pas vous, appelez sans attendre le numéro inscrit sur votre "
+    "attestation de droits ou votre carte : nous fermerons ce compte et vous en enverrons un nouveau code.",
 }
 GENUINE = (
     "Vérifier que ce courrier vient de nous : appelez le numéro inscrit sur votre attestation de droits ou votre "
@@ -385,6 +389,24 @@ def issue(hub: Hub, session: Session, person_index: bytes, identity: Identity, p
     # Not recorded here: the caller's one event says what came of the request (a second event only when a letter
     # is queued would tell, through the public log's size, that typed details matched).
     return Issued(letter, code)
+
+
+def issue_notice(
+    hub: Hub, session: Session, person_index: bytes, identity: Identity, purpose: Purpose
+) -> CitizenLetter:
+    """Queue a sealed letter that carries no code (``account_opened``) to ``identity``'s address; printed like the
+    others (the caller records the act)."""
+    if purpose is not Purpose.ACCOUNT_OPENED:
+        raise ValueError("only the account-opened letter is a notice without a code")
+    now = _now()
+    letter = CitizenLetter(person_index=person_index, purpose=purpose.value, created_at=now)
+    session.add(letter)
+    session.flush()
+    reference = f"L-{letter.id}"
+    paragraphs = [INTROS[purpose].format(date=now.strftime("%d/%m/%Y")), GENUINE.format(reference=reference)]
+    pdf = render(hub.settings, identity, reference=reference, subject=SUBJECTS[purpose], paragraphs=paragraphs)
+    letter.wrapped_key, letter.nonce, letter.sealed = _seal(hub.custody, pdf, _letter_aad(letter))
+    return letter
 
 
 DECOY = Identity(nir="", rng_gem="", last_name="DECOY", first_name="Decoy", birth_date="", address="1 rue Decoy",

@@ -17,7 +17,7 @@ from hygie.audit import AuditEvent
 from hygie.breach.models import BreachFlag, BreachIncident, BreachNotice
 from hygie.governance import letters
 from hygie.governance.accounts import Accounts, Actor, Scope
-from hygie.governance.citizens import Citizens
+from hygie.governance.citizens import Citizens, LetterLimited, network_of, typed_nir
 from hygie.governance.errors import Denied
 from hygie.governance.letters import CitizenLetter, Purpose, StepUpNeeded
 from hygie.governance.limits import Limited
@@ -84,9 +84,14 @@ def test_a_leaked_identity_opens_nothing_a_postal_code_opens_once(populated: Hub
     [letter] = letters_of(hub, index, Purpose.ACTIVATION)
     with hub.session() as session:
         assert session.execute(text("SELECT count(*) FROM account WHERE person_index IS NOT NULL")).scalar() == 0
-    # A fourth request for this NIR within the window is limited (per blind index, in the database).
-    with hub.session() as session, pytest.raises(Limited):
-        Citizens(hub, session).request_letter(**ask, source="198.51.100.1")
+    # A fourth request for this NIR within the window is limited (per blind index, in the database): the answer is
+    # 429 (LetterLimited) whether or not the details match, and it queues no second letter while one is live.
+    for typed in (ask, ask | {"birth_date": "1900-01-01"}):
+        with hub.session() as session:
+            answer = Citizens(hub, session).request_letter(**typed, source="198.51.100.1")
+            session.commit()
+        assert isinstance(answer, LetterLimited)
+    assert len(letters_of(hub, index, Purpose.ACTIVATION)) == 1
 
     code, pdf = code_in(hub, letter)
     assert identity.last_name in pdf and identity.address in pdf and "Vérifier que ce courrier" in pdf
@@ -119,6 +124,10 @@ def test_a_leaked_identity_opens_nothing_a_postal_code_opens_once(populated: Hub
             activate(*attempt, "thief")
         refusals.add(refused.value.message)
     activate(code.lower().replace("-", " "), person["BEN_NIR"], "owner")  # typed loosely, still the code
+    # A letter to the same address says the account was opened (a code taken from the print spool is found out).
+    [opened] = letters_of(hub, index, Purpose.ACCOUNT_OPENED)
+    opened_pdf = letters.open_letter(hub.custody, opened).decode("latin-1")
+    assert "a été ouvert le" in opened_pdf and identity.address in opened_pdf and not CODE.findall(opened_pdf)
     with pytest.raises(Denied) as refused:  # single use
         activate(code, person["BEN_NIR"], "again")
     refusals.add(refused.value.message)
@@ -143,15 +152,91 @@ def test_an_expired_code_is_refused(populated: Hub, delivery: Path) -> None:
     with hub.session() as session, pytest.raises(Denied):
         Citizens(hub, session).activate(code=code, nir=person["BEN_NIR"], username="late", password=PASSWORD,
                                         source=SOURCE)  # fmt: skip
-    # Wrong codes for one person are limited whatever the source (citizen_code_attempts_per_person, in the database):
-    # the expired code was the first attempt; the rest of the allowance is refused, then even the right code waits.
-    for attempt in range(hub.settings.citizen_code_attempts_per_person - 1):
-        with hub.session() as session, pytest.raises(Denied):
+    # The attack of the review: with the victim's leaked NIR, wrong codes from many sources used to spend the
+    # per-person allowance, and then the victim's own right code got 429 for a day. Now the code is checked first:
+    # only wrong codes are counted, past the limit a wrong code is 429, the right one still opens the account.
+    with hub.session() as session:  # the expired letter is not live: a new one may be asked for
+        assert (
+            Citizens(hub, session).request_letter(
+                nir=person["BEN_NIR"], last_name=person["NOM"], birth_date=person["DATE_NAISSANCE"], source=SOURCE
+            )
+            is None
+        )
+        session.commit()  # fmt: skip
+    fresh = letters_of(hub, hub.pseudonymiser.index(person["BEN_NIR"]), Purpose.ACTIVATION)[-1]
+    code, _ = code_in(hub, fresh)
+    for attempt in range(hub.settings.citizen_code_attempts_per_person + 1):
+        expected = Denied if attempt < hub.settings.citizen_code_attempts_per_person - 1 else Limited
+        with hub.session() as session, pytest.raises(expected):
             Citizens(hub, session).activate(code="ABCD-EFGH-JKMN-PQRS", nir=person["BEN_NIR"], username="x",
                                             password=PASSWORD, source=f"192.0.2.{attempt}")  # fmt: skip
-    with hub.session() as session, pytest.raises(Limited):
-        Citizens(hub, session).activate(code=code, nir=person["BEN_NIR"], username="x", password=PASSWORD,
-                                        source="192.0.2.200")  # fmt: skip
+    with hub.session() as session:  # the victim, with the letter, from their own address
+        Citizens(hub, session).activate(code=code, nir=person["BEN_NIR"], username="owner5", password=PASSWORD,
+                                        source="198.51.100.77")  # fmt: skip
+        session.commit()
+
+
+def test_wrong_details_never_keep_a_persons_letter_from_them(populated: Hub, delivery: Path) -> None:
+    """The review's attack on letters: three requests with the victim's leaked NIR and a wrong birth date used to
+    spend the per-NIR limit, so the victim's own request queued nothing for a day. Now the request is still handled
+    past the limit (a letter queued if the details match and none is live); the answer is the same 429 whether the
+    details matched or not. A NIR typed in fullwidth digits or with dots is the same NIR (no crash, same index)."""
+    hub = populated
+    person = people(delivery)[8]
+    nir = person["BEN_NIR"]
+    index = hub.pseudonymiser.index(nir)
+    wrong = {"nir": nir, "last_name": person["NOM"], "birth_date": "1900-01-01"}
+    for attempt in range(hub.settings.citizen_letter_requests_per_nir):
+        with hub.session() as session:
+            assert Citizens(hub, session).request_letter(**wrong, source=f"203.0.113.{attempt + 20}") is None
+            session.commit()
+    answers = []
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in nir)
+    for typed in (wrong, wrong | {"birth_date": person["DATE_NAISSANCE"], "nir": fullwidth}):
+        with hub.session() as session:
+            answers.append(Citizens(hub, session).request_letter(**typed, source="198.51.100.9"))
+            session.commit()
+    assert [type(a) for a in answers] == [LetterLimited, LetterLimited]
+    assert answers[0] is not None and answers[1] is not None and answers[0].message == answers[1].message
+    assert len(letters_of(hub, index, Purpose.ACTIVATION)) == 1  # the victim's letter went all the same
+    dotted = f"{nir[0]} {nir[1:3]}.{nir[3:5]}.{nir[5:7]}.{nir[7:10]} {nir[10:13]}.{nir[13:]}"  # stdnum strips " ."
+    assert typed_nir(fullwidth) == typed_nir(dotted) == typed_nir(nir) == nir
+    assert typed_nir("\u0661" + nir[1:]) is None  # other digits are not folded to ASCII: no NIR
+    assert network_of("2001:db8:1:2::/64") == "2001:db8:1::/48" and network_of("203.0.113.7") is None
+
+
+def test_mass_letter_requests_hit_a_global_cap_and_a_48(populated: Hub, delivery: Path) -> None:
+    """Many sources (every /64 of a /48) asking letters for many NIRs: the /48 is counted too, and past the global
+    cap every request is refused the same (429), nothing is queued, and the cap is recorded once for the DPO."""
+    hub = populated
+    hub.settings = hub.settings.model_copy(
+        update={"citizen_letter_requests_per_network": 3, "citizen_letter_requests_per_day": 5}
+    )
+    crowd = people(delivery)[10:20]
+
+    def ask(i: int, source: str) -> None:
+        with hub.session() as session:
+            Citizens(hub, session).request_letter(nir=crowd[i]["BEN_NIR"], last_name=crowd[i]["NOM"],
+                                                  birth_date=crowd[i]["DATE_NAISSANCE"], source=source)  # fmt: skip
+            session.commit()
+
+    for i in range(3):  # three /64s of one /48
+        ask(i, f"2001:db8:7:{i}::/64")
+    with pytest.raises(Limited):
+        ask(3, "2001:db8:7:99::/64")
+    for i in range(3, 5):  # the cap is 5 in all: two more from elsewhere
+        ask(i, f"203.0.113.{i}")
+    refusals = set()
+    for i in range(5, 8):
+        with pytest.raises(Limited) as refused:
+            ask(i, f"198.51.100.{i}")
+        refusals.add(refused.value.message)
+    assert len(refusals) == 1
+    queued = [p for p in crowd if letters_of(hub, hub.pseudonymiser.index(p["BEN_NIR"]), Purpose.ACTIVATION)]
+    assert len(queued) == 5
+    with hub.session() as session:
+        capped = session.scalars(select(AuditEvent).where(AuditEvent.action == "citizen.letter.cap")).all()
+    assert len(capped) == 1
 
 
 def breach_after_a_new_address(hub: Hub, nir: str) -> tuple[bytes, str, str]:
@@ -241,8 +326,11 @@ def test_a_person_named_in_a_breach_steps_up_and_is_never_locked_out(populated: 
     assert (done.changed, done.letter) == (False, True)
     [letter] = letters_of(hub, index, Purpose.CONTACT)
     code, _ = code_in(hub, letter)
-    with hub.session() as session, pytest.raises(Denied):
-        Citizens(hub, session).change_contact(actor, **change, code="ABCD-EFGH-JKMN-PQRS", source=SOURCE)
+    for attempt in range(hub.settings.citizen_code_attempts_per_person + 1):  # wrong codes: 403, then 429
+        expected = Denied if attempt < hub.settings.citizen_code_attempts_per_person else Limited
+        with hub.session() as session, pytest.raises(expected):
+            Citizens(hub, session).change_contact(actor, **change, code="ABCD-EFGH-JKMN-PQRS",
+                                                  source=f"192.0.2.{attempt}")  # fmt: skip
     with hub.session() as session:
         assert Citizens(hub, session).change_contact(actor, **change, code=code, source=SOURCE).changed
         session.commit()

@@ -53,6 +53,7 @@ def test_leaked_details_open_no_account_a_letter_by_post_does(world: World) -> N
     with world.hub.session() as session:
         recorded = " ".join(str(e.as_dict()) for e in session.scalars(select(AuditEvent)))
     assert third["BEN_NIR"] not in recorded and third["NOM"] not in recorded and code not in recorded
+    no_answer_tells_a_right_password_or_a_breach_flag(world)  # on the same hub (a fresh one costs seconds)
 
 
 def test_who_used_my_data_and_opt_out(world: World) -> None:
@@ -123,3 +124,84 @@ def test_the_register_and_data_uses_show_jobs_and_releases(world: World) -> None
     assert register["releases_total"] == len(released) == 1
     uses = world.call("citizen1", "GET", "/me/data-uses").json()
     assert [rel["job_id"] for rel in uses["releases"]] == [job["id"]]
+
+
+def no_answer_tells_a_right_password_or_a_breach_flag(world: World) -> None:
+    """The review's attacks on the step-up: the new-device page was a password sign-in outside the throttle (a right
+    password with any code signed an unflagged account in; a flagged one answered 401 for a wrong password, 403
+    "Code refusé" for a right one); the API said "new device" only for a right password. Now every refusal reads
+    the same, the page is throttled, and it opens a session only for a flagged account on a new device with its code.
+    A NIR typed in fullwidth digits is just a NIR (it crashed the routes with 500)."""
+    import re
+
+    from markupsafe import escape
+
+    from hygie.governance import limits
+    from hygie.governance.accounts import REFUSED
+    from hygie.portal.pages.citizen import DEVICE_REFUSED_FR
+    from hygie.portal.pages.signin import REFUSED_FR
+    from tests.portal.pages.test_journeys import notify_of_a_breach
+
+    client, hub = world.client, world.hub
+    notify_of_a_breach(world, "citizen1", ["social security number"])
+    client.cookies.set("hygie_csrf", "c" * 64)
+    client.cookies.set("hygie_device", "a-new-browser-of-someone-0001")
+
+    def forget_throttle() -> None:
+        for bucket in ("signin-source", "signin-pair"):
+            limits.forget(hub, bucket)
+
+    # The API: right password on a new device of a flagged account = wrong password (a letter goes, silently).
+    answers = set()
+    for name, password in (("citizen1", PASSWORD), ("citizen1", "wrong-password-1"), ("nobody", PASSWORD)):
+        r = client.post("/auth/login", json={"username": name, "password": password, "device": "d" * 30})
+        assert r.status_code == 401
+        answers.add(r.text)
+    assert answers == {f'{{"detail":"{REFUSED}"}}'}
+    assert world.postal_code("citizen1", "device")  # the holder gets the code by post
+    # The sign-in page: the same 401 and words; no step-up page that would say "your password was right".
+    pages = []
+    for password in (PASSWORD, "wrong-password-1"):
+        r = client.post("/connexion", data={"csrf": "c" * 64, "username": "citizen1", "password": password})
+        assert r.status_code == 401 and REFUSED_FR in r.text and "Confirmer ce nouvel appareil" not in r.text
+        pages.append(re.sub(r'name="csrf" value="[^"]*"', "", r.text))
+    assert pages[0] == pages[1]
+    assert 'href="/citoyen/appareil"' in pages[0] and "fuite" in pages[0]  # everyone is told about the code by post
+
+    def device(username: str, password: str, code: str) -> int:
+        form = {"csrf": "c" * 64, "username": username, "password": password, "code": code}
+        r = client.post("/citoyen/appareil", data=form, follow_redirects=False)
+        if r.status_code == 401:
+            assert str(escape(DEVICE_REFUSED_FR)) in r.text and "Code refusé" not in r.text
+        return r.status_code
+
+    forget_throttle()
+    code = world.postal_code("citizen1", "device")
+    junk = "ABCD-EFGH-JKMN-PQRS"
+    # Unflagged account, right password, any code: refused (it used to open a session). Flagged: a wrong password
+    # and a right password with a wrong code read the same.
+    assert [device("citizen2", PASSWORD, junk), device("citizen1", "wrong-password-1", code),
+            device("citizen1", PASSWORD, junk)] == [401, 401, 401]  # fmt: skip
+    # Wrong codes typed under the victim's username without the password (from many sources: the throttle is
+    # forgotten each time) spend nothing of theirs: the budget of codes is the account's, counted past the password.
+    for _ in range(hub.settings.citizen_code_attempts_per_person + 1):
+        forget_throttle()
+        assert device("citizen1", "wrong-password-1", junk) == 401
+    forget_throttle()
+    # The page is behind the sign-in throttle: a source failing on and on waits.
+    statuses = [device("citizen1", "wrong-password-1", junk) for _ in range(hub.settings.login_free_failures + 1)]
+    assert statuses[-1] == 429
+    forget_throttle()
+    assert device("citizen1", PASSWORD, code) == 303  # the holder, with the letter, from this browser
+    assert "hygie_session" in client.cookies
+    client.cookies.delete("hygie_session")
+
+    # Fullwidth digits: no 500, the same answers as for the ASCII NIR.
+    person = people(world.delivery)[5]
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in person["BEN_NIR"])
+    enrol = {"nir": wide, "last_name": person["NOM"], "birth_date": person["DATE_NAISSANCE"]}
+    assert client.post("/citizens/enrol", json=enrol).status_code == 200
+    activate = {"code": junk, "nir": wide, "username": "wide", "password": PASSWORD}
+    assert client.post("/citizens/activate", json=activate).status_code == 403
+    form = {"csrf": "c" * 64, "nir": wide, "nom": person["NOM"], "naissance": person["DATE_NAISSANCE"]}
+    assert client.post("/citoyen/inscription", data=form).status_code == 200

@@ -152,11 +152,22 @@ CODE_REFUSED_FR = (
     "lui ne correspond pas. Vérifiez le courrier, ou demandez-en un nouveau."
 )
 STEP_UP_FR = (
-    "Vos données figuraient dans une fuite et ce navigateur n'est pas encore reconnu pour votre compte. Pour vous "
-    "protéger, nous vous envoyons par courrier, à l'adresse que nous connaissions avant la fuite, un code à usage "
-    "unique (un seul courrier à la fois ; il arrive sous quelques jours). Saisissez-le ci-dessous avec votre "
-    "identifiant et votre mot de passe, depuis ce navigateur. Vous pouvez aussi vous connecter par le fournisseur "
-    "d'identité (FranceConnect) au niveau de sécurité renforcé."
+    "Si vos données figuraient dans une fuite, vous connecter depuis un appareil que nous ne connaissons pas encore "
+    "demande un code à usage unique, que nous envoyons par courrier à l'adresse que nous connaissions avant la fuite "
+    "(un seul courrier à la fois ; il arrive sous quelques jours) dès que vous essayez de vous connecter depuis cet "
+    "appareil. Saisissez-le ci-dessous avec votre identifiant et votre mot de passe, depuis ce même navigateur. Vous "
+    "pouvez aussi vous connecter par le fournisseur d'identité (FranceConnect) au niveau de sécurité renforcé."
+)
+DEVICE_REFUSED_FR = (
+    "Connexion refusée : identifiant, mot de passe ou code incorrect, ou aucun code n'était attendu pour cet "
+    "appareil. Si vous n'avez pas reçu de courrier, connectez-vous d'abord sur la page « Se connecter »."
+)
+"""The one answer of the new-device page to every refusal: it never tells whether the password was right, whether
+the person is flagged, or whether a code was due."""
+LETTER_LIMITED_FR = (
+    "Trop de demandes ont été faites pour ce numéro : patientez avant d'en faire une autre. Si ces informations "
+    "correspondent à notre dossier et qu'aucun courrier n'est déjà en route, un courrier part tout de même vers "
+    "l'adresse postale que nous connaissons. Cela ne dit rien d'une personne en particulier."
 )
 
 
@@ -237,6 +248,7 @@ def letter_page(request: Request) -> HTMLResponse:
 @router.post("/inscription", response_class=HTMLResponse)
 async def ask_letter(request: Request) -> Response:
     from hygie.governance.accounts import ANONYMOUS
+    from hygie.governance.citizens import LetterLimited
     from hygie.governance.limits import Limited
 
     form = await checked_form(request)
@@ -255,11 +267,17 @@ async def ask_letter(request: Request) -> Response:
 
     def run() -> None:
         with act(hub, ANONYMOUS, "citizen.letter.request") as session:
-            Citizens(hub, session).request_letter(nir=typed["nir"], last_name=typed["nom"],
-                                                  birth_date=typed["naissance"], source=source)  # fmt: skip
+            limited = Citizens(hub, session).request_letter(nir=typed["nir"], last_name=typed["nom"],
+                                                            birth_date=typed["naissance"], source=source)  # fmt: skip
+        if limited is not None:  # after the commit: the request was handled all the same
+            raise limited
 
     try:
         await run_in_threadpool(run)
+    except LetterLimited as exc:
+        waiting = _letter_form(request, 429, error=LETTER_LIMITED_FR, error_title="Demande reçue, mais limitée")
+        waiting.headers["Retry-After"] = str(exc.retry_after)
+        return waiting
     except Limited as exc:
         waiting = _letter_form(request, 429, error=_wait_fr(exc.retry_after), error_title="Demande non envoyée")
         waiting.headers["Retry-After"] = str(exc.retry_after)
@@ -365,16 +383,6 @@ def step_up_form(request: Request, status: int = 200, **values: Any) -> HTMLResp
     return response
 
 
-def queue_device_letter(request: Request, person_index: bytes) -> None:
-    """A flagged citizen's sign-in stopped for a new device: a code by post (one live letter at a time)."""
-    from hygie.governance.accounts import SYSTEM
-    from hygie.governance.letters import Purpose
-
-    hub = hub_of(request)
-    with act(hub, SYSTEM, "citizen.step_up.letter") as session:
-        Citizens(hub, session).request_step_up(person_index, Purpose.DEVICE)
-
-
 @router.get("/appareil", response_class=HTMLResponse)
 def device_page(request: Request) -> HTMLResponse:
     return step_up_form(request)
@@ -382,13 +390,12 @@ def device_page(request: Request) -> HTMLResponse:
 
 @router.post("/appareil", response_class=HTMLResponse)
 async def confirm_device(request: Request) -> Response:
-    import hashlib
-
-    from hygie.governance.accounts import ANONYMOUS, Accounts
+    """A breach-flagged citizen's new device, confirmed with the postal code: a password sign-in, so it goes
+    through the sign-in throttle, and it opens a session only for a flagged account on a device not yet trusted with
+    a valid code (``citizens.sign_in(step_up_only=True)``). Every refusal is the one ``DEVICE_REFUSED_FR`` (401)."""
+    from hygie.governance.citizens import sign_in
     from hygie.governance.errors import Unauthenticated
-    from hygie.governance.letters import StepUpNeeded
-    from hygie.governance.limits import Limited
-    from hygie.portal.pages.signin import REFUSED_FR
+    from hygie.governance.throttle import SignInThrottle, Throttled, french_wait
     from hygie.portal.pages.web import HOME, set_session_cookie
 
     form = await checked_form(request)
@@ -398,29 +405,25 @@ async def confirm_device(request: Request) -> Response:
         return step_up_form(request, 422, username=username, error="Saisissez votre identifiant, votre mot de passe "
                             "et le code reçu par courrier.", error_title="Formulaire incomplet")  # fmt: skip
     hub = hub_of(request)
+    throttle: SignInThrottle = request.app.state.signin_throttle
     device = device_of(request) or new_device()
     source = _source(request)
 
     def login() -> tuple[str, int, Role]:
-        person_key = hashlib.sha256(b"hygie/step-up\x00" + username.casefold().encode()).hexdigest()
-        with act(hub, ANONYMOUS, "auth.login") as session:
-            Citizens(hub, session).spend_code_attempt(source, person_key)
-            token, _auth, account = Accounts(session, hub.custody, hub.settings).login(
-                username, password, None, device=device, step_up_code=code
-            )
-            return token, hub.settings.session_minutes * 60, Role(account.role)
+        token, _auth, account = sign_in(hub, username=username, password=password, totp=None, device=device,
+                                        source=source, step_up_code=code, step_up_only=True)  # fmt: skip
+        return token, hub.settings.session_minutes * 60, Role(account.role)
 
     try:
-        token, max_age, role = await run_in_threadpool(login)
-    except Limited as exc:
-        waiting = step_up_form(request, 429, username=username, error=_wait_fr(exc.retry_after),
+        token, max_age, role = await run_in_threadpool(throttle.guarded, hub, source, username, login)
+    except Throttled as exc:
+        waiting = step_up_form(request, 429, username=username, device=device, error=french_wait(exc.retry_after),
                                error_title="Connexion refusée")  # fmt: skip
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
-    except StepUpNeeded:
-        return step_up_form(request, 403, username=username, error=CODE_REFUSED_FR, error_title="Code refusé")
     except Unauthenticated:
-        return step_up_form(request, 401, username=username, error=REFUSED_FR, error_title="Connexion refusée")
+        return step_up_form(request, 401, username=username, device=device, error=DEVICE_REFUSED_FR,
+                            error_title="Connexion refusée")  # fmt: skip
     response = redirect(HOME[role])
     set_session_cookie(response, request, token, max_age)
     keep_device(response, request, device)

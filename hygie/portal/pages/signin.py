@@ -8,10 +8,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from hygie.governance.accounts import ANONYMOUS, Accounts
+from hygie.governance.accounts import Accounts
 from hygie.governance.acts import act
 from hygie.governance.errors import Unauthenticated
-from hygie.governance.letters import StepUpNeeded
 from hygie.governance.policy import Role
 from hygie.governance.throttle import SignInThrottle, Throttled, client_address, french_wait
 from hygie.portal.pages import citizen as citizen_pages
@@ -74,15 +73,15 @@ async def signin(request: Request) -> Response:
     hub = hub_of(request)
     throttle: SignInThrottle = request.app.state.signin_throttle
     device = citizen_pages.device_of(request) or citizen_pages.new_device()  # a breach-flagged citizen's step-up
+    source = client_address(request.client.host if request.client else None)
 
     def login() -> tuple[str, int, Role]:
-        with act(hub, ANONYMOUS, "auth.login") as session:
-            token, _auth, account = Accounts(session, hub.custody, hub.settings).login(
-                username, password, totp, device=device
-            )
-            return token, hub.settings.session_minutes * 60, Role(account.role)
+        from hygie.governance.citizens import sign_in
 
-    source = client_address(request.client.host if request.client else None)
+        token, _auth, account = sign_in(hub, username=username, password=password, totp=totp, device=device,
+                                        source=source)  # fmt: skip
+        return token, hub.settings.session_minutes * 60, Role(account.role)
+
     try:
         token, max_age, role = await run_in_threadpool(throttle.guarded, hub, source, username, login)
     except Throttled as exc:
@@ -90,13 +89,13 @@ async def signin(request: Request) -> Response:
         waiting = _form(request, 429, error=french_wait(exc.retry_after), username=username, suite=suite)
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
-    except StepUpNeeded as exc:
-        # The password was right, but a breach-flagged citizen is on a new device: a code goes by post.
-        await run_in_threadpool(citizen_pages.queue_device_letter, request, exc.person_index)
-        return citizen_pages.step_up_form(request, 403, username=username, device=device)
     except Unauthenticated:
-        # One answer to every refusal (see Accounts.login): it never tells which part was wrong.
-        return _form(request, 401, error=REFUSED_FR, username=username, suite=suite)
+        # One answer to every refusal (citizens.sign_in), a breach-flagged citizen's new device included (its code
+        # goes by post): it never tells which part was wrong, nor whether a person is flagged. The device cookie is
+        # kept on every refusal alike, so the code can be typed from this browser at /citoyen/appareil.
+        refused = _form(request, 401, error=REFUSED_FR, username=username, suite=suite)
+        citizen_pages.keep_device(refused, request, device)
+        return refused
     response = redirect(_safe_next(suite) or HOME[role])
     set_session_cookie(response, request, token, max_age)
     citizen_pages.keep_device(response, request, device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated
 
@@ -13,7 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import select
 
 from hygie.audit import record
-from hygie.governance.accounts import ANONYMOUS, SYSTEM, Accounts
+from hygie.governance.accounts import ANONYMOUS, Accounts
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied
 from hygie.governance.models import Account, ApiToken
@@ -31,8 +30,9 @@ class LoginRequest(RequestBody):
     totp: str | None = Field(default=None, max_length=10, description="Second factor; required but for citizens.")
     device: str | None = Field(
         default=None, min_length=20, max_length=100,
-        description="A citizen's device token (random, kept by the client): a citizen named in a data breach signing "
-        "in from a device not seen before needs `step_up_code` first.",
+        description="A citizen's device token (random, kept by the client): a person whose data was in a leak may "
+        "need, from a device not seen before, a code we send by post (`step_up_code`); until then the sign-in gets "
+        "the same 401 as any refusal.",
     )  # fmt: skip
     step_up_code: str | None = Field(
         default=None, max_length=40, description="The code of the letter sent by post for a new device."
@@ -144,7 +144,9 @@ def account_out(a: Account) -> AccountOut:
     "/auth/login",
     summary="Sign in: password, and a TOTP code for every role but citizen",
     description="Every refusal is the same 401 (unknown username, disabled account, wrong password, wrong, missing "
-    "or already used code). Failures slow their source down: past a few, it gets 429 with Retry-After.",
+    "or already used code, and a new device of a person whose data was in a leak: a code then goes by post to them, "
+    "to send as `step_up_code` with the same `device`). Failures slow their source down: past a few, it gets 429 "
+    "with Retry-After.",
     responses={401: {"description": "Refused (always the same answer)"},
                429: {"description": "Too many failures from this client address: wait Retry-After seconds"}},
 )  # fmt: skip
@@ -154,22 +156,11 @@ def login(body: LoginRequest, hub: HubDep, request: Request) -> SessionOut:
     source = client_address(request.client.host if request.client else None)
 
     def attempt() -> SessionOut:
-        from hygie.governance.citizens import Citizens
-        from hygie.governance.letters import Purpose, StepUpNeeded
+        from hygie.governance.citizens import sign_in
 
-        with act(hub, ANONYMOUS, "auth.login") as session:
-            if body.step_up_code:  # postal codes are limited per source and per typed username (as a digest)
-                person_key = hashlib.sha256(b"hygie/step-up\x00" + body.username.casefold().encode()).hexdigest()
-                Citizens(hub, session).spend_code_attempt(source, person_key)
-            try:
-                token, auth, account = Accounts(session, hub.custody, hub.settings).login(
-                    body.username, body.password, body.totp, device=body.device, step_up_code=body.step_up_code
-                )
-            except StepUpNeeded as exc:  # the password was right: a code goes by post (one live letter at a time)
-                with act(hub, SYSTEM, "citizen.step_up.letter") as letter_session:
-                    Citizens(hub, letter_session).request_step_up(exc.person_index, Purpose.DEVICE)
-                raise
-            return SessionOut(token=token, expires_at=auth.expires_at, account_id=account.id, role=Role(account.role))
+        token, auth, account = sign_in(hub, username=body.username, password=body.password, totp=body.totp,
+                                       device=body.device, source=source, step_up_code=body.step_up_code)  # fmt: skip
+        return SessionOut(token=token, expires_at=auth.expires_at, account_id=account.id, role=Role(account.role))
 
     return throttle.guarded(hub, source, body.username, attempt)
 

@@ -61,13 +61,19 @@ def source_of(request: Request) -> str:
     summary="Ask for an activation letter by post",
     description="Knowing a NIR, a name and a birth date does not open an account (that data leaks): if the details "
     "match our records, a letter with a one-time activation code goes to the postal address we hold (for a person "
-    "named in a data breach, the address held before it). The answer is always the same. Limited per source and "
-    "per NIR. Open the account with the code at POST /citizens/activate.",
+    "named in a data breach, the address held before it). The answer is always the same. Limited per source (and "
+    "IPv6 /48) and for all sources together (429, nothing done). Past the limit per NIR the answer is 429 whether "
+    "or not the details match, and a letter is still sent if they match and none is on its way. Open the account "
+    "with the code at POST /citizens/activate.",
+    responses={429: {"description": "Too many requests (from this source, for this NIR, or in all): Retry-After"}},
 )
 def request_letter(body: LetterRequest, hub: HubDep, request: Request) -> LetterOut:
     with act(hub, ANONYMOUS, "citizen.letter.request") as session:
-        Citizens(hub, session).request_letter(nir=body.nir, last_name=body.last_name, birth_date=body.birth_date,
-                                              source=source_of(request))  # fmt: skip
+        citizens = Citizens(hub, session)
+        limited = citizens.request_letter(nir=body.nir, last_name=body.last_name, birth_date=body.birth_date,
+                                          source=source_of(request))  # fmt: skip
+    if limited is not None:  # after the commit: the request was handled all the same
+        raise limited
     return LetterOut(detail=LETTER_ANSWER)
 
 
@@ -75,7 +81,8 @@ def request_letter(body: LetterRequest, hub: HubDep, request: Request) -> Letter
     "/citizens/activate",
     summary="Open your citizen account with the code of your activation letter",
     description="The one-time code printed on the letter, with the NIR it was sent for. Every refusal reads the "
-    "same; wrong codes are limited per source and per person.",
+    "same. The code is checked first: a right code is never refused by a limit. Wrong codes are counted per source "
+    "and per person: past a limit, a wrong code gets 429. A letter then tells the person the account was opened.",
 )
 def activate(body: ActivateRequest, hub: HubDep, request: Request) -> EnrolOut:
     with act(hub, ANONYMOUS, "citizen.enrol") as session:

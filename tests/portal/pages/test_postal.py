@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from hygie.governance import letters
 from hygie.portal.pages.citizen import LETTER_ANSWER_FR, STEP_UP_FR
+from hygie.portal.pages.signin import REFUSED_FR
 from tests.portal.pages.test_journeys import check_page, notify_of_a_breach, watch_console
 from tests.portal.world import PASSWORD, World, people
 
@@ -73,10 +74,15 @@ def test_a_letter_by_post_opens_the_account_and_a_flagged_person_steps_up(
     thief_or_new_phone.get_by_label("Identifiant", exact=True).fill("postal1")
     thief_or_new_phone.get_by_label("Mot de passe").fill(PASSWORD)
     thief_or_new_phone.get_by_role("button", name="Se connecter").click()
+    # The one refusal (it never says the password was right, nor that the person is flagged); the page tells
+    # everyone that a leak may mean a code by post from a new device, and links to where it is typed.
+    expect(thief_or_new_phone.locator("#erreur-connexion")).to_contain_text(REFUSED_FR)
+    assert "hygie_session" not in {c["name"] for c in other.cookies()}  # no session before the code
+    thief_or_new_phone.locator("#nouvel-appareil").get_by_role("link").click()
     expect(thief_or_new_phone.locator("h1")).to_have_text("Confirmer ce nouvel appareil")
     expect(thief_or_new_phone.locator("main")).to_contain_text(STEP_UP_FR[:60])
     check_page(thief_or_new_phone, "citoyen-appareil")
-    assert "hygie_session" not in {c["name"] for c in other.cookies()}  # no session before the code
+    thief_or_new_phone.get_by_label("Identifiant", exact=True).fill("postal1")
     thief_or_new_phone.get_by_label("Mot de passe").fill(PASSWORD)
     thief_or_new_phone.locator("#code").fill(code_sent_to(w, index, "device"))
     thief_or_new_phone.get_by_role("button", name="Confirmer et me connecter").click()
