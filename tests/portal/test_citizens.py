@@ -205,3 +205,17 @@ def no_answer_tells_a_right_password_or_a_breach_flag(world: World) -> None:
     assert client.post("/citizens/activate", json=activate).status_code == 403
     form = {"csrf": "c" * 64, "nir": wide, "nom": person["NOM"], "naissance": person["DATE_NAISSANCE"]}
     assert client.post("/citoyen/inscription", data=form).status_code == 200
+
+    # Wrong birth dates with a victim's NIR spend its letter limit: past it the victim's request and a wrong one get
+    # the same 429, and the victim's letter is queued all the same.
+    victim = people(world.delivery)[6]
+    ask = {"nir": victim["BEN_NIR"], "last_name": victim["NOM"], "birth_date": "1900-01-01"}
+    for _ in range(hub.settings.citizen_letter_requests_per_nir):
+        assert client.post("/citizens/enrol", json=ask).status_code == 200
+    late = [client.post("/citizens/enrol", json=ask | b) for b in ({"birth_date": victim["DATE_NAISSANCE"]}, {})]
+    assert [r.status_code for r in late] == [429, 429] and late[0].json() == late[1].json()
+    from hygie.governance.letters import CitizenLetter
+
+    with hub.session() as session:
+        victim_index = hub.pseudonymiser.index(victim["BEN_NIR"])
+        assert session.scalars(select(CitizenLetter).where(CitizenLetter.person_index == victim_index)).all()
