@@ -443,7 +443,8 @@ def sign_in(
     answer tells whether a password was right or a person flagged. Wrong device codes are counted on the account
     (``citizen.device.fail.person``, only once the password was right: nobody else can spend it); once
     ``citizen_code_attempts_per_person`` are spent in the window, a code typed for that account is not taken,
-    right or wrong, until the window ends (the holder can still use the identity provider)."""
+    right or wrong, until the window ends (the holder can still use the identity provider). Every refusal does
+    the work of queueing a letter (:func:`letters.decoy` when none was queued), so its time does not tell either."""
     from hygie.governance.accounts import ANONYMOUS, REFUSED, SYSTEM
     from hygie.governance.acts import act
     from hygie.governance.letters import Purpose, StepUpNeeded
@@ -466,7 +467,12 @@ def sign_in(
             if exc.code_refused:
                 with contextlib.suppress(Limited):  # the answer stays the one refusal; the budget holds codes back
                     citizens.code_failed("device", source, f"account:{exc.account_id}")
-            citizens.request_step_up(exc.person_index, Purpose.DEVICE)
+            outcome = citizens.request_step_up(exc.person_index, Purpose.DEVICE)
+        if outcome != "letter queued":
+            letters.decoy(hub)
         refusal = Unauthenticated(REFUSED)
         refusal.recorded = True  # Accounts.login recorded why
         raise refusal from None
+    except Unauthenticated:
+        letters.decoy(hub)  # the work of queueing a letter (a PDF, ~40 ms): the time does not tell a flagged person
+        raise
