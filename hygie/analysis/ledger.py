@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hygie.analysis.cellkeys import project_record_keys
-from hygie.analysis.compile import TOTAL, AggregatePlan
+from hygie.analysis.compile import AggregatePlan
 from hygie.analysis.contributors import Contributors, contributor_sets, contributors_query
 from hygie.analysis.engine import Engine, Limits, QueryStopped
 from hygie.analysis.models import AnalysisRelease, LedgerEntry, LedgerRoster
@@ -266,10 +267,15 @@ def make_record(
         published = None if suppressed or r is None or not table.release_people else r.people
         members = contributors.cells.get(c.key, BitMap())
         cells.append(LedgerCell(c.key, members, published, suppressed, c.people))
-    for key in sensitive_empty:  # empty cells of the full grid the output lists (table.cells may not hold them)
-        margins = [k for k in people if k != key and 0 < people[k] < policy.threshold
-                   and all(a in (b, TOTAL) for a, b in zip(k, key, strict=True))]  # fmt: skip
-        margin = BitMap.union(*(contributors.cells.get(k, BitMap()) for k in margins)) if margins else BitMap()
+    for key in sensitive_empty:  # empty cells of the full grid (table.cells may not list them)
+        paths: list[list[Any]] = []
+        for code, dim in zip(key, table.dimensions, strict=True):
+            path = [code]
+            while (parent := dim.parent(path[-1])) is not None and parent not in path:
+                path.append(parent)
+            paths.append(path)
+        margins = [m for m in itertools.product(*paths) if m != key and 0 < people.get(m, 0) < policy.threshold]
+        margin = BitMap.union(*(contributors.cells.get(m, BitMap()) for m in margins)) if margins else BitMap()
         cells = [x for x in cells if x.key != key]
         cells.append(LedgerCell(key, BitMap(), None, True, 0, margin or contributors.population))
     return Record(job_id, table.release_people, policy.threshold, policy.rounding_base, contributors.population,

@@ -164,3 +164,33 @@ def test_disjoint_halves_isolate_one_person_unless_small_atoms_are_targets() -> 
           f"{after[3]} programs")  # fmt: skip
     assert before[0] == 3 * triples and before[2] - before[1] < 11  # every pair passes, yet she is narrowed
     assert after[2] - after[1] >= 11  # with small atoms as targets, the release that would narrow her is refused
+
+
+def test_new_counts_over_an_earlier_empty_sensitive_cell_go_to_checkers() -> None:
+    """An empty cell under a small margin is suppressed by ``protect`` ('empty' would tell what a few people do not
+    have); the audit has no atom for it, so a later output publishing new counts over that margin goes to checkers."""
+    from pyroaring import BitMap
+
+    from hygie.analysis.contributors import Contributors
+    from hygie.analysis.ledger import LedgerCell, Record, empty_margins, make_record
+    from hygie.disclosure import DisclosurePolicy, protect
+    from tests.disclosure.tables import with_margins
+
+    dims = (Dimension("r", total="T"), Dimension("c", total="T"))
+    interior = {("a", "x"): 5, ("b", "x"): 30, ("b", "y"): 40}  # ("a", "y") is empty under a margin of 5
+    table = with_margins(dims, interior)
+    ids = {k: range(sum(list(interior.values())[:i]), sum(list(interior.values())[: i + 1]))
+           for i, k in enumerate(interior)}  # fmt: skip
+    members = {c.key: BitMap(p for k, r in ids.items() if all(x in (y, "T") for x, y in zip(c.key, k, strict=True))
+                             for p in r) for c in table.cells}  # fmt: skip
+    policy = DisclosurePolicy()
+    out = protect(table, policy)
+    earlier = make_record(1, table, out, Contributors(BitMap(range(75)), members), policy)
+    guarded = [c for c in earlier.cells if c.margin is not None]
+    assert [c.key for c in guarded] == [("a", "y")] and guarded[0].margin == BitMap(range(5))
+    overlapping = Record(2, True, 11, 5, BitMap(range(20)), [LedgerCell(("all",), BitMap(range(20)), 20, False, 20)])
+    assert empty_margins(overlapping, [earlier])  # new people counts over her margin: checkers decide
+    apart = Record(3, True, 11, 5, BitMap(range(5, 40)), [LedgerCell(("b",), BitMap(range(5, 40)), 35, False, 35)])
+    assert not empty_margins(apart, [earlier])
+    again = make_record(4, table, out, Contributors(BitMap(range(75)), members), policy)
+    assert not empty_margins(again, [earlier])  # the same table again: the same cells, nothing new
