@@ -19,7 +19,14 @@ Before an aggregate leaves, :func:`guard_release` runs two checks against every 
    the protection width is refused.
 
 Either check beyond its bounds (settings ``ledger_max_contributions``, ``lpaudit_max_*``) sends the output to the
-airlock with a finding: it is never released unchecked.
+airlock with a finding: it is never released unchecked (its population is still kept, so later outputs are compared
+with it).
+
+A refusal is itself a yes/no answer the author can steer. The first ledger finding of a project (a refusal, or a
+check not completed) *holds* it (:func:`hold_of`): every later aggregate is checked, then waits for output checkers,
+until they decide one of them; the DPO's ``ledger_hold`` alert fires on that first finding. Small groups of people
+(*atoms* of 1 to ``threshold - 1``) are audit targets too, and empty cells suppressed as sensitive keep their small
+margins (:func:`empty_margins`).
 
 People are numbered by a dense per-project index (``Roster``, table ``analysis_ledger_roster``, sealed like the
 entries): the record keys (32-bit HMAC of the project pseudonym under the project's cell-key secret,
