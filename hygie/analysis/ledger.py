@@ -482,6 +482,9 @@ def guard_release(
 ) -> Guard:
     """Both checks for a candidate aggregate output, the hold (:func:`hold_of`), and the entry to write with its
     release unless refused (an unchecked output still leaves its population, when known)."""
+    # One check per project at a time (PostgreSQL; SQLite serialises writers): two probes checked at once would
+    # both see no hold and answer twice.
+    session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     held = hold_of(session, project.id)
     guard = _check(hub, session, engine, project, job_id, plan, table, out, policy)
     guard.state = "refused" if guard.refuse else "unchecked" if guard.unchecked else "held" if held else "checked"
