@@ -245,6 +245,10 @@ class Analyses:
             before_data = exc.reason == "invalid"
             job.status, job.error = REFUSED if before_data else FAILED, exc.message
             job.duration_seconds = round(time.perf_counter() - started, 3)
+            if plan is not None:  # every aggregate run writes the same records, in the same order
+                from hygie.analysis.ledger import not_reached
+
+                not_reached(self.session, project, job.id, f"account:{job.author_id}")
             self._record(actor, "analysis.run", project, f"analysis:{job.id}",
                          {"kind": kind, "job": job.id, "status": job.status, "stopped": exc.reason,
                           "seconds": job.duration_seconds}, Outcome.FAILED)  # fmt: skip
@@ -616,10 +620,14 @@ def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: Compiled
             if job is None or job.status not in (QUEUED, RUNNING):
                 return
             job.status, job.error = FAILED, FAILED_MESSAGE
+            project = session.get(Project, job.project_id)
+            if plan is not None and project is not None:  # the same records as any aggregate run
+                from hygie.analysis.ledger import not_reached
+
+                not_reached(session, project, job.id, f"account:{job.author_id}")
             record(session, actor=actor.ref, role=actor.role_name, action="analysis.run", outcome=Outcome.FAILED,
                    object=f"analysis:{job.id}", project_id=job.project_id, purpose=None,
                    detail={"kind": job.kind, "job": job.id, "status": FAILED, "stopped": "error"})  # fmt: skip
-            project = session.get(Project, job.project_id)
             released = session.scalar(select(AnalysisRelease.id).where(AnalysisRelease.job_id == job.id))
             if project is not None and released is None:
                 Analyses(hub, session, engine)._withhold(actor, project, job, FAILED_MESSAGE, "error")

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hygie.analysis import ledger
+from hygie.analysis.engine import DuckDBEngine, QueryStopped
 from hygie.analysis.models import AnalysisRelease, LedgerEntry
 from hygie.audit import AuditEvent
 from hygie.governance.policy import departements_by_region
@@ -378,10 +379,18 @@ def test_every_aggregate_writes_as_many_records_whatever_its_outcome(
     by_protect, rows = run(w, pid, {"group_by": ["age_band:20"], "measures": ["people"]})  # refused by protect
     monkeypatch.undo()
     assert rows is None and stored(w, by_protect).summary["ledger"] == "not reached"
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise QueryStopped("the analysis was stopped at its time limit", reason="timeout")
+
+    monkeypatch.setattr(DuckDBEngine, "run", stopped)  # a run stopped at a limit (data-dependent): withheld alike
+    by_stop, rows = run(w, pid, {"group_by": ["sex"], "measures": ["people"]})
+    monkeypatch.undo()
+    assert rows is None and stored(w, by_stop).summary["stopped"] == "timeout"
     run(w, pid, t.wide)
     by_ledger, _ = run(w, pid, t.narrow)
     held, _ = run(w, pid, {"group_by": ["sex"], "measures": ["people"]})
-    logs = {job: log_of(w, job) for job in (released, by_protect, by_ledger, held)}
+    logs = {job: log_of(w, job) for job in (released, by_protect, by_stop, by_ledger, held)}
     print(f"\nrecords per job: {logs}")
     assert stored(w, by_ledger).summary["ledger"] == "refused" and stored(w, held).summary["ledger"] == "held"
     assert len({len(v) for v in logs.values()}) == 1 and all(v[1] == "analysis.ledger.check" for v in logs.values())
