@@ -28,7 +28,10 @@ Rules (thresholds in :class:`AlertPolicy`):
   approval refused because reviewer and requester or member share one (``separation: creator_lineage``);
 - ``ledger_hold``: the first ledger finding of a project (an aggregate refused by the release ledger, or one it
   could not check: its ``analysis.ledger.check`` event says ``hold: started``): a refusal is a yes/no answer the
-  author may have steered, so the DPO hears of it at once, not after a burst (the suspect is the job's author).
+  author may have steered, so the DPO hears of it at once, not after a burst (the suspect is the job's author);
+- ``platform_integrity``: events that say the platform itself is under attack or contradicted, each worth a look
+  at once: an outside witness refused a checkpoint (a fork or rollback of the log, or a misconfiguration), or the
+  daily cap on postal letters was reached (a mass request with leaked identities).
 
 The separation-of-duties rules read only what the governance events state: this module knows events, not the
 governance tables (the ``scope`` rule finds a project's members in its ``project.create`` and
@@ -94,6 +97,7 @@ class Rule(StrEnum):
     FRESH_APPROVER = "fresh_approver"
     SHARED_CREATOR = "shared_creator"
     LEDGER_HOLD = "ledger_hold"
+    PLATFORM_INTEGRITY = "platform_integrity"
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class AlertPolicy:
     operator_actors: tuple[str, ...] = ("console",)
     """Actors treated as operators whatever their role: the console runs with the hub's keys, by the operator."""
     reveal_actions: tuple[str, ...] = ("breach.reveal.request", "breach.reveal.show")
+    integrity_actions: tuple[str, ...] = ("audit.witness.refused", "citizen.letter.cap")
+    """Events the ``platform_integrity`` rule raises at once."""
     """``identity_reveal`` fires on each of these events, whatever its outcome (hygie.breach's two-person reveal)."""
 
     settle_seconds: float = 60.0
@@ -563,6 +569,16 @@ class _Evaluation:
             if e.id not in cited
         ]  # fmt: skip
 
+    def run_integrity(self, new: Sequence[AuditEvent]) -> list[_Found]:
+        acts = [e for e in new if e.action in self.policy.integrity_actions]
+        cited = self.cited(Rule.PLATFORM_INTEGRITY, acts)
+        return [
+            _Found(Rule.PLATFORM_INTEGRITY, Severity.HIGH, e.actor, e.project_id, (e,),
+                   {"event": e.action, "outcome": e.outcome})
+            for e in acts
+            if e.id not in cited
+        ]  # fmt: skip
+
     def run(self, new: Sequence[AuditEvent]) -> list[_Found]:
         found: list[_Found] = []
         for spec in self.windowed_rules():
@@ -573,6 +589,7 @@ class _Evaluation:
         found += self.run_fresh_approver(new)
         found += self.run_shared_creator(new)
         found += self.run_ledger_hold(new)
+        found += self.run_integrity(new)
         return found
 
 

@@ -157,6 +157,21 @@ def test_every_operator_act_on_governance_raises_an_alert(hub: Hub) -> None:
     assert all(a.severity == "high" for a in alerts)
 
 
+def test_a_witness_refusal_and_the_letter_cap_raise_an_alert_at_once(hub: Hub) -> None:
+    """A forked or rolled-back log (a witness refuses) and a mass letter request (the daily cap) are attacks on the
+    platform itself: the DPO hears of the first one, not after a burst."""
+    fork = add(hub, WEDNESDAY, actor="system:witnessing", role=None, action="audit.witness.refused",
+               outcome="failed", project_id=None, detail={"witness": "w1", "status": 409})  # fmt: skip
+    cap = add(hub, WEDNESDAY, actor="anonymous", role=None, action="citizen.letter.cap", outcome="denied",
+              project_id=None)  # fmt: skip
+    add(hub, WEDNESDAY, actor="system:witnessing", role=None, action="audit.witness.unreachable", outcome="failed",
+        project_id=None)  # fmt: skip
+    alerts = evaluate(hub, POLICY)
+    assert rules(alerts) == ["platform_integrity"] * 2
+    assert sorted(a.evidence["event_ids"][0] for a in alerts) == sorted([*fork, *cap])
+    assert all(a.severity == "high" for a in alerts) and evaluate(hub, POLICY) == []
+
+
 def test_alerts_are_recorded_and_never_raised_twice(hub: Hub) -> None:
     add(hub, WEDNESDAY, 6, actor="account:8", action="account.list", outcome="denied", project_id=None)
     add(hub, WEDNESDAY, actor="account:3", role="operator", action="token.mint", project_id=None)
