@@ -275,6 +275,12 @@ class Settings(BaseSettings):
     oidc_flow_minutes: int = Field(
         default=10, description="Minutes a provider login may take: its state, nonce and PKCE verifier expire then."
     )
+    oidc_flow_retention_hours: int = Field(
+        default=24,
+        ge=1,
+        description="Hours a provider login's row (hashed state and nonce, no identity) is kept before it is deleted; "
+        "longer than every window that reads it (enrolment, step-up).",
+    )
     oidc_enrol_minutes: int = Field(
         default=15, description="Minutes to choose a username and password once the provider has vouched."
     )

@@ -55,8 +55,6 @@ ANONYMOUS_ACTOR = "anonymous"
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 """Signature algorithms accepted on an ID token: asymmetric only (never ``none``, never HS256 with the secret)."""
 DISCOVERY_TTL_SECONDS = 3600
-FLOW_RETENTION_SECONDS = 86_400
-"""Flows older than this are deleted when a new one starts (longer than every window that reads them)."""
 JWKS_REFRESH_SECONDS = 60
 """An unknown key id refetches the provider's keys at most this often (a rotation is picked up; a forged kid
 cannot make the hub hammer the provider)."""
@@ -320,7 +318,7 @@ class RelyingParty:
         self.session.add(flow)
         # Flows are kept a day (the step-up window and the records' references need far less), then dropped.
         self.session.execute(
-            delete(OidcFlow).where(OidcFlow.created_at < now - timedelta(seconds=FLOW_RETENTION_SECONDS))
+            delete(OidcFlow).where(OidcFlow.created_at < now - timedelta(hours=self.settings.oidc_flow_retention_hours))
         )
         self.session.flush()
         query = {
