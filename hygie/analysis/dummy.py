@@ -405,7 +405,8 @@ def run_on_dummy(
             if spec is not None:
                 year = Scope.model_validate(copy.scope).population.period_start.year
                 keys = project_record_keys(hub, session, copy)
-                plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys)
+                threshold = disclosure_policy(hub, copy).threshold  # the project's, as on the real view
+                plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys, threshold=threshold)
                 query = plan.query
             else:
                 assert sql is not None

@@ -249,3 +249,15 @@ def test_code_tried_on_dummy_data_runs_unchanged_on_the_real_view(dummy_world: W
     assert real_sql.status_code == 200, real_sql.text
     assert finished(w, active, real_sql.json())["status"] == "withheld"  # SQL outputs wait for checkers
     assert ran(w, real_sql.json()["id"]) == "succeeded"
+
+
+def test_dummy_data_applies_the_projects_own_threshold_to_quantiles(dummy_world: World) -> None:
+    """A project stricter than the platform sees on dummy data what its real view would give: quantile bounds are
+    computed at its own threshold (computed at the platform's, every quantile of such a project was withheld)."""
+    w = dummy_world
+    pid = int(w.call("researcher1", "POST", "/projects", json=project_request(threshold=15)).json()["id"])
+    spec = {"group_by": ["sex"], "measures": ["people", "quantile:PRS_PAI_MNT:0.5"]}
+    tried = w.call("researcher1", "POST", f"/projects/{pid}/dummy-data/aggregate", json=spec)
+    assert tried.status_code == 200, tried.text
+    medians = {row["sex"]: row["p50_PRS_PAI_MNT"] for row in tried.json()["rows"]}
+    assert medians["1"] is not None and medians["2"] is not None, tried.json()
