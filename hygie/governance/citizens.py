@@ -474,5 +474,10 @@ def sign_in(
         refusal.recorded = True  # Accounts.login recorded why
         raise refusal from None
     except Unauthenticated:
+        # The same second transaction and record as a step-up refusal, so the audit log's growth (and the public
+        # checkpoint) does not tell a right password for a flagged person from any other refusal.
+        with act(hub, SYSTEM, "citizen.step_up.letter") as letter_session:
+            record(letter_session, actor="system", action="citizen.step_up.letter",
+                   detail={"purpose": Purpose.DEVICE.value, "outcome": "not due"})  # fmt: skip
         letters.decoy(hub)  # the work of queueing a letter (a PDF, ~40 ms): the time does not tell a flagged person
         raise

@@ -354,3 +354,40 @@ def test_letter_words_cover_every_breach_category() -> None:
     from hygie.portal.pages.citizen import EXPOSED
 
     assert set(CATEGORY.values()) <= set(letters.EXPOSED_FR) and letters.EXPOSED_FR == EXPOSED
+
+
+def test_the_audit_log_growth_does_not_tell_a_right_password_for_a_flagged_person(
+    populated: Hub, delivery: Path
+) -> None:
+    """Polling the public checkpoint used to show 2 new leaves for a right password of a flagged person on a new
+    device and 1 for any other refusal: every refusal now adds the same actions and outcomes."""
+    from hygie.governance.citizens import sign_in
+    from hygie.governance.errors import Unauthenticated
+
+    hub = populated
+    ps = people(delivery)
+    for i, name in ((6, "victim2"), (7, "plain2")):
+        with hub.session() as session:
+            Citizens(hub, session).enrol(nir=ps[i]["BEN_NIR"], last_name=ps[i]["NOM"],
+                                         birth_date=ps[i]["DATE_NAISSANCE"], username=name,
+                                         password=PASSWORD)  # fmt: skip
+            session.commit()
+    breach_after_a_new_address(hub, ps[6]["BEN_NIR"])
+    junk = "ABCD-EFGH-JKMN-PQRS"
+    cases = {
+        "wrong password": {"username": "victim2", "password": "wrong-password-xx"},
+        "unknown user": {"username": "nobody-at-all", "password": "wrong-password-xx"},
+        "plain, junk code": {"username": "plain2", "password": "bad-password-xxx", "step_up_code": junk},
+        "right password, flagged, new device": {"username": "victim2", "password": PASSWORD},
+        "right password, flagged, junk code": {"username": "victim2", "password": PASSWORD, "step_up_code": junk},
+    }
+    seen = {}
+    for n, (case, kwargs) in enumerate(cases.items()):
+        with hub.session() as session:
+            last = session.scalar(select(func.max(AuditEvent.id))) or 0
+        with pytest.raises(Unauthenticated):
+            sign_in(hub, totp=None, device=f"new-device-{n:020d}", source=f"198.51.100.{n}", **kwargs)  # type: ignore[arg-type]
+        with hub.session() as session:
+            added = session.scalars(select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id)).all()
+            seen[case] = [(e.action, e.outcome, e.project_id) for e in added]  # what the public leaf can show
+    assert len({tuple(v) for v in seen.values()}) == 1, seen
