@@ -451,7 +451,7 @@ def hold_of(session: Session, project_id: int) -> AnalysisRelease | None:
     ).all()
     for release_id, status, summary in rows:
         state, hold = (summary or {}).get("ledger"), (summary or {}).get("ledger_hold")
-        if status in DECIDED and (hold == "held" or state == "unchecked"):
+        if status in DECIDED and (hold in ("held", "started") or state == "unchecked"):
             return None  # checkers decided an output that showed them the hold's finding, or its own
         if hold == "started":
             return session.get(AnalysisRelease, release_id)
@@ -499,7 +499,8 @@ def guard_release(
     guard.detail["author"] = author
     if held is not None:
         guard.detail["hold"] = "held"
-    elif guard.state in HOLD_TRIGGERS:
+    elif guard.state in HOLD_TRIGGERS or guard.review or str(out.verdict) == "review":
+        # Any data-dependent withholding (ledger review incl. empty margins, protect's REVIEW) is a steerable bit.
         guard.detail["hold"] = "started"  # the DPO's ledger_hold alert fires on this event
     return _logged(session, project, job_id, guard)
 
