@@ -407,3 +407,25 @@ def test_every_aggregate_writes_as_many_records_whatever_its_outcome(
     assert len(kept.population) > 0 and kept.cells == []
     later, rows = run(w, other, {"group_by": ["sex"], "measures": ["people"]})
     assert rows is None and stored(w, later).summary["ledger"] == "held"
+
+
+def test_a_withheld_review_holds_the_project_like_a_refusal(
+    attack_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Released or withheld is the bit an author can steer: an output sent to checkers by a data-dependent review
+    (here the ledger's empty-margin finding, forced) holds the project as a refusal does, so the next probe answers
+    nothing until checkers have looked; their decision on it ends the hold."""
+    w = attack_world
+    pid = w.active_project()
+    spec = {"group_by": ["sex"], "measures": ["people"]}
+    monkeypatch.setattr(ledger, "empty_margins", lambda candidate, earlier: ["ledger: a new count over (forced)"])
+    probe, rows = run(w, pid, spec)
+    monkeypatch.undo()
+    assert rows is None and stored(w, probe).summary["ledger_hold"] == "started"
+    later, rows = run(w, pid, {"group_by": ["age_band:20"], "measures": ["people"]})  # no finding of its own
+    assert rows is None and stored(w, later).summary["ledger"] == "held"
+    r = w.call("reviewer1", "POST", f"/airlock/{stored(w, probe).id}/decisions",
+               json={"decision": "reject", "reason": "a count over an earlier empty cell"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    _, rows = run(w, pid, {"group_by": ["age_band:20"], "measures": ["people"]})
+    assert rows is not None
