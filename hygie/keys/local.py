@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -113,6 +114,9 @@ class LocalKeystore:
         self._doc = document
         self._cache: dict[tuple[str, int], bytes] = {}
         self._seen = self._signature()
+        self._mutex = threading.RLock()
+        """One thread at a time swaps or writes the in-memory document: a reader reloading it while a writer holds
+        the file lock would replace the writer's document, and the writer would save it without its new key."""
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -220,7 +224,7 @@ class LocalKeystore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with exclusive(self._dir / "keystore.lock"):
+        with self._mutex, exclusive(self._dir / "keystore.lock"):
             if self._path.exists():
                 self._doc = json.loads(self._path.read_text(encoding="utf-8"))
                 self._cache.clear()
@@ -254,12 +258,13 @@ class LocalKeystore:
     def _refresh(self) -> None:
         """Re-read the keystore if another process changed it (a key created, rotated or destroyed by the CLI
         while a server runs): a key destroyed anywhere stops working everywhere, not at the next restart."""
-        seen = self._signature()
-        if seen == self._seen or seen is None:
-            return
-        self._doc = json.loads(self._path.read_text(encoding="utf-8"))
-        self._cache.clear()
-        self._seen = seen
+        with self._mutex:
+            seen = self._signature()
+            if seen == self._seen or seen is None:
+                return
+            self._doc = json.loads(self._path.read_text(encoding="utf-8"))
+            self._cache.clear()
+            self._seen = seen
 
     def _entry(self, name: str) -> dict[str, Any]:
         self._refresh()

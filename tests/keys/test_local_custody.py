@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -157,3 +158,43 @@ def test_a_key_destroyed_by_another_process_stops_working_here_at_once(tmp_path:
     with pytest.raises(KeyDestroyed):
         server.unwrap("project-1-view", wrapped)
     assert server.info("made-by-the-console").current_version == 1
+
+
+def test_a_key_created_while_another_thread_reloads_the_keystore_is_kept(tmp_path: Path) -> None:
+    """A thread re-reading the keystore (another instance changed it) must not swap the document of a writer of the
+    same instance holding the file lock: the writer would save it without its new key (seen in CI as
+    ``KeyNotFound`` right after a project's view key was created). The interleaving is forced."""
+    import threading
+    from pathlib import PosixPath
+
+    mine = open_store(tmp_path / "keys", create=True)
+    open_store(tmp_path / "keys").ensure("elsewhere", KeyPurpose.WRAP)  # another instance: mine's copy is stale
+    at_read, inserted, reloaded = threading.Event(), threading.Event(), threading.Event()
+
+    class Paused(PosixPath):
+        def read_text(self, *args: Any, **kwargs: Any) -> str:
+            if threading.current_thread() is reader_thread:
+                at_read.set()
+                inserted.wait(0.5)  # the writer has added its key in memory
+            return super().read_text(*args, **kwargs)
+
+    mine._dir = Paused(mine._dir)  # the keystore file is a path under it
+    save = mine._save
+
+    def paused_save() -> None:
+        inserted.set()
+        reloaded.wait(0.5)  # the reader has finished its reload
+        save()
+
+    mine._save = paused_save  # type: ignore[method-assign]
+
+    def reload() -> None:
+        mine._refresh()
+        reloaded.set()
+
+    reader_thread = threading.Thread(target=reload)
+    reader_thread.start()
+    assert at_read.wait(5)
+    mine.create("project-1-view", KeyPurpose.WRAP)
+    reader_thread.join()
+    assert open_store(tmp_path / "keys").info("project-1-view").current_version == 1
