@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Three typical aggregates over 50+ million care rows: the governed path beside plain DuckDB SQL in clear.
 
     uv run python benchmarks/analysis.py [--people 1400000] [--years 2] [--seed 11] [--work /tmp/hygie-analysis-bench]

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Audit log benchmarks: events/s with 8 concurrent writers, checkpoint latency, proofs at 10 million entries.
 
 Each figure is printed next to a baseline measured in the same process: writers against the same group commit

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Breach matching: a 491,840-row leak matched against a large identity vault, beside a plain DuckDB join.
 
     uv run python benchmarks/breach.py [--people 10000000] [--leak 491840] [--seed 5] [--work /tmp/hygie-breach-bench]

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """From approval to a queryable view, beside plain DuckDB making the same selection from plaintext Parquet.
 
     uv run python benchmarks/governance.py [--people 20000 1000000] [--years 1] [--seed 7] [--work DIR]

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Secure ingestion throughput beside a plain DuckDB CSV-to-Parquet conversion of the same files.
 
     uv run python benchmarks/ingest.py [--people 250000] [--years 2] [--seed 7] [--work bench-data]

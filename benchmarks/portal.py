@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The portal under load: capacity of the citizen endpoints that list their data, beside a bare FastAPI endpoint,
 then ten times that load; every answer checked.
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The ``hygie`` command line."""
 
 from __future__ import annotations
@@ -9,27 +11,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from hygie.analysis.cli import analysis_app
-from hygie.audit.cli import audit_app
-from hygie.audit.witness_cli import witness_app
-from hygie.breach.cli import breach_app
-from hygie.config import Settings, get_settings
+# Only what every command and `hygie --help` need is imported here; each command imports the rest where it runs,
+# and the sub-CLIs are imported when their name is used (hygie/cli_lazy.py): `hygie --help` stays instant.
+# tests/test_startup.py fails if importing this module pulls in SQLAlchemy, pydantic, DuckDB, FastAPI...
+from hygie.cli_lazy import add_lazy_typer, lazy_typer
 from hygie.console import err
 from hygie.console import fail as _fail
 from hygie.console import open_hub as _open_hub
-from hygie.governance.citizen_index_cli import citizen_index_app
-from hygie.governance.letters_cli import outbox_app
-from hygie.identity.pivot_cli import vault_app
-from hygie.logging import configure
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from hygie.config import Settings
     from hygie.hub import Hub
 
-app = typer.Typer(help="Hygie: a sovereign platform for national health-insurance data.", no_args_is_help=True)
+app = lazy_typer(help="Hygie: a sovereign platform for national health-insurance data.", no_args_is_help=True)
 warehouse_app = typer.Typer(help="Inspect the warehouse (counts only, never values).", no_args_is_help=True)
 keys_app = typer.Typer(help="Key custody.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts: bootstrap a hub, create staff, enrol citizens.", no_args_is_help=True)
@@ -37,19 +35,57 @@ projects_app = typer.Typer(help="Projects (read-only here; decisions are taken t
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
-app.add_typer(audit_app, name="audit")
+add_lazy_typer(app, "audit", "hygie.audit.cli:audit_app", "The tamper-evident audit log: verify, checkpoints, proofs.")
 app.add_typer(projects_app, name="projects")
-app.add_typer(analysis_app, name="analysis")
-app.add_typer(breach_app, name="breach")
-app.add_typer(citizen_index_app, name="citizen-index")
-app.add_typer(vault_app, name="vault")
-app.add_typer(witness_app, name="witness")
-app.add_typer(outbox_app, name="outbox")
+add_lazy_typer(
+    app,
+    "analysis",
+    "hygie.analysis.cli:analysis_app",
+    "Analyses: submit to a project, follow jobs, download released outputs.",
+)
+add_lazy_typer(
+    app, "breach", "hygie.breach.cli:breach_app", "Breach response: import a leaked file, match, notify (counts only)."
+)
+add_lazy_typer(
+    app,
+    "citizen-index",
+    "hygie.governance.citizen_index_cli:citizen_index_app",
+    "The index behind citizens' reads: reimbursements and who used my data.",
+)
+add_lazy_typer(app, "vault", "hygie.identity.pivot_cli:vault_app", "The identity vault's derived indexes.")
+add_lazy_typer(
+    app,
+    "witness",
+    "hygie.audit.witness_cli:witness_app",
+    "Run a transparency-log witness (C2SP tlog-witness) that cosigns checkpoints.",
+)
+add_lazy_typer(
+    app,
+    "outbox",
+    "hygie.governance.letters_cli:outbox_app",
+    "Citizens' letters by post: list the outbox, print it for the mail room.",
+)
+add_lazy_typer(
+    app,
+    "control",
+    "hygie.control.cli:control_app",
+    "Control of spending: leads found by rules, with their evidence; the improper-payment rate.",
+)
+
+
+def get_settings() -> Settings:
+    """The settings (imported here, not at module top: pydantic is not needed to print help)."""
+    from hygie.config import get_settings as settings
+
+    return settings()
+
 
 DEMO_PASSPHRASE = "hygie-demo-passphrase-not-for-production"  # noqa: S105  (demo only, said aloud)
 
 
 def _progress(console: Console, disable: bool = False) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -69,7 +105,19 @@ def _record(hub: Hub, action: str, **fields: Any) -> None:
 
 @app.callback()
 def main() -> None:
+    from hygie.logging import configure
+
     configure(os.environ.get("HYGIE_LOG_LEVEL", "WARNING"))
+
+
+def _backup_commands() -> None:
+    from hygie.backup.commands import backup, restore
+
+    app.command("backup")(backup)
+    app.command("restore")(restore)
+
+
+_backup_commands()
 
 
 @app.command()
@@ -95,9 +143,28 @@ def synth(
     years: Annotated[int, typer.Option(min=1, max=20, help="Years of care.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 1,
     start_year: Annotated[int, typer.Option(help="First year of care.")] = 2023,
+    anomalies: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anomaly",
+            help="Inject a known anomaly, KIND=RATE (after_death, volume, duplicate, outlier, paper; 'all' for "
+            "every kind at its default rate); repeatable. Needs --truth.",
+        ),
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="Where to write what was injected (outside the delivery folder).")
+    ] = None,
 ) -> None:
     """Generate synthetic national claims as delivery batches (SNDS-shaped CSV + manifest)."""
     from hygie.synth import generate
+    from hygie.synth.anomalies import AnomalyError, parse_rates
+
+    try:
+        rates = parse_rates(anomalies or [])
+    except AnomalyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--anomaly") from None
+    if rates and truth is None:
+        raise typer.BadParameter("injected anomalies need --truth (a file outside the delivery)", param_hint="--truth")
 
     with _progress(err) as bar:
         task = bar.add_task("synthetic people", total=people)
@@ -112,6 +179,15 @@ def synth(
     err.print(f"{summary.people} people ({summary.deaths} deaths), {len(summary.batches)} batches in {out}")
     for table, rows in summary.rows.items():
         err.print(f"  {table}: {rows:,} rows")
+    if rates and truth is not None:
+        from hygie.synth.anomalies import inject
+
+        try:
+            injected = inject(out, truth, seed=seed, rates=rates)
+        except AnomalyError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--truth") from None
+        counts = ", ".join(f"{kind} {n}" for kind, n in injected.counts.items())
+        err.print(f"injected anomalies ({counts}); truth in {injected.truth}")
 
 
 @app.command()
@@ -156,6 +232,9 @@ def warehouse_stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Row counts per table, identities in the vault, batches and files (no values)."""
+    from rich.console import Console
+    from rich.table import Table
+
     from hygie.warehouse.stats import collect
 
     hub = _open_hub(get_settings())
@@ -197,6 +276,9 @@ def warehouse_verify() -> None:
 @keys_app.command("list")
 def keys_list() -> None:
     """The keys in custody: name, purpose, versions (never material)."""
+    from rich.console import Console
+    from rich.table import Table
+
     hub = _open_hub(get_settings())
     custody = hub.custody
     try:
@@ -239,6 +321,102 @@ def keys_rotate(name: str) -> None:
     err.print(f"{name}: version {info.current_version} is now current")
 
 
+LOCAL_SHREDDING_LIMIT = (
+    "with the local keystore, a copy of keys/keystore.json taken before now (a backup, a stolen disk) still "
+    "holds this key, sealed under the same master key: rotate the master key (`hygie keys rotate-master`) so that "
+    "old copies need the old passphrase or key file, and destroy those; only the PKCS#11 backend (an HSM) makes "
+    "destruction hold against every copy"
+)
+
+
+@keys_app.command("destroy")
+def keys_destroy(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="Destroy only this version (default: every version).")] = None,
+) -> None:
+    """Destroy a key (every version, or one): irreversible crypto-shredding of what it protects."""
+    from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, VAULT_KEY, WAREHOUSE_KEY, KeyNotFound
+
+    hub = _open_hub(get_settings())
+    try:
+        if name in {WAREHOUSE_KEY, VAULT_KEY, HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY} and version is None:
+            _record(hub, "key.destroy", object=f"key:{name}", outcome="denied", detail={"reason": "hub key"})
+            raise _fail(f"{name} is one of the hub's own keys: destroying it would shred the whole hub; nothing done")
+        try:
+            info = hub.custody.destroy(name, version)
+        except KeyNotFound as exc:
+            _record(hub, "key.destroy", object=f"key:{name}", outcome="failed", detail={"reason": "no such key"})
+            raise _fail(str(exc)) from None
+        _record(
+            hub,
+            "key.destroy",
+            object=f"key:{name}",
+            detail={"version": version, "backend": hub.settings.key_backend, "live": info.current_version},
+        )
+    finally:
+        hub.close()
+    err.print(f"{name}: {'version ' + str(version) if version else 'every version'} destroyed")
+    if hub.settings.key_backend == "pkcs11":
+        err.print("the token's KEK was rotated and the old one destroyed: no earlier copy of the keystore opens it")
+    else:
+        err.print(f"[yellow]limit:[/] {LOCAL_SHREDDING_LIMIT}")
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master(
+    new_key_file: Annotated[
+        Path | None, typer.Option(help="Local keystore: the new master key file (mode 0600, outside the data dir).")
+    ] = None,
+) -> None:
+    """Rotate the master key: every live key re-wrapped, no data touched (HSM: a new KEK in the token; local
+    keystore: a new passphrase from HYGIE_NEW_KEY_PASSPHRASE, or --new-key-file)."""
+    from rich.progress import Progress
+
+    from hygie.keys import CustodyLocked
+    from hygie.keys.rotation import rotate_master
+
+    settings = get_settings()
+    hub = _open_hub(settings)
+    new_passphrase = os.environ.get("HYGIE_NEW_KEY_PASSPHRASE") or None
+    try:
+        if settings.key_backend != "pkcs11" and not new_passphrase and new_key_file is None:
+            _record(hub, "key.master.rotate", outcome="failed", detail={"reason": "no new master key"})
+            raise _fail("give the new master key: HYGIE_NEW_KEY_PASSPHRASE, or --new-key-file PATH; nothing changed")
+        _record(hub, "key.master.rotate.start", detail={"backend": settings.key_backend})
+        try:
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("re-wrapping keys", total=None)
+                result = rotate_master(
+                    hub.custody,
+                    new_passphrase=new_passphrase,
+                    new_key_file=new_key_file,
+                    data_dir=settings.data_dir,
+                    kdf=(settings.kdf_memory_kib, settings.kdf_iterations, settings.kdf_lanes),
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        except CustodyLocked as exc:
+            _record(hub, "key.master.rotate", outcome="failed", detail={"reason": str(exc)[:200]})
+            raise _fail(str(exc)) from None
+        _record(
+            hub,
+            "key.master.rotate",
+            detail={
+                "backend": result.backend,
+                "keys_rewrapped": result.keys_rewrapped,
+                "kek_generation": result.new_generation,
+                "seconds": round(result.seconds, 3),
+            },
+        )
+    finally:
+        hub.close()
+    err.print(f"master key rotated: {result.keys_rewrapped} key versions re-wrapped in {result.seconds:.1f} s")
+    if result.backend == "local":
+        err.print(
+            "set HYGIE_KEY_PASSPHRASE (or HYGIE_KEY_FILE) to the new master key before the next start; copies of "
+            "the keystore taken before now still open with the old one"
+        )
+
+
 @keys_app.command("new-key-file")
 def keys_new_key_file(path: Path) -> None:
     """Write a new random master key file (mode 0600); keep it apart from the data dir."""
@@ -276,6 +454,29 @@ def serve(
             **proxy_options(hub.settings),
         )
     finally:
+        hub.close()
+
+
+@app.command()
+def background() -> None:
+    """Run the hub's background tasks without serving: audit checkpoints and witnesses, DPO alerts, the end of
+    projects past their term (for `hygie serve` processes started with HYGIE_SERVE_BACKGROUND_TASKS=false)."""
+    import signal
+    import threading
+
+    from hygie.portal.background import start_background
+
+    hub = _open_hub(get_settings())
+    _record(hub, "service.start", detail={"background": True})
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    stop = start_background(hub)
+    err.print("Hygie background tasks running (checkpoints, alerts, project sweep); SIGTERM stops them")
+    try:
+        stopping.wait()
+    finally:
+        stop()  # a last checkpoint for whatever was recorded until now
         hub.close()
 
 
@@ -464,6 +665,8 @@ def accounts_enrol_citizen(
 @accounts_app.command("list")
 def accounts_list() -> None:
     """Staff accounts: id, username, role, organisation, standing (citizens are not listed)."""
+    from rich.console import Console
+    from rich.table import Table
     from sqlalchemy import select
 
     from hygie.audit import record
@@ -516,6 +719,8 @@ def _set_disabled(account_id: int, disabled: bool) -> None:
 @projects_app.command("list")
 def projects_list() -> None:
     """Projects: id, title, purpose, status, expiry (requests only, never data)."""
+    from rich.console import Console
+    from rich.table import Table
     from sqlalchemy import select
 
     from hygie.audit import record
@@ -554,6 +759,32 @@ def projects_sweep() -> None:
     err.print(f"{len(ended)} project(s) expired: {ended}" if ended else "no project has passed its term")
 
 
+@projects_app.command("budget-check")
+def projects_budget_check() -> None:
+    """Rebuild every privacy budget from the audit log alone and compare it with the ledger; exit 1 on a difference
+    (a balance changed by hand, a budget without its opening event)."""
+    from sqlalchemy import select
+
+    from hygie.audit import Outcome, record
+    from hygie.governance.accounts import CONSOLE
+    from hygie.governance.acts import act
+    from hygie.governance.privacy import PrivacyBudget, check_replay
+
+    hub = _open_hub(get_settings())
+    try:
+        with act(hub, CONSOLE, "project.budget_check") as session:
+            problems = check_replay(session)
+            budgets = len(session.scalars(select(PrivacyBudget.id)).all())
+            record(session, actor=CONSOLE.ref, action="project.budget_check",
+                   outcome=Outcome.FAILED if problems else Outcome.OK,
+                   detail={"budgets": budgets, "problems": len(problems)})  # fmt: skip
+    finally:
+        hub.close()
+    if problems:
+        raise _fail("the privacy ledger differs from its replay from the audit log:\n" + "\n".join(problems), 1)
+    err.print(f"{budgets} privacy budget(s): the ledger matches its replay from the audit log")
+
+
 @app.command()
 def demo(
     people: Annotated[int, typer.Option(help="Synthetic people.")] = 20_000,
@@ -565,6 +796,9 @@ def demo(
 ) -> None:
     """The whole platform on synthetic national data: init, synth, ingest, stats, demo accounts and a reviewed
     project, then the portal on localhost."""
+    from rich.console import Console
+    from rich.table import Table
+
     if not os.environ.get("HYGIE_KEY_PASSPHRASE") and not os.environ.get("HYGIE_KEY_FILE"):
         os.environ["HYGIE_KEY_PASSPHRASE"] = DEMO_PASSPHRASE
         err.print("[yellow]demo:[/] using a built-in demo passphrase; never do this with real data")

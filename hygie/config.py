@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The one place where Hygie's settings and policy numbers live.
 
 Every setting can be given as an environment variable prefixed with ``HYGIE_`` (for example
@@ -35,8 +37,39 @@ class Settings(BaseSettings):
         description="A 32-byte master key file (mode 0600), kept apart from the data dir. "
         "Used instead of the passphrase when set.",
     )
+    backup_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase from which `hygie backup` derives each archive's key (Argon2id, fresh salt per "
+        "backup). Kept apart from the key passphrase and the machine, so a backup restores after losing both.",
+    )
     key_backend: str = Field(
-        default="local", description="Key custody backend: 'local' (keystore in the data dir); HSM/KMS later."
+        default="local",
+        description="Key custody backend: 'local' (keystore in the data dir, sealed by the master key) or 'pkcs11' "
+        "(an HSM: the master KEK never leaves the token).",
+    )
+    pkcs11_module: Path = Field(
+        default=Path("/usr/lib/softhsm/libsofthsm2.so"), description="The PKCS#11 library of the HSM (pkcs11 backend)."
+    )
+    pkcs11_token_label: str = Field(default="hygie", description="Label of the HSM token holding Hygie's KEK.")
+    pkcs11_pin: SecretStr | None = Field(
+        default=None, description="User PIN of the token (environment only; never a command-line argument)."
+    )
+    pkcs11_pin_file: Path | None = Field(
+        default=None, description="A 0600 file holding the token's user PIN, used when HYGIE_PKCS11_PIN is unset."
+    )
+    pkcs11_bulk_mac_min: int = Field(
+        default=20_000,
+        ge=1,
+        description="Batches of at least this many HMACs (ingestion) run in process memory with the pseudonym key "
+        "read out of the token; smaller batches are computed inside the token.",
+    )
+    pkcs11_bulk_key_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest time a pseudonym key read out of the token for a bulk batch stays in process memory.",
+    )
+    pkcs11_rotation_batch: int = Field(
+        default=500, ge=1, description="Keys re-wrapped between two saves of the keystore during a KEK rotation."
     )
     database_url: str | None = Field(
         default=None,
@@ -71,6 +104,13 @@ class Settings(BaseSettings):
     )
     max_potential_identifiers: int = Field(
         default=1, description="Potential identifiers (exact dates, commune, birth month...) per project."
+    )
+    dp_population_budget: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Privacy budget of one population and purpose, shared by every differential-privacy project "
+        "over it (hygie.governance.privacy; unit of hygie.disclosure.dp); also the most one project may ask for.",
     )
     opt_out_exempt_purposes: list[str] = Field(
         default_factory=list,
@@ -109,6 +149,11 @@ class Settings(BaseSettings):
     project_sweep_seconds: float = Field(
         default=60.0, description="How often the server ends projects past their term (access stops at expiry anyway)."
     )
+    serve_background_tasks: bool = Field(
+        default=True,
+        description="`hygie serve` also runs the audit checkpointer (and witnesses), the DPO alerts and the project "
+        "sweep. Off when one `hygie background` runs them for a hub served by several processes (docs/operations.md).",
+    )
 
     # Dummy data (hygie.analysis.dummy): a synthetic dataset with each project's view schema, before approval.
     dummy_people: int = Field(
@@ -127,6 +172,32 @@ class Settings(BaseSettings):
         default=2048, description="DuckDB memory limit of one analysis run (per project connection), in MB."
     )
     analysis_threads: int = Field(default=2, description="DuckDB threads of one analysis run.")
+    # Apache Spark (hygie/warehouse/spark.py, docs/spark.md): the distributed engine of a national deployment.
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="Engine of aggregates and view builds: 'duckdb' (embedded) or 'spark'."
+    )
+    spark_master: str = Field(
+        default="local[2]", description="Spark master URL: local[N], or spark://host:7077 for a standalone cluster."
+    )
+    spark_shuffle_partitions: int = Field(
+        default=4, ge=1, description="spark.sql.shuffle.partitions (national scale: about 2 per executor core)."
+    )
+    spark_driver_memory_mb: int = Field(default=1024, ge=256, description="Heap of the Spark driver JVM, in MB.")
+    spark_executor_memory_mb: int = Field(default=1024, ge=256, description="Heap of each Spark executor, in MB.")
+    spark_ui: bool = Field(default=False, description="Serve the Spark web UI (off: nothing listens but custody).")
+    spark_event_log_dir: Path | None = Field(
+        default=None, description="Directory of Spark's event log (spark.eventLog.enabled); None: no event log."
+    )
+    spark_auth_secret_file: Path | None = Field(
+        default=None,
+        description="File (0600) holding the secret a standalone cluster's master, workers and driver share: RPC "
+        "then authenticated and encrypted (spark.authenticate, spark.network.crypto.enabled). None: local mode only.",
+    )
+    spark_custody_host: str = Field(
+        default="127.0.0.1",
+        description="Address the custody channel of Spark's KMS client listens on (loopback: executors on this "
+        "machine only; see docs/spark.md for executors on other nodes).",
+    )
     analysis_timeout_seconds: float = Field(
         default=120.0, description="Wall-clock limit of one analysis run; the query is interrupted past it."
     )
@@ -191,6 +262,41 @@ class Settings(BaseSettings):
         description="Most small suppressed cells (two linear programs each) the audit bounds before a release; "
         "beyond it the output goes to the airlock with a finding.",
     )
+    # Differential privacy (hygie.disclosure.dp), for projects approved with release_mode 'dp'. One privacy
+    # definition: zero-concentrated DP (zCDP, Bun & Steinke 2016), budgets and costs counted in rho. Why zCDP and not
+    # pure epsilon: releases are vectors of cells (histograms) and many of them per project; Gaussian noise calibrated
+    # to the L2 sensitivity gives far less error than Laplace for the same protection, and zCDP composes by adding
+    # rho, which is exactly what a ledger can count (sum of costs <= budget). rho converts to (epsilon, delta)-DP for
+    # any delta: epsilon = rho + 2 * sqrt(rho * ln(1 / delta)) (docs/disclosure.md).
+    dp_rho_per_statistic: float = Field(
+        default=0.01,
+        gt=0,
+        allow_inf_nan=False,
+        description="zCDP cost (rho) of one released statistic: one measure (people, events, a sum, a mean) over "
+        "the request's whole grid of cells. A request costs this times its measures (margins are derived from the "
+        "noisy cells: free).",
+    )
+    dp_events_per_person: int = Field(
+        default=50,
+        ge=1,
+        description="Contribution bound: events (care lines) of one person counted in a cell at most; a person's "
+        "further events are dropped before noise.",
+    )
+    dp_amount_lower: float = Field(
+        default=0.0,
+        allow_inf_nan=False,
+        description="Contribution bound: one person's total amount in a cell (a sum or a mean's numerator) is "
+        "clamped to at least this before noise.",
+    )
+    dp_amount_upper: float = Field(
+        default=5_000.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Contribution bound: one person's total amount in a cell is clamped to at most this before noise.",
+    )
+    dp_confidence: float = Field(
+        default=0.95, gt=0, lt=1, description="Level of the interval released beside every noisy value."
+    )
 
     # Authentication policy.
     session_minutes: int = Field(default=30, description="A signed-in session expires after this long.")
@@ -237,6 +343,17 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=12, description="Shortest accepted password.")
     password_memory_kib: int = Field(default=19_456, description="Argon2id memory per password hash (OWASP).")
     password_iterations: int = Field(default=2, description="Argon2id passes per password hash (OWASP).")
+    portal_state_service: bool = Field(
+        default=False,
+        description="The operator declares this hub a service of the French State: only then do pages show the "
+        "Marianne block and 'République française' (the DSFR licence reserves them to State services).",
+    )
+    portal_controller_name: str = Field(
+        default="Hygie",
+        min_length=1,
+        max_length=80,
+        description="The data controller's own name, shown in the neutral header of a non-State hub.",
+    )
     enrolment_code_hours: int = Field(
         default=72, description="Hours a staff account's one-time enrolment code stays valid once mailed."
     )
@@ -415,6 +532,87 @@ class Settings(BaseSettings):
     )
     breach_parallel_rows: int = Field(
         default=50_000, description="Leaks of at least this many rows are matched by breach_match_workers processes."
+    )
+
+    # Improper-payment rate (hygie.control.sample, review, estimate): a reviewed stratified random sample.
+    control_purposes: list[str] = Field(
+        default=["expenditure"],
+        description="Lawful purposes (art. L1461-1 III) under which a project may sample and review claims.",
+    )
+    control_amount_bands: list[float] = Field(
+        default=[20.0, 50.0, 150.0, 500.0],
+        description="Upper bounds (EUR, increasing) of the paid-amount bands that stratify the sample, with the "
+        "care type; a last band holds larger claims.",
+    )
+    control_target_half_width: float = Field(
+        default=0.01,
+        description="Half-width of the 95 % interval the sample is sized for, as a fraction (0.01 = 1 point).",
+    )
+    control_expected_rate: float = Field(
+        default=0.05, description="Improper-payment rate assumed when sizing the sample (a fraction)."
+    )
+    control_min_per_stratum: int = Field(
+        default=30, description="Fewest claims drawn in a stratum (a smaller stratum is taken whole)."
+    )
+    control_max_sample: int = Field(
+        default=50_000, description="Most claims one sample may hold, whatever the target precision asks."
+    )
+
+    # Leads found by rules (hygie.control.rules): what makes a claim, a provider or a beneficiary worth a look.
+    control_max_daily_acts: dict[str, int] = Field(
+        default={"default": 60, "0": 600, "38": 600},
+        description="Most acts one provider can bill in a day, by specialty code PSE_SPE_COD ('default' for any "
+        "other; '0' pharmacies and non-physicians, '38' laboratories dispense many lines a day).",
+    )
+    control_duplicate_natures: list[tuple[int, int]] = Field(
+        default=[(1100, 1299)],
+        description="PRS_NAT_REF ranges (consultations, visits) billed at most once per patient, provider and day: "
+        "a second identical line is a duplicate lead.",
+    )
+    control_outlier_min_acts: int = Field(
+        default=20, description="Fewest acts a provider must bill in the period to be compared with peers."
+    )
+    control_outlier_min_peers: int = Field(
+        default=5, description="Fewest peers (same specialty, region) for a robust comparison; else national."
+    )
+    control_outlier_robust_z: float = Field(
+        default=8.0,
+        description="Robust z-score (|x - median| / (1.4826 MAD)) of a provider's amount per act, acts per "
+        "patient or patients per day beyond which it is an outlier lead.",
+    )
+    control_outlier_min_spread: float = Field(
+        default=0.5,
+        description="Smallest spread a robust z-score divides by, as a fraction of the peers' median (tariffs are "
+        "fixed: without it, a provider a few euros above identical peers, or allowed to bill above the tariff, "
+        "would be an outlier).",
+    )
+    control_outlier_skip_specialties: list[int] = Field(
+        default=[0, 38],
+        description="Specialty codes (PSE_SPE_COD) not compared by the outlier rule: pharmacies and laboratories "
+        "bill lines whose amount depends on the product, not on the professional.",
+    )
+    control_isolation_min_score: float = Field(
+        default=0.55,
+        description="Isolation Forest anomaly score (0.5 ordinary, 1 isolated at once) above which a provider is a "
+        "multivariate outlier lead.",
+    )
+    control_isolation_min_z: float = Field(
+        default=3.0,
+        description="A multivariate outlier lead also needs one metric this many robust deviations above its peers.",
+    )
+    control_isolation_trees: int = Field(default=200, description="Trees of the Isolation Forest.")
+    control_isolation_seed: int = Field(default=0, description="Seed of the Isolation Forest (reproducible runs).")
+    control_paper_min_shared: int = Field(
+        default=3,
+        description="Fewest beneficiaries sharing one keyed contact (phone or address HMAC) for a 'patients only "
+        "on paper' lead, when their care has no other trace.",
+    )
+    control_lift_approver_roles: list[str] = Field(
+        default=["reviewer", "dpo"],
+        description="Roles that may approve, as the second person, lifting a lead's pseudonym for an investigation.",
+    )
+    control_lift_window_minutes: int = Field(
+        default=30, description="Minutes after approval within which the requester may see the lifted identity once."
     )
 
     # Key derivation (Argon2id, RFC 9106 second recommended option).

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What every ``hygie`` sub-command shares: the error stream, a refusal that exits, and opening the hub.
 
 Kept apart from :mod:`hygie.cli` so that the sub-CLIs (breach, citizen index) reach it without importing the
@@ -11,9 +13,9 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from hygie.config import Settings
-
 if TYPE_CHECKING:
+    # Types only: importing the settings (pydantic) or the hub here would slow every `hygie --help`.
+    from hygie.config import Settings
     from hygie.hub import Hub
 
 err = Console(stderr=True)

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The demo's people, project and breach: accounts of every role, two enrolled citizens, one project taken through
 review, and one data breach imported and notified by the DPO (a leak of the first synthetic people, the first
 demo citizen among them), so the platform can be tried end to end on synthetic data.

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Fail points: named places where a test can have the process killed outright (SIGKILL).
 
 Set ``HYGIE_FAILPOINT=<name>`` in a child process's environment; the process dies at that point with no

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A hub: one data dir with its keys, metadata database and warehouse, opened together."""
 
 from __future__ import annotations
@@ -7,18 +9,20 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from hygie import logging as _logging  # noqa: F401  (JSON logs to stderr)
 from hygie.config import Settings
 from hygie.db import make_engine, make_sessionmaker, migrate
+from hygie.db.sealed import MetadataSealer, attach
 from hygie.identity.pseudonym import Pseudonymiser
 from hygie.identity.vault import IdentityVault, KnownPeople
-from hygie.keys import KeyCustody, open_custody
+from hygie.keys import KeyCustody, KeyPurpose, open_custody
 from hygie.locks import exclusive
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import Warehouse
@@ -26,6 +30,34 @@ from hygie.warehouse.store import Warehouse
 
 class HubNotInitialised(Exception):
     pass
+
+
+def _private_database(settings: Settings) -> None:
+    """An embedded SQLite database is created 0600 before SQLite opens it (its -wal and -shm files take the same
+    mode), and tightened when an older hub made it wider: whatever the process umask, only the hub's user reads it."""
+    url = make_url(settings.database)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        file = path.parent / name
+        try:
+            if file.stat().st_mode & 0o077 and file.stat().st_uid == os.geteuid():
+                os.chmod(file, 0o600)
+        except FileNotFoundError:
+            continue
+
+
+METADATA_SEAL_KEY = "metadata-seal"
+
+
+def _metadata_key(custody: KeyCustody) -> bytes:
+    """The key that seals free-text metadata (hygie.db.sealed): an HMAC under a custody key, so it is never stored,
+    travels with the keystore in backups, and goes wherever custody goes (the token, with PKCS#11)."""
+    custody.ensure(METADATA_SEAL_KEY, KeyPurpose.PSEUDONYM)
+    return custody.mac(METADATA_SEAL_KEY, [b"hygie/metadata-seal/v1"], version=1)[0]
 
 
 @dataclass
@@ -49,16 +81,19 @@ class Hub:
         os.chmod(settings.data_dir, 0o700)
         (settings.data_dir / "locks").mkdir(exist_ok=True)
         custody = open_custody(settings, create=True)
+        _private_database(settings)
         engine = make_engine(settings)
         migrate(engine)
         return cls._assemble(settings, custody, engine)
 
     @classmethod
     def open(cls, settings: Settings) -> Hub:
-        if not (settings.data_dir / "keys" / "keystore.json").exists():
+        keys = settings.data_dir / "keys"
+        if not (keys / "keystore.json").exists() and not (keys / "pkcs11-keystore.json").exists():
             raise HubNotInitialised(f"no hub in {settings.data_dir}: run `hygie init` first")
         (settings.data_dir / "locks").mkdir(exist_ok=True)
         custody = open_custody(settings)
+        _private_database(settings)
         engine = make_engine(settings)
         migrate(engine)
         hub = cls._assemble(settings, custody, engine)
@@ -67,6 +102,7 @@ class Hub:
 
     @classmethod
     def _assemble(cls, settings: Settings, custody: KeyCustody, engine: Engine) -> Hub:
+        attach(engine, MetadataSealer(lambda: _metadata_key(custody)))
         return cls(
             settings=settings,
             custody=custody,

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """An exclusive lock on a file, held across processes (``flock``): one ingestion per hub, one view build per
 project, one dummy build at a time, one keystore writer."""
 

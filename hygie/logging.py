@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Structured JSON logs (structlog) on standard error. Log events carry counts and ids, never identifiers."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Tables Hygie writes out for people to open: cells a spreadsheet would execute are neutralised.
 
 Values are stored as delivered (a name may really start with ``=`` or ``-``); only what is written out for a

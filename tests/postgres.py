@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A throwaway PostgreSQL cluster started from the installed binaries, for running the suite on PostgreSQL.
 
 ``scripts/test`` installs Debian's postgresql package where initdb is missing. PostgreSQL refuses to run as

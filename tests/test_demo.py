@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The first command of the README: `hygie demo` builds the whole platform on synthetic data — accounts of every
 role, a reviewed project with its view, a breach imported and notified — and a second run changes nothing."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Tables Hygie writes out (hygie/tabular.py): a cell a spreadsheet would execute never leaves unescaped, numbers
 stay numbers. The HTTP attack on the analysis download is in tests/analysis/test_download_escaping.py."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The one mail sender against a real SMTP server (aiosmtpd) on loopback: STARTTLS with a throwaway certificate,
 AUTH, and every refusal to send in clear or to an unproven server."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """`hygie serve` believes no X-Forwarded-For unless a setting names the proxies: a client on a same-host TCP
 pass-through (its peer is 127.0.0.1) cannot choose the source address every per-source limit counts."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Record keys of a project's people, for disclosure control (see docs/disclosure.md).
 
 Each person of a project's view gets ``record_key(project pseudonym, secret)``, where the secret is an HMAC under
@@ -18,6 +20,7 @@ from hygie.disclosure import record_keys
 from hygie.governance.models import Project
 from hygie.governance.views import excluded_since_build, newest_ready, open_view, project_cellkey_key
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUMN
 from hygie.keys import KeyPurpose
 
@@ -38,7 +41,7 @@ def _secret(hub: Hub, project_id: int) -> bytes:
     name = project_cellkey_key(project_id)
     info = hub.custody.ensure(name, KeyPurpose.PSEUDONYM)
     if info.current_version is None:
-        raise CellKeyError(f"project {project_id}: its cell-key key was destroyed when it ended")
+        raise CellKeyError(N_("project {project}: its cell-key key was destroyed when it ended", project=project_id))
     return hub.custody.mac(name, [_SECRET_LABEL])[0]
 
 
@@ -47,7 +50,7 @@ def project_record_keys(hub: Hub, session: Session, project: Project) -> pa.Tabl
     it was built), cached per generation and set of exclusions."""
     view = newest_ready(session, project.id)
     if view is None:
-        raise CellKeyError(f"project {project.id} has no ready view")
+        raise CellKeyError(N_("project {project} has no ready view", project=project.id))
     cache_key = (str(hub.settings.data_dir), project.id, view.generation)
     excluded = excluded_since_build(hub, session, project, view)
     with _lock:

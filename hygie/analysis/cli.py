@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """``hygie analysis``: a thin client of the HTTP API (the server checks, runs, protects and records everything).
 
 The token comes from ``HYGIE_TOKEN`` (a session or a data token of the project), the server from ``--server`` or

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Dummy data: for every project, a synthetic dataset with exactly its view's schema, available before approval.
 
 Researchers write and test their code outside the platform on it; the same aggregate spec or SQL then runs
@@ -56,6 +58,7 @@ from hygie.governance.models import Account, Project, ProjectView
 from hygie.governance.policy import Scope
 from hygie.governance.views import ViewError, build_view, newest_ready, open_view
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.ingest.pipeline import expand_batches, ingest_batch
 from hygie.locks import exclusive
 from hygie.synth import generate
@@ -79,6 +82,16 @@ class DummyDataError(Exception):
 
 class DummyCodeRefused(DummyDataError):
     """A spec or SQL tried on dummy data was refused or stopped, as it would be on the real view."""
+
+
+def _said(exc: Exception) -> str:
+    """An exception's message as it was raised (a catalogued message keeps its identifier), not ``str(exc)``."""
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        return message
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 @dataclass(frozen=True)
@@ -168,8 +181,15 @@ def _open_dummy_hub(settings: Settings, first_year: int, years: int) -> Hub:
                 result = ingest_batch(hub, batch)
                 if result.status != "accepted":
                     raise DummyDataError(
-                        f"the synthetic batch {batch.name} for dummy data {first_year}+{years} was {result.status}: "
-                        f"{result.errors[:3]}; this is a bug in hygie.synth or the ingestion rules"
+                        N_(
+                            "the synthetic batch {batch} for dummy data {first_year}+{years} was {status}: {errors}; "
+                            "this is a bug in hygie.synth or the ingestion rules",
+                            batch=batch.name,
+                            first_year=first_year,
+                            years=years,
+                            status=result.status,
+                            errors=str(result.errors[:3]),
+                        )
                     )
         ready.write_text(json.dumps({"people": settings.dummy_people, "seed": dummy_seed(settings, first_year, years)}))
     except BaseException:
@@ -215,11 +235,18 @@ def dummy_view(settings: Settings, project: Project) -> Iterator[tuple[Hub, Proj
     try:
         scope = Scope.model_validate(project.scope)
     except ValueError as exc:
-        raise DummyDataError(f"project {project.id}: its scope is not valid ({exc}); fix it first") from None
+        raise DummyDataError(
+            N_("project {project}: its scope is not valid ({error}); fix it first", project=project.id, error=str(exc))
+        ) from None
     first_year, years = _years(scope)
     if years > MAX_YEARS:
         raise DummyDataError(
-            f"project {project.id}: dummy data covers at most {MAX_YEARS} years; its period spans {years}"
+            N_(
+                "project {project}: dummy data covers at most {maximum} years; its period spans {years}",
+                project=project.id,
+                maximum=MAX_YEARS,
+                years=years,
+            )
         )
     with _dummy_lock(settings):
         hub = _open_dummy_hub(settings, first_year, years)
@@ -231,7 +258,7 @@ def dummy_view(settings: Settings, project: Project) -> Iterator[tuple[Hub, Proj
                     try:
                         view = build_view(hub, session, copy, actor=ACTOR)
                     except ViewError as exc:
-                        raise DummyDataError(str(exc)) from None
+                        raise DummyDataError(_said(exc)) from None
                 session.commit()
                 yield hub, copy, view
         finally:
@@ -398,7 +425,7 @@ def run_on_dummy(
     real view it would wait for two output checkers).
     """
     if (spec is None) == (sql is None):
-        raise DummyCodeRefused("send exactly one of an aggregate spec or a SQL statement")
+        raise DummyCodeRefused(N_("send exactly one of an aggregate spec or a SQL statement"))
     with dummy_view(settings, project) as (hub, copy, view), hub.session() as session:
         columns = {table: list(meta["columns"]) for table, meta in view.tables.items()}
         try:
@@ -413,7 +440,7 @@ def run_on_dummy(
                 query = check_sql(sql, columns)
             run = DuckDBEngine(hub).run(copy, query, Limits.from_settings(settings))
         except (SQLRefused, SpecError, QueryStopped, CellKeyError) as exc:
-            raise DummyCodeRefused(getattr(exc, "message", str(exc))) from None
+            raise DummyCodeRefused(_said(exc)) from None
         cap = settings.analysis_max_output_rows
         if spec is not None:
             # Shown as the real view's output would be: dimension labels, rounded people, suppressed cells.

@@ -1,4 +1,6 @@
-"""Where a compiled query runs: an engine behind a small interface (DuckDB now, Spark for national scale later).
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
+"""Where a compiled query runs: an engine behind a small interface (DuckDB embedded, Spark for national scale).
 
 An engine receives a query as a SQLGlot expression (each engine renders it in its own dialect), auxiliary tables
 the platform adds (record keys, referentials), and limits; it returns an Arrow table or raises
@@ -24,6 +26,7 @@ from hygie.config import Settings
 from hygie.governance.models import Project
 from hygie.governance.views import open_view
 from hygie.hub import Hub
+from hygie.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -107,22 +110,33 @@ class DuckDBEngine:
                 result = con.sql(sql).to_arrow_table()
             except duckdb.InterruptException as exc:
                 raise QueryStopped(
-                    f"stopped at the time limit of {limits.timeout_seconds:g} s: narrow the population or the "
-                    "period, or ask for fewer groups",
+                    N_(
+                        "stopped at the time limit of {seconds:g} s: narrow the population or the period, or ask for "
+                        "fewer groups",
+                        seconds=limits.timeout_seconds,
+                    ),
                     reason="timeout",
                 ) from exc
             except duckdb.OutOfMemoryException as exc:
                 raise QueryStopped(
-                    f"stopped at the memory limit of {limits.memory_mb} MB: aggregate earlier or ask for fewer groups",
+                    N_(
+                        "stopped at the memory limit of {megabytes} MB: aggregate earlier or ask for fewer groups",
+                        megabytes=limits.memory_mb,
+                    ),
                     reason="memory",
                 ) from exc
             except _BEFORE_DATA as exc:
-                raise QueryStopped(f"the query is not valid on this view: {exc}", reason="invalid") from exc
+                raise QueryStopped(
+                    N_("the query is not valid on this view: {error}", error=str(exc)), reason="invalid"
+                ) from exc
             except duckdb.Error as exc:
                 # Runtime errors (conversions, error(), division...) may quote a value of the data: not shown.
                 raise QueryStopped(
-                    f"the query failed while reading the data ({type(exc).__name__}); the message may quote data "
-                    "values, so it is not shown: test the query on the project's dummy data",
+                    N_(
+                        "the query failed while reading the data ({error}); the message may quote data values, so it "
+                        "is not shown: test the query on the project's dummy data",
+                        error=type(exc).__name__,
+                    ),
                     reason="runtime",
                 ) from exc
             finally:
@@ -130,3 +144,13 @@ class DuckDBEngine:
             return RunResult(result, time.perf_counter() - started, time.thread_time() - cpu)
         finally:
             con.close()
+
+
+def engine_for(hub: Hub) -> Engine:
+    """The engine the hub's settings name (``HYGIE_ENGINE``): DuckDB, the embedded default, or Spark (imported only
+    when chosen: pyspark and the JVM cost seconds)."""
+    if hub.settings.engine == "spark":
+        from hygie.analysis.spark_engine import SparkEngine
+
+        return SparkEngine(hub)
+    return DuckDBEngine(hub)

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Analysis jobs, their releases and the output checkers' decisions on them."""
 
 from __future__ import annotations
@@ -5,10 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hygie.db import Base
+from hygie.db.sealed import SealedText
+from hygie.i18n import Message, message_from_json, message_to_json
 
 
 class AnalysisJob(Base):
@@ -20,7 +24,8 @@ class AnalysisJob(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("account.id"), nullable=False, index=True)
     kind: Mapped[str] = mapped_column(String(20), nullable=False)
     """``aggregate`` (a declarative spec, JSON) or ``sql`` (a DuckDB SELECT)."""
-    text: Mapped[str] = mapped_column(Text, nullable=False)
+    text: Mapped[str] = mapped_column(SealedText("analysis_job.text"), nullable=False)
+    """Sealed at rest (hygie.db.sealed): the research question itself; read only to run and show the job."""
     status: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
     """queued, running, succeeded, failed, refused."""
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -31,6 +36,24 @@ class AnalysisJob(Base):
     """rows_scanned (rows of the view tables the query reads), cpu_seconds, output_rows."""
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     """Why it was refused or failed, in words the author can act on (never a data value)."""
+    error_message: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The identifier and parameters of ``error`` when it is a catalogued message (``hygie.i18n``), kept in step by
+    the listener below: the pages say it in French."""
+
+    @property
+    def error_said(self) -> str | None:
+        """``error`` as the message it was made from, when it was one (translatable), else as stored."""
+        if self.error is not None and self.error_message is not None:
+            try:
+                return message_from_json(self.error_message)
+            except (KeyError, IndexError, TypeError, ValueError):
+                return self.error  # a parameter that no longer fits its template: the stored English
+        return self.error
+
+
+@event.listens_for(AnalysisJob.error, "set")
+def _keep_the_identifier(target: AnalysisJob, value: str | None, _old: object, _initiator: object) -> None:
+    target.error_message = message_to_json(value) if isinstance(value, Message) else None
 
 
 class AnalysisRelease(Base):

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Row-level SQL outputs, recognised whatever their disguise, before anything runs.
 
 A researcher's SQL may only produce aggregates. :func:`check_row_level` traces, on the checked SQLGlot tree, where
@@ -38,6 +40,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
 from hygie.governance.policy import CLAIM_KEY
+from hygie.i18n import N_
 from hygie.ingest.contract import BENEFICIARY_TABLE, PSEUDONYM_COLUMN
 
 log = logging.getLogger("hygie.analysis")
@@ -149,6 +152,13 @@ def _keys(entries: Iterable[str]) -> list[str]:
     return sorted({k for k in map(_key, entries) if k is not None})
 
 
+def _and(names: Sequence[str]) -> str:
+    """Column names as one phrase, "A and B and C", its "and" translatable."""
+    if len(names) <= 1:
+        return "".join(names)
+    return N_("{first} and {rest}", first=names[0], rest=_and(names[1:]))
+
+
 def _schema(tables: Mapping[str, Sequence[str]]) -> dict[str, object]:
     return {table: {column: "VARCHAR" for column in columns} for table, columns in tables.items()}
 
@@ -163,11 +173,14 @@ def trace(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> Shape:
     except (SqlglotError, RecursionError) as exc:
         first = str(exc).splitlines()[0][:200]
         raise RowLevel(
-            f"the platform could not trace the output columns back to the view ({first}): name every column "
-            "explicitly, from the view's tables"
+            N_(
+                "the platform could not trace the output columns back to the view ({error}): name every column "
+                "explicitly, from the view's tables",
+                error=first,
+            )
         ) from exc
     if root is None:
-        raise RowLevel("the platform could not trace the output columns back to the view: send one SELECT")
+        raise RowLevel(N_("the platform could not trace the output columns back to the view: send one SELECT"))
     try:
         return _Tracer(tables).shape(root)
     except RowLevel:
@@ -175,8 +188,10 @@ def trace(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> Shape:
     except Exception as exc:  # a shape the tracer does not know (or too deep): refused, never let through
         log.warning("row-level tracing failed (%s); the SQL is refused", type(exc).__name__)
         raise RowLevel(
-            "the platform could not trace the output columns back to the view: write the query more plainly "
-            "(named columns, fewer levels)"
+            N_(
+                "the platform could not trace the output columns back to the view: write the query more plainly "
+                "(named columns, fewer levels)"
+            )
         ) from exc
 
 
@@ -186,33 +201,49 @@ def check_row_level(tree: exp.Expr, tables: Mapping[str, Sequence[str]]) -> None
     labels = _labels(tree, shape)
     for label, keys in zip(labels, shape.keys, strict=True):
         if _keys(keys):
-            named = " and ".join(_keys(keys))
+            named = _and(_keys(keys))
             raise RowLevel(
-                f"output column {label} derives from {named}, a per-person or per-claim key (hashed, cast, "
-                "reversed, cut or collected, it still singles people out): row-level data never leaves; keys may "
-                "only be counted (count(DISTINCT ...)) or used to join and filter"
+                N_(
+                    "output column {column} derives from {keys}, a per-person or per-claim key (hashed, cast, "
+                    "reversed, cut or collected, it still singles people out): row-level data never leaves; keys may "
+                    "only be counted (count(DISTINCT ...)) or used to join and filter",
+                    column=label,
+                    keys=named,
+                )
             )
         if COLLECTED in keys:
             raise RowLevel(
-                f"output column {label} packs the rows or values of a view table into one cell (list, string_agg, "
-                "histogram...), out of sight of the row checks: row-level data never leaves; group with GROUP BY "
-                "and count instead"
+                N_(
+                    "output column {column} packs the rows or values of a view table into one cell (list, "
+                    "string_agg, histogram...), out of sight of the row checks: row-level data never leaves; group "
+                    "with GROUP BY and count instead",
+                    column=label,
+                )
             )
         if ONE_ROW in keys:
             raise RowLevel(
-                f"output column {label} is one row's value of a view table (a subquery without aggregation): "
-                "row-level data never leaves; aggregate it"
+                N_(
+                    "output column {column} is one row's value of a view table (a subquery without aggregation): "
+                    "row-level data never leaves; aggregate it",
+                    column=label,
+                )
             )
     if shape.grain == Grain.KEYED:
         raise RowLevel(
-            f"the output has one row per person, claim or line ({shape.why}): row-level data never leaves; group by "
-            "attributes (sex, age band, region, month...) and count the keys instead"
+            N_(
+                "the output has one row per person, claim or line ({why}): row-level data never leaves; group by "
+                "attributes (sex, age band, region, month...) and count the keys instead",
+                why=shape.why,
+            )
         )
     if shape.grain == Grain.ROWS:
         raise RowLevel(
-            f"the output is not an aggregate: each of its rows is a row of {shape.why} (DISTINCT, UNION, INTERSECT, "
-            "EXCEPT or a GROUP BY without an aggregate function among the outputs summarise nothing): row-level "
-            "data never leaves; aggregate with GROUP BY and count(DISTINCT BEN_NIR_PSA), sum(...), avg(...)"
+            N_(
+                "the output is not an aggregate: each of its rows is a row of {table} (DISTINCT, UNION, INTERSECT, "
+                "EXCEPT or a GROUP BY without an aggregate function among the outputs summarise nothing): row-level "
+                "data never leaves; aggregate with GROUP BY and count(DISTINCT BEN_NIR_PSA), sum(...), avg(...)",
+                table=shape.why,
+            )
         )
 
 
@@ -241,11 +272,17 @@ def _labels(tree: exp.Expr, shape: Shape) -> list[str]:
     return out
 
 
-def _describe(labels: Iterable[str]) -> str:
-    named = _keys(labels)
-    if ROW_ID in labels:
-        named.append("a value unique to each row (row_number() without PARTITION BY, random(), uuid())")
-    return " and ".join(named)
+def _grouped_by(labels: Iterable[str]) -> str:
+    """Why an output is keyed: the keys it is grouped by, and any value unique to each row."""
+    named = _and(_keys(labels))
+    if ROW_ID not in labels:
+        return N_("grouped by {keys}", keys=named)
+    if named:
+        return N_(
+            "grouped by {keys} and a value unique to each row (row_number() without PARTITION BY, random(), uuid())",
+            keys=named,
+        )
+    return N_("grouped by a value unique to each row (row_number() without PARTITION BY, random(), uuid())")
 
 
 def _is_aggregate(node: exp.Expr) -> bool:
@@ -315,7 +352,7 @@ class _Tracer:
     def _set_operation(self, scope: Scope, e: exp.SetOperation) -> Shape:
         parts = [self.shape(s) for s in scope.set_operation_scopes]
         if not parts:
-            raise RowLevel("the platform could not trace the branches of a UNION/INTERSECT/EXCEPT")
+            raise RowLevel(N_("the platform could not trace the branches of a UNION/INTERSECT/EXCEPT"))
         left = parts[0]
         keys = list(left.keys)
         for other in parts[1:]:
@@ -401,7 +438,7 @@ class _Tracer:
                 by |= self._partitions(e, scope, aliases)
         keyed = set(_keys(by)) | (by & {ROW_ID})
         if keyed:
-            return Shape(tuple(names), tuple(keys), Grain.KEYED, f"grouped by {_describe(keyed)}")
+            return Shape(tuple(names), tuple(keys), Grain.KEYED, _grouped_by(keyed))
         if grain > Grain.AGGREGATE and not summarised:  # rows (or per-person values) made distinct are still them
             return Shape(tuple(names), tuple(keys), grain, why)
         sets = group is not None and (

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Outputs at rest: every release's rows are sealed (AES-256-GCM) under a data key wrapped by the project's view key.
 
 Pending outputs (SQL awaiting checkers, aggregates the checks could not clear) are unprotected data: they must not
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hygie.governance.views import project_view_key
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.keys import KeyPurpose
 from hygie.keys.custody import KeyError_
 
@@ -55,8 +58,12 @@ def open_rows(hub: Hub, project_id: int, job_id: int, blob: bytes) -> list[dict[
         data_key = hub.custody.unwrap(project_view_key(project_id), wrapped, context)
     except KeyError_ as exc:
         raise OutputShredded(
-            f"the output of analysis {job_id} can no longer be read: project {project_id}'s keys were destroyed "
-            "when it ended"
+            N_(
+                "the output of analysis {job} can no longer be read: project {project}'s keys were destroyed when it "
+                "ended",
+                job=job_id,
+                project=project_id,
+            )
         ) from exc
     rows: list[dict[str, Any]] = json.loads(AESGCM(data_key).decrypt(nonce, sealed, context))
     return rows

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Analyses: submit, run, protect, release through the airlock, download. Every step is on the record.
 
 Nothing leaves as rows. An aggregate's output passes disclosure control (``hygie.disclosure.protect``) with people
@@ -24,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from hygie.analysis.cellkeys import CellKeyError, project_record_keys
 from hygie.analysis.compile import AggregatePlan, SpecError, compile_aggregate, output_table
-from hygie.analysis.engine import CompiledQuery, DuckDBEngine, Engine, Limits, QueryStopped
+from hygie.analysis.dprelease import DPPlan, close_charge, compile_dp
+from hygie.analysis.dprelease import release as dp_release
+from hygie.analysis.engine import CompiledQuery, Engine, Limits, QueryStopped, engine_for
 from hygie.analysis.models import AnalysisJob, AnalysisRelease, ReleaseDecision
 from hygie.analysis.sealing import OutputShredded, open_rows, seal_rows
 from hygie.analysis.spec import AggregateSpec
@@ -39,15 +43,17 @@ from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.models import Project, ProjectMember, ProjectView
 from hygie.governance.policy import CLAIM_KEY, reviewing_roles
 from hygie.governance.policy import Scope as ProjectScope
+from hygie.governance.privacy import DP, BudgetError, refund, reserve, settle
 from hygie.governance.views import newest_ready
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.ingest.contract import PSEUDONYM_COLUMN
 from hygie.tabular import write_dict_csv
+from hygie.vocabulary import RELEASE_STATUS, ROLE, word
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, REFUSED = "queued", "running", "succeeded", "failed", "refused"
 RELEASED, PENDING, REJECTED = "released", "pending", "rejected"
 MIN_REASON = 10
-CHECKERS_SAY = "reviewers do (the DPO oversees, and checks outputs only if the policy setting dpo_may_review says so)"
 log = logging.getLogger("hygie.analysis")
 ROW_LEVEL_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
 
@@ -57,7 +63,7 @@ ROW_LEVEL_COLUMNS = (PSEUDONYM_COLUMN, CLAIM_KEY)
 # rejected, one the checks refused, a run stopped at a limit and a run that failed: which one is for the output
 # checkers, the DPO and the audit record. Only ``refused`` (before anything ran, from the text alone) says why.
 SHOWN_RUNNING, SHOWN_RELEASED, SHOWN_WITHHELD, SHOWN_REFUSED = "running", "released", "withheld", "refused"
-WITHHELD_MESSAGE = (
+WITHHELD_MESSAGE = N_(
     "no output of this analysis is released: it awaits the output checkers, or it was refused, stopped at a limit or "
     "failed while reading the data; which one is not shown, because it could depend on the data (the output checkers "
     "and the DPO see the reason). Test the query on the project's dummy data; a released output appears here"
@@ -94,7 +100,7 @@ def shown_job(
     ``released``, ``withheld`` (the same message whatever the reason) or, for a query invalid on the view's schema,
     ``refused``."""
     if job.status == REFUSED and job.started_at is None:  # decided from the text alone, in the request
-        return ShownJob(SHOWN_REFUSED, job.finished_at, job.error)
+        return ShownJob(SHOWN_REFUSED, job.finished_at, job.error_said)
     if job.status in (QUEUED, RUNNING) or job.finished_at is None:
         return ShownJob(SHOWN_RUNNING, None, None)
     submitted, finished = _aware(job.submitted_at), _aware(job.finished_at)
@@ -106,7 +112,7 @@ def shown_job(
     if _aware(now or _now()) < visible:
         return ShownJob(SHOWN_RUNNING, None, None)
     if job.status == REFUSED:  # invalid on the view's schema, found while planning: the text's fault, said as such
-        return ShownJob(SHOWN_REFUSED, visible, job.error)
+        return ShownJob(SHOWN_REFUSED, visible, job.error_said)
     if release is not None and release.status == RELEASED:
         return ShownJob(SHOWN_RELEASED, visible, None)
     return ShownJob(SHOWN_WITHHELD, visible, WITHHELD_MESSAGE)
@@ -144,7 +150,7 @@ class Analyses:
     def __init__(self, hub: Hub, session: Session, engine: Engine | None = None, *, background: bool = False) -> None:
         self.hub = hub
         self.session = session
-        self.engine = engine or DuckDBEngine(hub)
+        self.engine = engine or engine_for(hub)
         self.background = background
         """Run submissions in the hub's worker pool and return them queued (the API); else run them before
         returning (scripts, benchmarks)."""
@@ -173,7 +179,7 @@ class Analyses:
 
     def submit_sql(self, actor: Actor, project_id: int, sql: str) -> AnalysisJob:
         if not sql.strip():
-            raise Invalid("the SQL is empty: send one SELECT statement")
+            raise Invalid(N_("the SQL is empty: send one SELECT statement"))
         return self._submit(actor, project_id, "sql", sql, None)
 
     def _submit(self, actor: Actor, project_id: int, kind: str, text: str, spec: AggregateSpec | None) -> AnalysisJob:
@@ -189,7 +195,7 @@ class Analyses:
             view = self._view(project)
             query, plan = self._compile(project, job, view, spec)
         except (SQLRefused, SpecError, CellKeyError, Conflict) as exc:
-            message = getattr(exc, "message", str(exc))
+            message = _said(exc)
             self._refuse(actor, project, job, message)
             return job
         except Exception:  # a bug, not the text's fault: refused on the record, the details in the server log only
@@ -197,14 +203,23 @@ class Analyses:
             self.session.rollback()
             self._refuse(actor, project, job, UNCHECKED_MESSAGE)
             return job
+        if isinstance(plan, DPPlan):  # the cost is known from the spec: debited before anything runs, or refused
+            try:
+                reserve(self.session, project, job.id, plan.cost, actor=actor.ref)
+            except BudgetError as exc:  # over budget (its refusal is on the record), or no budget open
+                self._refuse(actor, project, job, exc.message)
+                return job
+            self.session.commit()
         if not self.background:
             self._execute(actor, job, project, view, query, plan)
             return job
         job_id, hub, engine = job.id, self.hub, self.engine
         try:
-            workers_for(self.hub).submit(lambda: run_job(hub, engine, actor, job_id, query, plan))
+            workers_for(self.hub).submit(lambda: run_job(hub, engine, actor, job_id, query, plan), job_id)
         except Conflict as exc:
-            self._refuse(actor, project, job, str(exc))
+            if isinstance(plan, DPPlan):  # never queued: nothing read
+                refund(self.session, job.id, reason="not queued: " + exc.message, actor=actor.ref)
+            self._refuse(actor, project, job, exc.message)
         return job
 
     def _refuse(self, actor: Actor, project: Project, job: AnalysisJob, message: str) -> None:
@@ -213,7 +228,7 @@ class Analyses:
                      {"kind": job.kind, "job": job.id, "reason": message}, Outcome.DENIED)  # fmt: skip
         self.session.commit()
 
-    def execute(self, actor: Actor, job_id: int, query: CompiledQuery, plan: AggregatePlan | None) -> None:
+    def execute(self, actor: Actor, job_id: int, query: CompiledQuery, plan: AggregatePlan | DPPlan | None) -> None:
         """Runs a queued job (in a worker, in this object's own session)."""
         job = self.session.get(AnalysisJob, job_id)
         if job is None or job.status != QUEUED:
@@ -229,7 +244,7 @@ class Analyses:
         project: Project,
         view: ProjectView,
         query: CompiledQuery,
-        plan: AggregatePlan | None,
+        plan: AggregatePlan | DPPlan | None,
     ) -> None:
         kind = job.kind
         job.status, job.started_at = RUNNING, _now()
@@ -245,10 +260,12 @@ class Analyses:
             before_data = exc.reason == "invalid"
             job.status, job.error = REFUSED if before_data else FAILED, exc.message
             job.duration_seconds = round(time.perf_counter() - started, 3)
-            if plan is not None:  # every aggregate run writes the same records, in the same order
+            if isinstance(plan, AggregatePlan):  # every aggregate run writes the same records, in the same order
                 from hygie.analysis.ledger import not_reached
 
                 not_reached(self.session, project, job.id, f"account:{job.author_id}")
+            if isinstance(plan, DPPlan):
+                close_charge(self.session, job.id, before_data=before_data, reason=exc.reason, actor=actor.ref)
             self._record(actor, "analysis.run", project, f"analysis:{job.id}",
                          {"kind": kind, "job": job.id, "status": job.status, "stopped": exc.reason,
                           "seconds": job.duration_seconds}, Outcome.FAILED)  # fmt: skip
@@ -265,7 +282,10 @@ class Analyses:
             "output_rows": run.table.num_rows,
         }
         policy = disclosure_policy(self.hub, project)
-        if plan is not None:
+        if isinstance(plan, DPPlan):
+            release = self._release_dp(project, job, plan, run.table, policy)
+            settle(self.session, job.id, actor=actor.ref)  # in the transaction that records the release
+        elif plan is not None:
             release = self._protect_aggregate(project, job, plan, run.table, policy)
         else:
             release = self._check_sql_output(project, job, run.table, policy)
@@ -309,16 +329,32 @@ class Analyses:
     def _view(self, project: Project) -> ProjectView:
         view = newest_ready(self.session, project.id)
         if view is None:
-            raise Conflict(f"project {project.id} has no ready view yet: it is built when the project is activated")
+            raise Conflict(
+                N_(
+                    "project {project} has no ready view yet: it is built when the project is activated",
+                    project=project.id,
+                )
+            )
         return view
 
     def _compile(
         self, project: Project, job: AnalysisJob, view: ProjectView, spec: AggregateSpec | None
-    ) -> tuple[CompiledQuery, AggregatePlan | None]:
+    ) -> tuple[CompiledQuery, AggregatePlan | DPPlan | None]:
         columns = {t: list(m["columns"]) for t, m in view.tables.items()}
+        dp_mode = project.release_mode == DP
         if spec is None:
+            if dp_mode:
+                raise SpecError(
+                    N_(
+                        "this project releases with differential privacy: only aggregate specs, whose noise the "
+                        "platform can calibrate; SQL outputs are not released in this mode"
+                    )
+                )
             return check_sql(job.text, columns), None
         year = ProjectScope.model_validate(project.scope).population.period_start.year
+        if dp_mode:
+            dp_plan = compile_dp(spec, columns, reference_year=year, settings=self.hub.settings)
+            return dp_plan.query, dp_plan
         keys = project_record_keys(self.hub, self.session, project)
         plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys,
                                  threshold=disclosure_policy(self.hub, project).threshold)  # fmt: skip
@@ -365,6 +401,22 @@ class Analyses:
             columns=columns, rows=[], findings=findings,
             sealed_rows=seal_rows(self.hub, project.id, job.id, rows if status != REFUSED else []),
             summary=summary, created_at=_now(), decided_at=_now() if status != PENDING else None,
+        )  # fmt: skip
+
+    def _release_dp(
+        self, project: Project, job: AnalysisJob, plan: DPPlan, result: pa.Table, policy: DisclosurePolicy
+    ) -> AnalysisRelease:
+        """A DP project's output: every cell of the public grid with OpenDP's noise, its scale and its interval;
+        released at once (the budget, not suppression, protects it; no people count is kept in the summary)."""
+        out = dp_release(plan, result)
+        summary = {**out.summary, "threshold": policy.threshold}
+        findings = [f"differential privacy ({out.summary['definition']}): rho {plan.cost:g} spent; every value is "
+                    f"noisy, with its noise standard deviation and a {plan.confidence:.0%} interval"]  # fmt: skip
+        return AnalysisRelease(
+            job_id=job.id, project_id=project.id, verdict=str(Verdict.RELEASE), status=RELEASED,
+            columns=out.columns, rows=[], findings=findings,
+            sealed_rows=seal_rows(self.hub, project.id, job.id, out.rows),
+            summary=summary, created_at=_now(), decided_at=_now(),
         )  # fmt: skip
 
     def _check_sql_output(
@@ -464,7 +516,7 @@ class Analyses:
 
     def download(self, actor: Actor, project_id: int, job_id: int, fmt: str) -> Download:
         if fmt not in ("csv", "json"):
-            raise Invalid("format is 'csv' or 'json'")
+            raise Invalid(N_("format is 'csv' or 'json'"))
         project = require_view_access(self.session, self.hub.settings, actor, project_id)
         release = self._released(project_id, job_id)
         if fmt == "json":
@@ -485,12 +537,12 @@ class Analyses:
         try:
             return open_rows(self.hub, release.project_id, release.job_id, release.sealed_rows)
         except OutputShredded as exc:
-            raise Conflict(str(exc)) from exc
+            raise Conflict(_said(exc)) from exc
 
     def _job(self, project_id: int, job_id: int) -> AnalysisJob:
         job = self.session.get(AnalysisJob, job_id)
         if job is None or job.project_id != project_id:
-            raise NotFound(f"no analysis {job_id} in project {project_id}")
+            raise NotFound(N_("no analysis {job} in project {project}", job=job_id, project=project_id))
         return job
 
     def _release_of(self, job_id: int) -> AnalysisRelease | None:
@@ -506,17 +558,19 @@ class Analyses:
         job = self._job(project_id, job_id)
         release = self._release_of(job_id)
         if release is None or self.shown(job, release).status != SHOWN_RELEASED:
-            raise Conflict(f"analysis {job_id} has no released output: only released outputs can be read or "
-                           "downloaded")  # fmt: skip
+            raise Conflict(N_("analysis {job} has no released output: only released outputs can be read or "
+                              "downloaded", job=job_id))  # fmt: skip
         return release
 
     # -- the airlock (output checkers) --------------------------------------------------------------------
 
     def _require_checker(self, actor: Actor) -> None:
         if actor.role not in reviewing_roles(self.hub.settings.dpo_may_review):
-            raise Denied(f"a {actor.role_name or 'visitor'} cannot check outputs; {CHECKERS_SAY}")
+            raise Denied(N_("a {role} cannot check outputs; reviewers do (the DPO oversees, and checks outputs only if "
+                            "the policy setting dpo_may_review says so)",
+                            role=word(ROLE, actor.role_name or "visitor")))  # fmt: skip
         if TokenScope.GOVERNANCE not in actor.scopes:
-            raise Denied("checking outputs needs the governance scope")
+            raise Denied(N_("checking outputs needs the governance scope"))
 
     def _require_independent(self, actor: Actor, release: AnalysisRelease, project: Project) -> None:
         self._require_checker(actor)
@@ -525,7 +579,8 @@ class Analyses:
         member = self.session.scalar(select(ProjectMember.id).where(
             ProjectMember.project_id == project.id, ProjectMember.account_id == actor.account_id))  # fmt: skip
         if actor.account_id in (job.author_id, project.requester_id) or member is not None:
-            raise Denied(f"you wrote analysis {job.id} or belong to project {project.id}: someone else must check it")
+            raise Denied(N_("you wrote analysis {job} or belong to project {project}: someone else must check it",
+                            job=job.id, project=project.id))  # fmt: skip
 
     def airlock(self, actor: Actor) -> list[tuple[AnalysisRelease, AnalysisJob, int]]:
         """Pending releases with their job and the approvals so far."""
@@ -547,7 +602,7 @@ class Analyses:
         self._require_checker(actor)
         pending = self.session.get(AnalysisRelease, release_id)
         if pending is None or pending.status != PENDING:
-            raise NotFound(f"no output {release_id} awaiting checkers")
+            raise NotFound(N_("no output {release} awaiting checkers", release=release_id))
         release, project = self._release(release_id)
         self._require_independent(actor, release, project)
         job = self.session.get(AnalysisJob, release.job_id)
@@ -563,16 +618,18 @@ class Analyses:
         release, project = self._release(release_id)
         self._require_independent(actor, release, project)
         if decision not in ("approve", "reject"):
-            raise Invalid("decision is 'approve' or 'reject'")
+            raise Invalid(N_("decision is 'approve' or 'reject'"))
         if len(reason.strip()) < MIN_REASON:
-            raise Invalid(f"a decision needs its reason, in at least {MIN_REASON} characters")
+            raise Invalid(N_("a decision needs its reason, in at least {minimum} characters", minimum=MIN_REASON))
         if release.status != PENDING:
-            raise Conflict(f"release {release.id} is {release.status}, not awaiting checkers")
+            raise Conflict(N_("release {release} is {status}, not awaiting checkers", release=release.id,
+                              status=word(RELEASE_STATUS, release.status)))  # fmt: skip
         assert actor.account_id is not None
         earlier = self.session.scalar(select(ReleaseDecision.id).where(
             ReleaseDecision.release_id == release.id, ReleaseDecision.checker_id == actor.account_id))  # fmt: skip
         if earlier is not None:
-            raise Conflict(f"you already decided on release {release.id}: a release needs distinct checkers")
+            raise Conflict(N_("you already decided on release {release}: a release needs distinct checkers",
+                              release=release.id))  # fmt: skip
         self.session.add(ReleaseDecision(release_id=release.id, checker_id=actor.account_id, decision=decision,
                                          reason=reason.strip(), at=_now()))  # fmt: skip
         self.session.flush()
@@ -592,7 +649,7 @@ class Analyses:
     def _release(self, release_id: int) -> tuple[AnalysisRelease, Project]:
         release = self.session.get(AnalysisRelease, release_id)
         if release is None:
-            raise NotFound(f"no release {release_id}")
+            raise NotFound(N_("no release {release}", release=release_id))
         project = self.session.get(Project, release.project_id)
         assert project is not None
         return release, project
@@ -602,12 +659,22 @@ class Analyses:
             ReleaseDecision.release_id == release.id, ReleaseDecision.decision == "approve"))))  # fmt: skip
 
 
-UNCHECKED_MESSAGE = "the platform could not check this request; the failure is on the record: tell the operator"
-FAILED_MESSAGE = "the platform failed while running this analysis; the failure is on the record: tell the operator"
+UNCHECKED_MESSAGE = N_("the platform could not check this request; the failure is on the record: tell the operator")
+FAILED_MESSAGE = N_("the platform failed while running this analysis; the failure is on the record: tell the operator")
+
+
+def _said(exc: Exception) -> str:
+    """An exception's message as it was raised (a catalogued message keeps its identifier), not ``str(exc)``."""
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        return message
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: CompiledQuery,
-            plan: AggregatePlan | None) -> None:  # fmt: skip
+            plan: AggregatePlan | DPPlan | None) -> None:  # fmt: skip
     """A worker's task: run the job in a session of its own; any unexpected error fails the job, on the record
     (the exception goes to the server log, never to the author: it could quote data)."""
     try:
@@ -621,10 +688,12 @@ def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: Compiled
                 return
             job.status, job.error = FAILED, FAILED_MESSAGE
             project = session.get(Project, job.project_id)
-            if plan is not None and project is not None:  # the same records as any aggregate run
+            if isinstance(plan, AggregatePlan) and project is not None:  # the same records as any aggregate run
                 from hygie.analysis.ledger import not_reached
 
                 not_reached(session, project, job.id, f"account:{job.author_id}")
+            if isinstance(plan, DPPlan):
+                close_charge(session, job.id, before_data=False, reason="error", actor=actor.ref)
             record(session, actor=actor.ref, role=actor.role_name, action="analysis.run", outcome=Outcome.FAILED,
                    object=f"analysis:{job.id}", project_id=job.project_id, purpose=None,
                    detail={"kind": job.kind, "job": job.id, "status": FAILED, "stopped": "error"})  # fmt: skip

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Aggregate requests: a declarative JSON spec and a small Python builder for it.
 
 A spec names population filters, group-by dimensions and measures; the platform compiles it to SQL (see
@@ -19,6 +21,8 @@ from __future__ import annotations
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hygie.i18n import N_
 
 DimensionName = Literal[
     "sex", "age", "age_band", "departement", "region", "care_month", "care_year", "act_nature", "provider", "atc",
@@ -51,9 +55,9 @@ class DimensionSpec(BaseModel):
     @model_validator(mode="after")
     def _arguments(self) -> Self:
         if self.width is not None and self.name != "age_band":
-            raise ValueError(f"width applies to age_band, not {self.name}")
+            raise ValueError(N_("width applies to age_band, not {dimension}", dimension=self.name))
         if self.length is not None and self.name not in ("atc", "ccam"):
-            raise ValueError(f"length applies to atc and ccam, not {self.name}")
+            raise ValueError(N_("length applies to atc and ccam, not {dimension}", dimension=self.name))
         return self
 
     @property
@@ -83,7 +87,7 @@ class FilterSpec(BaseModel):
     @model_validator(mode="after")
     def _one_test(self) -> Self:
         if (self.in_ is None) == (self.between is None):
-            raise ValueError("a filter has exactly one of 'in' (codes) or 'between' ([low, high], inclusive)")
+            raise ValueError(N_("a filter has exactly one of 'in' (codes) or 'between' ([low, high], inclusive)"))
         return self
 
 
@@ -110,11 +114,11 @@ class MeasureSpec(BaseModel):
     @model_validator(mode="after")
     def _arguments(self) -> Self:
         if self.kind in ("sum", "mean", "quantile") and self.of is None:
-            raise ValueError(f"a {self.kind} measure needs 'of': the amount column")
+            raise ValueError(N_("a {kind} measure needs 'of': the amount column", kind=self.kind))
         if self.kind in ("people", "events") and self.of is not None:
-            raise ValueError(f"a {self.kind} measure takes no column")
+            raise ValueError(N_("a {kind} measure takes no column", kind=self.kind))
         if (self.kind == "quantile") != (self.q is not None):
-            raise ValueError("'q' is for quantile measures, and they need it")
+            raise ValueError(N_("'q' is for quantile measures, and they need it"))
         return self
 
     @property
@@ -139,7 +143,7 @@ class AggregateSpec(BaseModel):
     def _distinct_dimensions(cls, value: list[DimensionSpec]) -> list[DimensionSpec]:
         labels = [d.label for d in value]
         if len(set(labels)) != len(labels):
-            raise ValueError("each dimension appears once in group_by")
+            raise ValueError(N_("each dimension appears once in group_by"))
         return value
 
     @field_validator("measures")
@@ -147,13 +151,13 @@ class AggregateSpec(BaseModel):
     def _distinct_measures(cls, value: list[MeasureSpec]) -> list[MeasureSpec]:
         names = [m.name for m in value]
         if len(set(names)) != len(names):
-            raise ValueError("each measure appears once")
+            raise ValueError(N_("each measure appears once"))
         return value
 
     @model_validator(mode="after")
     def _totals(self) -> Self:
         if self.totals and len(self.group_by) > MAX_DIMENSIONS_WITH_TOTALS:
-            raise ValueError(f"with totals, at most {MAX_DIMENSIONS_WITH_TOTALS} dimensions")
+            raise ValueError(N_("with totals, at most {count} dimensions", count=MAX_DIMENSIONS_WITH_TOTALS))
         return self
 
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """SQL requests: one DuckDB SELECT over the project's own view tables, checked before anything runs.
 
 The text is parsed with SQLGlot and refused, with the reason, when it is anything but a query, when it names a
@@ -20,6 +22,7 @@ from sqlglot.errors import ParseError, SqlglotError
 
 from hygie.analysis.engine import CompiledQuery
 from hygie.analysis.rowlevel import RowLevel, check_row_level
+from hygie.i18n import N_
 
 FORBIDDEN_FUNCTIONS = frozenset(
     {
@@ -62,34 +65,42 @@ def check_sql(text: str, tables: Mapping[str, Sequence[str]] | Iterable[str]) ->
     try:
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except ParseError as exc:
-        raise SQLRefused(f"the SQL does not parse as DuckDB: {str(exc).splitlines()[0]}") from exc
+        raise SQLRefused(N_("the SQL does not parse as DuckDB: {error}", error=str(exc).splitlines()[0])) from exc
     except SqlglotError as exc:  # a string or comment left open (TokenError), or any other reading error
         raise SQLRefused(
-            "the SQL could not be read as DuckDB (a quote, comment or bracket left open?): check the text"
+            N_("the SQL could not be read as DuckDB (a quote, comment or bracket left open?): check the text")
         ) from exc
     except RecursionError as exc:
-        raise SQLRefused("the SQL is nested too deeply to be checked: write it with fewer levels") from exc
+        raise SQLRefused(N_("the SQL is nested too deeply to be checked: write it with fewer levels")) from exc
     if len(statements) != 1:
-        raise SQLRefused(f"send exactly one SELECT statement (got {len(statements)})")
+        raise SQLRefused(N_("send exactly one SELECT statement (got {count})", count=len(statements)))
     tree = statements[0]
     if not isinstance(tree, STATEMENTS):
         raise SQLRefused(
-            f"only SELECT queries run here; {tree.key.upper()} statements (settings, PRAGMA, COPY, ATTACH, "
-            "INSTALL, LOAD, EXPORT, CREATE...) are refused"
+            N_(
+                "only SELECT queries run here; {statement} statements (settings, PRAGMA, COPY, ATTACH, INSTALL, LOAD, "
+                "EXPORT, CREATE...) are refused",
+                statement=tree.key.upper(),
+            )
         )
     ctes = {str(cte.alias).upper() for cte in tree.find_all(exp.CTE)}
     used: set[str] = set()
     for node in tree.walk():
         if isinstance(node, WRITES):
-            raise SQLRefused(f"{node.key.upper()} is not allowed inside a query: only reading the view is")
+            raise SQLRefused(
+                N_("{statement} is not allowed inside a query: only reading the view is", statement=node.key.upper())
+            )
         if isinstance(node, exp.Table):
             _check_table(node, allowed, ctes, used)
         elif isinstance(node, exp.Func):
             name = _function_name(node)
             if name in FORBIDDEN_FUNCTIONS or name.startswith(FORBIDDEN_PREFIXES):
                 raise SQLRefused(
-                    f"function {name}() is refused: it reaches files, settings, the environment or the engine's "
-                    "catalog; use the view's tables only"
+                    N_(
+                        "function {function}() is refused: it reaches files, settings, the environment or the "
+                        "engine's catalog; use the view's tables only",
+                        function=name,
+                    )
                 )
     try:
         check_row_level(tree, columns)
@@ -110,20 +121,31 @@ def _columns(tables: Mapping[str, Sequence[str]] | Iterable[str]) -> dict[str, l
 def _check_table(node: exp.Table, allowed: dict[str, str], ctes: set[str], used: set[str]) -> None:
     if not isinstance(node.this, exp.Identifier):
         raise SQLRefused(
-            f"table functions ({node.this.sql(dialect='duckdb')[:60]}) are refused: read the project's view "
-            f"tables ({', '.join(sorted(allowed.values()))})"
+            N_(
+                "table functions ({function}) are refused: read the project's view tables ({tables})",
+                function=node.this.sql(dialect="duckdb")[:60],
+                tables=", ".join(sorted(allowed.values())),
+            )
         )
     if node.args.get("db") or node.args.get("catalog"):
         raise SQLRefused(
-            f"{node.sql(dialect='duckdb')[:80]} names a schema or catalog: only the project's own view tables "
-            f"({', '.join(sorted(allowed.values()))}) can be read, without a qualifier"
+            N_(
+                "{table} names a schema or catalog: only the project's own view tables ({tables}) can be read, "
+                "without a qualifier",
+                table=node.sql(dialect="duckdb")[:80],
+                tables=", ".join(sorted(allowed.values())),
+            )
         )
     name = str(node.name).upper()
     if name in ctes:
         return
     if name not in allowed:
         raise SQLRefused(
-            f"{node.name!r} is not a table of this project's view (files, other projects' and the platform's "
-            f"tables cannot be read); its tables are {', '.join(sorted(allowed.values()))}"
+            N_(
+                "{table} is not a table of this project's view (files, other projects' and the platform's tables "
+                "cannot be read); its tables are {tables}",
+                table=repr(node.name),
+                tables=", ".join(sorted(allowed.values())),
+            )
         )
     used.add(allowed[name])

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Runs analyses off the request thread: a small bounded pool of worker threads per hub.
 
 A submission is checked and compiled in the request (refusals are immediate), then queued; the request returns the
@@ -8,8 +10,13 @@ an unexpected error marks the job failed, on the record. ``analysis_workers`` ru
 
 Jobs live in this process only. When a hub's pool is created (the first analysis request after the server starts,
 or :func:`recover_orphans` called from the server's start-up), every job still marked queued or running was left by
-a previous process and is marked failed: it will never finish, and its author must know. One serving process per
-hub is assumed (as for ingestion); several processes sharing a metadata database would need an owner per job.
+a previous process and is marked failed: it will never finish, and its author must know.
+
+Several server processes over one PostgreSQL database (docs/operations.md, "Several server processes"): a job runs
+in the process that accepted it, and every process sees it in the database. While a process holds a job, queued or
+running, it holds a PostgreSQL advisory lock on the job's id on a connection of its own; a process recovering
+orphans skips every job whose lock it cannot take, so a server that starts (or restarts) never fails the jobs of a
+live one. The lock goes with the holder's connection: a process that dies leaves its jobs to the next recovery.
 """
 
 from __future__ import annotations
@@ -21,17 +28,21 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
 
 from hygie.analysis.models import AnalysisJob
 from hygie.audit import Outcome, record
 from hygie.governance.errors import Conflict
 from hygie.hub import Hub
+from hygie.i18n import N_
 
 log = logging.getLogger("hygie.analysis")
 QUEUED, RUNNING, FAILED = "queued", "running", "failed"
-QUEUE_FULL = "the platform is running as many analyses as it takes: submit again in a few minutes"
-RESTARTED = "the server restarted before this analysis finished: submit it again"
+QUEUE_FULL = N_("the platform is running as many analyses as it takes: submit again in a few minutes")
+RESTARTED = N_("the server restarted before this analysis finished: submit it again")
+JOB_LOCK_CLASS = 0x4879
+"""First key of the advisory locks on analysis jobs (PostgreSQL's two-key form: this class, the job's id)."""
 
 
 class Workers:
@@ -43,19 +54,31 @@ class Workers:
         self._pool = ThreadPoolExecutor(max_workers=settings.analysis_workers, thread_name_prefix="hygie-analysis")
         self._lock = threading.Lock()
         self._inflight: set[Future[None]] = set()
+        engine = getattr(hub, "engine", None)
+        self._holder: Connection | None = None
+        """On PostgreSQL, the connection holding an advisory lock on each job of this process (module docstring)."""
+        if engine is not None and engine.dialect.name == "postgresql":
+            self._holder = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
-    def submit(self, task: Callable[[], None]) -> Future[None]:
+    def submit(self, task: Callable[[], None], job_id: int | None = None) -> Future[None]:
         with self._lock:
             if len(self._inflight) >= self.limit:
                 raise Conflict(QUEUE_FULL)  # one text: how many run would tell when other projects' jobs end
+            if job_id is not None and self._holder is not None:
+                self._holder.execute(text("SELECT pg_advisory_lock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id})
             future = self._pool.submit(task)
             self._inflight.add(future)
-        future.add_done_callback(self._done)
+        future.add_done_callback(lambda done: self._done(done, job_id))
         return future
 
-    def _done(self, future: Future[None]) -> None:
+    def _done(self, future: Future[None], job_id: int | None = None) -> None:
         with self._lock:
             self._inflight.discard(future)
+            if job_id is not None and self._holder is not None:
+                try:
+                    self._holder.execute(text("SELECT pg_advisory_unlock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id})
+                except Exception:  # the connection is gone, and its locks with it
+                    log.exception("analysis %d: advisory lock not released", job_id)
 
     def pending(self) -> int:
         with self._lock:
@@ -63,6 +86,9 @@ class Workers:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._holder is not None:  # closed for good (not back to the pool, which would keep its locks)
+            self._holder.invalidate()
+            self._holder.close()
 
 
 _pools: dict[int, Workers] = {}
@@ -94,7 +120,8 @@ which recovers orphans: it must not fail the job that asked for it)."""
 
 
 def recover_orphans(hub: Hub) -> int:
-    """Marks failed every job a previous process left queued or running; returns how many."""
+    """Marks failed every job a previous process left queued or running; returns how many. On PostgreSQL, a job
+    another live process holds (its advisory lock taken) is not an orphan: it is left alone."""
     with hub.session() as session:
         orphans = list(
             session.scalars(
@@ -103,9 +130,17 @@ def recover_orphans(hub: Hub) -> int:
                 )
             )
         )
+        if session.get_bind().dialect.name == "postgresql":  # held until this transaction ends
+            orphans = [
+                j for j in orphans if session.scalar(select(func.pg_try_advisory_xact_lock(JOB_LOCK_CLASS, j.id)))
+            ]
         now = datetime.now(UTC)
+        from hygie.analysis.dprelease import close_charge
+
         for job in orphans:
             job.status, job.error, job.finished_at = FAILED, RESTARTED, now
+            # a DP job's reservation: given back if it never started (nothing read), spent if it was running
+            close_charge(session, job.id, before_data=job.started_at is None, reason="restart", actor="system")
             record(session, actor="system", role=None, action="analysis.run", outcome=Outcome.FAILED,
                    object=f"analysis:{job.id}", project_id=job.project_id, purpose=None,
                    detail={"kind": job.kind, "job": job.id, "status": FAILED, "stopped": "restart"})  # fmt: skip

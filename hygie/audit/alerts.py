@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Access alerts for the data protection officer: rules evaluated over the audit event stream.
 
 The evaluator reads events past a stored cursor (the last event id evaluated), applies every rule and stores
@@ -20,7 +22,8 @@ Rules (thresholds in :class:`AlertPolicy`):
 - ``operator_governance``: every act of an operator (or of the operator's console) on projects, accounts or
   tokens: operators run the platform and must not quietly steer its governance;
 - ``identity_reveal``: every request to see a vault identity from breach review, and every showing of one
-  (or attempt): the two-person reveal is rare and always worth a look;
+  (or attempt): the two-person reveal is rare and always worth a look; likewise every request to lift a control
+  lead's pseudonym for an investigation, and every showing of the lifted identity (hygie.control.lifting);
 - ``fresh_approver``: a project approved (or its annual review approved) by an account created less than
   ``fresh_approver_days`` before (the approval's event carries ``reviewer_created_at``);
 - ``shared_creator``: a project activated by approvers of one creation lineage (the activation's event carries
@@ -152,7 +155,12 @@ class AlertPolicy:
     governance_prefixes: tuple[str, ...] = ("project.", "account.", "token.")
     operator_actors: tuple[str, ...] = ("console",)
     """Actors treated as operators whatever their role: the console runs with the hub's keys, by the operator."""
-    reveal_actions: tuple[str, ...] = ("breach.reveal.request", "breach.reveal.show")
+    reveal_actions: tuple[str, ...] = (
+        "breach.reveal.request",
+        "breach.reveal.show",
+        "control.lift.request",
+        "control.lift.show",
+    )
     integrity_actions: tuple[str, ...] = ("audit.witness.refused", "citizen.letter.cap")
     """Events the ``platform_integrity`` rule raises at once."""
     """``identity_reveal`` fires on each of these events, whatever its outcome (hygie.breach's two-person reveal)."""

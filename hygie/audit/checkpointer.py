@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A background thread that sequences new events and signs a checkpoint every few seconds while events flow.
 
 With witnesses configured (``audit_witnesses``), it also starts the witnessing thread

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The canonical bytes of an audit event: what a log leaf commits to.
 
 Format ``hygie-audit-entry/v1``: one JSON object, UTF-8, keys sorted, no whitespace (``,`` and ``:``

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What a log leaf holds: a salted commitment to the full event, and in clear only what the public register shows.
 
 Two leaf formats, marked per leaf (``audit_leaf.format``):

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The transparency log over ``audit_event``: sequencing, roots, proofs, signed checkpoints.
 
 Sequencing gives each committed event the next leaf index, in event id order, and never skips one:
@@ -284,9 +286,12 @@ class TransparencyLog:
                 return latest
             # From storage, in one query: the root and the consistency proof from the last checkpoint.
             old, old_root = (latest.size, latest.root) if latest is not None else (0, merkle.EMPTY_ROOT)
-            ranges = merkle.consistency_ranges(old, size)
-            hashes = merkle.range_hashes(FastTree(self.engine), [*ranges, (0, size)])
-            root = hashes[-1]
+            if size == 0:  # a new hub: the empty tree is signed like any other (RFC 6962 empty root)
+                hashes, root = [], merkle.EMPTY_ROOT
+            else:
+                ranges = merkle.consistency_ranges(old, size)
+                hashes = merkle.range_hashes(FastTree(self.engine), [*ranges, (0, size)])
+                root = hashes[-1]
             # Never sign a tree that does not extend the last signed one (storage damaged or forked).
             if old and not merkle.verify_consistency(old, size, old_root, root, hashes[:-1]):
                 assert latest is not None

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Merkle tree hashing and proofs exactly as RFC 9162 §2.1 (Certificate Transparency v2).
 
 Pure functions over indexes: proofs are first described as the ranges of leaves whose tree hashes they carry

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Group commit for high-rate callers: many threads record, one writer stores each batch in one transaction.
 
 :func:`hygie.audit.events.record` stays the call for acts that commit with their own transaction. Callers that

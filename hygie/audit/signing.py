@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The checkpoint signing key: an Ed25519 key generated at first use, kept only wrapped by key custody.
 
 The private key is stored in ``audit_signing_key`` wrapped under the custody key ``audit-signing`` (purpose WRAP),

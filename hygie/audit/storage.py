@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Tables of the transparency log and the stored Merkle tree.
 
 - ``audit_leaf``: leaf ``leaf_index`` (0-based, dense) is event ``event_id``; its RFC 9162 leaf hash, its format

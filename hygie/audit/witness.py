@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What anyone can check with public data alone: the public entries (GET /audit/entries) hash to the root of a
 signed checkpoint, and a newer checkpoint extends an older one (GET /audit/proof/consistency).
 

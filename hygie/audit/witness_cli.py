@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """``hygie witness``: run a tlog witness (c2sp.org/tlog-witness) for one or more logs, without a hub.
 
 Meant for an outside institution (a data protection authority, a court registry): nothing here opens a hub,

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The log side of C2SP tlog-witness (c2sp.org/tlog-witness): new checkpoints sent to outside witnesses, their
 cosignatures (c2sp.org/tlog-cosignature) verified and stored beside the checkpoint.
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The anonymous check's client, as the browser page runs it: the NIR never leaves this function.
 
 Sent over the wire: a blinded element (uniformly random), then ``prefix_bits`` bits of a tag derived from

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """How a leaked row's identifying cells agree with its candidate's vault identity, field by field, without saying
 either value: ``exact``, ``close`` (with a 0-1 similarity), ``differs`` (with it), or ``missing`` on one side.
 

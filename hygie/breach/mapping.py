@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Which column of a leaked file holds what: header synonyms (French and English) checked against content.
 
 A header can lie (columns swapped by whoever assembled the leak) or be missing; content rarely lies about

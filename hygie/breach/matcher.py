@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Match each row of a leak to a person of the identity vault, with a confidence.
 
 A valid NIR finds its person through the vault's keyed blind index; the row's name and birth date must then

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Breach tables: incidents, per-row outcomes, notices, the outbox, account flags, the blocking index and the
 anonymous check's keyed tags.
 
@@ -15,6 +17,7 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hygie.db import Base
+from hygie.db.sealed import SealedJSON
 from hygie.identity.vault import RawBytes
 
 
@@ -38,8 +41,9 @@ class BreachIncident(Base):
     retain_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    mapping: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
-    """[{column, header, field, source}] where source is 'header', 'content' or 'dpo'."""
+    mapping: Mapped[list[dict[str, Any]]] = mapped_column(SealedJSON("breach_incident.mapping"), nullable=False)
+    """[{column, header, field, source}] where source is 'header', 'content' or 'dpo'. Sealed at rest
+    (hygie.db.sealed): a leaked file's column headers can describe people."""
     counts: Mapped[dict[str, int]] = mapped_column(JSON, nullable=False)
     categories: Mapped[dict[str, int]] = mapped_column(JSON, nullable=False)
     """Matched people per category of data exposed."""

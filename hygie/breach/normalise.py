@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Values as a leak holds them, put back into the form the vault holds: NIRs, dates, names, postcodes.
 
 Spreadsheets mangle numbers: a NIR shown as 1.99061606165835E+14 (recoverable: a double holds 15 digits

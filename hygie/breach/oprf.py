@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The anonymous "am I in it?" check: a verifiable OPRF (RFC 9497, ristretto255-SHA512, mode VOPRF).
 
 The ``voprf`` package (a binding of the Rust ``voprf`` crate) implements RFC 9497; the tests check it against

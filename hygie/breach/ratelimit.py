@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Rate limits of the anonymous check: a window per client address and one for everyone together.
 
 Counted in the hub's database (:mod:`hygie.governance.limits`), so the limits hold across portal processes and
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 from hygie.governance import limits
 from hygie.hub import Hub
+from hygie.i18n import N_
 
 CLIENT, EVERYONE, ATTEMPT = "breach-check-client", "breach-check-all", "breach-check-attempt"
 
 
 class RateLimited(Exception):
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many checks: try again in {retry_after} s")
+        self.message = N_("too many checks: try again in {seconds} s", seconds=retry_after)
+        super().__init__(self.message)
         self.retry_after = retry_after
 
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Read a leaked file as found in the wild: CSV or TSV in any encoding and separator, XLSX, or JSON.
 
 Everything happens in memory, from bytes: the clear file is never written anywhere. Cells come back as
@@ -18,9 +20,15 @@ from typing import Any
 
 from charset_normalizer import from_bytes
 
+from hygie.i18n import N_
+
 
 class UnreadableFile(ValueError):
     """The file is in no format Hygie reads; the message names the format tried, never file content."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -139,10 +147,10 @@ def _json_rows(text: str) -> tuple[list[str], list[list[str]]]:
         # {"patients": [...]} and the like: the largest list in the object holds the records.
         lists = [v for v in data.values() if isinstance(v, list)]
         if not lists:
-            raise UnreadableFile("a JSON leak needs a list of records (or an object holding one)")
+            raise UnreadableFile(N_("a JSON leak needs a list of records (or an object holding one)"))
         data = max(lists, key=len)
     if not isinstance(data, list):
-        raise UnreadableFile("a JSON leak needs a list of records")
+        raise UnreadableFile(N_("a JSON leak needs a list of records"))
     if data and all(isinstance(r, list) for r in data):
         return [], [[_cell(v) for v in r] for r in data]
     header: list[str] = []
@@ -172,13 +180,15 @@ def read_table(name: str, blob: bytes) -> Table:
     except UnreadableFile:
         raise
     except Exception as exc:  # openpyxl, csv and json raise many kinds; the leak's content is never echoed
-        raise UnreadableFile(f"the file could not be read as {fmt.upper()} ({type(exc).__name__})") from None
+        raise UnreadableFile(
+            N_("the file could not be read as {format} ({error})", format=fmt.upper(), error=type(exc).__name__)
+        ) from None
     if not rows:
-        raise UnreadableFile("the file holds no rows")
+        raise UnreadableFile(N_("the file holds no rows"))
     width = max(len(r) for r in rows)
     rows = [r + [""] * (width - len(r)) for r in rows]
     if _looks_like_header(rows[0]):
         if len(rows) == 1:
-            raise UnreadableFile("the file holds a header row and no data rows")
+            raise UnreadableFile(N_("the file holds a header row and no data rows"))
         return Table(fmt, rows[0], rows[1:])
     return Table(fmt, None, rows)

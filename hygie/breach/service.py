@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Breach incidents: import a leak, match it, report on it, notify the people in it, destroy it when due.
 
 Every step is recorded (``breach.*`` events) in the transaction that does it; events carry counts, field
@@ -40,9 +42,14 @@ from hygie.governance.lineage import creator_id, shared_lineage
 from hygie.governance.models import Account
 from hygie.governance.projects import MIN_REASON
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.identity.vault import Identity
+from hygie.vocabulary import INCIDENT_STATUS, word
 
 CHUNK = 20_000
+CONFIRMING_IMPORT = N_("confirming a leak's import")
+APPROVING_REVEAL = N_("approving a request to see an identity")
+"""The two acts of a second person, as the refusals name them (``{what}``)."""
 
 
 def now() -> datetime:
@@ -85,13 +92,13 @@ class Incidents:
     def get(self, incident_id: int) -> BreachIncident:
         incident = self.session.get(BreachIncident, incident_id)
         if incident is None:
-            raise NotFound(f"no breach incident {incident_id}")
+            raise NotFound(N_("no breach incident {incident}", incident=incident_id))
         return incident
 
     def by_name(self, name: str) -> BreachIncident:
         incident = self.session.scalars(select(BreachIncident).where(BreachIncident.name == name)).first()
         if incident is None:
-            raise NotFound(f"no breach incident named {name!r}: `hygie breach list` shows them")
+            raise NotFound(N_("no breach incident named {name}: `hygie breach list` shows them", name=repr(name)))
         return incident
 
     def import_file(self, actor: str, name: str, file_name: str, blob: bytes, *, staged: bool = False) -> Result:
@@ -101,9 +108,9 @@ class Incidents:
         the import (:meth:`confirm`). Imports over HTTP are staged; the console's are not (docs/breach.md)."""
         name = name.strip()
         if not name or len(name) > 200:
-            raise Invalid("an incident needs a name of 1 to 200 characters")
+            raise Invalid(N_("an incident needs a name of 1 to 200 characters"))
         if self.session.scalars(select(BreachIncident.id).where(BreachIncident.name == name)).first() is not None:
-            raise Conflict(f"an incident named {name!r} exists already: choose another name")
+            raise Conflict(N_("an incident named {name} exists already: choose another name", name=repr(name)))
         started = time.perf_counter()
         table = read_table(file_name, blob)
         self.timings = {"read": time.perf_counter() - started}
@@ -131,11 +138,17 @@ class Incidents:
         """A second person confirms a staged import: only now is the file matched against the vault. The
         confirmer is an account of a role in ``breach_import_confirmer_roles``, neither the importer nor an account
         the importer created (nor its creator, nor created by the importer's creator account)."""
-        second_person_role(actor, self.hub.settings.breach_import_confirmer_roles, "confirming a leak's import")
+        second_person_role(actor, self.hub.settings.breach_import_confirmer_roles, CONFIRMING_IMPORT)
         if incident.status != "staged":
-            raise Conflict(f"incident {incident.id} is {incident.status}: there is no import to confirm")
+            raise Conflict(
+                N_(
+                    "incident {incident} is {status}: there is no import to confirm",
+                    incident=incident.id,
+                    status=word(INCIDENT_STATUS, incident.status),
+                )
+            )
         second_person(self.session, actor, incident.created_by, self.hub.settings.breach_import_confirmer_roles,
-                      "confirming a leak's import")  # fmt: skip
+                      CONFIRMING_IMPORT)  # fmt: skip
         table = read_table(f"x.{incident.file_format}", self._blob(incident))
         result = self._match(incident, table.rows)
         incident.status = "imported"
@@ -149,11 +162,19 @@ class Incidents:
         """Apply the DPO's corrections to the mapping and match the (decrypted) file again."""
         _confirmed(incident)
         if incident.status != "imported":
-            raise Conflict(f"incident {incident.id} is {incident.status}: its mapping can no longer change")
+            raise Conflict(
+                N_(
+                    "incident {incident} is {status}: its mapping can no longer change",
+                    incident=incident.id,
+                    status=word(INCIDENT_STATUS, incident.status),
+                )
+            )
         columns = [Column.from_json(m) for m in incident.mapping]
         unknown = set(corrections) - {c.column for c in columns}
         if unknown:
-            raise Invalid(f"the file has no column {sorted(unknown)[0]} (columns are numbered from 0)")
+            raise Invalid(
+                N_("the file has no column {column} (columns are numbered from 0)", column=sorted(unknown)[0])
+            )
         incident.mapping = [c.as_json() for c in apply_corrections(columns, corrections)]
         table = read_table(f"x.{incident.file_format}", self._blob(incident))
         self.session.execute(delete(BreachRow).where(BreachRow.incident_id == incident.id))
@@ -164,7 +185,12 @@ class Incidents:
 
     def _blob(self, incident: BreachIncident) -> bytes:
         if incident.file_key is None:
-            raise Conflict(f"incident {incident.id}'s file was destroyed on schedule: it cannot be matched again")
+            raise Conflict(
+                N_(
+                    "incident {incident}'s file was destroyed on schedule: it cannot be matched again",
+                    incident=incident.id,
+                )
+            )
         return store.open_sealed(self.hub.custody, self.hub.settings.data_dir, incident.file_name, incident.file_key)
 
     def _match(self, incident: BreachIncident, rows: list[list[str]]) -> Result:
@@ -241,10 +267,14 @@ class Incidents:
             select(BreachRow).where(BreachRow.incident_id == incident.id, BreachRow.row == row)
         ).first()
         if found is None or found.status != Status.AMBIGUOUS.value:
-            raise NotFound(f"row {row} of incident {incident.id} is not in the review queue")
+            raise NotFound(
+                N_("row {row} of incident {incident} is not in the review queue", row=row, incident=incident.id)
+            )
         rows = read_table(f"x.{incident.file_format}", self._blob(incident)).rows
         if not 1 <= row <= len(rows):
-            raise NotFound(f"row {row} of incident {incident.id} is not in the review queue")
+            raise NotFound(
+                N_("row {row} of incident {incident} is not in the review queue", row=row, incident=incident.id)
+            )
         cells = rows[row - 1]
         columns = [Column.from_json(m) for m in incident.mapping]
         return found, [(c, cells[c.column] if c.column < len(cells) else "") for c in columns]
@@ -267,9 +297,11 @@ class Incidents:
             select(BreachRow).where(BreachRow.incident_id == incident.id, BreachRow.row == row)
         ).first()
         if found is None or found.status != Status.AMBIGUOUS.value:
-            raise NotFound(f"row {row} of incident {incident.id} is not in the review queue")
+            raise NotFound(
+                N_("row {row} of incident {incident} is not in the review queue", row=row, incident=incident.id)
+            )
         if confirm and found.person_index is None:
-            raise Conflict(f"row {row} has no candidate to confirm")
+            raise Conflict(N_("row {row} has no candidate to confirm", row=row))
         found.decision = "confirmed" if confirm else "rejected"
         record(self.session, actor=actor, action="breach.review", object=f"breach:{incident.id}",
                detail={"row": row, "decision": found.decision})  # fmt: skip
@@ -280,7 +312,13 @@ class Incidents:
         (automatically or confirmed in review); never for a row still in review. Returns people notified."""
         _confirmed(incident)
         if incident.status != "imported":
-            raise Conflict(f"incident {incident.id} is {incident.status}: notices were already made")
+            raise Conflict(
+                N_(
+                    "incident {incident} is {status}: notices were already made",
+                    incident=incident.id,
+                    status=word(INCIDENT_STATUS, incident.status),
+                )
+            )
         people: dict[bytes, set[str]] = {}
         for r in self.session.scalars(select(BreachRow).where(BreachRow.incident_id == incident.id)):
             chosen = r.status == Status.MATCHED.value or r.decision == "confirmed"
@@ -354,7 +392,7 @@ class Incidents:
     def reveal(self, reveal_id: int) -> BreachReveal:
         found = self.session.get(BreachReveal, reveal_id)
         if found is None:
-            raise NotFound(f"no identity reveal request {reveal_id}")
+            raise NotFound(N_("no identity reveal request {reveal}", reveal=reveal_id))
         return found
 
     def request_reveal(self, actor: Actor, incident: BreachIncident, row: int, reason: str) -> BreachReveal:
@@ -362,17 +400,23 @@ class Incidents:
         post, a request from the authority...). Nothing is shown until a second person approves."""
         _confirmed(incident)
         if len(reason.strip()) < MIN_REASON:
-            raise Invalid(f"a request to see an identity needs its reason, in at least {MIN_REASON} characters")
+            raise Invalid(
+                N_("a request to see an identity needs its reason, in at least {count} characters", count=MIN_REASON)
+            )
         found = self.session.scalars(
             select(BreachRow).where(BreachRow.incident_id == incident.id, BreachRow.row == row)
         ).first()
         if found is None or found.person_index is None:
-            raise NotFound(f"row {row} of incident {incident.id} has no candidate in the vault")
+            raise NotFound(
+                N_("row {row} of incident {incident} has no candidate in the vault", row=row, incident=incident.id)
+            )
         open_ = self.session.scalars(select(BreachReveal.id).where(
             BreachReveal.incident_id == incident.id, BreachReveal.row == row, BreachReveal.requested_by == actor.ref,
             BreachReveal.status.in_(("requested", "approved")))).first()  # fmt: skip
         if open_ is not None:
-            raise Conflict(f"your request {open_} for row {row} is still open: wait for its decision")
+            raise Conflict(
+                N_("your request {reveal} for row {row} is still open: wait for its decision", reveal=open_, row=row)
+            )
         reveal = BreachReveal(incident_id=incident.id, row=row, person_index=found.person_index, status="requested",
                               reason=reason.strip(), requested_by=actor.ref, requested_at=now())  # fmt: skip
         self.session.add(reveal)
@@ -385,15 +429,17 @@ class Incidents:
         """A second person approves or refuses a request to see an identity (never the asker, nor an account of
         the asker's making; a role in ``breach_reveal_approver_roles``). The approver sees no identity. A role that
         may not approve is refused before the request is looked up (the same answer whatever the id)."""
-        what = "approving a request to see an identity"
+        what = APPROVING_REVEAL
         second_person_role(actor, self.hub.settings.breach_reveal_approver_roles, what)
         reveal = self.reveal(reveal_id)
         if reveal.status != "requested":
-            raise Conflict(f"request {reveal_id} is {reveal.status}: it was decided already")
+            raise Conflict(
+                N_("request {reveal} is {status}: it was decided already", reveal=reveal_id, status=reveal.status)
+            )
         second_person(self.session, actor, reveal.requested_by, self.hub.settings.breach_reveal_approver_roles, what)
         if len(reason.strip()) < MIN_REASON:
-            raise Invalid(f"a decision on a request to see an identity needs its reason, in at least {MIN_REASON} "
-                          "characters")  # fmt: skip
+            raise Invalid(N_("a decision on a request to see an identity needs its reason, in at least {count} "
+                             "characters", count=MIN_REASON))  # fmt: skip
         reveal.status = "approved" if approve else "refused"
         reveal.decided_by = actor.ref
         reveal.decided_at = now()
@@ -409,20 +455,24 @@ class Incidents:
         approval; recorded as ``breach.reveal.show`` in the same transaction (before the caller returns it)."""
         reveal = self.reveal(reveal_id)
         if reveal.requested_by != actor.ref:
-            raise Denied("only the person who asked may see this identity")
+            raise Denied(N_("only the person who asked may see this identity"))
         if reveal.status == "requested":
-            raise Denied("this request has not been approved by a second person yet")
+            raise Denied(N_("this request has not been approved by a second person yet"))
         if reveal.status == "refused":
-            raise Denied("this request was refused")
+            raise Denied(N_("this request was refused"))
         if reveal.status == "shown":
-            raise Conflict("this identity was shown once already: ask again, with a reason, if the law needs it")
+            raise Conflict(N_("this identity was shown once already: ask again, with a reason, if the law needs it"))
         window = timedelta(minutes=self.hub.settings.breach_reveal_window_minutes)
         if reveal.decided_at is None or now() > aware(reveal.decided_at) + window:
-            raise Conflict(f"the approval is older than {self.hub.settings.breach_reveal_window_minutes} minutes: "
-                           "ask again")  # fmt: skip
+            raise Conflict(
+                N_(
+                    "the approval is older than {minutes} minutes: ask again",
+                    minutes=self.hub.settings.breach_reveal_window_minutes,
+                )
+            )
         identity = self.hub.vault(self.session).identities_of([reveal.person_index]).get(reveal.person_index)
         if identity is None:
-            raise NotFound("the candidate is no longer in the identity vault")
+            raise NotFound(N_("the candidate is no longer in the identity vault"))
         reveal.status = "shown"
         reveal.shown_at = now()
         record(self.session, actor=actor.ref, role=actor.role_name, action="breach.reveal.show",
@@ -445,8 +495,12 @@ class Incidents:
 
 def _confirmed(incident: BreachIncident) -> None:
     if incident.status == "staged":
-        raise Conflict(f"incident {incident.id} waits for a second person to confirm its import: nothing is "
-                       "matched yet")  # fmt: skip
+        raise Conflict(
+            N_(
+                "incident {incident} waits for a second person to confirm its import: nothing is matched yet",
+                incident=incident.id,
+            )
+        )
 
 
 def second_person(session: Session, actor: Actor, asker: str, roles: list[str], what: str) -> None:
@@ -455,16 +509,18 @@ def second_person(session: Session, actor: Actor, asker: str, roles: list[str], 
     (:mod:`hygie.governance.lineage`; accounts made by the console, the installation's act, are independent)."""
     second_person_role(actor, roles, what)
     if actor.ref == asker:
-        raise Denied(f"{what} needs a second person: not the one who asked")
+        raise Denied(N_("{what} needs a second person: not the one who asked", what=what))
     mine = session.get(Account, actor.account_id)
     if mine is None or mine.disabled:
-        raise Denied(f"{what} needs an active account")
+        raise Denied(N_("{what} needs an active account", what=what))
     if mine.created_by == asker:
-        raise Denied(f"{what} needs a second person: an account created by the one who asked does not count")
+        raise Denied(
+            N_("{what} needs a second person: an account created by the one who asked does not count", what=what)
+        )
     asker_id = creator_id(asker)  # an "account:N" reference, or the console's
     if asker_id is not None and shared_lineage(session, mine.id, asker_id):
-        raise Denied(f"{what} needs a second person: your account and the asker's were created by the same person "
-                     "(or one created the other)")  # fmt: skip
+        raise Denied(N_("{what} needs a second person: your account and the asker's were created by the same person "
+                        "(or one created the other)", what=what))  # fmt: skip
 
 
 def second_person_role(actor: Actor, roles: list[str], what: str) -> None:
@@ -472,9 +528,9 @@ def second_person_role(actor: Actor, roles: list[str], what: str) -> None:
     the object of the act is looked up or its state read, so that whoever may never act answers the same whatever
     the id (no incident or request can be found out that way)."""
     if actor.account_id is None or actor.role is None or actor.role.value not in roles:
-        raise Denied(f"{what} needs a second person's account ({', '.join(roles)})")
+        raise Denied(N_("{what} needs a second person's account ({roles})", what=what, roles=", ".join(roles)))
     if not actor.scopes & {Scope.GOVERNANCE, Scope.AUDIT}:
-        raise Denied(f"{what} needs a signed-in session or a governance token")
+        raise Denied(N_("{what} needs a signed-in session or a governance token", what=what))
 
 
 def categories_label(categories: list[str]) -> str:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The leaked file at rest: AES-256-GCM under a per-file key wrapped by custody, under a random name.
 
 Destroying it erases the file and the wrapped key (crypto-shredding: a backup copy of the file is then

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Leak files made from the synthetic population, with the damage real leaks carry, and their ground truth.
 
 For the tests and ``benchmarks/breach.py`` only: a leak here is made of synthetic people (``hygie synth`` columns:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Bulk reads and writes through the database driver, for the tables read or written by the hundred thousand
 (the identity vault's lookups, a breach import's outcomes and blocking keys).
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Statistical disclosure control: what may leave the platform from an aggregate output.
 
 ``protect(table, policy)`` releases the full grid of the listed codes and applies, in order: refusals (min, max,

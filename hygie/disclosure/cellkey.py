@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Cell-key perturbation (the ABS TableBuilder / Eurostat method) against differencing between releases.
 
 Every person carries a persistent record key: 32 bits of an HMAC of their project pseudonym under a key the caller

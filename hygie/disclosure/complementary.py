@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Complementary suppression: the hypercube method, generalised to subtotal hierarchies and non-additive counts.
 
 An attacker holds the released table: every published cell and margin, and the knowledge that counts are

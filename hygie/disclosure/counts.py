@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Counts shown outside the release path (a view's people and rows): rounded and thresholded like released counts.
 
 A count of people or rows describes data as much as a released cell does: a project narrowed to seven people must not

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The attacker's own tool, run before each release: linear programs over all of a project's releases.
 
 Each release protects its suppressed cells against its own margins (hypercubes, ``complementary``). An attacker who

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The numbers that decide what may leave the platform, in one frozen place.
 
 The platform reads them from ``hygie.config.Settings`` and a project may only tighten them (a higher threshold,
@@ -7,6 +9,8 @@ a larger protection width); :meth:`DisclosurePolicy.tightened_by` enforces that 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+from hygie.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,15 @@ class DisclosurePolicy:
 
     def __post_init__(self) -> None:
         if self.threshold < 1:
-            raise ValueError("threshold must be at least 1")
+            raise ValueError(N_("threshold must be at least 1"))
         if self.max_cells < 1:
-            raise ValueError("max_cells must be at least 1")
+            raise ValueError(N_("max_cells must be at least 1"))
         if self.rounding_base < 1:
-            raise ValueError("rounding_base must be at least 1")
+            raise ValueError(N_("rounding_base must be at least 1"))
         if self.magnitude_noise < 0:
-            raise ValueError("magnitude_noise must not be negative")
+            raise ValueError(N_("magnitude_noise must not be negative"))
         if self.protection_width is not None and self.protection_width < 1:
-            raise ValueError("protection_width must be at least 1")
+            raise ValueError(N_("protection_width must be at least 1"))
 
     @property
     def required_width(self) -> int:

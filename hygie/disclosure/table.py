@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What the analysis runner hands over: an aggregate table whose people counts the platform computed itself.
 
 A table is a set of cells over a product of dimensions. A dimension may publish margins: an overall total code

@@ -1,1 +1,3 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Governance: accounts, roles, purpose-bound projects, reviews, minimised project views, opt-outs."""

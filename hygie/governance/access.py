@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The one gate to project data. Nobody passes it but a researcher who is a member of an active, unexpired,
 reviewed project, acting with the data scope (and, with a token, a token bound to that project)."""
 
@@ -13,6 +15,8 @@ from hygie.governance.accounts import Actor, Scope
 from hygie.governance.errors import Denied, NotFound
 from hygie.governance.models import Project, ProjectMember
 from hygie.governance.policy import Role
+from hygie.i18n import N_, Message
+from hygie.vocabulary import PROJECT_STATUS, ROLE, word
 
 
 def _aware(value: datetime) -> datetime:
@@ -30,14 +34,20 @@ class NotVisible(Denied):
     status = 404
 
 
-def no_project(project_id: int) -> str:
-    return f"no project {project_id}"
+def no_project(project_id: int) -> Message:
+    return N_("no project {project}", project=project_id)
 
 
 def _bound(actor: Actor, project_id: int) -> None:
     # Said before the project is looked up: the same answer whether project_id exists or not.
     if actor.project_id is not None and actor.project_id != project_id:
-        raise Denied(f"this token is bound to project {actor.project_id}, not project {project_id}")
+        raise Denied(
+            N_(
+                "this token is bound to project {bound}, not project {project}",
+                bound=actor.project_id,
+                project=project_id,
+            )
+        )
 
 
 def _is_member(session: Session, actor: Actor, project: Project) -> bool:
@@ -81,15 +91,31 @@ def require_member(session: Session, actor: Actor, project_id: int, *, requester
 def require_view_access(session: Session, settings: Settings, actor: Actor, project_id: int) -> Project:
     """The project, if ``actor`` may reach its view now; otherwise :class:`Denied` saying why."""
     if actor.role != Role.RESEARCHER:
-        raise Denied(f"a {actor.role_name or 'visitor'} never reaches project data; only a project's researchers do")
+        raise Denied(
+            N_(
+                "a {role} never reaches project data; only a project's researchers do",
+                role=word(ROLE, actor.role_name or "visitor"),
+            )
+        )
     if Scope.DATA not in actor.scopes:
-        raise Denied("this needs the data scope")
+        raise Denied(N_("this needs the data scope"))
     project = require_member(session, actor, project_id)
     if project.status != "active":
-        raise Denied(f"project {project_id} is {project.status}: its data is not reachable")
+        raise Denied(
+            N_(
+                "project {project} is {status}: its data is not reachable",
+                project=project_id,
+                status=word(PROJECT_STATUS, project.status),
+            )
+        )
     now = datetime.now(UTC)
     if project.expires_at is None or _aware(project.expires_at) <= now:
-        raise Denied(f"project {project_id} has expired")
+        raise Denied(N_("project {project} has expired", project=project_id))
     if project.review_due_at is not None and _aware(project.review_due_at) <= now:
-        raise Denied(f"project {project_id}'s annual review is overdue: access resumes once a reviewer records it")
+        raise Denied(
+            N_(
+                "project {project}'s annual review is overdue: access resumes once a reviewer records it",
+                project=project_id,
+            )
+        )
     return project

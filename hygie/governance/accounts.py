@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Accounts, sign-in, sessions and scoped API tokens.
 
 Every sign-in attempt, throttled source, token minted or refused and account change is recorded through
@@ -26,9 +28,11 @@ from hygie.governance.errors import Conflict, Denied, Invalid, NotFound, Unauthe
 from hygie.governance.lineage import creator_id, shared_lineage
 from hygie.governance.models import Account, ApiToken, AuthSession, Project, ProjectMember
 from hygie.governance.policy import STAFF_ROLES, Role
+from hygie.i18n import N_
 from hygie.keys import KeyCustody, KeyPurpose
 from hygie.mail import send
 from hygie.mail import server as mail_server
+from hygie.vocabulary import ROLE, word
 
 ACCOUNT_SECRETS_KEY = "account-secrets"
 """Wraps each account's TOTP secret."""
@@ -101,7 +105,7 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(_normal_code(code).encode("ascii", "replace")).hexdigest()
 
 
-ENROLMENT_REFUSAL = (
+ENROLMENT_REFUSAL = N_(
     "this enrolment code is not valid: it may be mistyped, already used or expired; "
     "ask the person who created your account to send a new one"
 )
@@ -167,7 +171,7 @@ class Enrolled:
 
 _DUMMY_HASHES: dict[tuple[int, int], str] = {}
 
-REFUSED = "wrong username, password or code"
+REFUSED = N_("wrong username, password or code")
 """The one answer to every refused sign-in, whatever the reason (which only the record holds)."""
 
 
@@ -205,7 +209,12 @@ class Accounts:
 
     def _check_password_policy(self, password: str) -> None:
         if len(password) < self.settings.password_min_length:
-            raise Invalid(f"the password must have at least {self.settings.password_min_length} characters")
+            raise Invalid(
+                N_(
+                    "the password must have at least {count} characters",
+                    count=self.settings.password_min_length,
+                )
+            )
 
     def create(
         self,
@@ -229,36 +238,44 @@ class Accounts:
         if actor is not CONSOLE:
             allowed = ACCOUNT_CREATORS.get(actor.role) if actor.role else None
             if not allowed or role not in allowed:
-                raise Denied(f"a {actor.role_name or 'visitor'} may not create {role.value} accounts")
+                raise Denied(
+                    N_(
+                        "a {role} may not create {kind} accounts",
+                        role=word(ROLE, actor.role_name or "visitor"),
+                        kind=word(ROLE, role.value),
+                    )
+                )
             if password is not None:
                 raise Denied(
-                    "whoever creates an account never chooses its password: its holder does, "
-                    "from the enrolment code mailed to them"
+                    N_(
+                        "whoever creates an account never chooses its password: its holder does, "
+                        "from the enrolment code mailed to them"
+                    )
                 )
             if email is None:
-                raise Invalid("email: the holder's work e-mail address, where their enrolment code is sent")
+                raise Invalid(N_("email: the holder's work e-mail address, where their enrolment code is sent"))
         if not username or len(username) > 80 or not username.replace("-", "").replace(".", "").isalnum():
-            raise Invalid("username: 1 to 80 letters, digits, dots or hyphens")
+            raise Invalid(N_("username: 1 to 80 letters, digits, dots or hyphens"))
         if role == Role.CITIZEN and person_index is None:
-            raise Invalid("a citizen account must be tied to an identity vault entry at enrolment")
+            raise Invalid(N_("a citizen account must be tied to an identity vault entry at enrolment"))
         if role != Role.CITIZEN and person_index is not None:
-            raise Invalid("only citizen accounts are tied to an identity vault entry")
+            raise Invalid(N_("only citizen accounts are tied to an identity vault entry"))
         if role == Role.CITIZEN and (password is None or email is not None):
-            raise Invalid("a citizen enrols with a password and no e-mail address")
+            raise Invalid(N_("a citizen enrols with a password and no e-mail address"))
         if password is None and email is None:
-            raise Invalid("give a password (console only) or the holder's work e-mail address")
+            raise Invalid(N_("give a password (console only) or the holder's work e-mail address"))
         if email is not None:
             email = _normal_email(email)
             if len(email) > 254 or not _EMAIL.fullmatch(email):
-                raise Invalid("email: a work e-mail address, such as firstname.lastname@organisation.fr")
+                raise Invalid(N_("email: a work e-mail address, such as firstname.lastname@organisation.fr"))
         if password is not None:
             self._check_password_policy(password)
         if self.session.scalar(select(Account.id).where(Account.username == username)) is not None:
-            raise Conflict(f"the username {username!r} is taken")
+            raise Conflict(N_("the username {username} is taken", username=repr(username)))
         if person_index is not None and self.session.scalar(
             select(Account.id).where(Account.person_index == person_index)
         ):
-            raise Conflict("this person already has an account")
+            raise Conflict(N_("this person already has an account"))
         totp_uri = None
         sealed = None
         if password is not None and role in STAFF_ROLES:
@@ -378,30 +395,46 @@ class Accounts:
         """A second person confirms the creation of a governance account, re-typing the holder's work e-mail
         address from their organisation's directory (it must match the sealed one). The enrolment code is then
         mailed to the holder."""
-        account = self._acted_on(actor, account_id, ACCOUNT_CREATORS.keys() | ACCOUNT_CONFIRMERS.keys(), "confirm")
+        account = self._acted_on(
+            actor,
+            account_id,
+            ACCOUNT_CREATORS.keys() | ACCOUNT_CONFIRMERS.keys(),
+            N_("a {role} may not confirm accounts", role=word(ROLE, actor.role_name or "visitor")),
+        )
         role = Role(account.role)
         if not self._may_manage(actor, role):
-            raise Denied(f"a {actor.role_name or 'visitor'} may not confirm {role.value} accounts")
+            raise Denied(
+                N_(
+                    "a {role} may not confirm {kind} accounts",
+                    role=word(ROLE, actor.role_name or "visitor"),
+                    kind=word(ROLE, role.value),
+                )
+            )
         if actor.account_id == account.id:
-            raise Denied("nobody confirms their own account")
+            raise Denied(N_("nobody confirms their own account"))
         if actor.ref == account.created_by:
-            raise Denied("whoever created an account cannot confirm it: a second person must")
+            raise Denied(N_("whoever created an account cannot confirm it: a second person must"))
         if actor.account_id is not None:
             mine = self.get(actor.account_id)
             if mine.created_by == account.created_by:
-                raise Denied("an account made by the same person as this one cannot confirm it: ask someone else to")
+                raise Denied(
+                    N_("an account made by the same person as this one cannot confirm it: ask someone else to")
+                )
             creator = creator_id(account.created_by)
             if creator is not None and shared_lineage(self.session, mine.id, creator):
-                raise Denied("an account of its creator's lineage (one created the other) cannot confirm it: ask "
-                             "someone independent")  # fmt: skip
+                raise Denied(N_("an account of its creator's lineage (one created the other) cannot confirm it: ask "
+                                "someone independent"))  # fmt: skip
         if account.status != Status.PENDING_CONFIRMATION or account.disabled:
-            raise Conflict(f"account {account.id} is not waiting for a confirmation")
+            raise Conflict(N_("account {account} is not waiting for a confirmation", account=account.id))
         assert account.email_sealed is not None
         sealed = self.custody.unwrap(ACCOUNT_SECRETS_KEY, account.email_sealed, b"email|" + account.username.encode())
         if not hmac.compare_digest(sealed, _normal_email(email).encode()):
             raise Denied(
-                "this e-mail address is not the one given when the account was created; check it in the holder's "
-                "organisation directory (if the account was made with a wrong address, disable it and create it again)"
+                N_(
+                    "this e-mail address is not the one given when the account was created; check it in the "
+                    "holder's organisation directory (if the account was made with a wrong address, disable it and "
+                    "create it again)"
+                )
             )
         account.status = Status.PENDING_ENROLMENT
         account.confirmed_by = actor.ref
@@ -418,11 +451,22 @@ class Accounts:
 
     def resend_enrolment(self, actor: Actor, account_id: int) -> NewAccount:
         """Mail a new enrolment code to an account's holder (the earlier one stops working)."""
-        account = self._acted_on(actor, account_id, ACCOUNT_CREATORS.keys() | ACCOUNT_CONFIRMERS.keys(), "manage")
+        account = self._acted_on(
+            actor,
+            account_id,
+            ACCOUNT_CREATORS.keys() | ACCOUNT_CONFIRMERS.keys(),
+            N_("a {role} may not manage accounts", role=word(ROLE, actor.role_name or "visitor")),
+        )
         if not self._may_manage(actor, Role(account.role)):
-            raise Denied(f"a {actor.role_name or 'visitor'} may not manage {account.role} accounts")
+            raise Denied(
+                N_(
+                    "a {role} may not manage {kind} accounts",
+                    role=word(ROLE, actor.role_name or "visitor"),
+                    kind=word(ROLE, account.role),
+                )
+            )
         if account.status != Status.PENDING_ENROLMENT or account.disabled or account.email_sealed is None:
-            raise Conflict(f"account {account.id} is not waiting for its holder's enrolment")
+            raise Conflict(N_("account {account} is not waiting for its holder's enrolment", account=account.id))
         return NewAccount(account, None, self._mail_enrolment(actor, account))
 
     def enrol(self, code: str, password: str) -> Enrolled:
@@ -467,18 +511,18 @@ class Accounts:
     def get(self, account_id: int) -> Account:
         account = self.session.get(Account, account_id)
         if account is None:
-            raise NotFound(f"no account {account_id}")
+            raise NotFound(N_("no account {account}", account=account_id))
         return account
 
-    def _acted_on(self, actor: Actor, account_id: int, roles: Iterable[Role], verb: str) -> Account:
+    def _acted_on(self, actor: Actor, account_id: int, roles: Iterable[Role], refusal: str) -> Account:
         """The account ``actor`` acts on. A role that may never act on accounts this way is refused before the id
         is looked up (the same answer whatever the id: account ids cannot be enumerated); a citizen account, never
-        listed to staff nor managed by them, answers like a missing one."""
+        listed to staff nor managed by them, answers like a missing one. ``refusal`` is the answer to such a role."""
         if actor is not CONSOLE and (actor.role is None or actor.role not in set(roles)):
-            raise Denied(f"a {actor.role_name or 'visitor'} may not {verb} accounts")
+            raise Denied(refusal)
         account = self.session.get(Account, account_id)
         if account is None or (actor is not CONSOLE and account.role == Role.CITIZEN.value):
-            raise NotFound(f"no account {account_id}")
+            raise NotFound(N_("no account {account}", account=account_id))
         return account
 
     def by_username(self, username: str) -> Account | None:
@@ -486,17 +530,28 @@ class Accounts:
 
     def totp_secret(self, account: Account) -> bytes:
         if account.totp_sealed is None:
-            raise Conflict(f"account {account.id} has no second factor")
+            raise Conflict(N_("account {account} has no second factor", account=account.id))
         return self.custody.unwrap(ACCOUNT_SECRETS_KEY, account.totp_sealed, b"totp|" + account.username.encode())
 
     def set_disabled(self, actor: Actor, account_id: int, disabled: bool) -> Account:
-        account = self._acted_on(actor, account_id, ACCOUNT_CREATORS.keys(), "disable or enable")
+        account = self._acted_on(
+            actor,
+            account_id,
+            ACCOUNT_CREATORS.keys(),
+            N_("a {role} may not disable or enable accounts", role=word(ROLE, actor.role_name or "visitor")),
+        )
         if actor is not CONSOLE:
             allowed = ACCOUNT_CREATORS.get(actor.role) if actor.role else None
             if not allowed or Role(account.role) not in allowed:
-                raise Denied(f"a {actor.role_name} may not change {account.role} accounts")
+                raise Denied(
+                    N_(
+                        "a {role} may not change {kind} accounts",
+                        role=word(ROLE, str(actor.role_name)),
+                        kind=word(ROLE, account.role),
+                    )
+                )
             if actor.account_id == account.id:
-                raise Denied("nobody changes their own account's standing")
+                raise Denied(N_("nobody changes their own account's standing"))
         account.disabled = disabled
         if disabled:  # a disabled account's enrolment code stops working (a new one is mailed on request)
             account.enrolment_code_hash = None
@@ -635,7 +690,7 @@ class Accounts:
         if token.startswith(credentials.SESSION_PREFIX):
             auth = self.session.scalar(select(AuthSession).where(AuthSession.token_hash == digest))
             if auth is None or auth.revoked_at is not None or _aware(auth.expires_at) <= now:
-                raise Unauthenticated("the session has expired or was closed; sign in again")
+                raise Unauthenticated(N_("the session has expired or was closed; sign in again"))
             account = self.get(auth.account_id)
             scopes = ROLE_SCOPES[Role(account.role)]
             project_id = None
@@ -643,16 +698,16 @@ class Accounts:
         elif token.startswith(credentials.TOKEN_PREFIX):
             api = self.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
             if api is None or api.revoked_at is not None or _aware(api.expires_at) <= now:
-                raise Unauthenticated("the API token has expired or was revoked; mint a new one")
+                raise Unauthenticated(N_("the API token has expired or was revoked; mint a new one"))
             account = self.get(api.account_id)
             # A token never holds more than its owner's role allows, even if the role changed since.
             scopes = frozenset(api.scopes) & ROLE_SCOPES[Role(account.role)]
             project_id = api.project_id
             via = "token"
         else:
-            raise Unauthenticated("not a Hygie session or API token")
+            raise Unauthenticated(N_("not a Hygie session or API token"))
         if account.disabled:
-            raise Unauthenticated("this account is disabled")
+            raise Unauthenticated(N_("this account is disabled"))
         return Actor(account.id, Role(account.role), scopes, project_id, via)
 
     # -- API tokens -------------------------------------------------------------------------------
@@ -663,18 +718,26 @@ class Accounts:
         """A token for the actor's own account, never wider than their role. Refusals raise Denied (the
         caller records them)."""
         if actor.account_id is None or actor.role is None:
-            raise Denied("only a signed-in account can mint tokens")
+            raise Denied(N_("only a signed-in account can mint tokens"))
         if actor.via != "session":
-            raise Denied("tokens are minted from a signed-in session, not from another token")
+            raise Denied(N_("tokens are minted from a signed-in session, not from another token"))
         wanted = frozenset(scopes)
         unknown = wanted - {Scope.GOVERNANCE, Scope.DATA, Scope.AUDIT, Scope.CITIZEN}
         if unknown or not wanted:
-            raise Invalid(f"scopes must be among governance, data, audit, citizen; got {sorted(scopes)}")
+            raise Invalid(
+                N_("scopes must be among governance, data, audit, citizen; got {scopes}", scopes=str(sorted(scopes)))
+            )
         beyond = wanted - ROLE_SCOPES[actor.role]
         if beyond:
-            raise Denied(f"a {actor.role.value} may not hold the scope(s) {', '.join(sorted(beyond))}")
+            raise Denied(
+                N_(
+                    "a {role} may not hold the scope(s) {scopes}",
+                    role=word(ROLE, actor.role.value),
+                    scopes=", ".join(sorted(beyond)),
+                )
+            )
         if Scope.DATA in wanted and project_id is None:
-            raise Invalid("a data-scoped token names the one project it may reach (project_id)")
+            raise Invalid(N_("a data-scoped token names the one project it may reach (project_id)"))
         if project_id is not None:
             member = self.session.scalar(
                 select(ProjectMember.id).where(
@@ -682,12 +745,12 @@ class Accounts:
                 )
             )
             if member is None:
-                raise Denied(f"you are not a member of project {project_id}")
+                raise Denied(N_("you are not a member of project {project}", project=project_id))
             project = self.session.get(Project, project_id)
             if Scope.DATA in wanted and (project is None or project.status != "active"):
-                raise Denied(f"project {project_id} is not active: no data token for it")
+                raise Denied(N_("project {project} is not active: no data token for it", project=project_id))
         if not 1 <= days <= self.settings.api_token_max_days:
-            raise Invalid(f"days must be between 1 and {self.settings.api_token_max_days}")
+            raise Invalid(N_("days must be between 1 and {days}", days=self.settings.api_token_max_days))
         token = credentials.new_token(credentials.TOKEN_PREFIX)
         now = _now()
         row = ApiToken(
@@ -715,6 +778,6 @@ class Accounts:
     def revoke_token(self, actor: Actor, token_id: int) -> None:
         row = self.session.get(ApiToken, token_id)
         if row is None or row.account_id != actor.account_id:
-            raise NotFound(f"you have no token {token_id}")
+            raise NotFound(N_("you have no token {token}", token=token_id))
         row.revoked_at = _now()
         record(self.session, actor=actor.ref, role=actor.role_name, action="token.revoke", object=f"token:{row.id}")

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """One way to carry out a governance act: in a transaction, with refusals recorded before they are returned.
 
 Services record their successful acts inside the transaction (so act and record commit together). When a

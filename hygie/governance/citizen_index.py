@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Citizens' reads by person: an encrypted extract of each person's care rows, and an index of the projects whose
 views included them, so "my reimbursements" and "who used my data" are one indexed query each, not a scan of the
 warehouse or of every membership file.

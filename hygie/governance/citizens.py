@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Citizens: enrolment against the identity vault, and objection to the use of their data (opt-out).
 
 Knowing a person's NIR, names and birth date never opens an account over the network: that data has leaked.
@@ -30,6 +32,7 @@ from hygie.governance.limits import Limited
 from hygie.governance.models import Account, AuthSession, OptOut
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.identity.nir import InvalidNIR, validate_nir
 from hygie.identity.vault import Identity
 
@@ -67,9 +70,12 @@ class LetterLimited(Limited):
     def __init__(self, retry_after: int) -> None:
         GovernanceError.__init__(
             self,
-            f"too many letter requests for this number: wait {retry_after} s before asking again. If the details "
-            "match our records and no letter is already on its way, one is sent all the same (this says nothing "
-            "about any person)",
+            N_(
+                "too many letter requests for this number: wait {seconds} s before asking again. If the details "
+                "match our records and no letter is already on its way, one is sent all the same (this says "
+                "nothing about any person)",
+                seconds=retry_after,
+            ),
         )
         self.retry_after = retry_after
 
@@ -131,7 +137,7 @@ class Citizens:
         """The insurer's counter: create a citizen account tied to the vault entry these details match, once an agent
         checked the person's identity document in person (or the controller installs a demo). Never exposed over
         HTTP: knowledge of these details is not proof of identity. Every refusal reads the same."""
-        refusal = Denied("these details do not match our records; check them, or contact your insurance fund")
+        refusal = Denied(N_("these details do not match our records; check them, or contact your insurance fund"))
         canonical = typed_nir(nir)
         if canonical is None:
             raise refusal
@@ -233,7 +239,7 @@ class Citizens:
         account was opened (:meth:`_opened_letter`)."""
         settings = self.hub.settings
         if len(password) < settings.password_min_length:  # before the code is spent
-            raise Invalid(f"the password must have at least {settings.password_min_length} characters")
+            raise Invalid(N_("the password must have at least {count} characters", count=settings.password_min_length))
         canonical = typed_nir(nir)
         if canonical is None:  # no letter was ever sent for it: the same refusal, counted per source
             self.code_failed("activation", source, None)
@@ -296,8 +302,10 @@ class Citizens:
         if via == "oidc" and acr in order and strong in order and order.index(acr) >= order.index(strong):
             return
         raise Denied(
-            "your data was in a leak, so opening your account needs a stronger check: sign in through the identity "
-            "provider at its higher level, or ask for an activation letter by post"
+            N_(
+                "your data was in a leak, so opening your account needs a stronger check: sign in through the "
+                "identity provider at its higher level, or ask for an activation letter by post"
+            )
         )
 
     def request_step_up(self, person_index: bytes, purpose: letters.Purpose) -> str:
@@ -318,9 +326,9 @@ class Citizens:
         person_index = self._person_index(actor)
         values = {"email": (email or "").strip() or None, "phone": (phone or "").strip() or None}
         if values["email"] is not None and not _EMAIL.fullmatch(values["email"]):
-            raise Invalid("this e-mail address does not look valid")
+            raise Invalid(N_("this e-mail address does not look valid"))
         if values["phone"] is not None and not _PHONE.fullmatch(values["phone"]):
-            raise Invalid("this phone number does not look valid (digits, spaces, +, . or - only)")
+            raise Invalid(N_("this phone number does not look valid (digits, spaces, +, . or - only)"))
         via = "session"
         if letters.flagged(self.session, person_index) and self._strong_step_up(actor):
             via = "oidc"  # the provider vouched at the strong level within oidc_step_up_minutes
@@ -362,7 +370,7 @@ class Citizens:
         established by ``via`` (``vault``: details checked at the console; ``oidc``: an identity provider; ``post``: a
         code mailed to the address on file). Recorded as ``citizen.enrol`` with the path taken."""
         if self.session.scalar(select(Account.id).where(Account.person_index == person_index)) is not None:
-            raise Conflict("you already have an account; sign in, or ask your insurance fund to reset it")
+            raise Conflict(N_("you already have an account; sign in, or ask your insurance fund to reset it"))
         created = Accounts(self.session, self.hub.custody, self.hub.settings).create(
             CONSOLE, username=username, role=Role.CITIZEN, password=password, person_index=person_index
         )
@@ -372,10 +380,10 @@ class Citizens:
 
     def _person_index(self, actor: Actor) -> bytes:
         if actor.role != Role.CITIZEN or actor.account_id is None:
-            raise Denied("only a signed-in citizen can do this, for themselves")
+            raise Denied(N_("only a signed-in citizen can do this, for themselves"))
         account = self.session.get(Account, actor.account_id)
         if account is None or account.person_index is None:
-            raise Denied("this account is not tied to an insured person")
+            raise Denied(N_("this account is not tied to an insured person"))
         return account.person_index
 
     def _current(self, person_index: bytes) -> OptOut | None:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Passwords (Argon2id), second factors (TOTP, RFC 6238) and bearer tokens, all through ``cryptography``.
 
 Tokens are 256-bit random values: only their SHA-256 is stored, which is safe for high-entropy secrets (unlike

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Letters by post: one-time codes sent to the address held in the vault, and the insurer's sealed outbox.
 
 A citizen proves possession of their postal address with a one-time code printed on a letter: opening an account
@@ -45,6 +47,7 @@ from hygie.config import Settings
 from hygie.db import Base
 from hygie.governance.errors import Denied, Unauthenticated
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.identity.vault import Identity, IdentityRow, RawBytes
 from hygie.keys import KeyCustody, KeyPurpose
 
@@ -119,7 +122,7 @@ class CitizenContact(Base):
     via: Mapped[str] = mapped_column(String(20), nullable=False)
 
 
-CODE_REFUSAL = (
+CODE_REFUSAL = N_(
     "this code is not valid: it may be mistyped, already used or expired, or the details typed with it do not "
     "match; check the letter, or ask for a new one"
 )
@@ -133,7 +136,7 @@ class StepUpNeeded(Unauthenticated):
     sign-in (``accounts.REFUSED``): it must never tell that the password was right or that the person is flagged."""
 
     def __init__(self, account_id: int, person_index: bytes) -> None:
-        super().__init__("wrong username, password or code")
+        super().__init__(N_("wrong username, password or code"))
         self.account_id = account_id
         self.person_index = person_index
         self.code_refused = False
@@ -505,17 +508,30 @@ def _output_directory(out: Path) -> int:
     try:
         fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise Denied(f"the output directory {out} cannot be opened ({exc.strerror}): choose another --out") from None
+        raise Denied(
+            N_(
+                "the output directory {directory} cannot be opened ({error}): choose another --out",
+                directory=str(out),
+                error=exc.strerror,
+            )
+        ) from None
     info = os.fstat(fd)
-    problem = None
+    problem: str | None = None
     if info.st_uid != os.geteuid():
-        problem = "is not owned by the user running this command"
+        problem = N_(
+            "the output directory {directory} is not owned by the user running this command: letters hold names and "
+            "addresses; use a directory of your own (e.g. a new one: it is created with mode 0700) or chmod go-w it",
+            directory=str(out),
+        )
     elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        problem = "can be written by other users"
+        problem = N_(
+            "the output directory {directory} can be written by other users: letters hold names and addresses; use "
+            "a directory of your own (e.g. a new one: it is created with mode 0700) or chmod go-w it",
+            directory=str(out),
+        )
     if problem is not None:
         os.close(fd)
-        raise Denied(f"the output directory {out} {problem}: letters hold names and addresses; use a directory of "
-                     "your own (e.g. a new one: it is created with mode 0700) or chmod go-w it")  # fmt: skip
+        raise Denied(problem)
     return fd
 
 

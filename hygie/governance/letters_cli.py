@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """`hygie outbox ...`: the mail room's side of citizens' letters (activation codes, step-up codes, breach notices).
 
 ``list`` shows counts and letter numbers only. ``print`` writes the pending letters as PDF files for the printer:

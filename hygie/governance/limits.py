@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Attempt limits kept in the metadata database, so they hold across portal processes and restarts.
 
 ``spend(hub, bucket, key, limit=, window_seconds=)`` counts one attempt for ``(bucket, key)`` or raises
@@ -37,6 +39,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hygie.db import Base
 from hygie.governance.errors import GovernanceError
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.keys.custody import KeyNotFound, KeyPurpose
 
 THROTTLE_KEY = "throttle"
@@ -75,8 +78,11 @@ class Limited(GovernanceError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
-            f"too many attempts: wait {retry_after} s before trying again (this says nothing about any account "
-            "or person)"
+            N_(
+                "too many attempts: wait {seconds} s before trying again (this says nothing about any account "
+                "or person)",
+                seconds=retry_after,
+            )
         )
         self.retry_after = retry_after
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Creation lineage: which accounts one person made, directly or through accounts they made.
 
 Separation of duties counts such accounts as one person's: a project's requester and its approvers, an account and

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Governance tables: accounts and their credentials, projects, reviews, members, views and opt-outs.
 
 Nothing here holds a direct identifier of an insured person: a citizen's account points at their identity
@@ -14,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -24,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hygie.db import Base
+from hygie.db.sealed import SealedText
 
 
 class Account(Base):
@@ -94,7 +98,8 @@ class Project(Base):
     organisation: Mapped[str] = mapped_column(String(200), nullable=False)
     title: Mapped[str] = mapped_column(String(300), nullable=False)
     purpose: Mapped[str] = mapped_column(String(40), nullable=False)
-    justification: Mapped[str] = mapped_column(Text, nullable=False)
+    justification: Mapped[str] = mapped_column(SealedText("project.justification"), nullable=False)
+    """Sealed at rest (hygie.db.sealed): it describes the research and is never queried, only shown."""
     public_summary: Mapped[str] = mapped_column(Text, nullable=False)
     scope: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     """The requested tables and columns, the population criteria and the potential identifier, as approved."""
@@ -116,6 +121,11 @@ class Project(Base):
     """While set and in the future, citizens whose data the project used see that a project did, and until when
     its details are withheld (an authorised investigation), never nothing."""
     disclosure_delay_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    release_mode: Mapped[str] = mapped_column(String(10), nullable=False, default="sdc", server_default="sdc")
+    """'sdc' (suppression and rounding, the default) or 'dp' (differential privacy with a counted budget);
+    chosen in the request and approved by the reviewers (hygie.governance.privacy)."""
+    privacy_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """In 'dp' mode, the privacy budget the reviewers approved (unit: hygie.disclosure.dp); None in 'sdc' mode."""
 
 
 class ProjectMember(Base):

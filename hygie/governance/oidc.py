@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Citizens' OpenID Connect path: an identity provider of the FranceConnect kind vouches for who a person is.
 
 The hub is a relying party (Authlib's OpenID Connect claim checks over joserfc's JWT signature checks):
@@ -46,6 +48,7 @@ from hygie.governance.accounts import NewAccount
 from hygie.governance.errors import Denied, GovernanceError
 from hygie.governance.models import Account
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.identity import pivot as pivots
 
 ENROL = "enrol"
@@ -218,7 +221,7 @@ class RelyingParty:
     def __init__(self, hub: Hub, session: Session) -> None:
         settings = hub.settings
         if not settings.oidc_issuer:
-            raise Denied("sign-in through an identity provider is not offered by this hub")
+            raise Denied(N_("sign-in through an identity provider is not offered by this hub"))
         self.hub = hub
         self.session = session
         self.settings = settings

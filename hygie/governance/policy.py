@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What a project may ask for: lawful purposes, the columns a view can hold, potential identifiers and the
 coarse values given by default, population criteria.
 
@@ -16,6 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hygie.i18n import N_
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, DCIR_KEYS, DETAIL_TABLES, PSEUDONYM_COLUMN, TABLES
 
 
@@ -163,18 +166,20 @@ class Population(BaseModel):
     @model_validator(mode="after")
     def _coherent(self) -> Population:
         if self.period_end < self.period_start:
-            raise ValueError("period_end is before period_start")
+            raise ValueError(N_("period_end is before period_start"))
         if self.age_min is not None and self.age_max is not None and self.age_max < self.age_min:
-            raise ValueError("age_max is below age_min")
+            raise ValueError(N_("age_max is below age_min"))
         if any(s not in (1, 2) for s in self.sexes):
-            raise ValueError("sexes holds codes other than 1 (male) and 2 (female)")
+            raise ValueError(N_("sexes holds codes other than 1 (male) and 2 (female)"))
         unknown = [r for r in self.regions if r not in departements_by_region()]
         if unknown:
-            raise ValueError(f"unknown region codes {unknown} (IR_DPT_V.GEO_REG_COD)")
+            raise ValueError(N_("unknown region codes {codes} (IR_DPT_V.GEO_REG_COD)", codes=str(unknown)))
         known = {d for ds in departements_by_region().values() for d in ds}
         unknown_d = [d for d in self.departements if d not in known]
         if unknown_d:
-            raise ValueError(f"unknown département codes {unknown_d} (IR_DPT_V.GEO_DPT_COD, e.g. '075')")
+            raise ValueError(
+                N_("unknown département codes {codes} (IR_DPT_V.GEO_DPT_COD, e.g. '075')", codes=str(unknown_d))
+            )
         return self
 
     def all_departements(self) -> list[str]:
@@ -199,25 +204,34 @@ class Scope(BaseModel):
     @classmethod
     def _known_columns(cls, tables: dict[str, list[str]]) -> dict[str, list[str]]:
         if not tables:
-            raise ValueError("a project must ask for at least one table")
+            raise ValueError(N_("a project must ask for at least one table"))
         catalogue = selectable_columns()
         for table, columns in tables.items():
             if table not in catalogue:
-                raise ValueError(f"unknown table {table!r}; the tables are {', '.join(catalogue)}")
+                raise ValueError(
+                    N_("unknown table {table}; the tables are {tables}", table=repr(table), tables=", ".join(catalogue))
+                )
             for column in columns:
                 if column == PSEUDONYM_COLUMN:
                     continue
                 if column in DCIR_KEYS:
-                    raise ValueError(f"{table}.{column} is a DCIR technical key; ask for {CLAIM_KEY} instead")
+                    raise ValueError(
+                        N_(
+                            "{table}.{column} is a DCIR technical key; ask for {claim} instead",
+                            table=table,
+                            column=column,
+                            claim=CLAIM_KEY,
+                        )
+                    )
                 if column not in catalogue[table]:
-                    raise ValueError(f"unknown column {table}.{column}")
+                    raise ValueError(N_("unknown column {table}.{column}", table=table, column=column))
             if len(set(columns)) != len(columns):
-                raise ValueError(f"{table} lists a column twice")
+                raise ValueError(N_("{table} lists a column twice", table=table))
         return tables
 
     def gating_problems(self) -> list[str]:
         """Columns asked for in exact form without their potential identifier declared."""
-        problems = []
+        problems: list[str] = []
         for table, columns in self.tables.items():
             for column in columns:
                 identifier = gated_by(table, column)
@@ -226,8 +240,13 @@ class Scope(BaseModel):
                 if column in COARSENED.get(table, {}):
                     continue  # given coarsened
                 problems.append(
-                    f"{table}.{column} is the potential identifier {identifier.value!r}: declare it in "
-                    "potential_identifiers (at most one per project) or leave the column out"
+                    N_(
+                        "{table}.{column} is the potential identifier {identifier}: declare it in "
+                        "potential_identifiers (at most one per project) or leave the column out",
+                        table=table,
+                        column=column,
+                        identifier=repr(identifier.value),
+                    )
                 )
         return problems
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The life of a project: draft → submitted → approved by two distinct reviewers → active until expiry →
 expired or closed; suspended by an operator or the DPO; sent back to review by any change of scope.
 
@@ -29,6 +31,8 @@ from hygie.governance.models import Account, Project, ProjectDecision, ProjectMe
 from hygie.governance.policy import FORBIDDEN_PURPOSES, Purpose, Role, reviewing_roles
 from hygie.governance.policy import Scope as ProjectScope
 from hygie.hub import Hub
+from hygie.i18n import N_, Message
+from hygie.vocabulary import PROJECT_STATUS, ROLE, word
 
 
 class Status(StrEnum):
@@ -68,6 +72,9 @@ JUDGED_FIELDS = (
     "threshold",
 )
 """What a reviewer judges, besides the project's id and requester: everything the requester can change."""
+RELEASE_FIELDS = ("release_mode", "privacy_budget")
+"""Also judged: how the project's results are released (hygie.governance.privacy). Part of the hash only when they
+differ from the default ('sdc', no budget), so the hash of a project that never asked for them is unchanged."""
 
 
 def judged(project: Project) -> dict[str, Any]:
@@ -77,6 +84,11 @@ def judged(project: Project) -> dict[str, Any]:
         "project": project.id,
         "requester": project.requester_id,
         **{name: getattr(project, name) for name in JUDGED_FIELDS},
+        **(
+            {name: getattr(project, name) for name in RELEASE_FIELDS}
+            if (project.release_mode or "sdc") != "sdc" or project.privacy_budget is not None
+            else {}
+        ),
     }
 
 
@@ -95,6 +107,28 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _scope_message(exc: ValidationError) -> str:
+    """The refusal of an invalid scope: a single error raised by our own validators keeps its message (so a page
+    translates it), any other is pydantic's wording."""
+    errors = exc.errors(include_input=False, include_url=False)
+    if len(errors) == 1:
+        raised = errors[0].get("ctx", {}).get("error")
+        where = ".".join(str(p) for p in errors[0]["loc"])
+        said = raised.args[0] if isinstance(raised, ValueError) and raised.args else None
+        if isinstance(said, Message) and errors[0]["msg"] == f"Value error, {said}":
+            if where:
+                return N_("scope: {field}: Value error, {problem}", field=where, problem=said)
+            return N_("scope: Value error, {problem}", problem=said)
+    return N_("scope: {problems}", problems=validation_message(exc))
+
+
+def _joined(problems: list[str]) -> str:
+    """Several problems as one message, each kept translatable: "first; second; third"."""
+    if len(problems) == 1:
+        return problems[0]
+    return N_("{problem}; {more}", problem=problems[0], more=_joined(problems[1:]))
+
+
 class Projects:
     def __init__(self, hub: Hub, session: Session) -> None:
         self.hub = hub
@@ -108,7 +142,7 @@ class Projects:
         # racing a change of scope, act one after the other, so a project never gets two live view builds.
         project = self.session.get(Project, project_id, with_for_update=True)
         if project is None:
-            raise NotFound(f"no project {project_id}")
+            raise NotFound(N_("no project {project}", project=project_id))
         return project
 
     def members(self, project: Project) -> list[int]:
@@ -133,39 +167,50 @@ class Projects:
 
     def _require_governance(self, actor: Actor) -> None:
         if actor.account_id is None or Scope.GOVERNANCE not in actor.scopes:
-            raise Denied("this needs a signed-in account with the governance scope")
+            raise Denied(N_("this needs a signed-in account with the governance scope"))
 
     def _require_requester(self, actor: Actor, project: Project) -> None:
         self._require_governance(actor)
         if actor.account_id != project.requester_id:
-            raise Denied(f"only the requester of project {project.id} may do this")
+            raise Denied(N_("only the requester of project {project} may do this", project=project.id))
 
     def _validated(self, purpose: str, scope: dict[str, Any], duration_days: int, threshold: int) -> ProjectScope:
         if purpose in FORBIDDEN_PURPOSES:
-            raise Denied(f"refused: {FORBIDDEN_PURPOSES[purpose]} is forbidden by law")
+            raise Denied(N_("refused: {purpose} is forbidden by law", purpose=FORBIDDEN_PURPOSES[purpose]))
         if purpose not in set(Purpose):
             raise Invalid(
-                f"purpose {purpose!r} is not a lawful purpose (art. L1461-1 III); choose one of "
-                + ", ".join(p.value for p in Purpose)
+                N_(
+                    "purpose {purpose} is not a lawful purpose (art. L1461-1 III); choose one of {purposes}",
+                    purpose=repr(purpose),
+                    purposes=", ".join(p.value for p in Purpose),
+                )
             )
         try:
             parsed = ProjectScope.model_validate(scope)
         except ValidationError as exc:
-            raise Invalid(f"scope: {validation_message(exc)}") from None
+            raise Invalid(_scope_message(exc)) from None
         if len(parsed.potential_identifiers) > self.settings.max_potential_identifiers:
             raise Invalid(
-                f"refused: a project may have at most {self.settings.max_potential_identifiers} potential "
-                f"identifier(s); this one asks for {', '.join(p.value for p in parsed.potential_identifiers)}"
+                N_(
+                    "refused: a project may have at most {maximum} potential identifier(s); this one asks for "
+                    "{identifiers}",
+                    maximum=self.settings.max_potential_identifiers,
+                    identifiers=", ".join(p.value for p in parsed.potential_identifiers),
+                )
             )
         problems = parsed.gating_problems()
         if problems:
-            raise Invalid("; ".join(problems))
+            raise Invalid(_joined(problems))
         if not 1 <= duration_days <= self.settings.project_max_days:
-            raise Invalid(f"duration_days must be between 1 and {self.settings.project_max_days}")
+            raise Invalid(N_("duration_days must be between 1 and {maximum}", maximum=self.settings.project_max_days))
         if threshold < self.settings.disclosure_threshold:
             raise Invalid(
-                f"threshold {threshold} is below the platform minimum of {self.settings.disclosure_threshold} "
-                "people per released cell; a project may ask for more, never less"
+                N_(
+                    "threshold {threshold} is below the platform minimum of {minimum} people per released cell; "
+                    "a project may ask for more, never less",
+                    threshold=threshold,
+                    minimum=self.settings.disclosure_threshold,
+                )
             )
         return parsed
 
@@ -183,15 +228,24 @@ class Projects:
         scope: dict[str, Any],
         duration_days: int,
         threshold: int | None = None,
+        release_mode: str = "sdc",
+        privacy_budget: float | None = None,
     ) -> Project:
+        from hygie.governance.privacy import check_release
+
         self._require_governance(actor)
         if actor.role != Role.RESEARCHER:
-            raise Denied(f"projects are requested by researchers, not by a {actor.role_name}")
+            raise Denied(
+                N_("projects are requested by researchers, not by a {role}", role=word(ROLE, str(actor.role_name)))
+            )
         threshold = threshold if threshold is not None else self.settings.disclosure_threshold
         parsed = self._validated(purpose, scope, duration_days, threshold)
+        budget = check_release(release_mode, privacy_budget, population_budget=self.settings.dp_population_budget)
+        if release_mode == "dp" and purpose in self.settings.control_purposes:
+            raise Invalid(N_("control of spending reads single claims: ask for release_mode 'sdc' for this purpose"))
         for name, text in (("title", title), ("organisation", organisation)):
             if not text.strip():
-                raise Invalid(f"{name} is empty")
+                raise Invalid(N_("{field} is empty", field=name))
         for name, text in (
             ("title", title),
             ("organisation", organisation),
@@ -201,7 +255,13 @@ class Projects:
             check_free_text(name, text)
         for name, text in (("justification", justification), ("public_summary", public_summary)):
             if len(text.strip()) < MIN_REASON:
-                raise Invalid(f"{name} must say, in at least {MIN_REASON} characters, why and what for")
+                raise Invalid(
+                    N_(
+                        "{field} must say, in at least {minimum} characters, why and what for",
+                        field=name,
+                        minimum=MIN_REASON,
+                    )
+                )
         assert actor.account_id is not None
         now = _now()
         project = Project(
@@ -214,6 +274,8 @@ class Projects:
             scope=parsed.model_dump(mode="json"),
             duration_days=duration_days,
             threshold=threshold,
+            release_mode=release_mode,
+            privacy_budget=budget,
             status=Status.DRAFT.value,
             scope_version=1,
             created_at=now,
@@ -223,7 +285,7 @@ class Projects:
         self.session.add(
             ProjectMember(project_id=project.id, account_id=actor.account_id, added_at=now, added_by=actor.account_id)
         )
-        self._record(actor, "project.create", project)
+        self._record(actor, "project.create", project, **self._release_detail(project))
         return project
 
     def change(self, actor: Actor, project_id: int, **changes: Any) -> Project:
@@ -234,10 +296,27 @@ class Projects:
         project = self.get(project_id)
         self._require_requester(actor, project)
         if project.status in ENDED:
-            raise Conflict(f"project {project.id} is {project.status}; start a new project")
-        unknown = set(changes) - set(JUDGED_FIELDS)
+            raise Conflict(
+                N_(
+                    "project {project} is {status}; start a new project",
+                    project=project.id,
+                    status=word(PROJECT_STATUS, project.status),
+                )
+            )
+        unknown = set(changes) - set(JUDGED_FIELDS) - set(RELEASE_FIELDS)
         if unknown:
-            raise Invalid(f"cannot change {', '.join(sorted(unknown))}")
+            raise Invalid(N_("cannot change {fields}", fields=", ".join(sorted(unknown))))
+        if set(RELEASE_FIELDS) & set(changes):
+            from hygie.governance.privacy import check_release
+
+            mode = changes.get("release_mode", project.release_mode)
+            if mode == "sdc" and "privacy_budget" not in changes:
+                changes["privacy_budget"] = None  # back to 'sdc': the budget goes with the mode
+            budget = changes.get("privacy_budget", project.privacy_budget)
+            changes["privacy_budget"] = check_release(
+                mode, budget, population_budget=self.settings.dp_population_budget
+            )
+            changes["release_mode"] = mode
         merged: dict[str, Any] = {
             "purpose": project.purpose,
             "scope": project.scope,
@@ -276,8 +355,22 @@ class Projects:
             scope_version=project.scope_version,
             scope_hash=after,
             voided_decisions=voided,
+            **self._release_detail(project),
         )
         return project
+
+    @staticmethod
+    def _release_detail(project: Project) -> dict[str, Any]:
+        """A DP project's release mode and budget, for its records (a budget change is a governance act)."""
+        if project.release_mode == "sdc" and project.privacy_budget is None:
+            return {}
+        from hygie.governance.privacy import population_key
+
+        return {
+            "release_mode": project.release_mode,
+            "privacy_budget": project.privacy_budget,
+            "population_key": population_key(project.purpose, project.scope),
+        }
 
     def _void_decisions(self, project: Project, why: str) -> list[int]:
         """Mark every decision still standing on the project as voided (kept on record); their ids."""
@@ -294,7 +387,13 @@ class Projects:
         project = self.get(project_id)
         self._require_requester(actor, project)
         if project.status != Status.DRAFT:
-            raise Conflict(f"project {project.id} is {project.status}, not a draft")
+            raise Conflict(
+                N_(
+                    "project {project} is {status}, not a draft",
+                    project=project.id,
+                    status=word(PROJECT_STATUS, project.status),
+                )
+            )
         # Resubmitted after a rejection: a new round of review, on a new version; the last round's decisions
         # are voided (kept on record) and count no more, even if nothing was changed.
         voided = self._void_decisions(project, "a new round of review after a rejection")
@@ -311,20 +410,34 @@ class Projects:
         project = self.get(project_id)
         self._require_requester(actor, project)
         if project.status in ENDED:
-            raise Conflict(f"project {project.id} is {project.status}")
+            raise Conflict(
+                N_("project {project} is {status}", project=project.id, status=word(PROJECT_STATUS, project.status))
+            )
         account = self.session.get(Account, account_id)
         if account is None:
-            raise NotFound(f"no account {account_id}")
+            raise NotFound(N_("no account {account}", account=account_id))
         if account.role != Role.RESEARCHER:
-            raise Denied(f"only researchers can be members of a project; account {account_id} is a {account.role}")
+            raise Denied(
+                N_(
+                    "only researchers can be members of a project; account {account} is a {role}",
+                    account=account_id,
+                    role=word(ROLE, str(account.role)),
+                )
+            )
         if account_id in self.members(project):
-            raise Conflict(f"account {account_id} is already a member of project {project.id}")
+            raise Conflict(
+                N_("account {account} is already a member of project {project}", account=account_id, project=project.id)
+            )
         assert actor.account_id is not None
         for approval in self.counted_approvals(project):
             if self.shared_lineage(account_id, approval.reviewer_id):
                 raise Denied(
-                    f"account {account_id} and a reviewer who approved project {project.id} were created by the "
-                    "same person (or one created the other): they cannot be on both sides of one project"
+                    N_(
+                        "account {account} and a reviewer who approved project {project} were created by the same "
+                        "person (or one created the other): they cannot be on both sides of one project",
+                        account=account_id,
+                        project=project.id,
+                    )
                 )
         member = ProjectMember(project_id=project.id, account_id=account_id, added_at=_now(), added_by=actor.account_id)
         self.session.add(member)
@@ -336,9 +449,15 @@ class Projects:
         project = self.get(project_id)
         self._require_governance(actor)
         if actor.account_id != project.requester_id and actor.role != Role.DPO:
-            raise Denied(f"only the requester or the DPO may close project {project.id}")
+            raise Denied(N_("only the requester or the DPO may close project {project}", project=project.id))
         if project.status in ENDED:
-            raise Conflict(f"project {project.id} is already {project.status}")
+            raise Conflict(
+                N_(
+                    "project {project} is already {status}",
+                    project=project.id,
+                    status=word(PROJECT_STATUS, project.status),
+                )
+            )
         self._end(project, Status.CLOSED, self._reason(reason), actor)
         return project
 
@@ -364,16 +483,20 @@ class Projects:
         if actor.role not in reviewing_roles(self.settings.dpo_may_review):
             if actor.role == Role.DPO:
                 raise Denied(
-                    "the DPO oversees projects and does not review them here (policy setting dpo_may_review); "
-                    "reviewers decide, and the DPO may suspend or close a project"
+                    N_(
+                        "the DPO oversees projects and does not review them here (policy setting dpo_may_review); "
+                        "reviewers decide, and the DPO may suspend or close a project"
+                    )
                 )
-            raise Denied(f"a {actor.role_name} cannot review projects; reviewers do")
+            raise Denied(N_("a {role} cannot review projects; reviewers do", role=word(ROLE, str(actor.role_name))))
         if actor.account_id == project.requester_id or actor.account_id in self.members(project):
-            raise Denied(f"you requested or belong to project {project.id}: someone else must review it")
+            raise Denied(
+                N_("you requested or belong to project {project}: someone else must review it", project=project.id)
+            )
 
     def _reason(self, reason: str) -> str:
         if len(reason.strip()) < MIN_REASON:
-            raise Invalid(f"a decision needs its reason, in at least {MIN_REASON} characters")
+            raise Invalid(N_("a decision needs its reason, in at least {minimum} characters", minimum=MIN_REASON))
         return check_free_text("reason", reason.strip())
 
     # -- creation lineage -------------------------------------------------------------------------
@@ -392,9 +515,11 @@ class Projects:
 
     def _refuse_lineage(self, actor: Actor, project: Project, action: str, person: int, shared: list[int]) -> Denied:
         """Record the refusal with its evidence (commit it, like a refused sign-in) and return the error."""
-        message = (
-            f"refused: your account and account {person}, which requested or belongs to project {project.id}, were "
-            "created by the same person (or one created the other); an approval must come from someone independent"
+        message = N_(
+            "refused: your account and account {account}, which requested or belongs to project {project}, were "
+            "created by the same person (or one created the other); an approval must come from someone independent",
+            account=person,
+            project=project.id,
         )
         self._record(actor, action, project, outcome=Outcome.DENIED, reason=message, status=Denied.status,
                      separation="creator_lineage", counterpart=f"account:{person}",
@@ -447,16 +572,26 @@ class Projects:
         project = self.get(project_id)
         self._require_independent_reviewer(actor, project)
         if decision not in ("approve", "reject"):
-            raise Invalid("decision is 'approve' or 'reject'")
+            raise Invalid(N_("decision is 'approve' or 'reject'"))
         reason = self._reason(reason)
         if project.status != Status.SUBMITTED:
-            raise Conflict(f"project {project.id} is {project.status}, not awaiting review")
+            raise Conflict(
+                N_(
+                    "project {project} is {status}, not awaiting review",
+                    project=project.id,
+                    status=word(PROJECT_STATUS, project.status),
+                )
+            )
         assert actor.account_id is not None
         current = decision_hash(project)
         if scope_hash is not None and scope_hash != current:
             raise Conflict(
-                f"project {project.id} changed since you read it (it is now version {project.scope_version}); "
-                "read it again before deciding"
+                N_(
+                    "project {project} changed since you read it (it is now version {version}); read it again before "
+                    "deciding",
+                    project=project.id,
+                    version=project.scope_version,
+                )
             )
         earlier = self.session.scalar(
             select(ProjectDecision.id).where(
@@ -468,8 +603,11 @@ class Projects:
         )
         if earlier is not None:
             raise Conflict(
-                f"you already decided on version {project.scope_version} of project {project.id}; "
-                "approval needs distinct reviewers"
+                N_(
+                    "you already decided on version {version} of project {project}; approval needs distinct reviewers",
+                    version=project.scope_version,
+                    project=project.id,
+                )
             )
         if decision == "approve":
             conflict = self._lineage_conflict(actor.account_id, project)
@@ -524,6 +662,9 @@ class Projects:
                 project.review_due_at = now + timedelta(days=self.settings.annual_review_days)
         project.status = Status.ACTIVE.value
         project.status_reason = None
+        from hygie.governance.privacy import open_budgets
+
+        open_budgets(self.session, project, population_budget=self.settings.dp_population_budget, actor=actor.ref)
         view = build_view(self.hub, self.session, project, actor=actor.ref)
         self._record(
             actor,
@@ -537,6 +678,7 @@ class Projects:
             expires_at=project.expires_at.isoformat() if project.expires_at else None,
             view_generation=view.generation,
             people=view.people,
+            **self._release_detail(project),
         )
 
     def annual_review(self, actor: Actor, project_id: int, decision: str, reason: str) -> Project:
@@ -544,10 +686,10 @@ class Projects:
         project = self.get(project_id)
         self._require_independent_reviewer(actor, project)
         if decision not in ("approve", "reject"):
-            raise Invalid("decision is 'approve' or 'reject'")
+            raise Invalid(N_("decision is 'approve' or 'reject'"))
         reason = self._reason(reason)
         if project.status not in (Status.ACTIVE, Status.SUSPENDED) or project.review_due_at is None:
-            raise Conflict(f"project {project.id} has no annual review to do")
+            raise Conflict(N_("project {project} has no annual review to do", project=project.id))
         assert actor.account_id is not None
         if decision == "approve":
             conflict = self._lineage_conflict(actor.account_id, project)
@@ -583,9 +725,15 @@ class Projects:
         project = self.get(project_id)
         self._require_governance(actor)
         if actor.role not in (Role.OPERATOR, Role.DPO):
-            raise Denied("only an operator or the DPO may suspend a project")
+            raise Denied(N_("only an operator or the DPO may suspend a project"))
         if project.status != Status.ACTIVE:
-            raise Conflict(f"project {project.id} is {project.status}, not active")
+            raise Conflict(
+                N_(
+                    "project {project} is {status}, not active",
+                    project=project.id,
+                    status=word(PROJECT_STATUS, project.status),
+                )
+            )
         project.status = Status.SUSPENDED.value
         project.status_reason = self._reason(reason)
         self._record(actor, "project.suspend", project)
@@ -596,9 +744,15 @@ class Projects:
         project = self.get(project_id)
         self._require_governance(actor)
         if actor.role != Role.DPO:
-            raise Denied("only the DPO may lift a suspension")
+            raise Denied(N_("only the DPO may lift a suspension"))
         if project.status != Status.SUSPENDED:
-            raise Conflict(f"project {project.id} is {project.status}, not suspended")
+            raise Conflict(
+                N_(
+                    "project {project} is {status}, not suspended",
+                    project=project.id,
+                    status=word(PROJECT_STATUS, project.status),
+                )
+            )
         project.status = Status.ACTIVE.value
         project.status_reason = None
         self._reason(reason)

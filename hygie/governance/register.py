@@ -1,12 +1,18 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What the public and each citizen may know: the project register, and who used a citizen's data.
 
 The register lists every project that reached review (drafts are the requester's own), with its public summary,
 purpose, organisation, dates and status, and every access its view gave (builds and refreshes). It never holds a
-person: only projects and counts of acts.
+person: only projects and counts of acts. A project releasing with differential privacy also shows its privacy
+budget, what it spent and what is left, and what is left of the budget of the population it shares with other
+projects (:mod:`hygie.governance.privacy`): numbers chosen by the requester and the reviewers and costs computed
+from requests, never from the data, rounded to three decimals never in the project's favour.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,11 +25,25 @@ from hygie.governance.errors import Conflict, Denied, Invalid
 from hygie.governance.freetext import check_free_text
 from hygie.governance.models import Account, Project, ProjectView
 from hygie.governance.policy import PURPOSE_LABELS, Role
+from hygie.governance.privacy import DP, PrivacyBudget, population_key
 from hygie.governance.projects import MIN_REASON, Projects, aware
 from hygie.governance.views import projects_including
 from hygie.hub import Hub
+from hygie.i18n import N_
 
 PUBLIC_STATUSES = ("submitted", "active", "suspended", "expired", "closed")
+BUDGET_DECIMALS = 3
+"""Decimals of the privacy budgets the register shows: spent rounded up, left rounded down."""
+
+
+def rounded_up(value: float) -> float:
+    scale = 10.0**BUDGET_DECIMALS
+    return math.ceil(value * scale - 1e-6) / scale  # the 1e-6: 0.3 * 1000 is 300.00000000000006, not 301 units
+
+
+def rounded_down(value: float) -> float:
+    scale = 10.0**BUDGET_DECIMALS
+    return max(0.0, math.floor(value * scale + 1e-6) / scale)
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,17 @@ class RegisterEntry:
     view_builds: int
     """How many times its view was built or refreshed from the warehouse."""
     last_access: datetime | None
+    release_mode: str = "sdc"
+    """'sdc' (suppression and rounding) or 'dp' (differential privacy with a counted budget)."""
+    privacy_budget: float | None = None
+    """A DP project's approved budget."""
+    privacy_spent: float | None = None
+    """What its releases spent (rounded up)."""
+    privacy_left: float | None = None
+    """What it may still spend (rounded down; what running jobs hold is not left)."""
+    population_left: float | None = None
+    """What is left of the budget of its population and purpose, shared with other projects (rounded down);
+    None until the first project over that population is activated."""
 
 
 def register(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[int, list[RegisterEntry]]:
@@ -62,6 +93,29 @@ def register(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[int
         .offset(offset)
         .limit(limit)
     ).all()
+    dp = [p for p, _, _ in rows if p.release_mode == DP and p.privacy_budget is not None]
+    budgets = {b.name: b for b in session.scalars(select(PrivacyBudget))} if dp else {}
+
+    def privacy(p: Project) -> dict[str, object]:
+        if p.release_mode != DP or p.privacy_budget is None:
+            return {}
+        own = budgets.get(f"project:{p.id}")
+        population = budgets.get(f"population:{population_key(p.purpose, p.scope)}")
+        total = own.total if own is not None else p.privacy_budget
+        spent = own.spent if own is not None else 0.0
+        held = own.reserved if own is not None else 0.0
+        return {
+            "release_mode": DP,
+            "privacy_budget": total,
+            "privacy_spent": rounded_up(spent),
+            "privacy_left": rounded_down(total - spent - held),
+            "population_left": (
+                rounded_down(population.total - population.spent - population.reserved)
+                if population is not None
+                else None
+            ),
+        }
+
     return total, [
         RegisterEntry(
             id=p.id,
@@ -77,6 +131,7 @@ def register(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[int
             ended_at=aware(p.ended_at),
             view_builds=int(n or 0),
             last_access=aware(last),
+            **privacy(p),  # type: ignore[arg-type]
         )
         for p, n, last in rows
     ]
@@ -102,13 +157,13 @@ def data_uses(
 ) -> tuple[int, list[DataUse]]:
     """The projects whose views included the signed-in citizen, newest first (with the total count)."""
     if actor.role != Role.CITIZEN or actor.account_id is None:
-        raise Denied("only a signed-in citizen sees who used their data, for themselves")
+        raise Denied(N_("only a signed-in citizen sees who used their data, for themselves"))
     account = session.get(Account, actor.account_id)
     if account is None or account.person_index is None:
-        raise Denied("this account is not tied to an insured person")
+        raise Denied(N_("this account is not tied to an insured person"))
     pseudonyms = hub.vault(session).pseudonyms_of([account.person_index])
     if account.person_index not in pseudonyms:
-        raise Conflict("your record could not be found in the identity vault; contact your insurance fund")
+        raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
     ids = projects_including(hub, session, pseudonyms[account.person_index])
     projects = session.scalars(select(Project).where(Project.id.in_(ids)).order_by(Project.id.desc())).all()
     now = datetime.now(UTC)
@@ -143,15 +198,15 @@ def delay_disclosure(
     """The DPO withholds a project's details from the citizens it concerns until a date (an authorised
     investigation). Citizens still see that a project used their data, and until when details are withheld."""
     if actor.role != Role.DPO:
-        raise Denied("only the DPO may delay disclosure to citizens")
+        raise Denied(N_("only the DPO may delay disclosure to citizens"))
     if len(reason.strip()) < MIN_REASON:
-        raise Invalid(f"a delay needs its legal ground, in at least {MIN_REASON} characters")
+        raise Invalid(N_("a delay needs its legal ground, in at least {count} characters", count=MIN_REASON))
     check_free_text("reason", reason)
     until = until if until.tzinfo else until.replace(tzinfo=UTC)
     if until <= datetime.now(UTC):
-        raise Invalid("the end date of a delay must be in the future")
+        raise Invalid(N_("the end date of a delay must be in the future"))
     if until > datetime.now(UTC).replace(year=datetime.now(UTC).year + 3):
-        raise Invalid("a delay longer than three years needs a new decision before it runs out")
+        raise Invalid(N_("a delay longer than three years needs a new decision before it runs out"))
     project = Projects(hub, session).get(project_id)
     project.disclosure_delayed_until = until
     project.disclosure_delay_reason = reason.strip()

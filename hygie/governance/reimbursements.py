@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A citizen's own reimbursements: their ER_PRS_F rows, read through their hub pseudonym.
 
 The account holds only the vault's blind index of the NIR; the vault gives the current hub pseudonym, whose
@@ -23,6 +25,7 @@ from hygie.governance.errors import Conflict, Denied
 from hygie.governance.models import Account
 from hygie.governance.policy import REFERENCE_DIR, Role
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.ingest.contract import MISSING_DATE
 
 
@@ -58,13 +61,13 @@ def act_labels() -> dict[int, str]:
 
 def _pseudonym(hub: Hub, session: Session, actor: Actor) -> str:
     if actor.role != Role.CITIZEN or actor.account_id is None:
-        raise Denied("only a signed-in citizen reads their reimbursements, for themselves")
+        raise Denied(N_("only a signed-in citizen reads their reimbursements, for themselves"))
     account = session.get(Account, actor.account_id)
     if account is None or account.person_index is None:
-        raise Denied("this account is not tied to an insured person")
+        raise Denied(N_("this account is not tied to an insured person"))
     pseudonyms = hub.vault(session).pseudonyms_of([account.person_index])
     if account.person_index not in pseudonyms:
-        raise Conflict("your record could not be found in the identity vault; contact your insurance fund")
+        raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
     return pseudonyms[account.person_index]
 
 

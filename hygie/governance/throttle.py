@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Sign-in throttling per source: failures slow down whoever makes them, never lock the account out.
 
 Two keys are counted for every failed sign-in: the client address alone (spraying many usernames) and the client
@@ -33,6 +35,7 @@ from hygie.governance import limits
 from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.limits import Limited, ThrottleCounter
 from hygie.hub import Hub
+from hygie.i18n import N_
 
 T = TypeVar("T")
 
@@ -43,8 +46,11 @@ class Throttled(Limited):
     def __init__(self, retry_after: int) -> None:
         GovernanceError.__init__(
             self,
-            f"too many failed sign-ins from your address: wait {retry_after} s before trying again "
-            "(this says nothing about any account)",
+            N_(
+                "too many failed sign-ins from your address: wait {seconds} s before trying again "
+                "(this says nothing about any account)",
+                seconds=retry_after,
+            ),
         )
         self.retry_after = retry_after
         self.recorded = True

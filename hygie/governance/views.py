@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Provisioning of minimised per-project views.
 
 Activating a project materialises its view from the warehouse, with no bespoke extraction: only the approved
@@ -56,6 +58,7 @@ from hygie.governance.citizen_index import index_generation, uses_of
 from hygie.governance.models import OptOut, Project, ProjectView
 from hygie.governance.policy import CLAIM_KEY, Scope
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.identity.pseudonym import PSEUDONYM_LENGTH, encode_pseudonyms
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, DCIR_KEYS, DETAIL_TABLES, PSEUDONYM_COLUMN
 from hygie.ingest.rules import stored_schema
@@ -169,7 +172,13 @@ class _Plan:
         scope = Scope.model_validate(project.scope)
         problems = scope.gating_problems()
         if problems:
-            raise ViewError(f"project {project.id}: the approved scope is not provisionable: {'; '.join(problems)}")
+            raise ViewError(
+                N_(
+                    "project {project}: the approved scope is not provisionable: {problems}",
+                    project=project.id,
+                    problems="; ".join(problems),
+                )
+            )
         plan = cls(scope)
         for table, asked in scope.tables.items():
             structural = []
@@ -189,7 +198,13 @@ class _Plan:
         if form == "month":
             return f"CAST(date_trunc('month', t.{column}) AS DATE) AS {column}"
         if form != "exact":
-            raise ViewError(f"{table}.{column} needs its potential identifier declared; it is never written otherwise")
+            raise ViewError(
+                N_(
+                    "{table}.{column} needs its potential identifier declared; it is never written otherwise",
+                    table=table,
+                    column=column,
+                )
+            )
         return f"t.{column}"
 
     @property
@@ -352,7 +367,7 @@ def _write_care(
             f"SELECT {', '.join(fetch)} FROM prs t JOIN pop p ON t.BEN_NIR_PSA = p.psa WHERE {period}", params=dates
         ).to_arrow_table()
         if care.num_rows != count:
-            raise ViewError("the warehouse changed while the view was being built; build the view again")
+            raise ViewError(N_("the warehouse changed while the view was being built; build the view again"))
         care = care.append_column(CLAIM_KEY, pa.array(claims[offset : offset + count]))
         offset += count
         con.register("c", care)
@@ -437,9 +452,44 @@ def _live_key(hub: Hub, name: str, purpose: KeyPurpose, project_id: int) -> None
     info = hub.custody.ensure(name, purpose)
     if info.current_version is None:
         raise ViewError(
-            f"project {project_id}: key {name!r} was destroyed when the project ended; an ended project cannot be "
-            "provisioned again (submit a new project)"
+            N_(
+                "project {project}: key {key} was destroyed when the project ended; an ended project cannot be "
+                "provisioned again (submit a new project)",
+                project=project_id,
+                key=repr(name),
+            )
         )
+
+
+def _write_view_duckdb(
+    hub: Hub, session: Session, plan: _Plan, project: Project, target: Path, view_crypto: ParquetCrypto
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Write the view's files into ``target`` with DuckDB; return its people (hub pseudonyms) and tables."""
+    con = duckdb.connect(config={"temp_directory": ""})  # decrypted rows never spill to disk
+    try:
+        people = _population(hub, session, con, plan, project)
+        pids = rekey(hub, project.id, people)
+        con.register("pop", pa.table({"psa": pa.array(people, pa.string()), "pid": pa.array(pids, pa.string())}))
+        outputs = {t: _Output(target / f"{t}.parquet", view_crypto) for t in plan.columns}
+        owners = _Output(target / OWNERS_FILE, view_crypto) if plan.needs_owners else None
+        if BENEFICIARY_TABLE in outputs:
+            _write_beneficiaries(hub, session, con, plan, outputs[BENEFICIARY_TABLE])
+        if plan.needs_care:
+            _write_care(hub, session, con, plan, outputs, owners)
+    finally:
+        con.close()
+    if owners is not None:
+        owners.close()
+    tables = {}
+    for table, out in outputs.items():
+        digest = out.close()
+        tables[table] = {
+            "rows": out.rows,
+            "columns": plan.columns[table],
+            "file": out.path.relative_to(hub.settings.data_dir).as_posix(),
+            "sha256": digest,
+        }
+    return people, tables
 
 
 def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> ProjectView:
@@ -461,32 +511,12 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
         (base / "membership").mkdir(exist_ok=True)
         membership_path = base / "membership" / f"{generation}.parquet"
         try:
-            con = duckdb.connect(config={"temp_directory": ""})  # decrypted rows never spill to disk
-            try:
-                people = _population(hub, session, con, plan, project)
-                pids = rekey(hub, project.id, people)
-                con.register(
-                    "pop", pa.table({"psa": pa.array(people, pa.string()), "pid": pa.array(pids, pa.string())})
-                )
-                outputs = {t: _Output(target / f"{t}.parquet", view_crypto) for t in plan.columns}
-                owners = _Output(target / OWNERS_FILE, view_crypto) if plan.needs_owners else None
-                if BENEFICIARY_TABLE in outputs:
-                    _write_beneficiaries(hub, session, con, plan, outputs[BENEFICIARY_TABLE])
-                if plan.needs_care:
-                    _write_care(hub, session, con, plan, outputs, owners)
-            finally:
-                con.close()
-            if owners is not None:
-                owners.close()
-            tables = {}
-            for table, out in outputs.items():
-                digest = out.close()
-                tables[table] = {
-                    "rows": out.rows,
-                    "columns": plan.columns[table],
-                    "file": out.path.relative_to(hub.settings.data_dir).as_posix(),
-                    "sha256": digest,
-                }
+            if hub.settings.engine == "spark":  # the same view, built by Spark (hygie.governance.spark_views)
+                from hygie.governance.spark_views import write_view_spark
+
+                people, tables = write_view_spark(hub, session, plan, project, target, view_crypto, actor=actor)
+            else:
+                people, tables = _write_view_duckdb(hub, session, plan, project, target, view_crypto)
             members = _Output(membership_path, membership_crypto)
             members.write(pa.table({PSEUDONYM_COLUMN: pa.array(people, pa.string())}))
             members.close()
@@ -620,15 +650,25 @@ def open_view(
     """
     view = newest_ready(session, project.id)
     if view is None:
-        raise ViewError(f"project {project.id} has no ready view: it is provisioned when the project is activated")
+        raise ViewError(
+            N_(
+                "project {project} has no ready view: it is provisioned when the project is activated",
+                project=project.id,
+            )
+        )
     crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
     datasets: dict[str, ds.Dataset] = {}
     for table, meta in view.tables.items():
         path = hub.settings.data_dir / meta["file"]
         if not path.exists():
             raise ViewError(
-                f"project {project.id}: file {meta['file']} of view generation {view.generation} is missing; "
-                "rebuild the view (build_view) or run `hygie warehouse verify`"
+                N_(
+                    "project {project}: file {file} of view generation {generation} is missing; "
+                    "rebuild the view (build_view) or run `hygie warehouse verify`",
+                    project=project.id,
+                    file=meta["file"],
+                    generation=view.generation,
+                )
             )
         datasets[table] = ds.dataset(str(path), format=crypto.file_format())
     _require_filterable(hub, view)
@@ -652,7 +692,7 @@ def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[i
     """
     if len(hub_pseudonym) != PSEUDONYM_LENGTH:
         # Never "nobody used your data" because a record is damaged: say it cannot be answered.
-        raise ViewError("this person's hub pseudonym is malformed; the answer cannot be given (check the vault)")
+        raise ViewError(N_("this person's hub pseudonym is malformed; the answer cannot be given (check the vault)"))
     uses = uses_of(hub, session, hub_pseudonym)
     found = set(uses.projects)
     crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
@@ -661,7 +701,13 @@ def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[i
             continue
         path = hub.settings.data_dir / membership
         if not path.exists():
-            raise ViewError(f"membership file {membership} of project {project_id} is missing; restore it from backup")
+            raise ViewError(
+                N_(
+                    "membership file {file} of project {project} is missing; restore it from backup",
+                    file=membership,
+                    project=project_id,
+                )
+            )
         dataset = ds.dataset(str(path), format=crypto.file_format())
         if dataset.count_rows(filter=pc.field(PSEUDONYM_COLUMN) == hub_pseudonym):
             found.add(project_id)
@@ -740,11 +786,21 @@ def _require_filterable(hub: Hub, view: ProjectView) -> None:
         if PSEUDONYM_COLUMN in columns:
             continue
         if CLAIM_KEY not in columns:
-            raise ViewError(f"project {view.project_id}: table {table} of the view has no column tying rows to people")
+            raise ViewError(
+                N_(
+                    "project {project}: table {table} of the view has no column tying rows to people",
+                    project=view.project_id,
+                    table=table,
+                )
+            )
         if not _owners_path(hub, view).exists():
             raise ViewError(
-                f"project {view.project_id}: view generation {view.generation} cannot tie its detail rows to "
-                "people, so objections made since it was built could not be applied; refresh the view"
+                N_(
+                    "project {project}: view generation {generation} cannot tie its detail rows to "
+                    "people, so objections made since it was built could not be applied; refresh the view",
+                    project=view.project_id,
+                    generation=view.generation,
+                )
             )
 
 
@@ -776,4 +832,10 @@ def _without_excluded(
     if CLAIM_KEY in columns:
         claims = _excluded_claims(hub, view, crypto, excluded)
         return dataset.filter(~pc.field(CLAIM_KEY).isin(claims)) if len(claims) else dataset
-    raise ViewError(f"project {view.project_id}: table {table} of the view has no column tying rows to people")
+    raise ViewError(
+        N_(
+            "project {project}: table {table} of the view has no column tying rows to people",
+            project=view.project_id,
+            table=table,
+        )
+    )

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The NIR (French social security number): structure and control key.
 
 15 characters: sex(1) year(2) month(2) département(2) commune(3) order(3) key(2), where

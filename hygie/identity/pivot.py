@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The identity pivot index: finding a person of the vault from what an identity provider vouches for.
 
 An OpenID Connect provider of the FranceConnect kind vouches for an *identity pivot*: family name, given names,

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Keyed pseudonyms derived from the NIR.
 
 A NIR has at most about 2^38 possible values (a few million once birth month and place are known), so any

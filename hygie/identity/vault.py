@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The identity vault: direct identifiers, sealed record by record, found by a keyed blind index.
 
 Each record (NIR, names, birth date, address, contacts, and the person's hub pseudonym) is sealed with

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Vectorised checks of one chunk of a delivered table.
 
 Every check first asks a cheap question of the whole chunk (a min/max, a null count, an ``is_in`` that

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Which care rows (by their nine DCIR keys) the warehouse already holds, across batches.
 
 The nine keys include the flow dates, so a claim legitimately sent again in a later flow has other keys; the

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The delivery contract: what a producer sends, table by table.
 
 A delivery is a folder holding ``manifest.json`` and one UTF-8 CSV per table, ``<TABLE>.csv``, comma-separated

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Ingestion of delivery batches: check everything, split identities off, pseudonymise, store encrypted.
 
 All or nothing per batch: rows are staged (encrypted) while the batch is checked, and published only if

@@ -1,9 +1,13 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Field rules compiled from the SNDS Table Schemas and the delivery contract.
 
 The SNDS descriptors carry a few non-standard keys (``length``, ``nomenclature``, constraints such as
-``description``); they are set aside and the rest is loaded with frictionless, so types and constraints are
-read the way the Table Schema specification defines them. Each delivered column then gets one
-:class:`FieldRule` that the vectorised checks in :mod:`hygie.ingest.checks` apply.
+``description``); they are set aside and the rest is read as the Table Schema specification defines it: a field's
+``type`` is one of the specification's types, ``format`` defaults to ``default``, and each standard constraint has
+the value type the specification gives it. A descriptor that breaks these rules stops the import with its table
+and field named (the schemas ship with Hygie: such an error is a packaging fault, not bad input). Each delivered
+column then gets one :class:`FieldRule` that the vectorised checks in :mod:`hygie.ingest.checks` apply.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-from frictionless import Schema
 
 from hygie.ingest.contract import IDENTITY_COLUMNS, NIR_COLUMN, PSEUDONYM_COLUMN, TABLES
 
@@ -114,27 +117,64 @@ _IDENTITY_RULES = {
 }
 
 
-def _clean_descriptor(raw: dict[str, object]) -> dict[str, object]:
-    fields = []
-    for f in raw["fields"]:  # type: ignore[attr-defined]
-        constraints = {k: v for k, v in (f.get("constraints") or {}).items() if k in _STANDARD_CONSTRAINTS}
-        fields.append(
-            {
-                "name": f["name"],
-                "type": f["type"],
-                "format": f.get("format", "default"),
-                "constraints": constraints,
-            }
-        )
-    return {"fields": fields, "missingValues": [""]}
+_TABLE_SCHEMA_TYPES = {
+    "string", "number", "integer", "boolean", "object", "array", "date", "time", "datetime", "year", "yearmonth",
+    "duration", "geopoint", "geojson", "any",
+}  # fmt: skip
+"""The field types of the Table Schema specification (v1)."""
+
+_CONSTRAINT_TYPES: dict[str, tuple[type, ...]] = {
+    "required": (bool,),
+    "unique": (bool,),
+    "minLength": (int,),
+    "maxLength": (int,),
+    "minimum": (int, float),
+    "maximum": (int, float),
+    "pattern": (str,),
+    "enum": (list,),
+}
+"""The value type of each standard constraint this module reads (Table Schema v1, section "Constraints")."""
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    """One Table Schema field as the specification defines it, non-standard keys set aside."""
+
+    name: str
+    type: str
+    format: str
+    constraints: dict[str, object]
+
+
+def _schema_field(table: str, raw: dict[str, object]) -> SchemaField:
+    name, ftype, fmt = raw.get("name"), raw.get("type", "string"), raw.get("format", "default")
+    where = f"Table Schema {table}.json, field {name!r}"
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Table Schema {table}.json: a field has no name")
+    if ftype not in _TABLE_SCHEMA_TYPES:
+        raise ValueError(f"{where}: type {ftype!r} is not a Table Schema type")
+    if not isinstance(fmt, str):
+        raise ValueError(f"{where}: format must be a string")
+    given = raw.get("constraints", {})
+    if not isinstance(given, dict):
+        raise ValueError(f"{where}: constraints must be an object")
+    constraints: dict[str, object] = {}
+    for key, value in given.items():
+        if key not in _CONSTRAINT_TYPES:
+            continue  # non-standard (e.g. a free-text description): set aside
+        # bool is an int in Python: a boolean is not a length or a bound.
+        if not isinstance(value, _CONSTRAINT_TYPES[key]) or (
+            isinstance(value, bool) and bool not in _CONSTRAINT_TYPES[key]
+        ):
+            raise ValueError(f"{where}: constraint {key} has a {type(value).__name__} value")
+        constraints[key] = value
+    return SchemaField(name, str(ftype), fmt, constraints)
 
 
 @cache
-def _snds_fields(table: str) -> dict[str, tuple[object, dict[str, object]]]:
+def _snds_fields(table: str) -> dict[str, tuple[SchemaField, dict[str, object]]]:
     raw = json.loads((SCHEMAS / f"{table}.json").read_text(encoding="utf-8"))
-    schema = Schema.from_descriptor(_clean_descriptor(raw))
-    extras = {f["name"]: f for f in raw["fields"]}
-    return {field.name: (field, extras[field.name]) for field in schema.fields}
+    return {f["name"]: (_schema_field(table, f), f) for f in raw["fields"]}
 
 
 def _code_list_name(nomenclature: object) -> str | None:
@@ -150,9 +190,7 @@ def _code_list_name(nomenclature: object) -> str | None:
 
 def _rule_from_snds(table: str, name: str, required: bool) -> FieldRule:
     field, extra = _snds_fields(table)[name]
-    ftype = str(field.type)  # type: ignore[attr-defined]
-    fmt = str(field.format)  # type: ignore[attr-defined]
-    constraints: dict[str, object] = dict(field.constraints)  # type: ignore[attr-defined]
+    ftype, fmt, constraints = field.type, field.format, field.constraints
     kind: Kind
     if ftype == "date" and fmt == "%m":
         kind = "month"

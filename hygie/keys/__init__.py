@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Key custody: the controller's keys, behind one interface (see :mod:`hygie.keys.custody`)."""
 
 from __future__ import annotations
@@ -43,8 +45,23 @@ VAULT_INDEX_KEY = "vault-index"
 
 def open_custody(settings: Settings, *, create: bool = False) -> KeyCustody:
     """Open the configured key custody backend (the only place a backend is chosen)."""
+    if settings.key_backend == "pkcs11":
+        from hygie.keys.pkcs11 import Pkcs11Keystore, read_pin
+
+        return Pkcs11Keystore.connect(
+            settings.data_dir / "keys",
+            module=settings.pkcs11_module,
+            token_label=settings.pkcs11_token_label,
+            pin=read_pin(
+                settings.pkcs11_pin.get_secret_value() if settings.pkcs11_pin else None, settings.pkcs11_pin_file
+            ),
+            create=create,
+            bulk_mac_min=settings.pkcs11_bulk_mac_min,
+            bulk_key_seconds=settings.pkcs11_bulk_key_seconds,
+            rotation_batch=settings.pkcs11_rotation_batch,
+        )
     if settings.key_backend != "local":
-        raise CustodyLocked(f"key backend {settings.key_backend!r} is not available in this build; use 'local'")
+        raise CustodyLocked(f"key backend {settings.key_backend!r} is not available; use 'local' or 'pkcs11'")
     return LocalKeystore.open(
         settings.data_dir / "keys",
         passphrase=settings.key_passphrase.get_secret_value() if settings.key_passphrase else None,

@@ -1,8 +1,9 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The FastAPI application: one hub, the governance API, the audit log's public endpoints."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,17 +16,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DataError, StatementError
 
-from hygie.audit.alerts import AlertPolicy, start_alerting
-from hygie.audit.checkpointer import start_checkpointer
-from hygie.audit.log import TransparencyLog
-from hygie.governance.accounts import SYSTEM
-from hygie.governance.acts import act
 from hygie.governance.errors import GovernanceError
 from hygie.governance.limits import Limited
-from hygie.governance.projects import Projects
 from hygie.governance.throttle import SignInThrottle
 from hygie.hub import Hub
 from hygie.portal import openapi, pages
+from hygie.portal.background import start_background
 from hygie.portal.refused import RefusedRecorder, refusal_reason
 from hygie.portal.resilience import Resilience, install_resilience
 from hygie.portal.routes import accounts, alerts, audit_search, citizens, policy, projects, register, reimbursements
@@ -43,23 +39,16 @@ log = structlog.get_logger("hygie.portal")
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """While serving: signed checkpoints every few seconds, DPO alerts evaluated, projects past their term ended."""
+    """While serving: signed checkpoints every few seconds, DPO alerts evaluated, projects past their term ended
+    (hygie.portal.background), unless ``serve_background_tasks`` leaves them to `hygie background`."""
     hub: Hub = app.state.hub
     listener = _start_metrics_listener(app, hub)
-    checkpointer = start_checkpointer(
-        TransparencyLog.for_hub(hub), interval=hub.settings.audit_checkpoint_seconds, settings=hub.settings
-    )
-    alerter = start_alerting(hub, interval=hub.settings.alert_seconds, policy=AlertPolicy.from_settings(hub.settings))
-    stop = threading.Event()
-    sweeper = threading.Thread(target=_sweep_projects, args=(hub, stop), name="hygie-project-sweep", daemon=True)
-    sweeper.start()
+    stop_background = start_background(hub) if hub.settings.serve_background_tasks else None
     try:
         yield
     finally:
-        stop.set()
-        sweeper.join(timeout=30)
-        alerter.stop()
-        checkpointer.stop()
+        if stop_background is not None:
+            stop_background()
         if listener is not None:
             listener.shutdown()
             listener.server_close()
@@ -76,15 +65,6 @@ def _start_metrics_listener(app: FastAPI, hub: Hub) -> WSGIServer | None:
     )
     log.info("metrics listener", host=hub.settings.metrics_host, port=server.server_port)
     return server
-
-
-def _sweep_projects(hub: Hub, stop: threading.Event) -> None:
-    while not stop.wait(hub.settings.project_sweep_seconds):
-        try:
-            with act(hub, SYSTEM, "project.sweep") as session:
-                Projects(hub, session).expire_due(SYSTEM)
-        except Exception:
-            log.exception("project sweep failed")
 
 
 def create_app(hub: Hub) -> FastAPI:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The base of every JSON request body of the API: a field the body does not declare is refused, never ignored.
 
 A body that silently drops what it does not know hides a caller's mistake (a misspelt ``reason`` is not a reason)

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Request dependencies: the hub, and who is asking."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from hygie.audit import Outcome, record_now
 from hygie.governance.accounts import Accounts, Actor
 from hygie.governance.errors import Unauthenticated
 from hygie.hub import Hub
+from hygie.i18n import N_
 
 bearer = HTTPBearer(auto_error=False, description="A session token (hs_…) from POST /auth/login, or an API token")
 
@@ -32,7 +35,7 @@ def current_actor(
         # Anonymous attempts on protected routes are on the record too (paths carry ids, never identifiers).
         record_now(hub.session, actor="anonymous", action="auth.token", outcome=Outcome.DENIED,
                    detail={"reason": "no credentials", "route": request.url.path})  # fmt: skip
-        error = Unauthenticated("sign in first (POST /auth/login) and send the token as 'Authorization: Bearer …'")
+        error = Unauthenticated(N_("sign in first (POST /auth/login) and send the token as 'Authorization: Bearer …'"))
         error.recorded = True
         raise error
     with hub.session() as session:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The OpenAPI document says every answer a route can give, errors included.
 
 Routes answer refusals and failures with ``{"detail": "..."}`` (and ``retry_after`` when shed): 401 without valid

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Refused input on the record: validation errors (422) and bodies too large (413), rate-limited per source.
 
 A refusal a service already recorded (a governance act's :class:`~hygie.governance.errors.Invalid`) is not

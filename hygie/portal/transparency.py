@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The register's account of work done: jobs run and outputs released, per project; and a citizen's own entries
 in the audit log (with their salts and inclusion proofs).
 
@@ -25,6 +27,7 @@ from hygie.governance.policy import Role
 from hygie.governance.register import PUBLIC_STATUSES
 from hygie.governance.views import projects_including
 from hygie.hub import Hub
+from hygie.i18n import N_
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -154,7 +157,7 @@ class MyEntries:
 def my_entries(hub: Hub, session: Session, actor: Actor, *, offset: int = 0, limit: int = 20) -> MyEntries:
     """The signed-in citizen's entries in the audit log. The caller records the read (in ``session``)."""
     if actor.role != Role.CITIZEN or actor.account_id is None or Scope.CITIZEN not in actor.scopes:
-        raise Denied("only a signed-in citizen sees their own entries of the audit log")
+        raise Denied(N_("only a signed-in citizen sees their own entries of the audit log"))
     limit = max(1, min(limit, MY_ENTRIES_MAX))
     mine = AuditEvent.actor == actor.ref
     total = int(session.scalar(select(func.count()).select_from(AuditEvent).where(mine)) or 0)

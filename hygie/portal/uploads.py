@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Uploads stay in memory and within their limit.
 
 A leaked file is identities in clear, and none may reach a disk outside the vault — temporary files included.
@@ -13,6 +15,8 @@ import json
 
 from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hygie.i18n import N_
 
 _FORM_OVERHEAD = 2**20
 """Room for the multipart boundaries and the form's small fields beside the largest file."""
@@ -90,9 +94,11 @@ class BodyLimit:
             else f"{limit} bytes"
         )
         if limit == self.upload_limit:
-            detail = f"the request is larger than {size}: import a larger leaked file with `hygie breach import`"
+            detail = N_(
+                "the request is larger than {size}: import a larger leaked file with `hygie breach import`", size=size
+            )
         else:
-            detail = f"the request body is larger than {size}, the most this service reads"
+            detail = N_("the request body is larger than {size}, the most this service reads", size=size)
         body = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

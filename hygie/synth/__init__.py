@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Synthetic national health-insurance claims on the real SNDS schema, delivered as the hub expects them.
 
 ``generate`` writes a delivery folder (see :mod:`hygie.ingest.contract`): ``000-beneficiaries/`` with

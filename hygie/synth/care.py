@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Care events for a chunk of people, as claim lines (one future ER_PRS_F row each).
 
 Acute care starts with a doctor contact drawn from a seasonal, weekday-shaped calendar; some contacts lead to

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Code lists and reference tables read from ``hygie/reference``.
 
 The generator takes every code it writes from these files, so whatever the ingest validator checks against the

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Each person's health profile: how much care they use, their long-term conditions and regular treatments.
 
 Care use is heavy-tailed (a gamma-distributed intensity: most people see a doctor a few times a year, a few

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Days as integers (days since 1970-01-01, numpy's datetime64[D] epoch) so that calendars vectorise."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """From care to deliveries: when each claim reaches the system, corrections, and the nine DCIR keys.
 
 A claim enters the information system (FLX_TRT_DTD) after a delay: days for most electronic claims, weeks or

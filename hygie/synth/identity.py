@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Direct identifiers (name, address, phone, e-mail) for the identity columns of IR_BEN_R.
 
 Faker's French lists give the raw material; calling Faker once per field and person is too slow for millions

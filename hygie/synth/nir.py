@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Synthetic NIRs: valid (control key right) and unique across the whole output.
 
 15 characters: sex(1) birth year(2) birth month(2) place of birth(5) order(3) key(2). The place is a

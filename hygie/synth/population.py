@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Who is insured: age and sex, residence, place of birth, NIR, death.
 
 People are those alive and insured on January 1st of the first year; nobody is born into the population

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Health professionals: pools per département sized to the population they serve.
 
 Pool sizes follow French densities (about one GP per 1,100 people, a pharmacy per 2,500, a laboratory per

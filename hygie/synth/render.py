@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Delivered claim lines as CSV text, table by table and flow month by flow month.
 
 Formatting is the expensive part of the generator, so rows are assembled from a few *segments*: runs of

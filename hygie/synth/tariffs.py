@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """How care is coded and paid: prestation natures, exemption codes, tariffs, acts and drug mixes.
 
 Tariffs are 2023-2024 orders of magnitude (consultation 30 EUR, the B letter of lab acts 0.27 EUR, CCAM acts at

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Delivery folders: one batch per folder, CSV files appended chunk by chunk, the manifest written last.
 
 A batch folder without ``manifest.json`` is incomplete by definition: the manifest is written (atomically,

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The catalog: which batches were accepted and which Parquet files hold them.
 
 A file is part of the warehouse only once the catalog lists it; readers open exactly the listed files.

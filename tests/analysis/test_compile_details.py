@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Care-line amounts under a drug-class dimension: each care line counts once per cell, checked against a direct
 computation (not through the compiler): on a plaintext DuckDB with care lines of several drug lines each, and on a
 project's real view."""

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Attack: a researcher's SQL puts spreadsheet formulas in a released output (in a cell and in a column name); the
 CSV a colleague downloads carries them neutralised, the JSON as they are. Property tests: tests/test_export_escaping.py.
 """

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Runs off the request thread: queued at once, failures recorded, orphans of a restart failed; outputs sealed
 under the project's view key and shredded with it."""
 

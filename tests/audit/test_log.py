@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 from __future__ import annotations
 
 import base64
@@ -72,6 +74,16 @@ def test_signed_checkpoint_verifies_and_fails_after_any_change(hub: Hub) -> None
     assert log.checkpoint().size == 21
     # The key survives reopening: it is stored wrapped by custody, not regenerated.
     assert TransparencyLog.for_hub(hub).verifier_key == log.verifier_key
+
+
+def test_a_new_hub_signs_the_empty_tree_then_extends_it(hub: Hub) -> None:
+    log = TransparencyLog.for_hub(hub)
+    empty = log.checkpoint()  # failed with "empty range [0, 0)" before: the checkpointer logged an error
+    assert (empty.size, empty.root) == (0, rfc9162.mth([]))
+    assert check_note(empty.note, log.verifier_key)[1] == 0
+    fill(hub, 3)
+    assert log.checkpoint().size == 3
+    assert log.verify().ok
 
 
 def test_checkpointer_and_batch_recorder(hub: Hub) -> None:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The public log proves without telling (issue 12, item 4), over HTTP against a hub with people and staff.
 
 Replayed: a citizen objects and withdraws, reads their breach notices, the DPO searches the record about them and

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Any change to the stored log is found by `hygie audit verify`, which names the first bad entry."""
 
 from __future__ import annotations

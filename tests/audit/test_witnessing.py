@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Outside witnesses cosign the record (issue 20): C2SP tlog-witness against three witnesses on loopback.
 
 The cosignature verifier at the top is written from c2sp.org/tlog-cosignature and c2sp.org/signed-note alone

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The bulk paths of a large import give exactly what the row-by-row code gives: columnar parsing, the blocking
 index built column by column (with its index dropped and rebuilt), and matching split across forked workers."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The DPO alone reads nobody's identity: a leak imported over HTTP is matched only once a second person confirms
 it, review compares a row with its candidate by agreement (never a vault value), and seeing a candidate's identity
 is asked with a reason, approved by a second person, shown once to the asker, recorded and alerted.

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """An attacker who holds a released table and its margins and tries to pin each suppressed cell.
 
 The attacker knows every published cell exactly (the worst case: we ignore the rounding the platform applies), that

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The audit across releases (``hygie.disclosure.lpaudit``) on hand-made systems, checked against the exact
 simplex of ``tests/disclosure/attacker.py`` where they overlap."""
 

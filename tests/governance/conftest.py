@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A hub holding a small ingested synthetic population, for the governance tests.
 
 The delivery is generated and ingested once per session and database; each test gets a copy of that hub.

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Separation of duties for accounts: whoever creates a staff account through the API never holds its credentials,
 and the account is unusable until a second person confirms it.
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Separation of duties in project decisions, as attacks: a decision is bound to the exact project it judged, the
 DPO does not review by default, and one person's accounts cannot both request and approve; the alerts that
 follow approvals by fresh accounts and by one person's accounts."""

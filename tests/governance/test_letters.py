@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Letters by post: knowing a leaked NIR, name and birth date opens nothing; the code on a letter to the address held
 before the breach does, once; flagged people step up (new device, contact change) instead of being locked out."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Breach notices by e-mail go to the address the person chose (step-up protected), else to the one held before the
 breach, never to a newer record; a vault value that is not one address (a line break, a list) fails alone."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Provider logins started, and callbacks with made-up states, from one address are limited in the database: the
 flow table and the audit log do not grow with a flood."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Opt-out reaches running projects at once (issue 12, item 6), on SQLite and PostgreSQL.
 
 The attack: a citizen in an active project's view objects; until the view was rebuilt, their beneficiary row and

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The mail room's print run writes names, addresses and codes: never into a file or link someone else planted, never
 into a directory others can write to, and with the person who ran it on the record."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """NIRs typed on the portal (letter requests, activation) leave nothing in the process's memory; ingestion's bulk
 lookups keep their cache (and give the same indexes)."""
 

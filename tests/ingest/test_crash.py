@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """kill -9 at any instant of an ingestion leaves the warehouse exactly as it was (or holds the whole batch)."""
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ pytestmark = pytest.mark.slow
 
 CLAIMS_OFFSET = 1_000_000
 """Claim numbers far from small_delivery's, so both can be stored in one hub."""
+
+
+BIG_VISITS = 150_000  # several chunks, a run of seconds: kills land in every phase
 
 
 def large_delivery(people: int, visits: int) -> Delivery:
@@ -67,7 +72,7 @@ def run_ingest(hub: Hub, folder: Path, failpoint: str | None = None) -> subproce
 
 @pytest.fixture(scope="module")
 def big_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return large_delivery(4000, 300_000).write(tmp_path_factory.mktemp("big") / "batch", "BIG")
+    return large_delivery(4000, BIG_VISITS).write(tmp_path_factory.mktemp("big") / "batch", "BIG")
 
 
 def test_kill_at_random_instants(hub: Hub, tmp_path: Path, big_batch: Path) -> None:
@@ -82,7 +87,7 @@ def test_kill_at_random_instants(hub: Hub, tmp_path: Path, big_batch: Path) -> N
     ingest_batch(hub, small_delivery().write(tmp_path / "first", "FIRST"))
     base = snapshot(hub)
     outcomes = []
-    for fraction in (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97):
+    for fraction in (0.05, 0.3, 0.55, 0.8, 0.95):
         proc = run_ingest(hub, big_batch)
         time.sleep(duration * fraction)
         proc.send_signal(signal.SIGKILL)
@@ -94,7 +99,7 @@ def test_kill_at_random_instants(hub: Hub, tmp_path: Path, big_batch: Path) -> N
             assert state == base, f"killed at {fraction:.0%}: warehouse changed"
             outcomes.append("none")
         else:
-            assert state[0]["tables"]["ER_PRS_F"] == 13 + 300_000  # type: ignore[index]
+            assert state[0]["tables"]["ER_PRS_F"] == 13 + BIG_VISITS  # type: ignore[index]
             outcomes.append("all")
             break
     assert "none" in outcomes
@@ -103,7 +108,7 @@ def test_kill_at_random_instants(hub: Hub, tmp_path: Path, big_batch: Path) -> N
         finished = run_ingest(hub, big_batch)
         assert finished.wait(timeout=300) == 0
         reopened = Hub.open(hub.settings)
-        assert snapshot(reopened)[0]["tables"]["ER_PRS_F"] == 13 + 300_000  # type: ignore[index]
+        assert snapshot(reopened)[0]["tables"]["ER_PRS_F"] == 13 + BIG_VISITS  # type: ignore[index]
         reopened.close()
 
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Delivery files as producers' tools write them: any RFC 4180 CSV is read; bytes that are not UTF-8 are named by
 file and line; symbolic links and special files are refused before anything is read."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Property-based tests of the delivery parser: one cell of a clean delivery replaced by arbitrary text."""
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(tmp_path_factory.mktemp("prop") / "hub")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(row=st.integers(0, 12), column=st.sampled_from(COLUMNS), value=cells)
 def test_one_bad_cell_is_named_exactly_and_never_echoed(
     scratch: Settings, tmp_path_factory: pytest.TempPathFactory, row: int, column: str, value: str
@@ -49,7 +51,7 @@ def test_one_bad_cell_is_named_exactly_and_never_echoed(
         hub.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(row=st.integers(0, 12), value=cells.filter(lambda v: v != "" and not re.fullmatch(r"-?[0-9]+", v)))
 def test_non_integer_in_an_integer_field_is_always_refused(
     scratch: Settings, tmp_path_factory: pytest.TempPathFactory, row: int, value: str

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A real OpenID Connect provider for the tests: panva's certified ``oidc-provider`` (npm), run by node on loopback.
 
 ``tests/oidc/provider/`` holds the provider script and its locked npm dependencies; :func:`ensure_installed` runs
@@ -8,6 +10,7 @@ vouches for (the FranceConnect identity pivot).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
 import shutil
@@ -31,16 +34,23 @@ def ensure_installed() -> None:
     """Install the locked provider (``npm ci``) once; skip only where node itself is absent (CI has it)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are needed to run the test OpenID provider (apt-get install nodejs npm)")
-    if (PROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
+    installed = PROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json"
+    if installed.exists():
         return
-    done = subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=PROVIDER_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # The suite runs in several pytest-xdist workers: one installs while the others wait, so two `npm ci` never
+    # remove each other's node_modules.
+    with open(PROVIDER_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed.exists():
+            return
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=PROVIDER_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     if done.returncode != 0:
         pytest.fail(f"npm ci of the test OpenID provider failed:\n{done.stderr[-2000:]}")
 

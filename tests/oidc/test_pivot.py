@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The vault's keyed identity pivot index: what a provider vouches for finds exactly the right person, by keyed
 lookups only; homonyms are never resolved by guessing; data older than the index is covered by the rebuild."""
 

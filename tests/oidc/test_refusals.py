@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The relying party's refusals that need no provider to show: a provider offering only symmetric algorithms (the
 JOSE library's defaults, HS256 among them, never take over), an ``acr`` sent as a list, and floods of starts or of
 callbacks with made-up states from one address (tests/governance/test_oidc_limits.py)."""

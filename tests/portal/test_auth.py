@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Sign-in, second factor (each code once), uniform refusals, per-source throttling, sessions and scoped tokens,
 through the HTTP API."""
 

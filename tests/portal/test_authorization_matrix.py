@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Who may do what: every role against every governance endpoint, allowed and denied.
 
 A denied call answers 403 (401 without credentials; for a project the caller may not see, the 404 of a missing

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Faults of a dependency are the portal's honest 503, never a 500 and never a wrong answer.
 
 The faults are made at the file level, as a failing disk would: the SQLite metadata database's file is overwritten

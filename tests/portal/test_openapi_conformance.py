@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Schemathesis against the portal's own /openapi.json: generated requests, as a signed-in DPO (and as a
 researcher member of an active project for project data routes), never get a 5xx nor a response that violates
 the schema.

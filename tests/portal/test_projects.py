@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The life of a project through the HTTP API: policy refusals, two distinct reviewers, activation with a
 view, change of scope, suspension, expiry and closing; every transition on the record."""
 

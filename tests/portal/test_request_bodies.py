@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Every JSON request body of the API refuses fields it does not declare (hygie/portal/bodies.py): a route added
 with a model that forgets it fails here, before the black-box sweep (tests/security/test_bad_input.py) would."""
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Resilience of the portal: admission control, breakers, readiness, draining, and never a default value for the truth.
 
 Overload is made real: routes of a given class that hold their slot until the test releases them (a research

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Who may call which route of the API: the reviewed policy the black-box matrix holds the served hub to.
 
 Every operation of the OpenAPI schema (method + path) must have an entry here; a route added to the API without one

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The authorisation matrix, black-box and generated: every operation of the served hub's /openapi.json × every role
 (and anonymous) × their own objects, foreign objects and missing ids, held to the reviewed policy of
 tests/security/policy.py.

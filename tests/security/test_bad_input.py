@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Bad input on every route that takes a body: malformed JSON, wrong types, unknown fields, oversized bodies.
 
 What must happen, on every POST, PUT and PATCH route of the schema: a clear 4xx with a JSON ``detail`` (never a

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Attack: the DPO alone grants data access.
 
 The DPO creates a researcher and a reviewer (``POST /accounts``), would receive their second-factor URIs, has the

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Black-box replay of the leak attack of issue 14, over HTTP against served portals.
 
 The outsider holds the demo leak (made the demo's way, hygie/demo.py ``_demo_breach``: hygie/breach/synthetic.py

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Attack (by omission): opt-out does not reach running projects.
 
 An opted-out citizen stayed in every active view until it was rebuilt (1 beneficiary row and 21 care rows still

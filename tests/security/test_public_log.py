@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Attack: the public log tells what people did.
 
 Anonymous ``GET /audit/entries`` returned every event in clear: a citizen's opt-out, breach-notice reads, the DPO's

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Attack: an approval survives a change of scope.
 
 Reviewer 1 approves a narrow project, reviewer 2 rejects it, the requester widens it while it is a draft (commune of

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Care rows: keys and detail rows, dates, amounts, codes, realism of the distributions."""
 
 from __future__ import annotations

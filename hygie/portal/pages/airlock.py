@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The output checkers' pages (reviewers; the DPO only if the policy setting ``dpo_may_review`` says so): the
 airlock queue, one output in full with the checks' findings, and the decision to release or reject it, with a
 reason.

@@ -1,10 +1,13 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A researcher's analyses: submit an aggregate (a form) or a SQL query, follow the jobs, read and download what
 was released; and the project's dummy data.
 
 Each page calls the JSON API's route functions (``hygie.portal.routes.analysis``, ``…dummy``), so it is refused
 where the API refuses and recorded the same way. A job may still be queued or running when its page is shown
-(runs may be asynchronous): the page then refreshes itself with ``<meta http-equiv="refresh">``, the browser's
-own mechanism, without a script of ours, until the job ends.
+(runs may be asynchronous): the page then follows the job with ``static/job-follow.js`` (it fetches the page and
+swaps its content when the job's state changes, announced in a status region; a button stops it), never an
+automatic reload, which WCAG 2.2.1 forbids; without scripts, a link reloads it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
 from hygie.portal.pages import analysisform
-from hygie.portal.pages.messages import said
+from hygie.portal.pages.messages import Said, said
 from hygie.portal.pages.web import PageRoute, as_list, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 from hygie.portal.routes import dummy as dummy_api
@@ -95,8 +98,8 @@ async def submit_aggregate(request: Request, project_id: int) -> Response:
     spec, errors = analysisform.spec_from_form(form)
     if spec is None:
         project = await run_in_threadpool(projects_api.get_project, project_id, hub, actor)
-        context = _aggregate_context(project, form, errors, said(422, "Le formulaire contient des erreurs : "
-                                                                      "corrigez les champs signalés."))  # fmt: skip
+        context = _aggregate_context(project, form, errors, Said("Le formulaire contient des erreurs : "
+                                                                 "corrigez les champs signalés.", "fr"))  # fmt: skip
         return render(request, "recherche/agregat.html", context, actor=actor, status=422)
     try:
         job = await run_in_threadpool(api.submit_aggregate, project_id, spec, hub, actor)
@@ -138,7 +141,7 @@ async def submit_sql(request: Request, project_id: int) -> Response:
             return redirect(f"/recherche/projets/{project_id}/analyses/{job.id}")
     project = await run_in_threadpool(projects_api.get_project, project_id, hub, actor)
     context = {"project": project, "sql": sql, "example": SQL_EXAMPLE, "errors": errors,
-               "error": error or said(422, "La requête n'est pas envoyée : corrigez le champ signalé.")}  # fmt: skip
+               "error": error or Said("La requête n'est pas envoyée : corrigez le champ signalé.", "fr")}  # fmt: skip
     return render(request, "recherche/sql.html", context, actor=actor, status=status)
 
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The aggregate request form: what it offers (dimensions, measures, filters in French) and how its fields become
 the API's :class:`AggregateSpec`, with an error next to the field it concerns."""
 
@@ -8,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hygie.analysis.spec import AggregateSpec
+from hygie.i18n import N_, Message
 from hygie.portal.pages.messages import french
 from hygie.portal.pages.web import as_list
 
@@ -111,5 +114,17 @@ def spec_from_form(form: dict[str, Any]) -> tuple[AggregateSpec | None, dict[str
         for e in exc.errors(include_input=False, include_url=False):
             where = str(e["loc"][0]) if e["loc"] else ""
             field = {"group_by": "dimension", "measures": "mesure", "filters": "filtre1"}.get(where, "formulaire")
-            errors.setdefault(field, french(422, str(e["msg"]).removeprefix("Value error, ")))
+            errors.setdefault(field, french(422, _message(e)))
         return None, errors
+
+
+def _message(error: Any) -> str:
+    """A validation error as a message: the spec's own refusal (a catalogued message raised in a validator), or
+    pydantic's "too long" said with its limit; pydantic's other wordings as they are."""
+    context = error.get("ctx") or {}
+    raised = context.get("error")
+    if isinstance(raised, ValueError) and raised.args and isinstance(raised.args[0], Message):
+        return raised.args[0]
+    if error.get("type") == "too_long" and "max_length" in context:
+        return N_("at most {count}", count=context["max_length"])
+    return str(error["msg"]).removeprefix("Value error, ")

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A citizen's pages: my reimbursements, who used my data, objecting to research use (and withdrawing), the
 breach notices that concern me."""
 
@@ -19,6 +21,7 @@ from hygie.governance.letters import EXPOSED_FR
 from hygie.governance.policy import Role
 from hygie.governance.register import data_uses
 from hygie.governance.reimbursements import my_reimbursements
+from hygie.i18n import N_
 from hygie.portal.pages.web import (
     PageRoute,
     checked_form,
@@ -107,7 +110,7 @@ async def opt_out(request: Request) -> Response:
                 return citizens.object(actor)
             if choice == "retirer":
                 return citizens.withdraw(actor)
-            raise Invalid("choose to object (opposer) or to withdraw the objection (retirer)")
+            raise Invalid(N_("choose to object (opposer) or to withdraw the objection (retirer)"))
 
     state = await run_in_threadpool(change)
     return redirect("/citoyen/opposition?fait=" + ("opposition" if state.objecting else "retrait"))

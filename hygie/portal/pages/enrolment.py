@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The holder of a new staff account enrols: the one-time code from their mail, a password of their choosing, and
 their second factor shown once (Accounts.enrol, the same service as ``POST /accounts/enrol``)."""
 

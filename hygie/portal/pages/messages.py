@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """French for the services' refusals, as the pages show them.
 
 The services speak English (their messages are the API's, for programs and operators); a page shows a French
@@ -11,44 +13,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PROJECT_STATUS: dict[str, str] = {
-    "draft": "brouillon",
-    "submitted": "en relecture",
-    "active": "actif",
-    "rejected": "refusé",
-    "suspended": "suspendu",
-    "expired": "expiré",
-    "closed": "clos",
-}
-JOB_STATUS: dict[str, str] = {
-    "queued": "en file d'attente",
-    "running": "en cours",
-    "succeeded": "terminée",
-    "failed": "échouée",
-    "refused": "refusée avant exécution",
-}
-RELEASE_STATUS: dict[str, str] = {
-    "released": "publiée",
-    "pending": "au sas de sortie, en attente de vérificateurs",
-    "rejected": "rejetée par un vérificateur",
-    "refused": "refusée par le contrôle de divulgation",
-}
-ALERT_STATUS: dict[str, str] = {"open": "ouverte", "acknowledged": "prise en compte", "dismissed": "classée"}
-INCIDENT_STATUS: dict[str, str] = {
-    "staged": "importée, en attente de confirmation par une seconde personne",
-    "imported": "importée, avis non encore faits",
-    "notified": "notifiée",
-    "destroyed": "fichier détruit, avis non faits",
-}
-ROLE_NAMES: dict[str, str] = {
-    "citizen": "assuré",
-    "researcher": "chercheur",
-    "reviewer": "relecteur",
-    "dpo": "DPO",
-    "operator": "exploitant",
-    "auditor": "auditeur",
-    "visitor": "visiteur",
-}
+from hygie import vocabulary
+from hygie.i18n import translate
+from hygie.vocabulary import labels
+
+PROJECT_STATUS: dict[str, str] = labels(vocabulary.PROJECT_STATUS, "fr")
+JOB_STATUS: dict[str, str] = labels(vocabulary.JOB_STATUS, "fr")
+RELEASE_STATUS: dict[str, str] = labels(vocabulary.RELEASE_STATUS, "fr")
+ALERT_STATUS: dict[str, str] = labels(vocabulary.ALERT_STATUS, "fr")
+INCIDENT_STATUS: dict[str, str] = labels(vocabulary.INCIDENT_STATUS, "fr")
+ROLE_NAMES: dict[str, str] = labels(vocabulary.ROLE, "fr")
+"""The states and roles in French, from the catalogue (``hygie.vocabulary``)."""
 
 
 RULES: list[tuple[str, str]] = [
@@ -238,9 +213,13 @@ def _render(template: str, match: re.Match[str]) -> str:
     values: dict[str, str] = {}
     for i, group in enumerate(match.groups(), start=1):
         values[str(i)] = group
-        for kind, labels in STATES.items():
-            values[f"{kind}{i}"] = labels.get(group, group)
+        for kind, words in STATES.items():
+            values[f"{kind}{i}"] = words.get(group, group)
     return PLACEHOLDER.sub(lambda p: values[p[1]], template)
+
+
+class French(str):
+    """A sentence a page wrote in French itself (a form's own check): shown as it is."""
 
 
 @dataclass(frozen=True)
@@ -269,10 +248,14 @@ def french(status: int, message: str) -> str:
 
 
 def said(status: int, message: str) -> Said:
-    """The French for a service's message: a known one translated, any other under the status's sentence."""
+    """The French for a service's message: a catalogued one (``hygie.i18n``) from the catalogue, any other under
+    the status's sentence with the service's own words kept below it."""
+    translated = translate(message, "fr")
+    if translated is not None:
+        return Said(translated, "fr", str(message))
+    if isinstance(message, French):
+        return Said(str(message), "fr")
     text = message.strip()
-    if _looks_french(text):
-        return Said(text, "fr")
     for pattern, template in COMPILED:
         match = pattern.match(text)
         if match:
@@ -280,8 +263,3 @@ def said(status: int, message: str) -> Said:
     if status in BY_STATUS:
         return Said(BY_STATUS[status], "fr", text)
     return Said(text, "en")
-
-
-def _looks_french(text: str) -> bool:
-    # The pages' own messages are French already (require_role's refusal, form errors).
-    return any(c in text for c in "éèàçùêâôî«»") or text.startswith(("cette page", "Cette page"))

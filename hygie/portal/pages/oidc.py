@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Citizens' pages of the identity provider path (hygie.governance.oidc): enrolment through a FranceConnect-style
 provider, and the step-up login of a signed-in citizen at the strong level.
 
@@ -41,6 +43,7 @@ from hygie.governance.oidc import (
     step_up_acr,
 )
 from hygie.governance.policy import Role
+from hygie.i18n import N_
 from hygie.portal.pages import citizen as citizen_pages
 from hygie.portal.pages.web import (
     CSP,
@@ -121,7 +124,7 @@ def _form_targets(request: Request) -> dict[str, str]:
 
 def _offered(request: Request) -> None:
     if not enabled(hub_of(request).settings):
-        raise NotFound("sign-in through an identity provider is not offered by this hub")
+        raise NotFound(N_("sign-in through an identity provider is not offered by this hub"))
 
 
 def _refused(request: Request, exc: OidcRefused, actor: Actor | None = None) -> HTMLResponse:

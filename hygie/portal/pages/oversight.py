@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The DPO's and auditors' pages: access alerts (read; the DPO acknowledges or dismisses them with a note) and the
 audit search (GET /alerts, POST /alerts/{id}/acknowledge|dismiss and GET /audit/events behind)."""
 

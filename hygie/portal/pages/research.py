@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A researcher's pages: my projects, request a project (the scope built from the policy), one project and its view.
 
 Every page calls the same functions as the JSON API (``hygie.portal.routes.projects``), so a page shows what
@@ -6,6 +8,7 @@ the API answers, is refused where the API refuses, and is recorded the same way.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -39,8 +42,11 @@ FIELD_NAMES = {
     "justification": "justification",
     "public_summary": "resume",
     "duration_days": "duree",
+    "release_mode": "mode_publication",
+    "privacy_budget": "budget",
 }
 """API field -> form field, to put a validation error next to the field it concerns."""
+FORM_ERRORS = "Le formulaire contient des erreurs : corrigez les champs signalés."
 
 
 @router.get("/projets", response_class=HTMLResponse)
@@ -51,7 +57,10 @@ def my_projects(request: Request) -> HTMLResponse:
     return render(request, "recherche/projets.html", {"projects": projects[::-1]}, actor=actor)
 
 
-def _form_context(values: dict[str, Any], errors: dict[str, str], error: str | None) -> dict[str, Any]:
+def _form_context(
+    request: Request, values: dict[str, Any], errors: dict[str, str], error: str | None
+) -> dict[str, Any]:
+    population_budget = hub_of(request).settings.dp_population_budget
     return {
         "values": values,
         "chosen": set(as_list(values.get("colonnes"))),
@@ -63,6 +72,7 @@ def _form_context(values: dict[str, Any], errors: dict[str, str], error: str | N
         "identifiers": catalogue.identifier_choices(),
         "purposes": catalogue.purposes(),
         "sexes": SEXES,
+        "population_budget": f"{population_budget:g}",
     }
 
 
@@ -71,7 +81,7 @@ def new_project_page(request: Request) -> HTMLResponse:
     actor = page_actor(request)
     require_role(actor, Role.RESEARCHER)
     defaults = {"duree": "365", "debut": "", "fin": "", "identifiant": ""}
-    return render(request, "recherche/nouveau.html", _form_context(defaults, {}, None), actor=actor)
+    return render(request, "recherche/nouveau.html", _form_context(request, defaults, {}, None), actor=actor)
 
 
 def _codes(text: str) -> list[str]:
@@ -117,6 +127,7 @@ def _request_from(form: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str
     duration = str(form.get("duree", "")).strip()
     if not duration.isdigit() or int(duration) < 1:
         errors["duree"] = "Une durée en jours, au moins 1."
+    mode, budget = _release_from(form, errors)
     if errors:
         return None, errors
     identifier = str(form.get("identifiant", ""))
@@ -132,7 +143,27 @@ def _request_from(form: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str
             "potential_identifiers": [identifier] if identifier else [],
         },
         "duration_days": int(duration),
+        "release_mode": mode,
+        "privacy_budget": budget,
     }, {}
+
+
+def _release_from(form: dict[str, Any], errors: dict[str, str]) -> tuple[str, float | None]:
+    """The release mode and privacy budget of the form (a French decimal comma accepted); errors added in place."""
+    mode = "dp" if form.get("mode_publication") == "dp" else "sdc"
+    raw = str(form.get("budget", "")).strip().replace(",", ".")
+    if mode == "sdc":
+        if raw:
+            errors["budget"] = "Un budget de confidentialité ne va qu'avec la confidentialité différentielle."
+        return mode, None
+    try:
+        budget = float(raw)
+    except ValueError:
+        budget = math.nan
+    if not math.isfinite(budget) or budget <= 0:
+        errors["budget"] = "Donnez un budget de confidentialité : un nombre positif, par exemple 0,5."
+        return mode, None
+    return mode, budget
 
 
 @router.post("/projets/nouveau", response_class=HTMLResponse)
@@ -141,7 +172,7 @@ async def new_project(request: Request) -> Response:
     body, errors = _request_from(form)
     if body is None:
         return render(request, "recherche/nouveau.html",
-                      _form_context(form, errors, "Le formulaire contient des erreurs : corrigez les champs signalés."),
+                      _form_context(request, form, errors, FORM_ERRORS),
                       actor=actor, status=422)  # fmt: skip
     try:
         project_request = api.ProjectRequest(**body)
@@ -150,7 +181,7 @@ async def new_project(request: Request) -> Response:
             field = FIELD_NAMES.get(str(e["loc"][0]), "formulaire")
             errors[field] = str(e["msg"])
         return render(request, "recherche/nouveau.html",
-                      _form_context(form, errors, "Le formulaire contient des erreurs : corrigez les champs signalés."),
+                      _form_context(request, form, errors, FORM_ERRORS),
                       actor=actor, status=422)  # fmt: skip
     hub = hub_of(request)
     submit = form.get("action") == "soumettre"
@@ -166,7 +197,7 @@ async def new_project(request: Request) -> Response:
     except GovernanceError as exc:
         # The policy's own refusal (a gated column, two identifiers, a forbidden purpose…), shown above the form.
         return render(request, "recherche/nouveau.html",
-                      _form_context(form, {}, "La demande est refusée : " + french(exc.status, exc.message)),
+                      _form_context(request, form, {}, "La demande est refusée : " + french(exc.status, exc.message)),
                       actor=actor, status=exc.status)  # fmt: skip
     return redirect(f"/recherche/projets/{project_id}?fait={'soumis' if submit else 'cree'}")
 

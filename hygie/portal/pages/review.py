@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Reviewers' (and the DPO's, operators') pages: the projects awaiting review, one request, the decision.
 
 A reviewer sees which version of the request they judge and its hash, and the decisions a change voided; the

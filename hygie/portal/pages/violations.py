@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The DPO's breach-response pages: the incidents and the import of a leaked file, one incident (counts,
 categories exposed, the column mapping and its correction, the review queue, the notification), the report for
 the CNIL, the outbox and the sweep of leaked files past their retention date.

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What every page shares: templates, the session cookie, CSRF tokens, security headers and honest errors.
 
 A page session is the API's own session token (from :meth:`Accounts.login`) in an HttpOnly, SameSite=Strict
@@ -36,7 +38,7 @@ from hygie.governance.accounts import Accounts, Actor
 from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.policy import Role
 from hygie.hub import Hub
-from hygie.portal.pages.messages import PROJECT_STATUS, Said, said
+from hygie.portal.pages.messages import PROJECT_STATUS, French, Said, said
 from hygie.portal.refused import mark_refused
 from hygie.portal.resilience.faults import dependency_of
 
@@ -152,7 +154,7 @@ def require_role(actor: Actor, *roles: Role) -> None:
 
     if actor.role not in roles:
         wanted = ", ".join(ROLE_LABELS[r.value] for r in roles)
-        raise Denied(f"cette page est réservée aux comptes : {wanted}")
+        raise Denied(French(f"cette page est réservée aux comptes : {wanted}"))
 
 
 # -- CSRF -------------------------------------------------------------------------------------------------
@@ -224,7 +226,9 @@ def render(
     status: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
-    values = {"actor": actor, "csrf": csrf_token(request), "path": request.url.path, **(context or {})}
+    settings = request.app.state.hub.settings
+    brand = {"state_service": settings.portal_state_service, "controller": settings.portal_controller_name}
+    values = {"actor": actor, "csrf": csrf_token(request), "path": request.url.path, "brand": brand, **(context or {})}
     response = templates.TemplateResponse(request, name, values, status_code=status, headers=dict(headers or {}))
     return response
 
@@ -285,7 +289,9 @@ class PageRoute(APIRoute):
                 response = render(request, "erreur.html", {"status": 422, "title": _title(422),
                                   "message": Said(f"Paramètres invalides : {fields}.", "fr")}, status=422)  # fmt: skip
             except HTTPException as exc:
-                response = refusal(request, exc.status_code, str(exc.detail), None)
+                response = refusal(
+                    request, exc.status_code, exc.detail if isinstance(exc.detail, str) else str(exc.detail), None
+                )
             except GovernanceError as exc:
                 actor = await run_in_threadpool(optional_actor, request)
                 response = refusal(request, exc.status, exc.message, actor)

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Admission control: per class of route, a bounded number of requests in progress and a short queue with a deadline.
 
 Beyond the queue, or past the deadline, a request is refused at once (a 503 with Retry-After) rather than left to

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """What a refused or failed request is told: plainly that the service is busy or unavailable, that the data is safe,
 and when to try again. A French page for browsers; JSON (``detail``, ``retry_after``) for API clients.
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Circuit breakers, one per dependency: after a run of failures, answer 503 at once instead of piling requests onto a
 dependency that is down; after a pause, probe it (half-open) and close again if it answers.
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Classes of route: each has its own admission limits, so heavy research work never takes citizens' capacity.
 
 A path is classified by its prefix, before routing (the middleware runs outside the router). Unknown paths fall in

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Deadlines on calls into storage and the engine.
 
 The metadata database bounds itself (see :func:`hygie.db.make_engine`: pool wait, connect timeout, PostgreSQL

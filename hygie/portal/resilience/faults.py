@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Which dependency a failure belongs to: the one place that tells a failing dependency (answered 503 with
 Retry-After and counted by that dependency's breaker) from a failure of the code or of the request (a bug is a 500;
 a bad request is answered 4xx by the app's handlers).
@@ -20,10 +22,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import types
 
 import duckdb
-import psycopg
 import pyarrow as pa
 from sqlalchemy import exc as sa
 
@@ -49,12 +51,24 @@ _REQUEST_ERRORS = (
     sqlite3.DataError,
     sqlite3.ProgrammingError,
     sqlite3.NotSupportedError,
-    psycopg.IntegrityError,
-    psycopg.DataError,
-    psycopg.ProgrammingError,
-    psycopg.NotSupportedError,
 )
-"""The database refused the request or the code (a constraint, a value out of range, bad SQL): not a fault of it."""
+"""The database refused the request or the code (a constraint, a value out of range, bad SQL): not a fault of it
+(with psycopg's same four, see :func:`_request_errors`)."""
+
+
+def _psycopg() -> types.ModuleType | None:
+    """psycopg if it is loaded. Not imported here: 0.2 s at every start of the portal, and on SQLite never needed;
+    a psycopg error exists only once SQLAlchemy has imported the driver to reach PostgreSQL."""
+    return sys.modules.get("psycopg")
+
+
+def _request_errors() -> tuple[type[BaseException], ...]:
+    driver = _psycopg()
+    if driver is None:
+        return _REQUEST_ERRORS
+    return (*_REQUEST_ERRORS, driver.IntegrityError, driver.DataError, driver.ProgrammingError,
+            driver.NotSupportedError)  # fmt: skip
+
 
 # SQLite primary result codes meaning the store fails, not the statement (https://sqlite.org/rescode.html).
 _SQLITE_FAULTS = frozenset(
@@ -111,7 +125,7 @@ def dependency_of(error: BaseException) -> Dependency | None:
         found = _own(current)
         if found is not None:
             return found
-        if isinstance(current, _REQUEST_ERRORS):
+        if isinstance(current, _request_errors()):
             return None  # the request's fault, whatever happened before it
         current = current.__cause__ or current.__context__
     return None
@@ -124,12 +138,13 @@ def _own(error: BaseException) -> Dependency | None:
     if isinstance(error, sa.DBAPIError):
         if isinstance(error, _DATABASE_ERRORS) or error.connection_invalidated:
             return Dependency.DATABASE
-        if isinstance(error, _REQUEST_ERRORS):
+        if isinstance(error, _request_errors()):
             return None
         return Dependency.DATABASE if _driver_fault(error.orig) else None
     if isinstance(error, sa.DisconnectionError | sa.TimeoutError):
         return Dependency.DATABASE
-    if isinstance(error, sqlite3.Error | psycopg.Error):
+    driver = _psycopg()
+    if isinstance(error, sqlite3.Error) or (driver is not None and isinstance(error, driver.Error)):
         return Dependency.DATABASE if _driver_fault(error) else None
     from hygie.keys.custody import CustodyLocked  # late: keys import settings and crypto this module need not load
 
@@ -160,11 +175,12 @@ def _driver_fault(error: BaseException | None) -> bool:
         if isinstance(code, int):
             return code & 0xFF in _SQLITE_FAULTS
         return _says(error, _SQLITE_MESSAGES)
-    if isinstance(error, psycopg.Error):
-        if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+    driver = _psycopg()
+    if driver is not None and isinstance(error, driver.Error):
+        if isinstance(error, driver.OperationalError | driver.InterfaceError):
             return True
         # InternalError also holds class 25 ("current transaction is aborted": an earlier error of the code).
-        state = error.sqlstate
+        state: str | None = error.sqlstate  # psycopg.Error.sqlstate
         return state is not None and state[:2] in _POSTGRES_FAULT_CLASSES
     return False
 

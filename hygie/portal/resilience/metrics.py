@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Prometheus metrics of the portal: requests by class of route and status, latency, queue depth, requests in
 flight, load shed, breaker states. Counts and timings only: no path parameters, no identifiers.
 

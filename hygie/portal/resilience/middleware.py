@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The ASGI middleware that puts admission, breakers, deadlines, draining and metrics in front of every route.
 
 Order for one request: draining? → breakers of what the route needs → a slot of its class (or a queue place) →

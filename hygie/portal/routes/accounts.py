@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Sign-in, sessions, API tokens and account management."""
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from hygie.governance.errors import Denied
 from hygie.governance.models import Account, ApiToken
 from hygie.governance.policy import Role
 from hygie.governance.throttle import SignInThrottle, client_address
+from hygie.i18n import N_
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep, bearer
+from hygie.vocabulary import ROLE, word
 
 router = APIRouter(tags=["accounts"])
 
@@ -221,7 +225,7 @@ def revoke_token(token_id: int, hub: HubDep, actor: ActorDep) -> dict[str, str]:
 def create_account(body: NewAccountRequest, hub: HubDep, actor: ActorDep) -> NewAccountOut:
     with act(hub, actor, "account.create") as session:
         if body.role == Role.CITIZEN:
-            raise Denied("citizens enrol themselves (POST /citizens/enrol)")
+            raise Denied(N_("citizens enrol themselves (POST /citizens/enrol)"))
         created = Accounts(session, hub.custody, hub.settings).create(
             actor,
             username=body.username,
@@ -271,7 +275,7 @@ def resend_enrolment(account_id: int, hub: HubDep, actor: ActorDep) -> NewAccoun
 def list_accounts(hub: HubDep, actor: ActorDep) -> list[AccountOut]:
     with act(hub, actor, "account.list") as session:
         if actor.role not in (Role.DPO, Role.OPERATOR, Role.AUDITOR):
-            raise Denied(f"a {actor.role_name} may not list accounts")
+            raise Denied(N_("a {role} may not list accounts", role=word(ROLE, str(actor.role_name))))
         rows = session.scalars(select(Account).where(Account.role != Role.CITIZEN.value).order_by(Account.id))
         out = [account_out(a) for a in rows]
         record(session, actor=actor.ref, role=actor.role_name, action="account.list", detail={"count": len(out)})

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Access alerts: the DPO and auditors read them; the DPO acknowledges or dismisses them, with a note.
 
 Every call is recorded. The note itself stays in the alert, not in the event: it is free text a person types
@@ -20,8 +22,10 @@ from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Denied, NotFound
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
+from hygie.vocabulary import ALERT_ACTION, ALERT_STATUS, ROLE, word
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -68,12 +72,17 @@ def _out(a: AuditAlert) -> AlertOut:
     )  # fmt: skip
 
 
-def _require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
+def _require(actor: Actor, roles: frozenset[Role], doing: Literal["read", "acknowledge", "dismiss"]) -> None:
     if actor.role not in roles:
-        raise Denied(f"a {actor.role_name or 'visitor'} may not {doing}")
+        role = word(ROLE, actor.role_name or "visitor")
+        if doing == "read":
+            raise Denied(N_("a {role} may not read access alerts", role=role))
+        if doing == "acknowledge":
+            raise Denied(N_("a {role} may not acknowledge access alerts", role=role))
+        raise Denied(N_("a {role} may not dismiss access alerts", role=role))
     # A DPO's governance-only token does not reach the audit record.
     if Scope.AUDIT not in actor.scopes:
-        raise Denied("this needs the audit scope")
+        raise Denied(N_("this needs the audit scope"))
 
 
 @router.get("", summary="Access alerts, newest first (the DPO and auditors)")
@@ -85,7 +94,7 @@ def list_alerts(
     limit: int = Query(50, ge=1, le=200),
 ) -> AlertPage:
     with act(hub, actor, "alert.list") as session:
-        _require(actor, READERS, "read access alerts")
+        _require(actor, READERS, "read")
         query = select(AuditAlert)
         counting = select(func.count(AuditAlert.id))
         if status is not None:
@@ -101,10 +110,10 @@ def list_alerts(
 @router.get("/{alert_id}", summary="One access alert (the DPO and auditors)")
 def get_alert(alert_id: int, hub: HubDep, actor: ActorDep) -> AlertOut:
     with act(hub, actor, "alert.read", object=f"alert:{alert_id}") as session:
-        _require(actor, READERS, "read access alerts")
+        _require(actor, READERS, "read")
         alert = session.get(AuditAlert, alert_id)
         if alert is None:
-            raise NotFound(f"no alert {alert_id}")
+            raise NotFound(N_("no alert {alert}", alert=alert_id))
         record(session, actor=actor.ref, role=actor.role_name, action="alert.read", object=f"alert:{alert_id}",
                project_id=alert.project_id)  # fmt: skip
         return _out(alert)
@@ -121,13 +130,20 @@ def _handle(hub: Hub, actor: Actor, alert_id: int, verb: Literal["acknowledge", 
     target = AlertStatus.ACKNOWLEDGED if verb == "acknowledge" else AlertStatus.DISMISSED
     action = f"alert.{verb}"
     with act(hub, actor, action, object=f"alert:{alert_id}") as session:
-        _require(actor, HANDLERS, f"{verb} access alerts")
+        _require(actor, HANDLERS, verb)
         # FOR UPDATE: two DPOs handling one alert at once see each other's decision, not a lost update.
         alert = session.scalar(select(AuditAlert).where(AuditAlert.id == alert_id).with_for_update())
         if alert is None:
-            raise NotFound(f"no alert {alert_id}")
+            raise NotFound(N_("no alert {alert}", alert=alert_id))
         if AlertStatus(alert.status) not in _FROM[target]:
-            raise Conflict(f"alert {alert_id} is {alert.status}; it cannot be {target.value}")
+            raise Conflict(
+                N_(
+                    "alert {alert} is {status}; it cannot be {action}",
+                    alert=alert_id,
+                    status=word(ALERT_STATUS, alert.status),
+                    action=word(ALERT_ACTION, target.value),
+                )
+            )
         previous = alert.status
         alert.status = target.value
         alert.handled_by = actor.ref

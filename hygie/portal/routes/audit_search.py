@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Searching the audit record, and reading the log's leaves with their events and salts (the DPO and auditors, with
 the audit scope); every search and read is recorded. The public form of the log is GET /audit/entries
 (hygie.audit.http), the same for everyone, the operator included."""
@@ -22,7 +24,9 @@ from hygie.governance.acts import act
 from hygie.governance.errors import Denied, Invalid
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.portal.deps import ActorDep, HubDep
+from hygie.vocabulary import ROLE, word
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -75,9 +79,9 @@ def search(hub: Hub, actor: Actor, f: EventFilter, *, offset: int, limit: int) -
     """The search behind both the JSON API and the DPO's page: checked, run and recorded in one act."""
     with act(hub, actor, "audit.search") as session:
         if actor.role not in SEARCHERS:
-            raise Denied(f"a {actor.role_name or 'visitor'} may not search the audit record")
+            raise Denied(N_("a {role} may not search the audit record", role=word(ROLE, actor.role_name or "visitor")))
         if Scope.AUDIT not in actor.scopes:
-            raise Denied("this needs the audit scope")
+            raise Denied(N_("this needs the audit scope"))
         page = search_events(session, f, offset=offset, limit=limit)
         record(session, actor=actor.ref, role=actor.role_name, action="audit.search",
                detail={**f.as_detail(), "offset": offset, "count": len(page.events), "total": page.total})  # fmt: skip
@@ -86,13 +90,19 @@ def search(hub: Hub, actor: Actor, f: EventFilter, *, offset: int, limit: int) -
         return page
 
 
+def _message(exc: Exception) -> str:
+    """An exception's message as it was raised: a translatable message stays one (``str(exc)`` would make it plain
+    text)."""
+    return exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+
+
 def checked_filter(hub: Hub, who: Actor, /, **values: Any) -> EventFilter:
     """The filters, or a recorded refusal (422) naming the filter at fault."""
     try:
         return EventFilter(**values)
     except SearchInvalid as exc:
         with act(hub, who, "audit.search"):
-            raise Invalid(str(exc)) from None
+            raise Invalid(_message(exc)) from None
 
 
 @router.get("/events", summary="Search the audit record, newest first (the DPO and auditors)")
@@ -146,16 +156,20 @@ def full_entries(
 ) -> FullEntriesOut:
     with act(hub, actor, "audit.entries.read", object="audit-log") as session:
         if actor.role not in SEARCHERS:
-            raise Denied(f"a {actor.role_name or 'visitor'} may not read the events behind the log; "
-                         "its public form is GET /audit/entries")  # fmt: skip
+            raise Denied(
+                N_(
+                    "a {role} may not read the events behind the log; its public form is GET /audit/entries",
+                    role=word(ROLE, actor.role_name or "visitor"),
+                )
+            )
         if Scope.AUDIT not in actor.scopes:
-            raise Denied("this needs the audit scope")
+            raise Denied(N_("this needs the audit scope"))
         if end <= start or end - start > MAX_ENTRIES:
-            raise Invalid(f"ask for 1 to {MAX_ENTRIES} entries with start < end")
+            raise Invalid(N_("ask for 1 to {count} entries with start < end", count=MAX_ENTRIES))
         log = TransparencyLog.for_hub(hub)
         size = log.size()
         if end > size:
-            raise Invalid(f"the log holds {size} entries: ask for entries below {size}")
+            raise Invalid(N_("the log holds {size} entries: ask for entries below {size}", size=size))
         found = log.full_entries(start, end)
         record(session, actor=actor.ref, role=actor.role_name, action="audit.entries.read", object="audit-log",
                detail={"start": start, "end": end})  # fmt: skip

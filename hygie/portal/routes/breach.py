@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Breach response: the DPO's incidents, the citizen's notices, and the anonymous "am I in it?" check.
 
 No response and no event carries a value from a leak or from the vault: rows are numbered, people are counted,
@@ -26,7 +28,7 @@ from hygie.breach.mapping import Field as LeakField
 from hygie.breach.models import BreachCheckTag, BreachIncident, BreachReveal, BreachRow
 from hygie.breach.ratelimit import RateLimited, RateLimiter, grant_attempt, redeem_attempt
 from hygie.breach.reader import UnreadableFile
-from hygie.breach.service import Incidents, Result, aware, second_person_role
+from hygie.breach.service import CONFIRMING_IMPORT, Incidents, Result, aware, second_person_role
 from hygie.config import Settings
 from hygie.governance.accounts import ANONYMOUS, Actor, Scope
 from hygie.governance.acts import act
@@ -35,8 +37,10 @@ from hygie.governance.models import Account
 from hygie.governance.policy import Role
 from hygie.governance.throttle import client_address
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
+from hygie.vocabulary import ROLE, word
 
 router = APIRouter(tags=["breach"])
 
@@ -45,7 +49,9 @@ ATTEMPT_SECONDS = 120
 
 def _require_dpo(actor: Actor) -> None:
     if actor.role is not Role.DPO or Scope.GOVERNANCE not in actor.scopes:
-        raise Denied(f"a {actor.role_name or 'visitor'} may not handle breach incidents (the DPO does)")
+        raise Denied(
+            N_("a {role} may not handle breach incidents (the DPO does)", role=word(ROLE, actor.role_name or "visitor"))
+        )
 
 
 class RowOut(BaseModel):
@@ -212,16 +218,18 @@ def import_blob(
     with act(hub, actor, "breach.import") as session:
         _require_dpo(actor)
         if blob is None or not incident:
-            raise Invalid("send the leaked file as multipart field 'file' and its name as field 'incident'")
+            raise Invalid(N_("send the leaked file as multipart field 'file' and its name as field 'incident'"))
         if len(blob) > upload_limit(hub.settings):
             raise Invalid(
-                f"the file is larger than {hub.settings.breach_upload_max_mib} MiB: import it with "
-                "`hygie breach import`"
+                N_(
+                    "the file is larger than {size} MiB: import it with `hygie breach import`",
+                    size=hub.settings.breach_upload_max_mib,
+                )
             )
         try:
             result = Incidents(hub, session).import_file(actor.ref, incident, file_name or "leak", blob, staged=True)
         except UnreadableFile as exc:  # its message names the format tried, never the file's content
-            raise Invalid(str(exc)) from None
+            raise Invalid(exc.message) from None
         i = result.incident
         return i.id, StagedOut(id=i.id, incident=i.name, status="staged", rows=i.counts.get("rows", 0))
 
@@ -233,7 +241,7 @@ def import_blob(
 def confirm_import(incident_id: int, hub: HubDep, actor: ActorDep) -> ImportOut:
     with act(hub, actor, "breach.import.confirm", object=f"breach:{incident_id}") as session:
         # Whoever may never confirm is refused before the incident is looked up: the same answer whatever the id.
-        second_person_role(actor, hub.settings.breach_import_confirmer_roles, "confirming a leak's import")
+        second_person_role(actor, hub.settings.breach_import_confirmer_roles, CONFIRMING_IMPORT)
         incidents = Incidents(hub, session)
         return _import_out(incidents.confirm(actor, incidents.get(incident_id)))
 
@@ -257,7 +265,7 @@ def _reveal_out(r: BreachReveal, window_minutes: int) -> RevealOut:
 def pending(hub: HubDep, actor: ActorDep) -> PendingOut:
     with act(hub, actor, "breach.pending.read") as session:
         if actor.account_id is None or actor.role_name not in _second_person_roles(hub):
-            raise Denied(f"a {actor.role_name or 'visitor'} has no breach decisions to take")
+            raise Denied(N_("a {role} has no breach decisions to take", role=word(ROLE, actor.role_name or "visitor")))
         incidents = Incidents(hub, session)
         imports = [i for i in incidents.staged() if i.created_by != actor.ref]
         # Requests to see an identity (and their reasons) only to those who may decide them: an operator who
@@ -358,7 +366,9 @@ def list_reveals(hub: HubDep, actor: ActorDep, incident_id: int | None = None) -
     with act(hub, actor, "breach.reveal.list") as session:
         approver = actor.role_name in hub.settings.breach_reveal_approver_roles
         if actor.account_id is None or not (approver or actor.role is Role.DPO):
-            raise Denied(f"a {actor.role_name or 'visitor'} may not read requests to see an identity")
+            raise Denied(
+                N_("a {role} may not read requests to see an identity", role=word(ROLE, actor.role_name or "visitor"))
+            )
         found = Incidents(hub, session).reveals(incident_id=incident_id)
         if not approver:  # the DPO, where the policy does not make them an approver: the requests they made
             found = [r for r in found if r.requested_by == actor.ref]
@@ -465,10 +475,10 @@ class ContactDetails(RequestBody):
 
 def _person_index(session: Any, actor: Actor) -> bytes:
     if actor.role is not Role.CITIZEN or actor.account_id is None:
-        raise Denied("only a citizen signed in to their own account has breach notices")
+        raise Denied(N_("only a citizen signed in to their own account has breach notices"))
     account = session.get(Account, actor.account_id)
     if account is None or account.person_index is None:
-        raise Denied("this account is not linked to an insured person")
+        raise Denied(N_("this account is not linked to an insured person"))
     index: bytes = account.person_index
     return index
 
@@ -501,7 +511,7 @@ def change_contact_details(body: ContactDetails, hub: HubDep, actor: ActorDep, r
     with act(hub, actor, "citizen.contact_details") as session:
         _person_index(session, actor)
         if body.address:
-            raise Invalid("the postal address is kept by your insurance fund's registry: change it there")
+            raise Invalid(N_("the postal address is kept by your insurance fund's registry: change it there"))
         done = Citizens(hub, session).change_contact(actor, email=body.email, phone=body.phone, code=body.code,
                                                      source=source)  # fmt: skip
         return {"changed": done.changed, "letter": done.letter}
@@ -570,12 +580,12 @@ def check_evaluate(body: EvaluateRequest, request: Request, hub: HubDep) -> Eval
         # The record says that a check was refused, not who asked: no address, nothing from the body.
         record_now(hub.session, actor=ANONYMOUS.ref, action="breach.check.evaluate", outcome=Outcome.DENIED,
                    detail={"reason": "rate limit", "retry_after": exc.retry_after})  # fmt: skip
-        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        raise HTTPException(429, exc.message, headers={"Retry-After": str(exc.retry_after)}) from None
     with act(hub, ANONYMOUS, "breach.check.evaluate") as session:
         try:
             blinded = ristretto.BlindedInput.deserialize(base64.b64decode(body.blinded, validate=True))
         except (ValueError, binascii.Error):
-            raise Invalid("'blinded' must be the base64 of a ristretto255 element") from None
+            raise Invalid(N_("'blinded' must be the base64 of a ristretto255 element")) from None
         evaluated = oprf.evaluator(session, hub.custody).evaluate(blinded).serialize()
         record(session, actor=ANONYMOUS.ref, action="breach.check.evaluate")
     # Granted once the act is committed (its own transaction: on SQLite the act's would block it), for any process.
@@ -588,9 +598,9 @@ def check_evaluate(body: EvaluateRequest, request: Request, hub: HubDep) -> Eval
 def check_lookup(body: LookupRequest, request: Request, hub: HubDep) -> LookupOut:
     with act(hub, ANONYMOUS, "breach.check.lookup") as session:
         if not redeem_attempt(hub, body.attempt):  # its own transaction, before this one writes: one use, anywhere
-            raise Unauthenticated("evaluate first (POST /breach-check/evaluate): each attempt allows one lookup")
+            raise Unauthenticated(N_("evaluate first (POST /breach-check/evaluate): each attempt allows one lookup"))
         if body.prefix >= 2**hub.settings.breach_check_prefix_bits:
-            raise Invalid(f"'prefix' has {hub.settings.breach_check_prefix_bits} bits")
+            raise Invalid(N_("'prefix' has {bits} bits", bits=hub.settings.breach_check_prefix_bits))
         tags = session.scalars(select(BreachCheckTag.tag).where(BreachCheckTag.prefix == body.prefix)).all()
         # The prefix itself is not recorded: few bits, keyed, but derived from a NIR all the same.
         record(session, actor=ANONYMOUS.ref, action="breach.check.lookup")

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Dummy data: a project's synthetic dataset, with its view's schema, for its researchers at any stage."""
 
 from __future__ import annotations
@@ -19,19 +21,32 @@ from hygie.governance.errors import Conflict, Denied, Invalid
 from hygie.governance.models import Project
 from hygie.governance.policy import Role
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
+from hygie.vocabulary import ROLE, word
 
 router = APIRouter(prefix="/projects", tags=["dummy data"])
+
+
+def _message(exc: Exception) -> str:
+    """An exception's message as it was raised: a translatable message stays one (``str(exc)`` would make it plain
+    text)."""
+    return exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
 
 
 def _require_member(session: Session, actor: Actor, project_id: int) -> Project:
     """A researcher who requested or joined the project, whatever its status: dummy data holds no one's data,
     but the scope it reveals (tables, columns, population) is the project's own business."""
     if actor.role != Role.RESEARCHER:
-        raise Denied(f"dummy data is for a project's researchers, not for a {actor.role_name or 'visitor'}")
+        raise Denied(
+            N_(
+                "dummy data is for a project's researchers, not for a {role}",
+                role=word(ROLE, actor.role_name or "visitor"),
+            )
+        )
     if Scope.GOVERNANCE not in actor.scopes and Scope.DATA not in actor.scopes:
-        raise Denied("this needs the governance or data scope")
+        raise Denied(N_("this needs the governance or data scope"))
     return require_member(session, actor, project_id, requester_counts=True)
 
 
@@ -48,7 +63,7 @@ def dummy_data(project_id: int, hub: HubDep, actor: ActorDep) -> Response:
         try:
             export = export_dummy(hub.settings, project)
         except DummyDataError as exc:
-            raise Conflict(str(exc)) from None
+            raise Conflict(_message(exc)) from None
         record(session, actor=actor.ref, role=actor.role_name, action=action, object=f"project:{project_id}",
                project_id=project_id, purpose=project.purpose,
                detail={"generation": export.generation, "people": export.people, "rows": export.rows,
@@ -81,9 +96,9 @@ def _try(
         try:
             run: DummyRun = run_on_dummy(hub.settings, project, spec=spec, sql=sql)
         except DummyCodeRefused as exc:
-            raise Invalid(str(exc)) from None
+            raise Invalid(_message(exc)) from None
         except DummyDataError as exc:
-            raise Conflict(str(exc)) from None
+            raise Conflict(_message(exc)) from None
         record(session, actor=actor.ref, role=actor.role_name, action=action, object=f"project:{project_id}",
                project_id=project_id, purpose=project.purpose,
                detail={"kind": kind, "rows": run.total_rows, "seconds": run.seconds, "synthetic": True})  # fmt: skip

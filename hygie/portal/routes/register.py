@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The public register (no login) and each citizen's "who used my data"."""
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ class RegisterEntryOut(BaseModel):
     ended_at: datetime | None
     view_builds: int
     last_access: datetime | None
+    release_mode: str = Field(description="'sdc' (suppression and rounding) or 'dp' (differential privacy).")
+    privacy_budget: float | None = Field(description="A DP project's approved privacy budget.")
+    privacy_spent: float | None = Field(description="What its releases spent (3 decimals, rounded up).")
+    privacy_left: float | None = Field(
+        description="What it may still spend (3 decimals, rounded down; running jobs' reservations are not left)."
+    )
+    population_left: float | None = Field(
+        description="What is left of the budget shared by every DP project over the same population and purpose "
+        "(3 decimals, rounded down); null until one is activated."
+    )
 
 
 class JobOut(BaseModel):

@@ -1,3 +1,5 @@
+// This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+// distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 // The anonymous "am I in it?" check, run in the citizen's browser: the NIR never leaves this file.
 //
 // RFC 9497 VOPRF, ristretto255-SHA512, with the audited @noble/curves implementation (vendored by

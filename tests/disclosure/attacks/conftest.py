@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The analyst's world for the attack suite: one ingested demo-like hub (SQLite) per module, with the project's
 researchers and output checkers, and the clear deliveries (``world.delivery``) the attacks compute the truth from.
 

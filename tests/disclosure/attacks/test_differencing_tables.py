@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Differencing by populations over whole tables: what one person's presence changes in a released table.
 
 The attack of issue 13: two requests whose populations differ by one person, grouped by month, with people, events,

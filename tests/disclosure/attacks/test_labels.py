@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Label existence: which rows a release lists must not tell anything about small counts.
 
 The attack of issue 13: a fine table (sex x age x département x drug class) released with every cell suppressed

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Releases combine: an attacker holding several released tables of one project solves linear programs for every
 suppressed small cell (the issue's attack: 395 of 597 narrowed below the threshold).
 

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Metadata probing: the analyst learns nothing from what a job says about itself before its output is released.
 
 The attacker has two approved projects over the same demo hub: one whose population holds the target (a woman

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Differencing between releases, replayed through the API against the release ledger.
 
 (a) by populations: two aggregate requests grouped by care month whose populations differ by one person (an age

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """Row-level outputs in disguise (issue 13, item 5), replayed through the API.
 
 The analyst hides the pseudonym or the claim key in a SQL output (hashed, reversed, cast, cut, concatenated,

@@ -1,3 +1,5 @@
+// This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+// distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 // A real OpenID Connect provider for Hygie's tests (panva/oidc-provider, OpenID Certified), on loopback only.
 //
 // Usage: node provider.mjs <config.json>   (the JSON is written by the tests in a temporary directory:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """A real server and a real browser for the page journeys: uvicorn on 127.0.0.1 over a copied test hub, driven by
 Debian's headless Chromium through Playwright (one browser for the whole session).
 

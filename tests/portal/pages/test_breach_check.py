@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The anonymous "am I in it?" page in a real browser: the NIR is blinded by the page's own script (RFC 9497
 VOPRF with @noble/curves), never sent, a forged answer is refused, and the rate limit is explained."""
 

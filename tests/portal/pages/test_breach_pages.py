@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The DPO's breach-response pages in a real browser: import a leak built from the test population, read the
 counts, correct the mapping (the file is matched again), decide rows in review, notify; the notices exist
 afterwards, no NIR of the leak is ever in a URL or on a page, and other roles are refused."""

@@ -1,7 +1,10 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The portal's real journeys in a browser: a citizen, a researcher with two reviewers, the DPO, the public.
 
 Each page visited is screenshotted into test-artifacts/screenshots/ and checked for the basics of accessibility
-that a machine can check (lang, one h1, landmarks, a skip link, a label for every field, no console error).
+that a machine can check (lang, one h1, landmarks, a skip link, a label for every field, no console error), and by
+axe-core: no serious or critical violation of WCAG 2.2 A/AA (tests/portal/pages/accessibility.py).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from hygie.governance.models import Account
 from hygie.governance.reimbursements import act_labels
 from hygie.ingest.contract import CARE_TABLE
 from hygie.portal.pages.citizen import WHAT_TO_DO_FR
+from tests.portal.pages.accessibility import check_axe
 from tests.portal.pages.conftest import SCREENSHOTS
 from tests.portal.world import PASSWORD, World, people
 
@@ -50,6 +54,7 @@ def check_page(page: Page, name: str) -> None:
     )
     assert described == [], f"{name}: aria-describedby points at nothing: {described}"
     assert page.title().endswith("Hygie, données de santé"), name
+    check_axe(page, name)
 
 
 def watch_console(page: Page) -> list[str]:
@@ -349,8 +354,9 @@ def follow_job(page: Page, pid: int, name: str) -> int:
 
 
 def a_queued_job_page_refreshes_itself_until_the_job_ends(page: Page, server: str, w: World, pid: int) -> None:
-    """Runs may be asynchronous: a job still queued shows as such, and its page reloads itself (a meta refresh,
-    no script) until the job ends. The job's end is written to the database here, as a worker would."""
+    """Runs may be asynchronous: a job still queued shows as such, and its page follows it (a script fetching
+    the page, which a button stops: no automatic reload, WCAG 2.2.1) and announces its end. The job's end is
+    written to the database here, as a worker would."""
     with w.hub.session() as session:
         job = AnalysisJob(project_id=pid, author_id=w.ids["researcher1"], kind="sql", text="SELECT 1 AS n",
                           status="queued", submitted_at=datetime.now(UTC))  # fmt: skip
@@ -359,8 +365,13 @@ def a_queued_job_page_refreshes_itself_until_the_job_ends(page: Page, server: st
         job_id = job.id
     page.goto(f"{server}/recherche/projets/{pid}/analyses/{job_id}")
     expect(page.locator("#statut-analyse")).to_have_text("en cours")
-    expect(page.locator("meta[http-equiv=refresh]")).to_have_count(1)
+    expect(page.locator("#suivi-pause")).to_be_visible()  # the page follows the job, and can be told to stop
+    expect(page.locator("#suivi-sans-script")).to_be_hidden()
     check_page(page, "recherche-analyse-en-attente")
+    page.locator("#suivi-pause").press("Enter")
+    expect(page.locator("#suivi-pause")).to_have_attribute("aria-pressed", "true")
+    page.locator("#suivi-pause").press("Enter")
+    expect(page.locator("#suivi-pause")).to_have_attribute("aria-pressed", "false")
     with w.hub.session() as session:
         stored = session.get(AnalysisJob, job_id)
         assert stored is not None
@@ -368,7 +379,9 @@ def a_queued_job_page_refreshes_itself_until_the_job_ends(page: Page, server: st
         session.commit()
     expect(page.locator("#statut-analyse")).to_have_text("aucune sortie publiée")  # the test never reloads
     expect(page.locator("#sortie-retenue")).not_to_contain_text("stopped")  # like any output kept in
-    expect(page.locator("meta[http-equiv=refresh]")).to_have_count(0)
+    expect(page.locator("#suivi-pause")).to_have_count(0)
+    expect(page.locator("#suivi-annonce")).to_have_text("L'analyse a changé d'état : aucune sortie publiée.")
+    check_page(page, "recherche-analyse-terminee")
 
 
 def job_state(w: World, pid: int, job_id: int) -> dict[str, Any]:

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """French for the services' refusals: known messages translated with their numbers and states, others kept."""
 
 from __future__ import annotations
@@ -7,7 +9,7 @@ import pytest
 from hygie.breach import citizen as breach_citizen
 from hygie.breach.mapping import CATEGORY
 from hygie.portal.pages.citizen import EXPOSED, WHAT_TO_DO_FR
-from hygie.portal.pages.messages import BY_STATUS, RULES, french, said
+from hygie.portal.pages.messages import BY_STATUS, RULES, French, french, said
 
 
 @pytest.mark.parametrize(
@@ -50,7 +52,7 @@ def test_an_unknown_refusal_says_its_status_in_french_and_keeps_the_service_word
     assert said(500, "boom").lang == "en"  # no French sentence for it: the English is shown, marked English
     # A form error unknown to the rules reads better whole than as a vague French sentence.
     assert french(422, "each measure appears once") == "each measure appears once"
-    assert said(403, "cette page est réservée aux comptes : chercheur").original is None
+    assert said(403, French("cette page est réservée aux comptes : chercheur")).original is None
 
 
 def test_every_rule_matches_the_whole_message_only() -> None:

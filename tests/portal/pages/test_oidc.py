@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The OpenID Connect path in a real browser, against a real provider (panva's certified ``oidc-provider``, run by
 node on loopback): enrolment opens an account only when the provider vouches for exactly one insured person, and
 the attacks are refused with a French page and nothing opened: a forged ID token (signed by a key the provider

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """In the browser: asking for an activation letter (the same answer whatever was typed), opening the account with its
 code, and a person named in a breach stepping up by post (a new browser, a contact change) instead of being locked
 out."""

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """audit log: salted leaves (a leaf format per leaf, the commitment's salt)
 
 Leaves already in the log keep their hashes and get format 1 (the entry in clear); every leaf appended from now on

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """oidc_flow (citizens' identity provider logins) and identity_pivot (keyed pivot index of the vault)
 
 Revision ID: 0009oi

@@ -1,3 +1,5 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """citizen letters by post (sealed outbox, one-time codes), citizens' devices, sealed notice contact details
 
 Revision ID: 0009pc

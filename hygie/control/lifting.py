@@ -1,0 +1,275 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
+"""Lifting a lead's pseudonym for an investigation: a recorded two-person decision, alerted to the DPO.
+
+1. A member of the control project who may read its leads asks, for one lead, with a reason
+   (``control.lift.request``, which the DPO's ``identity_reveal`` alert fires on).
+2. A second person decides (``control.lift.approve`` / ``control.lift.refuse``): an account of a role in
+   ``control_lift_approver_roles``, never the requester, never an account the requester created, nor one of the
+   requester's creation lineage (:mod:`hygie.governance.lineage`). The approver sees no identity.
+3. The requester alone, once, within ``control_lift_window_minutes`` of the approval, sees the identity
+   (``control.lift.show``, recorded in the transaction that reads it, before it is returned; alerted too).
+
+There is no other path from a lead to an identity: the identity is looked up inside :func:`show` only. A
+beneficiary's project pseudonym is matched by re-keying the vault's hub pseudonyms (the project key is one way);
+a provider's by pseudonymising the provider numbers of the project's view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hygie.audit import record
+from hygie.control.leads import VAULT_PAGE, ControlLead, provider_pseudonyms
+from hygie.control.rules import BENEFICIARY
+from hygie.control.sample import require_control_project
+from hygie.db import Base
+from hygie.governance.accounts import Actor
+from hygie.governance.acts import act
+from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.lineage import creator_id, shared_lineage
+from hygie.governance.models import Account, Project
+from hygie.governance.views import ViewError, open_view, rekey
+from hygie.hub import Hub
+from hygie.i18n import N_
+from hygie.ingest.contract import CARE_TABLE
+
+MIN_REASON = 20
+REQUESTED, APPROVED, REFUSED, SHOWN = "requested", "approved", "refused", "shown"
+APPROVING = N_("approving the lifting of a pseudonym")
+"""The act a second person does, as refusals name it ("{what} needs a second person ...")."""
+
+
+class LiftRequest(Base):
+    __tablename__ = "control_lift"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("control_lead.id"), nullable=False, index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), nullable=False)
+    subject_kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    """'beneficiary' or 'provider': whose pseudonym is lifted (a duplicate's provider may be asked separately)."""
+    subject: Mapped[str] = mapped_column(String(40), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(60), nullable=False)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+@dataclass(frozen=True)
+class Lifted:
+    """What an approved lift shows: a provider's number, or a beneficiary's identity from the vault."""
+
+    subject_kind: str
+    pseudonym: str
+    provider_number: str | None = None
+    nir: str | None = None
+    last_name: str | None = None
+    first_name: str | None = None
+    birth_date: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _said(exc: Exception) -> str:
+    """An exception's message as it was raised (a catalogued message keeps its identifier), not ``str(exc)``."""
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _reason(text: str, refusal: str) -> str:
+    """``text`` stripped, or ``refusal`` (the whole sentence, a catalogued message) when it is too short."""
+    if len(text.strip()) < MIN_REASON:
+        raise Invalid(refusal)
+    return text.strip()
+
+
+def request(hub: Hub, actor: Actor, lead_id: int, reason: str, *, provider: bool = False) -> LiftRequest:
+    """Ask to lift the pseudonym of a lead's subject (or, with ``provider``, of the provider a beneficiary's lead
+    names). Nothing is shown until a second person approves."""
+    with act(hub, actor, "control.lift.request", object=f"control-lead:{lead_id}") as session:
+        lead = session.get(ControlLead, lead_id)
+        if lead is None:
+            raise NotFound(N_("no lead {lead}", lead=lead_id))
+        project = require_control_project(session, hub.settings, actor, lead.project_id)
+        why = _reason(
+            reason,
+            N_("a request to lift a pseudonym needs its reason, in at least {count} characters", count=MIN_REASON),
+        )
+        if provider and lead.provider is None:
+            raise Invalid(N_("lead {lead} names no provider besides its subject", lead=lead_id))
+        kind, subject = ("provider", lead.provider) if provider else (lead.subject_kind, lead.subject)
+        assert subject is not None
+        open_ = session.scalars(select(LiftRequest.id).where(
+            LiftRequest.lead_id == lead_id, LiftRequest.subject == subject, LiftRequest.requested_by == actor.ref,
+            LiftRequest.status.in_((REQUESTED, APPROVED)))).first()  # fmt: skip
+        if open_ is not None:
+            raise Conflict(N_("your request {lift} for this lead is still open: wait for its decision", lift=open_))
+        lift = LiftRequest(lead_id=lead_id, project_id=project.id, subject_kind=kind, subject=subject, reason=why,
+                           status=REQUESTED, requested_by=actor.ref, requested_at=_now())  # fmt: skip
+        session.add(lift)
+        session.flush()
+        record(session, actor=actor.ref, role=actor.role_name, action="control.lift.request",
+               object=f"control-lead:{lead_id}", project_id=project.id, purpose=project.purpose,
+               detail={"lift": lift.id, "subject_kind": kind, "rule": lead.rule})  # fmt: skip
+        session.flush()
+        session.expunge(lift)
+        return lift
+
+
+def _second_person(session: Session, hub: Hub, actor: Actor, asker: str) -> None:
+    roles = hub.settings.control_lift_approver_roles
+    what = APPROVING
+    if actor.account_id is None or actor.role is None or actor.role.value not in roles:
+        raise Denied(N_("{what} needs a second person's account ({roles})", what=what, roles=", ".join(roles)))
+    if actor.ref == asker:
+        raise Denied(N_("{what} needs a second person: not the one who asked", what=what))
+    mine = session.get(Account, actor.account_id)
+    if mine is None or mine.disabled:
+        raise Denied(N_("{what} needs an active account", what=what))
+    if mine.created_by == asker:
+        raise Denied(
+            N_("{what} needs a second person: an account created by the one who asked does not count", what=what)
+        )
+    asker_id = creator_id(asker)
+    if asker_id is not None and shared_lineage(session, mine.id, asker_id):
+        raise Denied(N_("{what} needs a second person: your account and the asker's were created by the same person "
+                        "(or one created the other)", what=what))  # fmt: skip
+
+
+def decide(hub: Hub, actor: Actor, lift_id: int, approve: bool, reason: str) -> LiftRequest:
+    """A second person approves or refuses; the role is checked before the request is looked up."""
+    roles = hub.settings.control_lift_approver_roles
+    if actor.account_id is None or actor.role is None or actor.role.value not in roles:
+        # Same answer whatever the id: who may never approve learns nothing of which requests exist.
+        with act(hub, actor, "control.lift.decide", object=f"control-lift:{lift_id}"):
+            raise Denied(N_("{what} needs a second person's account ({roles})", what=APPROVING, roles=", ".join(roles)))
+    with act(hub, actor, "control.lift.decide", object=f"control-lift:{lift_id}") as session:
+        lift = session.get(LiftRequest, lift_id)
+        if lift is None:
+            raise NotFound(N_("no lift request {lift}", lift=lift_id))
+        if lift.status != REQUESTED:
+            raise Conflict(N_("request {lift} is {status}: it was decided already", lift=lift_id, status=lift.status))
+        _second_person(session, hub, actor, lift.requested_by)
+        why = _reason(
+            reason,
+            N_("a decision on lifting a pseudonym needs its reason, in at least {count} characters", count=MIN_REASON),
+        )
+        lift.status = APPROVED if approve else REFUSED
+        lift.decided_by = actor.ref
+        lift.decided_at = _now()
+        lift.decision_reason = why
+        record(session, actor=actor.ref, role=actor.role_name,
+               action="control.lift.approve" if approve else "control.lift.refuse",
+               object=f"control-lift:{lift.id}", project_id=lift.project_id,
+               detail={"lift": lift.id, "lead": lift.lead_id, "asker": lift.requested_by})  # fmt: skip
+        session.flush()
+        session.expunge(lift)
+        return lift
+
+
+def _beneficiary(hub: Hub, session: Session, project_id: int, pseudonym: str) -> Lifted | None:
+    vault = hub.vault(session)
+    after = 0
+    while True:
+        page = vault.records(after, VAULT_PAGE)
+        if not page:
+            return None
+        after = page[-1][0]
+        mine = rekey(hub, project_id, [identity.pseudonym for _, _, identity in page])
+        for (_, _, identity), theirs in zip(page, mine, strict=True):
+            if theirs == pseudonym:
+                return Lifted(BENEFICIARY, pseudonym, nir=identity.nir, last_name=identity.last_name,
+                              first_name=identity.first_name, birth_date=identity.birth_date)  # fmt: skip
+
+
+def _provider(hub: Hub, session: Session, project: Project, lift: LiftRequest) -> Lifted | None:
+    try:
+        con = open_view(hub, session, project)
+    except ViewError as exc:
+        raise Conflict(_said(exc)) from None
+    try:
+        query = f"SELECT DISTINCT PFS_EXE_NUM FROM {CARE_TABLE} WHERE PFS_EXE_NUM IS NOT NULL ORDER BY 1"
+        numbers = [str(r[0]) for r in con.sql(query).fetchall()]
+    finally:
+        con.close()
+    for number, pseudonym in zip(numbers, provider_pseudonyms(hub, project.id, numbers), strict=True):
+        if pseudonym == lift.subject:
+            return Lifted("provider", lift.subject, provider_number=number)
+    return None
+
+
+def show(hub: Hub, actor: Actor, lift_id: int) -> Lifted:
+    """The identity behind an approved request, to the requester only, once, within the window; recorded before
+    it is returned."""
+    with act(hub, actor, "control.lift.show", object=f"control-lift:{lift_id}") as session:
+        lift = session.get(LiftRequest, lift_id)
+        if lift is None or lift.requested_by != actor.ref:
+            raise Denied(N_("only the person who asked may see this identity"))
+        if lift.status == REQUESTED:
+            raise Denied(N_("this request has not been approved by a second person yet"))
+        if lift.status == REFUSED:
+            raise Denied(N_("this request was refused"))
+        if lift.status == SHOWN:
+            raise Conflict(N_("this identity was shown once already: ask again, with a reason, if the law needs it"))
+        window = timedelta(minutes=hub.settings.control_lift_window_minutes)
+        if lift.decided_at is None or _now() > _aware(lift.decided_at) + window:
+            raise Conflict(
+                N_(
+                    "the approval is older than {minutes} minutes: ask again",
+                    minutes=hub.settings.control_lift_window_minutes,
+                )
+            )
+        # The requester must still pass the project's data gate (an ended project lifts nothing).
+        project = require_control_project(session, hub.settings, actor, lift.project_id)
+        if lift.subject_kind == BENEFICIARY:
+            found = _beneficiary(hub, session, project.id, lift.subject)
+        else:
+            found = _provider(hub, session, project, lift)
+        if found is None:
+            raise NotFound(N_("this pseudonym is no longer found (the person left the vault or the view)"))
+        lift.status = SHOWN
+        lift.shown_at = _now()
+        record(session, actor=actor.ref, role=actor.role_name, action="control.lift.show",
+               object=f"control-lift:{lift.id}", project_id=project.id, purpose=project.purpose,
+               detail={"lift": lift.id, "lead": lift.lead_id, "approver": lift.decided_by,
+                       "subject_kind": lift.subject_kind})  # fmt: skip
+        return found
+
+
+def pending(hub: Hub, actor: Actor) -> list[LiftRequest]:
+    """Requests waiting for a second person, for those who may approve (no identity in them); a recorded read."""
+    roles = hub.settings.control_lift_approver_roles
+    with act(hub, actor, "control.lift.list", object="control-lifts") as session:
+        if actor.account_id is None or actor.role is None or actor.role.value not in roles:
+            raise Denied(N_("this list is for second persons ({roles})", roles=", ".join(roles)))
+        found = list(session.scalars(select(LiftRequest).where(LiftRequest.status == REQUESTED)
+                                     .order_by(LiftRequest.id)))  # fmt: skip
+        record(session, actor=actor.ref, role=actor.role_name, action="control.lift.list", object="control-lifts",
+               detail={"pending": len(found)})  # fmt: skip
+        session.flush()
+        session.expunge_all()
+        return found
+
+
+def mine(hub: Hub, actor: Actor, project_id: int) -> list[LiftRequest]:
+    """The actor's own requests in a project (statuses only, never an identity)."""
+    with hub.session() as session:
+        found = list(session.scalars(select(LiftRequest).where(
+            LiftRequest.project_id == project_id, LiftRequest.requested_by == actor.ref)
+            .order_by(LiftRequest.id.desc())))  # fmt: skip
+        session.expunge_all()
+        return found
