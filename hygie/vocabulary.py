@@ -19,6 +19,7 @@ ALERT_STATUS = "alert status"
 INCIDENT_STATUS = "breach incident status"
 ROLE = "role"
 ALERT_ACTION = "alert action"
+BREACH_MATCH_REASON = "breach match reason"
 
 WORDS: tuple[Message, ...] = (
     term("project status", "draft"),
@@ -46,6 +47,20 @@ WORDS: tuple[Message, ...] = (
     term("breach incident status", "imported"),
     term("breach incident status", "notified"),
     term("breach incident status", "destroyed"),
+    term("breach match reason", "NIR"),
+    term("breach match reason", "NIR and name"),
+    term("breach match reason", "NIR and birth date, name close"),
+    term("breach match reason", "name and birth date"),
+    term("breach match reason", "NIR and birth date disagree"),
+    term("breach match reason", "NIR and name agree, birth date does not"),
+    term("breach match reason", "NIR of a person whose name differs"),
+    term("breach match reason", "NIR not in the vault, name and birth date match someone"),
+    term("breach match reason", "several people fit"),
+    term("breach match reason", "name close but not certain"),
+    term("breach match reason", "valid NIR not in the vault"),
+    term("breach match reason", "nobody with this name and birth date"),
+    term("breach match reason", "no valid NIR, and no name with a birth date"),
+    term("breach match reason", "no usable identifier"),
     term("role", "citizen"),
     term("role", "researcher"),
     term("role", "reviewer"),

@@ -11,12 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hygie.breach.models import BreachFlag, BreachIncident, BreachNotice
+from hygie.i18n import N_, Message
 
-WHAT_TO_DO = [
-    "Be wary of calls, texts and e-mails claiming to come from your insurer: it never asks for passwords or codes.",
-    "Check your reimbursements and bank details in your account.",
-    "If your social security number was exposed, watch for claims you did not make and report them.",
-    "Changes of bank details, address or contact details need a stronger identity check for a while.",
+WHAT_TO_DO: list[Message] = [
+    N_("Be wary of calls, texts and e-mails claiming to come from your insurer: it never asks for passwords or codes."),
+    N_("Check your reimbursements and bank details in your account."),
+    N_("If your social security number was exposed, watch for claims you did not make and report them."),
+    N_("Changes of bank details, address or contact details need a stronger identity check for a while."),
 ]
 
 

@@ -353,11 +353,15 @@ class Incidents:
         """What a notification to the data protection authority needs (GDPR art. 33(3)), from this incident."""
         counts = incident.counts
         health = sorted(c for c in incident.categories if c in HEALTH_CATEGORIES)
+        retained = aware(incident.retain_until).date()
+        # Each sentence is a message (hygie.i18n): the API reads English, the DPO's page the catalogue's French.
         return {
             "incident": incident.name,
             "imported_at": aware(incident.created_at).isoformat(),
             "notified_at": aware(incident.notified_at).isoformat() if incident.notified_at else None,
-            "nature": "confidentiality breach: a file of personal data published or circulated without authorisation",
+            "nature": N_(
+                "confidentiality breach: a file of personal data published or circulated without authorisation"
+            ),
             "people_concerned": {
                 "identified_in_vault": counts.get("people", 0),
                 "rows_in_file": counts.get("rows", 0),
@@ -370,22 +374,35 @@ class Incidents:
             "special_categories": health,
             "records_concerned": counts.get("rows", 0),
             "likely_consequences": [
-                "identity theft against the insurer's services (change of bank details, address or contact)",
-                "phishing using the exposed contact details and the insurer's name",
-                *(["disclosure of health data (art. 9 GDPR): discrimination, distress"] if health else []),
+                N_("identity theft against the insurer's services (change of bank details, address or contact)"),
+                N_("phishing using the exposed contact details and the insurer's name"),
+                *([N_("disclosure of health data (art. 9 GDPR): discrimination, distress")] if health else []),
             ],
             "measures_taken": [
-                "people identified in the identity vault, notified in their portal and by e-mail or letter (art. 34)",
-                f"stronger identity check on sensitive changes for {self.hub.settings.breach_flag_days} days",
-                "anonymous 'am I in it?' check for people without an account (OPRF, rate-limited)",
-                f"leaked file kept encrypted only, destroyed on {aware(incident.retain_until).date().isoformat()}",
+                N_(
+                    "people identified in the identity vault, notified in their portal and by e-mail or letter "
+                    "(art. 34)"
+                ),
+                N_(
+                    "stronger identity check on sensitive changes for {days} days",
+                    days=self.hub.settings.breach_flag_days,
+                ),
+                N_("anonymous 'am I in it?' check for people without an account (OPRF, rate-limited)"),
+                N_(
+                    "leaked file kept encrypted only, destroyed on {year:04d}-{month:02d}-{day:02d}",
+                    year=retained.year,
+                    month=retained.month,
+                    day=retained.day,
+                ),
             ],
             "to_complete_by_the_dpo": [
-                "controller and DPO contact details", "when and how the breach was discovered",
-                "origin of the leak (processor, system) and its cause", "whether notified within 72 hours, or why not",
+                N_("controller and DPO contact details"),
+                N_("when and how the breach was discovered"),
+                N_("origin of the leak (processor, system) and its cause"),
+                N_("whether notified within 72 hours, or why not"),
             ],
             "cnil_form": "https://notifications.cnil.fr/notifications/index",
-        }  # fmt: skip
+        }
 
     # Two-person reveal of a candidate's vault identity.
 

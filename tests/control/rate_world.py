@@ -88,3 +88,34 @@ def rate_world(request: pytest.FixtureRequest, tmp: Path) -> Iterator[World]:
 
 
 __all__ = ["actor", "control_delivery", "control_project", "postgres_template", "rate_world", "sqlite_template"]
+
+
+def improper_across_people(world: World, project_id: int, claim_keys: list[int], every: int) -> set[int]:
+    """About one in ``every`` of ``claim_keys`` to mark improper, chosen so that they belong to at least the
+    disclosure threshold's number of people (the sample's seed is random: every n-th claim alone may fall on too
+    few people, and the release then rightly refuses)."""
+    from hygie.governance.models import Project
+    from hygie.governance.policy import CLAIM_KEY
+    from hygie.governance.views import open_view
+    from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
+
+    with world.hub.session() as session:
+        project = session.get(Project, project_id)
+        assert project is not None
+        threshold = max(project.threshold, world.hub.settings.disclosure_threshold)
+        con = open_view(world.hub, session, project)
+        try:
+            owner = dict(
+                con.execute(f"SELECT {CLAIM_KEY}, min({PSEUDONYM_COLUMN}) FROM {CARE_TABLE} GROUP BY 1").fetchall()
+            )
+        finally:
+            con.close()
+    chosen: set[int] = set()
+    people: set[str] = set()
+    for key in claim_keys:  # first one claim per new person, up to the threshold
+        if len(people) < threshold and owner[key] not in people:
+            chosen.add(key)
+            people.add(owner[key])
+    assert len(people) >= threshold, "the sample's claims belong to too few people for this test"
+    chosen |= set(claim_keys[::every])
+    return chosen

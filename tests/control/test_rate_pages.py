@@ -20,7 +20,7 @@ from tests.portal.pages.test_journeys import check_page, sign_in, sign_out, watc
 from tests.portal.world import World, build_world
 from tests.serving import serving
 
-from .rate_world import SMALL_DESIGN, actor, control_delivery, control_project, sqlite_template  # noqa: F401
+from .rate_world import SMALL_DESIGN, actor, control_delivery, control_project, improper_across_people, sqlite_template  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,9 @@ def test_draw_review_and_release_through_the_pages(page: Page, server: str, page
                 select(SampledClaim.claim_key, SampledClaim.amount).where(SampledClaim.sample_id == sample.id)
             ).all()
         )
-    for n, k in enumerate(pending):  # the rest of the queue through the service (the form is the same for each)
-        if n % 6 == 0:
+    improper = improper_across_people(w, pid, list(pending), 6)
+    for k in pending:  # the rest of the queue through the service (the form is the same for each)
+        if k in improper:
             decide(w.hub, me, sample.id, k, "improper", reason="documentation-absente", error_amount=amounts[k])
         else:
             decide(w.hub, me, sample.id, k, "proper")

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from hygie.audit import record
+from hygie.breach import citizen as breach_citizen
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
 from hygie.governance.citizens import Citizens, OptOutState
@@ -21,7 +22,7 @@ from hygie.governance.letters import EXPOSED_FR
 from hygie.governance.policy import Role
 from hygie.governance.register import data_uses
 from hygie.governance.reimbursements import my_reimbursements
-from hygie.i18n import N_
+from hygie.i18n import N_, translate
 from hygie.portal.pages.web import (
     PageRoute,
     checked_form,
@@ -118,16 +119,8 @@ async def opt_out(request: Request) -> Response:
 
 EXPOSED = EXPOSED_FR
 """The breach categories (``hygie.breach.mapping.CATEGORY``) in French; an unknown one is shown as it is."""
-WHAT_TO_DO_FR = [
-    "Méfiez-vous des appels, SMS et courriels qui disent venir de votre caisse : elle ne demande jamais de mot de "
-    "passe ni de code.",
-    "Vérifiez vos remboursements et vos coordonnées bancaires dans votre compte.",
-    "Si votre numéro de sécurité sociale a été exposé, surveillez les remboursements que vous n'avez pas demandés "
-    "et signalez-les.",
-    "Pendant quelque temps, changer de coordonnées bancaires, d'adresse ou de contact demande une vérification "
-    "d'identité renforcée.",
-]
-"""``hygie.breach.citizen.WHAT_TO_DO`` in French, item for item (a test holds them to the same length)."""
+WHAT_TO_DO_FR = [translate(item, "fr") or item for item in breach_citizen.WHAT_TO_DO]
+"""``hygie.breach.citizen.WHAT_TO_DO`` in French, from the catalogue."""
 
 
 @router.get("/violations", response_class=HTMLResponse)

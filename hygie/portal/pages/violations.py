@@ -13,7 +13,6 @@ two-person reveal: an identity the DPO asked for with a reason and a second pers
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Query, Request, Response
@@ -26,6 +25,7 @@ from hygie.governance.accounts import Actor
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
 from hygie.governance.projects import MIN_REASON
+from hygie.i18n import translate
 from hygie.portal.pages.citizen import EXPOSED
 from hygie.portal.pages.messages import INCIDENT_STATUS, Said, said
 from hygie.portal.pages.web import (
@@ -40,6 +40,7 @@ from hygie.portal.pages.web import (
     require_role,
 )
 from hygie.portal.routes import breach as api
+from hygie.vocabulary import BREACH_MATCH_REASON, labels
 
 router = APIRouter(prefix="/controle/violations", route_class=PageRoute, include_in_schema=False)
 extend_nav(Role.DPO, "/controle/violations", "Violations de données")
@@ -73,61 +74,15 @@ SOURCE_LABELS: dict[str, str] = {
     "dpo": "corrigé par le DPO",
     "none": "non reconnue",
 }
-REASONS: dict[str, str] = {
-    "NIR and birth date disagree": "le NIR et la date de naissance ne concordent pas",
-    "NIR and name agree, birth date does not": "le NIR et le nom concordent, pas la date de naissance",
-    "NIR of a person whose name differs": "NIR d'une personne dont le nom diffère",
-    "NIR not in the vault, name and birth date match someone": (
-        "NIR absent du coffre, alors que le nom et la date de naissance désignent quelqu'un"
-    ),
-    "several people fit": "plusieurs personnes correspondent",
-    "name close but not certain": "nom proche, sans certitude",
-}
-"""The matcher's reasons for sending a row to review, in French; an unknown one is shown as it is, in English."""
-REPORT_FR: dict[str, str] = {
-    "confidentiality breach: a file of personal data published or circulated without authorisation": (
-        "violation de confidentialité : un fichier de données personnelles publié ou diffusé sans autorisation"
-    ),
-    "identity theft against the insurer's services (change of bank details, address or contact)": (
-        "usurpation d'identité auprès des services de l'assureur (changement de coordonnées bancaires, d'adresse "
-        "ou de contact)"
-    ),
-    "phishing using the exposed contact details and the insurer's name": (
-        "hameçonnage au moyen des coordonnées exposées et du nom de l'assureur"
-    ),
-    "disclosure of health data (art. 9 GDPR): discrimination, distress": (
-        "divulgation de données de santé (RGPD, art. 9) : discrimination, détresse"
-    ),
-    "people identified in the identity vault, notified in their portal and by e-mail or letter (art. 34)": (
-        "personnes retrouvées dans le coffre des identités, informées dans leur espace et par courriel ou "
-        "courrier (art. 34)"
-    ),
-    "anonymous 'am I in it?' check for people without an account (OPRF, rate-limited)": (
-        "vérification anonyme « Suis-je concerné ? » pour les personnes sans compte (OPRF, débit limité)"
-    ),
-    "controller and DPO contact details": "coordonnées du responsable de traitement et du DPO",
-    "when and how the breach was discovered": "quand et comment la violation a été découverte",
-    "origin of the leak (processor, system) and its cause": "origine de la fuite (sous-traitant, système) et sa cause",
-    "whether notified within 72 hours, or why not": "notifiée sous 72 heures, ou pourquoi pas",
-}
-"""The report's fixed sentences (``Incidents.report``) in French; the others are shown as they are, in English."""
-REPORT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"stronger identity check on sensitive changes for (\d+) days"),
-     "vérification d'identité renforcée pour les changements sensibles pendant {0} jours"),
-    (re.compile(r"leaked file kept encrypted only, destroyed on (\d{4})-(\d\d)-(\d\d)"),
-     "fichier divulgué gardé chiffré seulement, détruit le {2}/{1}/{0}"),
-]  # fmt: skip
+REASONS: dict[str, str] = labels(BREACH_MATCH_REASON, "fr")
+"""The matcher's reasons for a row's outcome, in French (``hygie.vocabulary``); an unknown one is shown as it is."""
 
 
 def report_text(text: str) -> Said:
-    """One sentence of the report in French where it is a known one, else as it is, marked English."""
-    if text in REPORT_FR:
-        return Said(REPORT_FR[text], "fr", text)
-    for pattern, french in REPORT_PATTERNS:
-        found = pattern.fullmatch(text)
-        if found:
-            return Said(french.format(*found.groups()), "fr", text)
-    return Said(text, "en")
+    """One sentence of the report (``Incidents.report``, each a catalogued message) in French, else as it is,
+    marked English."""
+    french = translate(text, "fr")
+    return Said(french, "fr", str(text)) if french is not None else Said(text, "en")
 
 
 DECISIONS = {"confirmed": "confirmée", "rejected": "rejetée"}

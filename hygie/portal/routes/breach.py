@@ -492,7 +492,7 @@ def my_notices(hub: HubDep, actor: ActorDep) -> NoticesOut:
                detail={"count": len(found)})  # fmt: skip
         return NoticesOut(
             notices=[NoticeOut(incident=n.incident, notified_at=n.notified_at, exposed=n.exposed) for n in found],
-            what_to_do=breach_citizen.WHAT_TO_DO if found else [],
+            what_to_do=[str(item) for item in breach_citizen.WHAT_TO_DO] if found else [],
             stronger_check_until=breach_citizen.stronger_check_until(session, person_index),
         )
 
