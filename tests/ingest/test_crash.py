@@ -75,6 +75,9 @@ def big_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return large_delivery(4000, BIG_VISITS).write(tmp_path_factory.mktemp("big") / "batch", "BIG")
 
 
+# Kills at random instants on PostgreSQL, the production database (SQLite is held to the same commit protocol by
+# the failpoints of test_kill_at_the_commit_window, on both): one run of this test costs a minute of CPU.
+@pytest.mark.parametrize("settings", ["postgresql"], indirect=True)
 def test_kill_at_random_instants(hub: Hub, tmp_path: Path, big_batch: Path) -> None:
     # Time one full run on a scratch hub, to spread the kills over the whole ingestion.
     probe = Hub.init(make_settings(tmp_path / "probe"))

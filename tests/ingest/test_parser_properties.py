@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,13 @@ cells = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_c
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(tmp_path_factory.mktemp("prop") / "hub")
+
+
+@pytest.fixture(scope="module")
+def refusing_hub(scratch: Settings) -> Iterator[Hub]:
+    hub = Hub.init(scratch)
+    yield hub
+    hub.close()
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -54,14 +62,12 @@ def test_one_bad_cell_is_named_exactly_and_never_echoed(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(row=st.integers(0, 12), value=cells.filter(lambda v: v != "" and not re.fullmatch(r"-?[0-9]+", v)))
 def test_non_integer_in_an_integer_field_is_always_refused(
-    scratch: Settings, tmp_path_factory: pytest.TempPathFactory, row: int, value: str
+    refusing_hub: Hub, tmp_path_factory: pytest.TempPathFactory, row: int, value: str
 ) -> None:
     d = small_delivery()
     d.rows["ER_PRS_F"][row]["PSE_SPE_COD"] = value
-    hub = Hub.init(scratch.model_copy(update={"data_dir": tmp_path_factory.mktemp("hub")}))
-    try:
-        result = ingest_batch(hub, d.write(tmp_path_factory.mktemp("batch"), "P"))
-    finally:
-        hub.close()
+    # Every example is refused, so they share one hub: each refusal must leave it as empty as it found it.
+    result = ingest_batch(refusing_hub, d.write(tmp_path_factory.mktemp("batch"), "P"))
     assert result.status == "rejected"
     assert [(e.line, e.field) for e in result.errors] == [(row + 2, "PSE_SPE_COD")]
+    assert collect(refusing_hub)["batches"] == 0
