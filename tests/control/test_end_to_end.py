@@ -68,7 +68,11 @@ def test_injected_anomalies_become_leads_then_a_reviewed_sample_then_a_published
         assert project is not None
         frame = read_frame(hub, s, project)
     truth = float(frame.amounts[np.isin(frame.keys, np.fromiter(flagged, dtype=np.int64))].sum() / frame.amounts.sum())
-    assert estimate.low <= truth <= estimate.high, (truth, headline(estimate))
+    # The sample is random (the view's claim keys change with each run's project key), so the 95 % interval misses
+    # the truth in 1 run of 20 by design (CI saw it: truth 33.5 %, interval 27.7-33.2 %); its coverage is measured
+    # in test_estimate. Here the estimate must lie within the 99.9 % interval the same standard error gives.
+    standard_error = (estimate.high - estimate.low) / (2 * 1.959964)
+    assert abs(truth - estimate.rate) <= 3.290527 * standard_error, (truth, headline(estimate))
     assert estimate.reviewed == len(claims) and estimate.claims == frame.keys.size
     # apart from the leads: the rate's page states the rate with its interval and n, and no count of leads
     client = TestClient(world.client.app, base_url="https://testserver")
