@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -92,26 +93,37 @@ class Workers:
 
 
 _pools: dict[int, Workers] = {}
-"""By id of the hub (a dataclass, not hashable); the entry goes, and the pool stops, when the hub is collected."""
+"""By id of the hub (a dataclass, not hashable); the entry goes, and the pool stops, after the hub is collected."""
 _pools_lock = threading.Lock()
+_collected: deque[int] = deque()
+"""Ids of collected hubs whose pools are still to stop. A finalizer only appends here: it runs inside the garbage
+collector, in whatever thread allocated at that moment, possibly one holding ``_pools_lock`` (a finalizer that took
+the lock hung that thread for good, and every analysis request after it)."""
 
 
 def workers_for(hub: Hub) -> Workers:
     """The hub's pool, created (after recovering orphans) on first use."""
     with _pools_lock:
+        stopped = _reap()
         pool = _pools.get(id(hub))
         if pool is None:
             recover_orphans(hub)
             pool = _pools[id(hub)] = Workers(hub)
-            weakref.finalize(hub, _forget, id(hub))
-        return pool
+            weakref.finalize(hub, _collected.append, id(hub))
+    for old in stopped:
+        old.shutdown()
+    return pool
 
 
-def _forget(key: int) -> None:
-    with _pools_lock:
-        pool = _pools.pop(key, None)
-    if pool is not None:
-        pool.shutdown()
+def _reap() -> list[Workers]:
+    """Takes the pools of collected hubs out of the registry (under ``_pools_lock``). A collected hub's id is queued
+    before any new object can reuse it, so a new hub never inherits an old pool."""
+    stopped = []
+    while _collected:
+        pool = _pools.pop(_collected.popleft(), None)
+        if pool is not None:
+            stopped.append(pool)
+    return stopped
 
 
 PROCESS_STARTED = datetime.now(UTC)
