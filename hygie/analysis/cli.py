@@ -9,45 +9,19 @@ The token comes from ``HYGIE_TOKEN`` (a session or a data token of the project),
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
+
+from hygie.apiclient import DEFAULT_SERVER, Server, call
 
 analysis_app = typer.Typer(help="Analyses: submit to a project, follow jobs, download released outputs.",
                            no_args_is_help=True)  # fmt: skip
 
-Server = Annotated[str, typer.Option("--server", envvar="HYGIE_SERVER", help="Base URL of the Hygie API.")]
-DEFAULT_SERVER = "http://127.0.0.1:8000"
 UNFINISHED = ("queued", "running")
-
-
-def client(server: str) -> httpx.Client:
-    """An authenticated client; tests replace this to talk to an in-process app."""
-    token = os.environ.get("HYGIE_TOKEN")
-    if not token:
-        raise typer.BadParameter("set HYGIE_TOKEN to a token from POST /auth/login or POST /me/tokens")
-    return httpx.Client(base_url=server, headers={"Authorization": f"Bearer {token}"}, timeout=600)
-
-
-def _call(server: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    http = client(server)
-    try:
-        response = http.request(method, path, **kwargs)
-    finally:
-        http.close()
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        typer.echo(f"error {response.status_code}: {detail}", err=True)
-        raise typer.Exit(1)
-    return response
 
 
 def _print(data: Any) -> None:
@@ -69,13 +43,13 @@ def submit(
         raise typer.BadParameter("give exactly one of --spec FILE or --sql FILE")
     if spec is not None:
         body = json.loads(spec.read_text(encoding="utf-8"))
-        job = _call(server, "POST", f"/projects/{project}/analyses/aggregate", json=body).json()
+        job = call(server, "POST", f"/projects/{project}/analyses/aggregate", json=body).json()
     else:
         assert sql is not None
-        job = _call(server, "POST", f"/projects/{project}/analyses/sql", json={"sql": sql.read_text("utf-8")}).json()
+        job = call(server, "POST", f"/projects/{project}/analyses/sql", json={"sql": sql.read_text("utf-8")}).json()
     while wait and job["status"] in UNFINISHED:
         time.sleep(poll)
-        job = _call(server, "GET", f"/projects/{project}/analyses/{job['id']}").json()
+        job = call(server, "GET", f"/projects/{project}/analyses/{job['id']}").json()
     _print(job)
     if job["status"] == "refused":  # withheld is no error: an output awaiting checkers shows so too
         raise typer.Exit(1)
@@ -84,7 +58,7 @@ def submit(
 @analysis_app.command("jobs")
 def jobs(project: Annotated[int, typer.Option("--project")], server: Server = DEFAULT_SERVER) -> None:
     """The project's analyses, newest first."""
-    for job in _call(server, "GET", f"/projects/{project}/analyses").json():
+    for job in call(server, "GET", f"/projects/{project}/analyses").json():
         typer.echo(f"{job['id']:>6}  {job['kind']:<9}  {job['status']:<9}  {job['submitted_at']}")
 
 
@@ -95,10 +69,10 @@ def show(
     server: Server = DEFAULT_SERVER,
 ) -> None:
     """One analysis, and its released output when there is one."""
-    data = _call(server, "GET", f"/projects/{project}/analyses/{job}").json()
+    data = call(server, "GET", f"/projects/{project}/analyses/{job}").json()
     _print(data)
     if data["status"] == "released":
-        _print(_call(server, "GET", f"/projects/{project}/analyses/{job}/release").json()["rows"])
+        _print(call(server, "GET", f"/projects/{project}/analyses/{job}/release").json()["rows"])
 
 
 @analysis_app.command("download")
@@ -110,7 +84,7 @@ def download(
     server: Server = DEFAULT_SERVER,
 ) -> None:
     """Download a released output."""
-    response = _call(server, "GET", f"/projects/{project}/analyses/{job}/download", params={"format": format})
+    response = call(server, "GET", f"/projects/{project}/analyses/{job}/download", params={"format": format})
     if out is None:
         sys.stdout.buffer.write(response.content)
     else:

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from hygie.apiclient import DEFAULT_SERVER, Server, call
+
 control_app = typer.Typer(
     help="Control of spending: leads found by rules, with their evidence; the improper-payment rate.",
     no_args_is_help=True,
@@ -30,48 +32,20 @@ control_app.add_typer(leads_app, name="leads")
 def runs(
     project: Annotated[int, typer.Argument(help="The control project's id.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
+    server: Server = DEFAULT_SERVER,
 ) -> None:
     """Control runs of a project, newest first: when, which view generation, and how many leads per rule (counts
-    only; the leads themselves are read in the portal by the project's members, through its data gate)."""
-    from sqlalchemy import select
-
-    from hygie.audit import record
-    from hygie.config import get_settings
-    from hygie.console import fail, open_hub
-    from hygie.control.leads import ControlRun
-    from hygie.disclosure.counts import shown_count
-    from hygie.governance.accounts import CONSOLE
-    from hygie.governance.models import Project
-
-    hub = open_hub(get_settings())
-    try:
-        with hub.session() as session:
-            found_project = session.get(Project, project)
-            if found_project is None:
-                record(session, actor=CONSOLE.ref, role=CONSOLE.role_name, action="control.runs.read",
-                       outcome="denied", object=f"project:{project}", detail={"reason": "no such project"})  # fmt: skip
-                session.commit()
-                raise fail(f"no project {project}")
-            threshold = max(hub.settings.disclosure_threshold, found_project.threshold or 0)
-            base = hub.settings.disclosure_rounding_base
-            found = list(session.scalars(select(ControlRun).where(ControlRun.project_id == project)
-                                         .order_by(ControlRun.id.desc())))  # fmt: skip
-            record(session, actor=CONSOLE.ref, role=CONSOLE.role_name, action="control.runs.read",
-                   object=f"project:{project}", project_id=project, detail={"runs": len(found)})  # fmt: skip
-            session.commit()
-    finally:
-        hub.close()
-    # The console is the operator's, who never reaches a project's data: lead counts are shown as any count
-    # leaving a project is (rounded, none under the threshold: "fewer than 11").
+    as any count leaving a project: rounded, none under the threshold; the leads themselves are read in the portal
+    through the project's data gate). Asks the API as the holder of HYGIE_TOKEN: a project's researchers and the
+    roles that oversee it; never the operator."""
+    found = call(server, "GET", f"/projects/{project}/control/runs").json()
     for r in found:
-        shown = {rule: shown_count(int(n), threshold, base) for rule, n in r.counts.items()}
         if as_json:
-            typer.echo(json.dumps({"run": r.id, "at": r.run_at.isoformat(), "view_generation": r.view_generation,
-                                   "leads": shown}))  # fmt: skip
+            typer.echo(json.dumps(r))
         else:
-            counts = ", ".join(f"{rule} {'fewer than ' + str(threshold) if n is None else n}"
-                               for rule, n in shown.items())  # fmt: skip
-            typer.echo(f"run {r.id} ({r.run_at:%Y-%m-%d %H:%M}, view {r.view_generation}): {counts}")
+            counts = ", ".join(f"{rule} {'fewer than the threshold' if n is None else n}"
+                               for rule, n in r["leads"].items())  # fmt: skip
+            typer.echo(f"run {r['run']} ({r['at'][:16].replace('T', ' ')}, view {r['view_generation']}): {counts}")
     if not found and not as_json:
         typer.echo(f"no control run yet in project {project}")
 

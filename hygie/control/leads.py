@@ -37,11 +37,12 @@ from hygie.control.rules import (
 )
 from hygie.control.sample import require_control_project
 from hygie.db import Base
+from hygie.governance.access import require_visible
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
-from hygie.governance.errors import Conflict, Invalid, NotFound
+from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.models import Project
-from hygie.governance.policy import Scope
+from hygie.governance.policy import Role, Scope
 from hygie.governance.views import ViewError, newest_ready, open_view, project_pseudonym_key, rekey
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -239,3 +240,42 @@ def leads(hub: Hub, actor: Actor, project_id: int, run_id: int | None = None) ->
         session.flush()
         session.expunge_all()
         return Leads(project, found, dict(by_rule))
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """A run as it may be listed outside the project's data gate: when, on which view, and its leads per rule
+    counted as any count leaving a project is (rounded; ``None`` under the threshold)."""
+
+    id: int
+    run_at: datetime
+    view_generation: int
+    leads: dict[str, int | None]
+
+
+def run_counts(hub: Hub, actor: Actor, project_id: int) -> list[RunCounts]:
+    """A project's control runs, newest first, for its researchers and the roles that oversee it (never the operator
+    nor the console: they receive no project's outputs); recorded as a read before it is returned."""
+    from hygie.disclosure.counts import shown_count
+
+    with act(hub, actor, "control.runs.read", object=f"project:{project_id}", project_id=project_id) as session:
+        project = require_visible(session, actor, project_id)
+        if actor.role is None or actor.role == Role.OPERATOR:
+            raise Denied(N_("operators run the platform and receive no project's outputs"))
+        threshold = max(hub.settings.disclosure_threshold, project.threshold or 0)
+        base = hub.settings.disclosure_rounding_base
+        found = [
+            RunCounts(
+                r.id,
+                r.run_at,
+                r.view_generation,
+                {rule: shown_count(int(n), threshold, base) for rule, n in r.counts.items()},
+            )
+            for r in session.scalars(
+                select(ControlRun).where(ControlRun.project_id == project.id).order_by(ControlRun.id.desc())
+            )
+        ]
+        record(session, actor=actor.ref, role=actor.role_name, action="control.runs.read",
+               object=f"project:{project.id}", project_id=project.id, purpose=project.purpose,
+               detail={"runs": len(found)})  # fmt: skip
+        return found

@@ -1,11 +1,11 @@
 # This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
 # distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
-"""``hygie control rate ...``: the improper-payment rate at the controller's console.
+"""``hygie control rate ...``: the improper-payment rate from the command line.
 
-``show`` prints the estimates released from a control project's samples (released numbers only, recorded as a
-read); ``simulate`` runs the estimator's coverage simulation on a synthetic population of known rate (no hub). The
-sample is drawn, reviewed and released in the portal, by the project's researchers and trained reviewers: those
-acts read the project's view, which the console never does.
+``show`` prints the estimates released from a control project's samples (released numbers only), asked of the API
+as a person who may see them (never the operator's console); ``simulate`` runs the estimator's coverage simulation
+on a synthetic population of known rate (no hub). The sample is drawn, reviewed and released in the portal, by
+the project's researchers and trained reviewers: those acts read the project's view, which the console never does.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from hygie.apiclient import DEFAULT_SERVER, Server, call
+
 rate_app = typer.Typer(help="The improper-payment rate: released estimates, the estimator's coverage simulation.",
                        no_args_is_help=True)  # fmt: skip
 
@@ -23,29 +25,14 @@ rate_app = typer.Typer(help="The improper-payment rate: released estimates, the 
 def show(
     project: Annotated[int, typer.Argument(help="The control project's id.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per estimate.")] = False,
+    server: Server = DEFAULT_SERVER,
 ) -> None:
     """Estimates released from the project's samples, newest first: 'estimated improper payments: X % (95 % CI
-    a–b), from n reviewed claims'. Never a count of fraud, never merged with leads detected by rules."""
-    from hygie.config import get_settings
-    from hygie.console import fail, open_hub
-    from hygie.control.review import headline, released
-    from hygie.governance.accounts import CONSOLE
-    from hygie.governance.errors import GovernanceError
-
-    hub = open_hub(get_settings())
-    try:
-        rows = released(hub, CONSOLE, project)
-    except GovernanceError as exc:
-        raise fail(exc.message) from None
-    finally:
-        hub.close()
+    a–b), from n reviewed claims'. Never a count of fraud, never merged with leads detected by rules. Asks the API
+    as the holder of HYGIE_TOKEN: a project's researchers and the roles that oversee it; never the operator."""
+    rows = call(server, "GET", f"/projects/{project}/control/estimates").json()
     for row in rows:
-        if as_json:
-            fields = ("sample_id", "rate", "low", "high", "reviewed", "drawn", "claims", "improper_amount",
-                      "amount_low", "amount_high")  # fmt: skip
-            typer.echo(json.dumps({**{f: getattr(row, f) for f in fields}, "at": row.computed_at.isoformat()}))
-        else:
-            typer.echo(f"sample {row.sample_id}: {headline(row)}")
+        typer.echo(json.dumps(row) if as_json else f"sample {row['sample_id']}: {row['statement']}")
     if not rows and not as_json:
         typer.echo(f"no estimate released yet in project {project}")
 

@@ -548,12 +548,13 @@ def overview(hub: Hub, actor: Actor, project_id: int) -> Overview:
 
 
 def released(hub: Hub, actor: Actor, project_id: int) -> list[RateEstimate]:
-    """The estimates released from a project's samples, newest first, for the controller's console (released
-    numbers only: they passed the threshold when released). The read is recorded before it is returned."""
+    """The estimates released from a project's samples, newest first (released numbers only: they passed the
+    threshold when released), for whoever sees the project's request and receives its outputs: its researchers and
+    the roles that oversee it, never the operator nor the console. The read is recorded before it is returned."""
     with act(hub, actor, "control.estimate.read", object=f"project:{project_id}", project_id=project_id) as s:
-        project = s.get(Project, project_id)
-        if project is None:
-            raise NotFound(N_("no project {project}", project=project_id))
+        project = require_visible(s, actor, project_id)
+        if actor.role is None or actor.role == Role.OPERATOR:
+            raise Denied(N_("operators run the platform and receive no project's outputs"))
         rows = list(
             s.scalars(
                 select(RateEstimate)

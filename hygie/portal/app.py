@@ -27,6 +27,7 @@ from hygie.portal.resilience import Resilience, install_resilience
 from hygie.portal.routes import accounts, alerts, audit_search, citizens, policy, projects, register, reimbursements
 from hygie.portal.routes import analysis as analysis_routes
 from hygie.portal.routes import breach as breach_routes
+from hygie.portal.routes import control as control_routes
 from hygie.portal.routes import dummy as dummy_data
 from hygie.portal.routes.breach import upload_limit
 from hygie.portal.uploads import BodyLimit, keep_uploads_in_memory
@@ -135,6 +136,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(analysis_routes.router)
     app.include_router(breach_routes.router)
     app.include_router(dummy_data.router)
+    app.include_router(control_routes.router)
     _include_audit(app, hub)
     install_resilience(app, hub)
     # Outermost: an oversized body is refused before anything reads it.

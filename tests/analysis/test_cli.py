@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from hygie.analysis import cli
+from hygie import apiclient
 from hygie.cli import app
 from tests.portal.world import World
 
@@ -25,7 +25,7 @@ def test_submit_follow_and_download(shared_world: World, tmp_path: Path, monkeyp
     def in_process(server: str) -> httpx.Client:
         return TestClient(w.client.app, headers=headers)
 
-    monkeypatch.setattr(cli, "client", in_process)
+    monkeypatch.setattr(apiclient, "client", in_process)
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"group_by": ["sex"], "measures": ["people", "events"]}))
     runner = CliRunner()

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from hygie import apiclient
 from hygie.audit.events import AuditEvent
 from hygie.control import leads as leads_mod
 from hygie.control.cli import control_app
@@ -23,7 +24,6 @@ from hygie.control.leads import ControlLead, leads, run
 from hygie.governance.access import NotVisible
 from hygie.governance.errors import Conflict, Denied, GovernanceError
 from hygie.portal.pages.web import SESSION_COOKIE
-from tests.conftest import TEST_PASSPHRASE
 from tests.control.rate_world import actor
 from tests.portal.world import World
 
@@ -80,22 +80,38 @@ def test_a_run_and_a_read_are_recorded_before_their_answer(
     assert _events(world, "control.leads.read")[-1].detail == {"leads": sum(done.counts.values())}
 
 
-def test_the_console_lists_runs_with_counts_only_and_records_the_read(world: World, project_id: int) -> None:
+def test_runs_are_listed_with_counts_only_to_people_who_may_see_them(
+    world: World, project_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hygie control leads runs` asks the API with its holder's token; counts leave as any count leaving a project
+    does (rounded, none under the threshold), and the operator, who runs the platform, gets none of them."""
+    as_who = {"who": "researcher1"}
+
+    def in_process(server: str) -> TestClient:
+        return TestClient(world.client.app, headers=world.headers(as_who["who"]))
+
+    monkeypatch.setattr(apiclient, "client", in_process)
     settings = world.hub.settings
-    env = {"HYGIE_DATA_DIR": str(settings.data_dir), "HYGIE_KEY_PASSPHRASE": TEST_PASSPHRASE,
-           "HYGIE_KDF_MEMORY_KIB": "8192", "HYGIE_KDF_ITERATIONS": "1", "HYGIE_KDF_LANES": "1"}  # fmt: skip
-    shown = CliRunner().invoke(control_app, ["leads", "runs", str(project_id), "--json"], env=env)
+    shown = CliRunner().invoke(control_app, ["leads", "runs", str(project_id), "--json"])
     assert shown.exit_code == 0, shown.output
     first = json.loads(shown.output.splitlines()[0])
     assert set(first) == {"run", "at", "view_generation", "leads"} and "duplicate" in first["leads"]
-    # The operator's console shows counts as any count leaving a project: rounded, none under the threshold.
     threshold, base = settings.disclosure_threshold, settings.disclosure_rounding_base
     assert all(n is None or n == 0 or (n >= threshold and n % base == 0) for n in first["leads"].values())
     assert any(n is None for n in first["leads"].values())  # some rule fired for fewer than the threshold
-    missing = CliRunner().invoke(control_app, ["leads", "runs", "9999"], env=env)
-    assert missing.exit_code == 2 and "no project 9999" in missing.output
+    text = CliRunner().invoke(control_app, ["leads", "runs", str(project_id)])
+    assert text.exit_code == 0 and f"run {first['run']} (" in text.output and "fewer than the threshold" in text.output
+    assert world.call("dpo", "GET", f"/projects/{project_id}/control/runs").json()[0] == first
+    as_who["who"] = "operator"
+    refused = CliRunner().invoke(control_app, ["leads", "runs", str(project_id)])
+    assert refused.exit_code == 1 and "error 403" in refused.output and "duplicate" not in refused.output
+    missing = world.call("researcher1", "GET", f"/projects/{project_id + 999}/control/runs")
+    assert missing.status_code == 404
     reads = _events(world, "control.runs.read")
-    assert [(e.actor, e.outcome) for e in reads] == [("console", "ok"), ("console", "denied")]
+    me, operator = f"account:{world.ids['researcher1']}", f"account:{world.ids['operator']}"
+    assert [(e.actor, e.outcome) for e in reads] == [
+        (me, "ok"), (me, "ok"), (f"account:{world.ids['dpo']}", "ok"), (operator, "denied"), (me, "failed")
+    ]  # fmt: skip
 
 
 def test_nobody_outside_an_active_control_project_runs_or_reads(world: World, project_id: int) -> None:

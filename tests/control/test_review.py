@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from hygie import apiclient
 from hygie.audit.events import AuditEvent
 from hygie.control import review
 from hygie.control.estimate import StratumFrame, estimate_from_claims
@@ -24,7 +25,6 @@ from hygie.control.review import claim_detail, decide, designate, headline, over
 from hygie.control.sample import ControlSample, SampledClaim, draw, verify
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.portal.pages.web import SESSION_COOKIE
-from tests.conftest import TEST_PASSPHRASE
 from tests.portal.world import World
 
 from .rate_world import (  # noqa: F401  (fixtures)
@@ -264,29 +264,40 @@ def test_the_pages_show_the_rate_with_its_interval_and_n_and_carry_the_review(
     )
 
 
-def test_the_console_prints_released_estimates_and_records_the_read(world: World, project_id: int) -> None:
-    settings = world.hub.settings
-    env = {
-        "HYGIE_DATA_DIR": str(settings.data_dir),
-        "HYGIE_KEY_PASSPHRASE": TEST_PASSPHRASE,
-        "HYGIE_KDF_MEMORY_KIB": "8192",
-        "HYGIE_KDF_ITERATIONS": "1",
-        "HYGIE_KDF_LANES": "1",
-        **({"HYGIE_DATABASE_URL": settings.database_url} if settings.database_url else {}),
-    }
-    result = CliRunner().invoke(rate_app, ["show", str(project_id)], env=env)
+def test_the_command_asks_the_api_as_a_person_and_the_operator_gets_nothing(
+    world: World, project_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hygie control rate show` never opens the hub: it asks the API with its holder's token. A member and the
+    oversight roles read the released estimates; the operator runs the platform and receives no project's outputs
+    (the console once printed them to whoever held the hub's keys)."""
+    as_who = {"who": "researcher1"}
+
+    def in_process(server: str) -> TestClient:
+        return TestClient(world.client.app, headers=world.headers(as_who["who"]))
+
+    monkeypatch.setattr(apiclient, "client", in_process)
+    result = CliRunner().invoke(rate_app, ["show", str(project_id)])
     assert result.exit_code == 0, result.output
     assert re.search(r"sample \d+: estimated improper payments: \d+\.\d\d % \(95 % CI \d+\.\d\d–\d+\.\d\d\), "
                      r"from \d+ reviewed claims", result.output)  # fmt: skip
-    as_json = CliRunner().invoke(rate_app, ["show", str(project_id), "--json"], env=env)
+    as_json = CliRunner().invoke(rate_app, ["show", str(project_id), "--json"])
     assert json.loads(as_json.output.splitlines()[0])["reviewed"] >= 11
-    missing = CliRunner().invoke(rate_app, ["show", "9999"], env=env)
-    assert missing.exit_code == 2 and "no project 9999" in missing.output
+    for who in ("dpo", "auditor", "reviewer1"):
+        assert world.call(who, "GET", f"/projects/{project_id}/control/estimates").json(), who
+    as_who["who"] = "operator"
+    refused = CliRunner().invoke(rate_app, ["show", str(project_id)])
+    assert refused.exit_code == 1 and "error 403" in refused.output and "improper" not in refused.output
+    assert world.call("operator", "GET", f"/projects/{project_id}/control/estimates").status_code == 403
+    stranger = world.call("citizen1", "GET", f"/projects/{project_id}/control/estimates")
+    assert stranger.status_code == 404 and stranger.json()["detail"] == f"no project {project_id}"
+    missing = world.call("researcher1", "GET", f"/projects/{project_id + 999}/control/estimates")
+    assert missing.status_code == 404
     with world.hub.session() as s:
-        reads = s.scalars(
-            select(AuditEvent).where(AuditEvent.action == "control.estimate.read", AuditEvent.actor == "console")
-        ).all()
-    assert [e.outcome for e in reads] == ["ok", "ok", "failed"]
+        reads = s.scalars(select(AuditEvent).where(AuditEvent.action == "control.estimate.read")).all()
+    operator = f"account:{world.ids['operator']}"
+    outcomes = [e.outcome for e in reads if e.actor == operator]
+    assert outcomes[-2:] == ["denied", "denied"] and "ok" not in outcomes
+    assert not [e for e in reads if e.actor == "console"]
 
 
 def test_after_a_rebuild_of_the_view_the_old_sample_keeps_its_numbers_but_not_its_claims_rows(

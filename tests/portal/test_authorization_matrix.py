@@ -127,6 +127,11 @@ CASES = [
     Case("list breach incidents", "GET", lambda w: "/breach/incidents", frozenset({"dpo"})),
     Case("send breach notices", "POST", lambda w: "/breach/outbox/send", frozenset({"dpo"})),
     Case("read one's breach notices", "GET", lambda w: "/me/breach-notices", frozenset({"citizen1"})),
+    # Control of spending: released numbers for the project's researchers and its overseers, never the operator.
+    Case("list control runs", "GET", lambda w: f"/projects/{active(w)}/control/runs",
+         frozenset({"researcher1", "reviewer1", "dpo", "auditor"})),
+    Case("read improper-payment estimates", "GET", lambda w: f"/projects/{active(w)}/control/estimates",
+         frozenset({"researcher1", "reviewer1", "dpo", "auditor"})),
 ]  # fmt: skip
 
 

@@ -134,6 +134,8 @@ EXEMPT_COMMANDS = {
     "analysis show": "an HTTP client: the server records the read",
     "analysis download": "an HTTP client: the server records the download",
     "control rate simulate": "the estimator's coverage on a synthetic population; opens no hub",
+    "control rate show": "an HTTP client: the server records the read (GET /projects/{id}/control/estimates)",
+    "control leads runs": "an HTTP client: the server records the read (GET /projects/{id}/control/runs)",
     "control leads bench": "precision and recall on a throwaway synthetic hub; never opens the configured one",
     "restore": "fills an empty hub, whose log records backup.restore once verified (tests/backup); refused, it has "
     "no hub to record in",
@@ -218,8 +220,6 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
         "vault rebuild-pivot": ([], None),
         "outbox list": ([], None),
         "outbox print": (["--out", str(tmp_path / "printed")], None),
-        "control rate show": (["1"], None),
-        "control leads runs": (["1"], None),
         "backup": ([str(tmp_path / "walk.hygiebak")], None),
     }
     group = typer.main.get_command(cli_app)
