@@ -29,7 +29,7 @@ from hygie.control.sample import (
     ControlSample,
     RateEstimate,
     SampledClaim,
-    get_sample,
+    gated_sample,
     require_control_project,
 )
 from hygie.governance.access import require_visible
@@ -152,8 +152,10 @@ def designate(hub: Hub, actor: Actor, project_id: int, account_id: int, training
         return row
 
 
-def _require_reviewer(session: Session, hub: Hub, actor: Actor, sample: ControlSample) -> Project:
-    project = require_control_project(session, hub.settings, actor, sample.project_id)
+def _require_reviewer(
+    session: Session, hub: Hub, actor: Actor, sample_id: int, project_id: int | None
+) -> tuple[ControlSample, Project]:
+    sample, project = gated_sample(session, hub.settings, actor, sample_id, project_id)
     trained = session.scalar(
         select(ClaimReviewer.id).where(
             ClaimReviewer.project_id == project.id, ClaimReviewer.account_id == actor.account_id
@@ -172,7 +174,7 @@ def _require_reviewer(session: Session, hub: Hub, actor: Actor, sample: ControlS
                 sample=sample.id,
             )
         )
-    return project
+    return sample, project
 
 
 # -- the queue ---------------------------------------------------------------------------------------------------
@@ -203,8 +205,7 @@ class Queue:
 def queue(hub: Hub, actor: Actor, sample_id: int, *, project_id: int | None = None) -> Queue:
     """A sample's claims for one of its reviewers, pending first; the read is recorded before it is returned."""
     with act(hub, actor, "control.review.queue", object=f"control-sample:{sample_id}") as s:
-        sample = get_sample(s, sample_id, project_id)
-        project = _require_reviewer(s, hub, actor, sample)
+        _, project = _require_reviewer(s, hub, actor, sample_id, project_id)
         rows = s.scalars(
             select(SampledClaim)
             .where(SampledClaim.sample_id == sample_id)
@@ -222,8 +223,7 @@ def claim_detail(
 ) -> dict[str, Any]:
     """The sampled claim's row of the project's view (its approved, pseudonymised columns), for its reviewer."""
     with act(hub, actor, "control.review.claim", object=f"control-sample:{sample_id}") as s:
-        sample = get_sample(s, sample_id, project_id)
-        project = _require_reviewer(s, hub, actor, sample)
+        sample, project = _require_reviewer(s, hub, actor, sample_id, project_id)
         _in_sample(s, sample_id, claim_key)
         view = newest_ready(s, project.id)
         if view is None or view.generation != sample.view_generation:
@@ -289,8 +289,7 @@ def decide(
 ) -> SampledClaim:
     """Mark a sampled claim proper, or improper with a reason code and the amount paid in error."""
     with act(hub, actor, "control.review.decide", object=f"control-sample:{sample_id}") as s:
-        sample = get_sample(s, sample_id, project_id)
-        project = _require_reviewer(s, hub, actor, sample)
+        _, project = _require_reviewer(s, hub, actor, sample_id, project_id)
         claim = _in_sample(s, sample_id, claim_key, lock=True)
         if claim.decision is not None:
             raise Conflict(
@@ -402,8 +401,7 @@ def release(hub: Hub, actor: Actor, sample_id: int, *, project_id: int | None = 
     A project member computes it (passing the data gate); fewer reviewed claims than the project's disclosure
     threshold, or a stratum with fewer than two, and nothing is released (a clear, recorded refusal)."""
     with act(hub, actor, "control.estimate.release", object=f"control-sample:{sample_id}") as s:
-        sample = get_sample(s, sample_id, project_id)
-        project = require_control_project(s, hub.settings, actor, sample.project_id)
+        sample, project = gated_sample(s, hub.settings, actor, sample_id, project_id)
         reviewed_rows = s.execute(
             select(SampledClaim.stratum, SampledClaim.amount, SampledClaim.error_amount, SampledClaim.claim_key,
                    SampledClaim.decision)

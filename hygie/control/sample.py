@@ -46,10 +46,10 @@ from hygie.audit import record
 from hygie.config import Settings
 from hygie.control.estimate import CONFIDENCE, EstimateError, StratumFrame, design
 from hygie.db import Base
-from hygie.governance.access import require_view_access
+from hygie.governance.access import require_member, require_view_access
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
-from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.errors import Conflict, Denied, GovernanceError, Invalid, NotFound
 from hygie.governance.models import Project
 from hygie.governance.policy import CLAIM_KEY
 from hygie.governance.views import ViewError, newest_ready, open_view
@@ -412,12 +412,29 @@ def draw(hub: Hub, actor: Actor, project_id: int, *, seed: int | None = None) ->
         return sample
 
 
-def get_sample(session: Session, sample_id: int, project_id: int | None = None) -> ControlSample:
-    """The sample (of ``project_id`` when given: a page's address names both); else the same 404 either way."""
+def gated_sample(
+    session: Session, settings: Settings, actor: Actor, sample_id: int, project_id: int | None = None
+) -> tuple[ControlSample, Project]:
+    """The sample and its project, if ``actor`` passes the project's data gate for control.
+
+    Whoever is not a member of the sample's project hears exactly what they would of a missing sample ("no sample
+    N"): the gate is never asked about a project the caller did not name, so no answer tells that a sample exists,
+    nor which project drew it. With ``project_id`` (a page's address names both), that project's gate comes first,
+    then the sample is looked up inside it only."""
+    if project_id is not None:
+        project = require_control_project(session, settings, actor, project_id)
+        sample = session.get(ControlSample, sample_id)
+        if sample is None or sample.project_id != project.id:
+            raise NotFound(N_("no sample {sample}", sample=sample_id))
+        return sample, project
     sample = session.get(ControlSample, sample_id)
-    if sample is None or (project_id is not None and sample.project_id != project_id):
-        raise NotFound(N_("no sample {sample}", sample=sample_id))
-    return sample
+    try:
+        if sample is None:
+            raise NotFound(N_("no sample {sample}", sample=sample_id))
+        require_member(session, actor, sample.project_id)
+    except GovernanceError:
+        raise NotFound(N_("no sample {sample}", sample=sample_id)) from None
+    return sample, require_control_project(session, settings, actor, sample.project_id)
 
 
 @dataclass(frozen=True)
@@ -429,8 +446,7 @@ class Verification:
 def verify(hub: Hub, actor: Actor, sample_id: int) -> Verification:
     """Draw again from the recorded seed over the same view generation: the same frame and the same claims?"""
     with act(hub, actor, "control.sample.verify", object=f"control-sample:{sample_id}") as session:
-        sample = get_sample(session, sample_id)
-        project = require_control_project(session, hub.settings, actor, sample.project_id)
+        sample, project = gated_sample(session, hub.settings, actor, sample_id)
         view = newest_ready(session, project.id)
         if view is None or view.generation != sample.view_generation:
             raise Conflict(

@@ -139,7 +139,10 @@ def test_a_trained_reviewer_works_the_queue_and_every_decision_is_recorded(
     own = draw(hub, me, project_id, seed=99)
     with pytest.raises(Denied, match=f"you drew sample {own.id}"):
         decide(hub, me, own.id, third.claim_key, "proper")
+    # the DPO is told why at the project's address; by a bare sample id, nothing (no sample's existence leaks)
     with pytest.raises(Denied, match="never reaches project data"):
+        queue(hub, actor(world, "dpo"), sample.id, project_id=project_id)
+    with pytest.raises(NotFound, match=f"no sample {sample.id}"):
         queue(hub, actor(world, "dpo"), sample.id)
 
 

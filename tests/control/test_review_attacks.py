@@ -5,15 +5,18 @@ single improper claim, and a claim page that would name a provider whose pseudon
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
 
 from hygie.audit.events import AuditEvent
 from hygie.control.review import claim_detail, decide, designate, queue, release
-from hygie.control.sample import draw
-from hygie.governance.errors import Conflict, Denied
+from hygie.control.sample import draw, verify
+from hygie.governance.accounts import Actor
+from hygie.governance.errors import Conflict, Denied, GovernanceError
 from hygie.governance.models import Account
 from tests.control.rate_world import (  # noqa: F401
     actor,
@@ -97,3 +100,41 @@ def test_an_estimate_never_describes_fewer_improper_people_than_the_threshold(wo
         con.close()
     for row in shown["rows"]:
         assert str(row["PFS_EXE_NUM"]) not in numbers and str(row["PFS_PRE_NUM"]) not in numbers
+
+
+def test_a_sample_id_tells_nobody_outside_its_project_that_it_exists(world: World) -> None:
+    """Probing sample ids from outside the project: an existing sample and a missing one give the same answer, so
+    nobody learns that a project drew samples, how many, nor which project a sample belongs to (review finding
+    R2-F4: the sample was looked up first, and its project's gate then answered with the project's number)."""
+    pid = control_project(world)
+    drawn = draw(world.hub, actor(world, "researcher1"), pid, seed=5)
+    missing = drawn.id + 10_000
+    other = control_project(world, requester="researcher2")  # researcher2's own project: a member elsewhere
+    outsiders = {
+        "a researcher of another project": actor(world, "researcher2"),
+        "a reviewer": actor(world, "reviewer1"),
+        "the DPO": actor(world, "dpo"),
+        "the operator": actor(world, "operator"),
+        "the requester with a token bound to another project": replace(actor(world, "researcher1"), project_id=other),
+    }
+    calls: dict[str, Callable[[Actor, int], object]] = {
+        "queue": lambda who, sid: queue(world.hub, who, sid),
+        "claim": lambda who, sid: claim_detail(world.hub, who, sid, 1),
+        "decide": lambda who, sid: decide(world.hub, who, sid, 1, "proper"),
+        "release": lambda who, sid: release(world.hub, who, sid),
+        "verify": lambda who, sid: verify(world.hub, who, sid),
+        "queue at the project's address": lambda who, sid: queue(world.hub, who, sid, project_id=pid),
+        "queue at the asker's own project's address": lambda who, sid: queue(world.hub, who, sid, project_id=other),
+    }
+    for name, who in outsiders.items():
+        for what, call in calls.items():
+            answers = []
+            for sid in (drawn.id, missing):
+                with pytest.raises(GovernanceError) as caught:
+                    call(who, sid)
+                refusal = caught.value
+                said = refusal.message.replace(f"sample {sid}", "sample N")
+                answers.append((type(refusal).__name__, refusal.status, said))
+            assert answers[0] == answers[1], (name, what, answers)
+            named = re.search(rf"\b{pid}\b", answers[0][2])
+            assert not named or what == "queue at the project's address", (name, what, answers)
