@@ -107,7 +107,18 @@ class DuckDBEngine:
             started, cpu = time.perf_counter(), time.thread_time()
             timer.start()
             try:
-                result = con.sql(sql).to_arrow_table()
+                # Parsing and binding only (a relation is bound when it is made, and read when it is fetched): an
+                # error here is the text's, said as such, before any row is read.
+                try:
+                    relation = con.sql(sql)
+                except _BEFORE_DATA as exc:
+                    raise QueryStopped(
+                        N_("the query is not valid on this view: {error}", error=str(exc)), reason="invalid"
+                    ) from exc
+                # Rows are read from here on: whatever its class, an error may depend on the data.
+                result = relation.to_arrow_table()
+            except QueryStopped:
+                raise
             except duckdb.InterruptException as exc:
                 raise QueryStopped(
                     N_(
@@ -124,10 +135,6 @@ class DuckDBEngine:
                         megabytes=limits.memory_mb,
                     ),
                     reason="memory",
-                ) from exc
-            except _BEFORE_DATA as exc:
-                raise QueryStopped(
-                    N_("the query is not valid on this view: {error}", error=str(exc)), reason="invalid"
                 ) from exc
             except duckdb.Error as exc:
                 # Runtime errors (conversions, error(), division...) may quote a value of the data: not shown.

@@ -139,6 +139,8 @@ class SparkEngine:
         return self._spark
 
     def run(self, project: Project, query: CompiledQuery, limits: Limits) -> RunResult:
+        from pyspark.errors import AnalysisException, ParseException
+
         from hygie.governance.spark_views import open_view_spark
         from hygie.governance.views import ViewError, project_view_key
         from hygie.warehouse.spark import CustodyRefused, custody_grant
@@ -170,7 +172,10 @@ class SparkEngine:
                 base, parts = _parts(_for_spark(_prefixed(query.ast, names)))
                 if base is not None:
                     names["BASE"] = prefix + "base"
-                    base_df = spark.sql(base.sql(dialect="spark"))
+                    try:  # analysed, not run: no row is read here
+                        base_df = spark.sql(base.sql(dialect="spark"))
+                    except (AnalysisException, ParseException) as exc:
+                        raise _invalid(exc) from exc
                     base_df.createOrReplaceTempView(names["BASE"])
                 sqls = [_prefixed(p, names).sql(dialect="spark") for p in parts]
                 result = self._collect(spark, sqls, limits, grant)
@@ -209,22 +214,21 @@ class SparkEngine:
         sc.setJobGroup(group, "hygie analysis run", interruptOnCancel=True)
         timer.start()
         try:
-            frame = spark.sql(sqls[0])
-            for sql in sqls[1:]:
-                frame = frame.unionByName(spark.sql(sql), allowMissingColumns=True)
+            # Parsing and analysis only (Spark analyses a query when it is built and reads rows at an action): an
+            # error here is the text's, said as such, and a privacy budget reserved for the run is given back.
+            try:
+                frame = spark.sql(sqls[0])
+                for sql in sqls[1:]:
+                    frame = frame.unionByName(spark.sql(sql), allowMissingColumns=True)
+            except (AnalysisException, ParseException) as exc:
+                raise _invalid(exc) from exc
+            # The action: rows are read from here on, so any error, whatever its class, may depend on the data
+            # (an AnalysisException raised while executing too): never "invalid", never a refund.
             table = frame.toArrow()
             grant.check()
             return _like_duckdb(table)
-        except (AnalysisException, ParseException) as exc:
-            if stopped.is_set():
-                raise self._timeout(limits) from exc
-            unknown = sorted({a or b for a, b in _UNKNOWN.findall(str(exc))})
-            if unknown:
-                raise QueryStopped(
-                    N_("the query is not valid on this view: unknown column {columns}", columns=", ".join(unknown)),
-                    reason="invalid",
-                ) from exc
-            raise QueryStopped(N_("the query is not valid on this view"), reason="invalid") from exc
+        except QueryStopped:
+            raise
         except Exception as exc:
             grant.check()  # a custody refusal inside Spark becomes CustodyRefused, not a data error
             if stopped.is_set():
@@ -252,6 +256,17 @@ class SparkEngine:
             ),
             reason="timeout",
         )
+
+
+def _invalid(exc: Exception) -> QueryStopped:
+    """A query Spark refused while parsing or analysing it (before reading any row)."""
+    unknown = sorted({a or b for a, b in _UNKNOWN.findall(str(exc))})
+    if unknown:
+        return QueryStopped(
+            N_("the query is not valid on this view: unknown column {columns}", columns=", ".join(unknown)),
+            reason="invalid",
+        )
+    return QueryStopped(N_("the query is not valid on this view"), reason="invalid")
 
 
 def _like_duckdb(table: pa.Table) -> pa.Table:

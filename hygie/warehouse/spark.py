@@ -395,6 +395,8 @@ def _forget_token(token: str) -> None:
 
 LOG4J2 = """\
 # Hygie's Spark driver logging: warnings on the console, everything from INFO in driver.log (same directory).
+# Quoted fragments are masked in messages and stack traces: Spark's errors quote the value that failed ("The value
+# 'x' cannot be cast"), a value of a project's view that the people who read logs must never receive.
 rootLogger.level = info
 rootLogger.appenderRef.console.ref = console
 rootLogger.appenderRef.file.ref = file
@@ -402,14 +404,16 @@ appender.console.type = Console
 appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+appender.console.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %replace{{%m%n%ex}}{{'[^'\\n]*'}}{{'(value)'}}
+appender.console.layout.alwaysWriteExceptions = false
 appender.console.filter.threshold.type = ThresholdFilter
 appender.console.filter.threshold.level = warn
 appender.file.type = File
 appender.file.name = file
 appender.file.fileName = {log}
 appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = %d{{ISO8601}} %p %c: %m%n%ex
+appender.file.layout.pattern = %d{{ISO8601}} %p %c: %replace{{%m%n%ex}}{{'[^'\\n]*'}}{{'(value)'}}
+appender.file.layout.alwaysWriteExceptions = false
 logger.jetty.name = org.sparkproject.jetty
 logger.jetty.level = warn
 logger.parquet.name = org.apache.parquet
@@ -503,8 +507,19 @@ def start_spark(settings: Settings) -> SparkSession:
     with _setup_lock:
         if _session is None:
             _session = builder.getOrCreate()
+            _silence_query_context_loggers()
             _session.sparkContext.setLogLevel("WARN" if os.environ.get("HYGIE_SPARK_DEBUG") is None else "INFO")
         return _session
+
+
+def _silence_query_context_loggers() -> None:
+    """PySpark logs every SQL error it captures, with its message, to stderr through two loggers of its own (not
+    propagated, so not Hygie's handlers): a runtime error's message quotes the value of the data that failed.
+    Hygie turns the error into a refusal that shows no value; these copies are not written at all."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
 
 
 def rpc_security(secret_file: Path) -> dict[str, str]:

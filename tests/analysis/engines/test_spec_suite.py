@@ -7,6 +7,8 @@ engine). Random specs over the same hub are compared too (hypothesis)."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -142,6 +144,47 @@ def test_a_query_that_does_not_fit_the_view_is_refused_the_same_way(project: Pro
         reasons[name] = stopped.value.reason
         assert stopped.value.message.startswith("the query is not valid on this view")
     assert reasons == {"duckdb": "invalid", "spark": "invalid"}
+
+
+def test_an_error_while_rows_are_read_is_never_called_invalid_nor_logged_with_its_value(
+    project: Project, engines: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Only an error of parsing or analysis, before any row is read, says "invalid" (and gives back a reserved
+    privacy budget); once rows are read, any error may depend on the data, whatever its class: "runtime", its
+    message not shown. Spark raised AnalysisException at either stage and both were once taken as invalid. The
+    value that failed is written nowhere an operator reads: not the console, not Spark's driver log (PySpark and
+    Spark's executors logged "The value 'x1111' cannot be cast")."""
+    from pyspark.errors import AnalysisException
+    from sqlglot import parse_one
+
+    from hygie.warehouse.spark import driver_log
+
+    failing = CompiledQuery(
+        parse_one("SELECT sum(CAST(concat('x', PRS_NAT_REF) AS INTEGER)) AS n FROM ER_PRS_F"), frozenset({"ER_PRS_F"})
+    )
+    capfd.readouterr()
+    for engine in engines.values():
+        with pytest.raises(QueryStopped) as stopped:
+            engine.run(project, failing, LIMITS)
+        assert stopped.value.reason == "runtime", (engine.name, stopped.value.message)
+        assert not re.search(r"x\d", stopped.value.message), stopped.value.message
+    out, err = capfd.readouterr()  # this process's own output (the JVM's console is the driver log's copy)
+    value = re.compile(r"'x\d+'")  # 'x' joined to an act code of the view, quoted as Spark quotes a failing value
+    assert not value.search(out + err), (out + err)[:2000]
+    logged = Path(driver_log()).read_text(errors="replace")
+    assert "CAST_INVALID_INPUT" in logged  # the failure is in the driver log...
+    assert not value.search(logged), [ln for ln in logged.splitlines() if value.search(ln)][:3]  # ...nor its value
+
+    frame_class = type(engines["spark"]._session().sql("SELECT 1 AS one"))
+
+    def analysis_error_while_reading(self: Any) -> pa.Table:
+        raise AnalysisException(message="a row's value made this fail")
+
+    monkeypatch.setattr(frame_class, "toArrow", analysis_error_while_reading)
+    plan = plan_of(engines["spark"].hub, project, SPECS["people"])
+    with pytest.raises(QueryStopped) as stopped:
+        engines["spark"].run(project, plan.query, LIMITS)
+    assert stopped.value.reason == "runtime" and "a row's value" not in stopped.value.message
 
 
 def test_spark_stops_a_run_at_the_time_limit(project: Project, engines: dict[str, Any]) -> None:
