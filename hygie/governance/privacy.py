@@ -10,6 +10,11 @@ Two kinds of budget, one table (:class:`PrivacyBudget`):
   population and purpose (:func:`population_key`), so a second project over the same people cannot start afresh.
   Its total is the setting ``dp_population_budget`` when it is opened.
 
+A release is charged against its project's budget, its population's, and every other population budget that may
+share people with it (:func:`may_overlap`: overlapping periods, ages, sexes and départements, whatever the purpose).
+So a person's releases, whichever projects made them, all count against the budget of every population that holds
+them: a shifted period, a narrower age band or another purpose opens a new population budget but escapes none.
+
 Every release of a DP project is charged against both, in the unit stated by :mod:`hygie.disclosure.dp` (the
 budget numbers here are plain floats in that unit). The life of a charge (:class:`PrivacyCharge`, one per job):
 
@@ -42,7 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.audit import AuditEvent, Outcome, record
@@ -89,6 +94,8 @@ class PrivacyBudget(Base):
     """For a project's budget: the project."""
     purpose: Mapped[str | None] = mapped_column(String(40), nullable=True)
     """For a population's budget: the purpose it is for (part of its key)."""
+    criteria: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """For a population's budget: its :func:`population_criteria` (which other populations it may overlap)."""
     total: Mapped[float] = mapped_column(Float, nullable=False)
     spent: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     reserved: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
@@ -105,6 +112,8 @@ class PrivacyCharge(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), nullable=False, index=True)
     project_budget_id: Mapped[int] = mapped_column(ForeignKey("privacy_budget.id"), nullable=False)
     population_budget_id: Mapped[int] = mapped_column(ForeignKey("privacy_budget.id"), nullable=False)
+    other_budget_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    """The other population budgets charged too: those that may share people with this project's population."""
     cost: Mapped[float] = mapped_column(Float, nullable=False)
     status: Mapped[str] = mapped_column(String(12), nullable=False)
     """'reserved', 'spent' or 'refunded'."""
@@ -130,6 +139,7 @@ class Budget:
     population_spent: float
     population_reserved: float
     population_left: float
+    """Left of the population's budget, or of an overlapping population's if that has less (the smallest)."""
     available: float
     """What the next request may cost at most: the smaller of ``left`` and ``population_left``."""
     projects_sharing: int
@@ -311,7 +321,7 @@ def project_budget(session: Session, project: Project | int) -> Budget | None:
     left = max(0.0, total - spent - reserved)
     if population is not None:
         p_total, p_spent, p_reserved = population.total, population.spent, population.reserved
-        p_left = _left(population)
+        p_left = min([_left(population), *(_left(o) for o in overlapping_budgets(session, project, population))])
     else:
         p_total = p_spent = p_reserved = p_left = 0.0
     sharing = {p.id for p in sharing_projects(session, key)}
@@ -341,7 +351,8 @@ def sharing_projects(session: Session, key: str) -> list[Project]:
 
 def overlapping_projects(session: Session, project: Project) -> list[Project]:
     """Other DP projects whose population may share people with this one's but has another key (another purpose,
-    a shifted period, another age band...): not charged together, shown to the reviewers so they can judge."""
+    a shifted period, another age band...): shown to the reviewers; each release of either is charged against the
+    other's population budget too (:func:`overlapping_budgets`)."""
     mine = population_criteria(project.purpose, project.scope)
     key = population_key(project.purpose, project.scope)
     out = []
@@ -351,6 +362,36 @@ def overlapping_projects(session: Session, project: Project) -> list[Project]:
         theirs = population_criteria(other.purpose, other.scope)
         if population_key(other.purpose, other.scope) != key and may_overlap(mine, theirs):
             out.append(other)
+    return out
+
+
+def _criteria_of(session: Session, row: PrivacyBudget) -> dict[str, Any] | None:
+    """A population budget's criteria: kept on the row, or (a row opened before they were kept) those of a project
+    charged against it, written back."""
+    if row.criteria is not None:
+        return row.criteria
+    key = row.name.removeprefix("population:")
+    for project in sharing_projects(session, key):
+        row.criteria = population_criteria(project.purpose, project.scope)
+        return row.criteria
+    return None
+
+
+def overlapping_budgets(session: Session, project: Project, population: PrivacyBudget) -> list[PrivacyBudget]:
+    """Every other open population budget that may share people with ``project``'s population, by id (the order
+    reservations take their row locks in, so concurrent ones never wait on each other in a cycle). A budget whose
+    criteria cannot be known is taken as overlapping: charging too much never lets anyone through."""
+    mine = population_criteria(project.purpose, project.scope)
+    rows = session.scalars(
+        select(PrivacyBudget)
+        .where(PrivacyBudget.kind == "population", PrivacyBudget.id != population.id)
+        .order_by(PrivacyBudget.id)
+    ).all()
+    out = []
+    for row in rows:
+        theirs = _criteria_of(session, row)
+        if theirs is None or may_overlap(mine, theirs):
+            out.append(row)
     return out
 
 
@@ -381,7 +422,8 @@ def open_budgets(session: Session, project: Project, *, population_budget: float
     if population is None:
         amount = check_amount("dp_population_budget", population_budget)
         population = PrivacyBudget(name=_population_name(key), kind="population", purpose=project.purpose,
-                                   total=amount, spent=0.0, reserved=0.0, opened_at=now)  # fmt: skip
+                                   criteria=population_criteria(project.purpose, project.scope), total=amount,
+                                   spent=0.0, reserved=0.0, opened_at=now)  # fmt: skip
         session.add(population)
         _event(session, actor, "privacy.budget.open", project, budget=population.name, total=amount,
                previous_total=None)  # fmt: skip
@@ -466,18 +508,27 @@ def reserve(session: Session, project: Project | int, job_id: int, cost: float, 
         )
     if session.scalar(select(PrivacyCharge.id).where(PrivacyCharge.job_id == job_id)) is not None:
         raise BudgetError(N_("job {job} is already charged", job=job_id))
+    others = overlapping_budgets(session, project, population)
     refused: str | None = None
-    if not _add_reserved(session, own.id, cost):
-        refused = "project"
-    elif not _add_reserved(session, population.id, cost):
-        _move(session, own.id, cost, spend=False)  # give the project's row back (its lock is still ours)
-        refused = "population"
-    session.refresh(own)
-    session.refresh(population)
+    taken: list[PrivacyBudget] = []
+    populations = sorted([population, *others], key=lambda row: row.id)  # one lock order for every reservation
+    for row in [own, *populations]:
+        if not _add_reserved(session, row.id, cost):
+            refused = "project" if row is own else "population" if row is population else "overlapping"
+            break
+        taken.append(row)
+    if refused is not None:
+        for row in taken:  # give back what this request took (the row locks are still ours)
+            _move(session, row.id, cost, spend=False)
+    for row in (own, population, *others):
+        session.refresh(row)
     if refused is not None:
         left, p_left = _left(own), _left(population)
+        # the overlapping budget that refused, by its left only: which project made it is not the asker's business
+        o_left = min((_left(o) for o in others), default=None) if refused == "overlapping" else None
         _event(session, actor, "privacy.reserve", project, outcome=Outcome.DENIED, job=job_id, cost=cost,
-               refused_by=refused, left=left, population_left=p_left)  # fmt: skip
+               refused_by=refused, left=left, population_left=p_left,
+               **({"overlapping_left": o_left} if o_left is not None else {}))  # fmt: skip
         if refused == "project":
             message = N_(
                 "this request needs a privacy budget of {cost}; project {project} has {left} left of {total}. "
@@ -487,7 +538,7 @@ def reserve(session: Session, project: Project | int, job_id: int, cost: float, 
                 left=_fmt(left),
                 total=_fmt(own.total),
             )
-        else:
+        elif refused == "population":
             message = N_(
                 "this request needs a privacy budget of {cost}; the population this project shares with "
                 "other projects of the same purpose has {left} left of {total}. "
@@ -495,6 +546,13 @@ def reserve(session: Session, project: Project | int, job_id: int, cost: float, 
                 cost=_fmt(cost),
                 left=_fmt(p_left),
                 total=_fmt(population.total),
+            )
+        else:
+            message = N_(
+                "this request needs a privacy budget of {cost}; some of this project's people are also in the "
+                "population of other projects (another period, age band or purpose), whose budget cannot take it. "
+                "Nothing more can be released about these people",
+                cost=_fmt(cost),
             )
         error = BudgetExceeded(message)
         error.recorded = True
@@ -505,6 +563,7 @@ def reserve(session: Session, project: Project | int, job_id: int, cost: float, 
             project_id=project.id,
             project_budget_id=own.id,
             population_budget_id=population.id,
+            other_budget_ids=[o.id for o in others],
             cost=cost,
             status=RESERVED,
             actor=actor,
@@ -512,7 +571,8 @@ def reserve(session: Session, project: Project | int, job_id: int, cost: float, 
         )
     )
     session.flush()
-    _event(session, actor, "privacy.reserve", project, job=job_id, cost=cost, budgets=[own.name, population.name])
+    _event(session, actor, "privacy.reserve", project, job=job_id, cost=cost,
+           budgets=[own.name, population.name, *(o.name for o in others)])  # fmt: skip
 
 
 def _charge(session: Session, job_id: int) -> PrivacyCharge:
@@ -534,7 +594,7 @@ def _close(session: Session, job_id: int, status: str, reason: str | None) -> Pr
     ).rowcount  # type: ignore[attr-defined]
     if not closed:
         raise Conflict(N_("job {job}'s reservation was settled or refunded meanwhile", job=job_id))
-    for budget_id in (charge.project_budget_id, charge.population_budget_id):
+    for budget_id in (charge.project_budget_id, charge.population_budget_id, *(charge.other_budget_ids or [])):
         _move(session, budget_id, charge.cost, spend=status == SPENT)
     session.refresh(charge)
     return charge

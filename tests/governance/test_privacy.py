@@ -71,19 +71,29 @@ def run(hub: Hub, actor: Actor, action: str, pid: int | None, work: Callable[[Pr
         return work(Projects(hub, session))
 
 
-def scope(year: int) -> dict[str, Any]:
-    """A narrow scope over one calendar year: each test's own population (the key includes the period)."""
+def scope(year: int, period: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A narrow scope over one calendar year (or ``period`` inside it): each test's own population (the key includes
+    the period; periods of different years never overlap)."""
+    start, end = period or (f"{year}-01-01", f"{year}-12-31")
     return {
         "tables": {"IR_BEN_R": ["BEN_SEX_COD", "BEN_NAI_ANN"]},
-        "population": {"period_start": f"{year}-01-01", "period_end": f"{year}-12-31"},
+        "population": {"period_start": start, "period_end": end},
     }
 
 
-def create(hub: Hub, requester: Actor, year: int, *, purpose: str = "research", **release: Any) -> int:
+def create(
+    hub: Hub,
+    requester: Actor,
+    year: int,
+    *,
+    purpose: str = "research",
+    period: tuple[str, str] | None = None,
+    **release: Any,
+) -> int:
     def make(p: Projects) -> int:
         return p.create(requester, title="Sex and birth year", organisation="Lab", purpose=purpose,
                         justification="Describe the population by sex and age.",
-                        public_summary="Who is covered, by sex and age.", scope=scope(year), duration_days=30,
+                        public_summary="Who is covered, by sex and age.", scope=scope(year, period), duration_days=30,
                         **release).id  # fmt: skip
 
     return run(hub, requester, "project.create", None, make)
@@ -93,10 +103,12 @@ def decide(hub: Hub, reviewer: Actor, pid: int) -> str:
     return run(hub, reviewer, "project.approve", pid, lambda p: p.decide(reviewer, pid, "approve", WHY).status)
 
 
-def active_dp(hub: Hub, year: int, budget: float, *, purpose: str = "research") -> int:
+def active_dp(
+    hub: Hub, year: int, budget: float, *, purpose: str = "research", period: tuple[str, str] | None = None
+) -> int:
     """A DP project taken through request, submission and two approvals (its budgets opened at activation)."""
     requester, r1, r2 = account(hub, Role.RESEARCHER), account(hub, Role.REVIEWER), account(hub, Role.REVIEWER)
-    pid = create(hub, requester, year, purpose=purpose, release_mode="dp", privacy_budget=budget)
+    pid = create(hub, requester, year, purpose=purpose, period=period, release_mode="dp", privacy_budget=budget)
     run(hub, requester, "project.submit", pid, lambda p: p.submit(requester, pid).status)
     decide(hub, r1, pid)
     assert decide(hub, r2, pid) == "active"
@@ -299,8 +311,41 @@ def test_a_second_project_over_the_same_people_shares_the_population_budget(hub:
     assert b.reserved == 0 and b.left == 1.0
     reserve(hub, second, 0.3)
     assert budget(hub, first).available == pytest.approx(0)
-    # Another purpose over the same people has its own population budget (shown to reviewers as overlapping).
-    assert budget(hub, other_purpose).available == 1.0
+    # Another purpose over the same people has its own population budget (shown to reviewers as overlapping), and
+    # was charged every release above too: the same people are the same people.
+    assert budget(hub, other_purpose).left == 1.0 and budget(hub, other_purpose).available == pytest.approx(0)
+    with pytest.raises(BudgetExceeded, match="also in the population of other projects"):
+        reserve(hub, other_purpose, 0.1)
+
+
+def test_a_shifted_period_or_another_purpose_escapes_no_budget(hub: Hub) -> None:
+    """The walk around the population budget: the same people asked for again under a population written a little
+    differently (one day later, a narrower age band, another purpose). Each opens a population budget of its own,
+    and each is charged against every population that may share people with it, so none starts afresh."""
+    year = next(_years)
+    first = active_dp(hub, year, 1.0)
+    settle(hub, reserve(hub, first, 0.9))
+    shifted = active_dp(hub, year, 1.0, period=(f"{year}-01-02", f"{year}-12-31"))
+    other_purpose = active_dp(hub, year, 1.0, purpose="surveillance", period=(f"{year}-03-01", f"{year}-06-30"))
+    assert len({budget(hub, pid).population_key for pid in (first, shifted, other_purpose)}) == 3
+    for pid in (shifted, other_purpose):
+        assert budget(hub, pid).left == 1.0 and budget(hub, pid).available == pytest.approx(0.1)
+        with pytest.raises(BudgetExceeded, match="also in the population of other projects"):
+            reserve(hub, pid, 0.2)
+        refusal = events(hub, pid, "privacy.reserve")[-1]
+        assert refusal.outcome == "denied" and refusal.detail["refused_by"] == "overlapping"
+        assert budget(hub, pid).reserved == 0  # what the refused request took was given back
+    settle(hub, reserve(hub, shifted, 0.1))  # what is left, the shifted project may spend: then nobody may
+    for pid in (first, other_purpose):
+        with pytest.raises(BudgetExceeded):
+            reserve(hub, pid, 0.05)
+    # Disjoint people (another year) are not charged: their budgets are whole.
+    later = active_dp(hub, next(_years), 1.0)
+    assert budget(hub, later).available == 1.0
+    settle(hub, reserve(hub, later, 0.5))
+    assert budget(hub, first).population_spent == pytest.approx(1.0)
+    with hub.session() as session:
+        assert privacy.check_replay(session) == []  # the log alone rebuilds every budget, overlapping charges too
 
 
 def _race(hub: Hub, attempts: list[tuple[int, float]]) -> tuple[int, int]:
