@@ -105,6 +105,13 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/projects/{project_id}/analyses/{job_id}"): Rule(own=RESEARCHERS, data=True),
     ("GET", "/projects/{project_id}/analyses/{job_id}/release"): Rule(own=RESEARCHERS, data=True),
     ("GET", "/projects/{project_id}/analyses/{job_id}/download"): Rule(own=RESEARCHERS, data=True),
+    # control of spending: a project's released numbers, for its researchers and its overseers, never the operator
+    ("GET", "/projects/{project_id}/control/runs"): Rule(
+        own=RESEARCHERS, foreign=REVIEWERS | frozenset({"dpo", "auditor"}), data=True
+    ),
+    ("GET", "/projects/{project_id}/control/estimates"): Rule(
+        own=RESEARCHERS, foreign=REVIEWERS | frozenset({"dpo", "auditor"}), data=True
+    ),
     # Reviewers check outputs; the DPO oversees and does not, unless the policy setting dpo_may_review says so (off
     # on the hub under test), the same rule as project decisions.
     ("GET", "/airlock"): Rule(own=REVIEWERS, data=True),
