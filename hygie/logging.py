@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import traceback
 
 import structlog
 
@@ -22,6 +23,14 @@ class _StderrLogger:
             print(message, file=sys.stderr, flush=True)
 
     log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
+
+
+def where(exc: BaseException, depth: int = 12) -> str:
+    """An exception as a log line may keep it: its type and where it was raised (file, line, function, innermost
+    first), never its message, which may quote a value of the data it failed on (a cast, a key, a row)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-depth:]
+    trail = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames))
+    return f"{type(exc).__module__}.{type(exc).__qualname__} at {trail or 'unknown'}"
 
 
 def _stderr_logger(*_args: object) -> _StderrLogger:

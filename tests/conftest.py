@@ -6,6 +6,7 @@ import functools
 import itertools
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,11 @@ TEST_PASSPHRASE = "correct horse battery staple"
 # threads cost them more than they save (a third of the Spark tests' CPU on two cores). Production keeps Java's
 # defaults; this only reaches JVMs started by the tests.
 os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:CICompilerCount=1")
+# The Python processes the tests start (servers, CLI runs, Spark's Python workers) keep their compiled bytecode
+# even where the machine sets PYTHONDONTWRITEBYTECODE (scripts/test unsets it too): otherwise each compiles every
+# module it imports again.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:

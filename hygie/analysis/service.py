@@ -48,6 +48,7 @@ from hygie.governance.views import newest_ready
 from hygie.hub import Hub
 from hygie.i18n import N_
 from hygie.ingest.contract import PSEUDONYM_COLUMN
+from hygie.logging import where
 from hygie.tabular import write_dict_csv
 from hygie.vocabulary import RELEASE_STATUS, ROLE, word
 
@@ -680,8 +681,10 @@ def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: Compiled
     try:
         with hub.session() as session:
             Analyses(hub, session, engine).execute(actor, job_id, query, plan)
-    except Exception:
-        log.exception("analysis run %d failed", job_id)
+    except Exception as exc:
+        # Raised while the view's rows were in hand: its message may quote one of them, so the log keeps its type
+        # and where it was raised only.
+        log.error("analysis run %d failed: %s", job_id, where(exc))
         with hub.session() as session:
             job = session.get(AnalysisJob, job_id)
             if job is None or job.status not in (QUEUED, RUNNING):

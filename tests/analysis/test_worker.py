@@ -5,8 +5,10 @@ under the project's view key and shredded with it."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from hygie.analysis.engine import CompiledQuery, Limits, RunResult
@@ -59,7 +61,9 @@ def test_pending_outputs_are_sealed_and_shredded_with_the_project(shared_world: 
     assert gone.status_code == 409 and "destroyed" in gone.json()["detail"], gone.text
 
 
-def test_an_unexpected_failure_fails_the_job_on_the_record(shared_world: World) -> None:
+def test_an_unexpected_failure_fails_the_job_on_the_record(
+    shared_world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     w = shared_world
     pid = w.active_project()
     with w.hub.session() as session:
@@ -72,7 +76,11 @@ def test_an_unexpected_failure_fails_the_job_on_the_record(shared_world: World) 
     from sqlglot import parse_one
 
     query = CompiledQuery(parse_one("SELECT 1"), frozenset())
-    run_job(w.hub, BrokenEngine(), Actor(author, Role.RESEARCHER), job_id, query, None)
+    with caplog.at_level(logging.DEBUG):
+        run_job(w.hub, BrokenEngine(), Actor(author, Role.RESEARCHER), job_id, query, None)
+    # the server log says what failed and where, never the message (it may quote a value of the view)
+    assert "RuntimeError at" in caplog.text and "test_worker.py" in caplog.text and "fire" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
     with w.hub.session() as session:
         failed = session.get(AnalysisJob, job_id)
         assert failed is not None and failed.status == "failed" and failed.error == FAILED_MESSAGE
