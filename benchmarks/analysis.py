@@ -141,25 +141,34 @@ def plain_copies(hub: Hub, target: Path) -> None:
             partial.rename(path)
 
 
-def project_with_view(hub: Hub, years: int) -> tuple[Project, float | None]:
-    """The benchmark's active project, its view built once (build seconds, or None when reused)."""
-    wanted = scope(years)
+def project_with_view(
+    hub: Hub,
+    years: int,
+    *,
+    wanted: dict[str, Any] | None = None,
+    title: str = "Analysis benchmark",
+    purpose: str = "research",
+    requester_name: str = "benchmark",
+) -> tuple[Project, float | None]:
+    """A benchmark's active project (``scope(years)`` unless ``wanted``), its view built once (build seconds, or
+    None when reused)."""
+    wanted = wanted if wanted is not None else scope(years)
     now = datetime.now(UTC)
     with hub.session() as session:
-        for project in session.query(Project).filter_by(title="Analysis benchmark"):
+        for project in session.query(Project).filter_by(title=title):
             ready = session.query(ProjectView).filter_by(project_id=project.id, status=READY).count()
             if project.scope == wanted and ready:
                 session.expunge(project)
                 return project, None
-        requester = session.query(Account).filter_by(username="benchmark").one_or_none()
+        requester = session.query(Account).filter_by(username=requester_name).one_or_none()
         if requester is None:
             requester = Account(
-                username="benchmark", role="researcher", password_hash="-", created_at=now, created_by="benchmark"
+                username=requester_name, role="researcher", password_hash="-", created_at=now, created_by="benchmark"
             )
             session.add(requester)
             session.flush()
         project = Project(
-            requester_id=requester.id, organisation="Benchmark", title="Analysis benchmark", purpose="research",
+            requester_id=requester.id, organisation="Benchmark", title=title, purpose=purpose,
             justification="benchmark", public_summary="benchmark", scope=wanted, duration_days=365, threshold=11,
             status="active", created_at=now,
         )  # fmt: skip

@@ -26,7 +26,6 @@ import platform
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,14 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.analysis import FIRST_YEAR, prepare
+from benchmarks.analysis import FIRST_YEAR, prepare, project_with_view
 from benchmarks.machine import cpu_model
-from hygie.control.leads import _death_exact, contact_rings, run
+from hygie.control.leads import contact_rings, death_exact, run
 from hygie.control.rules import RULES, Context
 from hygie.governance.accounts import ROLE_SCOPES, Actor
-from hygie.governance.models import Account, Project, ProjectMember, ProjectView
+from hygie.governance.models import Project, ProjectView
 from hygie.governance.policy import Role
-from hygie.governance.views import READY, build_view, open_view
+from hygie.governance.views import READY, open_view
 from hygie.hub import Hub
 
 TITLE = "Control benchmark"
@@ -62,39 +61,9 @@ def scope(years: int) -> dict[str, Any]:
 
 def control_project(hub: Hub, years: int) -> tuple[Project, float | None]:
     """The benchmark's active control project, its view built once (build seconds, or None when reused)."""
-    wanted = scope(years)
-    now = datetime.now(UTC)
-    with hub.session() as session:
-        for project in session.query(Project).filter_by(title=TITLE):
-            ready = session.query(ProjectView).filter_by(project_id=project.id, status=READY).count()
-            if project.scope == wanted and ready:
-                session.expunge(project)
-                return project, None
-        requester = session.query(Account).filter_by(username="controller").one_or_none()
-        if requester is None:
-            requester = Account(
-                username="controller", role="researcher", password_hash="-", created_at=now, created_by="benchmark"
-            )
-            session.add(requester)
-            session.flush()
-        project = Project(
-            requester_id=requester.id, organisation="Benchmark", title=TITLE, purpose="expenditure",
-            justification="benchmark", public_summary="benchmark", scope=wanted, duration_days=365, threshold=11,
-            status="active", created_at=now, expires_at=now + timedelta(days=365),
-        )  # fmt: skip
-        session.add(project)
-        session.flush()
-        session.add(ProjectMember(project_id=project.id, account_id=requester.id, added_at=now, added_by=requester.id))
-        session.commit()
-        print(f"building the view of control project {project.id} ...", flush=True)
-        started = time.perf_counter()
-        view = build_view(hub, session, project, actor="benchmark")
-        session.commit()
-        elapsed = time.perf_counter() - started
-        print(f"view built in {elapsed:.0f} s: {view.people:,} people, "
-              f"{ {t: m['rows'] for t, m in view.tables.items()} }", flush=True)  # fmt: skip
-        session.expunge(project)
-        return project, elapsed
+    return project_with_view(
+        hub, years, wanted=scope(years), title=TITLE, purpose="expenditure", requester_name="controller"
+    )
 
 
 def plain_copies(hub: Hub, project: Project, target: Path) -> dict[str, Path]:
@@ -135,7 +104,7 @@ def plain(hub: Hub, project: Project, files: dict[str, Path], rings: Rings) -> t
     try:
         for table, path in files.items():
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
-        ctx = Context(con, hub.settings, _death_exact(project), rings)
+        ctx = Context(con, hub.settings, death_exact(project), rings)
         counts: Counter[str] = Counter()
         for name, rule in RULES.items():
             counts[name] += len(rule(ctx))

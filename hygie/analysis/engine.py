@@ -102,23 +102,22 @@ class DuckDBEngine:
             for name, table in query.auxiliary.items():
                 con.register(name, table)
             sql = query.ast.sql(dialect="duckdb")
+            started, cpu = time.perf_counter(), time.thread_time()
+            # Parsing and binding only (a relation is bound when it is made, and read when it is fetched): an error
+            # here is the text's, said as such, before any row is read.
+            try:
+                relation = con.sql(sql)
+            except _BEFORE_DATA as exc:
+                raise QueryStopped(
+                    N_("the query is not valid on this view: {error}", error=str(exc)), reason="invalid"
+                ) from exc
+            except duckdb.Error as exc:  # e.g. a file the locked connection may not open: said as any failure
+                raise failed(exc) from exc
             timer = threading.Timer(limits.timeout_seconds, con.interrupt)
             timer.daemon = True
-            started, cpu = time.perf_counter(), time.thread_time()
             timer.start()
-            try:
-                # Parsing and binding only (a relation is bound when it is made, and read when it is fetched): an
-                # error here is the text's, said as such, before any row is read.
-                try:
-                    relation = con.sql(sql)
-                except _BEFORE_DATA as exc:
-                    raise QueryStopped(
-                        N_("the query is not valid on this view: {error}", error=str(exc)), reason="invalid"
-                    ) from exc
-                # Rows are read from here on: whatever its class, an error may depend on the data.
+            try:  # rows are read from here on: whatever its class, an error may depend on the data
                 result = relation.to_arrow_table()
-            except QueryStopped:
-                raise
             except duckdb.InterruptException as exc:
                 raise QueryStopped(
                     N_(
@@ -137,20 +136,25 @@ class DuckDBEngine:
                     reason="memory",
                 ) from exc
             except duckdb.Error as exc:
-                # Runtime errors (conversions, error(), division...) may quote a value of the data: not shown.
-                raise QueryStopped(
-                    N_(
-                        "the query failed while reading the data ({error}); the message may quote data values, so it "
-                        "is not shown: test the query on the project's dummy data",
-                        error=type(exc).__name__,
-                    ),
-                    reason="runtime",
-                ) from exc
+                raise failed(exc) from exc
             finally:
                 timer.cancel()
             return RunResult(result, time.perf_counter() - started, time.thread_time() - cpu)
         finally:
             con.close()
+
+
+def failed(exc: Exception) -> QueryStopped:
+    """A run that failed, said by its error's class only: runtime errors (conversions, error(), division...) may
+    quote a value of the data."""
+    return QueryStopped(
+        N_(
+            "the query failed while reading the data ({error}); the message may quote data values, so it "
+            "is not shown: test the query on the project's dummy data",
+            error=type(exc).__name__,
+        ),
+        reason="runtime",
+    )
 
 
 def engine_for(hub: Hub) -> Engine:

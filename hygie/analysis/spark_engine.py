@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from hygie.analysis.engine import CompiledQuery, Limits, QueryStopped, RunResult
+from hygie.analysis.engine import CompiledQuery, Limits, QueryStopped, RunResult, failed
 from hygie.governance.models import Project
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -209,39 +209,31 @@ class SparkEngine:
             stopped.set()
             sc.cancelJobGroup(group)
 
+        # Parsing and analysis only (Spark analyses a query when it is built and reads rows at an action): an error
+        # here is the text's, said as such, and a privacy budget reserved for the run is given back.
+        try:
+            frame = spark.sql(sqls[0])
+            for sql in sqls[1:]:
+                frame = frame.unionByName(spark.sql(sql), allowMissingColumns=True)
+        except (AnalysisException, ParseException) as exc:
+            raise _invalid(exc) from exc
+        except Exception as exc:  # anything else failing here is said as any failure, as on DuckDB
+            raise failed(exc) from exc
         timer = threading.Timer(limits.timeout_seconds, cancel)
         timer.daemon = True
         sc.setJobGroup(group, "hygie analysis run", interruptOnCancel=True)
         timer.start()
         try:
-            # Parsing and analysis only (Spark analyses a query when it is built and reads rows at an action): an
-            # error here is the text's, said as such, and a privacy budget reserved for the run is given back.
-            try:
-                frame = spark.sql(sqls[0])
-                for sql in sqls[1:]:
-                    frame = frame.unionByName(spark.sql(sql), allowMissingColumns=True)
-            except (AnalysisException, ParseException) as exc:
-                raise _invalid(exc) from exc
             # The action: rows are read from here on, so any error, whatever its class, may depend on the data
             # (an AnalysisException raised while executing too): never "invalid", never a refund.
             table = frame.toArrow()
             grant.check()
             return _like_duckdb(table)
-        except QueryStopped:
-            raise
         except Exception as exc:
             grant.check()  # a custody refusal inside Spark becomes CustodyRefused, not a data error
             if stopped.is_set():
                 raise self._timeout(limits) from exc
-            # Runtime errors may quote a value of the data: not shown (as on DuckDB).
-            raise QueryStopped(
-                N_(
-                    "the query failed while reading the data ({error}); the message may quote data values, so it "
-                    "is not shown: test the query on the project's dummy data",
-                    error=type(exc).__name__,
-                ),
-                reason="runtime",
-            ) from exc
+            raise failed(exc) from exc  # its message may quote a value of the data: not shown
         finally:
             timer.cancel()
             sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]

@@ -35,14 +35,13 @@ from hygie.control.rules import (
     normalise_contact,
     rings_of,
 )
-from hygie.control.sample import require_control_project
+from hygie.control.sample import require_control_project, require_output_reader
 from hygie.db import Base
-from hygie.governance.access import require_visible
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
-from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.errors import Conflict, Invalid, NotFound
 from hygie.governance.models import Project
-from hygie.governance.policy import Role, Scope
+from hygie.governance.policy import Scope
 from hygie.governance.views import ViewError, newest_ready, open_view, project_pseudonym_key, rekey
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -132,7 +131,7 @@ def contact_rings(hub: Hub, session: Session, project_id: int) -> dict[str, tupl
     return dict(zip(rekey(hub, project_id, hub_pseudonyms), (rings[p] for p in hub_pseudonyms), strict=True))
 
 
-def _death_exact(project: Project) -> bool:
+def death_exact(project: Project) -> bool:
     return Scope.model_validate(project.scope).column_form(BENEFICIARY_TABLE, "BEN_DCD_DTE") == "exact"
 
 
@@ -172,7 +171,7 @@ def run(hub: Hub, actor: Actor, project_id: int, rules: list[str] | None = None)
             raise Conflict(_said(exc)) from None
         findings: list[Finding] = []
         try:
-            ctx = Context(con, hub.settings, _death_exact(project), rings)
+            ctx = Context(con, hub.settings, death_exact(project), rings)
             for name in names:
                 findings.extend(RULES[name](ctx))
         except RuleError as exc:
@@ -259,9 +258,7 @@ def run_counts(hub: Hub, actor: Actor, project_id: int) -> list[RunCounts]:
     from hygie.disclosure.counts import shown_count
 
     with act(hub, actor, "control.runs.read", object=f"project:{project_id}", project_id=project_id) as session:
-        project = require_visible(session, actor, project_id)
-        if actor.role is None or actor.role == Role.OPERATOR:
-            raise Denied(N_("operators run the platform and receive no project's outputs"))
+        project = require_output_reader(session, actor, project_id)
         threshold = max(hub.settings.disclosure_threshold, project.threshold or 0)
         base = hub.settings.disclosure_rounding_base
         found = [

@@ -31,8 +31,8 @@ from hygie.control.sample import (
     SampledClaim,
     gated_sample,
     require_control_project,
+    require_output_reader,
 )
-from hygie.governance.access import require_visible
 from hygie.governance.accounts import Actor, Scope
 from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
@@ -502,9 +502,7 @@ def overview(hub: Hub, actor: Actor, project_id: int) -> Overview:
     released numbers only, for its researchers and the roles that oversee it (reviewers, DPO, auditors; never the
     operator, who receives no project's outputs). The strata's claim counts are for the researchers' page only."""
     with act(hub, actor, "control.estimate.read", object=f"project:{project_id}", project_id=project_id) as s:
-        project = require_visible(s, actor, project_id)
-        if actor.role == Role.OPERATOR:
-            raise Denied(N_("operators run the platform and receive no project's outputs"))
+        project = require_output_reader(s, actor, project_id)
         out = []
         samples = select(ControlSample).where(ControlSample.project_id == project_id).order_by(ControlSample.id)
         for sample in s.scalars(samples):
@@ -550,9 +548,7 @@ def released(hub: Hub, actor: Actor, project_id: int) -> list[RateEstimate]:
     threshold when released), for whoever sees the project's request and receives its outputs: its researchers and
     the roles that oversee it, never the operator nor the console. The read is recorded before it is returned."""
     with act(hub, actor, "control.estimate.read", object=f"project:{project_id}", project_id=project_id) as s:
-        project = require_visible(s, actor, project_id)
-        if actor.role is None or actor.role == Role.OPERATOR:
-            raise Denied(N_("operators run the platform and receive no project's outputs"))
+        project = require_output_reader(s, actor, project_id)
         rows = list(
             s.scalars(
                 select(RateEstimate)

@@ -46,12 +46,12 @@ from hygie.audit import record
 from hygie.config import Settings
 from hygie.control.estimate import CONFIDENCE, EstimateError, StratumFrame, design
 from hygie.db import Base
-from hygie.governance.access import require_member, require_view_access
+from hygie.governance.access import require_member, require_view_access, require_visible
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Denied, GovernanceError, Invalid, NotFound
 from hygie.governance.models import Project
-from hygie.governance.policy import CLAIM_KEY
+from hygie.governance.policy import CLAIM_KEY, Role
 from hygie.governance.views import ViewError, newest_ready, open_view
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -412,6 +412,15 @@ def draw(hub: Hub, actor: Actor, project_id: int, *, seed: int | None = None) ->
         return sample
 
 
+def require_output_reader(session: Session, actor: Actor, project_id: int) -> Project:
+    """The project, if ``actor`` may read its released numbers (estimates, lead counts): its researchers and the
+    roles that oversee it; never the operator nor the console, who run the platform and receive no outputs."""
+    project = require_visible(session, actor, project_id)
+    if actor.role is None or actor.role == Role.OPERATOR:
+        raise Denied(N_("operators run the platform and receive no project's outputs"))
+    return project
+
+
 def gated_sample(
     session: Session, settings: Settings, actor: Actor, sample_id: int, project_id: int | None = None
 ) -> tuple[ControlSample, Project]:
@@ -427,13 +436,14 @@ def gated_sample(
         if sample is None or sample.project_id != project.id:
             raise NotFound(N_("no sample {sample}", sample=sample_id))
         return sample, project
+    missing = NotFound(N_("no sample {sample}", sample=sample_id))
     sample = session.get(ControlSample, sample_id)
+    if sample is None:
+        raise missing
     try:
-        if sample is None:
-            raise NotFound(N_("no sample {sample}", sample=sample_id))
         require_member(session, actor, sample.project_id)
     except GovernanceError:
-        raise NotFound(N_("no sample {sample}", sample=sample_id)) from None
+        raise missing from None
     return sample, require_control_project(session, settings, actor, sample.project_id)
 
 

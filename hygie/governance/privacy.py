@@ -366,14 +366,12 @@ def overlapping_projects(session: Session, project: Project) -> list[Project]:
 
 
 def _criteria_of(session: Session, row: PrivacyBudget) -> dict[str, Any] | None:
-    """A population budget's criteria: kept on the row, or (a row opened before they were kept) those of a project
-    charged against it, written back."""
+    """A population budget's criteria: kept on the row or, for a row opened before they were kept, those of a
+    project charged against it (read, never written back: a balance read changes nothing)."""
     if row.criteria is not None:
         return row.criteria
-    key = row.name.removeprefix("population:")
-    for project in sharing_projects(session, key):
-        row.criteria = population_criteria(project.purpose, project.scope)
-        return row.criteria
+    for project in sharing_projects(session, row.name.removeprefix("population:")):
+        return population_criteria(project.purpose, project.scope)
     return None
 
 
