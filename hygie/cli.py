@@ -295,18 +295,20 @@ def keys_list() -> None:
 
 @keys_app.command("rotate")
 def keys_rotate(name: str) -> None:
-    """Add a new version of a key and make it current (older versions still decrypt)."""
+    """Add a new version of a key and make it current (older versions still decrypt); for hub-pseudonym, also
+    re-pseudonymise the warehouse, membership files and citizen index under it (resumes after a crash)."""
     from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, KeyNotFound
 
-    if name in {HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY}:
+    if name == HUB_PSEUDONYM_KEY:
+        _rotate_hub_pseudonym()
+        return
+    if name == VAULT_INDEX_KEY:
         hub = _open_hub(get_settings())
-        _record(
-            hub, "key.rotate", object=f"key:{name}", outcome="denied", detail={"reason": "needs re-pseudonymisation"}
-        )
+        _record(hub, "key.rotate", object=f"key:{name}", outcome="denied", detail={"reason": "needs re-indexing"})
         hub.close()
         raise _fail(
-            f"{name} keys every stored pseudonym or vault index: rotating it needs a re-pseudonymisation of the "
-            "warehouse and vault, which this version does not have yet; nothing was changed"
+            f"{name} keys every blind index of the vault and of the tables that find a person by it: rotating it "
+            "needs a re-indexing this version does not have yet; nothing was changed"
         )
     hub = _open_hub(get_settings())
     try:
@@ -319,6 +321,44 @@ def keys_rotate(name: str) -> None:
     finally:
         hub.close()
     err.print(f"{name}: version {info.current_version} is now current")
+
+
+def _rotate_hub_pseudonym() -> None:
+    """Re-pseudonymise the hub under a new version of its pseudonym key (hygie.governance.pseudonym_rotation)."""
+    from rich.progress import Progress
+
+    from hygie.governance.pseudonym_rotation import RotationError, rotate
+
+    hub = _open_hub(get_settings())
+    try:
+        with Progress(console=err, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(f"{stage}: files", total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            result = rotate(hub, actor="console", progress=progress)
+    except RotationError as exc:
+        _record(hub, "key.pseudonym.rotate", outcome="failed", detail={"reason": str(exc)[:200]})
+        raise _fail(str(exc)) from None
+    finally:
+        hub.close()
+    if result.from_version == result.to_version:
+        err.print(f"the rotation to version {result.to_version} had switched before it stopped: it is now finished")
+    else:
+        err.print(
+            f"hub-pseudonym: version {result.to_version} is now active ({result.warehouse_files} warehouse files "
+            f"and {result.membership_files} membership files re-pseudonymised for {result.people} people, "
+            f"{result.seconds:.1f} s); the citizen index was rebuilt"
+        )
+    if result.views_on_older_versions:
+        err.print(
+            f"{result.views_on_older_versions} ready project views were built through an older version, which stays "
+            "in custody for them; once they are rebuilt or closed, destroy it: "
+            f"`hygie keys destroy hub-pseudonym --version {result.from_version}`"
+        )
 
 
 LOCAL_SHREDDING_LIMIT = (
@@ -342,6 +382,17 @@ def keys_destroy(
         if name in {WAREHOUSE_KEY, VAULT_KEY, HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY} and version is None:
             _record(hub, "key.destroy", object=f"key:{name}", outcome="denied", detail={"reason": "hub key"})
             raise _fail(f"{name} is one of the hub's own keys: destroying it would shred the whole hub; nothing done")
+        if name == HUB_PSEUDONYM_KEY and version is not None:
+            from hygie.governance.pseudonym_rotation import versions_in_use
+
+            with hub.session() as session:
+                needed = version in versions_in_use(session)
+            if needed:
+                _record(hub, "key.destroy", object=f"key:{name}", outcome="denied", detail={"reason": "in use"})
+                raise _fail(
+                    f"version {version} of {name} is still needed (the active version, a rotation's target, or the "
+                    "version a ready project view was built through); nothing done"
+                )
         try:
             info = hub.custody.destroy(name, version)
         except KeyNotFound as exc:

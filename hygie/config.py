@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     pkcs11_rotation_batch: int = Field(
         default=500, ge=1, description="Keys re-wrapped between two saves of the keystore during a KEK rotation."
     )
+    pseudonym_rotation_grace_seconds: float = Field(
+        default=120.0,
+        ge=0.0,
+        description="After a hub pseudonym rotation's switch, the old warehouse files stay this long for reads that "
+        "listed them just before it, then are removed.",
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the metadata database; SQLite in the data dir when unset.",

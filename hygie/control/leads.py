@@ -103,10 +103,11 @@ def provider_pseudonyms(hub: Hub, project_id: int, numbers: list[str]) -> list[s
     return encode_pseudonyms(macs)
 
 
-def contact_rings(hub: Hub, session: Session, project_id: int) -> dict[str, tuple[str, int]]:
+def contact_rings(hub: Hub, session: Session, project_id: int, version: int) -> dict[str, tuple[str, int]]:
     """Project pseudonym -> (contact kind, people sharing it) for people sharing a phone or an address with at
     least ``control_paper_min_shared - 1`` others. Contacts are read from the vault, normalised and keyed
-    (HMAC) in memory; only the keyed values are compared and nothing of them is stored or returned."""
+    (HMAC) in memory; only the keyed values are compared and nothing of them is stored or returned. ``version``:
+    the hub pseudonym key version the project's view was built through."""
     hub.custody.ensure(CONTACT_KEY, KeyPurpose.PSEUDONYM)
     vault = hub.vault(session)
     newest: dict[bytes, tuple[str, list[tuple[str, str]]]] = {}
@@ -119,7 +120,7 @@ def contact_rings(hub: Hub, session: Session, project_id: int) -> dict[str, tupl
             after = row_id
             contacts = [("phone", normalise_contact("phone", identity.phone)),
                         ("address", normalise_contact("address", identity.address, identity.postcode))]  # fmt: skip
-            newest[person_index] = (identity.pseudonym, [(k, v) for k, v in contacts if v])
+            newest[person_index] = (identity.nir, [(k, v) for k, v in contacts if v])
     people = list(newest.values())
     messages = [CONTACT_LABEL + f"{kind}|{value}".encode() for _, pairs in people for kind, value in pairs]
     macs = iter(hub.custody.mac(CONTACT_KEY, messages) if messages else [])
@@ -127,8 +128,9 @@ def contact_rings(hub: Hub, session: Session, project_id: int) -> dict[str, tupl
     rings = rings_of(keyed, hub.settings.control_paper_min_shared)
     if not rings:
         return {}
-    hub_pseudonyms = sorted(rings)
-    return dict(zip(rekey(hub, project_id, hub_pseudonyms), (rings[p] for p in hub_pseudonyms), strict=True))
+    nirs = sorted(rings)
+    hub_pseudonyms = hub.pseudonymiser.at(version).pseudonyms(nirs, cache=False)
+    return dict(zip(rekey(hub, project_id, hub_pseudonyms), (rings[n] for n in nirs), strict=True))
 
 
 def death_exact(project: Project) -> bool:
@@ -164,7 +166,7 @@ def run(hub: Hub, actor: Actor, project_id: int, rules: list[str] | None = None)
         view = newest_ready(session, project.id)
         if view is None:
             raise Conflict(N_("project {project} has no ready view", project=project_id))
-        rings = contact_rings(hub, session, project.id) if "paper" in names else {}
+        rings = contact_rings(hub, session, project.id, view.pseudonym_version) if "paper" in names else {}
         try:
             con = open_view(hub, session, project)
         except ViewError as exc:

@@ -32,7 +32,7 @@ from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
 from hygie.governance.lineage import creator_id, shared_lineage
-from hygie.governance.models import Account, Project
+from hygie.governance.models import Account, Project, ProjectView
 from hygie.governance.views import ViewError, open_view, rekey
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -182,6 +182,11 @@ def decide(hub: Hub, actor: Actor, lift_id: int, approve: bool, reason: str) -> 
 
 
 def _beneficiary(hub: Hub, session: Session, project_id: int, pseudonym: str) -> Lifted | None:
+    # A lead's project pseudonym went through the hub pseudonym key version its view generation was built with:
+    # every version the project's generations used is tried (one, unless the hub key was rotated meanwhile).
+    versions = sorted(
+        set(session.scalars(select(ProjectView.pseudonym_version).where(ProjectView.project_id == project_id)))
+    )
     vault = hub.vault(session)
     after = 0
     while True:
@@ -189,11 +194,13 @@ def _beneficiary(hub: Hub, session: Session, project_id: int, pseudonym: str) ->
         if not page:
             return None
         after = page[-1][0]
-        mine = rekey(hub, project_id, [identity.pseudonym for _, _, identity in page])
-        for (_, _, identity), theirs in zip(page, mine, strict=True):
-            if theirs == pseudonym:
-                return Lifted(BENEFICIARY, pseudonym, nir=identity.nir, last_name=identity.last_name,
-                              first_name=identity.first_name, birth_date=identity.birth_date)  # fmt: skip
+        nirs = [identity.nir for _, _, identity in page]
+        for version in versions:
+            mine = rekey(hub, project_id, hub.pseudonymiser.at(version).pseudonyms(nirs, cache=False))
+            for (_, _, identity), theirs in zip(page, mine, strict=True):
+                if theirs == pseudonym:
+                    return Lifted(BENEFICIARY, pseudonym, nir=identity.nir, last_name=identity.last_name,
+                                  first_name=identity.first_name, birth_date=identity.birth_date)  # fmt: skip
 
 
 def _provider(hub: Hub, session: Session, project: Project, lift: LiftRequest) -> Lifted | None:

@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 from hygie.control.leads import ControlLead, ControlRun, provider_pseudonyms
 from hygie.control.rules import FAMILIES, FAMILY, RULES
-from hygie.governance.views import rekey
+from hygie.governance.views import newest_ready, rekey
 from hygie.hub import Hub
+from hygie.identity.pseudonym import active_version
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,17 @@ def measure(hub: Hub, run_id: int, truth: Path) -> list[Score]:
         if run is None:
             raise LookupError(f"no control run {run_id}")
         project_id = run.project_id
+        view = newest_ready(session, project_id)
+        version = active_version(session) if view is None else view.pseudonym_version
         rows = session.scalars(select(ControlLead).where(ControlLead.run_id == run_id)).all()
         found_leads = [(r.rule, _unit(r.rule, r.subject, r.provider, r.evidence["numbers"])) for r in rows]
     nirs = sorted({i["nir"] for i in items if "nir" in i})
-    people = dict(zip(nirs, rekey(hub, project_id, hub.pseudonymiser.pseudonyms(nirs)), strict=True)) if nirs else {}
+    pseudonymiser = hub.pseudonymiser.at(version)
+    people = (
+        dict(zip(nirs, rekey(hub, project_id, pseudonymiser.pseudonyms(nirs, cache=False)), strict=True))
+        if nirs
+        else {}
+    )
     numbers = sorted({i["provider"] for i in items if "provider" in i})
     providers = dict(zip(numbers, provider_pseudonyms(hub, project_id, numbers), strict=True))
     injected: dict[str, set[tuple[str, ...]]] = {f: set() for f in FAMILIES}

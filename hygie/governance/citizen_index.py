@@ -29,10 +29,11 @@ import base64
 import itertools
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +46,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from hygie.db import Base
 from hygie.governance.models import ProjectView
 from hygie.hub import Hub
+from hygie.identity.pseudonym import active_version
 from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
 from hygie.keys import KeyPurpose
 from hygie.warehouse.catalog import BatchRow, FileRow
@@ -63,6 +65,11 @@ PAD_BYTES = 256
 """Extracts are padded to a multiple of this, so their length only roughly tells how much care a person had."""
 NONCE_BYTES = 12
 INSERT_CHUNK = 5000
+
+READ_ATTEMPTS = 3
+"""Reads of a person's data started again when a pseudonym rotation's switch lands in the middle of one."""
+
+T = TypeVar("T")
 
 CareRow = tuple[date | None, int | None, float | None, float | None, float | None]
 """One care row as the warehouse holds it, in ``EXTRACT_COLUMNS`` order."""
@@ -112,6 +119,25 @@ class CitizenUse(Base):
     person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+def for_person(hub: Hub, session: Session, person_index: bytes, read: Callable[[str], T]) -> T | None:
+    """``read`` the person's data by their hub pseudonym under the active key version (None: not in the vault).
+
+    The pseudonym and what ``read`` finds with it must be of one version: if a rotation's switch commits while
+    ``read`` runs (on PostgreSQL each statement sees the newest commit), the read is started again, never
+    answered half in one version and half in the other ("no care" would be a lie).
+    """
+    vault = hub.vault(session)
+    for _ in range(READ_ATTEMPTS):
+        version = active_version(session)
+        pseudonyms = vault.pseudonyms_of([person_index], version)
+        if person_index not in pseudonyms:
+            return None
+        result = read(pseudonyms[person_index])
+        if active_version(session) == version:
+            return result
+    raise CitizenIndexError("the hub's pseudonyms are being switched to a new key; try again in a minute")
 
 
 # -- person keys --------------------------------------------------------------------------------------------

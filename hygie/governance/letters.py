@@ -413,7 +413,7 @@ def issue_notice(
 
 
 DECOY = Identity(nir="", rng_gem="", last_name="DECOY", first_name="Decoy", birth_date="", address="1 rue Decoy",
-                 postcode="00000", commune="DECOY", phone=None, email=None, pseudonym="")  # fmt: skip
+                 postcode="00000", commune="DECOY", phone=None, email=None)  # fmt: skip
 
 
 def decoy(hub: Hub) -> None:

@@ -179,7 +179,11 @@ class ProjectView(Base):
     tables: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     """{table: {"rows": n, "columns": [...], "file": relative path, "sha256": ...}}"""
     membership_file: Mapped[str] = mapped_column(String(500), nullable=False)
-    """Encrypted list of the hub pseudonyms of the people included (kept after the view is destroyed)."""
+    """Encrypted list of the hub pseudonyms of the people included (kept after the view is destroyed), under the
+    hub's active pseudonym key version (a rotation re-keys it)."""
+    pseudonym_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    """Version of the hub pseudonym key this generation's project pseudonyms were derived through (a rotation
+    does not re-key a built view: its objectors are re-keyed through this version)."""
 
 
 class OptOut(Base):

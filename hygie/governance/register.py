@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from hygie.audit import record
 from hygie.governance.accounts import Actor
+from hygie.governance.citizen_index import for_person
 from hygie.governance.errors import Conflict, Denied, Invalid
 from hygie.governance.freetext import check_free_text
 from hygie.governance.models import Account, Project, ProjectView
@@ -161,10 +162,9 @@ def data_uses(
     account = session.get(Account, actor.account_id)
     if account is None or account.person_index is None:
         raise Denied(N_("this account is not tied to an insured person"))
-    pseudonyms = hub.vault(session).pseudonyms_of([account.person_index])
-    if account.person_index not in pseudonyms:
+    ids = for_person(hub, session, account.person_index, lambda p: projects_including(hub, session, p))
+    if ids is None:
         raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
-    ids = projects_including(hub, session, pseudonyms[account.person_index])
     projects = session.scalars(select(Project).where(Project.id.in_(ids)).order_by(Project.id.desc())).all()
     now = datetime.now(UTC)
     uses = []

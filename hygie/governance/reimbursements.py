@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hygie.audit import record
 from hygie.governance.accounts import Actor
-from hygie.governance.citizen_index import CareRow, care_rows
+from hygie.governance.citizen_index import CareRow, care_rows, for_person
 from hygie.governance.errors import Conflict, Denied
 from hygie.governance.models import Account
 from hygie.governance.policy import REFERENCE_DIR, Role
@@ -59,16 +59,16 @@ def act_labels() -> dict[int, str]:
         return {int(r["PRS_NAT"]): r["PRS_NAT_LIB"].strip() for r in csv.DictReader(f, delimiter=";")}
 
 
-def _pseudonym(hub: Hub, session: Session, actor: Actor) -> str:
+def _care_rows(hub: Hub, session: Session, actor: Actor) -> list[CareRow]:
     if actor.role != Role.CITIZEN or actor.account_id is None:
         raise Denied(N_("only a signed-in citizen reads their reimbursements, for themselves"))
     account = session.get(Account, actor.account_id)
     if account is None or account.person_index is None:
         raise Denied(N_("this account is not tied to an insured person"))
-    pseudonyms = hub.vault(session).pseudonyms_of([account.person_index])
-    if account.person_index not in pseudonyms:
+    rows = for_person(hub, session, account.person_index, lambda p: care_rows(hub, session, p))
+    if rows is None:
         raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
-    return pseudonyms[account.person_index]
+    return rows
 
 
 def _decimal(value: object) -> Decimal | None:
@@ -93,8 +93,7 @@ def my_reimbursements(hub: Hub, session: Session, actor: Actor, *, offset: int, 
     warehouse. A failure (a missing file, an extract that does not open) raises: the page says "unavailable",
     never "no care".
     """
-    pseudonym = _pseudonym(hub, session, actor)
-    found = sorted(care_rows(hub, session, pseudonym), key=_order)
+    found = sorted(_care_rows(hub, session, actor), key=_order)
     total = len(found)
     labels = act_labels()
     rows: list[Reimbursement] = []

@@ -130,7 +130,7 @@ def _population(hub: Hub, session: Session, reader: _Reader, plan: _Plan, projec
         people = people.join(_coded_people(reader, plan), "psa", "left_semi")
     found = [r[0] for r in people.collect()]
     if project.purpose not in hub.settings.opt_out_exempt_purposes:
-        objected = set(_opted_out(hub, session))
+        objected = set(_opted_out(hub, session, plan.pseudonym_version))
         found = [p for p in found if p not in objected]
     return sorted(found)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -59,7 +60,13 @@ from hygie.governance.models import OptOut, Project, ProjectView
 from hygie.governance.policy import CLAIM_KEY, Scope
 from hygie.hub import Hub
 from hygie.i18n import N_
-from hygie.identity.pseudonym import PSEUDONYM_LENGTH, encode_pseudonyms
+from hygie.identity.pseudonym import (
+    PSEUDONYM_LENGTH,
+    PseudonymVersionChanged,
+    active_version,
+    encode_pseudonyms,
+    hold_version,
+)
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, DCIR_KEYS, DETAIL_TABLES, PSEUDONYM_COLUMN
 from hygie.ingest.rules import stored_schema
 from hygie.keys import KeyNotFound, KeyPurpose
@@ -165,10 +172,12 @@ class _Plan:
     """What the scope asks for: the view's columns per table, in order, structural columns first."""
 
     scope: Scope
+    pseudonym_version: int
+    """Version of the hub pseudonym key the warehouse was keyed with when the build started."""
     columns: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, project: Project) -> _Plan:
+    def of(cls, project: Project, pseudonym_version: int) -> _Plan:
         scope = Scope.model_validate(project.scope)
         problems = scope.gating_problems()
         if problems:
@@ -179,7 +188,7 @@ class _Plan:
                     problems="; ".join(problems),
                 )
             )
-        plan = cls(scope)
+        plan = cls(scope, pseudonym_version)
         for table, asked in scope.tables.items():
             structural = []
             if table in (CARE_TABLE, *DETAIL_TABLES):
@@ -241,12 +250,12 @@ def _months(start: date, end: date) -> list[str]:
     return out
 
 
-def _opted_out(hub: Hub, session: Session) -> list[str]:
-    """Hub pseudonyms of citizens whose objection stands (withdrawn objections do not count)."""
+def _opted_out(hub: Hub, session: Session, version: int) -> list[str]:
+    """Hub pseudonyms (under ``version``) of citizens whose objection stands (withdrawn objections do not count)."""
     indexes = list(session.scalars(select(OptOut.person_index).where(OptOut.withdrawn_at.is_(None)).distinct()))
     if not indexes:
         return []
-    return sorted(set(hub.vault(session).pseudonyms_of(indexes).values()))
+    return sorted(set(hub.vault(session).pseudonyms_of(indexes, version).values()))
 
 
 def _population(hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan, project: Project) -> list[str]:
@@ -278,7 +287,7 @@ def _population(hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan
     if coded:
         people = pc.filter(people, pc.is_in(people, value_set=_coded_people(hub, session, con, plan)))
     if project.purpose not in hub.settings.opt_out_exempt_purposes:
-        objected = pa.array(_opted_out(hub, session), pa.string())
+        objected = pa.array(_opted_out(hub, session, plan.pseudonym_version), pa.string())
         if len(objected):
             people = pc.filter(people, pc.invert(pc.is_in(people, value_set=objected)))
     return sorted(people.to_pylist())
@@ -426,6 +435,8 @@ def _sweep(hub: Hub, session: Session, project_id: int) -> int:
     if (base / "membership").is_dir():
         candidates += [(p, p.name.removesuffix(".parquet")) for p in (base / "membership").iterdir()]
     for path, name in candidates:
+        if re.fullmatch(r"\d+\.v\d+", name) and path.is_file():
+            continue  # written by a hub pseudonym rotation, which publishes or removes it itself
         generation = int(name) if name.isdigit() else 0
         if path.is_dir() and generation in ready:
             continue
@@ -498,7 +509,7 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
     No access check here: the project lifecycle decides when a view may be built.
     """
     started = time.perf_counter()
-    plan = _Plan.of(project)
+    plan = _Plan.of(project, active_version(session))
     _live_key(hub, project_pseudonym_key(project.id), KeyPurpose.PSEUDONYM, project.id)
     _live_key(hub, project_view_key(project.id), KeyPurpose.WRAP, project.id)
     view_crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
@@ -526,6 +537,14 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
             shutil.rmtree(target, ignore_errors=True)
             membership_path.unlink(missing_ok=True)
             raise
+        try:
+            # The membership file and the citizen index rows below are keyed with this version: if a rotation
+            # switched the hub to another while the view was read, they would name nobody.
+            hold_version(session, plan.pseudonym_version)
+        except PseudonymVersionChanged as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            membership_path.unlink(missing_ok=True)
+            raise ViewError(N_("project {project}: {reason}", project=project.id, reason=str(exc))) from None
         older = session.scalars(
             select(ProjectView).where(ProjectView.project_id == project.id, ProjectView.status == READY)
         ).all()
@@ -541,6 +560,7 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
             people=len(people),
             tables=tables,
             membership_file=membership_path.relative_to(hub.settings.data_dir).as_posix(),
+            pseudonym_version=plan.pseudonym_version,
         )
         session.add(view)
         index_generation(hub, session, project.id, generation, people)  # "who used my data" reads this index
@@ -732,9 +752,9 @@ def view_summary(session: Session, project: Project) -> dict[str, Any] | None:
 # -- opt-out since the build ----------------------------------------------------------------------------
 
 
-_objectors: dict[tuple[str, int], str | None] = {}
-"""(data dir, opt-out id) -> the objector's hub pseudonym (None: not in the vault). Process memory only, so a query
-does not decrypt vault records again for an objection it has already resolved."""
+_objectors: dict[tuple[str, int, int], str | None] = {}
+"""(data dir, hub pseudonym key version, opt-out id) -> the objector's hub pseudonym (None: not in the vault).
+Process memory only, so a query does not decrypt vault records again for an objection it has already resolved."""
 _claims: dict[tuple[str, int, int], tuple[frozenset[str], pa.Array]] = {}
 """(data dir, project, generation) -> (excluded project pseudonyms, their claim keys in that generation)."""
 _exclusion_lock = threading.Lock()
@@ -758,16 +778,18 @@ def excluded_since_build(hub: Hub, session: Session, project: Project, view: Pro
     ).all()
     if not rows:
         return frozenset()
-    base = str(hub.settings.data_dir)
+    # The view holds project pseudonyms of hub pseudonyms under the version it was built with, whatever is
+    # active now: the objectors are re-keyed through that same version.
+    base, version = str(hub.settings.data_dir), view.pseudonym_version
     with _exclusion_lock:
-        missing = [(i, index) for i, index in rows if (base, i) not in _objectors]
+        missing = [(i, index) for i, index in rows if (base, version, i) not in _objectors]
     if missing:
-        found = hub.vault(session).pseudonyms_of(sorted({index for _, index in missing}))
+        found = hub.vault(session).pseudonyms_of(sorted({index for _, index in missing}), version)
         with _exclusion_lock:
             for i, index in missing:
-                _objectors[(base, i)] = found.get(index)
+                _objectors[(base, version, i)] = found.get(index)
     with _exclusion_lock:
-        hub_pseudonyms = sorted({p for i, _ in rows if (p := _objectors.get((base, i))) is not None})
+        hub_pseudonyms = sorted({p for i, _ in rows if (p := _objectors.get((base, version, i))) is not None})
     return frozenset(rekey(hub, project.id, hub_pseudonyms)) if hub_pseudonyms else frozenset()
 
 

@@ -9,12 +9,17 @@ never leaves key custody; without that key the pseudonym says nothing about the 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlalchemy import DateTime, Integer, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hygie.db import Base
 from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, KeyCustody, KeyPurpose
 
 PSEUDONYM_LENGTH = 17
@@ -23,6 +28,57 @@ chance that any two share a pseudonym is about n^2 / 2^86 = 1.3e-10."""
 
 _HUB_LABEL = b"hygie/hub-pseudonym/v1|"
 _INDEX_LABEL = b"hygie/vault-index/v1|"
+
+
+FIRST_VERSION = 1
+"""The hub pseudonym key's version before any rotation (custody numbers a new key's first version 1)."""
+
+
+class HubPseudonymState(Base):
+    """Which version of the hub pseudonym key the stored data is keyed with (one row).
+
+    Custody's *current* version is not that: a rotation adds the new version first and re-pseudonymises the
+    data under it while everything keeps reading and writing the ``active`` one, then switches in one
+    transaction (:mod:`hygie.governance.pseudonym_rotation`). Every pseudonym is therefore computed under a
+    version read from here, never under custody's default.
+    """
+
+    __tablename__ = "hub_pseudonym_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    target_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The version a rotation in progress is re-pseudonymising to; None when none is."""
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PseudonymVersionChanged(Exception):
+    """The hub pseudonym key was switched to another version while this work was reading the old one."""
+
+
+def active_version(session: Session) -> int:
+    """The version of the hub pseudonym key that the warehouse, membership files and citizen index use now."""
+    state = session.get(HubPseudonymState, 1, populate_existing=True)
+    return FIRST_VERSION if state is None else state.active_version
+
+
+def hold_version(session: Session, version: int) -> None:
+    """Check that ``version`` is still active and keep it so until the session's transaction ends.
+
+    A no-op UPDATE of the state row: it takes the row's write lock (PostgreSQL) or the database's (SQLite), so
+    a rotation's switch, whose first statement updates that row, waits for the caller's commit and then sees
+    what the caller wrote; and if the switch committed first, the version no longer matches and this raises.
+    """
+    result = session.execute(
+        update(HubPseudonymState)
+        .where(HubPseudonymState.id == 1, HubPseudonymState.active_version == version)
+        .values(active_version=HubPseudonymState.active_version)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise PseudonymVersionChanged(
+            f"the hub pseudonym key was rotated (version {version} is no longer active) while this was being "
+            "prepared: nothing was kept; run it again"
+        )
 
 
 _BASE32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
@@ -41,22 +97,35 @@ def encode_pseudonyms(digests: list[bytes]) -> list[str]:
 
 
 class Pseudonymiser:
-    """Turns NIRs into hub pseudonyms and vault indexes, caching each NIR's results for one run.
+    """Turns NIRs into hub pseudonyms (under one version of the hub pseudonym key) and vault indexes, caching
+    each NIR's results for one run.
 
     The cache lives in memory only, for the length of an ingestion, so each distinct NIR costs one MAC call
     to key custody however many care rows carry it. Only the bulk calls of ingestion fill it: single lookups
     (:meth:`index`, :meth:`pseudonym`: what a citizen types on the portal) and ``cache=False`` calls leave no NIR
-    behind.
+    behind. :meth:`at` gives the pseudonymiser of another key version (see :class:`HubPseudonymState`).
     """
 
-    def __init__(self, custody: KeyCustody) -> None:
+    def __init__(self, custody: KeyCustody, version: int = FIRST_VERSION) -> None:
         self._custody = custody
         custody.ensure(HUB_PSEUDONYM_KEY, KeyPurpose.PSEUDONYM)
         custody.ensure(VAULT_INDEX_KEY, KeyPurpose.PSEUDONYM)
+        self.version = version
         self._pseudonyms: dict[str, str] = {}
         self._indexes: dict[str, bytes] = {}
         self._memo_nirs = pa.array([], pa.string())
         self._memo_pseudonyms = pa.array([], pa.string())
+        self._others: dict[int, Pseudonymiser] = {}
+        self._others_lock = threading.Lock()
+
+    def at(self, version: int) -> Pseudonymiser:
+        """The pseudonymiser of ``version`` of the hub pseudonym key (this one, or one kept for the process)."""
+        if version == self.version:
+            return self
+        with self._others_lock:
+            if version not in self._others:
+                self._others[version] = Pseudonymiser(self._custody, version)
+            return self._others[version]
 
     def pseudonym_array(self, nirs: pa.Array) -> pa.Array:
         """Pseudonyms of an Arrow array of distinct NIRs, looked up in one vectorised pass.
@@ -73,12 +142,21 @@ class Pseudonymiser:
             positions = pc.index_in(nirs, value_set=self._memo_nirs)
         return pc.take(self._memo_pseudonyms, positions)
 
-    def pseudonyms(self, nirs: Iterable[str]) -> list[str]:
+    def _macs(self, nirs: list[str]) -> list[str]:
+        macs = self._custody.mac(
+            HUB_PSEUDONYM_KEY, [_HUB_LABEL + n.encode("ascii") for n in nirs], version=self.version
+        )
+        return encode_pseudonyms(macs)
+
+    def pseudonyms(self, nirs: Iterable[str], *, cache: bool = True) -> list[str]:
+        """Hub pseudonyms of ``nirs``; ``cache=False`` (lookups, rotations) keeps no NIR in memory after."""
         nirs = list(nirs)
         missing = [n for n in dict.fromkeys(nirs) if n not in self._pseudonyms]
+        if not cache:
+            found = dict(zip(missing, self._macs(missing), strict=True)) if missing else {}
+            return [found[n] if n in found else self._pseudonyms[n] for n in nirs]
         if missing:
-            macs = self._custody.mac(HUB_PSEUDONYM_KEY, [_HUB_LABEL + n.encode("ascii") for n in missing])
-            self._pseudonyms.update(zip(missing, encode_pseudonyms(macs), strict=True))
+            self._pseudonyms.update(zip(missing, self._macs(missing), strict=True))
         return [self._pseudonyms[n] for n in nirs]
 
     def indexes(self, nirs: Iterable[str], *, cache: bool = True) -> list[bytes]:
@@ -100,7 +178,7 @@ class Pseudonymiser:
         """One NIR's pseudonym, not cached (a single lookup is someone's typing, not an ingestion)."""
         if nir in self._pseudonyms:
             return self._pseudonyms[nir]
-        return encode_pseudonyms(self._custody.mac(HUB_PSEUDONYM_KEY, [_HUB_LABEL + nir.encode("ascii")]))[0]
+        return self._macs([nir])[0]
 
     def index(self, nir: str) -> bytes:
         """One NIR's vault index, not cached: the portal's lookups (enrolment, letters, activation) go through here,

@@ -2,10 +2,14 @@
 # distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
 """The identity vault: direct identifiers, sealed record by record, found by a keyed blind index.
 
-Each record (NIR, names, birth date, address, contacts, and the person's hub pseudonym) is sealed with
+Each record (NIR, names, birth date, address, contacts) is sealed with
 AES-256-GCM under a vault record key; that key is stored only wrapped by key custody. A record is found from
 a NIR through ``person_index`` = HMAC(vault-index key, NIR), so looking up one person decrypts one record,
 never the whole vault. Re-deliveries add a new version; the newest is current, older ones are kept.
+
+A person's hub pseudonym is not sealed with them (records of format v1 carried it; it is ignored on reading): it
+is computed from the NIR under the version of the hub pseudonym key the caller names, so rotating that key
+re-keys no vault record.
 """
 
 from __future__ import annotations
@@ -81,19 +85,22 @@ class Identity:
     commune: str | None
     phone: str | None
     email: str | None
-    pseudonym: str
-    """The person's hub pseudonym (BEN_NIR_PSA in the warehouse)."""
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(Identity))
-RECORD_VERSION = b"v1\x1f"
+RECORD_VERSION = b"v2\x1f"
+"""v2: the fields of :class:`Identity`. v1 had one more, the hub pseudonym, dropped on reading."""
+_V1 = b"v1\x1f"
 SEPARATOR = "\x1f"
 
 
 def _decode(plaintext: bytes) -> Identity:
-    if not plaintext.startswith(RECORD_VERSION):
+    if plaintext.startswith(RECORD_VERSION):
+        values = [v or None for v in plaintext[len(RECORD_VERSION) :].decode().split(SEPARATOR)]
+    elif plaintext.startswith(_V1):
+        values = [v or None for v in plaintext[len(_V1) :].decode().split(SEPARATOR)][:-1]
+    else:
         raise ValueError("unknown identity record format")
-    values = [v or None for v in plaintext[len(RECORD_VERSION) :].decode().split(SEPARATOR)]
     if len(values) != len(RECORD_FIELDS):
         raise ValueError("identity record has the wrong number of fields")
     return Identity(*values)  # type: ignore[arg-type]
@@ -229,10 +236,13 @@ class IdentityVault:
                 newest[person_index] = r
         return {i: self._open(r[0], i, r[2], bytes(r[3]), bytes(r[4])) for i, r in newest.items()}
 
-    def pseudonyms_of(self, person_indexes: list[bytes]) -> dict[bytes, str]:
-        """Each given person's current hub pseudonym, from their newest record; people not in the vault are
-        left out. Decrypts one record per person (used for the few citizens who opted out, not in bulk)."""
-        return {i: identity.pseudonym for i, identity in self.identities_of(person_indexes).items()}
+    def pseudonyms_of(self, person_indexes: list[bytes], version: int) -> dict[bytes, str]:
+        """Each given person's hub pseudonym under ``version`` of the hub pseudonym key, from their newest record;
+        people not in the vault are left out. Decrypts one record per person (for a citizen, or the few who
+        opted out; not in bulk) and keeps no NIR in memory."""
+        found = self.identities_of(person_indexes)
+        pseudonyms = self._pseudonymiser.at(version).pseudonyms([i.nir for i in found.values()], cache=False)
+        return dict(zip(found, pseudonyms, strict=True))
 
     def count(self) -> int:
         return int(self._session.scalar(select(func.count(func.distinct(IdentityRow.person_index)))) or 0)

@@ -35,6 +35,7 @@ from hygie.audit import Outcome, record, record_now
 from hygie.governance.citizen_index import index_batch
 from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, valid_nirs, validate_nir
+from hygie.identity.pseudonym import active_version
 from hygie.ingest import checks
 from hygie.ingest.claims import KnownClaims
 from hygie.ingest.contract import (
@@ -130,6 +131,9 @@ class _BatchIngestion:
         """A file was refused by the typed reader: the batch is rejected whatever the re-check finds."""
         self.session = hub.session()
         self.vault = hub.vault(self.session)
+        # Read under the ingestion lock, which a pseudonym rotation's switch also holds: a batch is keyed with
+        # the version its catalog commit lands under.
+        self.pseudonymiser = hub.pseudonymiser.at(active_version(self.session))
 
     # -- reporting ----------------------------------------------------------------------------------
 
@@ -412,7 +416,7 @@ class _BatchIngestion:
         if not self.writing:
             return pa.nulls(len(nirs), pa.string())
         positions = pc.index_in(nirs, value_set=valid)
-        return pc.take(self.hub.pseudonymiser.pseudonym_array(valid), positions)
+        return pc.take(self.pseudonymiser.pseudonym_array(valid), positions)
 
     def unknown_beneficiaries(self, nirs: pa.Array) -> list[str]:
         """The NIRs (distinct, valid) that name nobody in this batch's IR_BEN_R nor in the vault."""
@@ -585,7 +589,6 @@ class _BatchIngestion:
                 "commune": part.column("COMMUNE"),
                 "phone": part.column("TELEPHONE"),
                 "email": part.column("EMAIL"),
-                "pseudonym": pa.array(self.hub.pseudonymiser.pseudonyms(nirs.to_pylist()), pa.string()),
             }
             flat = {k: v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for k, v in people.items()}
             rows.extend(self.vault.seal(flat, self.manifest.batch_id))

@@ -21,6 +21,7 @@ from hygie.audit import AuditEvent
 from hygie.audit.log import SignedCheckpoint, TransparencyLog, b64
 from hygie.audit.witnessing import witnessed
 from hygie.governance.accounts import Actor, Scope
+from hygie.governance.citizen_index import for_person
 from hygie.governance.errors import Denied
 from hygie.governance.models import Account, Project
 from hygie.governance.policy import Role
@@ -184,10 +185,7 @@ def _data_use_events(hub: Hub, session: Session, actor: Actor) -> list[int]:
     account = session.get(Account, actor.account_id)
     if account is None or account.person_index is None:
         return []
-    pseudonyms = hub.vault(session).pseudonyms_of([account.person_index])
-    if account.person_index not in pseudonyms:
-        return []
-    ids = projects_including(hub, session, pseudonyms[account.person_index])
+    ids = for_person(hub, session, account.person_index, lambda p: projects_including(hub, session, p))
     if not ids:
         return []
     now = datetime.now(UTC)

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -155,6 +155,34 @@ class Staging:
                 current.writer.close()
         self._open.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def rewrite_file(
+    crypto: ParquetCrypto, source: Path, target: Path, transform: Callable[[pa.Table], pa.Table]
+) -> StagedFile:
+    """Write ``target``: ``source`` with each row group passed through ``transform``, encrypted under a fresh data
+    key, made durable (written beside, fsynced, renamed) before returning. One row group in memory at a time;
+    the row groups, their order and so the files' pruning statistics are kept."""
+    reader = pq.ParquetFile(source, decryption_properties=crypto.decryption_properties())
+    partial = target.with_name(target.name + ".partial")
+    rows = 0
+    with pq.ParquetWriter(
+        partial,
+        reader.schema_arrow,
+        compression="zstd",
+        compression_level=1,
+        encryption_properties=crypto.encryption_properties(),
+    ) as writer:
+        for group in range(reader.num_row_groups):
+            data = transform(reader.read_row_group(group))
+            writer.write_table(data.cast(reader.schema_arrow), row_group_size=max(data.num_rows, 1))
+            rows += data.num_rows
+    reader.close()
+    with partial.open("rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, target)
+    fsync_dir(target.parent)
+    return StagedFile("", None, target, rows, target.stat().st_size, sha256_file(target))
 
 
 class Warehouse:

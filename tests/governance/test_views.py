@@ -272,7 +272,7 @@ def objector(hub: Hub) -> tuple[bytes, str]:
     with hub.session() as session:
         vault = hub.vault(session)
         indexes = list(session.scalars(select(IdentityRow.person_index).distinct()))
-        found = {index for index, p in vault.pseudonyms_of(indexes).items() if p == psa}
+        found = {index for index, p in vault.pseudonyms_of(indexes, 1).items() if p == psa}
     (index,) = found
     return index, psa
 

@@ -19,7 +19,7 @@ def hub_pseudonym(world: World, name: str) -> str:
     with world.hub.session() as session:
         account = session.get(Account, world.ids[name])
         assert account is not None and account.person_index is not None
-        return world.hub.vault(session).pseudonyms_of([account.person_index])[account.person_index]
+        return world.hub.vault(session).pseudonyms_of([account.person_index], 1)[account.person_index]
 
 
 def test_leaked_details_open_no_account_a_letter_by_post_does(world: World) -> None:

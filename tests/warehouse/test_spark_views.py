@@ -137,7 +137,7 @@ def test_spark_frames_of_a_view_leave_out_objections_made_since_the_build(spark,
         con.close()
         vault = spark_hub.vault(session)
         indexes = list(session.scalars(select(IdentityRow.person_index).distinct()))
-        (index,) = [i for i, p in vault.pseudonyms_of(indexes).items() if p == psa]
+        (index,) = [i for i, p in vault.pseudonyms_of(indexes, 1).items() if p == psa]
         objection = OptOut(person_index=index, created_at=datetime.now(UTC))
         session.add(objection)
         session.commit()
