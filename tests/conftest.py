@@ -46,6 +46,15 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment a ``hygie`` command needs to open the hub of ``settings`` (made by :func:`make_settings`)."""
+    env = {"HYGIE_DATA_DIR": str(settings.data_dir), "HYGIE_KEY_PASSPHRASE": TEST_PASSPHRASE,
+           "HYGIE_KDF_MEMORY_KIB": "8192", "HYGIE_KDF_ITERATIONS": "1", "HYGIE_KDF_LANES": "1"}  # fmt: skip
+    if settings.database_url:
+        env["HYGIE_DATABASE_URL"] = settings.database_url
+    return env
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[str]:
     if not postgres.available():

@@ -541,10 +541,16 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
             # The membership file and the citizen index rows below are keyed with this version: if a rotation
             # switched the hub to another while the view was read, they would name nobody.
             hold_version(session, plan.pseudonym_version)
-        except PseudonymVersionChanged as exc:
+        except PseudonymVersionChanged:
             shutil.rmtree(target, ignore_errors=True)
             membership_path.unlink(missing_ok=True)
-            raise ViewError(N_("project {project}: {reason}", project=project.id, reason=str(exc))) from None
+            raise ViewError(
+                N_(
+                    "project {project}: the hub pseudonym key was rotated while the view was being built; nothing "
+                    "was kept: build it again",
+                    project=project.id,
+                )
+            ) from None
         older = session.scalars(
             select(ProjectView).where(ProjectView.project_id == project.id, ProjectView.status == READY)
         ).all()

@@ -23,7 +23,7 @@ from hygie.cli import app as cli_app
 from hygie.governance.accounts import CONSOLE
 from hygie.governance.acts import act
 from hygie.identity.vault import RECORD_FIELDS
-from tests.conftest import TEST_PASSPHRASE
+from tests.conftest import cli_env as settings_env
 from tests.ingest.test_security import scan_data_dir
 from tests.mailbox import Mailbox, serving
 from tests.portal.world import World, people
@@ -37,12 +37,7 @@ class Imported:
 
 
 def cli_env(world: World) -> dict[str, str]:
-    settings = world.hub.settings
-    env = {"HYGIE_DATA_DIR": str(settings.data_dir), "HYGIE_KEY_PASSPHRASE": TEST_PASSPHRASE,
-           "HYGIE_KDF_MEMORY_KIB": "8192", "HYGIE_KDF_ITERATIONS": "1", "HYGIE_KDF_LANES": "1"}  # fmt: skip
-    if settings.database_url:
-        env["HYGIE_DATABASE_URL"] = settings.database_url
-    return env
+    return settings_env(world.hub.settings)
 
 
 @pytest.fixture(scope="module")

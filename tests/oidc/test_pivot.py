@@ -17,7 +17,7 @@ from hygie.hub import Hub
 from hygie.identity import pivot
 from hygie.identity.nir import nir_key
 from hygie.identity.pivot import IdentityPivotMark, IdentityPivotRow, PivotIndexIncomplete, candidates, pivot_of_claims
-from tests.conftest import TEST_PASSPHRASE
+from tests.conftest import cli_env
 from tests.oidc.idp import pivot_claims
 
 
@@ -101,12 +101,7 @@ def test_lookup_finds_exactly_the_person_and_never_resolves_homonyms(hub: Hub, m
     with hub.session() as session, pytest.raises(PivotIndexIncomplete, match="rebuild-pivot"):
         candidates(session, hub.custody, hub.vault(session), wanted)
 
-    settings = hub.settings
-    env = {"HYGIE_DATA_DIR": str(settings.data_dir), "HYGIE_KEY_PASSPHRASE": TEST_PASSPHRASE,
-           "HYGIE_KDF_MEMORY_KIB": "8192", "HYGIE_KDF_ITERATIONS": "1", "HYGIE_KDF_LANES": "1"}  # fmt: skip
-    if settings.database_url:
-        env["HYGIE_DATABASE_URL"] = settings.database_url
-    result = CliRunner().invoke(cli_app, ["vault", "rebuild-pivot"], env=env)
+    result = CliRunner().invoke(cli_app, ["vault", "rebuild-pivot"], env=cli_env(hub.settings))
     assert result.exit_code == 0, result.output
     assert "indexed 6 vault record(s)" in result.output
     assert found(hub, pivot_claims(person(*PEOPLE[0]))) == [index(PEOPLE[0][0])]
