@@ -106,21 +106,19 @@ class _Map:
         self.last_record = 0
 
     def extend(self, hub: Hub, session: Session, old: int, new: int) -> None:
-        """Add the people of vault records newer than those already read."""
+        """Add the people of vault records newer than those already read, one page of records at a time (a
+        re-delivered person appears twice: ``index_in`` takes the first, equal, pair)."""
         vault = hub.vault(session)
-        nirs: set[str] = set()
+        before, after = [self.old], [self.new]
         while page := vault.records(self.last_record, VAULT_PAGE):
-            nirs.update(identity.nir for _, _, identity in page)
+            nirs = [identity.nir for _, _, identity in page]
+            before.append(pa.array(hub.pseudonymiser.at(old).pseudonyms(nirs, cache=False), pa.string()))
+            after.append(pa.array(hub.pseudonymiser.at(new).pseudonyms(nirs, cache=False), pa.string()))
             self.last_record = page[-1][0]
-        if not nirs:
-            return
-        ordered = sorted(nirs)
-        del nirs
-        before = hub.pseudonymiser.at(old).pseudonyms(ordered, cache=False)
-        after = hub.pseudonymiser.at(new).pseudonyms(ordered, cache=False)
-        fresh = pc.invert(pc.is_in(pa.array(before, pa.string()), value_set=self.old))
-        self.old = pa.concat_arrays([self.old, pc.filter(pa.array(before, pa.string()), fresh)])
-        self.new = pa.concat_arrays([self.new, pc.filter(pa.array(after, pa.string()), fresh)])
+        self.old, self.new = pa.concat_arrays(before), pa.concat_arrays(after)
+
+    def people(self) -> int:
+        return len(pc.unique(self.old))
 
     def apply(self, where: str) -> Callable[[pa.Table], pa.Table]:
         def transform(table: pa.Table) -> pa.Table:
@@ -257,10 +255,10 @@ class _Rotation:
                     action="key.pseudonym.rotate",
                     object=f"key:{HUB_PSEUDONYM_KEY}",
                     detail={"from": self.old, "to": self.new, "warehouse_files": warehouse,
-                            "membership_files": membership, "people": len(self.map.old)},
+                            "membership_files": membership, "people": self.map.people()},
                 )  # fmt: skip
                 session.commit()
-        return Rotated(self.old, self.new, warehouse, membership, len(self.map.old), time.perf_counter() - started, 0)
+        return Rotated(self.old, self.new, warehouse, membership, self.map.people(), time.perf_counter() - started, 0)
 
 
 def _finish(hub: Hub, actor: str, version: int, switched_at: datetime | None) -> tuple[int, int]:
