@@ -83,7 +83,9 @@ def main() -> None:
         )
     plain_seconds = time.perf_counter() - started
     plain_counts = {
-        t: con.sql(f"SELECT count(*), count(DISTINCT BEN_NIR_PSA) FROM read_parquet('{out / t}.parquet')").fetchone()
+        t: con.execute(
+            f"SELECT count(*), count(DISTINCT BEN_NIR_PSA) FROM read_parquet('{out / t}.parquet')"
+        ).fetchone()
         for t in TABLES
     }
 
@@ -93,7 +95,7 @@ def main() -> None:
     with hub.session() as session:
         wh = hub.warehouse.connect(session, list(TABLES))
         governed_counts = {
-            t: wh.sql(f"SELECT count(*), count(DISTINCT BEN_NIR_PSA) FROM {t}").fetchone() for t in TABLES
+            t: wh.execute(f"SELECT count(*), count(DISTINCT BEN_NIR_PSA) FROM {t}").fetchone() for t in TABLES
         }
         wh.close()
     assert governed_counts == plain_counts, (governed_counts, plain_counts)

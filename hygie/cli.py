@@ -297,21 +297,17 @@ def keys_list() -> None:
 def keys_rotate(name: str) -> None:
     """Add a new version of a key and make it current (older versions still decrypt); for hub-pseudonym, also
     re-pseudonymise the warehouse, membership files and citizen index under it (resumes after a crash)."""
-    from hygie.keys import HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY, KeyNotFound
+    from hygie.keys import HUB_PSEUDONYM_KEY, KeyNotFound
 
     if name == HUB_PSEUDONYM_KEY:
         _rotate_hub_pseudonym()
         return
-    if name == VAULT_INDEX_KEY:
-        hub = _open_hub(get_settings())
-        _record(hub, "key.rotate", object=f"key:{name}", outcome="denied", detail={"reason": "needs re-indexing"})
-        hub.close()
-        raise _fail(
-            f"{name} keys every blind index of the vault and of the tables that find a person by it: rotating it "
-            "needs a re-indexing this version does not have yet; nothing was changed"
-        )
     hub = _open_hub(get_settings())
     try:
+        refusal = _not_rotatable(hub, name)
+        if refusal is not None:
+            _record(hub, "key.rotate", object=f"key:{name}", outcome="denied", detail={"reason": refusal[0]})
+            raise _fail(f"{name}: {refusal[1]}; nothing was changed")
         info = hub.custody.rotate(name)
     except KeyNotFound as exc:
         _record(hub, "key.rotate", object=f"key:{name}", outcome="failed", detail={"reason": "no such key"})
@@ -321,6 +317,38 @@ def keys_rotate(name: str) -> None:
     finally:
         hub.close()
     err.print(f"{name}: version {info.current_version} is now current")
+
+
+ROTATES_SAFELY = frozenset({"citizen-index", "throttle", "control-contact"})
+"""PSEUDONYM keys whose readers know every version (citizen-index: each index row names its version; rebuild with
+`hygie citizen-index rebuild --from-scratch` to drop the old) or that key nothing kept (rate limits, a control run's
+contact rings)."""
+
+
+def _not_rotatable(hub: Hub, name: str) -> tuple[str, str] | None:
+    """Why rotating ``name`` on its own would break what it keys, or None. A WRAP key rotates safely (every live
+    version still unwraps); a PSEUDONYM key whose MACs are stored and looked up under the current version does not:
+    the stored ones would silently stop matching (an objector back in a live view's queries, a project's released
+    tables re-noised, people no longer found)."""
+    from hygie.keys import VAULT_INDEX_KEY, KeyPurpose
+
+    info = hub.custody.info(name)  # KeyNotFound for an unknown name
+    if info.purpose is not KeyPurpose.PSEUDONYM or name in ROTATES_SAFELY:
+        return None
+    if name == VAULT_INDEX_KEY:
+        return "needs re-indexing", (
+            "it keys every blind index of the vault and of the tables that find a person by it: rotating it needs a "
+            "re-indexing this version does not have"
+        )
+    if name.startswith("project-"):
+        return "project key", (
+            "a project's pseudonyms and record keys stay the same for the project's life (its views, the noise of "
+            "its released tables and its opt-out filtering depend on them); they end with the project"
+        )
+    return "stored MACs", (
+        "values keyed with it are stored and looked up under its current version (identity pivots, breach "
+        "blocking keys, letter codes, the metadata seal): a new version would stop them matching"
+    )
 
 
 def _rotate_hub_pseudonym() -> None:

@@ -232,8 +232,8 @@ def catch_up(session: Session, custody: KeyCustody, vault: IdentityVault, limit:
 
 
 def rebuild(session: Session, custody: KeyCustody, vault: IdentityVault, *, from_scratch: bool = False) -> int:
-    """Index every vault record not yet covered (all of them with ``from_scratch``, e.g. after rotating the
-    ``identity-pivot`` key); returns the number of records indexed. The caller commits."""
+    """Index every vault record not yet covered (all of them with ``from_scratch``, e.g. after damage); returns
+    the number of records indexed. The caller commits."""
     if from_scratch:
         session.execute(delete(IdentityPivotRow))
         session.execute(delete(IdentityPivotMark))

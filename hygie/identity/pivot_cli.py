@@ -17,9 +17,7 @@ vault_app = typer.Typer(help="The identity vault's derived indexes.", no_args_is
 def rebuild_pivot_command(
     from_scratch: Annotated[
         bool,
-        typer.Option(
-            "--from-scratch", help="Drop the pivot index and build it again (after rotating the identity-pivot key)."
-        ),
+        typer.Option("--from-scratch", help="Drop the pivot index and build it again (if it was damaged or lost)."),
     ] = False,
 ) -> None:
     """Index the vault records the identity pivot index lacks (data stored before it existed), from the vault.

@@ -202,6 +202,37 @@ def test_cli_destroy_states_the_local_limit_and_rotate_master_is_recorded(tmp_pa
         hub.close()
 
 
+def test_keys_whose_stored_macs_would_stop_matching_are_not_rotated_alone(tmp_path: Path) -> None:
+    """Rotating a project's pseudonym or cell-key key would silently let an objector back into its live view's
+    queries and re-noise its released tables; the CLI refuses, recorded; WRAP keys and versioned keys rotate."""
+    from sqlalchemy import select
+    from typer.testing import CliRunner
+
+    from hygie.audit.events import AuditEvent
+    from hygie.cli import app
+    from hygie.hub import Hub
+    from tests.conftest import cli_env, make_settings
+
+    settings = make_settings(tmp_path / "hub")
+    hub = Hub.init(settings)
+    for name in ("project-4-pseudonym", "project-4-cellkey", "identity-pivot", "citizen-index"):
+        hub.custody.ensure(name, KeyPurpose.PSEUDONYM)
+    hub.custody.ensure("project-4-view", KeyPurpose.WRAP)
+    runner = CliRunner()
+    for name in ("project-4-pseudonym", "project-4-cellkey", "identity-pivot", "vault-index"):
+        refused = runner.invoke(app, ["keys", "rotate", name], env=cli_env(settings))
+        assert refused.exit_code == 2 and "nothing was changed" in " ".join(refused.output.split()), refused.output
+        assert hub.custody.info(name).current_version == 1
+    for name in ("project-4-view", "citizen-index"):
+        rotated = runner.invoke(app, ["keys", "rotate", name], env=cli_env(settings))
+        assert rotated.exit_code == 0, rotated.output
+        assert hub.custody.info(name).current_version == 2
+    with hub.session() as session:
+        outcomes = list(session.scalars(select(AuditEvent.outcome).where(AuditEvent.action == "key.rotate")))
+    assert outcomes.count("denied") == 4 and outcomes.count("ok") == 2
+    hub.close()
+
+
 @pytest.mark.slow  # kill -9 of a child process
 def test_a_destroy_killed_before_its_kek_rotation_is_finished_at_the_next_opening(tmp_path: Path) -> None:
     token = fresh_token()
