@@ -40,10 +40,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import DateTime, ForeignKey, ForeignKeyConstraint, Integer, LargeBinary, String, delete, insert, select
+from sqlalchemy import DateTime, ForeignKey, ForeignKeyConstraint, Integer, LargeBinary, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hygie.db import Base
+from hygie.db import Base, bulk
 from hygie.governance.models import ProjectView
 from hygie.hub import Hub
 from hygie.identity.pseudonym import active_version
@@ -64,7 +64,6 @@ EXTRACT_COLUMNS = ("EXE_SOI_DTD", "PRS_NAT_REF", "PRS_ACT_QTE", "PRS_PAI_MNT", "
 PAD_BYTES = 256
 """Extracts are padded to a multiple of this, so their length only roughly tells how much care a person had."""
 NONCE_BYTES = 12
-INSERT_CHUNK = 5000
 
 READ_ATTEMPTS = 3
 """Reads of a person's data started again when a pseudonym rotation's switch lands in the middle of one."""
@@ -211,7 +210,7 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
     aead = AESGCM(data_key)
     care = [hub.warehouse.directory / f.path for f in files if f.table_name == CARE_TABLE]
     table = _care_table(hub, care) if care else None
-    extracts: list[dict[str, object]] = []
+    extracts: list[tuple[str, str, bytes]] = []
     if table is not None and table.num_rows:
         table = table.take(pc.sort_indices(table, [(PSEUDONYM_COLUMN, "ascending")]))
         people = table.column(PSEUDONYM_COLUMN).to_pylist()
@@ -222,7 +221,7 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
         keys = person_keys(hub, [p for p, _ in grouped], version)
         for key, (_, rows) in zip(keys, grouped, strict=True):
             plain = [[None if d is None else d.isoformat(), *rest] for d, *rest in rows]
-            extracts.append({"person_key": key, "batch_id": batch_id, "payload": _seal(aead, key, batch_id, plain)})
+            extracts.append((key, batch_id, _seal(aead, key, batch_id, plain)))
     session.add(
         CitizenExtractBatch(
             batch_id=batch_id,
@@ -233,8 +232,8 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
         )
     )
     session.flush()  # the batch row first: extracts reference it
-    for start in range(0, len(extracts), INSERT_CHUNK):
-        session.execute(insert(CitizenExtract), extracts[start : start + INSERT_CHUNK])
+    # Through the driver (COPY on PostgreSQL): the ORM's bulk insert cost twice the database's own work here.
+    bulk.insert(session, CitizenExtract.__tablename__, ("person_key", "batch_id", "payload"), extracts)
 
 
 # -- extracts: read by a citizen ----------------------------------------------------------------------------
@@ -287,14 +286,10 @@ def index_generation(hub: Hub, session: Session, project_id: int, generation: in
     )
     session.flush()
     keys = person_keys(hub, people, version) if people else []
-    for start in range(0, len(keys), INSERT_CHUNK):
-        session.execute(
-            insert(CitizenUse),
-            [
-                {"person_key": k, "project_id": project_id, "generation": generation}
-                for k in keys[start : start + INSERT_CHUNK]
-            ],
-        )
+    bulk.insert(
+        session, CitizenUse.__tablename__, ("person_key", "project_id", "generation"),
+        ((k, project_id, generation) for k in keys),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def rewrite_file(
     key, made durable (written beside, fsynced, renamed) before returning. One row group in memory at a time;
     the row groups, their order and so the files' pruning statistics are kept."""
     reader = pq.ParquetFile(source, decryption_properties=crypto.decryption_properties())
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(target.name + ".tmp")  # ".tmp": never taken into a backup
     rows = 0
     with pq.ParquetWriter(
         partial,
