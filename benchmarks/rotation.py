@@ -27,6 +27,7 @@ import hmac
 import os
 import platform
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ def main() -> None:
     hub.settings.pseudonym_rotation_grace_seconds = 0.0
     project_with_view(hub, args.years)
     plain_dir = args.work / "plain"
+    shutil.rmtree(plain_dir, ignore_errors=True)  # made again: each run leaves the hub under a new key version
     plain_copies(hub, plain_dir)
 
     # The plain side starts from every NIR in clear and its current pseudonym (untimed).

@@ -204,3 +204,26 @@ def test_a_version_still_needed_cannot_be_destroyed(populated: Hub) -> None:
     with hub.session() as session:
         denied = session.scalars(select(AuditEvent).where(AuditEvent.action == "key.destroy")).one()
         assert denied.outcome == "denied"
+
+
+def test_with_the_hsm_backend_the_new_version_is_made_in_the_token(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+    from tests.keys.softhsm import fresh_token
+
+    token = fresh_token()
+    delivery = tmp_path / "delivery"
+    generate(delivery, people=60, years=1, seed=5, start_year=START)
+    hub = Hub.init(make_settings(tmp_path / "hub", key_backend="pkcs11", pkcs11_module=token.module,
+                                 pkcs11_token_label=token.label, pkcs11_pin=token.pin,
+                                 pseudonym_rotation_grace_seconds=0.0))  # fmt: skip
+    try:
+        for batch in expand_batches([delivery]):
+            assert ingest_batch(hub, batch).status == "accepted"
+        people, old = everyone(hub), stored_pseudonyms(hub)
+        done = rotate(hub, actor="console")
+        assert (done.from_version, done.to_version, done.people) == (1, 2, 60)
+        assert hub.custody.info("hub-pseudonym").versions == (1, 2)
+        new = stored_pseudonyms(hub)
+        assert new == set(hub.pseudonymiser.at(2).pseudonyms(people.values(), cache=False)) and new.isdisjoint(old)
+    finally:
+        hub.close()
