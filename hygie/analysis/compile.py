@@ -461,7 +461,9 @@ def compile_aggregate(
     auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys}
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
-    return AggregatePlan(spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary), threshold)
+    return AggregatePlan(
+        spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True), threshold
+    )
 
 
 def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:

@@ -88,7 +88,7 @@ def contributors_query(
     auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys}
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
-    return CompiledQuery(tree, frozenset(compiler.tables), auxiliary)
+    return CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True)
 
 
 def contributor_sets(plan: AggregatePlan, result: pa.Table) -> Contributors:

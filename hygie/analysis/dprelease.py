@@ -183,7 +183,7 @@ def compile_dp(
 
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
-    return DPPlan(spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary), grids,
+    return DPPlan(spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True), grids,
                   request_cost(spec, settings), bounds, settings.dp_rho_per_statistic,
                   settings.dp_confidence)  # fmt: skip
 

@@ -51,6 +51,11 @@ class CompiledQuery:
     """View tables the query reads (for the cost estimate)."""
     auxiliary: Mapping[str, pa.Table] = field(default_factory=dict)
     """Platform tables registered next to the view for this run only (never reachable from a user's SQL)."""
+    joins_as_written: bool = False
+    """The platform wrote every join with its smaller input on the right (the build side of a hash join): the
+    engine keeps that side. DuckDB knows no sizes of Arrow-registered views (it estimates one row each) and would
+    otherwise build on whichever input is narrower: 55 million care rows, five times over in one aggregate, which
+    18 GB did not hold."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,11 @@ class DuckDBEngine:
                 self.hub,
                 session,
                 project,
-                limits={"memory_limit": f"{limits.memory_mb}MB", "threads": limits.threads},
+                limits={
+                    "memory_limit": f"{limits.memory_mb}MB",
+                    "threads": limits.threads,
+                    **({"disabled_optimizers": "build_side_probe_side"} if query.joins_as_written else {}),
+                },
             )
         try:
             for name, table in query.auxiliary.items():

@@ -14,7 +14,6 @@ from hygie.governance import limits as _limits  # noqa: F401
 from hygie.governance import models as _governance  # noqa: F401
 from hygie.governance import oidc as _oidc  # noqa: F401
 from hygie.governance import privacy as _privacy  # noqa: F401
-from hygie.governance import pseudonym_rotation as _pseudonym_rotation  # noqa: F401
 from hygie.identity import pivot as _pivot  # noqa: F401
 from hygie.identity import pseudonym as _pseudonym  # noqa: F401
 from hygie.identity import vault as _vault  # noqa: F401

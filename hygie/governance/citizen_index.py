@@ -240,34 +240,46 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
 
 
 def care_rows(hub: Hub, session: Session, hub_pseudonym: str) -> list[CareRow]:
-    """Every care row of this person, in no particular order: from the extracts, plus a filtered scan of the
-    care files of batches not indexed yet (normally none)."""
-    versions = session.scalars(select(CitizenExtractBatch.key_version).distinct()).all()
+    """Every care row of this person, in no particular order: from the extracts of the batches the index holds,
+    plus a filtered scan of the care files of the others (normally none).
+
+    Which batches the index holds is read first and checked again after: a rebuild or a rotation's switch that
+    commits in between (each statement sees the newest commit) starts the read again, so a batch is never counted
+    as indexed by one statement and as scanned by none."""
+    for _ in range(READ_ATTEMPTS):
+        markers = _extract_markers(session)
+        rows = _care_rows(hub, session, hub_pseudonym, markers)
+        if _extract_markers(session) == markers:
+            return rows
+    raise CitizenIndexError("the citizen index is being rebuilt; try again in a minute")
+
+
+def _extract_markers(session: Session) -> dict[str, tuple[int, bytes]]:
+    found = session.execute(
+        select(CitizenExtractBatch.batch_id, CitizenExtractBatch.key_version, CitizenExtractBatch.wrapped_key)
+    )
+    return {batch_id: (version, bytes(wrapped)) for batch_id, version, wrapped in found}
+
+
+def _care_rows(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[str, tuple[int, bytes]]) -> list[CareRow]:
     rows: list[CareRow] = []
-    if versions:
-        mine = _keys_of(hub, hub_pseudonym, versions)
+    if markers:
+        mine = _keys_of(hub, hub_pseudonym, {version for version, _ in markers.values()})
         found = session.execute(
-            select(
-                CitizenExtract.person_key,
-                CitizenExtract.batch_id,
-                CitizenExtract.payload,
-                CitizenExtractBatch.key_version,
-                CitizenExtractBatch.wrapped_key,
+            select(CitizenExtract.person_key, CitizenExtract.batch_id, CitizenExtract.payload).where(
+                CitizenExtract.person_key.in_(list(mine.values()))
             )
-            .join(CitizenExtractBatch, CitizenExtractBatch.batch_id == CitizenExtract.batch_id)
-            .where(CitizenExtract.person_key.in_(list(mine.values())))
         ).all()
-        for key, batch_id, payload, version, wrapped in found:
-            if mine[version] != key:
-                continue  # the person's key under another version: a batch keyed differently (mid-rotation)
-            aead = AESGCM(hub.custody.unwrap(EXTRACT_KEY, wrapped, batch_id.encode()))
+        for key, batch_id, payload in found:
+            marker = markers.get(batch_id)
+            if marker is None or mine[marker[0]] != key:
+                continue  # indexed since the markers were read (checked again by the caller), or another version
+            aead = AESGCM(hub.custody.unwrap(EXTRACT_KEY, marker[1], batch_id.encode()))
             rows += _open(aead, key, batch_id, payload)
-    pending = session.scalars(
-        select(FileRow.path)
-        .where(FileRow.table_name == CARE_TABLE)
-        .where(~FileRow.batch_id.in_(select(CitizenExtractBatch.batch_id)))
-        .order_by(FileRow.id)
+    care = session.execute(
+        select(FileRow.batch_id, FileRow.path).where(FileRow.table_name == CARE_TABLE).order_by(FileRow.id)
     ).all()
+    pending = [path for batch_id, path in care if batch_id not in markers]
     if pending:
         table = _care_table(hub, [hub.warehouse.directory / p for p in pending], hub_pseudonym)
         columns = [table.column(c).to_pylist() for c in EXTRACT_COLUMNS]
@@ -301,31 +313,43 @@ class Uses:
 
 
 def uses_of(hub: Hub, session: Session, hub_pseudonym: str) -> Uses:
-    versions = session.scalars(select(CitizenUseGeneration.key_version).distinct()).all()
+    """The projects the index says included the person, and the generations it does not hold (read from their
+    membership files by the caller); the held generations are read first and checked again after, as in
+    :func:`care_rows`."""
+    for _ in range(READ_ATTEMPTS):
+        markers = _use_markers(session)
+        uses = _uses_of(hub, session, hub_pseudonym, markers)
+        if _use_markers(session) == markers:
+            return uses
+    raise CitizenIndexError("the citizen index is being rebuilt; try again in a minute")
+
+
+def _use_markers(session: Session) -> dict[tuple[int, int], int]:
+    found = session.execute(
+        select(CitizenUseGeneration.project_id, CitizenUseGeneration.generation, CitizenUseGeneration.key_version)
+    )
+    return {(project, generation): version for project, generation, version in found}
+
+
+def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple[int, int], int]) -> Uses:
     projects: set[int] = set()
-    if versions:
-        mine = _keys_of(hub, hub_pseudonym, versions)
+    if markers:
+        mine = _keys_of(hub, hub_pseudonym, set(markers.values()))
         found = session.execute(
-            select(CitizenUse.project_id, CitizenUse.person_key, CitizenUseGeneration.key_version)
-            .join(
-                CitizenUseGeneration,
-                (CitizenUseGeneration.project_id == CitizenUse.project_id)
-                & (CitizenUseGeneration.generation == CitizenUse.generation),
+            select(CitizenUse.project_id, CitizenUse.generation, CitizenUse.person_key).where(
+                CitizenUse.person_key.in_(list(mine.values()))
             )
-            .where(CitizenUse.person_key.in_(list(mine.values())))
         ).all()
-        projects = {project for project, key, version in found if mine[version] == key}
-    unindexed = session.execute(
-        select(ProjectView.project_id, ProjectView.membership_file)
-        .outerjoin(
-            CitizenUseGeneration,
-            (CitizenUseGeneration.project_id == ProjectView.project_id)
-            & (CitizenUseGeneration.generation == ProjectView.generation),
+        for project, generation, key in found:
+            version = markers.get((project, generation))
+            if version is not None and mine[version] == key:
+                projects.add(project)
+    views = session.execute(
+        select(ProjectView.project_id, ProjectView.generation, ProjectView.membership_file).order_by(
+            ProjectView.project_id, ProjectView.generation
         )
-        .where(CitizenUseGeneration.project_id.is_(None))
-        .order_by(ProjectView.project_id, ProjectView.generation)
     ).all()
-    return Uses(projects, [(p, f) for p, f in unindexed])
+    return Uses(projects, [(p, f) for p, g, f in views if (p, g) not in markers])
 
 
 # -- maintenance --------------------------------------------------------------------------------------------

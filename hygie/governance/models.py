@@ -194,3 +194,21 @@ class OptOut(Base):
     person_index: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PseudonymRotationFile(Base):
+    """A file a hub pseudonym rotation re-wrote under its target version (:mod:`hygie.governance.pseudonym_rotation`):
+    durable, not yet (or no longer) the catalogued one."""
+
+    __tablename__ = "pseudonym_rotation_file"
+    __table_args__ = (UniqueConstraint("target_version", "kind", "ref_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    """'warehouse' (``ref_id``: the catalog's file id) or 'membership' (``ref_id``: the view generation's id)."""
+    ref_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    old_path: Mapped[str] = mapped_column(String(500), nullable=False)
+    new_path: Mapped[str] = mapped_column(String(500), nullable=False)
+    rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -30,21 +30,22 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, delete, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.orm import Session
 
 from hygie import faults
 from hygie.audit.events import record
-from hygie.db import Base
 from hygie.governance.citizen_index import CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration
 from hygie.governance.citizen_index import rebuild as rebuild_citizen_index
-from hygie.governance.models import ProjectView
+from hygie.governance.models import ProjectView, PseudonymRotationFile
 from hygie.governance.views import MEMBERSHIP_KEY, READY
 from hygie.hub import Hub
 from hygie.identity.pseudonym import HubPseudonymState, active_version
@@ -62,23 +63,6 @@ _VERSION_SUFFIX = re.compile(r"(\.v\d+)?\.parquet$")
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total): called as files are re-written."""
-
-
-class PseudonymRotationFile(Base):
-    """A file re-written under a rotation's target version: durable, not yet (or no longer) the catalogued one."""
-
-    __tablename__ = "pseudonym_rotation_file"
-    __table_args__ = (UniqueConstraint("target_version", "kind", "ref_id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    target_version: Mapped[int] = mapped_column(Integer, nullable=False)
-    kind: Mapped[str] = mapped_column(String(20), nullable=False)
-    """'warehouse' (``ref_id``: the catalog's file id) or 'membership' (``ref_id``: the view generation's id)."""
-    ref_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    old_path: Mapped[str] = mapped_column(String(500), nullable=False)
-    new_path: Mapped[str] = mapped_column(String(500), nullable=False)
-    rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class RotationError(Exception):
@@ -168,10 +152,8 @@ class _Rotation:
 
     def _rewrite(self, session: Session, kind: str, ref_id: int, relative: str) -> None:
         """Re-write one file and record it (the caller commits)."""
-        if kind == WAREHOUSE:
-            root, crypto = self.hub.warehouse.directory, self.warehouse_crypto
-        else:
-            root, crypto = self.hub.settings.data_dir, self.membership_crypto
+        root = self._root(kind)
+        crypto = self.warehouse_crypto if kind == WAREHOUSE else self.membership_crypto
         source = root / relative
         if not source.exists():
             raise RotationError(f"{relative} is missing: restore it from a backup, then run the rotation again")
@@ -183,6 +165,21 @@ class _Rotation:
                 rows=written.rows, bytes=written.bytes, sha256=written.sha256,
             )
         )  # fmt: skip
+
+    def _root(self, kind: str) -> Path:
+        return self.hub.warehouse.directory if kind == WAREHOUSE else self.hub.settings.data_dir
+
+    def _forget_lost(self, session: Session) -> None:
+        """Drop the record of re-written files that are no longer there as written (a backup restored mid-rotation
+        holds the records but not the files: it never takes uncatalogued files), so they are written again."""
+        items = session.scalars(
+            select(PseudonymRotationFile).where(PseudonymRotationFile.target_version == self.new)
+        ).all()
+        for item in items:
+            path = self._root(item.kind) / item.new_path
+            if not path.is_file() or path.stat().st_size != item.bytes:
+                session.delete(item)
+        session.commit()
 
     def _pending(self, session: Session) -> list[tuple[str, int, str]]:
         files = session.execute(
@@ -197,8 +194,11 @@ class _Rotation:
     def rewrite_pending(self, stage: str) -> int:
         """Re-write every file not re-written yet, committing each; returns how many."""
         with self.hub.session() as session:
-            self.map.extend(self.hub, session, self.old, self.new)
+            self._forget_lost(session)
+            # The file list first, then the vault: a batch's people commit with its files, so every pseudonym of a
+            # listed file is in the vault read after it.
             pending = self._pending(session)
+            self.map.extend(self.hub, session, self.old, self.new)
             for n, (kind, ref_id, relative) in enumerate(pending, 1):
                 self._rewrite(session, kind, ref_id, relative)
                 session.commit()
@@ -211,6 +211,7 @@ class _Rotation:
         started = time.perf_counter()
         with self.hub.ingest_lock():  # no batch lands while the catalog changes version
             self.rewrite_pending("catch-up")  # batches and generations published since the first pass
+            people = self.map.people()
             with self.hub.session() as session:
                 # First statement of its transaction: the state row's lock. A view build holding the old version
                 # (hold_version) commits first and is seen below, or finds the version changed and stops.
@@ -226,6 +227,9 @@ class _Rotation:
                 )
                 if switched.rowcount != 1:  # type: ignore[attr-defined]
                     raise RotationError("the hub pseudonym state changed under this rotation; run it again")
+                if session.get_bind().dialect.name == "postgresql":
+                    # Emptying a national citizen index takes longer than a request may: not this transaction.
+                    session.execute(text("SET LOCAL statement_timeout = 0"))
                 for kind, ref_id, relative in self._pending(session):  # generations committed a moment ago
                     self._rewrite(session, kind, ref_id, relative)
                 session.flush()
@@ -255,10 +259,10 @@ class _Rotation:
                     action="key.pseudonym.rotate",
                     object=f"key:{HUB_PSEUDONYM_KEY}",
                     detail={"from": self.old, "to": self.new, "warehouse_files": warehouse,
-                            "membership_files": membership, "people": self.map.people()},
+                            "membership_files": membership, "people": people},
                 )  # fmt: skip
                 session.commit()
-        return Rotated(self.old, self.new, warehouse, membership, self.map.people(), time.perf_counter() - started, 0)
+        return Rotated(self.old, self.new, warehouse, membership, people, time.perf_counter() - started, 0)
 
 
 def _finish(hub: Hub, actor: str, version: int, switched_at: datetime | None) -> tuple[int, int]:
@@ -279,6 +283,15 @@ def _finish(hub: Hub, actor: str, version: int, switched_at: datetime | None) ->
         ).all()
         for item in items:
             root = hub.warehouse.directory if item.kind == WAREHOUSE else hub.settings.data_dir
+            if item.kind == WAREHOUSE:
+                current = session.scalar(select(FileRow.path).where(FileRow.id == item.ref_id))
+            else:
+                current = session.scalar(select(ProjectView.membership_file).where(ProjectView.id == item.ref_id))
+            if current != item.new_path or not (root / item.new_path).is_file():
+                raise RotationError(
+                    f"{item.new_path} is not what the catalog names, or is missing: the old file {item.old_path} is "
+                    "kept; run `hygie warehouse verify` and restore from a backup if it reports a problem"
+                )
             old = root / item.old_path
             if old.exists():
                 old.unlink()
@@ -295,12 +308,19 @@ def _finish(hub: Hub, actor: str, version: int, switched_at: datetime | None) ->
     return removed, older
 
 
-def rotate(hub: Hub, *, actor: str, progress: Progress | None = None) -> Rotated:
-    """Rotate the hub pseudonym key, or go on with (or finish) a rotation a crash interrupted."""
-    started = time.perf_counter()
+@contextmanager
+def rotation_lock(hub: Hub) -> Iterator[None]:
+    """One rotation at a time per hub; ``hygie keys destroy hub-pseudonym`` takes it too (a version being added)."""
     lock_dir = hub.settings.data_dir / "locks"
     lock_dir.mkdir(exist_ok=True)
     with exclusive(lock_dir / "pseudonym-rotation.lock"):
+        yield
+
+
+def rotate(hub: Hub, *, actor: str, progress: Progress | None = None) -> Rotated:
+    """Rotate the hub pseudonym key, or go on with (or finish) a rotation a crash interrupted."""
+    started = time.perf_counter()
+    with rotation_lock(hub):
         with hub.session() as session:
             state = _state(session)
             old, target, changed_at = state.active_version, state.target_version, state.changed_at

@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from hygie.audit.events import record
 from hygie.governance.citizen_index import index_generation, uses_of
-from hygie.governance.models import OptOut, Project, ProjectView
+from hygie.governance.models import OptOut, Project, ProjectView, PseudonymRotationFile
 from hygie.governance.policy import CLAIM_KEY, Scope
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -434,9 +434,15 @@ def _sweep(hub: Hub, session: Session, project_id: int) -> int:
         candidates += [(p, p.name) for p in (base / "views").iterdir()]
     if (base / "membership").is_dir():
         candidates += [(p, p.name.removesuffix(".parquet")) for p in (base / "membership").iterdir()]
+    # A hub pseudonym rotation's files (re-written, being written, or replaced but still in their grace period):
+    # the rotation publishes or removes them itself.
+    rotating = set(session.scalars(select(PseudonymRotationFile.old_path)))
     for path, name in candidates:
-        if re.fullmatch(r"\d+\.v\d+", name) and path.is_file():
-            continue  # written by a hub pseudonym rotation, which publishes or removes it itself
+        if path.is_file() and (
+            re.fullmatch(r"\d+\.v\d+(\.parquet\.tmp)?", name)
+            or path.relative_to(hub.settings.data_dir).as_posix() in rotating
+        ):
+            continue
         generation = int(name) if name.isdigit() else 0
         if path.is_dir() and generation in ready:
             continue

@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import DateTime, Integer, update
+from sqlalchemy import DateTime, Integer, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.db import Base
@@ -64,10 +64,18 @@ def active_version(session: Session) -> int:
 def hold_version(session: Session, version: int) -> None:
     """Check that ``version`` is still active and keep it so until the session's transaction ends.
 
-    A no-op UPDATE of the state row: it takes the row's write lock (PostgreSQL) or the database's (SQLite), so
-    a rotation's switch, whose first statement updates that row, waits for the caller's commit and then sees
-    what the caller wrote; and if the switch committed first, the version no longer matches and this raises.
+    It takes a lock on the state row that a rotation's switch (whose first statement updates that row) waits for,
+    so the switch sees what the caller commits; if the switch committed first, the version no longer matches and
+    this raises. On PostgreSQL a shared row lock (view builds of different projects do not wait for each other);
+    on SQLite, which has no row locks, a no-op UPDATE (the database's write lock).
     """
+    if session.get_bind().dialect.name == "postgresql":
+        held = session.scalar(
+            select(HubPseudonymState.active_version).where(HubPseudonymState.id == 1).with_for_update(read=True)
+        )
+        if held != version:
+            raise PseudonymVersionChanged(_CHANGED.format(version=version))
+        return
     result = session.execute(
         update(HubPseudonymState)
         .where(HubPseudonymState.id == 1, HubPseudonymState.active_version == version)
@@ -75,10 +83,13 @@ def hold_version(session: Session, version: int) -> None:
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise PseudonymVersionChanged(
-            f"the hub pseudonym key was rotated (version {version} is no longer active) while this was being "
-            "prepared: nothing was kept; run it again"
-        )
+        raise PseudonymVersionChanged(_CHANGED.format(version=version))
+
+
+_CHANGED = (
+    "the hub pseudonym key was rotated (version {version} is no longer active) while this was being prepared: "
+    "nothing was kept; run it again"
+)
 
 
 _BASE32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)

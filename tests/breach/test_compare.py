@@ -10,7 +10,7 @@ from hygie.identity.vault import Identity
 
 PERSON = Identity(nir="185057800608436", rng_gem="1", last_name="DUPONT-MOREAU", first_name="Émilie",
                   birth_date="1985-05-12", address="12 rue des Lilas", postcode="75011", commune="PARIS 11",
-                  phone="0612345678", email="emilie.dupont@example.org", pseudonym="p")  # fmt: skip
+                  phone="0612345678", email="emilie.dupont@example.org")  # fmt: skip
 
 
 def _cells(*pairs: tuple[Field, str]) -> list[tuple[Column, str]]:
