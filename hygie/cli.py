@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -371,6 +372,13 @@ def _rotate_hub_pseudonym() -> None:
     except RotationError as exc:
         _record(hub, "key.pseudonym.rotate", outcome="failed", detail={"reason": str(exc)[:200]})
         raise _fail(str(exc)) from None
+    except Exception as exc:
+        # Recorded by kind only (a driver's message may quote a value); running the command again resumes.
+        _record(hub, "key.pseudonym.rotate", outcome="failed", detail={"reason": type(exc).__name__})
+        raise _fail(
+            f"the rotation stopped ({type(exc).__name__}); nothing readers see changed unless it had switched: "
+            "run `hygie keys rotate hub-pseudonym` again to go on"
+        ) from exc
     finally:
         hub.close()
     if result.from_version == result.to_version:
@@ -410,19 +418,23 @@ def keys_destroy(
         if name in {WAREHOUSE_KEY, VAULT_KEY, HUB_PSEUDONYM_KEY, VAULT_INDEX_KEY} and version is None:
             _record(hub, "key.destroy", object=f"key:{name}", outcome="denied", detail={"reason": "hub key"})
             raise _fail(f"{name} is one of the hub's own keys: destroying it would shred the whole hub; nothing done")
+        guard: AbstractContextManager[None] = nullcontext()
         if name == HUB_PSEUDONYM_KEY and version is not None:
-            from hygie.governance.pseudonym_rotation import versions_in_use
+            from hygie.governance.pseudonym_rotation import rotation_lock, versions_in_use
 
-            with hub.session() as session:
-                needed = version in versions_in_use(session)
-            if needed:
-                _record(hub, "key.destroy", object=f"key:{name}", outcome="denied", detail={"reason": "in use"})
-                raise _fail(
-                    f"version {version} of {name} is still needed (the active version, a rotation's target, or the "
-                    "version a ready project view was built through); nothing done"
-                )
+            guard = rotation_lock(hub)  # no rotation adds its version between the check and the destroy
         try:
-            info = hub.custody.destroy(name, version)
+            with guard:
+                if name == HUB_PSEUDONYM_KEY and version is not None:
+                    with hub.session() as session:
+                        needed = version in versions_in_use(session)
+                    if needed:
+                        _record(hub, "key.destroy", object=f"key:{name}", outcome="denied", detail={"reason": "in use"})
+                        raise _fail(
+                            f"version {version} of {name} is still needed (the active version, a rotation's target, "
+                            "or the version a ready project view was built through); nothing done"
+                        )
+                info = hub.custody.destroy(name, version)
         except KeyNotFound as exc:
             _record(hub, "key.destroy", object=f"key:{name}", outcome="failed", detail={"reason": "no such key"})
             raise _fail(str(exc)) from None

@@ -110,7 +110,7 @@ def contact_rings(hub: Hub, session: Session, project_id: int, version: int) -> 
     the hub pseudonym key version the project's view was built through."""
     hub.custody.ensure(CONTACT_KEY, KeyPurpose.PSEUDONYM)
     vault = hub.vault(session)
-    newest: dict[bytes, tuple[str, list[tuple[str, str]]]] = {}
+    newest: dict[bytes, list[tuple[str, str]]] = {}
     after = 0
     while True:
         page = vault.records(after, VAULT_PAGE)
@@ -120,17 +120,18 @@ def contact_rings(hub: Hub, session: Session, project_id: int, version: int) -> 
             after = row_id
             contacts = [("phone", normalise_contact("phone", identity.phone)),
                         ("address", normalise_contact("address", identity.address, identity.postcode))]  # fmt: skip
-            newest[person_index] = (identity.nir, [(k, v) for k, v in contacts if v])
-    people = list(newest.values())
-    messages = [CONTACT_LABEL + f"{kind}|{value}".encode() for _, pairs in people for kind, value in pairs]
+            newest[person_index] = [(k, v) for k, v in contacts if v]
+    messages = [CONTACT_LABEL + f"{kind}|{value}".encode() for pairs in newest.values() for kind, value in pairs]
     macs = iter(hub.custody.mac(CONTACT_KEY, messages) if messages else [])
-    keyed = {who: [(kind, next(macs)) for kind, _ in pairs] for who, pairs in people}
+    keyed = {who.hex(): [(kind, next(macs)) for kind, _ in pairs] for who, pairs in newest.items()}
     rings = rings_of(keyed, hub.settings.control_paper_min_shared)
     if not rings:
         return {}
-    nirs = sorted(rings)
-    hub_pseudonyms = hub.pseudonymiser.at(version).pseudonyms(nirs, cache=False)
-    return dict(zip(rekey(hub, project_id, hub_pseudonyms), (rings[n] for n in nirs), strict=True))
+    # Only the ring members' pseudonyms, from their records again: no NIR is kept for the length of the run.
+    found = vault.pseudonyms_of([bytes.fromhex(who) for who in rings], version)
+    members = sorted(found)
+    project_pseudonyms = rekey(hub, project_id, [found[i] for i in members])
+    return dict(zip(project_pseudonyms, (rings[i.hex()] for i in members), strict=True))
 
 
 def death_exact(project: Project) -> bool:

@@ -24,7 +24,7 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.audit import record
-from hygie.control.leads import VAULT_PAGE, ControlLead, provider_pseudonyms
+from hygie.control.leads import VAULT_PAGE, ControlLead, ControlRun, provider_pseudonyms
 from hygie.control.rules import BENEFICIARY
 from hygie.control.sample import require_control_project
 from hygie.db import Base
@@ -37,6 +37,7 @@ from hygie.governance.views import ViewError, open_view, rekey
 from hygie.hub import Hub
 from hygie.i18n import N_
 from hygie.ingest.contract import CARE_TABLE
+from hygie.keys import HUB_PSEUDONYM_KEY
 
 MIN_REASON = 20
 REQUESTED, APPROVED, REFUSED, SHOWN = "requested", "approved", "refused", "shown"
@@ -181,26 +182,33 @@ def decide(hub: Hub, actor: Actor, lift_id: int, approve: bool, reason: str) -> 
         return lift
 
 
-def _beneficiary(hub: Hub, session: Session, project_id: int, pseudonym: str) -> Lifted | None:
-    # A lead's project pseudonym went through the hub pseudonym key version its view generation was built with:
-    # every version the project's generations used is tried (one, unless the hub key was rotated meanwhile).
-    versions = sorted(
-        set(session.scalars(select(ProjectView.pseudonym_version).where(ProjectView.project_id == project_id)))
-    )
+def _lead_version(session: Session, lift: LiftRequest) -> int | None:
+    """The hub pseudonym key version the lead's project pseudonyms went through: its run's view generation's."""
+    return session.scalar(
+        select(ProjectView.pseudonym_version)
+        .join(ControlRun, (ControlRun.project_id == ProjectView.project_id)
+              & (ControlRun.view_generation == ProjectView.generation))
+        .join(ControlLead, ControlLead.run_id == ControlRun.id)
+        .where(ControlLead.id == lift.lead_id)
+    )  # fmt: skip
+
+
+def _beneficiary(hub: Hub, session: Session, project_id: int, pseudonym: str, version: int) -> Lifted | None:
+    if version in hub.custody.info(HUB_PSEUDONYM_KEY).destroyed_versions:
+        return None  # the lead's pseudonyms can no longer be traced back (the version was destroyed on purpose)
     vault = hub.vault(session)
+    pseudonymiser = hub.pseudonymiser.at(version)
     after = 0
     while True:
         page = vault.records(after, VAULT_PAGE)
         if not page:
             return None
         after = page[-1][0]
-        nirs = [identity.nir for _, _, identity in page]
-        for version in versions:
-            mine = rekey(hub, project_id, hub.pseudonymiser.at(version).pseudonyms(nirs, cache=False))
-            for (_, _, identity), theirs in zip(page, mine, strict=True):
-                if theirs == pseudonym:
-                    return Lifted(BENEFICIARY, pseudonym, nir=identity.nir, last_name=identity.last_name,
-                                  first_name=identity.first_name, birth_date=identity.birth_date)  # fmt: skip
+        mine = rekey(hub, project_id, pseudonymiser.pseudonyms([i.nir for _, _, i in page], cache=False))
+        for (_, _, identity), theirs in zip(page, mine, strict=True):
+            if theirs == pseudonym:
+                return Lifted(BENEFICIARY, pseudonym, nir=identity.nir, last_name=identity.last_name,
+                              first_name=identity.first_name, birth_date=identity.birth_date)  # fmt: skip
 
 
 def _provider(hub: Hub, session: Session, project: Project, lift: LiftRequest) -> Lifted | None:
@@ -243,7 +251,8 @@ def show(hub: Hub, actor: Actor, lift_id: int) -> Lifted:
         # The requester must still pass the project's data gate (an ended project lifts nothing).
         project = require_control_project(session, hub.settings, actor, lift.project_id)
         if lift.subject_kind == BENEFICIARY:
-            found = _beneficiary(hub, session, project.id, lift.subject)
+            version = _lead_version(session, lift)
+            found = None if version is None else _beneficiary(hub, session, project.id, lift.subject, version)
         else:
             found = _provider(hub, session, project, lift)
         if found is None:

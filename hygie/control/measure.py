@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from hygie.control.leads import ControlLead, ControlRun, provider_pseudonyms
 from hygie.control.rules import FAMILIES, FAMILY, RULES
-from hygie.governance.views import newest_ready, rekey
+from hygie.governance.models import ProjectView
+from hygie.governance.views import rekey
 from hygie.hub import Hub
-from hygie.identity.pseudonym import active_version
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,13 @@ def measure(hub: Hub, run_id: int, truth: Path) -> list[Score]:
         if run is None:
             raise LookupError(f"no control run {run_id}")
         project_id = run.project_id
-        view = newest_ready(session, project_id)
-        version = active_version(session) if view is None else view.pseudonym_version
+        version = session.scalar(
+            select(ProjectView.pseudonym_version).where(
+                ProjectView.project_id == project_id, ProjectView.generation == run.view_generation
+            )
+        )
+        if version is None:
+            raise LookupError(f"control run {run_id}: its view generation is not on record")
         rows = session.scalars(select(ControlLead).where(ControlLead.run_id == run_id)).all()
         found_leads = [(r.rule, _unit(r.rule, r.subject, r.provider, r.evidence["numbers"])) for r in rows]
     nirs = sorted({i["nir"] for i in items if "nir" in i})

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from hygie.db import Base, bulk
 from hygie.governance.models import ProjectView
 from hygie.hub import Hub
-from hygie.identity.pseudonym import active_version
+from hygie.identity.pseudonym import PseudonymVersionChanged, active_version, hold_version
 from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
 from hygie.keys import KeyPurpose
 from hygie.warehouse.catalog import BatchRow, FileRow
@@ -370,6 +370,7 @@ def rebuild(hub: Hub, session: Session, *, from_scratch: bool = False) -> Rebuil
     # Imported here: views imports this module to index the generations it builds.
     from hygie.governance.views import MEMBERSHIP_KEY
 
+    version = active_version(session)
     if from_scratch:
         for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
             session.execute(delete(model))
@@ -400,4 +401,11 @@ def rebuild(hub: Hub, session: Session, *, from_scratch: bool = False) -> Rebuil
             )
         members = ds.dataset(str(path), format=crypto.file_format()).to_table(columns=[PSEUDONYM_COLUMN])
         index_generation(hub, session, view.project_id, view.generation, members.column(0).to_pylist())
+    try:
+        # Everything above was keyed from pseudonyms of this version: a rotation's switch in between voids it.
+        hold_version(session, version)
+    except PseudonymVersionChanged:
+        raise CitizenIndexError(
+            "the hub pseudonym key was rotated while the index was being rebuilt: nothing was kept; run it again"
+        ) from None
     return Rebuilt(batches=len(batches), generations=len(views))

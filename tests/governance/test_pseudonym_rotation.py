@@ -228,3 +228,33 @@ def test_with_the_hsm_backend_the_new_version_is_made_in_the_token(tmp_path: Pat
         assert new == set(hub.pseudonymiser.at(2).pseudonyms(people.values(), cache=False)) and new.isdisjoint(old)
     finally:
         hub.close()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_files_recorded_as_rewritten_but_gone_are_written_again(populated: Hub) -> None:
+    """A backup restored mid-rotation holds the rotation's records but not its uncatalogued files: going on must
+    not point the catalog at missing files, nor remove the old ones."""
+    hub = populated
+    hub.settings.pseudonym_rotation_grace_seconds = 0.0
+    totals = warehouse(hub, TOTALS)
+
+    def stop_after_three(stage: str, done: int, total: int) -> None:
+        if done == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        rotate(hub, actor="console", progress=stop_after_three)
+    with hub.session() as session:
+        written = session.scalars(select(PseudonymRotationFile)).all()
+        assert len(written) == 3
+        for item in written:  # as a restored backup leaves them
+            root = hub.warehouse.directory if item.kind == "warehouse" else hub.settings.data_dir
+            (root / item.new_path).unlink()
+    rotate(hub, actor="console")
+    with hub.session() as session:
+        assert hub.warehouse.verify(session) == [] and active_version(session) == 2
+    assert warehouse(hub, TOTALS) == totals
+    assert stored_pseudonyms(hub) == set(hub.pseudonymiser.at(2).pseudonyms(everyone(hub).values(), cache=False))
