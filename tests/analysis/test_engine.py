@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pyarrow as pa
 import pytest
 from sqlglot import parse_one
 
@@ -83,3 +84,22 @@ def test_the_connection_is_locked(shared_world: World, project: Project) -> None
     engine = DuckDBEngine(shared_world.hub)
     with pytest.raises(QueryStopped):
         engine.run(project, query("SELECT * FROM read_csv('/etc/passwd')"), Limits(256, 1, 30))
+
+
+def test_platform_queries_keep_the_build_side_they_were_written_with(shared_world: World, project: Project) -> None:
+    """DuckDB estimates one row for every Arrow-registered view table, so its own choice of a hash join's build side
+    is a coin toss that may pick the care table (55 million rows, five times over in one aggregate). The queries the
+    platform writes put the smaller input on the right and keep it there; a researcher's SQL keeps DuckDB's choice."""
+    from hygie.analysis.compile import compile_aggregate
+    from hygie.analysis.spec import AggregateSpec
+
+    engine = DuckDBEngine(shared_world.hub)
+    limits = Limits(memory_mb=256, threads=1, timeout_seconds=30)
+    setting = "SELECT current_setting('disabled_optimizers') AS disabled"
+    platform = CompiledQuery(parse_one(setting, read="duckdb"), frozenset(), joins_as_written=True)
+    assert "build_side_probe_side" in engine.run(project, platform, limits).table.column("disabled")[0].as_py()
+    assert "build_side_probe_side" not in str(engine.run(project, query(setting), limits).table.column("disabled")[0])
+    spec = AggregateSpec.model_validate({"group_by": ["sex"], "measures": ["people", "sum:PRS_PAI_MNT"]})
+    columns = {"IR_BEN_R": ["BEN_NIR_PSA", "BEN_SEX_COD"], "ER_PRS_F": ["BEN_NIR_PSA", "PRS_PAI_MNT"]}
+    keys = pa.table({"BEN_NIR_PSA": pa.array([], pa.string()), "rkey": pa.array([], pa.int64())})
+    assert compile_aggregate(spec, columns, reference_year=2023, record_keys=keys, threshold=11).query.joins_as_written
