@@ -11,8 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from hygie.audit.events import AuditEvent
@@ -258,3 +262,34 @@ def test_files_recorded_as_rewritten_but_gone_are_written_again(populated: Hub) 
         assert hub.warehouse.verify(session) == [] and active_version(session) == 2
     assert warehouse(hub, TOTALS) == totals
     assert stored_pseudonyms(hub) == set(hub.pseudonymiser.at(2).pseudonyms(everyone(hub).values(), cache=False))
+
+
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+pseudonyms = st.text(alphabet=BASE32, min_size=17, max_size=17)
+
+
+@given(
+    pairs=st.dictionaries(pseudonyms, pseudonyms, max_size=40),
+    picks=st.lists(st.one_of(st.none(), st.integers(0, 39)), max_size=60),
+    strangers=st.lists(pseudonyms, max_size=3),
+    offset=st.integers(0, 3),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_map_renames_every_known_pseudonym_and_counts_the_others(
+    pairs: dict[str, str], picks: list[int | None], strangers: list[str], offset: int
+) -> None:
+    from hygie.governance.pseudonym_rotation import RotationError, _fixed, _Map
+
+    mapping = _Map()
+    olds = list(pairs)
+    order = np.argsort(_fixed(pa.array(olds, pa.string()))) if olds else np.empty(0, dtype=int)
+    mapping.old = _fixed(pa.array(olds, pa.string()))[order]
+    mapping.new = _fixed(pa.array([pairs[o] for o in olds], pa.string()))[order]
+    column = [None if p is None or not olds else olds[p % len(olds)] for p in picks]
+    sliced = pa.array(["A" * 17] * offset + column, pa.string()).slice(offset)  # an offset, as row groups have
+    out = mapping.apply("f")(pa.table({"BEN_NIR_PSA": sliced})).column(0).to_pylist()
+    assert out == [None if p is None else pairs[p] for p in column]
+    unknown = [s for s in strangers if s not in pairs]
+    if unknown:
+        with pytest.raises(RotationError, match=f"{len(unknown)} pseudonyms name nobody"):
+            mapping.apply("f")(pa.table({"BEN_NIR_PSA": pa.array(unknown + column, pa.string())}))
