@@ -117,7 +117,7 @@ class Pseudonymiser:
     behind. :meth:`at` gives the pseudonymiser of another key version (see :class:`HubPseudonymState`).
     """
 
-    def __init__(self, custody: KeyCustody, version: int = FIRST_VERSION) -> None:
+    def __init__(self, custody: KeyCustody, version: int | None = None) -> None:
         self._custody = custody
         custody.ensure(HUB_PSEUDONYM_KEY, KeyPurpose.PSEUDONYM)
         custody.ensure(VAULT_INDEX_KEY, KeyPurpose.PSEUDONYM)
@@ -154,6 +154,10 @@ class Pseudonymiser:
         return pc.take(self._memo_pseudonyms, positions)
 
     def _macs(self, nirs: list[str]) -> list[str]:
+        if self.version is None:
+            # The hub's own pseudonymiser names no version: which one the data uses is a database fact that a
+            # rotation changes (:func:`active_version`), so a caller must say which it wants.
+            raise TypeError("name the hub pseudonym key version: Pseudonymiser.at(version)")
         macs = self._custody.mac(
             HUB_PSEUDONYM_KEY, [_HUB_LABEL + n.encode("ascii") for n in nirs], version=self.version
         )

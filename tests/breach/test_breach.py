@@ -248,5 +248,7 @@ def test_identities_of_gives_the_newest_record_and_skips_strangers(shared_world:
         found = vault.identities_of([hub.pseudonymiser.index(person["BEN_NIR"]), stranger])
         assert list(found) == [hub.pseudonymiser.index(person["BEN_NIR"])]
         assert found[hub.pseudonymiser.index(person["BEN_NIR"])].last_name == "NOUVEAUNOM"
-        assert vault.pseudonyms_of(list(found), 1) == {k: hub.pseudonymiser.pseudonym(v.nir) for k, v in found.items()}
+        assert vault.pseudonyms_of(list(found), 1) == {
+            k: hub.pseudonymiser.at(1).pseudonym(v.nir) for k, v in found.items()
+        }
         session.rollback()

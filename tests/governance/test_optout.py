@@ -63,7 +63,7 @@ def citizen_with_drugs(hub: Hub, delivery: Path, username: str, rank: int = 0) -
     )
     psa = ranked[rank][0]
     delivered = people(delivery)
-    (person,) = [p for p, q in zip(delivered, hub.pseudonymiser.pseudonyms(p["BEN_NIR"] for p in delivered),
+    (person,) = [p for p, q in zip(delivered, hub.pseudonymiser.at(1).pseudonyms(p["BEN_NIR"] for p in delivered),
                                    strict=True) if q == psa]  # fmt: skip
     with hub.session() as session:
         created = Citizens(hub, session).enrol(

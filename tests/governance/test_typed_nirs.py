@@ -34,8 +34,8 @@ def test_typed_nirs_are_not_kept_in_clear_in_memory(populated: Hub, delivery: Pa
     held = set(pseudonymiser._indexes) | set(pseudonymiser._pseudonyms) | set(pseudonymiser._memo_nirs.to_pylist())
     assert person["BEN_NIR"] not in held and guessed not in held
     # The single lookups give what ingestion's cached bulk lookups give.
-    single = (pseudonymiser.index(person["BEN_NIR"]), pseudonymiser.pseudonym(person["BEN_NIR"]))
+    single = (pseudonymiser.index(person["BEN_NIR"]), pseudonymiser.at(1).pseudonym(person["BEN_NIR"]))
     assert pseudonymiser.indexes([person["BEN_NIR"]]) == [single[0]] and person["BEN_NIR"] in pseudonymiser._indexes
-    assert pseudonymiser.pseudonyms([person["BEN_NIR"]]) == [single[1]]
+    assert pseudonymiser.at(1).pseudonyms([person["BEN_NIR"]]) == [single[1]]
     assert pseudonymiser.indexes([guessed, person["BEN_NIR"], guessed], cache=False)[1] == single[0]
     assert guessed not in pseudonymiser._indexes

@@ -86,7 +86,7 @@ def test_warehouse_reads_back_through_duckdb_with_pseudonyms_only(hub: Hub, tmp_
         bio = con.execute("SELECT count(*) FROM ER_BIO_F").fetchone()
         con.close()
     assert len(rows) == 13 and bio == (1,)
-    expected = Pseudonymiser(hub.custody).pseudonym(d.rows["IR_BEN_R"][0]["BEN_NIR"])
+    expected = Pseudonymiser(hub.custody, 1).pseudonym(d.rows["IR_BEN_R"][0]["BEN_NIR"])
     assert rows[0][0] == expected and len(expected) == PSEUDONYM_LENGTH
     assert rows[0][2] == dt.date(2024, 2, 5) and rows[0][3] == pytest.approx(30.0)
     # The vault finds the person from the NIR alone, and their pseudonym from their blind index.
@@ -105,9 +105,9 @@ def test_pseudonyms_stable_under_one_key_unrelated_under_another(tmp_path: Path)
         return LocalKeystore.open(tmp_path / name / "keys", passphrase="p", create=True, **light)
 
     nirs = [p["BEN_NIR"] for p in small_delivery(200).rows["IR_BEN_R"]]
-    a1 = Pseudonymiser(store("a")).pseudonyms(nirs)
-    a2 = Pseudonymiser(LocalKeystore.open(tmp_path / "a" / "keys", passphrase="p")).pseudonyms(nirs)
-    b = Pseudonymiser(store("b")).pseudonyms(nirs)
+    a1 = Pseudonymiser(store("a"), 1).pseudonyms(nirs)
+    a2 = Pseudonymiser(LocalKeystore.open(tmp_path / "a" / "keys", passphrase="p"), 1).pseudonyms(nirs)
+    b = Pseudonymiser(store("b"), 1).pseudonyms(nirs)
     assert a1 == a2
     assert len(set(a1)) == len(nirs)
     assert not set(a1) & set(b)

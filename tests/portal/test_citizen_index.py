@@ -69,7 +69,7 @@ def members_by_scan(world: World, psa: str) -> list[int]:
 
 
 def everyone(world: World) -> list[str]:
-    return world.hub.pseudonymiser.pseudonyms([p["BEN_NIR"] for p in people(world.delivery)])
+    return world.hub.pseudonymiser.at(1).pseudonyms([p["BEN_NIR"] for p in people(world.delivery)])
 
 
 def test_every_persons_rows_are_those_of_a_full_scan(shared_world: World) -> None:

@@ -95,7 +95,7 @@ def euros(value: float | None) -> str:
 def expected_reimbursements(world: World, nir: str) -> list[tuple[str, ...]]:
     """The citizen's care rows read straight from the warehouse's Parquet with DuckDB, as the page should show
     them (the pseudonym computed from the delivered NIR, not through the vault the page uses)."""
-    pseudonym = world.hub.pseudonymiser.pseudonym(nir)
+    pseudonym = world.hub.pseudonymiser.at(1).pseudonym(nir)
     with world.hub.session() as session:
         care = world.hub.warehouse.dataset(session, CARE_TABLE)
         assert care is not None
