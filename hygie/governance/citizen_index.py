@@ -66,9 +66,11 @@ PAD_BYTES = 256
 NONCE_BYTES = 12
 
 READ_ATTEMPTS = 3
-"""Reads of a person's data started again when a pseudonym rotation's switch lands in the middle of one."""
+"""Reads of a person's data started again when a pseudonym rotation's switch or an index rebuild lands in the
+middle of one."""
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 CareRow = tuple[date | None, int | None, float | None, float | None, float | None]
 """One care row as the warehouse holds it, in ``EXTRACT_COLUMNS`` order."""
@@ -128,15 +130,31 @@ def for_person(hub: Hub, session: Session, person_index: bytes, read: Callable[[
     answered half in one version and half in the other ("no care" would be a lie).
     """
     vault = hub.vault(session)
-    for _ in range(READ_ATTEMPTS):
-        version = active_version(session)
+
+    def read_under(version: int) -> T | None:
         pseudonyms = vault.pseudonyms_of([person_index], version)
-        if person_index not in pseudonyms:
-            return None
-        result = read(pseudonyms[person_index])
-        if active_version(session) == version:
+        return read(pseudonyms[person_index]) if person_index in pseudonyms else None
+
+    return _consistent(
+        lambda: active_version(session), read_under, "the hub's pseudonyms are being switched to a new key"
+    )
+
+
+def _consistent(snapshot: Callable[[], S], read: Callable[[S], T], busy: str) -> T:
+    """``read(snapshot())``, provided ``snapshot()`` gives the same before and after; started again otherwise (a
+    switch or an index rebuild committed in between), and refused with ``busy`` if that keeps happening."""
+    for _ in range(READ_ATTEMPTS):
+        before = snapshot()
+        result = read(before)
+        if snapshot() == before:
             return result
-    raise CitizenIndexError("the hub's pseudonyms are being switched to a new key; try again in a minute")
+    raise CitizenIndexError(f"{busy}; try again in a minute")
+
+
+def clear(session: Session) -> None:
+    """Empty the index (the caller commits): readers take the slow path until :func:`rebuild` fills it again."""
+    for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
+        session.execute(delete(model))
 
 
 # -- person keys --------------------------------------------------------------------------------------------
@@ -246,12 +264,11 @@ def care_rows(hub: Hub, session: Session, hub_pseudonym: str) -> list[CareRow]:
     Which batches the index holds is read first and checked again after: a rebuild or a rotation's switch that
     commits in between (each statement sees the newest commit) starts the read again, so a batch is never counted
     as indexed by one statement and as scanned by none."""
-    for _ in range(READ_ATTEMPTS):
-        markers = _extract_markers(session)
-        rows = _care_rows(hub, session, hub_pseudonym, markers)
-        if _extract_markers(session) == markers:
-            return rows
-    raise CitizenIndexError("the citizen index is being rebuilt; try again in a minute")
+    return _consistent(
+        lambda: _extract_markers(session),
+        lambda markers: _care_rows(hub, session, hub_pseudonym, markers),
+        "the citizen index is being rebuilt",
+    )
 
 
 def _extract_markers(session: Session) -> dict[str, tuple[int, bytes]]:
@@ -316,12 +333,11 @@ def uses_of(hub: Hub, session: Session, hub_pseudonym: str) -> Uses:
     """The projects the index says included the person, and the generations it does not hold (read from their
     membership files by the caller); the held generations are read first and checked again after, as in
     :func:`care_rows`."""
-    for _ in range(READ_ATTEMPTS):
-        markers = _use_markers(session)
-        uses = _uses_of(hub, session, hub_pseudonym, markers)
-        if _use_markers(session) == markers:
-            return uses
-    raise CitizenIndexError("the citizen index is being rebuilt; try again in a minute")
+    return _consistent(
+        lambda: _use_markers(session),
+        lambda markers: _uses_of(hub, session, hub_pseudonym, markers),
+        "the citizen index is being rebuilt",
+    )
 
 
 def _use_markers(session: Session) -> dict[tuple[int, int], int]:
@@ -372,8 +388,7 @@ def rebuild(hub: Hub, session: Session, *, from_scratch: bool = False) -> Rebuil
 
     version = active_version(session)
     if from_scratch:
-        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
-            session.execute(delete(model))
+        clear(session)
     batches = session.scalars(
         select(BatchRow.batch_id)
         .where(~BatchRow.batch_id.in_(select(CitizenExtractBatch.batch_id)))

@@ -40,17 +40,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from hygie import faults
 from hygie.audit.events import record
-from hygie.governance.citizen_index import CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration
+from hygie.governance.citizen_index import clear as clear_citizen_index
 from hygie.governance.citizen_index import rebuild as rebuild_citizen_index
 from hygie.governance.models import ProjectView, PseudonymRotationFile
 from hygie.governance.views import MEMBERSHIP_KEY, READY
 from hygie.hub import Hub
-from hygie.identity.pseudonym import PSEUDONYM_LENGTH, HubPseudonymState, active_version
+from hygie.identity.pseudonym import PSEUDONYM_LENGTH, HubPseudonymState
 from hygie.ingest.contract import PSEUDONYM_COLUMN, TABLES
 from hygie.ingest.rules import stored_schema
 from hygie.keys import HUB_PSEUDONYM_KEY, KeyPurpose
@@ -148,6 +148,11 @@ class _Map:
         return transform
 
 
+def _root(hub: Hub, kind: str) -> Path:
+    """The folder a rotation file's paths are relative to (as in the catalog and in ``project_view``)."""
+    return hub.warehouse.directory if kind == WAREHOUSE else hub.settings.data_dir
+
+
 def _target_path(relative: str, version: int) -> str:
     return _VERSION_SUFFIX.sub(f".v{version}.parquet", relative)
 
@@ -179,7 +184,7 @@ class _Rotation:
 
     def _rewrite(self, session: Session, kind: str, ref_id: int, relative: str) -> None:
         """Re-write one file and record it (the caller commits)."""
-        root = self._root(kind)
+        root = _root(self.hub, kind)
         crypto = self.warehouse_crypto if kind == WAREHOUSE else self.membership_crypto
         source = root / relative
         if not source.exists():
@@ -193,9 +198,6 @@ class _Rotation:
             )
         )  # fmt: skip
 
-    def _root(self, kind: str) -> Path:
-        return self.hub.warehouse.directory if kind == WAREHOUSE else self.hub.settings.data_dir
-
     def _forget_lost(self, session: Session) -> None:
         """Drop the record of re-written files that are no longer there as written (a backup restored mid-rotation
         holds the records but not the files: it never takes uncatalogued files), so they are written again."""
@@ -203,7 +205,7 @@ class _Rotation:
             select(PseudonymRotationFile).where(PseudonymRotationFile.target_version == self.new)
         ).all()
         for item in items:
-            path = self._root(item.kind) / item.new_path
+            path = _root(self.hub, item.kind) / item.new_path
             if not path.is_file() or path.stat().st_size != item.bytes:
                 session.delete(item)
         session.commit()
@@ -276,8 +278,7 @@ class _Rotation:
                             .where(ProjectView.id == item.ref_id)
                             .values(membership_file=item.new_path)
                         )
-                for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
-                    session.execute(delete(model))
+                clear_citizen_index(session)
                 warehouse = sum(1 for r in rotated if r.kind == WAREHOUSE)
                 membership = len(rotated) - warehouse
                 record(
@@ -309,7 +310,7 @@ def _finish(hub: Hub, actor: str, version: int, switched_at: datetime | None) ->
             select(PseudonymRotationFile).where(PseudonymRotationFile.target_version == version)
         ).all()
         for item in items:
-            root = hub.warehouse.directory if item.kind == WAREHOUSE else hub.settings.data_dir
+            root = _root(hub, item.kind)
             if item.kind == WAREHOUSE:
                 current = session.scalar(select(FileRow.path).where(FileRow.id == item.ref_id))
             else:
@@ -401,9 +402,7 @@ def _prepare(hub: Hub, actor: str, active: int) -> int:
 def versions_in_use(session: Session) -> set[int]:
     """Versions of the hub pseudonym key the hub still needs: the active one, a rotation's target, and those
     ready views were built through (their objectors are re-keyed through them)."""
-    state = session.get(HubPseudonymState, 1)
-    used = {active_version(session)}
-    if state is not None and state.target_version is not None:
-        used.add(state.target_version)
+    state = _state(session)
+    used = {state.active_version} | ({state.target_version} if state.target_version is not None else set())
     used.update(session.scalars(select(ProjectView.pseudonym_version).where(ProjectView.status == READY)))
     return used
