@@ -25,7 +25,7 @@ from hygie.governance.models import OptOut, ProjectView
 from hygie.governance.pseudonym_rotation import PseudonymRotationFile, rotate, versions_in_use
 from hygie.governance.views import projects_including
 from hygie.hub import Hub
-from hygie.identity.pseudonym import HubPseudonymState, PseudonymVersionChanged, active_version, hold_version
+from hygie.identity.pseudonym import HubPseudonymState, active_version
 from hygie.identity.vault import IdentityRow
 from hygie.ingest.pipeline import expand_batches, ingest_batch
 from hygie.synth import generate
@@ -161,16 +161,60 @@ def test_ingestion_and_view_builds_during_a_rotation_land_under_the_new_version(
         assert for_person(hub, session, index, lambda p: projects_including(hub, session, p)) == [project.id]
 
 
-def test_a_view_build_that_straddles_the_switch_is_refused(populated: Hub) -> None:
+def test_a_view_build_that_straddles_the_switch_is_refused(populated: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build reads the warehouse under one version; if a switch commits before the build publishes, its membership
+    file and citizen-index rows would name nobody: it is refused and leaves nothing."""
+    from hygie.governance import views
+    from hygie.governance.views import ViewError, build_view, project_dir
+
     hub = populated
-    with hub.session() as building, hub.session() as rotating:
-        version = active_version(building)
-        rotating.execute(update(HubPseudonymState).values(active_version=version + 1))
-        rotating.commit()
-        with pytest.raises(PseudonymVersionChanged, match="run it again"):
-            hold_version(building, version)
-        building.rollback()
-        hold_version(building, version + 1)
+    project = make_project(hub, BROAD)
+    written = views._write_view_duckdb
+
+    def then_a_switch(*args: Any, **kwargs: Any) -> Any:
+        out = written(*args, **kwargs)
+        with hub.session() as rotating:  # what a rotation's switch commits, meanwhile
+            rotating.execute(update(HubPseudonymState).values(active_version=HubPseudonymState.active_version + 1))
+            rotating.commit()
+        return out
+
+    monkeypatch.setattr(views, "_write_view_duckdb", then_a_switch)
+    with hub.session() as session, pytest.raises(ViewError, match="rotated while the view was being built"):
+        build_view(hub, session, project, actor="account:1")
+    with hub.session() as session:
+        assert session.scalars(select(ProjectView).where(ProjectView.project_id == project.id)).all() == []
+    base = project_dir(hub, project.id)
+    assert list((base / "views").iterdir()) == [] and list((base / "membership").iterdir()) == []
+
+
+def test_a_citizen_read_that_straddles_an_index_change_is_read_again(
+    populated: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index's held batches are read first: if they are emptied (a switch, a rebuild from scratch) before the
+    extracts are read, the answer would miss those batches' care ("no care" would be a lie): it is read again."""
+    from hygie.governance import citizen_index
+    from hygie.governance.citizen_index import clear
+
+    hub = populated
+    _, psa = objector(hub)
+    with hub.session() as session:
+        expected = sorted(care_rows(hub, session, psa), key=repr)
+    assert expected
+    read = citizen_index._care_rows
+    calls: list[int] = []
+
+    def emptied_first(*args: Any) -> Any:
+        if not calls:
+            with hub.session() as other:
+                clear(other)
+                other.commit()
+        calls.append(1)
+        return read(*args)
+
+    monkeypatch.setattr(citizen_index, "_care_rows", emptied_first)
+    with hub.session() as session:
+        assert sorted(care_rows(hub, session, psa), key=repr) == expected
+    assert len(calls) == 2
 
 
 def test_a_rotation_killed_midway_changes_nothing_readers_see_and_runs_again_to_the_end(populated: Hub) -> None:
