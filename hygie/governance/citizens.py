@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,14 +69,17 @@ class LetterLimited(Limited):
     details match and none is live, so a flood with wrong details never keeps the person's own letter from them,
     and the answer (always this one past the limit) never tells a match."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, until: float) -> None:
+        # The end of the number's window, to the minute, not a count of seconds: every refusal of one window, with
+        # matching details or not, reads the same, a second apart or not.
+        moment = datetime.fromtimestamp(math.ceil(until / 60) * 60, UTC).strftime("%Y-%m-%d %H:%M UTC")
         GovernanceError.__init__(
             self,
             N_(
-                "too many letter requests for this number: wait {seconds} s before asking again. If the details "
-                "match our records and no letter is already on its way, one is sent all the same (this says "
-                "nothing about any person)",
-                seconds=retry_after,
+                "too many letter requests for this number: ask again after {moment}. If the details match our "
+                "records and no letter is already on its way, one is sent all the same (this says nothing about "
+                "any person)",
+                moment=moment,
             ),
         )
         self.retry_after = retry_after
@@ -184,7 +189,7 @@ class Citizens:
         try:
             self._spend("citizen.letter.nir", person_index.hex(), settings.citizen_letter_requests_per_nir, hours)
         except Limited as exc:
-            limited = LetterLimited(exc.retry_after)
+            limited = LetterLimited(exc.retry_after, exc.until or time.time() + exc.retry_after)
         outcome = self._letter_for(person_index, last_name, birth_date)
         if outcome != "letter queued":  # the same work either way: the response time does not tell a match
             letters.live_letter(self.session, person_index, letters.Purpose.ACTIVATION, settings)

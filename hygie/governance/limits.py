@@ -76,7 +76,7 @@ class Limited(GovernanceError):
 
     status = 429
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, until: float | None = None) -> None:
         super().__init__(
             N_(
                 "too many attempts: wait {seconds} s before trying again (this says nothing about any account "
@@ -85,6 +85,8 @@ class Limited(GovernanceError):
             )
         )
         self.retry_after = retry_after
+        self.until = until
+        """When the key's window ends (epoch seconds): the same for every refusal of one window."""
 
 
 def digest(hub: Hub, bucket: str, key: str) -> bytes:
@@ -162,8 +164,8 @@ def spend(hub: Hub, bucket: str, key: str, *, limit: int, window_seconds: int) -
                 return
             opened = connection.execute(select(ThrottleCounter.window_start).where(row)).scalar_one_or_none()
         if opened is not None:
-            raise Limited(max(1, math.ceil(opened + window_seconds - now)))
-    raise Limited(window_seconds)
+            raise Limited(max(1, math.ceil(opened + window_seconds - now)), until=opened + window_seconds)
+    raise Limited(window_seconds, until=now + window_seconds)
 
 
 def refund(hub: Hub, bucket: str, key: str) -> None:
