@@ -220,10 +220,27 @@ class Settings(BaseSettings):
         default=2, description="Distinct independent output checkers who must approve a release in the airlock."
     )
     analysis_workers: int = Field(
-        default=2, description="Analysis runs executing at once per hub (worker threads); the others wait queued."
+        default=2,
+        ge=0,
+        description="Analysis runs executing at once per server process (worker threads claiming jobs from the "
+        "hub's queue in the database); the others wait queued.",
     )
     analysis_queue_limit: int = Field(
-        default=50, description="Most analyses queued or running per hub; a submission beyond it is refused (409)."
+        default=50,
+        description="Most analyses queued or running on the hub, all server processes together; a submission "
+        "beyond it is refused (409).",
+    )
+    analysis_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often an idle worker looks for jobs other server processes accepted (a process's own "
+        "submissions wake its workers at once).",
+    )
+    analysis_recovery_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="On PostgreSQL, how often a server process fails the jobs of a process that died while checking "
+        "or running them (also done when a process starts).",
     )
     analysis_visible_quantum_seconds: float = Field(
         default=5.0,

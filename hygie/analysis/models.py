@@ -29,6 +29,9 @@ class AnalysisJob(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
     """queued, running, succeeded, failed, refused."""
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    """When its checks passed and it joined the queue (any server process may then claim it); None while it is
+    being checked, and for jobs refused before running."""
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -33,15 +33,15 @@ from hygie.analysis.models import AnalysisJob, AnalysisRelease, ReleaseDecision
 from hygie.analysis.sealing import OutputShredded, open_rows, seal_rows
 from hygie.analysis.spec import AggregateSpec
 from hygie.analysis.sqlcheck import SQLRefused, check_sql
-from hygie.analysis.worker import workers_for
+from hygie.analysis.worker import Workers, workers_for
 from hygie.audit import Outcome, record
 from hygie.disclosure import DisclosurePolicy, ProtectedOutput, Verdict, protect
 from hygie.governance.access import require_view_access
 from hygie.governance.accounts import Actor
 from hygie.governance.accounts import Scope as TokenScope
 from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
-from hygie.governance.models import Project, ProjectMember, ProjectView
-from hygie.governance.policy import CLAIM_KEY, reviewing_roles
+from hygie.governance.models import Account, Project, ProjectMember, ProjectView
+from hygie.governance.policy import CLAIM_KEY, Role, reviewing_roles
 from hygie.governance.policy import Scope as ProjectScope
 from hygie.governance.privacy import DP, BudgetError, refund, reserve, settle
 from hygie.governance.views import newest_ready
@@ -190,38 +190,52 @@ class Analyses:
                           submitted_at=_now())  # fmt: skip
         self.session.add(job)
         self.session.flush()
-        self._record(actor, "analysis.submit", project, f"analysis:{job.id}", {"kind": kind, "job": job.id})
-        self.session.commit()  # the job exists, and is on the record, before anything runs
-        try:  # from here every way out leaves the job finished: refused, with its reason, or run
+        workers = workers_for(self.hub) if self.background else None
+        if workers is not None:  # this live process's, while it checks it (hygie.analysis.worker)
+            workers.hold(job.id)
+        try:
+            self._record(actor, "analysis.submit", project, f"analysis:{job.id}", {"kind": kind, "job": job.id})
+            self.session.commit()  # the job exists, and is on the record, before anything runs
+            self._check_and_queue(actor, project, job, spec, workers)
+        finally:
+            if workers is not None:
+                workers.let_go(job.id)
+        if workers is not None and job.queued_at is not None:
+            workers.wake()
+        return job
+
+    def _check_and_queue(
+        self, actor: Actor, project: Project, job: AnalysisJob, spec: AggregateSpec | None, workers: Workers | None
+    ) -> None:
+        """Refuses the job with its reason, or runs it (no workers: scripts, benchmarks), or puts it in the hub's
+        queue, where a worker of any server process takes it and checks it again under the rights of that moment."""
+        try:  # from here every way out leaves the job finished: refused, with its reason, or run, or queued
             view = self._view(project)
             query, plan = self._compile(project, job, view, spec)
         except (SQLRefused, SpecError, CellKeyError, Conflict) as exc:
-            message = _said(exc)
-            self._refuse(actor, project, job, message)
-            return job
+            self._refuse(actor, project, job, _said(exc))
+            return
         except Exception:  # a bug, not the text's fault: refused on the record, the details in the server log only
             log.exception("analysis %d could not be checked", job.id)
             self.session.rollback()
             self._refuse(actor, project, job, UNCHECKED_MESSAGE)
-            return job
+            return
         if isinstance(plan, DPPlan):  # the cost is known from the spec: debited before anything runs, or refused
             try:
                 reserve(self.session, project, job.id, plan.cost, actor=actor.ref)
             except BudgetError as exc:  # over budget (its refusal is on the record), or no budget open
                 self._refuse(actor, project, job, exc.message)
-                return job
+                return
             self.session.commit()
-        if not self.background:
+        if workers is None:
             self._execute(actor, job, project, view, query, plan)
-            return job
-        job_id, hub, engine = job.id, self.hub, self.engine
+            return
         try:
-            workers_for(self.hub).submit(lambda: run_job(hub, engine, actor, job_id, query, plan), job_id)
+            workers.enqueue(self.session, job)
         except Conflict as exc:
             if isinstance(plan, DPPlan):  # never queued: nothing read
                 refund(self.session, job.id, reason="not queued: " + exc.message, actor=actor.ref)
             self._refuse(actor, project, job, exc.message)
-        return job
 
     def _refuse(self, actor: Actor, project: Project, job: AnalysisJob, message: str) -> None:
         job.status, job.error, job.finished_at = REFUSED, message, _now()
@@ -229,14 +243,31 @@ class Analyses:
                      {"kind": job.kind, "job": job.id, "reason": message}, Outcome.DENIED)  # fmt: skip
         self.session.commit()
 
-    def execute(self, actor: Actor, job_id: int, query: CompiledQuery, plan: AggregatePlan | DPPlan | None) -> None:
-        """Runs a queued job (in a worker, in this object's own session)."""
+    def run_claimed(self, job_id: int) -> None:
+        """Runs a job a worker has claimed (moved to running), in this object's own session: read again from the
+        database and checked again under its author's rights now, since time has passed since it was queued."""
         job = self.session.get(AnalysisJob, job_id)
-        if job is None or job.status != QUEUED:
-            return  # already marked failed (a restart) or run: nothing to do
+        if job is None or job.status != RUNNING:
+            return  # failed by a recovery meanwhile, or claimed by mistake: nothing to do
+        actor = author_of(self.session, job)
+        try:
+            project = require_view_access(self.session, self.hub.settings, actor, job.project_id)
+            spec = AggregateSpec.model_validate_json(job.text) if job.kind == "aggregate" else None
+            view = self._view(project)
+            query, plan = self._compile(project, job, view, spec)
+        except (Denied, NotFound, SQLRefused, SpecError, CellKeyError, Conflict) as exc:
+            self._refuse_claimed(actor, job, _said(exc))
+            return
+        self._execute(actor, job, project, view, query, plan)
+
+    def _refuse_claimed(self, actor: Actor, job: AnalysisJob, message: str) -> None:
+        """Refused before reading anything: the author lost the project, the project its view, or the view the
+        columns the text names. A DP reservation is given back."""
+        self.session.rollback()
         project = self.session.get(Project, job.project_id)
-        assert project is not None
-        self._execute(actor, job, project, self._view(project), query, plan)
+        assert project is not None  # a job's project is never deleted
+        close_charge(self.session, job.id, before_data=True, reason="refused when run", actor=actor.ref)
+        self._refuse(actor, project, job, message)
 
     def _execute(
         self,
@@ -674,13 +705,21 @@ def _said(exc: Exception) -> str:
     return str(exc)
 
 
-def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: CompiledQuery,
-            plan: AggregatePlan | DPPlan | None) -> None:  # fmt: skip
-    """A worker's task: run the job in a session of its own; any unexpected error fails the job, on the record
-    (the exception goes to the server log, never to the author: it could quote data)."""
+def author_of(session: Session, job: AnalysisJob) -> Actor:
+    """The job's author as the worker acts for them: with their role now (a disabled account reaches nothing) and
+    the data scope bound to the job's project, which their submission needed."""
+    account = session.get(Account, job.author_id)
+    role = Role(account.role) if account is not None and not account.disabled else None
+    return Actor(account_id=job.author_id, role=role, scopes=frozenset({TokenScope.DATA}),
+                 project_id=job.project_id, via="analysis-queue")  # fmt: skip
+
+
+def run_job(hub: Hub, engine: Engine, job_id: int) -> None:
+    """A worker's task, for a job it claimed: run it in a session of its own; any unexpected error fails the job, on
+    the record (the exception goes to the server log, never to the author: it could quote data)."""
     try:
         with hub.session() as session:
-            Analyses(hub, session, engine).execute(actor, job_id, query, plan)
+            Analyses(hub, session, engine).run_claimed(job_id)
     except Exception as exc:
         # Raised while the view's rows were in hand: its message may quote one of them, so the log keeps its type
         # and where it was raised only.
@@ -689,14 +728,15 @@ def run_job(hub: Hub, engine: Engine, actor: Actor, job_id: int, query: Compiled
             job = session.get(AnalysisJob, job_id)
             if job is None or job.status not in (QUEUED, RUNNING):
                 return
+            actor = author_of(session, job)
             job.status, job.error = FAILED, FAILED_MESSAGE
             project = session.get(Project, job.project_id)
-            if isinstance(plan, AggregatePlan) and project is not None:  # the same records as any aggregate run
+            dp = project is not None and project.release_mode == DP
+            if job.kind == "aggregate" and not dp and project is not None:  # the same records as any aggregate run
                 from hygie.analysis.ledger import not_reached
 
                 not_reached(session, project, job.id, f"account:{job.author_id}")
-            if isinstance(plan, DPPlan):
-                close_charge(session, job.id, before_data=False, reason="error", actor=actor.ref)
+            close_charge(session, job.id, before_data=False, reason="error", actor=actor.ref)
             record(session, actor=actor.ref, role=actor.role_name, action="analysis.run", outcome=Outcome.FAILED,
                    object=f"analysis:{job.id}", project_id=job.project_id, purpose=None,
                    detail={"kind": job.kind, "job": job.id, "status": FAILED, "stopped": "error"})  # fmt: skip

@@ -1,36 +1,45 @@
 # This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
 # distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
-"""Runs analyses off the request thread: a small bounded pool of worker threads per hub.
+"""Runs analyses off the request thread, from one queue kept in the database for the whole hub.
 
-A submission is checked and compiled in the request (refusals are immediate), then queued; the request returns the
-job with status ``queued`` and the client polls ``GET /projects/{id}/analyses/{job}``. A worker runs the query in
-the sandbox, applies disclosure control, stores the sealed output and records everything in its own transaction;
-an unexpected error marks the job failed, on the record. ``analysis_workers`` runs execute at once; beyond
-``analysis_queue_limit`` jobs waiting or running, submissions are refused so one project cannot queue the hub's day.
+A submission is checked and compiled in the request (refusals are immediate). The job then joins the queue: its
+``queued_at`` is set in the transaction that counts the hub's queued and running jobs against
+``analysis_queue_limit`` (beyond it the submission is refused, so one project cannot queue the hub's day), and the
+request returns it queued; the client polls ``GET /projects/{id}/analyses/{job}``.
 
-Jobs live in this process only. When a hub's pool is created (the first analysis request after the server starts,
-or :func:`recover_orphans` called from the server's start-up), every job still marked queued or running was left by
-a previous process and is marked failed: it will never finish, and its author must know.
+Every server process over the hub runs ``analysis_workers`` worker threads that claim ready jobs, oldest first,
+whichever process accepted them: a conditional UPDATE from queued to running has one winner. The worker reads the job
+again from the database and runs it under its author's rights as they are then (a researcher removed from the
+project, or a project suspended, since the submission gets a refusal, not a result), in the sandbox; disclosure
+control, the sealed output and the records are written in its own transaction (:func:`hygie.analysis.service.
+run_job`). The process that accepted a job wakes its own workers at once; the others look every
+``analysis_poll_seconds``.
 
-Several server processes over one PostgreSQL database (docs/operations.md, "Several server processes"): a job runs
-in the process that accepted it, and every process sees it in the database. While a process holds a job, queued or
-running, it holds a PostgreSQL advisory lock on the job's id on a connection of its own; a process recovering
-orphans skips every job whose lock it cannot take, so a server that starts (or restarts) never fails the jobs of a
-live one. The lock goes with the holder's connection: a process that dies leaves its jobs to the next recovery.
+When a process dies:
+- a job it was still checking (queued, not yet ready) or running is failed, on the record, by the recovery of
+  orphans (:func:`recover_orphans`: when a process starts, and on PostgreSQL every ``analysis_recovery_seconds``).
+  A job that was running is never run again: what killed its process may be the job itself, and a second run would
+  kill the next one;
+- a ready job waits in the queue for any live process: a restart loses none.
+
+Liveness on PostgreSQL: while a process checks or runs a job it holds an advisory lock on the job's id, on a
+connection of its own; recovery takes (for its transaction) the lock of each job it would fail and skips those it
+cannot take, so no process ever fails a live one's job. The lock goes with the holder's connection. SQLite serves one
+process: recovery then runs when the process starts and skips the jobs submitted since.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from hygie.analysis.models import AnalysisJob
 from hygie.audit import Outcome, record
@@ -44,52 +53,166 @@ QUEUE_FULL = N_("the platform is running as many analyses as it takes: submit ag
 RESTARTED = N_("the server restarted before this analysis finished: submit it again")
 JOB_LOCK_CLASS = 0x4879
 """First key of the advisory locks on analysis jobs (PostgreSQL's two-key form: this class, the job's id)."""
+QUEUE_LOCK = 0
+"""Second key of the transaction lock that makes counting the queue and joining it one step across processes (job
+ids start at 1)."""
+CLAIM_CANDIDATES = 8
+"""Ready jobs a worker looks at per claim: others may be held for a moment by the process finishing their checks."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Workers:
-    """The bounded pool of one hub."""
+    """One process's worker threads for one hub, and its hold on the jobs it checks or runs."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, threads: int | None = None) -> None:
         settings = hub.settings
         self.limit = settings.analysis_queue_limit
-        self._pool = ThreadPoolExecutor(max_workers=settings.analysis_workers, thread_name_prefix="hygie-analysis")
+        self._poll = settings.analysis_poll_seconds
+        self._recovery = settings.analysis_recovery_seconds
+        # Weak: the threads must not keep a hub alive (tests make many; a server has one for its life).
+        self._hub = weakref.ref(hub)
+        self._wakes = 0
+        self._stopped = False
+        self._signal = threading.Condition()
         self._lock = threading.Lock()
-        self._inflight: set[Future[None]] = set()
+        """Guards the holder connection (shared by the threads) and the queue's count on SQLite."""
+        self._running: set[int] = set()
         engine = getattr(hub, "engine", None)
         self._holder: Connection | None = None
         """On PostgreSQL, the connection holding an advisory lock on each job of this process (module docstring)."""
         if engine is not None and engine.dialect.name == "postgresql":
             self._holder = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        count = settings.analysis_workers if threads is None else threads
+        self._threads = [
+            threading.Thread(target=self._loop, args=(i == 0,), name=f"hygie-analysis-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def submit(self, task: Callable[[], None], job_id: int | None = None) -> Future[None]:
+    # -- holding jobs (PostgreSQL liveness) ------------------------------------------------------------------
+
+    def hold(self, job_id: int, *, wait: bool = True) -> bool:
+        """Marks ``job_id`` as this live process's; False if another process holds it (only when not waiting)."""
+        if self._holder is None:
+            return True
         with self._lock:
-            if len(self._inflight) >= self.limit:
-                raise Conflict(QUEUE_FULL)  # one text: how many run would tell when other projects' jobs end
-            if job_id is not None and self._holder is not None:
+            if wait:
                 self._holder.execute(text("SELECT pg_advisory_lock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id})
-            future = self._pool.submit(task)
-            self._inflight.add(future)
-        future.add_done_callback(lambda done: self._done(done, job_id))
-        return future
+                return True
+            got = self._holder.execute(
+                text("SELECT pg_try_advisory_lock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id}
+            ).scalar()
+            return bool(got)
 
-    def _done(self, future: Future[None], job_id: int | None = None) -> None:
+    def let_go(self, job_id: int) -> None:
+        if self._holder is None:
+            return
         with self._lock:
-            self._inflight.discard(future)
-            if job_id is not None and self._holder is not None:
-                try:
-                    self._holder.execute(text("SELECT pg_advisory_unlock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id})
-                except Exception:  # the connection is gone, and its locks with it
-                    log.exception("analysis %d: advisory lock not released", job_id)
+            try:
+                self._holder.execute(text("SELECT pg_advisory_unlock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id})
+            except Exception:  # the connection is gone, and its locks with it
+                log.exception("analysis %d: advisory lock not released", job_id)
+
+    # -- the queue -------------------------------------------------------------------------------------------
+
+    def enqueue(self, session: Session, job: AnalysisJob) -> None:
+        """Puts a checked job in the hub's queue and commits, or raises :class:`Conflict` when the hub already has
+        ``analysis_queue_limit`` jobs queued or running (one text: how many would tell when other projects' jobs
+        end, which depends on their data)."""
+        with self._lock:  # one count at a time in this process (all there is on SQLite)
+            if session.get_bind().dialect.name == "postgresql":  # and across processes, to the commit
+                session.execute(select(func.pg_advisory_xact_lock(JOB_LOCK_CLASS, QUEUE_LOCK)))
+            waiting = session.scalar(
+                select(func.count()).select_from(AnalysisJob).where(
+                    AnalysisJob.status.in_((QUEUED, RUNNING)), AnalysisJob.queued_at.is_not(None)
+                )
+            )  # fmt: skip
+            if (waiting or 0) >= self.limit:
+                session.rollback()
+                raise Conflict(QUEUE_FULL)
+            job.queued_at = _now()
+            session.commit()
+
+    def wake(self) -> None:
+        """A job joined the queue: one of this process's workers looks at once."""
+        with self._signal:
+            self._wakes += 1
+            self._signal.notify()
+
+    def _claim(self, hub: Hub) -> int | None:
+        """The oldest ready job this process could take, moved to running; None when there is none."""
+        with hub.session() as session:
+            candidates = session.scalars(
+                select(AnalysisJob.id)
+                .where(AnalysisJob.status == QUEUED, AnalysisJob.queued_at.is_not(None))
+                .order_by(AnalysisJob.queued_at, AnalysisJob.id)
+                .limit(CLAIM_CANDIDATES)
+            ).all()
+            for job_id in candidates:
+                # Held before it shows as running, so that no recovery ever sees it running and unheld.
+                if not self.hold(job_id, wait=False):
+                    continue
+                won = session.execute(
+                    update(AnalysisJob)
+                    .where(AnalysisJob.id == job_id, AnalysisJob.status == QUEUED)
+                    .values(status=RUNNING, started_at=_now())
+                ).rowcount  # type: ignore[attr-defined]
+                session.commit()
+                if won == 1:
+                    return job_id
+                self.let_go(job_id)
+        return None
+
+    def _loop(self, recovers: bool) -> None:
+        from hygie.analysis.engine import engine_for  # the engines import the service's world: at run time
+        from hygie.analysis.service import run_job
+
+        recovered = time.monotonic()
+        while True:
+            with self._signal:
+                if not self._stopped and not self._wakes:
+                    self._signal.wait(self._poll)
+                if self._stopped:
+                    return
+                self._wakes = max(0, self._wakes - 1)
+            hub = self._hub()
+            if hub is None:  # the hub is gone (tests): so is this pool
+                return
+            try:
+                if recovers and self._holder is not None and time.monotonic() - recovered >= self._recovery:
+                    recovered = time.monotonic()
+                    recover_orphans(hub)
+                while not self._stopped and (job_id := self._claim(hub)) is not None:
+                    with self._lock:
+                        self._running.add(job_id)
+                    try:
+                        run_job(hub, engine_for(hub), job_id)
+                    finally:
+                        with self._lock:
+                            self._running.discard(job_id)
+                        self.let_go(job_id)
+            except Exception as exc:  # the database unreachable, say: the next turn tries again
+                log.error("analysis worker: %s", type(exc).__name__)
+            finally:
+                del hub
 
     def pending(self) -> int:
+        """Jobs this process is running now."""
         with self._lock:
-            return len(self._inflight)
+            return len(self._running)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._signal:
+            self._stopped = True
+            self._signal.notify_all()
         if self._holder is not None:  # closed for good (not back to the pool, which would keep its locks)
-            self._holder.invalidate()
-            self._holder.close()
+            with self._lock:
+                self._holder.invalidate()
+                self._holder.close()
 
 
 _pools: dict[int, Workers] = {}
@@ -127,26 +250,31 @@ def _reap() -> list[Workers]:
 
 
 PROCESS_STARTED = datetime.now(UTC)
-"""Jobs submitted since this process started are its own, never orphans (the first submission creates the pool,
-which recovers orphans: it must not fail the job that asked for it)."""
+"""On SQLite, jobs submitted since this process started are its own, never orphans (the first submission creates
+the pool, which recovers orphans: it must not fail the job that asked for it)."""
 
 
 def recover_orphans(hub: Hub) -> int:
-    """Marks failed every job a previous process left queued or running; returns how many. On PostgreSQL, a job
-    another live process holds (its advisory lock taken) is not an orphan: it is left alone."""
+    """Marks failed every job a dead process left running or still being checked; returns how many. Ready jobs are
+    not orphans: any live process runs them. On PostgreSQL, a job a live process holds (its advisory lock taken) is
+    left alone; on SQLite, a job submitted since this process started."""
     with hub.session() as session:
-        orphans = list(
-            session.scalars(
-                select(AnalysisJob).where(
-                    AnalysisJob.status.in_((QUEUED, RUNNING)), AnalysisJob.submitted_at < PROCESS_STARTED
-                )
-            )
+        unfinished = or_(
+            AnalysisJob.status == RUNNING, and_(AnalysisJob.status == QUEUED, AnalysisJob.queued_at.is_(None))
         )
-        if session.get_bind().dialect.name == "postgresql":  # held until this transaction ends
+        postgres = session.get_bind().dialect.name == "postgresql"
+        wanted = select(AnalysisJob).where(unfinished)
+        if not postgres:
+            wanted = wanted.where(AnalysisJob.submitted_at < PROCESS_STARTED)
+        orphans = list(session.scalars(wanted))
+        if postgres:  # held until this transaction ends
             orphans = [
                 j for j in orphans if session.scalar(select(func.pg_try_advisory_xact_lock(JOB_LOCK_CLASS, j.id)))
             ]
-        now = datetime.now(UTC)
+            for job in orphans:  # read again under the lock: it may have finished since the first read
+                session.refresh(job)
+            orphans = [j for j in orphans if j.status == RUNNING or (j.status == QUEUED and j.queued_at is None)]
+        now = _now()
         from hygie.analysis.dprelease import close_charge
 
         for job in orphans:

@@ -45,6 +45,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub: Hub = app.state.hub
     listener = _start_metrics_listener(app, hub)
     stop_background = start_background(hub) if hub.settings.serve_background_tasks else None
+    # Workers from the start: this process takes its share of the hub's queue, including jobs other processes
+    # accepted, without waiting for an analysis request of its own.
+    from hygie.analysis.worker import workers_for
+
+    workers_for(hub)
     try:
         yield
     finally:

@@ -113,7 +113,7 @@ def test_a_dp_release_debits_its_cost_and_the_next_over_budget_is_refused_before
             reserve(session, project, job_row.id, rho / 2, actor="test")
             ids.append(job_row.id)
         session.commit()
-    assert recover_orphans(w.hub) == 2
+    recover_orphans(w.hub)  # (on PostgreSQL a worker's periodic recovery may have failed them already)
     with w.hub.session() as session:
         status = {
             c.job_id: c.status for c in session.scalars(select(PrivacyCharge).where(PrivacyCharge.job_id.in_(ids)))

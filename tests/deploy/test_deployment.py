@@ -18,7 +18,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from sqlalchemy import select
 
 from hygie.analysis import worker
 from hygie.analysis.models import AnalysisJob
+from hygie.audit import AuditEvent
 from hygie.governance.accounts import CONSOLE, Accounts
 from hygie.governance.acts import act
 from hygie.governance.models import Project
@@ -253,7 +253,11 @@ def deployment(
     # the key handed as a systemd credential (see test_a_systemd_credential_is_a_private_enough_key_file).
     credential = as_credential(key_file, tmp / "credentials")
     unit_env = env | {"CREDENTIALS_DIRECTORY": str(credential.parent), "HYGIE_KEY_FILE": str(credential)}
-    serve_env = unit_env | {"HYGIE_FORWARDED_ALLOW_IPS": "127.0.0.1", "HYGIE_SERVE_BACKGROUND_TASKS": "false"}
+    serve_env = unit_env | {
+        "HYGIE_FORWARDED_ALLOW_IPS": "127.0.0.1",
+        "HYGIE_SERVE_BACKGROUND_TASKS": "false",
+        "HYGIE_ANALYSIS_RECOVERY_SECONDS": "1",
+    }  # fmt: skip  (a dead process's jobs, at once)
     processes = [subprocess.Popen([HYGIE, "serve", "--port", str(p)], env=serve_env) for p in ports]
     background = subprocess.Popen([HYGIE, "background"], env=unit_env)
     backends = [f"http://127.0.0.1:{p}" for p in ports]
@@ -353,34 +357,72 @@ def test_a_job_submitted_through_one_server_is_followed_through_the_other(deploy
     assert lists[0] == lists[1] and len(lists[0]) >= 1
 
 
-def test_a_server_starting_never_fails_the_jobs_another_live_server_holds(deployment: Deployment) -> None:
-    """Recovery of orphans (a server's start) skips the jobs a live process holds by its advisory lock; once the
-    holder lets go without finishing them (it died), they are orphans and are failed, on the record."""
-    hub = deployment.hub
+def _left_job(hub: Hub, status: str, *, ready: bool, holder: worker.Workers | None = None) -> int:
+    """A job as a server process that died (or, with ``holder``, a live one) left it."""
+    from hygie.analysis.spec import AggregateSpec
+
+    now = dt.datetime.now(dt.UTC)
     with hub.session() as session:
-        project = session.scalars(select(Project).order_by(Project.id.desc())).first()
+        project = session.scalars(select(Project).where(Project.status == "active").order_by(Project.id.desc())).first()
         assert project is not None
-        job = AnalysisJob(project_id=project.id, author_id=project.requester_id, kind="aggregate", text="{}",
-                          status="queued", submitted_at=worker.PROCESS_STARTED - dt.timedelta(minutes=1))  # fmt: skip
+        text = AggregateSpec.model_validate(AGGREGATE).model_dump_json(by_alias=True, exclude_none=True)
+        started = now if status == "running" else None
+        job = AnalysisJob(project_id=project.id, author_id=project.requester_id, kind="aggregate", text=text,
+                          status=status, submitted_at=now - dt.timedelta(minutes=1),
+                          queued_at=now if ready else None, started_at=started)  # fmt: skip
         session.add(job)
+        session.flush()
+        if holder is not None:  # held before anyone can see it: the live servers' recovery runs every second
+            holder.hold(job.id)
         session.commit()
-        job_id = job.id
-    holder, release = worker.Workers(hub), threading.Event()
+        return job.id
+
+
+def _settled(hub: Hub, job_id: int) -> AnalysisJob:
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        with hub.session() as session:
+            job = session.get(AnalysisJob, job_id)
+            assert job is not None
+            if job.status not in ("queued", "running"):
+                return job
+        assert time.monotonic() < deadline, job_id
+        time.sleep(0.2)
+
+
+def test_the_queue_is_the_hubs_a_job_a_dead_process_left_ready_is_run_by_a_live_one(deployment: Deployment) -> None:
+    """Jobs are one queue in the database: a job accepted and checked by a process that died before running it is
+    claimed by a live server and released; a job that was running when its process died is failed by a live
+    server's recovery (never run again: it may be what killed its process), on the record."""
+    hub = deployment.hub
+    ready = _left_job(hub, "queued", ready=True)
+    ran = _settled(hub, ready)
+    assert ran.status == "succeeded" and ran.error is None, (ran.status, ran.error)
+    left_running = _left_job(hub, "running", ready=True)
+    failed = _settled(hub, left_running)
+    assert (failed.status, failed.error) == ("failed", worker.RESTARTED)
+    with hub.session() as session:
+        stops = session.scalars(select(AuditEvent).where(AuditEvent.object == f"analysis:{left_running}")).all()
+        assert [(e.action, e.detail.get("stopped")) for e in stops] == [("analysis.run", "restart")]
+
+
+def test_a_server_never_fails_the_jobs_another_live_server_holds(deployment: Deployment) -> None:
+    """Recovery of orphans (a server's start, and every HYGIE_ANALYSIS_RECOVERY_SECONDS) skips the jobs a live
+    process holds by its advisory lock; once the holder lets go without finishing them (it died), they are orphans
+    and are failed, on the record."""
+    hub = deployment.hub
+    holder = worker.Workers(hub, threads=0)  # "another process" (its own connection), running no jobs itself
     try:
-        holder.submit(release.wait, job_id)  # "another process" (its own connection) holds the job
+        job_id = _left_job(hub, "queued", ready=False, holder=holder)  # still being checked by its holder
         assert worker.recover_orphans(hub) == 0
         with hub.session() as session:
             assert session.get(AnalysisJob, job_id).status == "queued"  # type: ignore[union-attr]
+        holder.let_go(job_id)  # as if the holder died
     finally:
-        release.set()
-    deadline = time.monotonic() + PATIENCE
-    while holder.pending():  # the holder lets go of the job (its lock released) without having run it
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    holder.shutdown()
-    assert worker.recover_orphans(hub) == 1
-    with hub.session() as session:
-        assert session.get(AnalysisJob, job_id).status == "failed"  # type: ignore[union-attr]
+        holder.shutdown()
+    job = _settled(hub, job_id)  # by a live server's recovery, or by this one
+    worker.recover_orphans(hub)
+    assert (job.status, job.error) == ("failed", worker.RESTARTED)
 
 
 AUDIT_TABLES = ("audit_event", "audit_leaf", "audit_node", "audit_checkpoint", "audit_signing_key")

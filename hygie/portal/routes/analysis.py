@@ -22,8 +22,9 @@ from hygie.portal.deps import ActorDep, HubDep
 
 
 def _workers(hub: HubDep) -> None:
-    """The hub's worker pool exists before any analysis route answers: creating it marks failed the jobs a previous
-    server process left queued or running, so no client ever waits on one."""
+    """The hub's worker pool exists before any analysis route answers (the server starts it; an app served without
+    its lifespan, in tests, here): creating it marks failed the jobs a dead server process left running or still
+    being checked, so no client ever waits on one."""
     workers_for(hub)
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from hygie.analysis import service
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
 from hygie.analysis.service import FAILED_MESSAGE, UNCHECKED_MESSAGE, WITHHELD_MESSAGE, ShownJob, shown_job
-from hygie.analysis.worker import QUEUE_FULL, Workers
+from hygie.analysis.worker import QUEUE_FULL, workers_for
 from hygie.audit import AuditEvent
 from hygie.disclosure.counts import shown_count
 from hygie.governance.models import ProjectView
@@ -354,23 +354,34 @@ def test_a_request_that_cannot_be_checked_is_refused_not_left_running(
         assert any(e.detail.get("reason") == UNCHECKED_MESSAGE for e in refusals)
 
 
-def test_a_full_queue_says_nothing_of_other_projects_load() -> None:
+def test_a_full_queue_says_nothing_of_other_projects_load(
+    attack_world: World, projects: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The refusal quoted how many jobs were queued or running on the whole hub: polled, a probe of when other
-    projects' (data-dependent) runs end. Now one fixed text (pure: a pool of one slot)."""
-    import threading
-    from types import SimpleNamespace
-
-    settings = SimpleNamespace(analysis_queue_limit=1, analysis_workers=1)
-    pool = Workers(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
-    gate = threading.Event()
+    projects' (data-dependent) runs end. Now one fixed text. The queue is the hub's, counted in the database: a job
+    another server process runs fills it as much as one of this process."""
+    w = attack_world
+    pid, _ = projects
+    pool = workers_for(w.hub)
+    with w.hub.session() as session:
+        other = AnalysisJob(project_id=pid, author_id=w.ids["researcher1"], kind="sql", text="SELECT 1",
+                            status="running", submitted_at=datetime.now(UTC), queued_at=datetime.now(UTC),
+                            started_at=datetime.now(UTC))  # fmt: skip
+        session.add(other)
+        session.commit()
+        other_id = other.id
+    pool.hold(other_id)  # "another process" runs it (no recovery fails it meanwhile)
+    monkeypatch.setattr(pool, "limit", 1)
     try:
-        pool.submit(gate.wait)
-        with pytest.raises(Exception) as caught:
-            pool.submit(lambda: None)
-        assert str(caught.value) == QUEUE_FULL and not re.search(r"\d", QUEUE_FULL)
+        r = w.call("researcher1", "POST", f"/projects/{pid}/analyses/aggregate", json={"group_by": ["sex"]})
+        assert r.status_code == 200 and r.json()["status"] == "refused", r.text
+        assert r.json()["error"] == QUEUE_FULL and not re.search(r"\d", QUEUE_FULL)
+        assert record_of_run(w, r.json()["id"]) == []  # nothing ran
     finally:
-        gate.set()
-        pool.shutdown()
+        with w.hub.session() as session:
+            session.get(AnalysisJob, other_id).status = "failed"  # type: ignore[union-attr]
+            session.commit()
+        pool.let_go(other_id)
 
 
 def test_a_narrow_projects_view_size_is_rounded_and_thresholded(attack_world: World) -> None:
