@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.accounts import Actor
 from hygie.governance.policy import Role, reviewing_roles
-from hygie.portal.pages.messages import RELEASE_STATUS
+from hygie.i18n import N_
+from hygie.portal.pages.messages import RELEASE_STATUS, fr
 from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 
@@ -70,9 +71,9 @@ async def decide(request: Request, release_id: int) -> Response:
     reason = str(form.get("motif", "")).strip()
     errors: dict[str, str] = {}
     if decision not in ("approve", "reject"):
-        errors["decision"] = "Choisissez de publier ou de rejeter."
+        errors["decision"] = fr(N_("Choose to release or to reject."))
     if len(reason) < MIN_REASON:
-        errors["motif"] = f"Motivez votre décision en au moins {MIN_REASON} caractères."
+        errors["motif"] = fr(N_("Give the reason for your decision in at least {count} characters.", count=MIN_REASON))
     if errors:
         context = await run_in_threadpool(_detail_context, request, actor, release_id, "", errors, reason)
         return render(request, "sas/sortie.html", context, actor=actor, status=422)

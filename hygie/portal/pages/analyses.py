@@ -20,8 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
+from hygie.i18n import N_
 from hygie.portal.pages import analysisform
-from hygie.portal.pages.messages import Said, said
+from hygie.portal.pages.messages import Said, fr, said
 from hygie.portal.pages.web import PageRoute, as_list, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 from hygie.portal.routes import dummy as dummy_api
@@ -39,17 +40,19 @@ SQL_EXAMPLE = (
 
 
 SHOWN_STATUS = {
-    "running": "en cours",
-    "released": "sortie publiée",
-    "withheld": "aucune sortie publiée",
-    "refused": "refusée avant exécution",
+    "running": fr(N_("running")),
+    "released": fr(N_("output released")),
+    "withheld": fr(N_("no output released")),
+    "refused": fr(N_("refused before running")),
 }
 """What a job shows its project (``hygie.analysis.service.shown_job``): nothing that depends on the data."""
-WITHHELD = (
-    "Aucune sortie de cette analyse n'est publiée : elle attend les vérificateurs de sortie, ou elle a été refusée, "
-    "arrêtée à une limite ou interrompue par une erreur en lisant les données. Laquelle de ces raisons n'est pas "
-    "indiqué ici, parce que cela pourrait dépendre des données (les vérificateurs et le DPO voient la raison). "
-    "Essayez la requête sur les données fictives du projet ; une sortie publiée s'affichera ici."
+WITHHELD = fr(
+    N_(
+        "No output of this analysis is released: it awaits the output checkers, or it was refused, stopped at a"
+        " limit or interrupted by an error while reading the data. Which of these is not said here, because it "
+        "could depend on the data (the checkers and the DPO see the reason). Try the query on the project's "
+        "dummy data; a released output will show here."
+    )
 )
 
 
@@ -98,8 +101,9 @@ async def submit_aggregate(request: Request, project_id: int) -> Response:
     spec, errors = analysisform.spec_from_form(form)
     if spec is None:
         project = await run_in_threadpool(projects_api.get_project, project_id, hub, actor)
-        context = _aggregate_context(project, form, errors, Said("Le formulaire contient des erreurs : "
-                                                                 "corrigez les champs signalés.", "fr"))  # fmt: skip
+        context = _aggregate_context(
+            project, form, errors, Said(fr(N_("The form has errors: correct the fields marked.")), "fr")
+        )
         return render(request, "recherche/agregat.html", context, actor=actor, status=422)
     try:
         job = await run_in_threadpool(api.submit_aggregate, project_id, spec, hub, actor)
@@ -129,9 +133,9 @@ async def submit_sql(request: Request, project_id: int) -> Response:
     errors: dict[str, str] = {}
     status = 422
     if not sql:
-        errors["sql"] = "Écrivez une instruction SELECT."
+        errors["sql"] = fr(N_("Write a SELECT statement."))
     elif len(sql) > 100_000:
-        errors["sql"] = "100 000 caractères au plus."
+        errors["sql"] = fr(N_("100,000 characters at most."))
     else:
         try:
             job = await run_in_threadpool(api.submit_sql, project_id, api.SQLRequest(sql=sql), hub, actor)
@@ -141,7 +145,7 @@ async def submit_sql(request: Request, project_id: int) -> Response:
             return redirect(f"/recherche/projets/{project_id}/analyses/{job.id}")
     project = await run_in_threadpool(projects_api.get_project, project_id, hub, actor)
     context = {"project": project, "sql": sql, "example": SQL_EXAMPLE, "errors": errors,
-               "error": error or Said("La requête n'est pas envoyée : corrigez le champ signalé.", "fr")}  # fmt: skip
+               "error": error or Said(fr(N_("The query is not sent: correct the field marked.")), "fr")}  # fmt: skip
     return render(request, "recherche/sql.html", context, actor=actor, status=status)
 
 

@@ -10,22 +10,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from hygie.analysis.spec import AggregateSpec
-from hygie.i18n import N_, Message
-from hygie.portal.pages.messages import french
+from hygie.i18n import N_
+from hygie.portal.pages.messages import fr, validation_error
 from hygie.portal.pages.web import as_list
 
 DIMENSIONS: dict[str, str] = {
-    "sex": "Sexe",
-    "age_band": "Tranche d'âge",
-    "age": "Âge (en années)",
-    "region": "Région de résidence",
-    "departement": "Département de résidence",
-    "care_year": "Année des soins",
-    "care_month": "Mois des soins",
-    "act_nature": "Nature de la prestation (PRS_NAT_REF)",
-    "provider": "Professionnel exécutant (PFS_EXE_NUM)",
-    "atc": "Classe de médicament (préfixe ATC)",
-    "ccam": "Famille d'actes (préfixe CCAM)",
+    "sex": fr(N_("Sex")),
+    "age_band": fr(N_("Age band")),
+    "age": fr(N_("Age (in years)")),
+    "region": fr(N_("Region of residence")),
+    "departement": fr(N_("Département of residence")),
+    "care_year": fr(N_("Year of care")),
+    "care_month": fr(N_("Month of care")),
+    "act_nature": fr(N_("Nature of the service (PRS_NAT_REF)")),
+    "provider": fr(N_("Professional who performed it (PFS_EXE_NUM)")),
+    "atc": fr(N_("Drug class (ATC prefix)")),
+    "ccam": fr(N_("Family of procedures (CCAM prefix)")),
 }
 """Group-by dimensions, in the spec's names; filters use the same."""
 
@@ -36,7 +36,7 @@ DEFAULT_WIDTH = {"age_band": "10", "atc": "3", "ccam": "4"}
 WIDTH_FIELDS = {"age_band": "largeur-age_band", "atc": "longueur-atc", "ccam": "longueur-ccam"}
 """Dimensions with an argument (years per band, characters of the code kept) and the form field holding it."""
 
-MEASURE_KINDS = {"sum": "Somme", "mean": "Moyenne", "quantile:0.5": "Médiane"}
+MEASURE_KINDS = {"sum": fr(N_("Sum")), "mean": fr(N_("Mean")), "quantile:0.5": fr(N_("Median"))}
 
 
 def amount_columns(scope: dict[str, Any]) -> list[str]:
@@ -47,10 +47,11 @@ def amount_columns(scope: dict[str, Any]) -> list[str]:
 
 def measure_choices(amounts: list[str]) -> list[tuple[str, str]]:
     """(spec short form, French label) of every measure the form offers."""
-    out = [("people", "Nombre de personnes"), ("events", "Nombre de prestations")]
+    out = [("people", fr(N_("Number of people"))), ("events", fr(N_("Number of services")))]
     for column in amounts:
-        out += [("sum:" + column, f"Somme de {column}"), ("mean:" + column, f"Moyenne de {column}"),
-                ("quantile:" + column + ":0.5", f"Médiane de {column}")]  # fmt: skip
+        out += [("sum:" + column, fr(N_("Sum of {column}", column=column))),
+                ("mean:" + column, fr(N_("Mean of {column}", column=column))),
+                ("quantile:" + column + ":0.5", fr(N_("Median of {column}", column=column)))]  # fmt: skip
     return out
 
 
@@ -69,7 +70,7 @@ def _dimension(name: str, form: dict[str, Any], errors: dict[str, str]) -> str:
         return name
     raw = str(form.get(field, "")).strip() or DEFAULT_WIDTH[name]
     if not raw.isdigit():
-        errors[field] = "Un nombre entier."
+        errors[field] = fr(N_("A whole number."))
         return name
     return f"{name}:{raw}"
 
@@ -85,7 +86,7 @@ def spec_from_form(form: dict[str, Any]) -> tuple[AggregateSpec | None, dict[str
     group_by = [_dimension(d, form, errors) for d in chosen]
     measures = as_list(form.get("mesure"))
     if not measures:
-        errors["mesure"] = "Cochez au moins une mesure."
+        errors["mesure"] = fr(N_("Tick at least one measure."))
     filters: list[dict[str, Any]] = []
     for i in range(1, FILTERS + 1):
         name = str(form.get(f"filtre{i}", ""))
@@ -93,10 +94,10 @@ def spec_from_form(form: dict[str, Any]) -> tuple[AggregateSpec | None, dict[str
         low, high = (str(form.get(f"filtre{i}-{k}", "")).strip() for k in ("de", "a"))
         if not name:
             if codes or low or high:
-                errors[f"filtre{i}"] = "Choisissez la dimension que ce filtre restreint."
+                errors[f"filtre{i}"] = fr(N_("Choose the dimension this filter restricts."))
             continue
         if name not in DIMENSIONS:
-            errors[f"filtre{i}"] = "Une dimension de la liste."
+            errors[f"filtre{i}"] = fr(N_("A dimension from the list."))
             continue
         dimension = _dimension(name, form, errors)
         if codes and not (low or high):
@@ -104,7 +105,7 @@ def spec_from_form(form: dict[str, Any]) -> tuple[AggregateSpec | None, dict[str
         elif low and high and not codes:
             filters.append({"dimension": dimension, "between": [low, high]})
         else:
-            errors[f"filtre{i}-codes"] = "Donnez soit des codes, soit un intervalle complet (de… à…), pas les deux."
+            errors[f"filtre{i}-codes"] = fr(N_("Give either codes or a whole range (from… to…), not both."))
     if errors:
         return None, errors
     body = {"group_by": group_by, "measures": measures, "filters": filters, "totals": form.get("totaux") == "oui"}
@@ -114,17 +115,5 @@ def spec_from_form(form: dict[str, Any]) -> tuple[AggregateSpec | None, dict[str
         for e in exc.errors(include_input=False, include_url=False):
             where = str(e["loc"][0]) if e["loc"] else ""
             field = {"group_by": "dimension", "measures": "mesure", "filters": "filtre1"}.get(where, "formulaire")
-            errors.setdefault(field, french(422, _message(e)))
+            errors.setdefault(field, validation_error(e))
         return None, errors
-
-
-def _message(error: Any) -> str:
-    """A validation error as a message: the spec's own refusal (a catalogued message raised in a validator), or
-    pydantic's "too long" said with its limit; pydantic's other wordings as they are."""
-    context = error.get("ctx") or {}
-    raised = context.get("error")
-    if isinstance(raised, ValueError) and raised.args and isinstance(raised.args[0], Message):
-        return raised.args[0]
-    if error.get("type") == "too_long" and "max_length" in context:
-        return N_("at most {count}", count=context["max_length"])
-    return str(error["msg"]).removeprefix("Value error, ")

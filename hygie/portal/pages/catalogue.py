@@ -18,24 +18,29 @@ from hygie.governance.policy import (
     gated_by,
     selectable_columns,
 )
+from hygie.i18n import N_
+from hygie.portal.pages.messages import fr
 
 TABLE_LABELS = {
-    "IR_BEN_R": "Bénéficiaires",
-    "ER_PRS_F": "Prestations remboursées",
-    "ER_PHA_F": "Pharmacie (médicaments délivrés)",
-    "ER_BIO_F": "Biologie",
-    "ER_CAM_F": "Actes techniques (CCAM)",
+    "IR_BEN_R": fr(N_("Beneficiaries")),
+    "ER_PRS_F": fr(N_("Reimbursed services")),
+    "ER_PHA_F": fr(N_("Pharmacy (drugs dispensed)")),
+    "ER_BIO_F": fr(N_("Laboratory tests")),
+    "ER_CAM_F": fr(N_("Technical procedures (CCAM)")),
 }
 
 IDENTIFIER_LABELS = {
-    PotentialIdentifier.RESIDENCE_COMMUNE: "Commune de résidence",
-    PotentialIdentifier.BIRTH_MONTH: "Année et mois de naissance",
-    PotentialIdentifier.CARE_DATES: "Dates exactes des soins",
-    PotentialIdentifier.DEATH_DATE: "Date exacte de décès",
-    PotentialIdentifier.DEATH_COMMUNE: "Commune de décès",
+    PotentialIdentifier.RESIDENCE_COMMUNE: fr(N_("Commune of residence")),
+    PotentialIdentifier.BIRTH_MONTH: fr(N_("Year and month of birth")),
+    PotentialIdentifier.CARE_DATES: fr(N_("Exact dates of care")),
+    PotentialIdentifier.DEATH_DATE: fr(N_("Exact date of death")),
+    PotentialIdentifier.DEATH_COMMUNE: fr(N_("Commune of death")),
 }
 
-FORM_LABELS = {"month": "donnée au mois près sans cet identifiant", "forbidden": "exige cet identifiant"}
+FORM_LABELS = {
+    "month": fr(N_("given to the month without this identifier")),
+    "forbidden": fr(N_("requires this identifier")),
+}
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ def column_choices() -> dict[str, list[ColumnChoice]]:
             if identifier is not None:
                 without = FORM_LABELS["month"] if column in COARSENED.get(table, {}) else FORM_LABELS["forbidden"]
             label = descriptions.get((table, column)) or (
-                "Clé de jointure propre au projet" if column == "CLE_DCI_JNT" else column
+                fr(N_("Join key of the project's own")) if column == "CLE_DCI_JNT" else column
             )
             choices.append(
                 ColumnChoice(table, column, label, IDENTIFIER_LABELS[identifier] if identifier else None, without)

@@ -23,6 +23,7 @@ from hygie.governance.policy import Role
 from hygie.governance.register import data_uses
 from hygie.governance.reimbursements import my_reimbursements
 from hygie.i18n import N_, translate
+from hygie.portal.pages.messages import fr, french
 from hygie.portal.pages.web import (
     PageRoute,
     checked_form,
@@ -70,7 +71,7 @@ def data_uses_page(request: Request, page: int = Query(1, ge=1, le=1_000_000)) -
 
 
 LOG_ENTRIES_PER_PAGE = 20
-extend_nav(Role.CITIZEN, "/citoyen/journal", "Mes traces dans le journal d'audit")
+extend_nav(Role.CITIZEN, "/citoyen/journal", fr(N_("My entries in the audit log")))
 
 
 @router.get("/journal", response_class=HTMLResponse)
@@ -138,41 +139,52 @@ def breach_notices_page(request: Request) -> HTMLResponse:
 DEVICE_COOKIE = "hygie_device"
 """A random token naming this browser: a breach-flagged citizen signing in from one not seen before needs a postal
 code first (``letters.check_sign_in``). HttpOnly, SameSite=Strict; only its digest is stored."""
-LETTER_ANSWER_FR = (
-    "Si ces informations correspondent à notre dossier, un courrier avec un code d'activation part vers l'adresse "
-    "postale que nous connaissons ; il arrive sous quelques jours. Vous pourrez alors ouvrir votre compte sur la page "
-    "« Saisir mon code d'activation »."
+LETTER_ANSWER_FR = fr(
+    N_(
+        "If this information matches our records, a letter with an activation code is on its way to the postal "
+        "address we know; it arrives within a few days. You can then open your account on the page “Enter my "
+        "activation code”."
+    )
 )
-CODE_REFUSED_FR = (
-    "Ce code n'est pas valable : il est peut-être mal recopié, déjà utilisé ou expiré, ou une information saisie avec "
-    "lui ne correspond pas. Vérifiez le courrier, ou demandez-en un nouveau."
+CODE_REFUSED_FR = fr(
+    N_(
+        "This code is not valid: it may be mistyped, already used or expired, or something entered with it does"
+        " not match. Check the letter, or ask for a new one."
+    )
 )
-STEP_UP_FR = (
-    "Si vos données figuraient dans une fuite, vous connecter depuis un appareil que nous ne connaissons pas encore "
-    "demande un code à usage unique, que nous envoyons par courrier à l'adresse que nous connaissions avant la fuite "
-    "(un seul courrier à la fois ; il arrive sous quelques jours) dès que vous essayez de vous connecter depuis cet "
-    "appareil. Saisissez-le ci-dessous avec votre identifiant et votre mot de passe, depuis ce même navigateur. Vous "
-    "pouvez aussi vous connecter par le fournisseur d'identité (FranceConnect) au niveau de sécurité renforcé."
+STEP_UP_FR = fr(
+    N_(
+        "If your data was in a leak, signing in from a device we do not know yet needs a one-time code, which "
+        "we send by post to the address we knew before the leak (one letter at a time; it arrives within a few "
+        "days) as soon as you try to sign in from this device. Enter it below with your username and password, "
+        "from this same browser. You can also sign in through the identity provider (FranceConnect) at the "
+        "substantial security level."
+    )
 )
-DEVICE_REFUSED_FR = (
-    "Connexion refusée : identifiant, mot de passe ou code incorrect, ou aucun code n'était attendu pour cet "
-    "appareil. Si vous n'avez pas reçu de courrier, connectez-vous d'abord sur la page « Se connecter »."
+DEVICE_REFUSED_FR = fr(
+    N_(
+        "Sign-in refused: wrong username, password or code, or no code was expected for this device. If you "
+        "have not received a letter, first sign in on the page “Sign in”."
+    )
 )
 """The one answer of the new-device page to every refusal: it never tells whether the password was right, whether
 the person is flagged, or whether a code was due."""
-LETTER_LIMITED_FR = (
-    "Trop de demandes ont été faites pour ce numéro : patientez avant d'en faire une autre. Si ces informations "
-    "correspondent à notre dossier et qu'aucun courrier n'est déjà en route, un courrier part tout de même vers "
-    "l'adresse postale que nous connaissons. Cela ne dit rien d'une personne en particulier."
+LETTER_LIMITED_FR = fr(
+    N_(
+        "Too many requests were made for this number: wait before making another. If this information matches "
+        "our records and no letter is already on its way, a letter is sent all the same to the postal address "
+        "we know. This says nothing about any particular person."
+    )
 )
 
 
 def _wait_fr(retry_after: int) -> str:
     minutes = max(1, -(-retry_after // 60))
-    return (
-        f"Trop de tentatives : patientez {minutes} minute{'s' if minutes > 1 else ''} avant de réessayer. "
-        "Cela ne dit rien d'une personne ni d'un compte en particulier."
-    )
+    if minutes == 1:
+        return fr(N_("Too many attempts: wait 1 minute before trying again. This says nothing about any particular "
+                     "person or account."))  # fmt: skip
+    return fr(N_("Too many attempts: wait {minutes} minutes before trying again. This says nothing about any "
+                 "particular person or account.", minutes=minutes))  # fmt: skip
 
 
 def _source(request: Request) -> str:
@@ -201,8 +213,8 @@ def new_device() -> str:
 def _page(request: Request, *, title: str, action: str = "", fields: Sequence[tuple[str, ...]] | None = None,
           status: int = 200, actor: Actor | None = None, **values: Any) -> HTMLResponse:  # fmt: skip
     context: dict[str, Any] = {
-        "title": title, "action": action, "fields": fields or [], "legend": "", "submit": "Envoyer", "intro": [],
-        "hidden": [], "error": None, "error_title": "Demande refusée", "notice": None, "notice_title": "",
+        "title": title, "action": action, "fields": fields or [], "legend": "", "submit": fr(N_("Send")), "intro": [],
+        "hidden": [], "error": None, "error_title": fr(N_("Request refused")), "notice": None, "notice_title": "",
         "notice_kind": "info", "field_errors": {}, "links": [], **values,
     }  # fmt: skip
     return render(request, "citoyen/formulaire.html", context, actor=actor, status=status)
@@ -214,9 +226,15 @@ def _text(form: dict[str, Any], name: str, limit: int = 100) -> str:
 
 
 LETTER_FIELDS = [
-    ("nir", "Numéro de sécurité sociale", "text", "15 caractères, clé comprise, comme sur votre carte Vitale.", "off"),
-    ("nom", "Nom de famille", "text", "Nom de naissance.", "family-name"),
-    ("naissance", "Date de naissance", "date", "", "bday"),
+    (
+        "nir",
+        fr(N_("Social security number")),
+        "text",
+        fr(N_("15 characters, key included, as on your Carte Vitale.")),
+        "off",
+    ),
+    ("nom", fr(N_("Family name")), "text", fr(N_("Name at birth.")), "family-name"),
+    ("naissance", fr(N_("Date of birth")), "date", "", "bday"),
 ]
 
 
@@ -224,15 +242,23 @@ def _letter_form(request: Request, status: int = 200, **values: Any) -> HTMLResp
     typed = values.pop("typed", {})
     fields = [(*f, typed.get(f[0], "")) for f in LETTER_FIELDS]
     intro = [
-        "Indiquez votre numéro de sécurité sociale, votre nom de famille et votre date de naissance. Si ces "
-        "informations correspondent à notre dossier, nous vous envoyons par courrier, à l'adresse postale que nous "
-        "connaissons, un code d'activation à usage unique.",
-        "Connaître ces informations ne suffit pas pour ouvrir un compte : il faut aussi recevoir ce courrier. Si "
-        "vos données figuraient dans une fuite, le courrier part vers l'adresse que nous connaissions avant la fuite.",
+        fr(
+            N_(
+                "Give your social security number, your family name and your date of birth. If this information "
+                "matches our records, we send you by post, to the postal address we know, a one-time activation "
+                "code."
+            )
+        ),
+        fr(
+            N_(
+                "Knowing this information is not enough to open an account: you must also receive this letter. If "
+                "your data was in a leak, the letter goes to the address we knew before the leak."
+            )
+        ),
     ]
-    links = [("/citoyen/activation", "J'ai reçu le courrier : saisir mon code d'activation")]
-    return _page(request, title="Ouvrir mon compte en ligne", action="/citoyen/inscription", fields=fields,
-                 legend="Vos informations", submit="Recevoir mon code par courrier", intro=intro, links=links,
+    links = [("/citoyen/activation", fr(N_("I received the letter: enter my activation code")))]
+    return _page(request, title=fr(N_("Open my account online")), action="/citoyen/inscription", fields=fields,
+                 legend=fr(N_("Your information")), submit=fr(N_("Receive my code by post")), intro=intro, links=links,
                  status=status, **values)  # fmt: skip
 
 
@@ -251,13 +277,15 @@ async def ask_letter(request: Request) -> Response:
     typed = {"nir": _text(form, "nir", 30), "nom": _text(form, "nom"), "naissance": _text(form, "naissance", 10)}
     field_errors = {}
     if not 13 <= len(typed["nir"].replace(" ", "")) <= 15:
-        field_errors["nir"] = "Saisissez les 15 caractères de votre numéro, clé comprise."
+        field_errors["nir"] = fr(N_("Enter the 15 characters of your number, key included."))
     if not typed["nom"]:
-        field_errors["nom"] = "Saisissez votre nom de famille."
+        field_errors["nom"] = fr(N_("Enter your family name."))
     if len(typed["naissance"]) != 10:
-        field_errors["naissance"] = "Saisissez votre date de naissance."
+        field_errors["naissance"] = fr(N_("Enter your date of birth."))
     if field_errors:
-        return _letter_form(request, 422, typed=typed, field_errors=field_errors, error="Le formulaire est incomplet.")
+        return _letter_form(
+            request, 422, typed=typed, field_errors=field_errors, error=fr(N_("The form is incomplete."))
+        )
     hub = hub_of(request)
     source = _source(request)
 
@@ -271,37 +299,61 @@ async def ask_letter(request: Request) -> Response:
     try:
         await run_in_threadpool(run)
     except LetterLimited as exc:
-        waiting = _letter_form(request, 429, error=LETTER_LIMITED_FR, error_title="Demande reçue, mais limitée")
+        waiting = _letter_form(
+            request, 429, error=LETTER_LIMITED_FR, error_title=fr(N_("Request received, but limited"))
+        )
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
     except Limited as exc:
-        waiting = _letter_form(request, 429, error=_wait_fr(exc.retry_after), error_title="Demande non envoyée")
+        waiting = _letter_form(request, 429, error=_wait_fr(exc.retry_after), error_title=fr(N_("Request not sent")))
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
-    return _page(request, title="Ouvrir mon compte en ligne", notice=LETTER_ANSWER_FR, notice_title="Demande reçue",
-                 links=[("/citoyen/activation", "Saisir mon code d'activation")])  # fmt: skip
+    return _page(
+        request,
+        title=fr(N_("Open my account online")),
+        notice=LETTER_ANSWER_FR,
+        notice_title=fr(N_("Request received")),
+        links=[("/citoyen/activation", fr(N_("Enter my activation code")))],
+    )
 
 
 ACTIVATION_FIELDS = [
-    ("code", "Code d'activation", "text", "Tel qu'il figure sur le courrier, par exemple ABCD-EFGH-JKMN-PQRS.", "off"),
-    ("nir", "Numéro de sécurité sociale", "text", "Celui pour lequel le courrier a été envoyé.", "off"),
-    ("username", "Identifiant de votre choix", "text", "", "username"),
-    ("password", "Mot de passe", "password", "", "new-password"),
-    ("password2", "Mot de passe, une seconde fois", "password", "", "new-password"),
+    (
+        "code",
+        fr(N_("Activation code")),
+        "text",
+        fr(N_("As printed on the letter, for example ABCD-EFGH-JKMN-PQRS.")),
+        "off",
+    ),
+    ("nir", fr(N_("Social security number")), "text", fr(N_("The one the letter was sent for.")), "off"),
+    ("username", fr(N_("Username of your choice")), "text", "", "username"),
+    ("password", fr(N_("Password")), "password", "", "new-password"),
+    ("password2", fr(N_("Password, a second time")), "password", "", "new-password"),
 ]
 
 
 def _activation_form(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
     username = values.pop("username", "")
     minimum = hub_of(request).settings.password_min_length
-    fields = [(n, label, kind, f"Au moins {minimum} caractères." if n == "password" else hint, auto,
+    fields = [(n, label, kind, fr(N_("At least {count} characters.", count=minimum)) if n == "password" else hint, auto,
                username if n == "username" else "") for n, label, kind, hint, auto in ACTIVATION_FIELDS]  # fmt: skip
-    intro = ["Saisissez le code d'activation reçu par courrier et votre numéro de sécurité sociale, puis choisissez "
-             "votre identifiant et votre mot de passe. Le code ne sert qu'une fois."]  # fmt: skip
-    links = [("/citoyen/inscription", "Je n'ai pas de code : le demander par courrier")]
-    return _page(request, title="Activer mon compte en ligne", action="/citoyen/activation", fields=fields,
-                 legend="Votre code et votre compte", submit="Ouvrir mon compte", intro=intro, links=links,
-                 status=status, **values)  # fmt: skip
+    intro = [fr(N_(
+            "Enter the activation code received by post and your social security number, then choose your username "
+            "and password. The code works only once."
+        ))]  # fmt: skip
+    links = [("/citoyen/inscription", fr(N_("I have no code: ask for one by post")))]
+    return _page(
+        request,
+        title=fr(N_("Activate my account online")),
+        action="/citoyen/activation",
+        fields=fields,
+        legend=fr(N_("Your code and your account")),
+        submit=fr(N_("Open my account")),
+        intro=intro,
+        links=links,
+        status=status,
+        **values,
+    )
 
 
 @router.get("/activation", response_class=HTMLResponse)
@@ -320,14 +372,20 @@ async def activate(request: Request) -> Response:
     hub = hub_of(request)
     password, field_errors = new_password_errors(form, hub.settings.password_min_length)
     if not code:
-        field_errors["code"] = "Saisissez le code d'activation reçu par courrier."
+        field_errors["code"] = fr(N_("Enter the activation code received by post."))
     if not nir:
-        field_errors["nir"] = "Saisissez votre numéro de sécurité sociale."
+        field_errors["nir"] = fr(N_("Enter your social security number."))
     if not username:
-        field_errors["username"] = "Choisissez un identifiant."
+        field_errors["username"] = fr(N_("Choose a username."))
     if field_errors:
-        return _activation_form(request, 422, username=username, field_errors=field_errors,
-                                error="Le formulaire est incomplet.", error_title="Compte non ouvert")  # fmt: skip
+        return _activation_form(
+            request,
+            422,
+            username=username,
+            field_errors=field_errors,
+            error=fr(N_("The form is incomplete.")),
+            error_title=fr(N_("Account not opened")),
+        )
     source = _source(request)
     device = device_of(request) or new_device()
 
@@ -340,26 +398,30 @@ async def activate(request: Request) -> Response:
         created = await run_in_threadpool(run)
     except Limited as exc:
         waiting = _activation_form(request, 429, username=username, error=_wait_fr(exc.retry_after),
-                                   error_title="Compte non ouvert")  # fmt: skip
+                                   error_title=fr(N_("Account not opened")))  # fmt: skip
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
     except Denied:
-        return _activation_form(request, 403, username=username, error=CODE_REFUSED_FR, error_title="Code refusé")
+        return _activation_form(
+            request, 403, username=username, error=CODE_REFUSED_FR, error_title=fr(N_("Code refused"))
+        )
     except Conflict:
-        return _activation_form(request, 409, username=username, error_title="Compte non ouvert",
-                                error="Vous avez peut-être déjà un compte, ou cet identifiant est déjà pris : "
-                                "choisissez-en un autre, ou connectez-vous.")  # fmt: skip
-    done = _page(request, title="Activer mon compte en ligne", notice_kind="success", notice_title="Compte ouvert",
-                 notice=f"Votre compte « {created.account.username} » est ouvert. Connectez-vous avec votre "
-                 "identifiant et votre mot de passe.", links=[("/connexion", "Se connecter")])  # fmt: skip
+        return _activation_form(request, 409, username=username, error_title=fr(N_("Account not opened")),
+                                error=fr(N_("You may already have an account, or this username is already taken: "
+                                            "choose another, or sign in.")))  # fmt: skip
+    opened = N_("Your account “{username}” is open. Sign in with your username and password.",
+                username=created.account.username)  # fmt: skip
+    done = _page(request, title=fr(N_("Activate my account online")), notice_kind="success",
+                 notice_title=fr(N_("Account opened")), notice=fr(opened),
+                 links=[("/connexion", fr(N_("Sign in")))])  # fmt: skip
     keep_device(done, request, device)
     return done
 
 
 DEVICE_FIELDS = [
-    ("username", "Identifiant", "text", "", "username"),
-    ("password", "Mot de passe", "password", "", "current-password"),
-    ("code", "Code reçu par courrier", "text", "Par exemple ABCD-EFGH-JKMN-PQRS.", "off"),
+    ("username", fr(N_("Username")), "text", "", "username"),
+    ("password", fr(N_("Password")), "password", "", "current-password"),
+    ("code", fr(N_("Code received by post")), "text", fr(N_("For example ABCD-EFGH-JKMN-PQRS.")), "off"),
 ]
 
 
@@ -370,11 +432,19 @@ def step_up_form(request: Request, status: int = 200, **values: Any) -> HTMLResp
     fields = [(*f, username if f[0] == "username" else "") for f in DEVICE_FIELDS]
     from hygie.governance.oidc import enabled
 
-    links = [("/citoyen/connexion-fc", "Me connecter par le fournisseur d'identité (FranceConnect)")]
-    response = _page(request, title="Confirmer ce nouvel appareil", action="/citoyen/appareil", fields=fields,
-                     legend="Vos identifiants et le code reçu par courrier", submit="Confirmer et me connecter",
-                     intro=[STEP_UP_FR], status=status, links=links if enabled(hub_of(request).settings) else [],
-                     **values)  # fmt: skip
+    links = [("/citoyen/connexion-fc", fr(N_("Sign me in through the identity provider (FranceConnect)")))]
+    response = _page(
+        request,
+        title=fr(N_("Confirm this new device")),
+        action="/citoyen/appareil",
+        fields=fields,
+        legend=fr(N_("Your credentials and the code received by post")),
+        submit=fr(N_("Confirm and sign me in")),
+        intro=[STEP_UP_FR],
+        status=status,
+        links=links if enabled(hub_of(request).settings) else [],
+        **values,
+    )
     keep_device(response, request, device or new_device())
     return response
 
@@ -398,8 +468,13 @@ async def confirm_device(request: Request) -> Response:
     username, code = _text(form, "username", 80), _text(form, "code", 40)
     password = str(form.get("password", ""))[:200]
     if not username or not password or not code:
-        return step_up_form(request, 422, username=username, error="Saisissez votre identifiant, votre mot de passe "
-                            "et le code reçu par courrier.", error_title="Formulaire incomplet")  # fmt: skip
+        return step_up_form(
+            request,
+            422,
+            username=username,
+            error=fr(N_("Enter your username, your password and the code received by post.")),
+            error_title=fr(N_("Form incomplete")),
+        )
     hub = hub_of(request)
     throttle: SignInThrottle = request.app.state.signin_throttle
     device = device_of(request) or new_device()
@@ -414,39 +489,45 @@ async def confirm_device(request: Request) -> Response:
         token, max_age, role = await run_in_threadpool(throttle.guarded, hub, source, username, login)
     except Throttled as exc:
         waiting = step_up_form(request, 429, username=username, device=device, error=french_wait(exc.retry_after),
-                               error_title="Connexion refusée")  # fmt: skip
+                               error_title=fr(N_("Sign-in refused")))  # fmt: skip
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
     except Unauthenticated:
         return step_up_form(request, 401, username=username, device=device, error=DEVICE_REFUSED_FR,
-                            error_title="Connexion refusée")  # fmt: skip
+                            error_title=fr(N_("Sign-in refused")))  # fmt: skip
     response = redirect(HOME[role])
     set_session_cookie(response, request, token, max_age)
     keep_device(response, request, device)
     return response
 
 
-extend_nav(Role.CITIZEN, "/citoyen/coordonnees", "Mes coordonnées pour les avis")
+extend_nav(Role.CITIZEN, "/citoyen/coordonnees", fr(N_("My contact details for notices")))
 CONTACT_FIELDS = [
-    ("email", "Adresse électronique", "email", "Où nous vous prévenons (avis de violation, par exemple).", "email"),
-    ("phone", "Téléphone", "tel", "", "tel"),
+    ("email", fr(N_("E-mail address")), "email", fr(N_("Where we warn you (breach notices, for example).")), "email"),
+    ("phone", fr(N_("Telephone")), "tel", "", "tel"),
 ]
 
 
 def _contact_form(request: Request, actor: Actor, flagged: bool, values: dict[str, str | None],
                   status: int = 200, **extra: Any) -> HTMLResponse:  # fmt: skip
     fields = [(*f, values.get(f[0]) or "") for f in CONTACT_FIELDS]
-    intro = ["Ces coordonnées servent à vous prévenir ; elles sont conservées chiffrées."]
+    intro = [fr(N_("These details are used to warn you; they are kept encrypted."))]
     if flagged:
-        fields.append(("code", "Code reçu par courrier", "text", "Laissez vide pour recevoir un code.", "off", ""))
-        intro.append(
-            "Vos données figuraient dans une fuite : pour changer ces coordonnées, il faut un code à usage unique "
-            "envoyé par courrier à l'adresse que nous connaissions avant la fuite. Envoyez le formulaire sans code "
-            "pour le recevoir (il arrive sous quelques jours), puis revenez avec lui. Vous pouvez aussi passer par "
-            "le fournisseur d'identité (FranceConnect) au niveau de sécurité renforcé."
+        fields.append(
+            ("code", fr(N_("Code received by post")), "text", fr(N_("Leave empty to receive a code.")), "off", "")
         )
-    return _page(request, title="Mes coordonnées pour les avis", action="/citoyen/coordonnees", fields=fields,
-                 legend="Vos coordonnées", submit="Enregistrer", intro=intro, actor=actor, status=status,
+        intro.append(
+            fr(
+                N_(
+                    "Your data was in a leak: changing these details needs a one-time code sent by post to the "
+                    "address we knew before the leak. Send the form without a code to receive it (it arrives within"
+                    " a few days), then come back with it. You can also go through the identity provider "
+                    "(FranceConnect) at the substantial security level."
+                )
+            )
+        )
+    return _page(request, title=fr(N_("My contact details for notices")), action="/citoyen/coordonnees", fields=fields,
+                 legend=fr(N_("Your contact details")), submit=fr(N_("Save")), intro=intro, actor=actor, status=status,
                  **extra)  # fmt: skip
 
 
@@ -490,16 +571,27 @@ async def change_contact(request: Request) -> Response:
     except Limited as exc:
         return _contact_form(request, actor, True, values, 429, error=_wait_fr(exc.retry_after))
     except Denied:
-        return _contact_form(request, actor, True, values, 403, error=CODE_REFUSED_FR, error_title="Code refusé")
+        return _contact_form(
+            request, actor, True, values, 403, error=CODE_REFUSED_FR, error_title=fr(N_("Code refused"))
+        )
     except Invalid as exc:
-        return _contact_form(request, actor, False, values, 422, error_title="Coordonnées non enregistrées",
-                             error="Vérifiez l'adresse électronique et le téléphone : "
-                             + ("l'adresse ne semble pas valable." if "e-mail" in exc.message
-                                else "le numéro ne semble pas valable."))  # fmt: skip
+        return _contact_form(
+            request,
+            actor,
+            False,
+            values,
+            422,
+            error_title=fr(N_("Contact details not saved")),
+            error=french(422, exc.message),
+        )  # the service's own check, from the catalogue
     if done.changed:
-        return _contact_form(request, actor, False, values, notice_kind="success", notice_title="Enregistré",
-                             notice="Vos coordonnées sont enregistrées.")  # fmt: skip
-    notice = ("Un code à usage unique part par courrier vers l'adresse que nous connaissions avant la fuite (un seul "
-              "courrier à la fois). Revenez avec ce code pour confirmer le changement.") if done.letter else (
-              "Nous n'avons pas d'adresse postale pour vous envoyer un code : contactez votre caisse.")  # fmt: skip
-    return _contact_form(request, actor, flagged, values, notice_title="Code envoyé par courrier", notice=notice)
+        return _contact_form(request, actor, False, values, notice_kind="success", notice_title=fr(N_("Saved")),
+                             notice=fr(N_("Your contact details are saved.")))  # fmt: skip
+    notice = (fr(N_(
+            "A one-time code is on its way by post to the address we knew before the leak (one letter at a time). "
+            "Come back with this code to confirm the change."
+        ))) if done.letter else (
+              fr(N_(
+                      "We have no postal address to send you a code: contact your health insurance fund."
+                  )))  # fmt: skip
+    return _contact_form(request, actor, flagged, values, notice_title=fr(N_("Code sent by post")), notice=notice)

@@ -14,13 +14,17 @@ from starlette.concurrency import run_in_threadpool
 from hygie.governance.accounts import ANONYMOUS, Accounts, Enrolled
 from hygie.governance.acts import act
 from hygie.governance.errors import Denied, Invalid
+from hygie.i18n import N_
+from hygie.portal.pages.messages import fr
 from hygie.portal.pages.web import PageRoute, checked_form, hub_of, new_password_errors, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-REFUSED = (
-    "Ce code d'activation n'est pas valable : il est peut-être mal recopié, déjà utilisé ou expiré. "
-    "Demandez à la personne qui a créé votre compte de vous en envoyer un nouveau."
+REFUSED = fr(
+    N_(
+        "This activation code is not valid: it may be mistyped, already used or expired. Ask the person who "
+        "created your account to send you a new one."
+    )
 )
 
 
@@ -42,9 +46,9 @@ async def enrol(request: Request) -> Response:
     hub = hub_of(request)
     password, field_errors = new_password_errors(form, hub.settings.password_min_length)
     if not code:
-        field_errors["code"] = "Saisissez le code d'activation reçu par courriel."
+        field_errors["code"] = fr(N_("Enter the activation code received by e-mail."))
     if field_errors:
-        return _form(request, 422, field_errors=field_errors, error="Le formulaire est incomplet.")
+        return _form(request, 422, field_errors=field_errors, error=fr(N_("The form is incomplete.")))
 
     def run() -> Enrolled:
         with act(hub, ANONYMOUS, "account.enrol") as session:
@@ -55,5 +59,5 @@ async def enrol(request: Request) -> Response:
     except Denied:
         return _form(request, 403, error=REFUSED)
     except Invalid:
-        return _form(request, 422, error="Ce mot de passe n'est pas accepté : choisissez-en un plus long.")
+        return _form(request, 422, error=fr(N_("This password is not accepted: choose a longer one.")))
     return _form(request, done={"username": done.account.username, "uri": done.totp_uri, "secret": done.totp_secret})

@@ -13,9 +13,10 @@ vague French one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hygie import vocabulary
-from hygie.i18n import translate
+from hygie.i18n import N_, Message, translate
 from hygie.vocabulary import labels
 
 PROJECT_STATUS: dict[str, str] = labels(vocabulary.PROJECT_STATUS, "fr")
@@ -25,6 +26,13 @@ ALERT_STATUS: dict[str, str] = labels(vocabulary.ALERT_STATUS, "fr")
 INCIDENT_STATUS: dict[str, str] = labels(vocabulary.INCIDENT_STATUS, "fr")
 ROLE_NAMES: dict[str, str] = labels(vocabulary.ROLE, "fr")
 """The states and roles in French, from the catalogue (``hygie.vocabulary``)."""
+
+
+def fr(message: Message) -> str:
+    """A page's own text (a label, a hint, a form's check) in French, from the catalogue: pages are French first,
+    and the English msgid is what a page in another language would start from. Should the catalogue lack it
+    (``tests/test_i18n.py`` fails first), the English rather than nothing."""
+    return translate(message, "fr") or str(message)
 
 
 class French(str):
@@ -41,11 +49,11 @@ class Said:
 
 
 BY_STATUS: dict[int, str] = {
-    401: "Connectez-vous pour continuer.",
-    403: "Votre compte n'a pas le droit de faire cette action.",
-    404: "Ce que vous cherchez n'existe pas, ou plus.",
-    409: "Cette action n'est pas possible dans l'état actuel.",
-    422: "La demande est invalide.",
+    401: fr(N_("Sign in to continue.")),
+    403: fr(N_("Your account may not do this.")),
+    404: fr(N_("What you are looking for does not exist, or no longer.")),
+    409: fr(N_("This action is not possible in the current state.")),
+    422: fr(N_("The request is invalid.")),
 }
 """What a refusal means when its message is not a known one: said in French, the service's words kept below."""
 
@@ -68,3 +76,33 @@ def said(status: int, message: str) -> Said:
     if status in BY_STATUS:
         return Said(BY_STATUS[status], "fr", text)
     return Said(text, "en")
+
+
+def validation_error(error: Any) -> str:
+    """One of pydantic's validation errors (a form the page hands to an API model) in French: the model's own
+    refusal when a validator raised a catalogued message, else the kind of error with its limit from the
+    catalogue; never pydantic's English wording, which a form's reader could not act on."""
+    context = error.get("ctx") or {}
+    raised = context.get("error")
+    if isinstance(raised, ValueError) and raised.args and isinstance(raised.args[0], Message):
+        return french(422, raised.args[0])
+    kind = str(error.get("type", ""))
+    limit = next((context[k] for k in ("max_length", "min_length", "ge", "le", "gt", "lt") if k in context), None)
+    known: dict[str, Message] = {
+        "missing": N_("This field is required."),
+        "too_long": N_("at most {count}", count=limit),
+        "string_too_long": N_("{count} characters at most.", count=limit),
+        "string_too_short": N_("At least {count} characters.", count=limit),
+        "too_short": N_("at least {count}", count=limit),
+        "greater_than_equal": N_("A number of at least {limit}.", limit=limit),
+        "less_than_equal": N_("A number of at most {limit}.", limit=limit),
+        "greater_than": N_("A number greater than {limit}.", limit=limit),
+        "less_than": N_("A number less than {limit}.", limit=limit),
+    }
+    if kind in known and (limit is not None or kind == "missing"):
+        return fr(known[kind])
+    if kind.startswith(("int_", "float_", "decimal_")):
+        return fr(N_("A number, in digits."))
+    if kind.startswith(("date_", "datetime_")):
+        return fr(N_("A date in the form YYYY-MM-DD."))
+    return fr(N_("This value is not accepted: check it against the field's hint."))

@@ -45,6 +45,7 @@ from hygie.governance.oidc import (
 from hygie.governance.policy import Role
 from hygie.i18n import N_
 from hygie.portal.pages import citizen as citizen_pages
+from hygie.portal.pages.messages import fr
 from hygie.portal.pages.web import (
     CSP,
     HOME,
@@ -69,23 +70,55 @@ BINDING_COOKIE = "hygie_oidc"
 START_BUCKET, CALLBACK_BUCKET = "oidc.start.source", "oidc.callback.source"
 """Limiter buckets (hygie.governance.limits) of provider logins started and callbacks taken, per client address."""
 REFUSED_FR: dict[str, str] = {
-    "flow": "Cette connexion n'est plus valable : elle a déjà servi, elle a expiré, ou elle a été commencée dans un "
-    "autre navigateur. Recommencez depuis le début, dans ce navigateur.",
-    "provider": "La réponse du fournisseur d'identité n'a pas pu être vérifiée : par sécurité, elle est refusée. "
-    "Recommencez depuis le début ; si cela se reproduit, contactez votre caisse d'assurance maladie.",
-    "cancelled": "La connexion chez le fournisseur d'identité n'a pas abouti (elle a peut-être été annulée). "
-    "Recommencez quand vous le souhaitez.",
-    "level": "Le niveau de sécurité de cette connexion est insuffisant. Recommencez en choisissant un moyen "
-    "d'identification de niveau « substantiel » chez le fournisseur d'identité.",
-    "no_match": "Nous ne pouvons pas rattacher cette identité à un assuré de façon certaine. Demandez un code "
-    "d'activation envoyé par courrier à votre adresse, ou contactez votre caisse d'assurance maladie.",
-    "strong_needed": "Votre identité figure dans une fuite de données : l'ouverture de votre compte demande une "
-    "connexion de niveau « substantiel » chez le fournisseur d'identité, ou un code d'activation envoyé par courrier "
-    "à votre adresse. Recommencez avec l'un de ces moyens.",
-    "no_account": "Aucun compte actif n'est ouvert à votre nom. Créez votre compte avec le fournisseur d'identité ou "
-    "avec un code d'activation envoyé par courrier, ou contactez votre caisse d'assurance maladie.",
-    "other_person": "Le fournisseur d'identité a confirmé l'identité d'une autre personne que le titulaire de ce "
-    "compte : rien n'a été modifié.",
+    "flow": fr(
+        N_(
+            "This sign-in is no longer valid: it was already used, it expired, or it was started in another "
+            "browser. Start again from the beginning, in this browser."
+        )
+    ),
+    "provider": fr(
+        N_(
+            "The identity provider's answer could not be verified: for safety, it is refused. Start again from the "
+            "beginning; if it happens again, contact your health insurance fund."
+        )
+    ),
+    "cancelled": fr(
+        N_(
+            "Signing in at the identity provider did not complete (it may have been cancelled). Start again "
+            "whenever you wish."
+        )
+    ),
+    "level": fr(
+        N_(
+            "The security level of this sign-in is not enough. Start again and choose a means of identification of "
+            "the “substantial” level at the identity provider."
+        )
+    ),
+    "no_match": fr(
+        N_(
+            "We cannot link this identity to an insured person with certainty. Ask for an activation code sent by "
+            "post to your address, or contact your health insurance fund."
+        )
+    ),
+    "strong_needed": fr(
+        N_(
+            "Your identity is in a data leak: opening your account needs a sign-in of the “substantial” level at "
+            "the identity provider, or an activation code sent by post to your address. Start again with one of "
+            "these."
+        )
+    ),
+    "no_account": fr(
+        N_(
+            "No active account is open in your name. Create your account with the identity provider or with an "
+            "activation code sent by post, or contact your health insurance fund."
+        )
+    ),
+    "other_person": fr(
+        N_(
+            "The identity provider confirmed the identity of someone other than this account's holder: nothing was "
+            "changed."
+        )
+    ),
 }
 
 
@@ -267,10 +300,10 @@ async def open_account(request: Request) -> Response:
     hub = hub_of(request)
     password, field_errors = new_password_errors(form, hub.settings.password_min_length)
     if not username:
-        field_errors["username"] = "Choisissez un identifiant."
+        field_errors["username"] = fr(N_("Choose a username."))
     if field_errors:
         return _account_form(request, 422, field_errors=field_errors, username=username,
-                             error="Le formulaire est incomplet.")  # fmt: skip
+                             error=fr(N_("The form is incomplete.")))  # fmt: skip
     binding = _binding(request)
     device = citizen_pages.device_of(request) or citizen_pages.new_device()
 
@@ -288,13 +321,13 @@ async def open_account(request: Request) -> Response:
         return _refused(request, exc)
     except Conflict as exc:
         message = (
-            "Cet identifiant est déjà pris : choisissez-en un autre."
+            fr(N_("This username is already taken: choose another."))
             if "username" in exc.message
-            else "Vous avez déjà un compte : connectez-vous, ou demandez à votre caisse de le réinitialiser."
+            else fr(N_("You already have an account: sign in, or ask your health insurance fund to reset it."))
         )
         return _account_form(request, 409, username=username, error=message)
     except Invalid:
-        refused = "Cet identifiant ou ce mot de passe n'est pas accepté : choisissez-en un autre."
+        refused = fr(N_("This username or password is not accepted: choose another."))
         return _account_form(request, 422, username=username, error=refused)
     response = redirect(HOME[Role.CITIZEN])
     set_session_cookie(response, request, token, max_age)

@@ -17,7 +17,8 @@ from hygie.audit.alerts import AlertStatus
 from hygie.governance.accounts import Actor
 from hygie.governance.errors import Invalid
 from hygie.governance.policy import Role
-from hygie.portal.pages.messages import ALERT_STATUS
+from hygie.i18n import N_
+from hygie.portal.pages.messages import ALERT_STATUS, fr, french
 from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import alerts as alerts_api
 from hygie.portal.routes import audit_search
@@ -68,11 +69,11 @@ async def handle_alert(request: Request, alert_id: int) -> Response:
     note = str(form.get("note", "")).strip()
     errors: dict[str, str] = {}
     if choice not in HANDLINGS:
-        errors["choix"] = "Choisissez de prendre l'alerte en compte ou de la classer."
+        errors["choix"] = fr(N_("Choose to acknowledge the alert or to dismiss it."))
     if not note:
-        errors["note"] = "Écrivez une note : ce que vous avez vérifié, ce que vous faites."
+        errors["note"] = fr(N_("Write a note: what you checked, what you are doing."))
     elif len(note) > NOTE_MAX:
-        errors["note"] = f"{NOTE_MAX} caractères au plus."
+        errors["note"] = fr(N_("{count} characters at most.", count=NOTE_MAX))
     if errors:
         alert = await run_in_threadpool(alerts_api.get_alert, alert_id, hub, actor)
         context = _alert_context(actor, alert, "", errors, note)
@@ -102,13 +103,13 @@ def audit_page(
         if projet.strip().isdigit():
             project_id = int(projet.strip())
         else:
-            errors["projet"] = "Un numéro de projet, en chiffres."
+            errors["projet"] = fr(N_("A project number, in digits."))
     days: dict[str, date | None] = {}
     for key in ("du", "au"):
         try:
             days[key] = date.fromisoformat(values[key]) if values[key] else None
         except ValueError:
-            errors[key] = "Une date au format AAAA-MM-JJ."
+            errors[key] = fr(N_("A date in the form YYYY-MM-DD."))
     hub = hub_of(request)
     page_found = None
     if not errors:
@@ -117,7 +118,7 @@ def audit_page(
                                             project_id=project_id, outcome=resultat or None, since=days["du"],
                                             until=days["au"])  # fmt: skip
         except Invalid as exc:
-            errors["formulaire"] = exc.message
+            errors["formulaire"] = french(exc.status, exc.message)
         else:
             page_found = audit_search.search(hub, actor, f, offset=(page - 1) * EVENTS_PER_PAGE, limit=EVENTS_PER_PAGE)
     pages = max(1, -(-page_found.total // EVENTS_PER_PAGE)) if page_found else 1

@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
+from hygie.i18n import N_
 from hygie.portal.pages import catalogue
-from hygie.portal.pages.messages import french
+from hygie.portal.pages.messages import fr, french, validation_error
 from hygie.portal.pages.web import (
     PageRoute,
     as_list,
@@ -34,7 +35,7 @@ from hygie.portal.routes import projects as api
 
 router = APIRouter(prefix="/recherche", route_class=PageRoute, include_in_schema=False)
 
-SEXES = {"1": "Hommes", "2": "Femmes"}
+SEXES = {"1": fr(N_("Men")), "2": fr(N_("Women"))}
 FIELD_NAMES = {
     "title": "titre",
     "organisation": "organisme",
@@ -46,7 +47,7 @@ FIELD_NAMES = {
     "privacy_budget": "budget",
 }
 """API field -> form field, to put a validation error next to the field it concerns."""
-FORM_ERRORS = "Le formulaire contient des erreurs : corrigez les champs signalés."
+FORM_ERRORS = fr(N_("The form has errors: correct the fields marked."))
 
 
 @router.get("/projets", response_class=HTMLResponse)
@@ -93,31 +94,31 @@ def _request_from(form: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str
     errors: dict[str, str] = {}
     text = {k: str(form.get(k, "")).strip() for k in ("titre", "organisme", "finalite", "justification", "resume")}
     for key, message in (
-        ("titre", "Donnez un titre au projet."),
-        ("organisme", "Indiquez l'organisme responsable."),
-        ("finalite", "Choisissez une finalité."),
+        ("titre", fr(N_("Give the project a title."))),
+        ("organisme", fr(N_("Give the organisation responsible."))),
+        ("finalite", fr(N_("Choose a purpose."))),
     ):
         if not text[key]:
             errors[key] = message
     for key in ("justification", "resume"):
         if len(text[key]) < 10:
-            errors[key] = "Expliquez en au moins 10 caractères."
+            errors[key] = fr(N_("Explain in at least 10 characters."))
     tables: dict[str, list[str]] = {}
     for choice in as_list(form.get("colonnes")):
         table, _, column = choice.partition(".")
         tables.setdefault(table, []).append(column)
     if not tables:
-        errors["colonnes"] = "Cochez au moins une colonne."
+        errors["colonnes"] = fr(N_("Tick at least one column."))
     population: dict[str, Any] = {"period_start": form.get("debut") or None, "period_end": form.get("fin") or None}
     if not population["period_start"]:
-        errors["debut"] = "Indiquez le début de la période."
+        errors["debut"] = fr(N_("Give the start of the period."))
     if not population["period_end"]:
-        errors["fin"] = "Indiquez la fin de la période."
+        errors["fin"] = fr(N_("Give the end of the period."))
     for key, name in (("age_min", "age_min"), ("age_max", "age_max")):
         raw = str(form.get(key, "")).strip()
         if raw:
             if not raw.isdigit():
-                errors[key] = "Un âge en années, en chiffres."
+                errors[key] = fr(N_("An age in years, in digits."))
             else:
                 population[name] = int(raw)
     population["sexes"] = [int(s) for s in as_list(form.get("sexes")) if s in SEXES]
@@ -126,7 +127,7 @@ def _request_from(form: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str
     population["ccam_acts"] = _codes(str(form.get("ccam", "")))
     duration = str(form.get("duree", "")).strip()
     if not duration.isdigit() or int(duration) < 1:
-        errors["duree"] = "Une durée en jours, au moins 1."
+        errors["duree"] = fr(N_("A duration in days, at least 1."))
     mode, budget = _release_from(form, errors)
     if errors:
         return None, errors
@@ -154,14 +155,14 @@ def _release_from(form: dict[str, Any], errors: dict[str, str]) -> tuple[str, fl
     raw = str(form.get("budget", "")).strip().replace(",", ".")
     if mode == "sdc":
         if raw:
-            errors["budget"] = "Un budget de confidentialité ne va qu'avec la confidentialité différentielle."
+            errors["budget"] = fr(N_("A privacy budget goes only with differential privacy."))
         return mode, None
     try:
         budget = float(raw)
     except ValueError:
         budget = math.nan
     if not math.isfinite(budget) or budget <= 0:
-        errors["budget"] = "Donnez un budget de confidentialité : un nombre positif, par exemple 0,5."
+        errors["budget"] = fr(N_("Give a privacy budget: a positive number, for example 0.5."))
         return mode, None
     return mode, budget
 
@@ -179,7 +180,7 @@ async def new_project(request: Request) -> Response:
     except ValidationError as exc:
         for e in exc.errors(include_input=False, include_url=False):
             field = FIELD_NAMES.get(str(e["loc"][0]), "formulaire")
-            errors[field] = str(e["msg"])
+            errors[field] = validation_error(e)
         return render(request, "recherche/nouveau.html",
                       _form_context(request, form, errors, FORM_ERRORS),
                       actor=actor, status=422)  # fmt: skip
@@ -196,8 +197,8 @@ async def new_project(request: Request) -> Response:
         project_id = await run_in_threadpool(create)
     except GovernanceError as exc:
         # The policy's own refusal (a gated column, two identifiers, a forbidden purpose…), shown above the form.
-        return render(request, "recherche/nouveau.html",
-                      _form_context(request, form, {}, "La demande est refusée : " + french(exc.status, exc.message)),
+        refused = fr(N_("The request is refused: {reason}", reason=french(exc.status, exc.message)))
+        return render(request, "recherche/nouveau.html", _form_context(request, form, {}, refused),
                       actor=actor, status=exc.status)  # fmt: skip
     return redirect(f"/recherche/projets/{project_id}?fait={'soumis' if submit else 'cree'}")
 

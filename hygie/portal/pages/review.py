@@ -16,7 +16,9 @@ from hygie.governance.accounts import Actor
 from hygie.governance.errors import Conflict, Denied
 from hygie.governance.policy import Role, reviewing_roles
 from hygie.hub import Hub
+from hygie.i18n import N_
 from hygie.portal.pages import catalogue
+from hygie.portal.pages.messages import fr
 from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import projects as api
 
@@ -36,18 +38,42 @@ def _context(project: api.ProjectOut, **more: object) -> dict[str, object]:
             "current_decisions": current, "voided_decisions": voided, **more}  # fmt: skip
 
 
+DPO_OVERSEES = N_(
+    "the DPO oversees projects and does not review them here (policy setting dpo_may_review); reviewers decide, and "
+    "the DPO may suspend or close a project"
+)
+SAME_LINEAGE = N_(
+    "refused: your account and account {account}, which requested or belongs to project {project}, were created by "
+    "the same person (or one created the other); an approval must come from someone independent",
+    account=0,
+    project=0,
+)
+CHANGED = N_(
+    "project {project} changed since you read it (it is now version {version}); read it again before deciding",
+    project=0,
+    version=0,
+)
+DECISION_REFUSALS: dict[str, str] = {
+    DPO_OVERSEES.msgid: fr(N_(
+        "The DPO oversees projects and does not review them (setting dpo_may_review): reviewers decide; the DPO may "
+        "suspend or close a project."
+    )),
+    SAME_LINEAGE.msgid: fr(N_(
+        "Refused: your account and the requester's or a project member's were created by the same person, or one "
+        "created the other. The approval must come from an independent person."
+    )),
+    CHANGED.msgid: fr(N_(
+        "The request changed since you read it: your decision is not recorded. Read the version below before "
+        "deciding."
+    )),
+}  # fmt: skip
+"""The decision's own refusals (separation of duties, a changed request), by the service message's identifier,
+said the way this page needs them: the form is shown again below them."""
+
+
 def _refusal_fr(message: str) -> str | None:
-    """French for the decision's own refusals (separation of duties, a changed request), None for others."""
-    if "oversees projects" in message:
-        return ("Le DPO veille sur les projets et ne les relit pas (réglage dpo_may_review) : les relecteurs "
-                "décident ; le DPO peut suspendre ou clore un projet.")  # fmt: skip
-    if "created by the same person" in message:
-        return ("Refusé : votre compte et celui du demandeur ou d'un membre du projet ont été créés par la même "
-                "personne, ou l'un a créé l'autre. L'approbation doit venir d'une personne indépendante.")  # fmt: skip
-    if "changed since you read it" in message:
-        return ("La demande a changé depuis que vous l'avez lue : votre décision n'est pas enregistrée. Relisez la "
-                "version ci-dessous avant de décider.")  # fmt: skip
-    return None
+    """French for the decision's own refusals, None for others (shown on the error page like any refusal)."""
+    return DECISION_REFUSALS.get(getattr(message, "msgid", ""))
 
 
 def _decidable(hub: Hub, actor: Actor, project: api.ProjectOut) -> bool:
@@ -90,11 +116,11 @@ async def decide(request: Request, project_id: int) -> Response:
     judged = str(form.get("empreinte", ""))
     errors = {}
     if decision not in ("approve", "reject"):
-        errors["decision"] = "Choisissez d'approuver ou de refuser."
+        errors["decision"] = fr(N_("Choose to approve or to reject."))
     if len(reason) < 10:
-        errors["motif"] = "Motivez votre décision en au moins 10 caractères."
+        errors["motif"] = fr(N_("Give the reason for your decision in at least {count} characters.", count=10))
     if len(judged) != 64 or any(c not in "0123456789abcdef" for c in judged):
-        errors["empreinte"] = "Le formulaire ne dit pas quelle version vous avez relue : rechargez la page."
+        errors["empreinte"] = fr(N_("The form does not say which version you read: reload the page."))
     if errors:
         project = await run_in_threadpool(api.get_project, project_id, hub, actor)
         context = _context(project, may_decide=True, done="", errors=errors, reason=reason)

@@ -15,7 +15,9 @@ from hygie.governance.acts import act
 from hygie.governance.errors import Unauthenticated
 from hygie.governance.policy import Role
 from hygie.governance.throttle import SignInThrottle, Throttled, client_address, french_wait
+from hygie.i18n import N_
 from hygie.portal.pages import citizen as citizen_pages
+from hygie.portal.pages.messages import fr
 from hygie.portal.pages.web import (
     HOME,
     PageRoute,
@@ -31,7 +33,7 @@ from hygie.portal.pages.web import (
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-REFUSED_FR = "Identifiant, mot de passe ou code incorrect."
+REFUSED_FR = fr(N_("Wrong username, password or code."))
 """The one answer to every refused sign-in (a code already used once is refused too: wait for the next one)."""
 
 
@@ -66,12 +68,12 @@ async def signin(request: Request) -> Response:
     suite = str(form.get("suite", ""))[:300]
     field_errors = {}
     if not username:
-        field_errors["username"] = "Saisissez votre identifiant."
+        field_errors["username"] = fr(N_("Enter your username."))
     if not password:
-        field_errors["password"] = "Saisissez votre mot de passe."  # noqa: S105  (a message, not a password)
+        field_errors["password"] = fr(N_("Enter your password."))
     if field_errors:
         return _form(request, 422, field_errors=field_errors, username=username, suite=suite,
-                     error="Des champs obligatoires sont vides.")  # fmt: skip
+                     error=fr(N_("Required fields are empty.")))  # fmt: skip
     hub = hub_of(request)
     throttle: SignInThrottle = request.app.state.signin_throttle
     device = citizen_pages.device_of(request) or citizen_pages.new_device()  # a breach-flagged citizen's step-up

@@ -25,9 +25,9 @@ from hygie.governance.accounts import Actor
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
 from hygie.governance.projects import MIN_REASON
-from hygie.i18n import translate
+from hygie.i18n import N_, term, translate
 from hygie.portal.pages.citizen import EXPOSED
-from hygie.portal.pages.messages import INCIDENT_STATUS, Said, said
+from hygie.portal.pages.messages import INCIDENT_STATUS, Said, fr, said
 from hygie.portal.pages.web import (
     PageRoute,
     checked_form,
@@ -43,36 +43,36 @@ from hygie.portal.routes import breach as api
 from hygie.vocabulary import BREACH_MATCH_REASON, labels
 
 router = APIRouter(prefix="/controle/violations", route_class=PageRoute, include_in_schema=False)
-extend_nav(Role.DPO, "/controle/violations", "Violations de données")
+extend_nav(Role.DPO, "/controle/violations", fr(N_("Data breaches")))
 
 NAME_MAX = 200
 FIELD_LABELS: dict[str, str] = {
-    Field.NIR: "NIR (numéro de sécurité sociale)",
-    Field.LAST_NAME: "nom de famille",
-    Field.FIRST_NAME: "prénom",
-    Field.FULL_NAME: "nom complet (nom et prénom)",
-    Field.BIRTH_DATE: "date de naissance",
-    Field.POSTCODE: "code postal",
-    Field.EMAIL: "adresse électronique",
-    Field.PHONE: "téléphone",
-    Field.ADDRESS: "adresse",
-    Field.COMMUNE: "commune",
-    Field.SEX: "sexe",
-    Field.BLOOD_GROUP: "groupe sanguin (santé)",
-    Field.DOCTOR: "médecin",
-    Field.INSURER: "organisme d'assurance",
-    Field.DIAGNOSIS: "diagnostic, résultat (santé)",
-    Field.TREATMENT: "traitement (santé)",
-    Field.COMMENT: "commentaire (texte libre)",
-    Field.OTHER: "autre donnée",
-    Field.IGNORE: "à ignorer (n'expose rien d'une personne)",
+    Field.NIR: fr(N_("NIR (social security number)")),
+    Field.LAST_NAME: fr(N_("family name")),
+    Field.FIRST_NAME: fr(N_("first name")),
+    Field.FULL_NAME: fr(N_("full name (family and first name)")),
+    Field.BIRTH_DATE: fr(N_("date of birth")),
+    Field.POSTCODE: fr(N_("postcode")),
+    Field.EMAIL: fr(N_("e-mail address")),
+    Field.PHONE: fr(N_("telephone")),
+    Field.ADDRESS: fr(N_("address")),
+    Field.COMMUNE: fr(N_("commune")),
+    Field.SEX: fr(N_("sex")),
+    Field.BLOOD_GROUP: fr(N_("blood group (health)")),
+    Field.DOCTOR: fr(N_("doctor")),
+    Field.INSURER: fr(N_("insurer")),
+    Field.DIAGNOSIS: fr(N_("diagnosis, result (health)")),
+    Field.TREATMENT: fr(N_("treatment (health)")),
+    Field.COMMENT: fr(N_("comment (free text)")),
+    Field.OTHER: fr(N_("other data")),
+    Field.IGNORE: fr(N_("to ignore (exposes nothing of a person)")),
 }
 """Every field a column can be mapped to (``hygie.breach.mapping.Field``), in French."""
 SOURCE_LABELS: dict[str, str] = {
-    "header": "d'après l'en-tête",
-    "content": "d'après le contenu",
-    "dpo": "corrigé par le DPO",
-    "none": "non reconnue",
+    "header": fr(term("breach mapping source", "header")),
+    "content": fr(term("breach mapping source", "content")),
+    "dpo": fr(term("breach mapping source", "dpo")),
+    "none": fr(term("breach mapping source", "none")),
 }
 REASONS: dict[str, str] = labels(BREACH_MATCH_REASON, "fr")
 """The matcher's reasons for a row's outcome, in French (``hygie.vocabulary``); an unknown one is shown as it is."""
@@ -85,14 +85,17 @@ def report_text(text: str) -> Said:
     return Said(french, "fr", str(text)) if french is not None else Said(text, "en")
 
 
-DECISIONS = {"confirmed": "confirmée", "rejected": "rejetée"}
+DECISIONS = {
+    "confirmed": fr(term("breach row decision", "confirmed")),
+    "rejected": fr(term("breach row decision", "rejected")),
+}
 COUNTS: list[tuple[str, str]] = [
-    ("rows", "lignes du fichier"),
-    ("matched", "retrouvées"),
-    ("ambiguous", "en revue"),
-    ("unmatched", "introuvables"),
-    ("invalid", "sans identifiant"),
-    ("people", "personnes retrouvées"),
+    ("rows", fr(N_("rows of the file"))),
+    ("matched", fr(N_("found"))),
+    ("ambiguous", fr(N_("in review"))),
+    ("unmatched", fr(N_("not found"))),
+    ("invalid", fr(N_("without an identifier"))),
+    ("people", fr(N_("people found"))),
 ]
 DONE = {"import", "correspondance", "confirm", "reject", "notification", "envoi", "purge"}
 
@@ -134,11 +137,11 @@ async def import_page(request: Request) -> Response:
     upload = (await request.form()).get("fichier")  # the form is parsed once; this is the same one
     errors: dict[str, str] = {}
     if not isinstance(upload, UploadFile) or not upload.filename:
-        errors["fichier"] = "Choisissez le fichier divulgué (CSV, TSV, XLSX ou JSON)."
+        errors["fichier"] = fr(N_("Choose the leaked file (CSV, TSV, XLSX or JSON)."))
     if not name:
-        errors["nom"] = "Nommez l'incident (par exemple, le prestataire et la date de la fuite)."
+        errors["nom"] = fr(N_("Name the incident (for example, the contractor and the date of the leak)."))
     elif len(name) > NAME_MAX:
-        errors["nom"] = f"{NAME_MAX} caractères au plus."
+        errors["nom"] = fr(N_("{count} characters at most.", count=NAME_MAX))
     hub = hub_of(request)
     if not errors:
         assert isinstance(upload, UploadFile)
@@ -173,7 +176,7 @@ async def sweep_page(request: Request) -> Response:
 
 SECOND_PERSON_NAV = "/controle/violations/a-confirmer"
 for _role in (Role.DPO, Role.OPERATOR, Role.AUDITOR):
-    extend_nav(_role, SECOND_PERSON_NAV, "Violations : à confirmer")
+    extend_nav(_role, SECOND_PERSON_NAV, fr(N_("Breaches: to confirm")))
 
 
 def _second_person(request: Request) -> Actor:
@@ -222,9 +225,9 @@ async def reveal_decision_page(request: Request, reveal_id: int) -> Response:
     key = f"levee-{reveal_id}"
     error = ""
     if decision not in ("approve", "refuse"):
-        error = "Choisissez d'approuver ou de refuser la demande."
+        error = fr(N_("Choose to approve or to refuse the request."))
     elif len(reason) < MIN_REASON:
-        error = f"Dites pourquoi, en {MIN_REASON} caractères au moins."
+        error = fr(N_("Say why, in at least {count} characters.", count=MIN_REASON))
     else:
         body = api.RevealDecision(decision=cast(Literal["approve", "refuse"], decision), reason=reason[:2000])
         try:
@@ -273,7 +276,7 @@ async def mapping_page(request: Request, incident_id: int) -> Response:
         key = f"colonne-{column.column}"
         chosen = str(form.get(key, column.field))
         if chosen not in FIELD_LABELS:
-            errors[key] = "Choisissez un champ de la liste."
+            errors[key] = fr(N_("Choose a field from the list."))
         elif chosen != column.field:
             corrections[column.column] = Field(chosen)
     if errors:
@@ -290,7 +293,7 @@ async def decide_page(request: Request, incident_id: int, row: int) -> Response:
     decision = str(form.get("decision", ""))
     if decision not in ("confirm", "reject"):
         context = await run_in_threadpool(_incident_context, request, actor, incident_id, "", 0,
-                                          {"revue": "Choisissez de confirmer ou de rejeter la ligne."})  # fmt: skip
+                                          {"revue": fr(N_("Choose to confirm or to reject the row."))})  # fmt: skip
         return render(request, "controle/violation.html", context, actor=actor, status=422)
     body = api.DecisionRequest(decision=cast(Literal["confirm", "reject"], decision))
     await run_in_threadpool(api.decide, incident_id, row, body, hub_of(request), actor)
@@ -315,17 +318,17 @@ def report_page(request: Request, incident_id: int) -> HTMLResponse:
 
 
 AGREEMENTS: dict[str, str] = {
-    "exact": "identique",
-    "close": "proche",
-    "differs": "différent",
-    "missing": "absent",
+    "exact": fr(term("breach field agreement", "exact")),
+    "close": fr(term("breach field agreement", "close")),
+    "differs": fr(term("breach field agreement", "differs")),
+    "missing": fr(term("breach field agreement", "missing")),
 }
-MISSING_ON = {"leak": "vide dans le fichier", "vault": "absent du coffre"}
+MISSING_ON = {"leak": fr(N_("empty in the file")), "vault": fr(N_("absent from the vault"))}
 REVEAL_STATUS = {
-    "requested": "demandée, en attente d'une seconde personne",
-    "approved": "approuvée",
-    "refused": "refusée",
-    "shown": "montrée une fois",
+    "requested": fr(term("breach reveal status", "requested")),
+    "approved": fr(term("breach reveal status", "approved")),
+    "refused": fr(term("breach reveal status", "refused")),
+    "shown": fr(term("breach reveal status", "shown")),
 }
 
 
@@ -359,7 +362,7 @@ async def reveal_request_page(request: Request, incident_id: int, row: int) -> R
     hub = hub_of(request)
     error = ""
     if len(reason) < MIN_REASON:
-        error = f"Dites pourquoi la loi demande cette identité, en {MIN_REASON} caractères au moins."
+        error = fr(N_("Say why the law requires this identity, in at least {count} characters.", count=MIN_REASON))
     else:
         try:
             await run_in_threadpool(api.request_reveal, incident_id, row, api.RevealRequest(reason=reason[:2000]),

@@ -38,7 +38,8 @@ from hygie.governance.accounts import Accounts, Actor
 from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.policy import Role
 from hygie.hub import Hub
-from hygie.portal.pages.messages import PROJECT_STATUS, French, Said, said
+from hygie.i18n import N_
+from hygie.portal.pages.messages import PROJECT_STATUS, ROLE_NAMES, French, Said, fr, said
 from hygie.portal.refused import mark_refused
 from hygie.portal.resilience.faults import dependency_of
 
@@ -60,14 +61,8 @@ HOME: dict[Role, str] = {
 }
 """Where each role lands after signing in."""
 
-ROLE_LABELS: dict[str, str] = {
-    "citizen": "assuré",
-    "researcher": "chercheur",
-    "reviewer": "relecteur",
-    "dpo": "délégué à la protection des données",
-    "operator": "exploitant",
-    "auditor": "auditeur",
-}
+ROLE_LABELS: dict[str, str] = {**ROLE_NAMES, "dpo": fr(N_("data protection officer"))}
+"""The roles in French (``hygie.vocabulary``), the DPO's written out where a page names who may enter."""
 
 STATUS_LABELS = PROJECT_STATUS
 
@@ -154,7 +149,7 @@ def require_role(actor: Actor, *roles: Role) -> None:
 
     if actor.role not in roles:
         wanted = ", ".join(ROLE_LABELS[r.value] for r in roles)
-        raise Denied(French(f"cette page est réservée aux comptes : {wanted}"))
+        raise Denied(French(fr(N_("this page is for accounts of: {roles}", roles=wanted))))
 
 
 # -- CSRF -------------------------------------------------------------------------------------------------
@@ -202,9 +197,9 @@ def new_password_errors(form: dict[str, Any], minimum: int) -> tuple[str, dict[s
     by field (empty when nothing is)."""
     password, again = str(form.get("password", ""))[:200], str(form.get("password2", ""))[:200]
     if len(password) < minimum:
-        return password, {"password": f"Choisissez un mot de passe d'au moins {minimum} caractères."}
+        return password, {"password": fr(N_("Choose a password of at least {count} characters.", count=minimum))}
     if password != again:
-        return password, {"password2": "Les deux mots de passe ne sont pas identiques."}
+        return password, {"password2": fr(N_("The two passwords differ."))}
     return password, {}
 
 
@@ -281,13 +276,15 @@ class PageRoute(APIRoute):
                     clear_session_cookie(response)
             except CsrfRefused:
                 mark_refused(request.state, "form token missing or wrong (csrf)")  # recorded, rate-limited
-                response = render(request, "erreur.html", {"status": 403, "title": "Formulaire expiré",
-                    "message": Said("Ce formulaire a expiré ou ne vient pas de ce site. Rechargez la page et "
-                                    "recommencez.", "fr")}, status=403)  # fmt: skip
+                response = render(request, "erreur.html", {"status": 403, "title": fr(N_("Form expired")),
+                    "message": Said(fr(N_(
+                            "This form expired or does not come from this site. Reload the page and start again."
+                        )), "fr")}, status=403)  # fmt: skip
             except RequestValidationError as exc:
                 fields = ", ".join(str(e["loc"][-1]) for e in exc.errors())
-                response = render(request, "erreur.html", {"status": 422, "title": _title(422),
-                                  "message": Said(f"Paramètres invalides : {fields}.", "fr")}, status=422)  # fmt: skip
+                invalid = Said(fr(N_("Invalid parameters: {fields}.", fields=fields)), "fr")
+                response = render(request, "erreur.html", {"status": 422, "title": _title(422), "message": invalid},
+                                  status=422)  # fmt: skip
             except HTTPException as exc:
                 response = refusal(
                     request, exc.status_code, exc.detail if isinstance(exc.detail, str) else str(exc.detail), None
@@ -316,36 +313,39 @@ def refusal(request: Request, status: int, message: str, actor: Actor | None) ->
 
 def _title(status: int) -> str:
     return {
-        401: "Connexion nécessaire",
-        403: "Accès refusé",
-        404: "Introuvable",
-        409: "Action impossible dans l'état actuel",
-        422: "Demande invalide",
-    }.get(status, "Demande refusée")
+        401: fr(N_("Sign-in needed")),
+        403: fr(N_("Access refused")),
+        404: fr(N_("Not found")),
+        409: fr(N_("Action impossible in the current state")),
+        422: fr(N_("Invalid request")),
+    }.get(status, fr(N_("Request refused")))
 
 
 NAV: dict[Role | None, list[tuple[str, str]]] = {
     Role.CITIZEN: [
-        ("/citoyen/remboursements", "Mes remboursements"),
-        ("/citoyen/utilisations", "Qui a utilisé mes données"),
-        ("/citoyen/opposition", "M'opposer à l'usage de mes données"),
-        ("/citoyen/violations", "Violations de données me concernant"),
+        ("/citoyen/remboursements", fr(N_("My reimbursements"))),
+        ("/citoyen/utilisations", fr(N_("Who used my data"))),
+        ("/citoyen/opposition", fr(N_("Object to the use of my data"))),
+        ("/citoyen/violations", fr(N_("Data breaches about me"))),
     ],
-    Role.RESEARCHER: [("/recherche/projets", "Mes projets"), ("/recherche/projets/nouveau", "Demander un projet")],
-    Role.REVIEWER: [("/relecture", "Projets à relire"), ("/relecture/sas", "Sas de sortie")],
-    Role.OPERATOR: [("/relecture", "Projets")],
+    Role.RESEARCHER: [
+        ("/recherche/projets", fr(N_("My projects"))),
+        ("/recherche/projets/nouveau", fr(N_("Request a project"))),
+    ],
+    Role.REVIEWER: [("/relecture", fr(N_("Projects to review"))), ("/relecture/sas", fr(N_("Output airlock")))],
+    Role.OPERATOR: [("/relecture", fr(N_("Projects")))],
     Role.DPO: [  # no airlock: the DPO oversees and checks outputs only if the policy says so (dpo_may_review)
-        ("/relecture", "Projets à relire"),
-        ("/controle/alertes", "Alertes"),
-        ("/controle/audit", "Journal d'audit"),
+        ("/relecture", fr(N_("Projects to review"))),
+        ("/controle/alertes", fr(N_("Alerts"))),
+        ("/controle/audit", fr(N_("Audit log"))),
     ],
-    Role.AUDITOR: [("/controle/alertes", "Alertes"), ("/controle/audit", "Journal d'audit")],
+    Role.AUDITOR: [("/controle/alertes", fr(N_("Alerts"))), ("/controle/audit", fr(N_("Audit log")))],
 }
 """The menu per role; pages for features that land later add their entries here (see ``extend_nav``)."""
 PUBLIC_NAV = [
-    ("/registre", "Registre public"),
-    ("/journal", "Point de contrôle du journal"),
-    ("/verification-fuite", "Suis-je concerné par une fuite ?"),
+    ("/registre", fr(N_("Public register"))),
+    ("/journal", fr(N_("Log checkpoint"))),
+    ("/verification-fuite", fr(N_("Am I affected by a leak?"))),
 ]
 
 
