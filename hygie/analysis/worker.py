@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from hygie.analysis.models import AnalysisJob
@@ -81,10 +82,11 @@ class Workers:
         """Guards the holder connection (shared by the threads) and the queue's count on SQLite."""
         self._running: set[int] = set()
         engine = getattr(hub, "engine", None)
+        self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         self._holder: Connection | None = None
         """On PostgreSQL, the connection holding an advisory lock on each job of this process (module docstring)."""
-        if engine is not None and engine.dialect.name == "postgresql":
-            self._holder = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if self._engine is not None:
+            self._holder = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         count = settings.analysis_workers if threads is None else threads
         self._threads = [
             threading.Thread(target=self._loop, args=(i == 0,), name=f"hygie-analysis-{i}", daemon=True)
@@ -99,14 +101,19 @@ class Workers:
         """Marks ``job_id`` as this live process's; False if another process holds it (only when not waiting)."""
         if self._holder is None:
             return True
+        statement = "SELECT pg_advisory_lock(:c, :j)" if wait else "SELECT pg_try_advisory_lock(:c, :j)"
         with self._lock:
-            if wait:
-                self._holder.execute(text("SELECT pg_advisory_lock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id})
-                return True
-            got = self._holder.execute(
-                text("SELECT pg_try_advisory_lock(:c, :j)"), {"c": JOB_LOCK_CLASS, "j": job_id}
-            ).scalar()
-            return bool(got)
+            try:
+                got = self._holder.execute(text(statement), {"c": JOB_LOCK_CLASS, "j": job_id}).scalar()
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or self._engine is None:
+                    raise
+                # The database restarted (or failed over): the locks went with the old connection; this process's
+                # running jobs may be failed by another's recovery. New holds need a live connection.
+                log.warning("analysis: the job holder's connection was lost; reconnecting")
+                self._holder = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                got = self._holder.execute(text(statement), {"c": JOB_LOCK_CLASS, "j": job_id}).scalar()
+            return wait or bool(got)
 
     def let_go(self, job_id: int) -> None:
         if self._holder is None:

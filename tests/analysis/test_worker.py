@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hygie.analysis.engine import CompiledQuery, Limits, RunResult
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
@@ -163,3 +163,23 @@ def test_a_queued_job_runs_under_its_authors_rights_when_it_runs_not_when_it_was
         events = session.scalars(select(AuditEvent).where(AuditEvent.object == f"analysis:{job_id}")).all()
         assert [(e.action, e.outcome) for e in events] == [("analysis.refuse", "denied")]
         assert session.scalars(select(AnalysisRelease).where(AnalysisRelease.job_id == job_id)).all() == []
+
+
+def test_a_database_restart_does_not_leave_the_job_holder_dead(shared_world: World) -> None:
+    """The connection holding this process's job locks is cut (a PostgreSQL restart or failover): the next hold
+    reconnects instead of failing every submission until the server is restarted."""
+    w = shared_world
+    if w.hub.engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks: PostgreSQL only")
+    pool = workers_for(w.hub)
+    assert pool._holder is not None
+    backend = pool._holder.execute(text("SELECT pg_backend_pid()")).scalar()
+    with w.hub.engine.connect() as other:
+        assert other.execute(text("SELECT pg_terminate_backend(:p, 60000)"), {"p": backend}).scalar()  # gone
+    assert pool.hold(999_999_001, wait=False)
+    assert pool.hold(999_999_002)
+    pool.let_go(999_999_001)
+    pool.let_go(999_999_002)
+    pid = w.active_project()
+    r = w.call("researcher1", "POST", f"/projects/{pid}/analyses/aggregate", json={"group_by": ["sex"]})
+    assert r.status_code == 200 and r.json()["status"] != "refused", r.text
