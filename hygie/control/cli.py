@@ -50,6 +50,120 @@ def runs(
         typer.echo(f"no control run yet in project {project}")
 
 
+def _echo_json(data: object) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False))
+
+
+@leads_app.command("run")
+def run_rules(
+    project: Annotated[int, typer.Argument(help="The control project's id.")],
+    rule: Annotated[
+        list[str] | None, typer.Option("--rule", help="A rule to run (repeat); the default ones if none.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The run as one JSON object.")] = False,
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Run the rules over the project's view (a member who passes its data gate); the leads are stored with the
+    run and recorded. An unknown rule is refused with the list of rules."""
+    body = {"rules": rule} if rule else {}
+    done = call(server, "POST", f"/projects/{project}/control/runs", json=body).json()
+    if as_json:
+        _echo_json(done)
+        return
+    counts = ", ".join(f"{name} {n}" for name, n in done["leads"].items())
+    typer.echo(f"run {done['run']} (view {done['view_generation']}): {counts}")
+
+
+@leads_app.command("list")
+def list_leads(
+    project: Annotated[int, typer.Argument(help="The control project's id.")],
+    run: Annotated[int | None, typer.Option("--run", help="A run of the project; the newest by default.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The run's leads and your lift requests as JSON.")] = False,
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """A run's leads with their evidence (people and providers by project pseudonym), and your requests to lift a
+    pseudonym in the project. A member of the project who passes its data gate; the read is recorded."""
+    found = call(server, "GET", f"/projects/{project}/control/leads",
+                 params={"run": run} if run is not None else None).json()  # fmt: skip
+    if as_json:
+        _echo_json(found)
+        return
+    if found["run"] is None:
+        typer.echo(f"no control run yet in project {project}")
+        return
+    typer.echo(f"run {found['run']} ({found['at'][:16].replace('T', ' ')}, view {found['view_generation']}): "
+               f"{len(found['leads'])} leads")  # fmt: skip
+    for lead in found["leads"]:
+        provider = f" provider {lead['provider']}" if lead["provider"] else ""
+        numbers = "; ".join(f"{k} {json.dumps(v, ensure_ascii=False)}" for k, v in lead["numbers"].items())
+        more = "…" if lead["claims_total"] > len(lead["claims"]) else ""
+        claims = ", ".join(str(c) for c in lead["claims"])
+        typer.echo(f"lead {lead['id']} [{lead['rule']}] {lead['subject_kind']} {lead['subject']}{provider}: {numbers}"
+                   f" | {lead['claims_total']} claims: {claims}{more}")  # fmt: skip
+    for lift in found["lifts"]:
+        typer.echo(f"your lift request {lift['id']} (lead {lift['lead_id']}, {lift['subject_kind']}): {lift['status']}")
+
+
+@leads_app.command("lift")
+def request_lift(
+    project: Annotated[int, typer.Argument(help="The control project's id.")],
+    lead: Annotated[int, typer.Argument(help="The lead whose pseudonym to lift.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the investigation needs it (20 characters or more).")],
+    provider: Annotated[
+        bool, typer.Option("--provider", help="Lift the provider the lead names, not its subject.")
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Ask to lift a lead's pseudonym for an investigation. A second person decides (``hygie control leads
+    decide``); then you alone see the identity, once (``hygie control leads identity``)."""
+    lift = call(server, "POST", f"/projects/{project}/control/leads/{lead}/lift",
+                json={"reason": reason, "provider": provider}).json()  # fmt: skip
+    typer.echo(f"lift request {lift['id']} recorded ({lift['status']}): a second person must approve it")
+
+
+@leads_app.command("lifts")
+def pending_lifts(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per request.")] = False,
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Requests to lift a pseudonym awaiting a second person (the roles of control_lift_approver_roles): who asked,
+    for which lead, and why; never an identity."""
+    found = call(server, "GET", "/control/lifts").json()
+    for lift in found:
+        if as_json:
+            _echo_json(lift)
+        else:
+            typer.echo(f"request {lift['id']} (project {lift['project_id']}, lead {lift['lead_id']}, "
+                       f"{lift['subject_kind']}) by {lift['requested_by']}: {lift['reason']}")  # fmt: skip
+    if not found and not as_json:
+        typer.echo("no request awaits a decision")
+
+
+@leads_app.command("decide")
+def decide_lift(
+    lift: Annotated[int, typer.Argument(help="The request to decide.")],
+    approve: Annotated[bool, typer.Option("--approve/--refuse", help="Approve or refuse the request.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (20 characters or more); recorded.")],
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Approve or refuse a request to lift a pseudonym, as the second person (never the one who asked, nor an
+    account of their creation lineage). You see no identity."""
+    done = call(server, "POST", f"/control/lifts/{lift}/decision",
+                json={"decision": "approve" if approve else "refuse", "reason": reason}).json()  # fmt: skip
+    typer.echo(f"request {done['id']}: {done['status']}")
+
+
+@leads_app.command("identity")
+def identity(
+    project: Annotated[int, typer.Argument(help="The control project's id.")],
+    lift: Annotated[int, typer.Argument(help="Your approved request.")],
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """The identity behind your approved request: once, within the window after the approval; recorded and
+    alerted to the DPO. Printed as one JSON object."""
+    _echo_json(call(server, "POST", f"/projects/{project}/control/lifts/{lift}/identity").json())
+
+
 @leads_app.command("bench")
 def bench(
     people: Annotated[int, typer.Option(min=200, max=2_000_000, help="Synthetic beneficiaries.")] = 3_000,

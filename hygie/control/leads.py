@@ -157,13 +157,16 @@ def thresholds(hub: Hub) -> dict[str, Any]:
 
 
 def run(hub: Hub, actor: Actor, project_id: int, rules: list[str] | None = None) -> ControlRun:
-    """Run the rules (all by default) over the project's view; store and record the leads, then return the run."""
-    try:
-        names = check_rules(rules)
-    except RuleError as exc:
-        raise Invalid(_said(exc)) from None
+    """Run the rules (all by default) over the project's view; store and record the leads, then return the run.
+
+    The project's gate comes before the rule names are checked: whoever may not run rules there hears that, not
+    what is wrong with their names, and an unknown name is a refusal on the record like any other."""
     with act(hub, actor, "control.leads.run", object=f"project:{project_id}", project_id=project_id) as session:
         project = require_control_project(session, hub.settings, actor, project_id)
+        try:
+            names = check_rules(rules)
+        except RuleError as exc:
+            raise Invalid(_said(exc)) from None
         view = newest_ready(session, project.id)
         if view is None:
             raise Conflict(N_("project {project} has no ready view", project=project_id))
@@ -212,6 +215,10 @@ def run(hub: Hub, actor: Actor, project_id: int, rules: list[str] | None = None)
         session.flush()
         session.expunge(done)
         return done
+
+
+CLAIMS_SHOWN = 12
+"""Claim keys of a lead's evidence shown with it (the leads page and the API), beside how many there are."""
 
 
 @dataclass(frozen=True)

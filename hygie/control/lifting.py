@@ -28,9 +28,10 @@ from hygie.control.leads import VAULT_PAGE, ControlLead, ControlRun, provider_ps
 from hygie.control.rules import BENEFICIARY
 from hygie.control.sample import require_control_project
 from hygie.db import Base
+from hygie.governance.access import NotVisible, require_member
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
-from hygie.governance.errors import Conflict, Denied, Invalid, NotFound
+from hygie.governance.errors import Conflict, Denied, GovernanceError, Invalid, NotFound
 from hygie.governance.lineage import creator_id, shared_lineage
 from hygie.governance.models import Account, Project, ProjectView
 from hygie.governance.views import ViewError, open_view, rekey
@@ -98,14 +99,37 @@ def _reason(text: str, refusal: str) -> str:
     return text.strip()
 
 
-def request(hub: Hub, actor: Actor, lead_id: int, reason: str, *, provider: bool = False) -> LiftRequest:
-    """Ask to lift the pseudonym of a lead's subject (or, with ``provider``, of the provider a beneficiary's lead
-    names). Nothing is shown until a second person approves."""
-    with act(hub, actor, "control.lift.request", object=f"control-lead:{lead_id}") as session:
-        lead = session.get(ControlLead, lead_id)
-        if lead is None:
+def _gated_lead(
+    session: Session, hub: Hub, actor: Actor, lead_id: int, project_id: int | None
+) -> tuple[ControlLead, Project]:
+    """The lead and its project, if ``actor`` passes the project's data gate for control.
+
+    Whoever is not a member of the lead's project hears what they would of a missing lead ("no lead N"), never the
+    number of the project it belongs to, as :func:`hygie.control.sample.gated_sample` does for samples. With
+    ``project_id`` (an address that names both), that project's gate comes first and the lead is looked up in it."""
+    lead = session.get(ControlLead, lead_id)
+    if project_id is not None:
+        project = require_control_project(session, hub.settings, actor, project_id)
+        if lead is None or lead.project_id != project.id:
             raise NotFound(N_("no lead {lead}", lead=lead_id))
-        project = require_control_project(session, hub.settings, actor, lead.project_id)
+        return lead, project
+    if lead is None:
+        raise NotFound(N_("no lead {lead}", lead=lead_id))
+    try:
+        require_member(session, actor, lead.project_id)
+    except GovernanceError:
+        raise NotVisible(N_("no lead {lead}", lead=lead_id)) from None
+    return lead, require_control_project(session, hub.settings, actor, lead.project_id)
+
+
+def request(
+    hub: Hub, actor: Actor, lead_id: int, reason: str, *, provider: bool = False, project_id: int | None = None
+) -> LiftRequest:
+    """Ask to lift the pseudonym of a lead's subject (or, with ``provider``, of the provider a beneficiary's lead
+    names). Nothing is shown until a second person approves. ``project_id``: the project the caller names (the
+    lead must be one of its leads)."""
+    with act(hub, actor, "control.lift.request", object=f"control-lead:{lead_id}") as session:
+        lead, project = _gated_lead(session, hub, actor, lead_id, project_id)
         why = _reason(
             reason,
             N_("a request to lift a pseudonym needs its reason, in at least {count} characters", count=MIN_REASON),
@@ -227,12 +251,14 @@ def _provider(hub: Hub, session: Session, project: Project, lift: LiftRequest) -
     return None
 
 
-def show(hub: Hub, actor: Actor, lift_id: int) -> Lifted:
+def show(hub: Hub, actor: Actor, lift_id: int, *, project_id: int | None = None) -> Lifted:
     """The identity behind an approved request, to the requester only, once, within the window; recorded before
-    it is returned."""
+    it is returned. ``project_id``: the project the caller names (the request must be one of its requests; any
+    other answers as a request of someone else does)."""
     with act(hub, actor, "control.lift.show", object=f"control-lift:{lift_id}") as session:
         lift = session.get(LiftRequest, lift_id)
-        if lift is None or lift.requested_by != actor.ref:
+        if (lift is None or lift.requested_by != actor.ref
+                or (project_id is not None and lift.project_id != project_id)):  # fmt: skip
             raise Denied(N_("only the person who asked may see this identity"))
         if lift.status == REQUESTED:
             raise Denied(N_("this request has not been approved by a second person yet"))

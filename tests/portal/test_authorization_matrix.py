@@ -74,6 +74,114 @@ def pending_release(w: World) -> int:
     return next(int(i["release_id"]) for i in w.call("reviewer3", "GET", "/airlock").json() if i["job_id"] == job["id"])
 
 
+# Control of spending: researcher1 requests the control projects below; researcher2 is outside the first and the
+# trained reviewer of the second (a member who did not draw its sample). reviewer2 approves the lifts (not in ROLES).
+LIFT = {"reason": "an investigation of the insurer's control service, case 2026-17"}
+TRAINING = "CERT-style medical review course, two days, 2026"
+
+
+def control(w: World) -> int:
+    """An active control project of researcher1's (researcher2 outside it)."""
+    from tests.control.rate_world import control_project
+
+    if "control_project" not in w.__dict__:
+        w.__dict__["control_project"] = control_project(w)
+    pid: int = w.__dict__["control_project"]
+    return pid
+
+
+def a_lead(w: World) -> int:
+    """A new lead of the control project (stored as a run stores it: the rules need more data than this world's)."""
+    from datetime import UTC, datetime
+
+    from hygie.control.leads import ControlLead, ControlRun
+
+    pid = control(w)
+    with w.hub.session() as session:
+        run = ControlRun(
+            project_id=pid,
+            view_generation=1,
+            run_by=w.ids["researcher1"],
+            run_at=datetime.now(UTC),
+            rules=["volume"],
+            thresholds={},
+            counts={"volume": 1},
+        )
+        session.add(run)
+        session.flush()
+        lead = ControlLead(
+            run_id=run.id,
+            project_id=pid,
+            rule="volume",
+            subject_kind="beneficiary",
+            subject="P" * 20,
+            provider=None,
+            score=1.0,
+            evidence={"claims": [1], "claims_total": 1, "numbers": {"acts": 40}},
+        )
+        session.add(lead)
+        session.commit()
+        return lead.id
+
+
+def requested_lift(w: World) -> int:
+    from hygie.control import lifting
+    from tests.control.rate_world import actor
+
+    return lifting.request(w.hub, actor(w, "researcher1"), a_lead(w), LIFT["reason"]).id
+
+
+def approved_lift(w: World) -> int:
+    from hygie.control import lifting
+    from tests.control.rate_world import actor
+
+    lift = requested_lift(w)
+    lifting.decide(w.hub, actor(w, "reviewer2"), lift, True, LIFT["reason"])
+    return lift
+
+
+def reviewed(w: World) -> tuple[int, int]:
+    """A control project whose requester, researcher1, drew a sample that researcher2 is trained to review."""
+    from hygie.control.review import designate
+    from hygie.control.sample import draw
+    from tests.control.rate_world import SMALL_DESIGN, actor, control_project
+
+    if "control_sample" not in w.__dict__:
+        pid = control_project(w)
+        added = w.call("researcher1", "POST", f"/projects/{pid}/members", json={"account_id": w.ids["researcher2"]})
+        assert added.status_code == 200, added.text
+        designate(w.hub, actor(w, "researcher1"), pid, w.ids["researcher2"], TRAINING)
+        settings = w.hub.settings
+        before = {name: getattr(settings, name) for name in SMALL_DESIGN}
+        try:
+            for name, value in SMALL_DESIGN.items():
+                setattr(settings, name, value)
+            drawn = draw(w.hub, actor(w, "researcher1"), pid, seed=7)
+        finally:
+            for name, value in before.items():
+                setattr(settings, name, value)
+        w.__dict__["control_sample"] = (pid, drawn.id)
+    found: tuple[int, int] = w.__dict__["control_sample"]
+    return found
+
+
+def sampled(w: World) -> str:
+    """The address of a claim of the sample not yet decided (each role's call gets its own)."""
+    from sqlalchemy import select
+
+    from hygie.control.sample import SampledClaim
+
+    pid, sid = reviewed(w)
+    taken = w.__dict__.setdefault("claims_taken", set())
+    with w.hub.session() as session:
+        keys = session.scalars(
+            select(SampledClaim.claim_key).where(SampledClaim.sample_id == sid, SampledClaim.decision.is_(None))
+        )
+        key = next(k for k in keys if k not in taken)
+    taken.add(key)
+    return f"/projects/{pid}/control/samples/{sid}/claims/{key}"
+
+
 EVERYONE = frozenset(r for r in ROLES if r)
 CASES = [
     Case("whoami", "GET", lambda w: "/me", EVERYONE),
@@ -132,6 +240,31 @@ CASES = [
          frozenset({"researcher1", "reviewer1", "dpo", "auditor"})),
     Case("read improper-payment estimates", "GET", lambda w: f"/projects/{active(w)}/control/estimates",
          frozenset({"researcher1", "reviewer1", "dpo", "auditor"})),
+    # The acts on a control project's view: its members who pass the data gate; lifts decided by second persons.
+    Case("run control rules", "POST", lambda w: f"/projects/{control(w)}/control/runs", frozenset({"researcher1"}),
+         lambda w: {"rules": ["volume"]}),
+    Case("read control leads", "GET", lambda w: f"/projects/{control(w)}/control/leads", frozenset({"researcher1"})),
+    Case("ask to lift a lead's pseudonym", "POST",
+         lambda w: f"/projects/{control(w)}/control/leads/{a_lead(w)}/lift", frozenset({"researcher1"}),
+         lambda w: LIFT),
+    Case("list lifts awaiting a second person", "GET", lambda w: "/control/lifts", frozenset({"reviewer1", "dpo"})),
+    Case("decide a lift", "POST", lambda w: f"/control/lifts/{requested_lift(w)}/decision",
+         frozenset({"reviewer1", "dpo"}), lambda w: {"decision": "refuse", **LIFT}),
+    Case("see a lifted identity", "POST",
+         lambda w: f"/projects/{control(w)}/control/lifts/{approved_lift(w)}/identity", frozenset({"researcher1"})),
+    Case("list control samples", "GET", lambda w: f"/projects/{reviewed(w)[0]}/control/samples",
+         frozenset({"researcher1", "researcher2", "reviewer1", "dpo", "auditor"})),
+    Case("draw a control sample", "POST", lambda w: f"/projects/{control(w)}/control/samples",
+         frozenset({"researcher1"})),
+    Case("designate a claim reviewer", "POST", lambda w: f"/projects/{control(w)}/control/reviewers",
+         frozenset({"researcher1"}), lambda w: {"account_id": w.ids["researcher2"], "training": TRAINING}),
+    Case("read a review queue", "GET", lambda w: "/projects/{}/control/samples/{}/claims".format(*reviewed(w)),
+         frozenset({"researcher2"})),
+    Case("read a sampled claim", "GET", sampled, frozenset({"researcher2"})),
+    Case("decide a sampled claim", "POST", lambda w: sampled(w) + "/decision", frozenset({"researcher2"}),
+         lambda w: {"decision": "proper"}),
+    Case("release an estimate", "POST", lambda w: "/projects/{}/control/samples/{}/estimate".format(*reviewed(w)),
+         frozenset({"researcher1", "researcher2"})),
 ]  # fmt: skip
 
 
@@ -234,7 +367,13 @@ HIDDEN_BODIES: dict[str, Any] = {
     "POST /projects/{project_id}/analyses/sql": {"sql": "SELECT count(*) AS n FROM ER_PRS_F"},
     "POST /projects/{project_id}/dummy-data/aggregate": {"group_by": ["sex"]},
     "POST /projects/{project_id}/dummy-data/sql": {"sql": "SELECT count(*) AS n FROM ER_PRS_F"},
+    "POST /projects/{project_id}/control/runs": {"rules": ["volume"]},
+    "POST /projects/{project_id}/control/leads/{lead_id}/lift": LIFT,
+    "POST /projects/{project_id}/control/reviewers": {"account_id": 1, "training": TRAINING},
+    "POST /projects/{project_id}/control/samples/{sample_id}/claims/{claim_key}/decision": {"decision": "proper"},
 }
+OTHER_IDS = ("job_id", "lead_id", "lift_id", "sample_id", "claim_key")
+"""Path parameters besides the project, set to 1 (an object of another project, or none)."""
 
 
 def blanked(r: Any, project_id: int) -> tuple[int, str]:
@@ -257,7 +396,9 @@ def test_a_foreign_project_answers_exactly_as_a_missing_one(shared_world: World)
             for who in ("researcher2", "citizen1"):
                 answers = []
                 for pid in (foreign, missing):
-                    url = path.replace("{project_id}", str(pid)).replace("{job_id}", "1")
+                    url = path.replace("{project_id}", str(pid))
+                    for name in OTHER_IDS:
+                        url = url.replace("{" + name + "}", "1")
                     answers.append(blanked(w.call(who, method.upper(), url, json=body), pid))
                 assert answers[0] == answers[1], (key, who, answers)
                 assert answers[0][0] in (403, 404, 422), (key, who, answers)

@@ -64,6 +64,11 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/breach/incidents/{incident_id}/review/{row}"): {"decision": "reject"},
     ("POST", "/breach/incidents/{incident_id}/review/{row}/reveal"): {"reason": "a letter the law requires"},
     ("POST", "/breach/reveals/{reveal_id}/decision"): {"decision": "refuse", "reason": "no legal need shown"},
+    ("POST", "/projects/{project_id}/control/runs"): {"rules": ["volume"]},
+    ("POST", "/projects/{project_id}/control/leads/{lead_id}/lift"): {"reason": "an investigation, case 2026-17"},
+    ("POST", "/control/lifts/{lift_id}/decision"): {"decision": "refuse", "reason": "no investigation shown here"},
+    ("POST", "/projects/{project_id}/control/reviewers"): {"account_id": 1, "training": "CERT-style course, 2 days"},
+    ("POST", "/projects/{project_id}/control/samples/{sample_id}/claims/{claim_key}/decision"): {"decision": "proper"},
     ("POST", "/me/contact-details"): {},
     # RFC 9497's blinded element of test vector A.1.2.1: any valid ristretto255 element will do.
     ("POST", "/breach-check/evaluate"): {"blinded": "hj8zDMGhJZ7VpZmKI6z9N/tDUaeTpbPAkLZC3cQ5uUU="},
@@ -98,6 +103,10 @@ def test_every_endpoint_records_or_says_why_not(world: World) -> None:
         "incident_id": 999,
         "reveal_id": 999,
         "row": 1,
+        "lead_id": 999,
+        "lift_id": 999,
+        "sample_id": 999,
+        "claim_key": 1,
     }
     walked = 0
     for method, path, op in operations(world):
@@ -137,6 +146,19 @@ EXEMPT_COMMANDS = {
     "control rate show": "an HTTP client: the server records the read (GET /projects/{id}/control/estimates)",
     "control leads runs": "an HTTP client: the server records the read (GET /projects/{id}/control/runs)",
     "control leads bench": "precision and recall on a throwaway synthetic hub; never opens the configured one",
+    "control leads run": "an HTTP client: the server records the run (POST /projects/{id}/control/runs)",
+    "control leads list": "an HTTP client: the server records the read (GET /projects/{id}/control/leads)",
+    "control leads lift": "an HTTP client: the server records the request (POST .../leads/{lead}/lift)",
+    "control leads lifts": "an HTTP client: the server records the listing (GET /control/lifts)",
+    "control leads decide": "an HTTP client: the server records the decision (POST /control/lifts/{id}/decision)",
+    "control leads identity": "an HTTP client: the server records the showing (POST .../lifts/{id}/identity)",
+    "control rate samples": "an HTTP client: the server records the read (GET /projects/{id}/control/samples)",
+    "control rate draw": "an HTTP client: the server records the draw (POST /projects/{id}/control/samples)",
+    "control rate designate": "an HTTP client: the server records it (POST /projects/{id}/control/reviewers)",
+    "control rate queue": "an HTTP client: the server records the read (GET .../samples/{sample}/claims)",
+    "control rate claim": "an HTTP client: the server records the read (GET .../samples/{sample}/claims/{claim})",
+    "control rate review": "an HTTP client: the server records the decision (POST .../claims/{claim}/decision)",
+    "control rate release": "an HTTP client: the server records the release (POST .../samples/{sample}/estimate)",
     "restore": "fills an empty hub, whose log records backup.restore once verified (tests/backup); refused, it has "
     "no hub to record in",
 }

@@ -112,6 +112,30 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/projects/{project_id}/control/estimates"): Rule(
         own=RESEARCHERS, foreign=REVIEWERS | frozenset({"dpo", "auditor"}), data=True
     ),
+    ("GET", "/projects/{project_id}/control/samples"): Rule(
+        own=RESEARCHERS, foreign=REVIEWERS | frozenset({"dpo", "auditor"}), data=True
+    ),
+    # Control acts on the project's view: its researchers who pass the data gate, in a project whose purpose is a
+    # control one. The matrix's projects are research ones, so their own researchers are refused there too: a
+    # refusal is the right answer for them, and tests/control/test_api.py and the in-process matrix check that the
+    # allowed calls pass in a control project. Control objects (leads, lifts, samples, claims) are none in this
+    # world: their routes are called with an id nobody has (see object_value).
+    ("POST", "/projects/{project_id}/control/runs"): Rule(own=RESEARCHERS, data=True),
+    ("GET", "/projects/{project_id}/control/leads"): Rule(maybe=RESEARCHERS, data=True),
+    ("POST", "/projects/{project_id}/control/leads/{lead_id}/lift"): Rule(own=RESEARCHERS, data=True),
+    ("POST", "/projects/{project_id}/control/lifts/{lift_id}/identity"): Rule(own=RESEARCHERS, data=True),
+    ("POST", "/projects/{project_id}/control/samples"): Rule(own=RESEARCHERS, data=True),
+    ("POST", "/projects/{project_id}/control/reviewers"): Rule(own=RESEARCHERS, data=True),
+    ("GET", "/projects/{project_id}/control/samples/{sample_id}/claims"): Rule(own=RESEARCHERS, data=True),
+    ("GET", "/projects/{project_id}/control/samples/{sample_id}/claims/{claim_key}"): Rule(own=RESEARCHERS, data=True),
+    ("POST", "/projects/{project_id}/control/samples/{sample_id}/claims/{claim_key}/decision"): Rule(
+        own=RESEARCHERS, data=True
+    ),
+    ("POST", "/projects/{project_id}/control/samples/{sample_id}/estimate"): Rule(own=RESEARCHERS, data=True),
+    # The second persons of a lift (control_lift_approver_roles): requests with their reasons, never an identity;
+    # never the operator.
+    ("GET", "/control/lifts"): Rule(own=REVIEWERS | frozenset({"dpo"}), data=True),
+    ("POST", "/control/lifts/{lift_id}/decision"): Rule(foreign=REVIEWERS | frozenset({"dpo"}), data=True),
     # Reviewers check outputs; the DPO oversees and does not, unless the policy setting dpo_may_review says so (off
     # on the hub under test), the same rule as project decisions.
     ("GET", "/airlock"): Rule(own=REVIEWERS, data=True),
@@ -163,6 +187,7 @@ POLICY: dict[tuple[str, str], Rule] = {
 REASON = {"reason": "a reason long enough to be one"}
 APPROVE = {"decision": "approve", "reason": "lawful purpose, minimal scope"}
 SQL = {"sql": "SELECT count(*) AS n FROM ER_PRS_F"}
+LIFT = {"reason": "an investigation of the insurer's control service, case 2026-17"}
 AGGREGATE = {"group_by": ["sex"]}
 
 
@@ -204,6 +229,13 @@ def request_body(method: str, path: str, caller: str, ids: dict[str, int], body_
         ("POST", "/projects/{project_id}/analyses/aggregate"): AGGREGATE,
         ("POST", "/projects/{project_id}/analyses/sql"): SQL,
         ("POST", "/airlock/{release_id}/decisions"): APPROVE,
+        ("POST", "/projects/{project_id}/control/runs"): {"rules": ["volume"]},
+        ("POST", "/projects/{project_id}/control/leads/{lead_id}/lift"): LIFT,
+        ("POST", "/projects/{project_id}/control/reviewers"): {"account_id": ids[caller],
+                                                               "training": "CERT-style review course, 2 days"},
+        ("POST", "/projects/{project_id}/control/samples/{sample_id}/claims/{claim_key}/decision"): {
+            "decision": "proper"},
+        ("POST", "/control/lifts/{lift_id}/decision"): {"decision": "approve", **LIFT},
         ("POST", "/alerts/{alert_id}/acknowledge"): {"note": "seen, looking into it"},
         ("POST", "/alerts/{alert_id}/dismiss"): {"note": "expected: a test"},
         ("PUT", "/breach/incidents/{incident_id}/mapping"): {"columns": {"0": "nir"}},
@@ -236,6 +268,8 @@ KNOWS: dict[str, frozenset[str]] = {
     "reveal_id": frozenset({"dpo", "auditor"}),
     "alert_id": frozenset({"dpo", "auditor"}),
     "token_id": NOBODY,
+    # The second persons list the requests awaiting them; nobody else learns which lift ids exist.
+    "lift_id": REVIEWERS | frozenset({"dpo"}),
 }
 """Who may know an object exists (they list or read such objects): a refusal to anyone else must not tell a foreign
 object from a missing one. A path parameter not listed here counts as known to nobody."""
