@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.errors import GovernanceError
 from hygie.governance.policy import Role
-from hygie.i18n import N_
+from hygie.i18n import N_, message_from_json
 from hygie.portal.pages import analysisform
 from hygie.portal.pages.messages import Said, fr, said
 from hygie.portal.pages.web import PageRoute, as_list, hub_of, page_actor, posted_by, redirect, render, require_role
@@ -156,10 +156,21 @@ def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
     hub = hub_of(request)
     job = api.read_job(project_id, job_id, hub, actor)
     released = api.read_release(project_id, job_id, hub, actor) if job.status == "released" else None
-    error = said(422, job.error) if job.status == "refused" and job.error else None
+    error = said(422, _said_again(job)) if job.status == "refused" and job.error else None
     context = {"job": job, "released": released, "project_id": project_id, "running": job.status in RUNNING,
                "refresh": REFRESH_SECONDS, "error": error, "withheld": WITHHELD, **_labels()}  # fmt: skip
     return render(request, "recherche/analyse.html", context, actor=actor)
+
+
+def _said_again(job: api.JobOut) -> str:
+    """The job's refusal as the message it was made from (the API's model keeps its text and its identifier apart),
+    so that the page says it in French from the catalogue."""
+    if job.error_message is None or job.error is None:
+        return job.error or ""
+    try:
+        return message_from_json(job.error_message)
+    except (KeyError, IndexError, ValueError):
+        return job.error  # a parameter that no longer fits its template: the English as it was stored
 
 
 @router.get("/analyses/{job_id}/telechargement")

@@ -17,6 +17,7 @@ from hygie.analysis.service import Analyses
 from hygie.analysis.spec import AggregateSpec
 from hygie.analysis.worker import workers_for
 from hygie.governance.acts import act
+from hygie.i18n import Message, message_to_json
 from hygie.portal.bodies import RequestBody
 from hygie.portal.deps import ActorDep, HubDep
 
@@ -66,6 +67,11 @@ class JobOut(BaseModel):
         description="When the job showed as finished: its submission plus a whole number of quanta."
     )
     error: str | None = Field(description="For refused: what is wrong with the text. For withheld: one fixed text.")
+    error_message: dict[str, Any] | None = Field(
+        default=None,
+        description="error's message identifier (msgid, context, params: see hygie/locale/hygie.pot), for a client "
+        "that says it in another language; None when error is not a catalogued message.",
+    )
 
 
 class ReleaseOut(BaseModel):
@@ -111,6 +117,7 @@ def _job(analyses: Analyses, job: AnalysisJob, release: AnalysisRelease | None) 
     return JobOut(
         id=job.id, project_id=job.project_id, author_id=job.author_id, kind=job.kind, text=job.text,
         status=shown.status, submitted_at=job.submitted_at, finished_at=shown.finished_at, error=shown.message,
+        error_message=message_to_json(shown.message) if isinstance(shown.message, Message) else None,
     )  # fmt: skip
 
 
