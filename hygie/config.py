@@ -621,7 +621,14 @@ class Settings(BaseSettings):
     )
     control_isolation_min_z: float = Field(
         default=3.0,
-        description="A multivariate outlier lead also needs one metric this many robust deviations above its peers.",
+        description="Robust deviations above its peers a metric of a multivariate outlier lead must reach (on "
+        "control_isolation_min_metrics metrics).",
+    )
+    control_isolation_min_metrics: int = Field(
+        default=2,
+        ge=1,
+        description="Metrics a multivariate outlier lead must have control_isolation_min_z above its peers: unusual "
+        "in combination, not on one axis (the univariate rule's business).",
     )
     control_isolation_trees: int = Field(default=200, description="Trees of the Isolation Forest.")
     control_isolation_seed: int = Field(default=0, description="Seed of the Isolation Forest (reproducible runs).")
