@@ -14,6 +14,12 @@ synthetic) numbers. Kinds, one per rule family of :mod:`hygie.control.rules`:
 - ``duplicate``: a consultation billed again, with new claim keys, in a later batch of another producer; rate =
   share of consultation and visit lines;
 - ``outlier``: a physician's amounts multiplied by ``OUTLIER_FACTOR``; rate = share of physicians with enough acts;
+- ``outlier_combined``: a physician unusual in combination, each metric raised moderately: amounts multiplied by
+  ``COMBINED_FACTOR`` and every line of theirs billed ``COMBINED_FACTOR`` times in all (copies for the same patient
+  on earlier days they did not work), so amount per act and acts per patient are both about ``COMBINED_FACTOR``
+  times their own (a robust z near 4 each against peers at the median, under the univariate rule's 8); patients
+  per day are left alone. Rate = share of physicians with enough acts, drawn after every other kind (with a
+  generator of its own: the other kinds' draws do not change) among physicians no other kind touches;
 - ``paper``: rings of ``RING_SIZE`` beneficiaries who exist only on paper (a new NIR each, one shared phone and
   address in the ring) billed consultations by one physician and nothing else; rate = phantoms per beneficiary.
 
@@ -38,12 +44,13 @@ import numpy as np
 
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, MANIFEST, NIR_COLUMN, TABLES
 
-KINDS = ("after_death", "volume", "duplicate", "outlier", "paper")
+KINDS = ("after_death", "volume", "duplicate", "outlier", "outlier_combined", "paper")
 DEFAULT_RATES: dict[str, float] = {
     "after_death": 0.01,
     "volume": 0.03,
     "duplicate": 0.005,
     "outlier": 0.1,
+    "outlier_combined": 0.1,
     "paper": 0.01,
 }
 VOLUME_ACTS = 90
@@ -51,7 +58,16 @@ VOLUME_ACTS = 90
 OUTLIER_FACTOR = 6.0
 OUTLIER_MIN_ACTS = 20
 OUTLIER_SHARE_MAX = 5
-"""At most one injected outlier per this many busy physicians of a specialty (a median of outliers is no peer)."""
+"""At most one injected outlier (of either outlier kind) per this many busy physicians of a specialty (a median of
+outliers is no peer)."""
+COMBINED_FACTOR = 3.0
+"""Amounts and lines of a combined outlier, against their own: with the rules' spread floor (half the peers' median)
+a metric three times the median is 4 robust deviations above it, twice the multivariate rule's 3 and half the
+univariate rule's 8."""
+COMBINED_MAX_DAILY = 30
+"""A copy never makes a day of the physician's exceed this many lines (half the volume rule's default cap)."""
+COMBINED_MAX_SHIFT = 60
+"""Days back a copy may be moved to find a day the physician did not work (within the year of the original)."""
 RING_SIZE = 4
 RING_VISITS = (3, 6)
 CONSULTATION = (1100, 1299)
@@ -182,6 +198,54 @@ def _neutralise(
                 moved += 1
             taken.add((*key, day.isoformat()))
     return {"after_death": revived, "duplicate": moved}
+
+
+def _combine(
+    provider: str,
+    care: dict[Path, _Table],
+    c: dict[str, int],
+    gone: set[str],
+    fresh: Callable[[list[str]], list[str]],
+    added: dict[Path, list[list[str]]],
+) -> int:
+    """Make ``provider`` a combined outlier (see ``outlier_combined``); returns the lines copied. A copy goes to an
+    earlier day of the same year when the physician did not see that patient (no duplicate), preferably a day
+    they did not work (their patients per day stay theirs), never beyond ``COMBINED_MAX_DAILY`` lines that day;
+    a line of someone dead, or made dead by another kind, is not copied (no care after death)."""
+    mine = [(f, r) for f, t in care.items() for r in t.rows if r[c["PFS_EXE_NUM"]] == provider]
+    for _f, r in mine:
+        for name in AMOUNTS:
+            if r[c[name]]:
+                r[c[name]] = f"{float(r[c[name]]) * COMBINED_FACTOR:.2f}"
+    daily: dict[str, int] = defaultdict(int)
+    seen: set[tuple[str, str]] = set()
+    for _f, r in mine:
+        daily[r[c["EXE_SOI_DTD"]]] += 1
+        seen.add((r[c[NIR_COLUMN]], r[c["EXE_SOI_DTD"]]))
+    copied = 0
+    for f, r in mine:
+        nir = r[c[NIR_COLUMN]]
+        if r[c["BSE_REM_SGN"]] != "1" or nir in gone:
+            continue
+        for _ in range(round(COMBINED_FACTOR) - 1):
+            day = _copy_day(_day(r[c["EXE_SOI_DTD"]]), nir, daily, seen)
+            if day is None:
+                break
+            new = fresh(r)
+            new[c["EXE_SOI_DTD"]] = new[c["EXE_SOI_DTF"]] = day
+            new[c["EXE_SOI_AMD"]] = day[:7]
+            added[f].append(new)
+            daily[day] += 1
+            seen.add((nir, day))
+            copied += 1
+    return copied
+
+
+def _copy_day(start: date, nir: str, daily: dict[str, int], seen: set[tuple[str, str]]) -> str | None:
+    earlier = (start - timedelta(days=d) for d in range(1, COMBINED_MAX_SHIFT + 1))
+    days = [d.isoformat() for d in earlier if d.year == start.year]
+    open_days = [d for d in days if (nir, d) not in seen and daily.get(d, 0) < COMBINED_MAX_DAILY]
+    return next((d for d in open_days if d not in daily), open_days[0] if open_days else None)
 
 
 def inject(
@@ -374,6 +438,22 @@ def inject(
                     new[c[name]] = source[b[name]]
                 added[ref[0]].append(new)
             truth_rows.append({"kind": "paper", "nir": nir, "provider": provider, "ring": ring})
+
+    # Outliers in combination, last and with a generator of their own, so the kinds above draw as they always did.
+    combined_rng = np.random.default_rng(np.random.SeedSequence([seed, 0xA41]))
+    touched = {t["provider"] for t in truth_rows if "provider" in t}
+    gone = dead | {t["nir"] for t in truth_rows if t["kind"] == "after_death"}
+    for specialty in sorted(busy_by_specialty):
+        peers = busy_by_specialty[specialty]
+        room = len(peers) // OUTLIER_SHARE_MAX - sum(1 for p in peers if p in set(outliers))
+        free = [p for p in peers if p not in touched]
+        if room <= 0 or not free or rates["outlier_combined"] <= 0:
+            continue
+        n = min(max(round(rates["outlier_combined"] * len(peers)), 1), room, len(free))
+        for i in sorted(combined_rng.choice(len(free), size=n, replace=False).tolist()):
+            copied = _combine(free[i], care, c, gone, fresh, added)
+            truth_rows.append({"kind": "outlier_combined", "provider": free[i], "factor": COMBINED_FACTOR,
+                               "lines_copied": copied})  # fmt: skip
 
     # Write: the beneficiaries, the touched flows, and the resubmitted batch (or none).
     ben.write()
