@@ -192,9 +192,7 @@ def test_an_unknown_rule_is_refused_clearly_after_the_gate_and_runs_nothing(lwor
         runs = s.scalar(select(func.count()).select_from(ControlRun))
     r = w.call("researcher1", "POST", f"/projects/{pid}/control/runs", json={"rules": ["volume", "fraud"]})
     assert r.status_code == 422
-    assert r.json()["detail"] == "unknown rule 'fraud'; the rules are: " + ", ".join(
-        ["after_death", "volume", "duplicate", "outlier", "outlier_multivariate", "paper"]
-    )
+    assert r.json()["detail"] == "unknown rule 'fraud'; the rules are: " + ", ".join(RULES)
     # a name that is not a rule's shape is refused by the schema, without echoing it
     r = w.call("researcher1", "POST", f"/projects/{pid}/control/runs", json={"rules": ["1850575123456"]})
     assert r.status_code == 422 and "1850575123456" not in r.text

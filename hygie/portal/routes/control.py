@@ -92,8 +92,8 @@ class RunRequest(RequestBody):
     rules: list[RuleName] | None = Field(
         default=None,
         max_length=20,
-        description="Rules to run (after_death, volume, duplicate, outlier, outlier_multivariate, paper); the "
-        "default ones when omitted. An unknown name is refused (422) with the list of rules.",
+        description=f"Rules to run ({', '.join(RULES)}); the default ones when omitted. An unknown name is refused "
+        "(422) with the list of rules.",
     )
 
 
