@@ -11,10 +11,12 @@ from wsgiref.simple_server import WSGIServer
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DataError, StatementError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hygie.governance.errors import GovernanceError
 from hygie.governance.limits import Limited
@@ -92,6 +94,16 @@ def create_app(hub: Hub) -> FastAPI:
         # A service's refusal is on the record already (its act recorded it): not a second time as refused input.
         request.state.hygie_recorded = True
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # An address no route serves, asked by a browser: the pages' French "not found", not FastAPI's English JSON
+        # (programs, which do not ask for HTML, keep the JSON).
+        from hygie.portal.pages.web import not_found, wants_page
+
+        if exc.status_code == 404 and wants_page(request):
+            return not_found(request)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -122,6 +122,11 @@ REFUSED_FR: dict[str, str] = {
 }
 
 
+USERNAME_TAKEN = "the username {username} is taken"
+"""The identifier of the service's refusal of a taken username (``hygie.governance.accounts``); any other conflict
+is an existing account."""
+
+
 def _binding(request: Request) -> str:
     return request.cookies.get(BINDING_COOKIE, "")[:100]
 
@@ -322,7 +327,7 @@ async def open_account(request: Request) -> Response:
     except Conflict as exc:
         message = (
             fr(N_("This username is already taken: choose another."))
-            if "username" in exc.message
+            if getattr(exc.message, "msgid", "") == USERNAME_TAKEN
             else fr(N_("You already have an account: sign in, or ask your health insurance fund to reset it."))
         )
         return _account_form(request, 409, username=username, error=message)

@@ -39,7 +39,7 @@ from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.i18n import N_
-from hygie.portal.pages.messages import PROJECT_STATUS, ROLE_NAMES, French, Said, fr, said
+from hygie.portal.pages.messages import BY_STATUS, PROJECT_STATUS, ROLE_NAMES, French, Said, fr, said
 from hygie.portal.refused import mark_refused
 from hygie.portal.resilience.faults import dependency_of
 
@@ -293,6 +293,11 @@ class PageRoute(APIRoute):
                 actor = await run_in_threadpool(optional_actor, request)
                 response = refusal(request, exc.status, exc.message, actor)
             except Exception as exc:
+                if out_of_range(exc):
+                    # An id beyond what the database stores names nothing: not found, never "unavailable" (the
+                    # value itself is not echoed), as the API answers it with its 422.
+                    response = not_found(request)
+                    return _secure(response, request)
                 if dependency_of(exc) is not None:
                     # A failing database or warehouse: the resilience middleware answers with its 503 page and
                     # its breaker hears of the failure (a page answering alone would hide it from the breaker).
@@ -303,6 +308,28 @@ class PageRoute(APIRoute):
             return _secure(response, request)
 
         return page
+
+
+def out_of_range(exc: BaseException) -> bool:
+    """A number in the address beyond what the database stores (2^63 on SQLite, 2^31 in PostgreSQL integers)."""
+    from sqlalchemy.exc import DataError, StatementError
+
+    if isinstance(exc, StatementError) and isinstance(exc.orig, OverflowError | DataError):
+        return True
+    return isinstance(exc, OverflowError | DataError)
+
+
+def not_found(request: Request) -> HTMLResponse:
+    """The French page for an address that names nothing (an unknown page, an id out of range)."""
+    context = {"status": 404, "title": _title(404), "message": Said(BY_STATUS[404], "fr")}
+    page = render(request, "erreur.html", context, status=404)
+    _secure(page, request)
+    return page
+
+
+def wants_page(request: Request) -> bool:
+    """A browser's navigation (it asks for HTML), not a program calling the API (which reads JSON errors)."""
+    return "text/html" in request.headers.get("accept", "")
 
 
 def refusal(request: Request, status: int, message: str, actor: Actor | None) -> HTMLResponse:

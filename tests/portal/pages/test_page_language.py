@@ -121,3 +121,30 @@ def test_validation_errors_are_never_english() -> None:
     assert "should" not in odd and odd
     raised = ValueError(Message("each measure appears once"))
     assert validation_error({"type": "value_error", "ctx": {"error": raised}}) == translate(raised.args[0], "fr")
+
+
+def test_the_provider_sign_in_page_knows_a_taken_username_by_its_identifier() -> None:
+    """The page tells a taken username from an existing account by the refusal's msgid, never by its words: the
+    msgid it waits for is the one the accounts service raises."""
+    from hygie.portal.pages.oidc import USERNAME_TAKEN
+
+    accounts = (PAGES.parents[1] / "governance" / "accounts.py").read_text(encoding="utf-8")
+    assert f'Conflict(N_("{USERNAME_TAKEN}"' in accounts
+
+
+def test_an_address_that_names_nothing_is_a_french_page_for_a_browser(shared_world: World) -> None:
+    """An unknown page, and an id beyond what the database stores (PostgreSQL's 2^31), answer the French "not
+    found" page to a browser, not FastAPI's English JSON nor "service unavailable"; a program keeps its JSON."""
+    w = shared_world
+    pages = _pages(w, "researcher1")
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    for url in ("/citoyen/nexistepas", "/recherche/projets/2147483648/analyses",
+                "/recherche/projets/99999999999999999999"):  # fmt: skip
+        r = pages.get(url, headers=browser)
+        assert r.status_code == 404, (url, r.status_code, r.text[:300])
+        text = html.unescape(r.text)
+        assert "text/html" in r.headers["content-type"] and "<h1>Introuvable</h1>" in text, (url, text[:2000])
+        assert "Not Found" not in text and "indisponible" not in text.lower()
+        assert r.headers["Content-Security-Policy"]
+    api = pages.get("/citoyen/nexistepas")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
