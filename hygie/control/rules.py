@@ -16,7 +16,8 @@ Families (one per kind of :mod:`hygie.synth.anomalies`, which measures them):
 - ``duplicate``: the same consultation or visit (patient, provider, day, nature, amount) billed on two claims;
 - ``outlier``: a provider's amount per act, acts per patient or patients per day far from peers of the same
   specialty and region (robust z-score on the median and the median absolute deviation; national peers when the
-  region has too few);
+  region has too few); ``outlier_multivariate``, of the same family: several of those moderately above peers at
+  once, isolated by an Isolation Forest, and not already the univariate rule's lead;
 - ``paper``: beneficiaries who share a contact with others (phone or address, compared through keyed HMACs of
   the vault, :func:`contact_rings`) and whose care has no other trace (one provider, no dispensing, no biology).
 """
@@ -38,7 +39,8 @@ from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUM
 
 FAMILIES = ("after_death", "volume", "duplicate", "outlier", "paper")
 FAMILY = {"outlier_multivariate": "outlier"}
-"""The family of a rule whose name is not a family's (both outlier rules are measured against injected outliers)."""
+"""The family of a rule whose name is not a family's (both outlier rules are measured against injected outliers of
+either kind: amounts × 6, and combined)."""
 BENEFICIARY, PROVIDER = "beneficiary", "provider"
 MAX_CLAIMS_KEPT = 200
 """Claim keys kept in one lead's evidence (the count says how many there were)."""
@@ -294,14 +296,19 @@ def outlier(ctx: Context) -> list[Finding]:
 
 
 def outlier_multivariate(ctx: Context) -> list[Finding]:
-    """Providers an Isolation Forest (scikit-learn) isolates quickly in the space of their metrics' robust
-    z-scores among peers: unusual in combination, even when no metric alone crosses the univariate threshold.
-    Fires on an anomaly score above ``control_isolation_min_score`` with at least one metric above peers by
-    ``control_isolation_min_z`` (a provider unusual only by doing less is no lead)."""
+    """Providers unusual in combination: several metrics above peers, none far enough for the univariate rule.
+
+    scikit-learn's Isolation Forest is fitted on the robust z-scores of the compared providers the univariate rule
+    does not report (its leads are far out on one axis: left in, they would spend the trees' cuts); a provider
+    fires when its anomaly score is above ``control_isolation_min_score`` **and** at least
+    ``control_isolation_min_metrics`` metrics are ``control_isolation_min_z`` robust deviations above peers (a
+    provider unusual on one axis only, or only by doing less, is no lead of this rule). A provider the univariate
+    rule reports is never reported here: one lead per provider and family."""
     from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]  # imported here: costs a second
 
     s = ctx.settings
-    compared = _compared(ctx, "outlier_multivariate")
+    compared = [p for p in _compared(ctx, "outlier_multivariate")
+                if max(v[3] for v in p.metrics.values()) <= s.control_outlier_robust_z]  # fmt: skip
     if len(compared) < 2 * s.control_outlier_min_peers:
         return []
     features = [[p.metrics[m][3] for m in OUTLIER_METRICS] for p in compared]
@@ -311,8 +318,8 @@ def outlier_multivariate(ctx: Context) -> list[Finding]:
     scores = [-float(v) for v in forest.score_samples(features)]
     out = []
     for p, score in zip(compared, scores, strict=True):
-        above = {m: _shown(v) for m, v in p.metrics.items() if v[3] > s.control_isolation_min_z}
-        if score > s.control_isolation_min_score and above:
+        above = {m: _shown(v) for m, v in p.metrics.items() if v[3] >= s.control_isolation_min_z}
+        if score > s.control_isolation_min_score and len(above) >= s.control_isolation_min_metrics:
             numbers = {"specialty": p.specialty, "peers": p.peers, "peer_region": p.region,
                        "anomaly_score": round(score, 3), "metrics": above}  # fmt: skip
             out.append(Finding("outlier_multivariate", PROVIDER, p.provider, _claims(p.claims), p.lines, numbers,
@@ -364,8 +371,9 @@ RULE_LABELS = {
 }
 
 
-OPT_IN = ("outlier_multivariate",)
-"""Rules run only when named: the Isolation Forest measured under 0.9 precision at 20,000 people (docs/control.md)."""
+OPT_IN: tuple[str, ...] = ()
+"""Rules run only when named (none now: the multivariate outlier rule was, until it was measured at 0.9 precision
+or more for its family on injected combined outliers; docs/control.md)."""
 DEFAULT_RULES = tuple(r for r in RULES if r not in OPT_IN)
 
 
