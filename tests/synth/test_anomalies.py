@@ -5,6 +5,7 @@ batches sealed again; bad input refused clearly."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hygie.cli import app
+from hygie.synth import generate
 from hygie.synth.anomalies import KINDS, RESUBMITTED_BATCH, AnomalyError, inject, parse_rates
 
 
@@ -66,3 +68,31 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         inject(tmp_path, tmp_path / "t.json", seed=1)
     done = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "d"), "--people", "5", "--anomaly", "all"])
     assert done.exit_code != 0 and "--truth" in done.output
+
+
+def test_combined_outliers_leave_the_other_kinds_as_they_were_and_add_no_other_anomaly(tmp_path: Path) -> None:
+    """The combined kind draws last with a generator of its own: the other kinds' truth is the same with it or
+    without it. Its copies are no duplicate (a second line of one patient, provider and day) and fall on no day of
+    someone dead."""
+    truths = {}
+    for rate in (0.0, 0.1):
+        out, truth = tmp_path / str(rate) / "delivery", tmp_path / str(rate) / "truth.json"
+        generate(out, people=1200, years=1, seed=17, start_year=2024)
+        inject(out, truth, seed=17, rates={"outlier_combined": rate})
+        truths[rate] = json.loads(truth.read_text())
+    without, with_ = ([i for i in truths[r]["anomalies"] if i["kind"] != "outlier_combined"] for r in (0.0, 0.1))
+    assert without == with_ and truths[0.0]["counts"]["outlier_combined"] == 0
+    combined = {i["provider"]: i for i in truths[0.1]["anomalies"] if i["kind"] == "outlier_combined"}
+    assert len(combined) >= 2 and all(i["lines_copied"] > 0 for i in combined.values())
+    assert not set(combined) & {i.get("provider") for i in with_}  # one physician, one kind's truth
+    out = tmp_path / "0.1" / "delivery"
+    rows = [r for f in sorted(out.glob("flow-*/ER_PRS_F.csv")) for r in csv.DictReader(f.open(encoding="utf-8"))]
+    dead = {r["BEN_NIR"]: r["BEN_DCD_DTE"] for r in csv.DictReader((out / "000-beneficiaries" / "IR_BEN_R.csv").open())
+            if r["BEN_DCD_DTE"]}  # fmt: skip
+    seen: set[tuple[str, ...]] = set()
+    for r in rows:
+        if r["PFS_EXE_NUM"] in combined and r["BSE_REM_SGN"] == "1":
+            key = (r["BEN_NIR"], r["PFS_EXE_NUM"], r["EXE_SOI_DTD"], r["PRS_NAT_REF"])
+            assert key not in seen, key
+            seen.add(key)
+            assert r["BEN_NIR"] not in dead or r["EXE_SOI_DTD"] <= dead[r["BEN_NIR"]]
