@@ -47,6 +47,10 @@ class Status(StrEnum):
 ENDED = frozenset({Status.EXPIRED, Status.CLOSED})
 MIN_REASON = 10
 """Characters a decision's reason must have at least: a decision without a reason is no decision."""
+BACK_TO_REVIEW = N_("changed by the requester: back to review")
+"""The status reason of a changed project back in review. ``Project.status_reason`` keeps the English text of the
+service's reasons (this one, and "rejected: {reason}"): the pages say them in French from the catalogue
+(``hygie.portal.pages.messages.status_reason``); a suspension's or closure's reason is its author's words."""
 
 
 def _now() -> datetime:
@@ -341,7 +345,7 @@ class Projects:
             project.status = Status.SUBMITTED.value
             project.submitted_at = _now()
             project.approved_at = None
-            project.status_reason = "changed by the requester: back to review"
+            project.status_reason = BACK_TO_REVIEW
             if previous in (Status.ACTIVE, Status.SUSPENDED):
                 from hygie.governance.views import destroy_view
 
@@ -631,7 +635,7 @@ class Projects:
                      reviewer_created_at=self._created_at(actor))  # fmt: skip
         if decision == "reject":
             project.status = Status.DRAFT.value
-            project.status_reason = f"rejected: {reason}"
+            project.status_reason = N_("rejected: {reason}", reason=reason)
             return project
         approvals = self.counted_approvals(project)
         if len(approvals) >= self.settings.reviewers_required:

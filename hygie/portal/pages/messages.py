@@ -106,3 +106,19 @@ def validation_error(error: Any) -> str:
     if kind.startswith(("date_", "datetime_")):
         return fr(N_("A date in the form YYYY-MM-DD."))
     return fr(N_("This value is not accepted: check it against the field's hint."))
+
+
+def status_reason(text: str | None) -> str | None:
+    """A project's stored status reason in French: the service's own reasons (``hygie.governance.projects``, kept
+    as their English text) by their catalogue templates, the reviewer's words within a rejection kept as written;
+    a suspension's or closure's reason is its author's, shown as written."""
+    from hygie.governance.projects import BACK_TO_REVIEW
+
+    if not text:
+        return text
+    if text == BACK_TO_REVIEW:
+        return fr(BACK_TO_REVIEW)
+    rejected = N_("rejected: {reason}", reason="")
+    if text.startswith(str(rejected)):
+        return fr(N_("rejected: {reason}", reason=text.removeprefix(str(rejected))))
+    return text

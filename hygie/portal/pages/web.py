@@ -39,7 +39,7 @@ from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.policy import Role
 from hygie.hub import Hub
 from hygie.i18n import N_
-from hygie.portal.pages.messages import BY_STATUS, PROJECT_STATUS, ROLE_NAMES, French, Said, fr, said
+from hygie.portal.pages.messages import BY_STATUS, PROJECT_STATUS, ROLE_NAMES, French, Said, fr, said, status_reason
 from hygie.portal.refused import mark_refused
 from hygie.portal.resilience.faults import dependency_of
 
@@ -96,6 +96,7 @@ templates.env.filters["euros"] = _euros
 templates.env.filters["json_fr"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)
 templates.env.globals["ROLE_LABELS"] = ROLE_LABELS
 templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
+templates.env.globals["status_reason"] = status_reason
 
 
 def hub_of(request: Request) -> Hub:

@@ -148,3 +148,23 @@ def test_an_address_that_names_nothing_is_a_french_page_for_a_browser(shared_wor
         assert r.headers["Content-Security-Policy"]
     api = pages.get("/citoyen/nexistepas")
     assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+
+def test_a_rejected_project_shows_its_status_reason_in_french(shared_world: World) -> None:
+    """The service stores its status reasons as English text ("rejected: …"); the project page says them in
+    French from the catalogue, the reviewer's own words kept."""
+    from tests.portal.world import project_request
+
+    w = shared_world
+    pid = w.call("researcher1", "POST", "/projects", json=project_request()).json()["id"]
+    w.call("researcher1", "POST", f"/projects/{pid}/submit")
+    reason = "la population est plus large que la question"
+    r = w.call("reviewer1", "POST", f"/projects/{pid}/decisions", json={"decision": "reject", "reason": reason})
+    assert r.json()["status_reason"] == f"rejected: {reason}"  # the API's English, unchanged
+    page = html.unescape(_pages(w, "researcher1").get(f"/recherche/projets/{pid}").text)
+    assert f"refusé : {reason}" in page and "rejected:" not in page
+    w.call("researcher1", "POST", f"/projects/{pid}/submit")
+    w.call("reviewer1", "POST", f"/projects/{pid}/decisions", json={"decision": "approve", "reason": "fine, lawful"})
+    assert w.call("researcher1", "PATCH", f"/projects/{pid}", json={"title": "Plus court"}).status_code == 200
+    page = html.unescape(_pages(w, "researcher1").get(f"/recherche/projets/{pid}").text)
+    assert "modifié par le demandeur : de nouveau en relecture" in page and "back to review" not in page
