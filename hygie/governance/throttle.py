@@ -35,7 +35,7 @@ from hygie.governance import limits
 from hygie.governance.errors import GovernanceError, Unauthenticated
 from hygie.governance.limits import Limited, ThrottleCounter
 from hygie.hub import Hub
-from hygie.i18n import N_
+from hygie.i18n import N_, Message
 
 T = TypeVar("T")
 
@@ -56,17 +56,21 @@ class Throttled(Limited):
         self.recorded = True
 
 
-def french_wait(retry_after: int) -> str:
-    """The French sentence for a throttled sign-in page."""
+def wait_message(retry_after: int) -> Message:
+    """What a throttled sign-in page says (in French from the catalogue): how long to wait, to the second below a
+    minute, and that it says nothing about an account."""
     if retry_after < 60:
-        when = f"{retry_after} seconde{'s' if retry_after > 1 else ''}"
-    else:
-        minutes = -(-retry_after // 60)
-        when = f"{minutes} minute{'s' if minutes > 1 else ''}"
-    return (
-        f"Trop de tentatives de connexion ont échoué depuis votre adresse : patientez {when} avant de réessayer. "
-        "Cela ne dit rien d'un compte en particulier."
-    )
+        if retry_after <= 1:
+            return N_("Too many failed sign-ins from your address: wait 1 second before trying again. This says "
+                      "nothing about any particular account.")  # fmt: skip
+        return N_("Too many failed sign-ins from your address: wait {seconds} seconds before trying again. This says "
+                  "nothing about any particular account.", seconds=retry_after)  # fmt: skip
+    minutes = -(-retry_after // 60)
+    if minutes == 1:
+        return N_("Too many failed sign-ins from your address: wait 1 minute before trying again. This says nothing "
+                  "about any particular account.")  # fmt: skip
+    return N_("Too many failed sign-ins from your address: wait {minutes} minutes before trying again. This says "
+              "nothing about any particular account.", minutes=minutes)  # fmt: skip
 
 
 SOURCE, PAIR = "signin-source", "signin-pair"

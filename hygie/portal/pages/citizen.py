@@ -461,7 +461,7 @@ async def confirm_device(request: Request) -> Response:
     a valid code (``citizens.sign_in(step_up_only=True)``). Every refusal is the one ``DEVICE_REFUSED_FR`` (401)."""
     from hygie.governance.citizens import sign_in
     from hygie.governance.errors import Unauthenticated
-    from hygie.governance.throttle import SignInThrottle, Throttled, french_wait
+    from hygie.governance.throttle import SignInThrottle, Throttled, wait_message
     from hygie.portal.pages.web import HOME, set_session_cookie
 
     form = await checked_form(request)
@@ -488,7 +488,7 @@ async def confirm_device(request: Request) -> Response:
     try:
         token, max_age, role = await run_in_threadpool(throttle.guarded, hub, source, username, login)
     except Throttled as exc:
-        waiting = step_up_form(request, 429, username=username, device=device, error=french_wait(exc.retry_after),
+        waiting = step_up_form(request, 429, username=username, device=device, error=fr(wait_message(exc.retry_after)),
                                error_title=fr(N_("Sign-in refused")))  # fmt: skip
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting

@@ -14,7 +14,7 @@ from hygie.governance.accounts import Accounts
 from hygie.governance.acts import act
 from hygie.governance.errors import Unauthenticated
 from hygie.governance.policy import Role
-from hygie.governance.throttle import SignInThrottle, Throttled, client_address, french_wait
+from hygie.governance.throttle import SignInThrottle, Throttled, client_address, wait_message
 from hygie.i18n import N_
 from hygie.portal.pages import citizen as citizen_pages
 from hygie.portal.pages.messages import fr
@@ -90,7 +90,7 @@ async def signin(request: Request) -> Response:
         token, max_age, role = await run_in_threadpool(throttle.guarded, hub, source, username, login)
     except Throttled as exc:
         # The same wait and words whether or not the username exists (the throttle never looks it up).
-        waiting = _form(request, 429, error=french_wait(exc.retry_after), username=username, suite=suite)
+        waiting = _form(request, 429, error=fr(wait_message(exc.retry_after)), username=username, suite=suite)
         waiting.headers["Retry-After"] = str(exc.retry_after)
         return waiting
     except Unauthenticated:
