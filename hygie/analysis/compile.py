@@ -23,7 +23,7 @@ table can be the full grid of them, whatever cells the population fills.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import pyarrow as pa
@@ -60,6 +60,11 @@ _KINDS = {
 }
 
 
+CODES_TABLE = "_hygie_codes_"
+"""Prefix of the auxiliary tables holding code lists computed beforehand (one per dimension: ``_hygie_codes_0``...);
+user SQL naming them is refused like any table outside the view."""
+
+
 class SpecError(Exception):
     """The spec does not fit this project's view; the message says which column is missing."""
 
@@ -70,6 +75,9 @@ class AggregatePlan:
     query: CompiledQuery
     threshold: int = DEFAULT_THRESHOLD
     """The threshold the code lists and quantile bounds were computed for (``_Compiler(..., threshold=...)``)."""
+    code_lists: Mapping[str, pa.Table] = field(default_factory=dict)
+    """Code lists computed beforehand (:mod:`hygie.analysis.codelists`), by :meth:`_Compiler.code_key`: read from a
+    table instead of computed over the whole view inside the query (the contributors query reuses them)."""
 
     @property
     def dimension_labels(self) -> list[str]:
@@ -91,11 +99,15 @@ class _Compiler:
         view: Mapping[str, list[str]],
         reference_year: int,
         threshold: int = DEFAULT_THRESHOLD,
+        code_lists: Mapping[str, pa.Table] | None = None,
     ) -> None:
         self.spec = spec
         self.view = view
         self.year = reference_year
         self.threshold = threshold
+        self.code_lists = code_lists or {}
+        self.code_tables: dict[str, pa.Table] = {}
+        """The auxiliary tables of the code lists given (name -> codes) that the query reads."""
         self.tables: set[str] = set()
         self.amount_tables: dict[str, str] = {}
         """Amount column -> the table it comes from (care line or detail line)."""
@@ -193,7 +205,21 @@ class _Compiler:
 
     def codes(self, i: int) -> exp.Select:
         """The codes of dimension ``i`` held by at least ``threshold`` distinct people of the whole view (same joins,
-        no filter): they depend neither on the request's population nor on any small count."""
+        no filter): they depend neither on the request's population nor on any small count. Read from a table when
+        the list was computed beforehand (``code_lists``), else computed in the query."""
+        known = self.code_lists.get(self.code_key(i))
+        if known is None:
+            return self.code_query(i)
+        name = f"{CODES_TABLE}{i}"
+        self.code_tables[name] = known
+        return exp.select(exp.column("code")).from_(exp.to_table(name))
+
+    def code_key(self, i: int) -> str:
+        """What identifies dimension ``i``'s code list within one view: its query's text (the dimension, its
+        reference year, the threshold, the joins)."""
+        return self.code_query(i).sql(dialect="duckdb")
+
+    def code_query(self, i: int) -> exp.Select:
         every = exp.Subquery(this=self._rows(with_filters=False), alias=exp.TableAlias(this=exp.to_identifier("v")))
         people = exp.Count(this=exp.Distinct(expressions=[exp.column("pid", table="v")]))
         return (
@@ -453,17 +479,18 @@ def compile_aggregate(
     reference_year: int,
     record_keys: pa.Table,
     threshold: int = DEFAULT_THRESHOLD,
+    code_lists: Mapping[str, pa.Table] | None = None,
 ) -> AggregatePlan:
     """The query for ``spec`` over a view whose tables hold ``view`` columns; raises :class:`SpecError`.
-    ``threshold`` is the project's disclosure threshold: it decides the listed codes and the quantile bounds."""
-    compiler = _Compiler(spec, view, reference_year, threshold)
+    ``threshold`` is the project's disclosure threshold: it decides the listed codes and the quantile bounds.
+    ``code_lists``: lists computed beforehand for this view (:mod:`hygie.analysis.codelists`)."""
+    compiler = _Compiler(spec, view, reference_year, threshold, code_lists)
     tree = compiler.compile()
-    auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys}
+    auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys, **compiler.code_tables}
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
-    return AggregatePlan(
-        spec, CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True), threshold
-    )
+    query = CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True)
+    return AggregatePlan(spec, query, threshold, dict(code_lists or {}))
 
 
 def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:

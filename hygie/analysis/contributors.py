@@ -50,8 +50,8 @@ def contributors_query(
 ) -> CompiledQuery:
     """One query: (kind, d0..dn-1, members) with members the list of distinct record keys of each cell (with
     ``population_only``, the population's row alone: what the ledger keeps of an output it could not check)."""
-    threshold = getattr(plan, "threshold", None)  # the code lists are folded at the plan's threshold
-    compiler = _Compiler(plan.spec, view, reference_year, *([threshold] if threshold is not None else []))
+    # Cells folded at the plan's threshold, from the code lists it read (computed beforehand or not).
+    compiler = _Compiler(plan.spec, view, reference_year, plan.threshold, plan.code_lists)
     base = compiler.base()
     n = len(plan.spec.group_by)
     sets = [tuple(range(n))]
@@ -85,7 +85,7 @@ def contributors_query(
         union = exp.union(union, part, distinct=False)
     tree = exp.select("*").from_(exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("c"))))
     tree = tree.with_("base", as_=base)
-    auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys}
+    auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys, **compiler.code_tables}
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
     return CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True)

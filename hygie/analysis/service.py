@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hygie.analysis.cellkeys import CellKeyError, project_record_keys
+from hygie.analysis.cellkeys import RKEY_TABLE, CellKeyError, project_record_keys
+from hygie.analysis.codelists import code_lists
 from hygie.analysis.compile import AggregatePlan, SpecError, compile_aggregate, output_table
 from hygie.analysis.dprelease import DPPlan, close_charge, compile_dp
 from hygie.analysis.dprelease import release as dp_release
@@ -284,6 +285,9 @@ class Analyses:
         limits = Limits.from_settings(self.hub.settings)
         started = time.perf_counter()
         try:
+            if isinstance(plan, AggregatePlan):  # the view's code lists from memory, or computed once for it
+                plan = self._with_code_lists(project, view, plan)
+                query = plan.query
             run = self.engine.run(project, query, limits)
         except QueryStopped as exc:
             # Invalid on the view's schema (planning, before any row is read): a refusal from the text, said as
@@ -391,6 +395,18 @@ class Analyses:
         plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys,
                                  threshold=disclosure_policy(self.hub, project).threshold)  # fmt: skip
         return plan.query, plan
+
+    def _with_code_lists(self, project: Project, view: ProjectView, plan: AggregatePlan) -> AggregatePlan:
+        """``plan`` reading the view's code lists from small tables instead of computing them over the whole view
+        (:mod:`hygie.analysis.codelists`); the same cells, codes and outputs."""
+        columns = {t: list(m["columns"]) for t, m in view.tables.items()}
+        year = ProjectScope.model_validate(project.scope).population.period_start.year
+        lists = code_lists(self.hub, self.session, self.engine, project, view, plan.spec, columns,
+                           reference_year=year, threshold=plan.threshold)  # fmt: skip
+        if not lists:
+            return plan
+        return compile_aggregate(plan.spec, columns, reference_year=year, record_keys=plan.query.auxiliary[RKEY_TABLE],
+                                 threshold=plan.threshold, code_lists=lists)  # fmt: skip
 
     def _protect_aggregate(
         self, project: Project, job: AnalysisJob, plan: AggregatePlan, result: pa.Table, policy: DisclosurePolicy
