@@ -148,8 +148,8 @@ def synth(
         list[str] | None,
         typer.Option(
             "--anomaly",
-            help="Inject a known anomaly, KIND=RATE (after_death, volume, duplicate, outlier, paper; 'all' for "
-            "every kind at its default rate); repeatable. Needs --truth.",
+            help="Inject a known anomaly, KIND=RATE (after_death, volume, duplicate, outlier, outlier_combined, "
+            "paper; 'all' for every kind at its default rate); repeatable. Needs --truth.",
         ),
     ] = None,
     truth: Annotated[

@@ -150,6 +150,7 @@ def thresholds(hub: Hub) -> dict[str, Any]:
         "outlier_skip_specialties": list(s.control_outlier_skip_specialties),
         "isolation_min_score": s.control_isolation_min_score,
         "isolation_min_z": s.control_isolation_min_z,
+        "isolation_min_metrics": s.control_isolation_min_metrics,
         "isolation_trees": s.control_isolation_trees,
         "isolation_seed": s.control_isolation_seed,
         "paper_min_shared": s.control_paper_min_shared,
