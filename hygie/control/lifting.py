@@ -5,8 +5,9 @@
 1. A member of the control project who may read its leads asks, for one lead, with a reason
    (``control.lift.request``, which the DPO's ``identity_reveal`` alert fires on).
 2. A second person decides (``control.lift.approve`` / ``control.lift.refuse``): an account of a role in
-   ``control_lift_approver_roles``, never the requester, never an account the requester created, nor one of the
-   requester's creation lineage (:mod:`hygie.governance.lineage`). The approver sees no identity.
+   ``control_lift_approver_roles`` who answers for the control project (the DPO, or a reviewer whose approval of
+   it stands), never the requester, never an account the requester created, nor one of the requester's creation
+   lineage (:mod:`hygie.governance.lineage`). The approver sees no identity.
 3. The requester alone, once, within ``control_lift_window_minutes`` of the approval, sees the identity
    (``control.lift.show``, recorded in the transaction that reads it, before it is returned; alerted too).
 
@@ -33,7 +34,8 @@ from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
 from hygie.governance.errors import Conflict, Denied, GovernanceError, Invalid, NotFound
 from hygie.governance.lineage import creator_id, shared_lineage
-from hygie.governance.models import Account, Project, ProjectView
+from hygie.governance.models import Account, Project, ProjectDecision, ProjectView
+from hygie.governance.policy import Role
 from hygie.governance.views import ViewError, open_view, rekey
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -175,6 +177,21 @@ def _second_person(session: Session, hub: Hub, actor: Actor, asker: str) -> None
                         "(or one created the other)", what=what))  # fmt: skip
 
 
+def _oversees(session: Session, actor: Actor, project_id: int) -> bool:
+    """Whether ``actor`` answers for the control project: the DPO, or a reviewer whose approval of it stands (of
+    its request or of an annual review). A reviewer of other projects is no second person for this one: lifting
+    needs someone who judged this investigation's purpose and scope."""
+    if actor.role == Role.DPO:
+        return True
+    approval = select(ProjectDecision.id).where(
+        ProjectDecision.project_id == project_id,
+        ProjectDecision.reviewer_id == actor.account_id,
+        ProjectDecision.decision == "approve",
+        ProjectDecision.voided_at.is_(None),
+    )
+    return session.scalar(approval.limit(1)) is not None
+
+
 def decide(hub: Hub, actor: Actor, lift_id: int, approve: bool, reason: str) -> LiftRequest:
     """A second person approves or refuses; the role is checked before the request is looked up."""
     roles = hub.settings.control_lift_approver_roles
@@ -184,7 +201,9 @@ def decide(hub: Hub, actor: Actor, lift_id: int, approve: bool, reason: str) -> 
             raise Denied(N_("{what} needs a second person's account ({roles})", what=APPROVING, roles=", ".join(roles)))
     with act(hub, actor, "control.lift.decide", object=f"control-lift:{lift_id}") as session:
         lift = session.get(LiftRequest, lift_id)
-        if lift is None:
+        # One answer for a missing request and one of a project the actor does not answer for (no oracle of others'
+        # ids); its requester, who knows it exists, hears why they may not decide (below).
+        if lift is None or (lift.requested_by != actor.ref and not _oversees(session, actor, lift.project_id)):
             raise NotFound(N_("no lift request {lift}", lift=lift_id))
         if lift.status != REQUESTED:
             raise Conflict(N_("request {lift} is {status}: it was decided already", lift=lift_id, status=lift.status))
@@ -298,8 +317,8 @@ def pending(hub: Hub, actor: Actor) -> list[LiftRequest]:
     with act(hub, actor, "control.lift.list", object="control-lifts") as session:
         if actor.account_id is None or actor.role is None or actor.role.value not in roles:
             raise Denied(N_("this list is for second persons ({roles})", roles=", ".join(roles)))
-        found = list(session.scalars(select(LiftRequest).where(LiftRequest.status == REQUESTED)
-                                     .order_by(LiftRequest.id)))  # fmt: skip
+        waiting = session.scalars(select(LiftRequest).where(LiftRequest.status == REQUESTED).order_by(LiftRequest.id))
+        found = [lift for lift in waiting if _oversees(session, actor, lift.project_id)]
         record(session, actor=actor.ref, role=actor.role_name, action="control.lift.list", object="control-lifts",
                detail={"pending": len(found)})  # fmt: skip
         session.flush()

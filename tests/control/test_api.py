@@ -52,6 +52,14 @@ DECISION = "Piste étayée par ses preuves ; l'enquête est ouverte par le servi
 TRAINING = "CERT-style medical review course, 2 days, 2026"
 
 
+def blank(r: Any, *ids: int) -> tuple[int, str]:
+    """An answer with the ids asked about blanked: two answers that differ only by them are the same answer."""
+    text = r.text
+    for i in ids:
+        text = re.sub(rf"\b{i}\b", "N", text)
+    return r.status_code, text
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def lworld(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from either_world(request, tmp_path_factory.mktemp("control-api-leads"))
@@ -130,10 +138,16 @@ def test_rules_leads_a_lift_a_second_person_and_the_identity_once(
     assert early.status_code == 403 and "not been approved" in early.json()["detail"]
     # the second person's list: who asked and why, never the pseudonym
     assert w.call("researcher1", "GET", "/control/lifts").status_code == 403
-    pending = w.call("reviewer3", "GET", "/control/lifts")
+    pending = w.call("reviewer1", "GET", "/control/lifts")
     assert any(p["id"] == lift["id"] and p["reason"] == REASON for p in ok(pending))
     assert paper["subject"] not in pending.text
-    approved = ok(w.call("reviewer3", "POST", f"/control/lifts/{lift['id']}/decision",
+    # a reviewer who did not approve this control project is no second person for it, and does not see it waiting
+    assert all(p["id"] != lift["id"] for p in ok(w.call("reviewer3", "GET", "/control/lifts")))
+    stranger = [blank(w.call("reviewer3", "POST", f"/control/lifts/{i}/decision",
+                             json={"decision": "approve", "reason": DECISION}), i)
+                for i in (lift["id"], lift["id"] + 100_000)]  # fmt: skip
+    assert stranger[0] == stranger[1] and stranger[0][0] == 404, stranger
+    approved = ok(w.call("reviewer1", "POST", f"/control/lifts/{lift['id']}/decision",
                          json={"decision": "approve", "reason": DECISION}))  # fmt: skip
     assert approved["status"] == "approved"
     again = w.call(
@@ -213,12 +227,6 @@ def test_lead_and_lift_ids_tell_nobody_outside_the_project_that_they_exist(lworl
                      json={"reason": REASON}))  # fmt: skip
     other = leads_project(w, requester="researcher2")  # researcher2's own control project
     body = {"reason": REASON}
-
-    def blank(r: Any, *ids: int) -> tuple[int, str]:
-        text = r.text
-        for i in ids:
-            text = re.sub(rf"\b{i}\b", "N", text)
-        return r.status_code, text
 
     probes = {
         "a lead through the prober's own project": lambda i: w.call(
@@ -442,7 +450,7 @@ def test_the_leads_commands_ask_the_api_as_a_person(lworld: World, monkeypatch: 
     assert asked.exit_code == 0, asked.output
     lift = int(re.findall(r"lift request (\d+) recorded", asked.output)[0])
     assert "own" not in cli("leads", "decide", lift, "--approve", "--reason", DECISION).output  # refused: exit 1
-    who["who"] = "reviewer3"
+    who["who"] = "reviewer1"  # approved the control project
     waiting = cli("leads", "lifts")
     assert waiting.exit_code == 0 and f"request {lift} (project {pid}, lead {lead}" in waiting.output
     decided = cli("leads", "decide", lift, "--approve", "--reason", DECISION)

@@ -199,7 +199,7 @@ def test_the_pages_carry_the_two_person_lift(world: World, found: dict[str, Cont
         lift_id = s.scalars(select(LiftRequest.id).where(LiftRequest.status == "requested")).one()
     # the requester's page has no decision; a reviewer's does, without any identity
     assert asker.get("/controle/levees").status_code == 403
-    second, second_csrf = browser(world, "reviewer3")
+    second, second_csrf = browser(world, "reviewer1")
     waiting = second.get("/controle/levees")
     assert waiting.status_code == 200 and REASON in waiting.text and lead.subject not in waiting.text
     decided = second.post(f"/controle/levees/{lift_id}",
