@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.audit import record
@@ -29,6 +29,7 @@ from hygie.control.leads import VAULT_PAGE, ControlLead, ControlRun, provider_ps
 from hygie.control.rules import BENEFICIARY
 from hygie.control.sample import require_control_project
 from hygie.db import Base
+from hygie.db.sealed import SealedText
 from hygie.governance.access import NotVisible, require_member
 from hygie.governance.accounts import Actor
 from hygie.governance.acts import act
@@ -56,13 +57,14 @@ class LiftRequest(Base):
     subject_kind: Mapped[str] = mapped_column(String(20), nullable=False)
     """'beneficiary' or 'provider': whose pseudonym is lifted (a duplicate's provider may be asked separately)."""
     subject: Mapped[str] = mapped_column(String(40), nullable=False)
-    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(SealedText("control_lift.reason"), nullable=False)
+    """Sealed at rest, as a project's justification: it describes an investigation."""
     status: Mapped[str] = mapped_column(String(10), nullable=False)
     requested_by: Mapped[str] = mapped_column(String(60), nullable=False)
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     decided_by: Mapped[str | None] = mapped_column(String(60), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(SealedText("control_lift.decision_reason"), nullable=True)
     shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
