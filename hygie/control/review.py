@@ -42,23 +42,28 @@ from hygie.governance.models import Account, Project, ProjectMember
 from hygie.governance.policy import CLAIM_KEY, Role
 from hygie.governance.views import newest_ready, open_view
 from hygie.hub import Hub
-from hygie.i18n import N_
+from hygie.i18n import N_, Message, term
 from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
 
 PROPER, IMPROPER = "proper", "improper"
 
-REASONS: dict[str, str] = {
-    "documentation-absente": "Aucun justificatif fourni",
-    "documentation-insuffisante": "Justificatif insuffisant",
-    "non-justifie-medicalement": "Soin non justifié médicalement",
-    "erreur-cotation": "Erreur de cotation ou de tarification",
-    "doublon": "Soin facturé deux fois",
-    "non-eligible": "Bénéficiaire ou professionnel non éligible",
-    "autre": "Autre motif",
+REASONS: dict[str, Message] = {
+    "documentation-absente": N_("No supporting document provided"),
+    "documentation-insuffisante": N_("Insufficient supporting document"),
+    "non-justifie-medicalement": N_("Care not medically justified"),
+    "erreur-cotation": N_("Coding or pricing error"),
+    "doublon": N_("Care billed twice"),
+    "non-eligible": N_("Beneficiary or provider not eligible"),
+    "autre": N_("Other reason"),
 }
-"""Why a claim was improper (the CERT categories, in the insurer's words); the code is what is stored."""
+"""Why a claim was improper (the CERT categories, in the insurer's words, French from the catalogue); the code is
+what is stored and what the API takes."""
 
-DECISION_LABELS = {PROPER: "conforme", IMPROPER: "non conforme"}
+DECISION_LABELS: dict[str, Message] = {
+    PROPER: term("claim review decision", "proper"),
+    IMPROPER: term("claim review decision", "improper"),
+}
+"""A stored decision as a word of its vocabulary: "proper" in English, "conforme" in French."""
 
 
 def _now() -> datetime:
@@ -297,7 +302,7 @@ def decide(
                     "claim {claim} of sample {sample} is already reviewed ({decision})",
                     claim=claim_key,
                     sample=sample_id,
-                    decision=claim.decision,
+                    decision=DECISION_LABELS.get(claim.decision, claim.decision),
                 )
             )
         if decision == PROPER:

@@ -34,7 +34,7 @@ import duckdb
 
 from hygie.config import Settings
 from hygie.governance.policy import CLAIM_KEY, departements_by_region
-from hygie.i18n import N_
+from hygie.i18n import N_, Message
 from hygie.ingest.contract import BENEFICIARY_TABLE, CARE_TABLE, PSEUDONYM_COLUMN
 
 FAMILIES = ("after_death", "volume", "duplicate", "outlier", "paper")
@@ -361,14 +361,15 @@ RULES: dict[str, Callable[[Context], list[Finding]]] = {
     "outlier_multivariate": outlier_multivariate,
     "paper": paper,
 }
-RULE_LABELS = {
-    "after_death": "Soins ou délivrances après le décès",
-    "volume": "Volume journalier impossible",
-    "duplicate": "Double facturation",
-    "outlier": "Atypie par spécialité et région",
-    "outlier_multivariate": "Atypie multivariée (forêt d'isolement)",
-    "paper": "Patients qui n'existent que sur le papier",
+RULE_LABELS: dict[str, Message] = {
+    "after_death": N_("Care or dispensing after death"),
+    "volume": N_("Impossible daily volume"),
+    "duplicate": N_("Double billing"),
+    "outlier": N_("Unusual for its specialty and region"),
+    "outlier_multivariate": N_("Unusual in combination (isolation forest)"),
+    "paper": N_("Patients who exist only on paper"),
 }
+"""Each rule's name as the pages show it (French from the catalogue)."""
 
 
 OPT_IN: tuple[str, ...] = ()

@@ -19,7 +19,8 @@ from hygie.control import leads, lifting
 from hygie.control.rules import RULE_LABELS, RULES
 from hygie.governance.errors import Invalid
 from hygie.governance.policy import Role
-from hygie.portal.pages.messages import French
+from hygie.i18n import N_, term
+from hygie.portal.pages.messages import French, fr
 from hygie.portal.pages.web import (
     PageRoute,
     extend_nav,
@@ -34,34 +35,53 @@ from hygie.portal.pages.web import (
 router = APIRouter(prefix="/recherche/projets", route_class=PageRoute, include_in_schema=False)
 approvals = APIRouter(prefix="/controle/levees", route_class=PageRoute, include_in_schema=False)
 for _role in (Role.REVIEWER, Role.DPO):
-    extend_nav(_role, "/controle/levees", "Levées de pseudonyme")
+    extend_nav(_role, "/controle/levees", fr(N_("Pseudonym liftings")))
 DONE = {
-    "analyse": "Les règles ont tourné ; l'analyse est inscrite au journal d'audit.",
-    "levee": "Votre demande de levée est enregistrée ; une seconde personne habilitée doit l'approuver.",
+    "analyse": fr(N_("The rules ran; the run is recorded in the audit log.")),
+    "levee": fr(N_("Your request to lift the pseudonym is recorded; a second authorised person must approve it.")),
 }
-STATUSES = {"requested": "en attente", "approved": "approuvée", "refused": "refusée", "shown": "consultée"}
+STATUSES = {
+    "requested": fr(term("lift request status", "requested")),
+    "approved": fr(term("lift request status", "approved")),
+    "refused": fr(term("lift request status", "refused")),
+    "shown": fr(term("lift request status", "shown")),
+}
+"""A lift request's stored status, as its requester reads it."""
+RULE_LABELS_FR = {rule: fr(label) for rule, label in RULE_LABELS.items()}
 
-SUBJECTS = {"beneficiary": "Bénéficiaire", "provider": "Professionnel"}
+SUBJECTS = {
+    "beneficiary": fr(term("lead subject", "beneficiary")),
+    "provider": fr(term("lead subject", "provider")),
+}
+"""Whose pseudonym a lead names (its stored subject kind)."""
 NUMBERS = {
-    "death": "décès (mois)", "death_precision": "précision du décès", "lines_after": "lignes après le décès",
-    "first_after": "première après", "last_after": "dernière après", "days_after": "jours après",
-    "day": "jour", "specialty": "spécialité", "acts": "actes", "cap": "plafond", "nature": "nature de prestation",
-    "amount": "montant (€)", "times_billed": "fois facturé", "peers": "pairs", "peer_region": "région des pairs",
-    "metrics": "indicateurs", "shared_contact": "coordonnée partagée", "people_sharing_it": "personnes la partageant",
-    "providers": "professionnels", "lines": "lignes", "dispensing_or_biology": "délivrances ou biologie",
+    "death": fr(N_("death (month)")), "death_precision": fr(N_("precision of the death date")),
+    "lines_after": fr(N_("lines after the death")), "first_after": fr(N_("first after")),
+    "last_after": fr(N_("last after")), "days_after": fr(N_("days after")),
+    "day": fr(term("lead evidence", "day")), "specialty": fr(term("lead evidence", "specialty")),
+    "acts": fr(term("lead evidence", "acts")), "cap": fr(term("lead evidence", "cap")),
+    "nature": fr(N_("nature of the service")), "amount": fr(N_("amount (EUR)")),
+    "times_billed": fr(N_("times billed")), "peers": fr(term("lead evidence", "peers")),
+    "peer_region": fr(N_("region of the peers")), "metrics": fr(term("lead evidence", "metrics")),
+    "shared_contact": fr(N_("shared contact")), "people_sharing_it": fr(N_("people sharing it")),
+    "providers": fr(term("lead evidence", "providers")), "lines": fr(term("lead evidence", "lines")),
+    "dispensing_or_biology": fr(N_("dispensing or laboratory tests")),
 }  # fmt: skip
-METRICS = {"amount_per_act": "montant par acte", "acts_per_patient": "actes par patient",
-           "patients_per_day": "patients par jour"}  # fmt: skip
+"""The column labels of a lead's numbers (the keys of its stored evidence)."""
+METRICS = {"amount_per_act": fr(N_("amount per act")), "acts_per_patient": fr(N_("acts per patient")),
+           "patients_per_day": fr(N_("patients per day"))}  # fmt: skip
+CONTACTS = {"phone": fr(term("shared contact", "phone")), "address": fr(term("shared contact", "address"))}
 
 
 def _number(key: str, value: Any) -> str:
     if key == "metrics" and isinstance(value, dict):
         return " ; ".join(
-            f"{METRICS.get(m, m)} {v['value']} (médiane {v['median']}, z robuste {v['robust_z']})"
+            fr(N_("{metric} {value} (median {median}, robust z {robust_z})", metric=METRICS.get(m, m),
+                  value=v["value"], median=v["median"], robust_z=v["robust_z"]))
             for m, v in value.items()
-        )
+        )  # fmt: skip
     if key == "shared_contact":
-        return {"phone": "téléphone", "address": "adresse"}.get(str(value), str(value))
+        return CONTACTS.get(str(value), str(value))
     return "—" if value is None else str(value)
 
 
@@ -77,10 +97,11 @@ def leads_page(request: Request, pid: int, fait: str = "") -> HTMLResponse:
             rows.append({"lead": lead, "subject": SUBJECTS.get(lead.subject_kind, lead.subject_kind),
                          "numbers": numbers, "claims": lead.evidence.get("claims", []),
                          "claims_total": lead.evidence.get("claims_total", 0)})  # fmt: skip
-        groups.append({"rule": rule, "label": RULE_LABELS[rule], "rows": rows})
+        groups.append({"rule": rule, "label": RULE_LABELS_FR[rule], "rows": rows})
     asked = lifting.mine(hub_of(request), actor, pid)
     context = {"project": found.project, "run": found.run, "groups": groups, "done": DONE.get(fait[:20], ""),
-               "is_researcher": actor.role == Role.RESEARCHER, "lifts": asked, "statuses": STATUSES}  # fmt: skip
+               "is_researcher": actor.role == Role.RESEARCHER, "lifts": asked, "statuses": STATUSES,
+               "subjects": SUBJECTS}  # fmt: skip
     return render(request, "pistes/pistes.html", context, actor=actor)
 
 
@@ -113,7 +134,7 @@ def approvals_page(request: Request, fait: str = "") -> HTMLResponse:
     actor = page_actor(request)
     require_role(actor, Role.REVIEWER, Role.DPO)
     waiting = lifting.pending(hub_of(request), actor)
-    context = {"waiting": waiting, "labels": RULE_LABELS, "subjects": SUBJECTS, "done": fait == "decision"}
+    context = {"waiting": waiting, "labels": RULE_LABELS_FR, "subjects": SUBJECTS, "done": fait == "decision"}
     return render(request, "pistes/levees.html", context, actor=actor)
 
 
@@ -122,7 +143,7 @@ async def approval_decision_page(request: Request, lift_id: int) -> Response:
     form, actor = await posted_by(request, Role.REVIEWER, Role.DPO)
     choice = str(form.get("decision", ""))
     if choice not in ("approuver", "refuser"):
-        raise Invalid(French("choisissez « approuver » ou « refuser »"))
+        raise Invalid(French(fr(N_('choose "approve" or "refuse"'))))
     reason = str(form.get("motif", ""))[:2000]
     await run_in_threadpool(lifting.decide, hub_of(request), actor, lift_id, choice == "approuver", reason)
     return redirect("/controle/levees?fait=decision")

@@ -22,18 +22,24 @@ from hygie.control.estimate import CONFIDENCE
 from hygie.control.sample import RateEstimate
 from hygie.governance.errors import Invalid
 from hygie.governance.policy import Role
-from hygie.portal.pages.messages import French
+from hygie.i18n import N_
+from hygie.portal.pages.messages import French, fr
 from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, templates
 
 router = APIRouter(prefix="/recherche/projets", route_class=PageRoute, include_in_schema=False)
 
 BASE = "/recherche/projets/{pid}/paiements-indus"
 DONE = {
-    "tirage": "L'échantillon est tiré ; sa graine est inscrite au journal d'audit.",
-    "relecteur": "Le relecteur formé est désigné.",
-    "decision": "Votre décision est enregistrée au journal d'audit.",
-    "estimation": "L'estimation est publiée.",
+    "tirage": fr(N_("The sample is drawn; its seed is recorded in the audit log.")),
+    "relecteur": fr(N_("The trained reviewer is designated.")),
+    "decision": fr(N_("Your decision is recorded in the audit log.")),
+    "estimation": fr(N_("The estimate is released.")),
 }
+REASONS = {code: fr(label) for code, label in review.REASONS.items()}
+DECISIONS = {decision: fr(label) for decision, label in review.DECISION_LABELS.items()}
+"""An improper claim's reasons and a claim's decisions, as the review pages say them."""
+AMOUNT_FORMAT = French(fr(N_("the amount in error is written in euros, for example 12.50")))
+"""A form's own check, said in French only: no service refused it, so no English message goes under it."""
 CHART_WIDTH, CHART_LEFT, CHART_RIGHT = 640, 20, 620
 
 
@@ -81,9 +87,14 @@ def _tick(value: float) -> str:
 
 def statement(estimate: RateEstimate) -> str:
     """The one sentence the rate is said in (French), never without its interval and n."""
-    return (
-        f"Paiements indus estimés : {percent(estimate.rate)} (IC à 95 % : {percent(estimate.low)} – "
-        f"{percent(estimate.high)}), à partir de {estimate.reviewed} dossiers relus"
+    return fr(
+        N_(
+            "Estimated improper payments: {rate} (95% CI: {low} – {high}), from {count} reviewed claims",
+            rate=percent(estimate.rate),
+            low=percent(estimate.low),
+            high=percent(estimate.high),
+            count=estimate.reviewed,
+        )
     )
 
 
@@ -142,7 +153,7 @@ async def designate_page(request: Request, pid: int) -> Response:
     form, actor = await posted_by(request, Role.RESEARCHER)
     account = str(form.get("compte", ""))
     if not account.isdigit():
-        raise Invalid(French("choisissez le membre du projet à désigner"))
+        raise Invalid(French(fr(N_("choose the project member to designate"))))
     training = str(form.get("formation", ""))[:300]
     await run_in_threadpool(review.designate, hub_of(request), actor, pid, int(account), training)
     return redirect(BASE.format(pid=pid) + "?fait=relecteur")
@@ -160,7 +171,7 @@ def queue_page(request: Request, pid: int, sid: int, fait: str = "") -> HTMLResp
     actor = page_actor(request)
     items = review.queue(hub_of(request), actor, sid, project_id=pid)
     context = {"pid": pid, "queue": items, "done": DONE.get(fait[:20], ""), "euros": euros,
-               "labels": review.DECISION_LABELS, "reasons": review.REASONS}  # fmt: skip
+               "labels": DECISIONS, "reasons": REASONS}  # fmt: skip
     return render(request, "paiements-indus/file.html", context, actor=actor)
 
 
@@ -168,7 +179,7 @@ def queue_page(request: Request, pid: int, sid: int, fait: str = "") -> HTMLResp
 def claim_page(request: Request, pid: int, sid: int, claim: int) -> HTMLResponse:
     actor = page_actor(request)
     detail = review.claim_detail(hub_of(request), actor, sid, claim, project_id=pid)
-    context = {"pid": pid, "sid": sid, "detail": detail, "reasons": review.REASONS}
+    context = {"pid": pid, "sid": sid, "detail": detail, "reasons": REASONS}
     return render(request, "paiements-indus/dossier.html", context, actor=actor)
 
 
@@ -177,15 +188,15 @@ async def decide_page(request: Request, pid: int, sid: int, claim: int) -> Respo
     form, actor = await posted_by(request, Role.RESEARCHER)
     decision = {"conforme": review.PROPER, "non-conforme": review.IMPROPER}.get(str(form.get("decision", "")))
     if decision is None:
-        raise Invalid(French("choisissez « conforme » ou « non conforme »"))
+        raise Invalid(French(fr(N_('choose "proper" or "improper"'))))
     reason = str(form.get("motif", "")) or None
     amount_text = str(form.get("montant", "")).strip().replace(",", ".").replace("\u00a0", "").replace(" ", "")
     try:
         amount = float(amount_text) if amount_text else None
     except ValueError:
-        raise Invalid(French("le montant en erreur s'écrit en euros, par exemple 12,50")) from None
+        raise Invalid(AMOUNT_FORMAT) from None
     if amount is not None and not math.isfinite(amount):
-        raise Invalid(French("le montant en erreur s'écrit en euros, par exemple 12,50"))
+        raise Invalid(AMOUNT_FORMAT)
     if decision == review.PROPER:
         reason, amount = None, None
 

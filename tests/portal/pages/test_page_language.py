@@ -17,8 +17,7 @@ from hygie.portal.pages.messages import BY_STATUS
 from tests.portal.world import PASSWORD, World
 
 PAGES = Path(__file__).resolve().parents[3] / "hygie" / "portal" / "pages"
-NOT_YET = {"control_leads.py", "control_rate.py"}
-"""Page modules still to move to the catalogue (the control service's pages, in the hands of its own change)."""
+CONTROL = PAGES.parents[1] / "control"
 
 
 def french_literals(source: str) -> list[tuple[int, str]]:
@@ -39,13 +38,19 @@ def french_literals(source: str) -> list[tuple[int, str]]:
 
 
 def test_no_page_module_writes_french_outside_the_catalogue() -> None:
-    found = {
-        path.name: french_literals(path.read_text(encoding="utf-8"))
-        for path in sorted(PAGES.glob("*.py"))
-        if path.name not in NOT_YET
-    }
+    found = {path.name: french_literals(path.read_text(encoding="utf-8")) for path in sorted(PAGES.glob("*.py"))}
     assert {name: lines for name, lines in found.items() if lines} == {}, (
         "write page texts as fr(N_('english')) with the French in hygie/locale (scripts/messages update)"
+    )
+    assert {"control_leads.py", "control_rate.py"} <= found.keys()  # the control pages are scanned like any other
+
+
+def test_the_control_service_writes_no_french_outside_the_catalogue() -> None:
+    """The control service's labels (rules, review reasons, decisions) reach the pages, and its refusals the API:
+    English messages, said in French by the pages from the catalogue."""
+    found = {path.name: french_literals(path.read_text(encoding="utf-8")) for path in sorted(CONTROL.glob("*.py"))}
+    assert {name: lines for name, lines in found.items() if lines} == {}, (
+        "write the control service's texts as N_('english') or term(context, word), French in hygie/locale"
     )
 
 
