@@ -6,15 +6,20 @@ drawn and its n. Every page is screenshotted and checked by axe-core, as the por
 
 from __future__ import annotations
 
+import hashlib
+import html
 import re
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from hygie.control.review import decide
 from hygie.control.sample import ControlSample, SampledClaim
+from hygie.i18n import N_, translate
+from hygie.portal.pages.web import SESSION_COOKIE
 from tests.portal.pages.conftest import browser, page  # noqa: F401  (fixtures)
 from tests.portal.pages.test_journeys import check_page, sign_in, sign_out, watch_console
 from tests.portal.world import World, build_world
@@ -103,3 +108,56 @@ def test_draw_review_and_release_through_the_pages(page: Page, server: str, page
     expect(page.locator("figure svg rect")).to_have_count(1)
     check_page(page, "paiements-indus-taux")
     assert errors == []
+
+
+def _signed_in(world: World, name: str) -> tuple[TestClient, str]:
+    """A browser without a window: ``name``'s session cookie and the CSRF token its forms carry."""
+    client = TestClient(world.client.app, base_url="https://testserver", follow_redirects=False)
+    token = world.login(name)
+    client.cookies.set(SESSION_COOKIE, token)
+    return client, hashlib.sha256(b"hygie-page-csrf\x00" + token.encode()).hexdigest()
+
+
+def test_a_refused_review_reads_in_french_on_its_page_and_in_english_in_the_api(page_world: World) -> None:
+    """An amount in error above what was paid: the service's one refusal, in English in the API's JSON (for
+    programs), in French on the claim's page (from the catalogue); the page's own check of the amount's writing is
+    French too. Neither is the other's language."""
+    w = page_world
+    pid = control_project(w, title="Improper payments 2024, refusals")
+    assert w.call("researcher1", "POST", f"/projects/{pid}/members",
+                  json={"account_id": w.ids["researcher2"]}).status_code == 200  # fmt: skip
+    sid = w.call("researcher1", "POST", f"/projects/{pid}/control/samples").json()["id"]
+    training = {"account_id": w.ids["researcher2"], "training": "Relecture médicale des dossiers, 2026"}
+    r = w.call("researcher1", "POST", f"/projects/{pid}/control/reviewers", json=training)
+    assert r.status_code == 200, r.text
+    first = w.call("researcher2", "GET", f"/projects/{pid}/control/samples/{sid}/claims").json()["claims"][0]
+    key, too_much = first["claim_key"], round(first["amount"] + 100, 2)
+
+    api = w.call("researcher2", "POST", f"/projects/{pid}/control/samples/{sid}/claims/{key}/decision",
+                 json={"decision": "improper", "reason": "doublon", "error_amount": too_much})  # fmt: skip
+    assert api.status_code == 422, api.text
+    english = api.json()["detail"]
+    assert english == f"the amount in error must be above 0 and at most the amount paid ({first['amount']:.2f} EUR)"
+    french = translate(N_("the amount in error must be above 0 and at most the amount paid ({amount:.2f} EUR)",
+                          amount=first["amount"]), "fr")  # fmt: skip
+    assert french is not None and french.startswith("Le montant en erreur doit être supérieur à 0")
+    reviewer, csrf = _signed_in(w, "researcher2")
+    url = f"/recherche/projets/{pid}/paiements-indus/echantillons/{sid}/dossiers/{key}"
+    form = {
+        "csrf": csrf,
+        "decision": "non-conforme",
+        "motif": "doublon",
+        "montant": f"{too_much:.2f}".replace(".", ","),
+    }
+    refused = reviewer.post(url, data=form)
+    text = html.unescape(refused.text)
+    assert refused.status_code == 422 and 'lang="fr"' in text and french in text, text[:3000]
+    assert f'<span lang="en">{english}</span>' in text  # the service's words kept below, marked as English
+    garbled = html.unescape(reviewer.post(url, data={**form, "montant": "douze euros"}).text)
+    assert "le montant en erreur s'écrit en euros, par exemple 12,50" in garbled
+    assert "for example" not in garbled and "en anglais" not in garbled  # the page's own check: no English below
+    with w.hub.session() as s:
+        claim = s.scalars(
+            select(SampledClaim).where(SampledClaim.sample_id == sid, SampledClaim.claim_key == key)
+        ).one()
+    assert claim.decision is None  # nothing was recorded by either refusal
