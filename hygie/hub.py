@@ -73,6 +73,8 @@ class Hub:
     ingest_memo: dict[str, Any] = field(default_factory=dict)
     """Indexes the ingestion keeps for this process (e.g. the care rows already stored)."""
     """NIRs this process has found in the vault (memory only), so later batches check them in one pass."""
+    closed: bool = False
+    """Set by :meth:`close`: background work over this hub (analysis workers) stops."""
 
     @classmethod
     def init(cls, settings: Settings) -> Hub:
@@ -142,4 +144,5 @@ class Hub:
             os.close(fd)
 
     def close(self) -> None:
+        self.closed = True
         self.engine.dispose()

@@ -20,8 +20,13 @@ INCIDENT_STATUS = "breach incident status"
 ROLE = "role"
 ALERT_ACTION = "alert action"
 BREACH_MATCH_REASON = "breach match reason"
+LIFT_STATUS = "lift request status"
 
 WORDS: tuple[Message, ...] = (
+    term("lift request status", "requested"),
+    term("lift request status", "approved"),
+    term("lift request status", "refused"),
+    term("lift request status", "shown"),
     term("project status", "draft"),
     term("project status", "submitted"),
     term("project status", "active"),

@@ -187,7 +187,7 @@ class Workers:
                     return
                 self._wakes = max(0, self._wakes - 1)
             hub = self._hub()
-            if hub is None:  # the hub is gone (tests): so is this pool
+            if hub is None or hub.closed:  # the hub is gone or closed (a server stopping, tests): so is this pool
                 return
             try:
                 if recovers and self._holder is not None and time.monotonic() - recovered >= self._recovery:

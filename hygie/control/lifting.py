@@ -42,6 +42,7 @@ from hygie.hub import Hub
 from hygie.i18n import N_
 from hygie.ingest.contract import CARE_TABLE
 from hygie.keys import HUB_PSEUDONYM_KEY
+from hygie.vocabulary import LIFT_STATUS, word
 
 MIN_REASON = 20
 REQUESTED, APPROVED, REFUSED, SHOWN = "requested", "approved", "refused", "shown"
@@ -208,7 +209,8 @@ def decide(hub: Hub, actor: Actor, lift_id: int, approve: bool, reason: str) -> 
         if lift is None or (lift.requested_by != actor.ref and not _oversees(session, actor, lift.project_id)):
             raise NotFound(N_("no lift request {lift}", lift=lift_id))
         if lift.status != REQUESTED:
-            raise Conflict(N_("request {lift} is {status}: it was decided already", lift=lift_id, status=lift.status))
+            raise Conflict(N_("request {lift} is {status}: it was decided already", lift=lift_id,
+                                 status=word(LIFT_STATUS, lift.status)))  # fmt: skip
         _second_person(session, hub, actor, lift.requested_by)
         why = _reason(
             reason,
