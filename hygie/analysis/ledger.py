@@ -62,12 +62,13 @@ from hygie.analysis.engine import Engine, Limits, QueryStopped
 from hygie.analysis.models import AnalysisRelease, LedgerEntry, LedgerRoster
 from hygie.audit import Outcome, record
 from hygie.disclosure import CellKey, DisclosurePolicy, OutputTable, ProtectedOutput
-from hygie.disclosure.lpaudit import AuditCell, audit, published_interval
+from hygie.disclosure.lpaudit import AuditCell, AuditResult, audit, published_interval
 from hygie.governance.accounts import SYSTEM
 from hygie.governance.models import Project
 from hygie.governance.policy import Scope as ProjectScope
 from hygie.governance.views import newest_ready, project_view_key
 from hygie.hub import Hub
+from hygie.i18n import N_, Message, term
 from hygie.keys import KeyPurpose
 
 _LABEL = "hygie/analysis/ledger/v1"
@@ -107,6 +108,7 @@ class Guard:
     refuse: bool = False
     review: bool = False
     findings: list[str] = field(default_factory=list)
+    """Catalogued messages (``hygie.i18n``), said in French on the airlock's pages."""
     entry: LedgerEntry | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     unchecked: bool = False
@@ -295,15 +297,41 @@ def _show(key: CellKey) -> str:
     return "(" + ", ".join(str(k) for k in key) + ")"
 
 
+STOPS = {
+    "timeout": term("query stop", "timeout"),
+    "memory": term("query stop", "memory"),
+    "invalid": term("query stop", "invalid"),
+    "runtime": term("query stop", "runtime"),
+}
+"""Why the contributors query stopped (``QueryStopped.reason``), as words a finding says in the checker's language."""
+
+
+def is_ledger(finding: str) -> bool:
+    """A finding of the ledger's checks, known by its message identifier (its English text for an older release)."""
+    return (finding.msgid if isinstance(finding, Message) else finding).startswith("ledger")
+
+
+def _listed(findings: list[str]) -> str:
+    """Findings one after the other, separated by " | ", each kept as the message it was, so that the list is said
+    in the checker's language too."""
+    if not findings:
+        return ""
+    joined = findings[-1]
+    for finding in reversed(findings[:-1]):
+        joined = N_("{first} | {rest}", first=finding, rest=joined)
+    return joined
+
+
 def differencing(candidate: Record, earlier: list[Record], threshold: int) -> list[str]:
     """Findings for every population or published cell pair differing by 1 to threshold-1 people."""
     findings: list[str] = []
-    small = f"between 1 and {threshold - 1} people"
+    most = threshold - 1
     for rec in earlier:
         d = candidate.population.symmetric_difference_cardinality(rec.population)
         if 0 < d < threshold:
-            findings.append(f"ledger: the population differs by {small} from that of analysis {rec.job_id}: "
-                            "releasing both would describe them by difference")  # fmt: skip
+            findings.append(N_("ledger: the population differs by between 1 and {most} people from that of analysis "
+                               "{job}: releasing both would describe them by difference",
+                               most=most, job=rec.job_id))  # fmt: skip
     pool: list[tuple[int, int, int, LedgerCell]] = []  # (size, job, order, cell) of every published cell
     for rec in [*earlier, candidate]:
         for i, c in enumerate(rec.cells):
@@ -324,9 +352,15 @@ def differencing(candidate: Record, earlier: list[Record], threshold: int) -> li
             if 0 < d < threshold:
                 if job == candidate.job_id:
                     seen.add((i, j))
-                where = "another cell of this output" if job == candidate.job_id else f"a cell of analysis {job}"
-                findings.append(f"ledger: cell {_show(c.key)} and {where}, {_show(other.key)}, differ by {small}: "
-                                "releasing both would describe them by difference")  # fmt: skip
+                if job == candidate.job_id:
+                    why = N_("ledger: cell {cell} and another cell of this output, {other}, differ by between 1 and "
+                             "{most} people: releasing both would describe them by difference",
+                             cell=_show(c.key), other=_show(other.key), most=most)  # fmt: skip
+                else:
+                    why = N_("ledger: cell {cell} and a cell of analysis {job}, {other}, differ by between 1 and "
+                             "{most} people: releasing both would describe them by difference",
+                             cell=_show(c.key), job=job, other=_show(other.key), most=most)  # fmt: skip
+                findings.append(why)
     return findings
 
 
@@ -345,9 +379,10 @@ def empty_margins(candidate: Record, earlier: list[Record]) -> list[str]:
                 continue  # the same people as a cell already published: nothing new about them
             hit = next((e for e in guarded if c.members.intersect(e.margin)), None)  # type: ignore[arg-type]
             if hit is not None:
-                findings.append(f"ledger: cell {_show(c.key)} publishes a new count over the small margin of an empty "
-                                f"cell of analysis {rec.job_id}, {_show(hit.key)}, suppressed as sensitive; the audit "
-                                "cannot bound empty cells: an output checker must decide")  # fmt: skip
+                findings.append(N_("ledger: cell {cell} publishes a new count over the small margin of an empty cell "
+                                   "of analysis {job}, {other}, suppressed as sensitive; the audit cannot bound empty "
+                                   "cells: an output checker must decide",
+                                   cell=_show(c.key), job=rec.job_id, other=_show(hit.key)))  # fmt: skip
                 break
     return findings
 
@@ -426,8 +461,8 @@ def audit_cells(records: list[Record], candidate: Record) -> tuple[list[AuditCel
             target = c.suppressed and 0 < c.people < rec.threshold
             if target:
                 single.add(a)
-            cells.append(AuditCell(f"suppressed cell analysis {rec.job_id} {_show(c.key)}", a, low, high,
-                                   target=target, candidate=rec is candidate))  # fmt: skip
+            ref = N_("suppressed cell analysis {job} {cell}", job=rec.job_id, cell=_show(c.key))
+            cells.append(AuditCell(ref, a, low, high, target=target, candidate=rec is candidate))
     threshold = candidate.threshold
     for rec in everything:
         a = atoms[k]
@@ -436,12 +471,12 @@ def audit_cells(records: list[Record], candidate: Record) -> tuple[list[AuditCel
             known = any(c.published for c in rec.cells if c.published is not None) or (
                 not rec.release_people and any(not c.suppressed and len(c.members) for c in rec.cells)
             )
-            cells.append(AuditCell(f"population of analysis {rec.job_id}", a, float(threshold if known else 0),
-                                   float("inf"), candidate=rec is candidate))  # fmt: skip
+            ref = N_("population of analysis {job}", job=rec.job_id)
+            cells.append(AuditCell(ref, a, float(threshold if known else 0), float("inf"), candidate=rec is candidate))
     for i, size in enumerate(sizes):
         if 0 < size < threshold and (i,) not in single:
-            cells.append(AuditCell(f"a group of people lying in the same cells of the project's releases (#{i})",
-                                   (i,), 0.0, float("inf"), target=True))  # fmt: skip
+            ref = N_("a group of people lying in the same cells of the project's releases (#{group})", group=i)
+            cells.append(AuditCell(ref, (i,), 0.0, float("inf"), target=True))
     return cells, count
 
 
@@ -504,12 +539,7 @@ def guard_release(
     guard.state = "refused" if guard.refuse else "unchecked" if guard.unchecked else "held" if held else "checked"
     if held is not None and not guard.refuse:
         guard.review = True
-        earlier = [f for f in held.findings if f.startswith("ledger")][:5]
-        guard.findings.append(
-            f"ledger: held for output checkers: analysis {held.job_id} had a ledger finding (refused, or not "
-            "checked), a yes/no answer the author may have steered; every later aggregate of this project waits "
-            "for checkers until they decide one of them. Its findings: " + " | ".join(earlier)
-        )
+        guard.findings.append(held_finding(held))
     guard.detail["author"] = author
     if held is not None:
         guard.detail["hold"] = "held"
@@ -517,6 +547,18 @@ def guard_release(
         # Any data-dependent withholding (ledger review incl. empty margins, protect's REVIEW) is a steerable bit.
         guard.detail["hold"] = "started"  # the DPO's ledger_hold alert fires on this event
     return _logged(session, project, job_id, guard)
+
+
+def held_finding(held: AnalysisRelease) -> str:
+    """The finding of an output held by ``held`` (:func:`hold_of`), quoting its first ledger findings."""
+    earlier = [f for f in held.findings_said if is_ledger(f)][:5]
+    return N_(
+        "ledger: held for output checkers: analysis {job} had a ledger finding (refused, or not checked), a yes/no "
+        "answer the author may have steered; every later aggregate of this project waits for checkers until they "
+        "decide one of them. Its findings: {findings}",
+        job=held.job_id,
+        findings=_listed(earlier),
+    )
 
 
 def _entry(hub: Hub, session: Session, project: Project, roster: Roster, row: LedgerRoster | None,
@@ -566,9 +608,10 @@ def _check(
     memberships = sum(c.people for c in table.cells)
     if memberships > s.ledger_max_contributions:
         guard.review = guard.unchecked = True
-        guard.findings.append(f"ledger: {memberships} (cell, person) memberships, more than ledger_max_contributions "
-                              f"({s.ledger_max_contributions}): not checked against the project's other releases; "
-                              "an output checker must decide")  # fmt: skip
+        guard.findings.append(N_("ledger: {memberships} (cell, person) memberships, more than "
+                                 "ledger_max_contributions ({limit}): not checked against the project's other "
+                                 "releases; an output checker must decide",
+                                 memberships=memberships, limit=s.ledger_max_contributions))  # fmt: skip
         guard.detail = {"checked": False, "reason": "too many memberships"}
         guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
         return guard
@@ -583,8 +626,11 @@ def _check(
     except QueryStopped as exc:
         guard.review = guard.unchecked = True
         guard.findings.append(
-            f"ledger: the contributors of the cells could not be computed ({exc.reason}): not checked against the "
-            "project's other releases; an output checker must decide"
+            N_(
+                "ledger: the contributors of the cells could not be computed ({reason}): not checked against the "
+                "project's other releases; an output checker must decide",
+                reason=STOPS.get(exc.reason, exc.reason),
+            )
         )
         guard.detail = {"checked": False, "reason": exc.reason}
         guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
@@ -599,8 +645,9 @@ def _check(
     unmatched = sum(1 for c in candidate.cells if c.people > 0 and len(c.members) == 0)
     if unmatched:  # the contributors query and the aggregate disagree on cells: a platform bug, never silent
         guard.review = guard.unchecked = True
-        guard.findings.append(f"ledger: the contributors of {unmatched} cells were not found: not checked against "
-                              "the project's other releases; an output checker must decide")  # fmt: skip
+        guard.findings.append(N_("ledger: the contributors of {cells} cells were not found: not checked against the "
+                                 "project's other releases; an output checker must decide",
+                                 cells=unmatched))  # fmt: skip
         guard.detail = {"checked": False, "reason": "unmatched cells"}
         population = Record(job_id, table.release_people, policy.threshold, policy.rounding_base, dense.population, [])
         guard.entry = _entry(hub, session, project, roster, roster_row, population)
@@ -613,16 +660,7 @@ def _check(
     cells, atoms = audit_cells(earlier, candidate)
     result = audit(cells, atoms, policy.required_width, max_atoms=s.lpaudit_max_atoms, max_cells=s.lpaudit_max_cells,
                    max_targets=s.lpaudit_max_targets)  # fmt: skip
-    for n in result.narrowed:
-        verb = "was already narrowed by earlier releases to" if n.already else "would be narrowed to"
-        guard.findings.append(f"ledger audit: {n.ref} {verb} an interval narrower than "
-                              f"{policy.required_width} by linear programming over the project's releases")  # fmt: skip
-    if result.too_large:
-        guard.findings.append(f"ledger audit: {result.too_large}: not audited across releases; an output checker "
-                              "must decide")  # fmt: skip
-    if result.infeasible:
-        guard.findings.append("ledger audit: the published values contradict the recorded contributors (a platform "
-                              "inconsistency); an output checker must decide")  # fmt: skip
+    guard.findings += audit_findings(result, policy.required_width)
     guard.refuse = bool(pairs) or result.refuses
     guard.unchecked = not guard.refuse and (result.too_large is not None or result.infeasible)
     guard.review = not guard.refuse and (guard.unchecked or bool(empties))
@@ -641,6 +679,26 @@ def _check(
     if not guard.refuse:
         guard.entry = _entry(hub, session, project, roster, roster_row, candidate)
     return guard
+
+
+def audit_findings(result: AuditResult, width: int) -> list[str]:
+    """What the audit across releases found, for output checkers."""
+    findings: list[str] = []
+    for n in result.narrowed:
+        if n.already:
+            why = N_("ledger audit: {cell} was already narrowed by earlier releases to an interval narrower than "
+                     "{width} by linear programming over the project's releases", cell=n.ref, width=width)  # fmt: skip
+        else:
+            why = N_("ledger audit: {cell} would be narrowed to an interval narrower than {width} by linear "
+                     "programming over the project's releases", cell=n.ref, width=width)  # fmt: skip
+        findings.append(why)
+    if result.too_large:
+        findings.append(N_("ledger audit: {what}: not audited across releases; an output checker must decide",
+                           what=result.too_large))  # fmt: skip
+    if result.infeasible:
+        findings.append(N_("ledger audit: the published values contradict the recorded contributors (a platform "
+                           "inconsistency); an output checker must decide"))  # fmt: skip
+    return findings
 
 
 def _logged(session: Session, project: Project, job_id: int, guard: Guard) -> Guard:

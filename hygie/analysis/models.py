@@ -78,11 +78,41 @@ class AnalysisRelease(Base):
     """The protected table (aggregates) or the SQL output awaiting checkers, sealed under a data key wrapped by the
     project's view key (``hygie.analysis.sealing``): shredded with the project. Empty list when refused."""
     findings: Mapped[list[str]] = mapped_column(JSON, nullable=False)
-    """Reasons for output checkers (which cells were small...); never shown to the requester."""
+    """Reasons for output checkers (which cells were small...); never shown to the requester. In English: the API,
+    the CLI and the audit read them as text."""
+    findings_messages: Mapped[list[dict[str, Any] | None] | None] = mapped_column(JSON, nullable=True)
+    """For each finding, its message identifier and parameters when it is a catalogued message (``hygie.i18n``),
+    else None; kept in step with ``findings`` by the listener below, so the airlock's pages say them in French.
+    None for releases made before revision 0015fm: their findings are shown in English."""
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     """Counts: rows, cells, suppressed, min_cell_people, threshold."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def findings_said(self) -> list[str]:
+        """Each finding as the message it was made from when that was stored (translatable), else as stored."""
+        stored = self.findings_messages or []
+        if len(stored) != len(self.findings):
+            return list(self.findings)  # not written together (never by the listener): the text alone is sure
+        return [_said_again(text, data) for text, data in zip(self.findings, stored, strict=True)]
+
+
+def _said_again(text: str, data: dict[str, Any] | None) -> str:
+    if data is None:
+        return text
+    try:
+        return message_from_json(data)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return text  # a parameter that no longer fits its template: the stored English
+
+
+@event.listens_for(AnalysisRelease.findings, "set")
+def _keep_the_findings_identifiers(
+    target: AnalysisRelease, value: list[str] | None, _old: object, _initiator: object
+) -> None:
+    found = [message_to_json(f) if isinstance(f, Message) else None for f in value or []]
+    target.findings_messages = found if any(m is not None for m in found) else None
 
 
 class ReleaseDecision(Base):

@@ -458,8 +458,9 @@ class Analyses:
         released at once (the budget, not suppression, protects it; no people count is kept in the summary)."""
         out = dp_release(plan, result)
         summary = {**out.summary, "threshold": policy.threshold}
-        findings = [f"differential privacy ({out.summary['definition']}): rho {plan.cost:g} spent; every value is "
-                    f"noisy, with its noise standard deviation and a {plan.confidence:.0%} interval"]  # fmt: skip
+        findings = [N_("differential privacy ({definition}): rho {rho:g} spent; every value is noisy, with its noise "
+                       "standard deviation and a {confidence:.0%} interval", definition=out.summary["definition"],
+                       rho=plan.cost, confidence=plan.confidence)]  # fmt: skip
         return AnalysisRelease(
             job_id=job.id, project_id=project.id, verdict=str(Verdict.RELEASE), status=RELEASED,
             columns=out.columns, rows=[], findings=findings,
@@ -482,31 +483,36 @@ class Analyses:
         pseudonyms = project_record_keys(self.hub, self.session, project).column(PSEUDONYM_COLUMN)
         per_person = max(2.0, settings.analysis_row_level_fraction * len(pseudonyms))
         if result.num_rows > cap:
-            refusal = f"more rows than the cap of {cap}: an extract, not an aggregate"
+            refusal = N_("more rows than the cap of {cap}: an extract, not an aggregate", cap=cap)
         elif row_level:
-            refusal = f"columns {row_level} carry patient pseudonyms or claim keys: row-level data never leaves"
+            refusal = N_("columns {columns} carry patient pseudonyms or claim keys: row-level data never leaves",
+                         columns=str(row_level))  # fmt: skip
         elif result.num_rows >= per_person:
-            refusal = (f"about one row per person: at least {settings.analysis_row_level_fraction:g} rows per person "
-                       "of the view, which aggregates of enough people each cannot have; row-level data never "
-                       "leaves: group by fewer or coarser attributes")  # fmt: skip
+            refusal = N_("about one row per person: at least {fraction:g} rows per person of the view, which "
+                         "aggregates of enough people each cannot have; row-level data never leaves: group by fewer "
+                         "or coarser attributes", fraction=settings.analysis_row_level_fraction)  # fmt: skip
         elif result.num_rows * policy.threshold > len(pseudonyms) and self._partitions_people(project, job):
-            refusal = (f"each person is in one row at most (grouped by the beneficiaries' own columns) and there are "
-                       f"more rows than the view's people divided by {policy.threshold}: some row describes fewer than "
-                       f"{policy.threshold} people; group by fewer or coarser attributes")  # fmt: skip
+            refusal = N_("each person is in one row at most (grouped by the beneficiaries' own columns) and there are "
+                         "more rows than the view's people divided by {threshold}: some row describes fewer than "
+                         "{threshold} people; group by fewer or coarser attributes",
+                         threshold=policy.threshold)  # fmt: skip
         else:
             for name in result.column_names:
                 column = result.column(name)
                 if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
                     if pc.any(pc.is_in(column, value_set=pseudonyms)).as_py():
-                        refusal = f"column {name!r} holds patient pseudonyms: row-level data never leaves"
+                        refusal = N_("column {column} holds patient pseudonyms: row-level data never leaves",
+                                     column=repr(name))  # fmt: skip
                         break
                 elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
                     small = pc.sum(pc.and_(pc.greater(column, 0), pc.less(column, policy.threshold))).as_py() or 0
                     if small:
-                        findings.append(f"column {name!r}: {small} rows hold a value between 0 and "
-                                        f"{policy.threshold} (a small count?)")  # fmt: skip
-        findings.insert(0, "SQL output: the platform could not count the people behind each row; check that every "
-                           f"row describes at least {policy.threshold} people and no value one person")  # fmt: skip
+                        findings.append(N_("column {column}: {rows} rows hold a value between 0 and {threshold} (a "
+                                           "small count?)", column=repr(name), rows=small,
+                                           threshold=policy.threshold))  # fmt: skip
+        findings.insert(0, N_("SQL output: the platform could not count the people behind each row; check that "
+                              "every row describes at least {threshold} people and no value one person",
+                              threshold=policy.threshold))  # fmt: skip
         if refusal:
             findings.insert(0, refusal)
         rows = json.loads(json.dumps(result.to_pylist(), default=str)) if not refusal else []

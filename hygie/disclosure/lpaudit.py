@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hygie.i18n import N_
+
 EPSILON = 1e-6
 
 
@@ -78,7 +80,8 @@ class AuditResult:
     """Targets bounded."""
     narrowed: list[Narrowed] = field(default_factory=list)
     too_large: str | None = None
-    """Why the audit was not run (a bound was exceeded): the release must then go to output checkers."""
+    """Why the audit was not run (a bound was exceeded), a catalogued message (``hygie.i18n``): the release must then
+    go to output checkers."""
     infeasible: bool = False
     """The published values contradict the contributor sets (a platform inconsistency), or the solver gave up:
     the audit cannot conclude, checkers must look."""
@@ -104,11 +107,17 @@ def audit(
     if not targets:
         return result
     if atoms > max_atoms:
-        result.too_large = f"{atoms} groups of people across the project's releases, more than {max_atoms}"
+        result.too_large = N_(
+            "{atoms} groups of people across the project's releases, more than {limit}", atoms=atoms, limit=max_atoms
+        )
     elif len(cells) > max_cells:
-        result.too_large = f"{len(cells)} cells across the project's releases, more than {max_cells}"
+        result.too_large = N_(
+            "{cells} cells across the project's releases, more than {limit}", cells=len(cells), limit=max_cells
+        )
     elif len(targets) > max_targets:
-        result.too_large = f"{len(targets)} small suppressed cells to bound, more than {max_targets}"
+        result.too_large = N_(
+            "{targets} small suppressed cells to bound, more than {limit}", targets=len(targets), limit=max_targets
+        )
     if result.too_large:
         return result
 

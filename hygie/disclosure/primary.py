@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from hygie.disclosure.policy import DisclosurePolicy
 from hygie.disclosure.table import Cell, CellKey, Measure, MeasureKind, OutputTable, grid_size
+from hygie.i18n import N_, term
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Finding:
 
     code: str
     text: str
+    """A catalogued message (``hygie.i18n.N_``): English here, said in French on the airlock's pages."""
     cell: CellKey | None = None
     measure: str | None = None
 
@@ -26,14 +28,18 @@ def refusals(table: OutputTable, policy: DisclosurePolicy) -> list[Finding]:
     out: list[Finding] = []
     for m in table.measures:
         if m.kind in (MeasureKind.MIN, MeasureKind.MAX):
-            out.append(
-                Finding("single-person-statistic", f"{m.name}: a {m.kind.value} is one person's value", measure=m.name)
-            )
+            kind = term("statistic", "min") if m.kind is MeasureKind.MIN else term("statistic", "max")
+            why = N_("{measure}: a {kind} is one person's value", measure=m.name, kind=kind)
+            out.append(Finding("single-person-statistic", why, measure=m.name))
         elif m.kind is MeasureKind.QUANTILE and (m.quantile is None or not 0 < m.quantile < 1):
             out.append(
                 Finding(
                     "single-person-statistic",
-                    f"{m.name}: quantile {m.quantile!r} is not strictly between 0 and 1 (0 and 1 are min and max)",
+                    N_(
+                        "{measure}: quantile {quantile} is not strictly between 0 and 1 (0 and 1 are min and max)",
+                        measure=m.name,
+                        quantile=repr(m.quantile),
+                    ),
                     measure=m.name,
                 )
             )
@@ -42,8 +48,11 @@ def refusals(table: OutputTable, policy: DisclosurePolicy) -> list[Finding]:
         out.append(
             Finding(
                 "too-many-cells",
-                f"the full grid of the listed codes has {size} cells, more than the limit of {policy.max_cells} per "
-                "output",
+                N_(
+                    "the full grid of the listed codes has {cells} cells, more than the limit of {limit} per output",
+                    cells=size,
+                    limit=policy.max_cells,
+                ),
             )
         )
     return out

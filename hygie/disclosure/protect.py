@@ -14,6 +14,7 @@ from hygie.disclosure.complementary import HypercubeSuppressor, Protection
 from hygie.disclosure.policy import DisclosurePolicy
 from hygie.disclosure.primary import Finding, dominated, is_small, quantile_has_people_on_each_side, refusals
 from hygie.disclosure.table import Cell, CellKey, Dimension, DimValue, Measure, MeasureKind, OutputTable, listed_codes
+from hygie.i18n import N_
 
 
 class Verdict(StrEnum):
@@ -92,9 +93,8 @@ def protect(table: OutputTable, policy: DisclosurePolicy | None = None) -> Prote
         assert cell.anchor_key is not None  # checked by _plan for every non-empty cell
         count = rounding.release(cell.people, cell.anchor_key)
         if count < policy.threshold:
-            findings.append(
-                Finding("perturbed-small", f"{_show(dims, cell.key)}: rounded count under the threshold", cell.key)
-            )
+            why = N_("{cell}: rounded count under the threshold", cell=_show(dims, cell.key))
+            findings.append(Finding("perturbed-small", why, cell.key))
         released_people[cell.key] = count
     suppressed |= {k for k, n in released_people.items() if n < policy.threshold}
 
@@ -128,7 +128,7 @@ def _plan(
     dims = table_dims(table)
     refused = refusals(table, policy)
     if any(c.people > 0 and (c.cell_key is None or c.anchor_key is None) for c in table.cells):
-        refused.append(Finding("no-cell-key", "cells without cell keys cannot be protected against differencing"))
+        refused.append(Finding("no-cell-key", N_("cells without cell keys cannot be protected against differencing")))
     if refused:
         return refused
     grid = full_grid(table)
@@ -144,14 +144,17 @@ def _plan(
         if cell.people == 0:
             if _under_a_small_margin(cell.key, grid.dimensions, people, policy):
                 sensitive.append(cell.key)
-                why = f"{_show(dims, cell.key)}: empty, under a margin of fewer than {policy.threshold} people"
+                why = N_(
+                    "{cell}: empty, under a margin of fewer than {threshold} people",
+                    cell=_show(dims, cell.key),
+                    threshold=policy.threshold,
+                )
                 findings.append(Finding("empty-cell", why, cell.key))
             continue
         if is_small(cell, policy):
             sensitive.append(cell.key)
-            findings.append(
-                Finding("small-cell", f"{_show(dims, cell.key)}: fewer than {policy.threshold} people", cell.key)
-            )
+            why = N_("{cell}: fewer than {threshold} people", cell=_show(dims, cell.key), threshold=policy.threshold)
+            findings.append(Finding("small-cell", why, cell.key))
             continue
         for m in magnitudes:
             decision = dominated(cell, m, policy)
@@ -162,8 +165,12 @@ def _plan(
                 findings.append(
                     Finding(
                         "dominance",
-                        f"{_show(dims, cell.key)}: {m.name} is dominated by its largest contributors "
-                        f"(p% rule, p={policy.dominance_p})",
+                        N_(
+                            "{cell}: {measure} is dominated by its largest contributors (p% rule, p={p})",
+                            cell=_show(dims, cell.key),
+                            measure=m.name,
+                            p=policy.dominance_p,
+                        ),
                         cell.key,
                         m.name,
                     )
@@ -173,8 +180,11 @@ def _plan(
         findings.append(
             Finding(
                 "no-contributions",
-                f"{name}: largest contributions not supplied, so the dominance rule cannot be applied; an output "
-                "checker must look at it",
+                N_(
+                    "{measure}: largest contributions not supplied, so the dominance rule cannot be applied; an "
+                    "output checker must look at it",
+                    measure=name,
+                ),
                 measure=name,
             )
         )
@@ -190,8 +200,11 @@ def _plan(
             findings.append(
                 Finding(
                     "complementary",
-                    f"{_show(dims, partner)}: suppressed so that {_show(dims, p.target)} cannot be recomputed "
-                    "from the margins",
+                    N_(
+                        "{cell}: suppressed so that {target} cannot be recomputed from the margins",
+                        cell=_show(dims, partner),
+                        target=_show(dims, p.target),
+                    ),
                     partner,
                 )
             )
@@ -200,8 +213,13 @@ def _plan(
             findings.append(
                 Finding(
                     "unprotected",
-                    f"{_show(dims, p.target)}: no suppression pattern found that leaves an attacker an interval of "
-                    f"width {p.required} (best: {p.width:g}); an output checker must decide",
+                    N_(
+                        "{cell}: no suppression pattern found that leaves an attacker an interval of width {width} "
+                        "(best: {best:g}); an output checker must decide",
+                        cell=_show(dims, p.target),
+                        width=p.required,
+                        best=p.width,
+                    ),
                     p.target,
                 )
             )
@@ -251,8 +269,12 @@ def _release(
             findings.append(
                 Finding(
                     "quantile-extreme",
-                    f"{_show(table_dims(table), cell.key)}: {m.name} withheld, fewer than {policy.threshold} "
-                    "distinct people strictly on one side of it",
+                    N_(
+                        "{cell}: {measure} withheld, fewer than {threshold} distinct people strictly on one side of it",
+                        cell=_show(table_dims(table), cell.key),
+                        measure=m.name,
+                        threshold=policy.threshold,
+                    ),
                     cell.key,
                     m.name,
                 )
