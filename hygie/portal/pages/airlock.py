@@ -4,6 +4,9 @@
 airlock queue, one output in full with the checks' findings, and the decision to release or reject it, with a
 reason.
 
+The findings are the checks' messages (``hygie.i18n``): said in French from the catalogue by the identifiers the
+release keeps beside their English text; a release made before it kept them shows its English, marked as such.
+
 The pages call the JSON API's route functions (``hygie.portal.routes.analysis``): the service refuses a checker
 who wrote the analysis or belongs to its project, and a second decision by the same checker. An output is shown
 only while it awaits checkers: the decision that releases or rejects it sends the checker back to the queue.
@@ -11,7 +14,7 @@ only while it awaits checkers: the decision that releases or rejects it sends th
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -19,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hygie.governance.accounts import Actor
 from hygie.governance.policy import Role, reviewing_roles
-from hygie.i18n import N_
-from hygie.portal.pages.messages import RELEASE_STATUS, fr
+from hygie.i18n import N_, message_from_json, translate
+from hygie.portal.pages.messages import RELEASE_STATUS, Said, fr
 from hygie.portal.pages.web import PageRoute, hub_of, page_actor, posted_by, redirect, render, require_role
 from hygie.portal.routes import analysis as api
 
@@ -51,9 +54,28 @@ def _detail_context(
     hub = hub_of(request)
     detail = api.airlock_release(release_id, hub, actor)
     mine = [d for d in detail.decisions if d.checker_id == actor.account_id]
-    return {"detail": detail, "needed": hub.settings.analysis_checkers_required,
+    return {"detail": detail, "findings": findings_said(detail.findings, detail.findings_messages),
+            "needed": hub.settings.analysis_checkers_required,
             "may_decide": detail.status == "pending" and not mine, "done": done, "errors": errors,
             "reason": reason, "release_status": RELEASE_STATUS}  # fmt: skip
+
+
+def findings_said(findings: list[str], messages: list[dict[str, Any] | None] | None) -> list[Said]:
+    """Each finding in French from the catalogue when the release kept its identifier, else its English text marked
+    as English (an older release, a message the catalogue lacks, or parameters that no longer fit)."""
+    if messages is None or len(messages) != len(findings):
+        return [Said(text, "en") for text in findings]
+    return [_finding_said(text, data) for text, data in zip(findings, messages, strict=True)]
+
+
+def _finding_said(text: str, data: dict[str, Any] | None) -> Said:
+    if data is None:
+        return Said(text, "en")
+    try:
+        french = translate(message_from_json(data), "fr")
+    except (KeyError, IndexError, TypeError, ValueError):
+        french = None
+    return Said(text, "en") if french is None else Said(french, "fr", text)
 
 
 @router.get("/{release_id}", response_class=HTMLResponse)

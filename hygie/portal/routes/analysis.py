@@ -93,6 +93,12 @@ class AirlockItem(BaseModel):
     text: str
     verdict: str
     findings: list[str]
+    findings_messages: list[dict[str, Any] | None] | None = Field(
+        default=None,
+        description="For each of findings, its message identifier (msgid, context, params: see "
+        "hygie/locale/hygie.pot) or None when that finding is not a catalogued message, for a client that says them in "
+        "another language; None for releases made before findings kept them.",
+    )
     summary: dict[str, Any]
     approvals: int
     created_at: datetime
@@ -124,7 +130,8 @@ def _job(analyses: Analyses, job: AnalysisJob, release: AnalysisRelease | None) 
 def _item(release: AnalysisRelease, job: AnalysisJob, approvals: int) -> dict[str, Any]:
     return {
         "release_id": release.id, "job_id": job.id, "project_id": release.project_id, "kind": job.kind,
-        "text": job.text, "verdict": release.verdict, "findings": release.findings, "summary": release.summary,
+        "text": job.text, "verdict": release.verdict, "findings": release.findings,
+        "findings_messages": release.findings_messages, "summary": release.summary,
         "approvals": approvals, "created_at": release.created_at,
     }  # fmt: skip
 
