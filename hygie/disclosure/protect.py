@@ -215,10 +215,10 @@ def _plan(
                     "unprotected",
                     N_(
                         "{cell}: no suppression pattern found that leaves an attacker an interval of width {width} "
-                        "(best: {best:g}); an output checker must decide",
+                        "(best: {best}); an output checker must decide",
                         cell=_show(dims, p.target),
                         width=p.required,
-                        best=p.width,
+                        best=format(p.width, "g"),  # text: JSON (PostgreSQL) has no infinity
                     ),
                     p.target,
                 )
