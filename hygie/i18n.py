@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,8 @@ def message_to_json(message: Message) -> dict[str, Any]:
     for name, value in message.params.items():
         if isinstance(value, Message):
             params[name] = {"message": message_to_json(value)}
+        elif isinstance(value, float) and not math.isfinite(value):
+            params[name] = str(value)  # JSON has no inf or NaN: PostgreSQL refuses them, so kept as text
         elif isinstance(value, bool | int | float) or value is None:
             params[name] = value
         else:

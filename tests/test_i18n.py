@@ -143,3 +143,15 @@ def test_a_refused_analysis_keeps_its_message_identifier() -> None:
     assert isinstance(again, Message) and translate(again, "fr") == translate(job.error, "fr") is not None
     job.error = "Binder Error: an engine's own words"
     assert job.error_message is None and job.error_said == "Binder Error: an engine's own words"
+
+
+def test_a_stored_message_with_a_non_finite_number_is_json_any_database_takes() -> None:
+    """PostgreSQL refuses JSON's missing Infinity and NaN: a message keeps such a number as its text."""
+    import json
+
+    from hygie.i18n import message_from_json, message_to_json
+
+    for value in (float("inf"), float("-inf"), float("nan")):
+        stored = message_to_json(N_("an interval of width {width}", width=value))
+        json.dumps(stored, allow_nan=False)  # raises on a non-finite number
+        assert str(message_from_json(stored)) == f"an interval of width {value}"
