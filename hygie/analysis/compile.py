@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from hygie.analysis.cellkeys import RKEY_TABLE
@@ -46,10 +45,6 @@ OTHER = "other"
 """The code every value held by fewer than ``threshold`` people of the project view is folded into."""
 CODE_ROW = "code"
 """The ``part`` of a result row listing one code of one dimension (not a cell)."""
-POPULATION_ROW = "population"
-"""The ``part`` of the result row holding the record keys of every person of the request's population (``members``):
-what the release ledger keeps of an output, read from the rows the aggregate reads already (``base`` is computed
-once), not by a second pass over the view."""
 DEFAULT_THRESHOLD = 11
 """Only for callers that do not pass the project's threshold (tests): the platform default."""
 UNKNOWN = "unknown"
@@ -466,18 +461,10 @@ class _Compiler:
             codes = exp.Subquery(this=self.codes(i), alias=exp.TableAlias(this=exp.to_identifier("cl")))
             parts.append(exp.select(exp.alias_(exp.Literal.string(CODE_ROW), "part"),
                                     exp.alias_(exp.column("code", table="cl"), f"d{i}")).from_(codes))  # fmt: skip
-        rkey = exp.column("rkey", table="k")
-        parts.append(
-            exp.select(exp.alias_(exp.Literal.string(POPULATION_ROW), "part"),
-                       exp.alias_(exp.ArrayAgg(this=exp.Distinct(expressions=[rkey])), "members"))
-            .from_(exp.to_table("base").as_("b"))
-            .join(exp.to_table(RKEY_TABLE).as_("k"),
-                  on=exp.EQ(this=exp.column(PSEUDONYM_COLUMN, table="k"), expression=exp.column("pid", table="b")))
-        )  # fmt: skip
         union: exp.Expr = parts[0]
         for part in parts[1:]:
             union = exp.union(union, part, distinct=False)
-            union.set("by_name", True)  # code and population rows have only their own columns; the rest is NULL
+            union.set("by_name", True)  # code rows have only a part and one dimension; the rest is NULL
         return (
             exp.select("*")
             .from_(exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("cells"))))
@@ -506,22 +493,6 @@ def compile_aggregate(
     return AggregatePlan(spec, query, threshold, dict(code_lists or {}))
 
 
-def _not_population(result: pa.Table) -> pa.Array:
-    if "part" not in result.column_names:
-        return pa.array([True] * result.num_rows)
-    return pc.invert(pc.fill_null(pc.equal(result.column("part"), POPULATION_ROW), False))
-
-
-def population_keys(result: pa.Table) -> list[int] | None:
-    """The record keys of the request's population, from an aggregate's result (None if it has no such row)."""
-    if "part" not in result.column_names or "members" not in result.column_names:
-        return None
-    rows = result.filter(pc.fill_null(pc.equal(result.column("part"), POPULATION_ROW), False))
-    if rows.num_rows != 1:
-        return None
-    return [int(k) for k in rows.column("members")[0].as_py() or () if k is not None]
-
-
 def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
     """The run's result as the disclosure layer's input: people, values, keys and top contributions per cell."""
     spec = plan.spec
@@ -532,7 +503,7 @@ def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
             measures.append(Measure(m.name, _KINDS[m.kind], m.q))
     cells = []
     listed: list[set[str]] = [set() for _ in range(n)]
-    for row in result.filter(_not_population(result)).to_pylist():
+    for row in result.to_pylist():
         if row.get("part") == CODE_ROW:
             for i in range(n):
                 if row[f"d{i}"] is not None:

@@ -46,7 +46,6 @@ import bisect
 import itertools
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -529,17 +528,14 @@ def guard_release(
     out: ProtectedOutput,
     policy: DisclosurePolicy,
     author: str = "",
-    population: Sequence[int] | None = None,
 ) -> Guard:
     """Both checks for a candidate aggregate output, the hold (:func:`hold_of`), and the entry to write with its
-    release unless refused (an unchecked output still leaves its population, when known). ``population``: the
-    record keys of the output's population when the aggregate's own result holds them
-    (:func:`hygie.analysis.compile.population_keys`), which spares an unchecked output a second pass over the view."""
+    release unless refused (an unchecked output still leaves its population, when known)."""
     # One check per project at a time (PostgreSQL; SQLite serialises writers): two probes checked at once would
     # both see no hold and answer twice.
     session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     held = hold_of(session, project.id)
-    guard = _check(hub, session, engine, project, job_id, plan, table, out, policy, population)
+    guard = _check(hub, session, engine, project, job_id, plan, table, out, policy)
     guard.state = "refused" if guard.refuse else "unchecked" if guard.unchecked else "held" if held else "checked"
     if held is not None and not guard.refuse:
         guard.review = True
@@ -575,28 +571,24 @@ def _entry(hub: Hub, session: Session, project: Project, roster: Roster, row: Le
 
 def _population_entry(
     hub: Hub, session: Session, engine: Engine, project: Project, job_id: int, plan: AggregatePlan,
-    table: OutputTable, policy: DisclosurePolicy, population: Sequence[int] | None = None,
+    table: OutputTable, policy: DisclosurePolicy,
 ) -> LedgerEntry | None:  # fmt: skip
-    """An unchecked output's population alone (no cells): later outputs are still compared with it. Taken from
-    the aggregate's result when it holds it, else from a query of its own."""
-    if population is not None:
-        people = BitMap(population)
-    else:
-        view = newest_ready(session, project.id)
-        assert view is not None
-        columns = {t: list(m["columns"]) for t, m in view.tables.items()}
-        year = ProjectScope.model_validate(project.scope).population.period_start.year
-        keys = project_record_keys(hub, session, project)
-        query = contributors_query(plan, columns, reference_year=year, record_keys=keys, population_only=True)
-        try:
-            run = engine.run(project, query, Limits.from_settings(hub.settings))
-        except QueryStopped:
-            return None
-        people = contributor_sets(plan, run.table).population
+    """An unchecked output's population alone (no cells): later outputs are still compared with it."""
+    view = newest_ready(session, project.id)
+    assert view is not None
+    columns = {t: list(m["columns"]) for t, m in view.tables.items()}
+    year = ProjectScope.model_validate(project.scope).population.period_start.year
+    keys = project_record_keys(hub, session, project)
+    query = contributors_query(plan, columns, reference_year=year, record_keys=keys, population_only=True)
+    try:
+        run = engine.run(project, query, Limits.from_settings(hub.settings))
+    except QueryStopped:
+        return None
+    found = contributor_sets(plan, run.table)
     roster, roster_row = load_roster(hub, session, project.id)
-    roster.add(people)
+    roster.add(found.population)
     rec = Record(job_id, table.release_people, policy.threshold, policy.rounding_base,
-                 roster.dense(people), [])  # fmt: skip
+                 roster.dense(found.population), [])  # fmt: skip
     return _entry(hub, session, project, roster, roster_row, rec)
 
 
@@ -610,7 +602,6 @@ def _check(
     table: OutputTable,
     out: ProtectedOutput,
     policy: DisclosurePolicy,
-    population: Sequence[int] | None = None,
 ) -> Guard:
     s = hub.settings
     guard = Guard()
@@ -622,7 +613,7 @@ def _check(
                                  "releases; an output checker must decide",
                                  memberships=memberships, limit=s.ledger_max_contributions))  # fmt: skip
         guard.detail = {"checked": False, "reason": "too many memberships"}
-        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy, population)
+        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
         return guard
     view = newest_ready(session, project.id)
     assert view is not None
@@ -642,7 +633,7 @@ def _check(
             )
         )
         guard.detail = {"checked": False, "reason": exc.reason}
-        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy, population)
+        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
         return guard
     found = contributor_sets(plan, run.table)
     roster, roster_row = load_roster(hub, session, project.id)
@@ -658,8 +649,8 @@ def _check(
                                  "project's other releases; an output checker must decide",
                                  cells=unmatched))  # fmt: skip
         guard.detail = {"checked": False, "reason": "unmatched cells"}
-        alone = Record(job_id, table.release_people, policy.threshold, policy.rounding_base, dense.population, [])
-        guard.entry = _entry(hub, session, project, roster, roster_row, alone)
+        population = Record(job_id, table.release_people, policy.threshold, policy.rounding_base, dense.population, [])
+        guard.entry = _entry(hub, session, project, roster, roster_row, population)
         return guard
     earlier = load(hub, session, project.id)
     pairs = differencing(candidate, earlier, policy.threshold)

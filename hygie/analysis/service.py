@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from hygie.analysis.cellkeys import RKEY_TABLE, CellKeyError, project_record_keys
 from hygie.analysis.codelists import code_lists
-from hygie.analysis.compile import AggregatePlan, SpecError, compile_aggregate, output_table, population_keys
+from hygie.analysis.compile import AggregatePlan, SpecError, compile_aggregate, output_table
 from hygie.analysis.dprelease import DPPlan, close_charge, compile_dp
 from hygie.analysis.dprelease import release as dp_release
 from hygie.analysis.engine import CompiledQuery, Engine, Limits, QueryStopped, engine_for
@@ -431,7 +431,7 @@ class Analyses:
         author = f"account:{job.author_id}"
         if status != REFUSED:  # checked against the project's other releases (docs/disclosure.md, the ledger)
             guard = guard_release(self.hub, self.session, self.engine, project, job.id, plan, table, out, policy,
-                                  author, population=population_keys(result))  # fmt: skip
+                                  author)  # fmt: skip
             findings += guard.findings
             if guard.refuse:
                 status, verdict = REFUSED, str(Verdict.REFUSE)
