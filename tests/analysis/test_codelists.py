@@ -11,13 +11,10 @@ import pyarrow as pa
 import pytest
 
 from hygie.analysis import codelists
-from hygie.analysis.cellkeys import project_record_keys
 from hygie.analysis.compile import CODES_TABLE, compile_aggregate
 from hygie.analysis.engine import Limits, engine_for
 from hygie.analysis.spec import AggregateSpec
-from hygie.governance.models import Project
-from hygie.governance.policy import Scope
-from hygie.governance.views import newest_ready
+from tests.analysis.viewparts import view_parts
 from tests.portal.world import World
 
 SPEC = {"group_by": ["sex", "age_band"], "measures": ["people", "events"], "totals": True}
@@ -36,13 +33,8 @@ def test_code_lists_kept_per_view_give_the_same_cells_and_are_reused(
     engine = engine_for(w.hub)
     spec = AggregateSpec.model_validate(SPEC)
     with w.hub.session() as session:
-        project = session.get(Project, pid)
-        assert project is not None
-        view = newest_ready(session, pid)
-        assert view is not None
-        columns = {t: list(m["columns"]) for t, m in view.tables.items()}
-        year = Scope.model_validate(project.scope).population.period_start.year
-        keys = project_record_keys(w.hub, session, project)
+        v = view_parts(w.hub, session, pid)
+        project, view, columns, year, keys = v.project, v.view, v.columns, v.year, v.keys
         inline = compile_aggregate(spec, columns, reference_year=year, record_keys=keys, threshold=11)
         lists = codelists.code_lists(w.hub, session, engine, project, view, spec, columns,
                                      reference_year=year, threshold=11)  # fmt: skip

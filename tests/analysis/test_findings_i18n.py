@@ -9,7 +9,6 @@ import html
 import re
 from typing import Any
 
-from fastapi.testclient import TestClient
 from pyroaring import BitMap
 from sqlalchemy import select
 
@@ -29,7 +28,7 @@ from hygie.disclosure.lpaudit import AuditResult, Narrowed, audit
 from hygie.i18n import Message, translate
 from tests.analysis.test_api import airlock_id, submit_sql
 from tests.disclosure.tables import with_margins
-from tests.portal.world import PASSWORD, World
+from tests.portal.world import World
 
 SQL = "SELECT b.BEN_SEX_COD AS sex, count(DISTINCT f.BEN_NIR_PSA) AS people FROM ER_PRS_F f " \
       "JOIN IR_BEN_R b USING (BEN_NIR_PSA) GROUP BY 1 ORDER BY 1"  # fmt: skip
@@ -79,16 +78,6 @@ def ledger_findings() -> list[str]:
     assert len(pairs) >= 2 and empties and too_large.too_large and len(narrowed.narrowed) >= 3
     held = AnalysisRelease(job_id=7, findings=[*pairs, "not from the ledger"])
     return [*found, held_finding(held)]
-
-
-def _pages(world: World, name: str) -> TestClient:
-    """A browser-like client signed in to the pages (cookies, CSRF) as ``name``."""
-    pages = TestClient(world.client.app)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', pages.get("/connexion").text)
-    assert csrf is not None
-    form = {"csrf": csrf.group(1), "username": name, "password": PASSWORD, "totp": world.code(name)}
-    assert pages.post("/connexion", data=form).status_code in (200, 303)
-    return pages
 
 
 def _constats(page: str) -> str:
@@ -155,7 +144,7 @@ def test_findings_of_every_kind_read_in_french_on_the_airlock_page(shared_world:
     release_id = airlock_id(w, job)
     own = w.call("reviewer3", "GET", f"/airlock/{release_id}").json()
     assert own["findings"][0].startswith("SQL output:") and own["findings_messages"][0]["msgid"].startswith("SQL")
-    page = _pages(w, "reviewer3")
+    page = w.pages("reviewer3")
     shown = _constats(page.get(f"/relecture/sas/{release_id}").text)
     assert "Sortie SQL : la plateforme n'a pas pu compter" in shown and "SQL output" not in shown
     findings = [*protect_findings(), *ledger_findings()]
@@ -181,7 +170,7 @@ def test_a_release_made_before_shows_its_english_marked_as_such(shared_world: Wo
     with w.hub.session() as session:
         release = session.get(AnalysisRelease, release_id)
         assert release is not None and release.findings_messages is None
-    text = html.unescape(_pages(w, "reviewer3").get(f"/relecture/sas/{release_id}").text)
+    text = html.unescape(w.pages("reviewer3").get(f"/relecture/sas/{release_id}").text)
     shown = _constats(text)
     assert all(f'<li lang="en">{sentence}</li>' in shown for sentence in english), shown
     assert "cités en anglais" in text

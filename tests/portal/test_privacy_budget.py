@@ -10,22 +10,10 @@ import json
 import re
 from typing import Any
 
-from fastapi.testclient import TestClient
-
 from hygie.governance import privacy
-from tests.portal.world import PASSWORD, World, project_request
+from tests.portal.world import World, project_request
 
 APPROVE = {"decision": "approve", "reason": "lawful purpose, minimal scope"}
-
-
-def _page_client(world: World, name: str) -> TestClient:
-    """A browser-like client signed in to the pages (cookies, CSRF) as ``name``."""
-    pages = TestClient(world.client.app)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', pages.get("/connexion").text)
-    assert csrf is not None
-    form = {"csrf": csrf.group(1), "username": name, "password": PASSWORD, "totp": world.code(name)}
-    assert pages.post("/connexion", data=form).status_code in (200, 303)
-    return pages
 
 
 def _raw(w: World, name: str, method: str, path: str, body: str) -> Any:
@@ -87,13 +75,13 @@ def test_budget_requested_reviewed_and_published(shared_world: World) -> None:
     register = w.call(None, "GET", "/registre").text
     assert "Budget de confidentialité" in register and "dépensé 0,200 sur 0,500" in register
     assert "reste 0,250" in register and "population partagée : reste 0,750" in register
-    review = _page_client(w, "reviewer3").get(f"/relecture/projets/{second_id}").text
+    review = w.pages("reviewer3").get(f"/relecture/projets/{second_id}").text
     assert "confidentialité différentielle, budget de confidentialité de 0,400" in review
     assert f"partagé avec le projet {first}" in review and "Budget de la population" in review
 
 
 def test_the_request_form_asks_for_the_mode_and_the_budget(shared_world: World) -> None:
-    pages = _page_client(shared_world, "researcher1")
+    pages = shared_world.pages("researcher1")
     page = pages.get("/recherche/projets/nouveau")
     assert "Confidentialité différentielle" in page.text and 'name="budget"' in page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)

@@ -9,13 +9,12 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from hygie.audit import AuditEvent
 from hygie.governance.models import Project
 from hygie.governance.views import project_pseudonym_key, project_view_key
-from tests.portal.world import PASSWORD, SCOPE, World, project_request
+from tests.portal.world import SCOPE, World, project_request
 
 APPROVE = {"decision": "approve", "reason": "lawful purpose, minimal scope"}
 
@@ -202,23 +201,13 @@ def test_free_text_holding_an_identifier_is_refused_and_never_stored(shared_worl
     assert nir not in everything and nir[:13] not in everything and nir not in stored
 
 
-def _page_client(world: World, name: str) -> TestClient:
-    """A browser-like client signed in to the pages (cookies, CSRF) as ``name``."""
-    pages = TestClient(world.client.app)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', pages.get("/connexion").text)
-    assert csrf is not None
-    form = {"csrf": csrf.group(1), "username": name, "password": PASSWORD, "totp": world.code(name)}
-    assert pages.post("/connexion", data=form).status_code in (200, 303)
-    return pages
-
-
 def test_the_review_page_shows_the_version_judged_and_refuses_a_stale_decision(shared_world: World) -> None:
     w = shared_world
     pid = w.call("researcher1", "POST", "/projects", json=project_request()).json()["id"]
     w.call("researcher1", "POST", f"/projects/{pid}/submit")
     assert w.call("reviewer1", "POST", f"/projects/{pid}/decisions", json=APPROVE).status_code == 200
     judged = w.call("researcher1", "GET", f"/projects/{pid}").json()["scope_hash"]
-    pages = _page_client(w, "reviewer2")
+    pages = w.pages("reviewer2")
     page = pages.get(f"/relecture/projets/{pid}")
     assert "version 1</strong>" in page.text and judged[:16] in page.text and f'value="{judged}"' in page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -236,4 +225,4 @@ def test_the_review_page_shows_the_version_judged_and_refuses_a_stale_decision(s
         (w.ids["reviewer1"], True)
     ]
     # The DPO reads the request but has no decision form (dpo_may_review is off).
-    assert "Enregistrer ma décision" not in _page_client(w, "dpo").get(f"/relecture/projets/{pid}").text
+    assert "Enregistrer ma décision" not in w.pages("dpo").get(f"/relecture/projets/{pid}").text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -128,6 +129,15 @@ class World:
     def call(self, name: str | None, method: str, path: str, **kwargs: Any) -> Any:
         headers = self.headers(name) if name else {}
         return self.client.request(method, path, headers=headers, **kwargs)
+
+    def pages(self, name: str) -> TestClient:
+        """A browser-like client signed in to the pages (cookies, CSRF) as ``name``."""
+        pages = TestClient(self.client.app)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', pages.get("/connexion").text)
+        assert csrf is not None
+        form = {"csrf": csrf.group(1), "username": name, "password": PASSWORD, "totp": self.code(name)}
+        assert pages.post("/connexion", data=form).status_code in (200, 303)
+        return pages
 
     def active_project(self, requester: str = "researcher1", **overrides: Any) -> int:
         """A project taken through submission and two approvals."""

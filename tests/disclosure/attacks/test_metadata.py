@@ -36,7 +36,7 @@ from hygie.analysis.worker import QUEUE_FULL, workers_for
 from hygie.audit import AuditEvent
 from hygie.disclosure.counts import shown_count
 from hygie.governance.models import ProjectView
-from tests.portal.world import PASSWORD, SCOPE, World, people
+from tests.portal.world import SCOPE, World, people
 
 RUN_ACTIONS = ("analysis.run", "analysis.release", "analysis.airlock", "analysis.release.refuse")
 """What a run writes to the record (reads aside): the same number of entries whatever happened."""
@@ -103,15 +103,6 @@ def probes(p: dict[str, str]) -> dict[str, str]:
 
 
 # -- the attacker's side ------------------------------------------------------------------------------------------
-
-
-def signed_in_pages(world: World, name: str) -> TestClient:
-    pages = TestClient(world.client.app)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', pages.get("/connexion").text)
-    assert csrf is not None
-    form = {"csrf": csrf.group(1), "username": name, "password": PASSWORD, "totp": world.code(name)}
-    assert pages.post("/connexion", data=form).status_code in (200, 303)
-    return pages
 
 
 def finished(w: World, pid: int, job: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +188,7 @@ def test_job_metadata_tells_the_author_nothing_about_the_target(attack_world: Wo
     w = attack_world
     present, absent = projects
     person, cents, months = target(w)
-    pages = signed_in_pages(w, "researcher1")
+    pages = w.pages("researcher1")
     w.hub.settings.analysis_timeout_seconds = 1.0  # the limit her presence makes a query hit
     learned: list[str] = []
     try:
@@ -401,7 +392,7 @@ def test_a_narrow_projects_view_size_is_rounded_and_thresholded(attack_world: Wo
     for table, described in view["tables"].items():
         assert described["rows"] == shown_count(rows[table], threshold, base), (table, described)
         assert described["rows"] is None or described["rows"] % base == 0
-    page = signed_in_pages(w, "researcher1").get(f"/recherche/projets/{pid}").text
+    page = w.pages("researcher1").get(f"/recherche/projets/{pid}").text
     assert "moins de personnes que le seuil" in page
     assert f"{people_} personnes" not in page
 

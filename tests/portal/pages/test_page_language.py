@@ -10,11 +10,9 @@ import html
 import re
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
 from hygie.i18n import Message, translate
 from hygie.portal.pages.messages import BY_STATUS
-from tests.portal.world import PASSWORD, World
+from tests.portal.world import World
 
 PAGES = Path(__file__).resolve().parents[3] / "hygie" / "portal" / "pages"
 CONTROL = PAGES.parents[1] / "control"
@@ -62,16 +60,6 @@ def test_the_scan_sees_french_in_code_and_lets_messages_be() -> None:
     assert french_literals('"""Une page."""\nX = N_("Choose a file: « {name} »", name="é")\n') == []
 
 
-def _pages(world: World, name: str) -> TestClient:
-    """A browser-like client signed in to the pages (cookies, CSRF) as ``name``."""
-    pages = TestClient(world.client.app)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', pages.get("/connexion").text)
-    assert csrf is not None
-    form = {"csrf": csrf.group(1), "username": name, "password": PASSWORD, "totp": world.code(name)}
-    assert pages.post("/connexion", data=form).status_code in (200, 303)
-    return pages
-
-
 def _csrf(text: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', text)
     assert found is not None
@@ -88,7 +76,7 @@ def test_a_refused_analysis_says_its_reason_in_french_on_its_page(shared_world: 
     job = r.json()
     assert job["status"] == "refused" and job["error_message"]["msgid"], job
     english = job["error"]
-    pages = _pages(w, "researcher1")
+    pages = w.pages("researcher1")
     page = html.unescape(pages.get(f"/recherche/projets/{pid}/analyses/{job['id']}").text)
     from hygie.i18n import message_from_json
 
@@ -101,7 +89,7 @@ def test_a_refused_analysis_says_its_reason_in_french_on_its_page(shared_world: 
 def test_a_form_refused_by_the_api_model_is_said_in_french(shared_world: World) -> None:
     """Pydantic's own English ("String should have at most 300 characters") never reaches the form."""
     w = shared_world
-    pages = _pages(w, "researcher1")
+    pages = w.pages("researcher1")
     form_page = pages.get("/recherche/projets/nouveau").text
     form = {
         "csrf": _csrf(form_page), "titre": "T" * 400, "organisme": "Inserm", "finalite": "research",
@@ -141,7 +129,7 @@ def test_an_address_that_names_nothing_is_a_french_page_for_a_browser(shared_wor
     """An unknown page, and an id beyond what the database stores (PostgreSQL's 2^31), answer the French "not
     found" page to a browser, not FastAPI's English JSON nor "service unavailable"; a program keeps its JSON."""
     w = shared_world
-    pages = _pages(w, "researcher1")
+    pages = w.pages("researcher1")
     browser = {"Accept": "text/html,application/xhtml+xml"}
     for url in ("/citoyen/nexistepas", "/recherche/projets/2147483648/analyses",
                 "/recherche/projets/99999999999999999999"):  # fmt: skip
@@ -166,10 +154,10 @@ def test_a_rejected_project_shows_its_status_reason_in_french(shared_world: Worl
     reason = "la population est plus large que la question"
     r = w.call("reviewer1", "POST", f"/projects/{pid}/decisions", json={"decision": "reject", "reason": reason})
     assert r.json()["status_reason"] == f"rejected: {reason}"  # the API's English, unchanged
-    page = html.unescape(_pages(w, "researcher1").get(f"/recherche/projets/{pid}").text)
+    page = html.unescape(w.pages("researcher1").get(f"/recherche/projets/{pid}").text)
     assert f"refusé : {reason}" in page and "rejected:" not in page
     w.call("researcher1", "POST", f"/projects/{pid}/submit")
     w.call("reviewer1", "POST", f"/projects/{pid}/decisions", json={"decision": "approve", "reason": "fine, lawful"})
     assert w.call("researcher1", "PATCH", f"/projects/{pid}", json={"title": "Plus court"}).status_code == 200
-    page = html.unescape(_pages(w, "researcher1").get(f"/recherche/projets/{pid}").text)
+    page = html.unescape(w.pages("researcher1").get(f"/recherche/projets/{pid}").text)
     assert "modifié par le demandeur : de nouveau en relecture" in page and "back to review" not in page
