@@ -129,8 +129,10 @@ def main() -> None:
                   via="benchmark")  # fmt: skip
     files = plain_copies(hub, project, args.work / f"plain-control-{project.id}")
     with hub.session() as session:
-        rings = contact_rings(hub, session, project.id)  # the vault's keyed contacts: given to both sides
-        care = session.query(ProjectView).filter_by(project_id=project.id, status=READY).one().tables["ER_PRS_F"]
+        view = session.query(ProjectView).filter_by(project_id=project.id, status=READY).one()
+        # the vault's keyed contacts, through the hub pseudonym version the view was built with: given to both sides
+        rings = contact_rings(hub, session, project.id, view.pseudonym_version)
+        care = view.tables["ER_PRS_F"]
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}, "
           f"DuckDB {duckdb.__version__}, load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     print(f"view: {int(care['rows']):,} care rows; rules: {', '.join(RULES)}", flush=True)
