@@ -207,7 +207,7 @@ class _Compiler:
         """The codes of dimension ``i`` held by at least ``threshold`` distinct people of the whole view (same joins,
         no filter): they depend neither on the request's population nor on any small count. Read from a table when
         the list was computed beforehand (``code_lists``), else computed in the query."""
-        known = self.code_lists.get(self.code_key(i))
+        known = self.code_lists.get(self.code_key(i)) if self.code_lists else None
         if known is None:
             return self.code_query(i)
         name = f"{CODES_TABLE}{i}"

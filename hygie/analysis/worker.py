@@ -79,8 +79,9 @@ class Workers:
         self._stopped = False
         self._signal = threading.Condition()
         self._lock = threading.Lock()
-        """Guards the holder connection (shared by the threads) and the queue's count on SQLite."""
-        self._running: set[int] = set()
+        """Guards the holder connection (shared by the threads)."""
+        self._queue_lock = threading.Lock()
+        """Makes counting the queue and joining it one step within this process (all there is on SQLite)."""
         engine = getattr(hub, "engine", None)
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         self._holder: Connection | None = None
@@ -130,7 +131,7 @@ class Workers:
         """Puts a checked job in the hub's queue and commits, or raises :class:`Conflict` when the hub already has
         ``analysis_queue_limit`` jobs queued or running (one text: how many would tell when other projects' jobs
         end, which depends on their data)."""
-        with self._lock:  # one count at a time in this process (all there is on SQLite)
+        with self._queue_lock:
             if session.get_bind().dialect.name == "postgresql":  # and across processes, to the commit
                 session.execute(select(func.pg_advisory_xact_lock(JOB_LOCK_CLASS, QUEUE_LOCK)))
             waiting = session.scalar(
@@ -194,23 +195,14 @@ class Workers:
                     recovered = time.monotonic()
                     recover_orphans(hub)
                 while not self._stopped and (job_id := self._claim(hub)) is not None:
-                    with self._lock:
-                        self._running.add(job_id)
                     try:
                         run_job(hub, engine_for(hub), job_id)
                     finally:
-                        with self._lock:
-                            self._running.discard(job_id)
                         self.let_go(job_id)
             except Exception as exc:  # the database unreachable, say: the next turn tries again
                 log.error("analysis worker: %s", type(exc).__name__)
             finally:
                 del hub
-
-    def pending(self) -> int:
-        """Jobs this process is running now."""
-        with self._lock:
-            return len(self._running)
 
     def shutdown(self) -> None:
         with self._signal:

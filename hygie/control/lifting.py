@@ -180,19 +180,23 @@ def _second_person(session: Session, hub: Hub, actor: Actor, asker: str) -> None
                         "(or one created the other)", what=what))  # fmt: skip
 
 
-def _oversees(session: Session, actor: Actor, project_id: int) -> bool:
-    """Whether ``actor`` answers for the control project: the DPO, or a reviewer whose approval of it stands (of
-    its request or of an annual review). A reviewer of other projects is no second person for this one: lifting
-    needs someone who judged this investigation's purpose and scope."""
+def _overseen(session: Session, actor: Actor) -> set[int] | None:
+    """The projects ``actor`` answers for as a second person: every project for the DPO (None), else those whose
+    request or annual review they approved, the approval standing. A reviewer of other projects is no second person
+    for a control project: lifting needs someone who judged this investigation's purpose and scope."""
     if actor.role == Role.DPO:
-        return True
-    approval = select(ProjectDecision.id).where(
-        ProjectDecision.project_id == project_id,
+        return None
+    approved = select(ProjectDecision.project_id).where(
         ProjectDecision.reviewer_id == actor.account_id,
         ProjectDecision.decision == "approve",
         ProjectDecision.voided_at.is_(None),
     )
-    return session.scalar(approval.limit(1)) is not None
+    return set(session.scalars(approved))
+
+
+def _oversees(session: Session, actor: Actor, project_id: int) -> bool:
+    overseen = _overseen(session, actor)
+    return overseen is None or project_id in overseen
 
 
 def decide(hub: Hub, actor: Actor, lift_id: int, approve: bool, reason: str) -> LiftRequest:
@@ -321,8 +325,11 @@ def pending(hub: Hub, actor: Actor) -> list[LiftRequest]:
     with act(hub, actor, "control.lift.list", object="control-lifts") as session:
         if actor.account_id is None or actor.role is None or actor.role.value not in roles:
             raise Denied(N_("this list is for second persons ({roles})", roles=", ".join(roles)))
-        waiting = session.scalars(select(LiftRequest).where(LiftRequest.status == REQUESTED).order_by(LiftRequest.id))
-        found = [lift for lift in waiting if _oversees(session, actor, lift.project_id)]
+        overseen = _overseen(session, actor)
+        waiting = select(LiftRequest).where(LiftRequest.status == REQUESTED).order_by(LiftRequest.id)
+        if overseen is not None:
+            waiting = waiting.where(LiftRequest.project_id.in_(overseen))
+        found = list(session.scalars(waiting))
         record(session, actor=actor.ref, role=actor.role_name, action="control.lift.list", object="control-lifts",
                detail={"pending": len(found)})  # fmt: skip
         session.flush()
