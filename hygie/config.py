@@ -178,6 +178,18 @@ class Settings(BaseSettings):
         default=2048, description="DuckDB memory limit of one analysis run (per project connection), in MB."
     )
     analysis_threads: int = Field(default=2, description="DuckDB threads of one analysis run.")
+    analysis_view_cache_mb: int | None = Field(
+        default=None,
+        ge=0,
+        description="Decrypted project views kept in this process's memory (never on disk) between runs, in MB; "
+        "a view larger than this is read from its encrypted files on every run; 0 turns the cache off; unset: a "
+        "quarter of the machine's memory (hygie/warehouse/viewcache.py).",
+    )
+    analysis_view_cache_idle_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A decrypted view nobody read for this long is dropped from memory.",
+    )
     # Apache Spark (hygie/warehouse/spark.py, docs/spark.md): the distributed engine of a national deployment.
     engine: Literal["duckdb", "spark"] = Field(
         default="duckdb", description="Engine of aggregates and view builds: 'duckdb' (embedded) or 'spark'."

@@ -26,6 +26,7 @@ from hygie.keys import KeyCustody, KeyPurpose, open_custody
 from hygie.locks import exclusive
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import Warehouse
+from hygie.warehouse.viewcache import ViewCache, machine_memory_bytes
 
 
 class HubNotInitialised(Exception):
@@ -53,6 +54,12 @@ def _private_database(settings: Settings) -> None:
 METADATA_SEAL_KEY = "metadata-seal"
 
 
+def _view_cache_budget(settings: Settings) -> int:
+    if settings.analysis_view_cache_mb is None:
+        return machine_memory_bytes() // 4
+    return settings.analysis_view_cache_mb * 1024 * 1024
+
+
 def _metadata_key(custody: KeyCustody) -> bytes:
     """The key that seals free-text metadata (hygie.db.sealed): an HMAC under a custody key, so it is never stored,
     travels with the keystore in backups, and goes wherever custody goes (the token, with PKCS#11)."""
@@ -73,6 +80,8 @@ class Hub:
     ingest_memo: dict[str, Any] = field(default_factory=dict)
     """Indexes the ingestion keeps for this process (e.g. the care rows already stored)."""
     """NIRs this process has found in the vault (memory only), so later batches check them in one pass."""
+    view_cache: ViewCache = field(default_factory=lambda: ViewCache(0, 1.0))
+    """Decrypted project views kept in memory between analysis runs (``analysis_view_cache_mb``)."""
     closed: bool = False
     """Set by :meth:`close`: background work over this hub (analysis workers) stops."""
 
@@ -112,6 +121,7 @@ class Hub:
             sessions=make_sessionmaker(engine),
             warehouse=Warehouse(settings.data_dir / "warehouse", ParquetCrypto(custody)),
             pseudonymiser=Pseudonymiser(custody),
+            view_cache=ViewCache(_view_cache_budget(settings), settings.analysis_view_cache_idle_seconds),
         )
 
     def session(self) -> Session:
@@ -145,4 +155,5 @@ class Hub:
 
     def close(self) -> None:
         self.closed = True
+        self.view_cache.clear()
         self.engine.dispose()

@@ -646,6 +646,7 @@ def destroy_view(hub: Hub, session: Session, project: Project, *, actor: str, ke
                 except KeyNotFound:
                     pass  # never built: nothing to shred
         shutil.rmtree(project_dir(hub, project.id) / "views", ignore_errors=True)
+        hub.view_cache.drop_project(project.id)  # this process's decrypted copy goes with the files
         record(
             session,
             actor=actor,
@@ -682,6 +683,7 @@ def open_view(
     """
     view = newest_ready(session, project.id)
     if view is None:
+        hub.view_cache.drop_project(project.id)  # destroyed by another process: its decrypted copy goes here too
         raise ViewError(
             N_(
                 "project {project} has no ready view: it is provisioned when the project is activated",
@@ -689,10 +691,11 @@ def open_view(
             )
         )
     crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
-    datasets: dict[str, ds.Dataset] = {}
+    paths: dict[str, Path] = {}
     for table, meta in view.tables.items():
         path = hub.settings.data_dir / meta["file"]
         if not path.exists():
+            hub.view_cache.drop_project(project.id)
             raise ViewError(
                 N_(
                     "project {project}: file {file} of view generation {generation} is missing; "
@@ -702,18 +705,47 @@ def open_view(
                     generation=view.generation,
                 )
             )
-        datasets[table] = ds.dataset(str(path), format=crypto.file_format())
+        paths[table] = path
+    datasets = {t: ds.dataset(str(p), format=crypto.file_format()) for t, p in paths.items()}
     _require_filterable(hub, view)
     excluded = excluded_since_build(hub, session, project, view)
+    held = hub.view_cache.tables(
+        _cache_key(project.id, view.generation, paths),
+        project.id,
+        estimate=lambda: sum(_decoded_size(p, crypto) for p in paths.values()),
+        load=lambda: {t: d.to_table() for t, d in datasets.items()},
+    )
+    # Decrypted once and held in memory when it fits (the cache), else streamed from the encrypted files.
+    sources: dict[str, ds.Dataset | pa.Table]
     if excluded:
-        datasets = {t: _without_excluded(hub, view, t, d, crypto, excluded) for t, d in datasets.items()}
+        readable = datasets if held is None else {t: ds.dataset(held[t]) for t in datasets}
+        sources = {t: _without_excluded(hub, view, t, d, crypto, excluded) for t, d in readable.items()}
+    else:
+        sources = dict(datasets if held is None else held)
     con = duckdb.connect(config={**(limits or {}), "temp_directory": "", "python_enable_replacements": False})
-    for table, dataset in datasets.items():
-        con.register(table, dataset)
-    del datasets
+    for table, source in sources.items():
+        con.register(table, source)
+    del sources, held
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _cache_key(project_id: int, generation: int, paths: dict[str, Path]) -> tuple[object, ...]:
+    """A view's files as they are now: a file rewritten or replaced since (another inode, size or time) is another
+    entry of the cache, never the contents read before."""
+    files = []
+    for table, path in sorted(paths.items()):
+        st = path.stat()
+        files.append((table, str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return (project_id, generation, tuple(files))
+
+
+def _decoded_size(path: Path, crypto: ParquetCrypto) -> int:
+    """Bytes of the file's columns once decoded, from its footer (row groups' uncompressed sizes): known before
+    any row is decrypted."""
+    meta = pq.ParquetFile(str(path), decryption_properties=crypto.decryption_properties()).metadata
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
 def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[int]:

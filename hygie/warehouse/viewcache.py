@@ -1,0 +1,156 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
+"""Decrypted project views kept in this process's memory between runs: never on disk, bounded, short-lived.
+
+Every analysis run used to decrypt and decode the view's Parquet files again (on 55 million care rows, most of a
+query's time beyond plain DuckDB's). A view generation never changes once built, so its tables can be read once and
+scanned from memory by later runs' sandboxed connections (each run still gets a fresh, locked connection; the
+tables are registered read-only, as Arrow).
+
+Bounds, because these are decrypted health data:
+
+- memory only: Arrow buffers of this process, never a file (no spill, no temp directory);
+- a budget (``analysis_view_cache_mb``): a view whose decoded size, read from its files' footers before anything
+  is decrypted, exceeds the budget is not cached (its runs stream from the encrypted files, as before); older views
+  are evicted first to make room;
+- idle expiry (``analysis_view_cache_idle_seconds``): a view nobody read for that long is dropped, by a sweeper
+  thread, not only at the next access;
+- dropped when its project's view is destroyed (:func:`hygie.governance.views.destroy_view`) and when the hub is
+  closed. Keys name the files by path, inode, size and modification time: a file replaced or rewritten (key
+  rotation, a restore) is a different entry, never the old contents.
+
+Who may read a view is decided before any lookup (the same gates as without the cache): the cache only saves the
+decryption.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine (the default budget is a share of it)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+@dataclass
+class _Entry:
+    project_id: int
+    tables: dict[str, pa.Table]
+    size: int
+    used: float
+
+
+class ViewCache:
+    """Least-recently-used decrypted views within a byte budget; thread-safe."""
+
+    def __init__(self, budget_bytes: int, idle_seconds: float) -> None:
+        self.budget = max(0, budget_bytes)
+        self.idle_seconds = idle_seconds
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[Hashable, threading.Lock] = {}
+        self._sweeper: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget > 0
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return sum(e.size for e in self._entries.values())
+
+    def tables(
+        self,
+        key: Hashable,
+        project_id: int,
+        estimate: Callable[[], int],
+        load: Callable[[], dict[str, pa.Table]],
+    ) -> dict[str, pa.Table] | None:
+        """The view's tables from memory, loading them once (``load``) if ``estimate`` (bytes, decoded) fits the
+        budget; None when the view is not to be cached (the caller streams from the files)."""
+        if not self.enabled or self._closed.is_set():
+            return None
+        found = self._get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per view at a time: a second run waits for the first's tables
+            found = self._get(key)
+            if found is not None:
+                return found
+            expected = estimate()
+            if expected > self.budget:
+                return None
+            self._make_room(expected)
+            tables = load()
+            size = sum(t.nbytes for t in tables.values())
+            if size <= self.budget:
+                with self._lock:
+                    self._entries[key] = _Entry(project_id, tables, size, time.monotonic())
+                    self._loading.pop(key, None)
+                self._make_room(0)
+                self._start_sweeper()
+                log.info("view.cache.load", project=project_id, bytes=size)
+            return tables
+
+    def _get(self, key: Hashable) -> dict[str, pa.Table] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            entry.used = time.monotonic()
+            self._entries.move_to_end(key)
+            return entry.tables
+
+    def _make_room(self, incoming: int) -> None:
+        with self._lock:
+            while self._entries and sum(e.size for e in self._entries.values()) + incoming > self.budget:
+                self._entries.popitem(last=False)
+
+    def drop_project(self, project_id: int) -> None:
+        """Forget every view of a project (its view was destroyed)."""
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e.project_id == project_id]:
+                del self._entries[key]
+
+    def sweep(self, now: float | None = None) -> None:
+        """Drop views idle for longer than the expiry."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if now - e.used > self.idle_seconds]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self._entries.clear()
+
+    def _start_sweeper(self) -> None:
+        with self._lock:
+            if self._sweeper is not None:  # it clears this under the lock before it stops
+                return
+            self._sweeper = threading.Thread(target=self._sweep_while_held, name="hygie-view-cache", daemon=True)
+            self._sweeper.start()
+
+    def _sweep_while_held(self) -> None:
+        period = max(1.0, self.idle_seconds / 4)
+        while not self._closed.wait(period):
+            self.sweep()
+            with self._lock:
+                if not self._entries:
+                    self._sweeper = None
+                    return
