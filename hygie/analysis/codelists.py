@@ -4,8 +4,8 @@
 
 An aggregate lists each code of a dimension held by at least the threshold of distinct people of the *whole view*
 (the others fold into ``OTHER``: see :meth:`hygie.analysis.compile._Compiler.codes`). Computed inside the query, a
-list costs a pass over the view's joined rows, twice per dimension (the fold and the grid's rows), in the aggregate
-and again in the release ledger's contributors query: more than the aggregate itself on a large view. The list
+list costs a pass over the view's joined rows, twice per dimension (the fold and the grid's rows): more than the
+aggregate itself on a large view. The list
 depends only on the view's rows (its generation, less the people who objected since it was built), the dimension
 and the threshold, so it is computed once, in the sandbox like any run, and read from a small table afterwards.
 

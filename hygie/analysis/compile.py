@@ -77,7 +77,10 @@ class AggregatePlan:
     """The threshold the code lists and quantile bounds were computed for (``_Compiler(..., threshold=...)``)."""
     code_lists: Mapping[str, pa.Table] = field(default_factory=dict)
     """Code lists computed beforehand (:mod:`hygie.analysis.codelists`), by :meth:`_Compiler.code_key`: read from a
-    table instead of computed over the whole view inside the query (the contributors query reuses them)."""
+    table instead of computed over the whole view inside the query."""
+    members: bool = False
+    """The query also returns, on each cell of the finest grouping set, the record keys of its people (column
+    ``members``): the release ledger's contributor sets, from the same pass (:mod:`hygie.analysis.contributors`)."""
 
     @property
     def dimension_labels(self) -> list[str]:
@@ -100,8 +103,10 @@ class _Compiler:
         reference_year: int,
         threshold: int = DEFAULT_THRESHOLD,
         code_lists: Mapping[str, pa.Table] | None = None,
+        members: bool = False,
     ) -> None:
         self.spec = spec
+        self.keep_members = members
         self.view = view
         self.year = reference_year
         self.threshold = threshold
@@ -379,6 +384,10 @@ class _Compiler:
             cells.append(exp.alias_(exp.Sum(this=exp.column(f"s_{name}", table="pp")), f"sum_{name}"))
             cells.append(exp.alias_(exp.Sum(this=exp.column(f"n_{name}", table="pp")), f"n_{name}"))
             cells.append(exp.alias_(top2(f"s_{name}"), f"top_{name}"))
+        if self.keep_members and len(members) == n:
+            # One row per (cell, person) here, so the list holds each person's key once. Only the finest cells:
+            # every event row lies in exactly one, so a margin's people (and the population) are their unions.
+            cells.append(exp.alias_(exp.func("list", rkey.copy()), "members"))
         query = (
             exp.select(*cells)
             .from_(exp.Subquery(this=pp, alias=exp.TableAlias(this=exp.to_identifier("pp"))))
@@ -480,17 +489,19 @@ def compile_aggregate(
     record_keys: pa.Table,
     threshold: int = DEFAULT_THRESHOLD,
     code_lists: Mapping[str, pa.Table] | None = None,
+    members: bool = False,
 ) -> AggregatePlan:
     """The query for ``spec`` over a view whose tables hold ``view`` columns; raises :class:`SpecError`.
     ``threshold`` is the project's disclosure threshold: it decides the listed codes and the quantile bounds.
-    ``code_lists``: lists computed beforehand for this view (:mod:`hygie.analysis.codelists`)."""
-    compiler = _Compiler(spec, view, reference_year, threshold, code_lists)
+    ``code_lists``: lists computed beforehand for this view (:mod:`hygie.analysis.codelists`). ``members``: see
+    :attr:`AggregatePlan.members`."""
+    compiler = _Compiler(spec, view, reference_year, threshold, code_lists, members)
     tree = compiler.compile()
     auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys, **compiler.code_tables}
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
     query = CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True)
-    return AggregatePlan(spec, query, threshold, dict(code_lists or {}))
+    return AggregatePlan(spec, query, threshold, dict(code_lists or {}), members)
 
 
 def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:

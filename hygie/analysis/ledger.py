@@ -55,18 +55,14 @@ from pyroaring import BitMap
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hygie.analysis.cellkeys import project_record_keys
-from hygie.analysis.compile import AggregatePlan
-from hygie.analysis.contributors import Contributors, contributor_sets, contributors_query
-from hygie.analysis.engine import Engine, Limits, QueryStopped
+from hygie.analysis.contributors import Contributors
 from hygie.analysis.models import AnalysisRelease, LedgerEntry, LedgerRoster
 from hygie.audit import Outcome, record
 from hygie.disclosure import CellKey, DisclosurePolicy, OutputTable, ProtectedOutput
 from hygie.disclosure.lpaudit import AuditCell, AuditResult, audit, published_interval
 from hygie.governance.accounts import SYSTEM
 from hygie.governance.models import Project
-from hygie.governance.policy import Scope as ProjectScope
-from hygie.governance.views import newest_ready, project_view_key
+from hygie.governance.views import project_view_key
 from hygie.hub import Hub
 from hygie.i18n import N_, Message, term
 from hygie.keys import KeyPurpose
@@ -228,7 +224,7 @@ class Roster:
         q = np.asarray(people.to_array(), dtype=np.uint32)
         pos, found = self._find(q)
         assert found.all(), "every key was added to the roster first"
-        return BitMap(self._order[pos].astype(np.uint32))
+        return BitMap(np.sort(self._order[pos].astype(np.uint32)).tolist())  # sorted: pyroaring builds it fast
 
 
 def load_roster(hub: Hub, session: Session, project_id: int) -> tuple[Roster, LedgerRoster | None]:
@@ -297,13 +293,18 @@ def _show(key: CellKey) -> str:
     return "(" + ", ".join(str(k) for k in key) + ")"
 
 
-STOPS = {
-    "timeout": term("query stop", "timeout"),
-    "memory": term("query stop", "memory"),
-    "invalid": term("query stop", "invalid"),
-    "runtime": term("query stop", "runtime"),
-}
-"""Why the contributors query stopped (``QueryStopped.reason``), as words a finding says in the checker's language."""
+RETIRED = (
+    N_(
+        "ledger: the contributors of the cells could not be computed ({reason}): not checked against the "
+        "project's other releases; an output checker must decide"
+    ),
+    term("query stop", "timeout"),
+    term("query stop", "memory"),
+    term("query stop", "invalid"),
+    term("query stop", "runtime"),
+)
+"""Findings (and the words they quoted) no new release says (the contributors came from a second query, which could stop on its own), kept
+in the catalogue so that releases which said them are still shown in the checker's language."""
 
 
 def is_ledger(finding: str) -> bool:
@@ -520,13 +521,12 @@ def not_reached(session: Session, project: Project, job_id: int, author: str) ->
 def guard_release(
     hub: Hub,
     session: Session,
-    engine: Engine,
     project: Project,
     job_id: int,
-    plan: AggregatePlan,
     table: OutputTable,
     out: ProtectedOutput,
     policy: DisclosurePolicy,
+    found: Contributors,
     author: str = "",
 ) -> Guard:
     """Both checks for a candidate aggregate output, the hold (:func:`hold_of`), and the entry to write with its
@@ -535,7 +535,7 @@ def guard_release(
     # both see no hold and answer twice.
     session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     held = hold_of(session, project.id)
-    guard = _check(hub, session, engine, project, job_id, plan, table, out, policy)
+    guard = _check(hub, session, project, job_id, table, out, policy, found)
     guard.state = "refused" if guard.refuse else "unchecked" if guard.unchecked else "held" if held else "checked"
     if held is not None and not guard.refuse:
         guard.review = True
@@ -570,21 +570,10 @@ def _entry(hub: Hub, session: Session, project: Project, roster: Roster, row: Le
 
 
 def _population_entry(
-    hub: Hub, session: Session, engine: Engine, project: Project, job_id: int, plan: AggregatePlan,
-    table: OutputTable, policy: DisclosurePolicy,
-) -> LedgerEntry | None:  # fmt: skip
+    hub: Hub, session: Session, project: Project, job_id: int, table: OutputTable, policy: DisclosurePolicy,
+    found: Contributors,
+) -> LedgerEntry:  # fmt: skip
     """An unchecked output's population alone (no cells): later outputs are still compared with it."""
-    view = newest_ready(session, project.id)
-    assert view is not None
-    columns = {t: list(m["columns"]) for t, m in view.tables.items()}
-    year = ProjectScope.model_validate(project.scope).population.period_start.year
-    keys = project_record_keys(hub, session, project)
-    query = contributors_query(plan, columns, reference_year=year, record_keys=keys, population_only=True)
-    try:
-        run = engine.run(project, query, Limits.from_settings(hub.settings))
-    except QueryStopped:
-        return None
-    found = contributor_sets(plan, run.table)
     roster, roster_row = load_roster(hub, session, project.id)
     roster.add(found.population)
     rec = Record(job_id, table.release_people, policy.threshold, policy.rounding_base,
@@ -595,13 +584,12 @@ def _population_entry(
 def _check(
     hub: Hub,
     session: Session,
-    engine: Engine,
     project: Project,
     job_id: int,
-    plan: AggregatePlan,
     table: OutputTable,
     out: ProtectedOutput,
     policy: DisclosurePolicy,
+    found: Contributors,
 ) -> Guard:
     s = hub.settings
     guard = Guard()
@@ -613,29 +601,8 @@ def _check(
                                  "releases; an output checker must decide",
                                  memberships=memberships, limit=s.ledger_max_contributions))  # fmt: skip
         guard.detail = {"checked": False, "reason": "too many memberships"}
-        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
+        guard.entry = _population_entry(hub, session, project, job_id, table, policy, found)
         return guard
-    view = newest_ready(session, project.id)
-    assert view is not None
-    columns = {t: list(m["columns"]) for t, m in view.tables.items()}
-    year = ProjectScope.model_validate(project.scope).population.period_start.year
-    keys = project_record_keys(hub, session, project)
-    query = contributors_query(plan, columns, reference_year=year, record_keys=keys)
-    try:
-        run = engine.run(project, query, Limits.from_settings(s))
-    except QueryStopped as exc:
-        guard.review = guard.unchecked = True
-        guard.findings.append(
-            N_(
-                "ledger: the contributors of the cells could not be computed ({reason}): not checked against the "
-                "project's other releases; an output checker must decide",
-                reason=STOPS.get(exc.reason, exc.reason),
-            )
-        )
-        guard.detail = {"checked": False, "reason": exc.reason}
-        guard.entry = _population_entry(hub, session, engine, project, job_id, plan, table, policy)
-        return guard
-    found = contributor_sets(plan, run.table)
     roster, roster_row = load_roster(hub, session, project.id)
     roster.add(found.population)
     for members in found.cells.values():
@@ -643,7 +610,7 @@ def _check(
     dense = Contributors(roster.dense(found.population), {k: roster.dense(v) for k, v in found.cells.items()})
     candidate = make_record(job_id, table, out, dense, policy)
     unmatched = sum(1 for c in candidate.cells if c.people > 0 and len(c.members) == 0)
-    if unmatched:  # the contributors query and the aggregate disagree on cells: a platform bug, never silent
+    if unmatched:  # the members and the cells disagree: a platform bug, never silent
         guard.review = guard.unchecked = True
         guard.findings.append(N_("ledger: the contributors of {cells} cells were not found: not checked against the "
                                  "project's other releases; an output checker must decide",

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from hygie.analysis.cellkeys import RKEY_TABLE, CellKeyError, project_record_keys
 from hygie.analysis.codelists import code_lists
 from hygie.analysis.compile import AggregatePlan, SpecError, compile_aggregate, output_table
+from hygie.analysis.contributors import split_members
 from hygie.analysis.dprelease import DPPlan, close_charge, compile_dp
 from hygie.analysis.dprelease import release as dp_release
 from hygie.analysis.engine import CompiledQuery, Engine, Limits, QueryStopped, engine_for
@@ -393,7 +394,7 @@ class Analyses:
             return dp_plan.query, dp_plan
         keys = project_record_keys(self.hub, self.session, project)
         plan = compile_aggregate(spec, columns, reference_year=year, record_keys=keys,
-                                 threshold=disclosure_policy(self.hub, project).threshold)  # fmt: skip
+                                 threshold=disclosure_policy(self.hub, project).threshold, members=True)  # fmt: skip
         return plan.query, plan
 
     def _with_code_lists(self, project: Project, view: ProjectView, plan: AggregatePlan) -> AggregatePlan:
@@ -406,11 +407,12 @@ class Analyses:
         if not lists:
             return plan
         return compile_aggregate(plan.spec, columns, reference_year=year, record_keys=plan.query.auxiliary[RKEY_TABLE],
-                                 threshold=plan.threshold, code_lists=lists)  # fmt: skip
+                                 threshold=plan.threshold, code_lists=lists, members=plan.members)  # fmt: skip
 
     def _protect_aggregate(
         self, project: Project, job: AnalysisJob, plan: AggregatePlan, result: pa.Table, policy: DisclosurePolicy
     ) -> AnalysisRelease:
+        result, found = split_members(plan, result)  # the ledger's contributors: never in the output itself
         table = output_table(plan, result)
         out: ProtectedOutput = protect(table, policy)
         rows = [{k: _round(v) for k, v in row.items()} for row in out.rows()]
@@ -430,8 +432,8 @@ class Analyses:
 
         author = f"account:{job.author_id}"
         if status != REFUSED:  # checked against the project's other releases (docs/disclosure.md, the ledger)
-            guard = guard_release(self.hub, self.session, self.engine, project, job.id, plan, table, out, policy,
-                                  author)  # fmt: skip
+            assert found is not None, "the service compiles aggregates with their members"
+            guard = guard_release(self.hub, self.session, project, job.id, table, out, policy, found, author)
             findings += guard.findings
             if guard.refuse:
                 status, verdict = REFUSED, str(Verdict.REFUSE)

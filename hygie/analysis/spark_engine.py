@@ -56,7 +56,8 @@ def _prefixed(ast: Any, names: dict[str, str]) -> Any:
 def _for_spark(ast: Any) -> Any:
     """The AST with DuckDB's list aggregates expressed in Spark's functions (same semantics, nulls ignored):
     ``max(x, n)``/``min(x, n)`` (the n largest/smallest values, in order) as a sorted ``collect_list`` sliced to n,
-    ``len`` of such a list as ``size``, ``list_max``/``list_min`` as ``array_max``/``array_min``, and
+    ``len`` of such a list as ``size``, ``list_max``/``list_min`` as ``array_max``/``array_min``, the aggregate
+    ``list(x)`` as ``collect_list``, and
     ``quantile_cont`` as Spark's exact ``percentile`` (both interpolate linearly between order statistics)."""
     from sqlglot import exp
 
@@ -87,6 +88,8 @@ def _for_spark(ast: Any) -> Any:
             return exp.Anonymous(
                 this="array_" + node.name.lower()[5:], expressions=[inner(e) for e in node.expressions]
             )
+        if isinstance(node, exp.List) and len(node.expressions) == 1:  # the ledger's members of a cell
+            return exp.Anonymous(this="collect_list", expressions=[inner(node.expressions[0])])
         if isinstance(node, exp.Anonymous) and node.name.lower() == "quantile_cont":
             return exp.Anonymous(this="percentile", expressions=[inner(e) for e in node.expressions])
         return node
