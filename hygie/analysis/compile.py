@@ -6,7 +6,7 @@ Shape, for each grouping set S (the dimensions, and with totals every subset of 
 
     base  = event rows: every dimension's code, the person, the amounts        (filters applied here)
     pp_S  = one row per (cell, person): events and amounts of that person in that cell
-    c_S   = per cell: people = COUNT(DISTINCT person), sums, the two largest per-person contributions,
+    c_S   = per cell: people = COUNT(*) of its per-person rows, sums, the two largest per-person contributions,
             cell_key = SUM(rkey) mod 2^32 and anchor_key = MIN(rkey) over the cell's distinct people
     q_S   = per cell quantiles over event rows, joined to c_S, with the bounds of the "enough people on each side"
             rule: the ``threshold``-th smallest of the people's smallest values and the ``threshold``-th largest of
@@ -374,7 +374,9 @@ class _Compiler:
         ]
         rkey = exp.column("rkey", table="k")
         cells += [
-            exp.alias_(exp.Count(this=exp.Distinct(expressions=[exp.column("pid", table="pp")])), "people"),
+            # pp holds one row per (cell, person) and the key table one row per person: counting rows counts
+            # people, without the hash set per cell a DISTINCT would build.
+            exp.alias_(exp.Count(this=exp.Star()), "people"),
             exp.alias_(exp.Sum(this=exp.column("ev", table="pp")), "events"),
             exp.alias_(top2("ev"), "top_events"),
             exp.alias_(exp.Mod(this=exp.Sum(this=rkey), expression=exp.Literal.number(KEY_MODULUS)), "cell_key"),
