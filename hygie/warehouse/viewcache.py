@@ -89,23 +89,26 @@ class ViewCache:
         with self._lock:
             loading = self._loading.setdefault(key, threading.Lock())
         with loading:  # one load per view at a time: a second run waits for the first's tables
-            found = self._get(key)
-            if found is not None:
-                return found
-            expected = estimate()
-            if expected > self.budget:
-                return None
-            self._make_room(expected)
-            tables = load()
-            size = sum(t.nbytes for t in tables.values())
-            if size <= self.budget:
+            try:
+                found = self._get(key)
+                if found is not None:
+                    return found
+                expected = estimate()
+                if expected > self.budget:
+                    return None
+                self._make_room(expected)
+                tables = load()
+                size = sum(t.nbytes for t in tables.values())
+                if size <= self.budget:
+                    with self._lock:
+                        self._entries[key] = _Entry(project_id, tables, size, time.monotonic())
+                    self._make_room(0)
+                    self._start_sweeper()
+                    log.info("view.cache.load", project=project_id, bytes=size)
+                return tables
+            finally:
                 with self._lock:
-                    self._entries[key] = _Entry(project_id, tables, size, time.monotonic())
                     self._loading.pop(key, None)
-                self._make_room(0)
-                self._start_sweeper()
-                log.info("view.cache.load", project=project_id, bytes=size)
-            return tables
 
     def _get(self, key: Hashable) -> dict[str, pa.Table] | None:
         with self._lock:
