@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -31,10 +32,63 @@ MEMBERS = "members"
 """The result column holding a finest cell's record keys."""
 
 
+class ContributorSets(Protocol):
+    """The population of an output and each cell's people."""
+
+    @property
+    def population(self) -> BitMap: ...
+
+    @property
+    def cells(self) -> Mapping[CellKey, BitMap]: ...
+
+
 @dataclass(frozen=True)
 class Contributors:
     population: BitMap
     cells: Mapping[CellKey, BitMap]
+
+
+class MemberLists:
+    """Contributors read from an aggregate's finest cells: the population at once, the cells' sets when first asked
+    (an output beyond the ledger's limits keeps its population alone: its cells' sets are never built)."""
+
+    def __init__(self, plan: AggregatePlan, result: pa.Table) -> None:
+        self._plan = plan
+        self._cells: dict[CellKey, BitMap] | None = None
+        column = result.column(MEMBERS)
+        self._finest = pc.is_valid(column)
+        self._dims = result.select([f"d{i}" for i in range(len(plan.spec.group_by))]).filter(self._finest)
+        lists = column.filter(self._finest).combine_chunks()
+        self._lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False) if len(lists) else np.zeros(0)
+        self._values = pc.list_flatten(lists).to_numpy(zero_copy_only=False) if len(lists) else np.zeros(0)
+        self.population = sorted_bitmap(np.unique(self._values))
+
+    @property
+    def cells(self) -> Mapping[CellKey, BitMap]:
+        if self._cells is None:
+            self._cells = self._cell_sets()
+        return self._cells
+
+    def _cell_sets(self) -> dict[CellKey, BitMap]:
+        n = len(self._plan.spec.group_by)
+        ends = np.cumsum(self._lengths)
+        starts = ends - self._lengths
+        dims = [self._dims.column(i).to_pylist() for i in range(n)]
+        cells: dict[CellKey, BitMap] = {}
+        for row in range(len(self._lengths)):
+            key = tuple(str(d[row]) for d in dims)
+            cells[key] = sorted_bitmap(self._values[starts[row] : ends[row]])
+        if self._plan.spec.totals:
+            finest_cells = list(cells.items())
+            for size in range(n - 1, -1, -1):
+                for kept in combinations(range(n), size):
+                    groups: dict[CellKey, list[BitMap]] = {}
+                    for cell, people in finest_cells:
+                        margin: CellKey = tuple(cell[i] if i in kept else TOTAL for i in range(n))
+                        groups.setdefault(margin, []).append(people)
+                    for covered, parts in groups.items():
+                        cells[covered] = BitMap.union(*parts)
+        return cells
 
 
 def sorted_bitmap(keys: np.ndarray) -> BitMap:
@@ -43,40 +97,9 @@ def sorted_bitmap(keys: np.ndarray) -> BitMap:
     return BitMap(np.sort(keys.astype(np.uint32, copy=False)).tolist())
 
 
-def split_members(plan: AggregatePlan, result: pa.Table) -> tuple[pa.Table, Contributors | None]:
+def split_members(plan: AggregatePlan, result: pa.Table) -> tuple[pa.Table, MemberLists | None]:
     """The result without its members column (what disclosure control reads) and the contributor sets it held
     (None for a plan compiled without them)."""
     if MEMBERS not in result.column_names:
         return result, None
-    return result.drop_columns([MEMBERS]), contributor_sets(plan, result)
-
-
-def contributor_sets(plan: AggregatePlan, result: pa.Table) -> Contributors:
-    """The population and every cell's people (keyed like ``output_table``'s cells), from the finest cells'
-    member lists."""
-    n = len(plan.spec.group_by)
-    column = result.column(MEMBERS)
-    finest = pc.is_valid(column)
-    lists = column.filter(finest).combine_chunks()
-    if len(lists) == 0:
-        return Contributors(BitMap(), {})
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    values = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    dims = [result.column(f"d{i}").filter(finest).to_pylist() for i in range(n)]
-    cells: dict[CellKey, BitMap] = {}
-    for row in range(len(lists)):
-        key = tuple(str(d[row]) for d in dims)
-        cells[key] = sorted_bitmap(values[starts[row] : ends[row]])
-    if plan.spec.totals:
-        finest_cells = list(cells.items())
-        for size in range(n - 1, -1, -1):
-            for kept in combinations(range(n), size):
-                groups: dict[CellKey, list[BitMap]] = {}
-                for cell, people in finest_cells:
-                    margin: CellKey = tuple(cell[i] if i in kept else TOTAL for i in range(n))
-                    groups.setdefault(margin, []).append(people)
-                for covered, parts in groups.items():
-                    cells[covered] = BitMap.union(*parts)
-    return Contributors(sorted_bitmap(np.unique(values)), cells)
+    return result.drop_columns([MEMBERS]), MemberLists(plan, result)

@@ -55,7 +55,7 @@ from pyroaring import BitMap
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hygie.analysis.contributors import Contributors
+from hygie.analysis.contributors import Contributors, ContributorSets
 from hygie.analysis.models import AnalysisRelease, LedgerEntry, LedgerRoster
 from hygie.audit import Outcome, record
 from hygie.disclosure import CellKey, DisclosurePolicy, OutputTable, ProtectedOutput
@@ -303,8 +303,9 @@ RETIRED = (
     term("query stop", "invalid"),
     term("query stop", "runtime"),
 )
-"""Findings (and the words they quoted) no new release says (the contributors came from a second query, which could stop on its own), kept
-in the catalogue so that releases which said them are still shown in the checker's language."""
+"""Findings (and the words they quoted) no new release says (the contributors came from a second query, which
+could stop on its own), kept in the catalogue so that releases which said them are still shown in the checker's
+language."""
 
 
 def is_ledger(finding: str) -> bool:
@@ -526,7 +527,7 @@ def guard_release(
     table: OutputTable,
     out: ProtectedOutput,
     policy: DisclosurePolicy,
-    found: Contributors,
+    found: ContributorSets,
     author: str = "",
 ) -> Guard:
     """Both checks for a candidate aggregate output, the hold (:func:`hold_of`), and the entry to write with its
@@ -571,7 +572,7 @@ def _entry(hub: Hub, session: Session, project: Project, roster: Roster, row: Le
 
 def _population_entry(
     hub: Hub, session: Session, project: Project, job_id: int, table: OutputTable, policy: DisclosurePolicy,
-    found: Contributors,
+    found: ContributorSets,
 ) -> LedgerEntry:  # fmt: skip
     """An unchecked output's population alone (no cells): later outputs are still compared with it."""
     roster, roster_row = load_roster(hub, session, project.id)
@@ -589,7 +590,7 @@ def _check(
     table: OutputTable,
     out: ProtectedOutput,
     policy: DisclosurePolicy,
-    found: Contributors,
+    found: ContributorSets,
 ) -> Guard:
     s = hub.settings
     guard = Guard()
