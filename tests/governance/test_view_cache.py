@@ -9,6 +9,7 @@ after its files were destroyed (crypto-shredding undone in a live process) or re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,20 @@ import pytest
 from hygie.governance.views import ViewError, destroy_view, newest_ready
 from hygie.hub import Hub
 from hygie.warehouse.viewcache import ViewCache
+from tests.portal.world import Template, clone_hub, release_hub
 
 from .conftest import make_project
 from .test_optout import citizen_with_drugs, object_
 from .test_views import BROAD, build, query, rekeyed
+
+
+@pytest.fixture
+def populated(tmp_path: Path, sqlite_population: Template) -> Iterator[Hub]:
+    """The cache is the same whatever the database: on SQLite only."""
+    hub = clone_hub(tmp_path, sqlite_population, None)
+    yield hub
+    release_hub(hub)
+
 
 COUNTS = "SELECT (SELECT count(*) FROM IR_BEN_R), (SELECT count(*) FROM ER_PRS_F), (SELECT count(*) FROM ER_PHA_F)"
 
