@@ -58,8 +58,10 @@ class KnownClaims:
             old = self._by_day.get(day)
             self._by_day[day] = np.sort(part if old is None else np.concatenate([old, part]))
 
-    def already_stored(self, keys: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Array:
-        """A boolean per row of ``keys`` (the nine DCIR columns): true where the warehouse has the same keys."""
+    def already_stored(self, keys: pa.Table, con: duckdb.DuckDBPyConnection) -> tuple[pa.Array, pa.Array]:
+        """A boolean per row of ``keys`` (the nine DCIR columns): true where the warehouse has the same keys; and
+        a boolean per row true where another row of ``keys`` has the same hash (a superset of the rows whose keys
+        repeat within ``keys``: equal keys hash alike)."""
         hashed = _hashes(keys.select(list(DCIR_KEYS)), con)
         days = hashed.column("day").to_numpy(zero_copy_only=False)
         values = hashed.column("h").to_numpy(zero_copy_only=False).astype(np.uint64)
@@ -72,4 +74,6 @@ class KnownClaims:
             candidates = values[rows]
             positions = np.searchsorted(known, candidates).clip(max=len(known) - 1)
             found[rows] = known[positions] == candidates
-        return pa.array(found)
+        distinct, counts = np.unique(values, return_counts=True)
+        repeated = np.isin(values, distinct[counts > 1])
+        return pa.array(found), pa.array(repeated)

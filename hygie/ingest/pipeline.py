@@ -132,17 +132,18 @@ class _BatchIngestion:
         """A file was refused by the typed reader: the batch is rejected whatever the re-check finds."""
         self.session = hub.session()
         self.vault = hub.vault(self.session)
-        self._duckdb: duckdb.DuckDBPyConnection | None = None
         # Read under the ingestion lock, which a pseudonym rotation's switch also holds: a batch is keyed with
         # the version its catalog commit lands under.
         self.pseudonymiser = hub.pseudonymiser.at(active_version(self.session))
 
     def duckdb(self) -> duckdb.DuckDBPyConnection:
-        """A cursor on the batch's in-memory DuckDB (never spilling: keys are pseudonymous but still the batch's
-        data). One database per batch: opening one costs about 20 ms, several times per batch otherwise."""
-        if self._duckdb is None:
-            self._duckdb = duckdb.connect(config={"temp_directory": ""})
-        return self._duckdb.cursor()
+        """A cursor on the process's in-memory DuckDB for ingestion (never spilling: keys are pseudonymous but
+        still the batch's data), opened once: opening one costs about 20 ms, several times per batch otherwise.
+        What a cursor registers goes with it."""
+        database = self.hub.ingest_memo.get("duckdb")
+        if database is None:
+            database = self.hub.ingest_memo["duckdb"] = duckdb.connect(config={"temp_directory": ""})
+        return database.cursor()
 
     # -- reporting ----------------------------------------------------------------------------------
 
@@ -540,15 +541,20 @@ class _BatchIngestion:
         claims: KnownClaims = self.hub.ingest_memo.setdefault("claims", KnownClaims())
         con = self.duckdb()
         claims.refresh(self.hub, con)
+        stored, repeated = claims.already_stored(self.care_keys, con)
         self.report(
             f"{CARE_TABLE}.csv",
             self.care_keys.column("__line").combine_chunks(),
-            claims.already_stored(self.care_keys, con),
+            stored,
             None,
             "this care row (same nine DCIR keys) is already in the warehouse from an earlier batch",
         )
+        if not pc.any(repeated).as_py():
+            con.close()  # no two rows share a hash, so none share their keys
+            return
         try:
-            con.register("care", self.care_keys)
+            # Only the rows whose hash repeats can repeat their keys: grouped exactly, they name the lines.
+            con.register("care", self.care_keys.filter(repeated))
             keys = ", ".join(DCIR_KEYS)
             duplicates = con.execute(
                 f"SELECT list(__line ORDER BY __line) FROM care GROUP BY {keys} HAVING count(*) > 1 LIMIT 1000"
@@ -613,8 +619,6 @@ class _BatchIngestion:
             return self._run()
         finally:
             self.session.close()
-            if self._duckdb is not None:
-                self._duckdb.close()
 
     def _run(self) -> BatchResult:
         manifest = self.manifest
