@@ -26,7 +26,6 @@ from-scratch rebuild in progress) are read the slow way, so an answer is never s
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -188,11 +187,39 @@ def _aad(person_key: str, batch_id: str) -> bytes:
     return f"{person_key}|{batch_id}".encode()
 
 
-def _seal(aead: AESGCM, person_key: str, batch_id: str, rows: list[list[object]]) -> bytes:
-    plain = json.dumps(rows, separators=(",", ":")).encode()
-    plain += b" " * (-len(plain) % PAD_BYTES)  # JSON ignores trailing blanks
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    return nonce + aead.encrypt(nonce, plain, _aad(person_key, batch_id))
+def _json_numbers(values: pa.Array) -> pa.Array:
+    """JSON text of numbers, ``null`` for a missing one: Arrow's shortest round-trip form, and Python's spelling
+    of the non-finite values (which :func:`json.loads` reads back)."""
+    text = pc.cast(values, pa.string())
+    if pa.types.is_floating(values.type):
+        finite = pc.is_finite(values)
+        if not pc.all(pc.fill_null(finite, True)).as_py():
+            spelled = pc.if_else(pc.is_nan(values), "NaN", pc.if_else(pc.greater(values, 0), "Infinity", "-Infinity"))
+            text = pc.if_else(pc.fill_null(finite, True), text, spelled)
+    return pc.fill_null(text, "null")
+
+
+def extract_documents(table: pa.Table) -> tuple[list[str], list[bytes]]:
+    """The hub pseudonyms of a batch's care rows and, for each, the JSON list of their rows in ``EXTRACT_COLUMNS``
+    order, padded to a multiple of ``PAD_BYTES``. Built column-wise in Arrow: per person in Python, a national
+    batch's tens of millions of values cost more than the rest of the ingestion (see docs/benchmarks.md)."""
+    table = table.take(pc.sort_indices(table, [(PSEUDONYM_COLUMN, "ascending")]))
+    column = {c: table.column(c).combine_chunks() for c in (PSEUDONYM_COLUMN, *EXTRACT_COLUMNS)}
+    dates = pc.cast(column[EXTRACT_COLUMNS[0]], pa.string())
+    parts = [pc.fill_null(pc.binary_join_element_wise('"', dates, '"', ""), "null")]
+    parts += [_json_numbers(column[c]) for c in EXTRACT_COLUMNS[1:]]
+    rows = pc.binary_join_element_wise("[", pc.binary_join_element_wise(*parts, ","), "]", "")
+    people = column[PSEUDONYM_COLUMN]
+    n = len(people)
+    starts = pc.indices_nonzero(pc.not_equal(people.slice(1), people.slice(0, n - 1))) if n > 1 else pa.array([])
+    offsets = pa.concat_arrays(
+        [pa.array([0], pa.int32()), pc.add(starts, 1).cast(pa.int32()), pa.array([n], pa.int32())]
+    )
+    lists = pa.ListArray.from_arrays(offsets, rows)
+    documents = pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
+    first = pc.take(people, offsets.slice(0, len(offsets) - 1))
+    padded = [d + b" " * (-len(d) % PAD_BYTES) for d in pc.cast(documents, pa.binary()).to_pylist()]
+    return first.to_pylist(), padded
 
 
 def _open(aead: AESGCM, person_key: str, batch_id: str, payload: bytes) -> list[CareRow]:
@@ -204,8 +231,15 @@ def _open(aead: AESGCM, person_key: str, batch_id: str, payload: bytes) -> list[
             f"a citizen extract of batch {batch_id} does not open (altered or moved); the answer cannot be given: "
             "run `hygie citizen-index rebuild --from-scratch`"
         ) from None
+    # Numbers are typed here, not by their spelling: 2.0 may be written "2".
     return [
-        (None if d is None else date.fromisoformat(d), act, qty, paid, reimbursed)
+        (
+            None if d is None else date.fromisoformat(d),
+            None if act is None else int(act),
+            None if qty is None else float(qty),
+            None if paid is None else float(paid),
+            None if reimbursed is None else float(reimbursed),
+        )
         for d, act, qty, paid, reimbursed in json.loads(plain)
     ]
 
@@ -230,16 +264,14 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
     table = _care_table(hub, care) if care else None
     extracts: list[tuple[str, str, bytes]] = []
     if table is not None and table.num_rows:
-        table = table.take(pc.sort_indices(table, [(PSEUDONYM_COLUMN, "ascending")]))
-        people = table.column(PSEUDONYM_COLUMN).to_pylist()
-        values = zip(*(table.column(c).to_pylist() for c in EXTRACT_COLUMNS), strict=True)
-        grouped = [
-            (p, [r for _, r in rows]) for p, rows in itertools.groupby(zip(people, values, strict=True), lambda x: x[0])
-        ]
-        keys = person_keys(hub, [p for p, _ in grouped], version)
-        for key, (_, rows) in zip(keys, grouped, strict=True):
-            plain = [[None if d is None else d.isoformat(), *rest] for d, *rest in rows]
-            extracts.append((key, batch_id, _seal(aead, key, batch_id, plain)))
+        people, documents = extract_documents(table)
+        keys = person_keys(hub, people, version)
+        nonces = secrets.token_bytes(NONCE_BYTES * len(keys))
+        for i, (key, plain) in enumerate(zip(keys, documents, strict=True)):
+            nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
+            extracts.append((key, batch_id, nonce + aead.encrypt(nonce, plain, _aad(key, batch_id))))
+        # In key order: each insert then lands beside the previous one in the primary-key index.
+        extracts.sort()
     session.add(
         CitizenExtractBatch(
             batch_id=batch_id,
@@ -314,7 +346,9 @@ def index_generation(hub: Hub, session: Session, project_id: int, generation: in
         CitizenUseGeneration(project_id=project_id, generation=generation, key_version=version, people=len(people))
     )
     session.flush()
-    keys = person_keys(hub, people, version) if people else []
+    # In key order: random keys would each land in another page of the primary-key index (measured on SQLite:
+    # a generation of 160,000 people inserted in 2.0 s in random order, 0.7 s in key order, on a table of 320,000).
+    keys = sorted(person_keys(hub, people, version)) if people else []
     bulk.insert(
         session, CitizenUse.__tablename__, ("person_key", "project_id", "generation"),
         ((k, project_id, generation) for k in keys),

@@ -37,7 +37,9 @@ import secrets
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -133,6 +135,48 @@ def rekey(hub: Hub, project_id: int, hub_pseudonyms: list[str]) -> list[str]:
 
 
 # -- building ---------------------------------------------------------------------------------------------
+
+
+_WRITES_QUEUED = 4
+"""Tables waiting for the view's writer thread: bounds the memory held beyond the month being read."""
+
+
+class _Writer:
+    """The view's Parquet encoding, compression and encryption, on one background thread (they release the GIL)
+    so that DuckDB reads and joins the next month meanwhile; one thread, so each file's writes keep their order."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, "hygie-view-writer")
+        self._pending: deque[Future[None]] = deque()
+        self._failed = threading.Event()
+
+    def write(self, out: _Output, data: pa.Table) -> None:
+        if self._failed.is_set():
+            self.drain()  # raises the failure at once: the build is lost, stop reading
+        self._pending.append(self._pool.submit(self._write, out, data))
+        while len(self._pending) > _WRITES_QUEUED:
+            self._pending.popleft().result()
+
+    def _write(self, out: _Output, data: pa.Table) -> None:
+        if self._failed.is_set():
+            return  # a write before this one failed: the build is lost
+        try:
+            out.write(data)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def drain(self) -> None:
+        """Wait for every queued write; the first failure is raised."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def stop(self) -> None:
+        """Drop what is queued and wait for the write under way (the caller removes the files)."""
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
 
 
 @dataclass
@@ -328,7 +372,9 @@ def _coded_people(hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, pl
     return con.sql(query, params=params).to_arrow_table().column(0).combine_chunks()
 
 
-def _write_beneficiaries(hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan, out: _Output) -> None:
+def _write_beneficiaries(
+    hub: Hub, session: Session, con: duckdb.DuckDBPyConnection, plan: _Plan, out: _Output, writer: _Writer
+) -> None:
     con.register("ben", _source(hub, session, BENEFICIARY_TABLE, None))
     selects = [f"p.pid AS {PSEUDONYM_COLUMN}"] + [
         plan.expr(BENEFICIARY_TABLE, c) for c in plan.data_columns(BENEFICIARY_TABLE)
@@ -338,7 +384,7 @@ def _write_beneficiaries(hub: Hub, session: Session, con: duckdb.DuckDBPyConnect
         QUALIFY row_number() OVER (PARTITION BY t.BEN_NIR_PSA ORDER BY t.BEN_DTE_MAJ DESC NULLS LAST) = 1
         ORDER BY p.pid
     """
-    out.write(con.sql(query).to_arrow_table())
+    writer.write(out, con.sql(query).to_arrow_table())
 
 
 def _write_care(
@@ -347,6 +393,7 @@ def _write_care(
     con: duckdb.DuckDBPyConnection,
     plan: _Plan,
     outputs: dict[str, _Output],
+    writer: _Writer,
     owners: _Output | None = None,
 ) -> None:
     """Care rows and their details, one care month at a time (memory stays bounded by a month of claims).
@@ -360,11 +407,17 @@ def _write_care(
     dates = [pop.period_start.isoformat(), pop.period_end.isoformat()]
     period = "t.EXE_SOI_DTD BETWEEN ?::DATE AND ?::DATE"
     months = _months(pop.period_start, pop.period_end)
-    counts = []
-    for month in months:
-        con.register("prs", _source(hub, session, CARE_TABLE, [month]))
-        n = con.sql(f"SELECT count(*) FROM prs t JOIN pop p ON t.BEN_NIR_PSA = p.psa WHERE {period}", params=dates)
-        counts.append(int(n.fetchall()[0][0]))
+    # One scan for every month's count (files hold one care month each): a query per month re-plans and
+    # restarts the scan twelve times a year.
+    con.register("prs", _source(hub, session, CARE_TABLE, months))
+    by_month = dict(
+        con.sql(
+            f"SELECT strftime(t.EXE_SOI_DTD, '%Y-%m'), count(*) FROM prs t JOIN pop p ON t.BEN_NIR_PSA = p.psa "
+            f"WHERE {period} GROUP BY 1",
+            params=dates,
+        ).fetchall()
+    )
+    counts = [int(by_month.get(month, 0)) for month in months]
     claims = np.random.default_rng(secrets.randbits(128)).permutation(sum(counts)).astype(np.int64)
     offset = 0
     fetch = [f"t.{k}" for k in DCIR_KEYS] + ["p.pid AS _pid"]
@@ -377,14 +430,19 @@ def _write_care(
         ).to_arrow_table()
         if care.num_rows != count:
             raise ViewError(N_("the warehouse changed while the view was being built; build the view again"))
-        care = care.append_column(CLAIM_KEY, pa.array(claims[offset : offset + count]))
+        mine = claims[offset : offset + count]
         offset += count
+        care = care.append_column(CLAIM_KEY, pa.array(mine))
         con.register("c", care)
         for table, out in outputs.items():
             if table == CARE_TABLE:
-                selects = [_from_care(c) for c in plan.columns[table]]
-                query = f"SELECT {', '.join(selects)} FROM c"
-            elif table in DETAIL_TABLES:
+                # The rows in claim-key order, as ``ORDER BY`` gives them, by one take of the written columns: no
+                # round trip of the month's rows through DuckDB and its sort.
+                order = pa.array(np.argsort(mine, kind="stable"))
+                written = {c: care.column("_pid" if c == PSEUDONYM_COLUMN else c) for c in plan.columns[table]}
+                writer.write(out, pa.table(written).take(order))
+                continue
+            if table in DETAIL_TABLES:
                 con.register("det", _source(hub, session, table, [month]))
                 selects = [
                     _from_care(c) if c in (CLAIM_KEY, PSEUDONYM_COLUMN) else plan.expr(table, c)
@@ -393,9 +451,9 @@ def _write_care(
                 query = f"SELECT {', '.join(selects)} FROM det t JOIN c ON {joined}"
             else:
                 continue
-            out.write(con.sql(f"{query} ORDER BY c.{CLAIM_KEY}").to_arrow_table())
+            writer.write(out, con.sql(f"{query} ORDER BY c.{CLAIM_KEY}").to_arrow_table())
         if owners is not None:
-            owners.write(con.sql(f"SELECT c.{CLAIM_KEY}, c._pid AS {PSEUDONYM_COLUMN} FROM c").to_arrow_table())
+            writer.write(owners, con.sql(f"SELECT c.{CLAIM_KEY}, c._pid AS {PSEUDONYM_COLUMN} FROM c").to_arrow_table())
         con.unregister("c")
 
 
@@ -483,6 +541,7 @@ def _write_view_duckdb(
 ) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Write the view's files into ``target`` with DuckDB; return its people (hub pseudonyms) and tables."""
     con = duckdb.connect(config={"temp_directory": ""})  # decrypted rows never spill to disk
+    writer = _Writer()
     try:
         people = _population(hub, session, con, plan, project)
         pids = rekey(hub, project.id, people)
@@ -490,10 +549,12 @@ def _write_view_duckdb(
         outputs = {t: _Output(target / f"{t}.parquet", view_crypto) for t in plan.columns}
         owners = _Output(target / OWNERS_FILE, view_crypto) if plan.needs_owners else None
         if BENEFICIARY_TABLE in outputs:
-            _write_beneficiaries(hub, session, con, plan, outputs[BENEFICIARY_TABLE])
+            _write_beneficiaries(hub, session, con, plan, outputs[BENEFICIARY_TABLE], writer)
         if plan.needs_care:
-            _write_care(hub, session, con, plan, outputs, owners)
+            _write_care(hub, session, con, plan, outputs, writer, owners)
+        writer.drain()
     finally:
+        writer.stop()  # on failure, nothing is left writing into the directory the caller removes
         con.close()
     if owners is not None:
         owners.close()

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Integer, LargeBinary, delete, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hygie.db import Base
+from hygie.db import Base, bulk
 from hygie.keys import KeyCustody, KeyPurpose
 
 if TYPE_CHECKING:
@@ -200,7 +200,10 @@ def store_rows(session: Session, rows: list[dict[str, bytes]], before: int) -> N
     """Called by :meth:`IdentityVault.store` in its transaction: the pivots of the records just inserted. The mark
     moves on only if it covered every record before them (``before``, the newest record id then)."""
     if rows:
-        session.connection().execute(insert(IdentityPivotRow.__table__), rows)  # type: ignore[arg-type]
+        # In key order (each insert beside the previous one in the pivot index), through the driver (COPY on
+        # PostgreSQL).
+        ordered = sorted((r["pivot"], r["person_index"]) for r in rows)
+        bulk.insert(session, IdentityPivotRow.__tablename__, ("pivot", "person_index"), ordered)
     last = _last_indexed(session)
     if (last or 0) >= before:
         _set_mark(session, newest_record_id(session))

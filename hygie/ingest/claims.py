@@ -25,14 +25,13 @@ from hygie.warehouse.catalog import FileRow
 _HASH = f"SELECT FLX_DIS_DTD AS day, hash({', '.join(DCIR_KEYS)}) AS h FROM claims"
 
 
-def _hashes(keys: pa.Table) -> pa.Table:
-    con = duckdb.connect(config={"temp_directory": ""})
+def _hashes(keys: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    con.register("claims", keys)
     try:
-        con.register("claims", keys)
         table: pa.Table = con.sql(_HASH).to_arrow_table()
         return table
     finally:
-        con.close()
+        con.unregister("claims")
 
 
 class KnownClaims:
@@ -40,7 +39,7 @@ class KnownClaims:
         self._by_day: dict[Any, np.ndarray[Any, np.dtype[np.uint64]]] = {}
         self._loaded: set[int] = set()
 
-    def refresh(self, hub: Hub) -> None:
+    def refresh(self, hub: Hub, con: duckdb.DuckDBPyConnection) -> None:
         """Read the keys of care files published since the last call (all of them the first time)."""
         with hub.session() as session:
             files = session.execute(select(FileRow.id, FileRow.path).where(FileRow.table_name == CARE_TABLE)).all()
@@ -48,7 +47,7 @@ class KnownClaims:
         if not new:
             return
         dataset = hub.warehouse.dataset_of([hub.warehouse.directory / f.path for f in new])
-        self._add(_hashes(dataset.to_table(columns=list(DCIR_KEYS))))
+        self._add(_hashes(dataset.to_table(columns=list(DCIR_KEYS)), con))
         self._loaded.update(f.id for f in new)
 
     def _add(self, hashed: pa.Table) -> None:
@@ -59,9 +58,11 @@ class KnownClaims:
             old = self._by_day.get(day)
             self._by_day[day] = np.sort(part if old is None else np.concatenate([old, part]))
 
-    def already_stored(self, keys: pa.Table) -> pa.Array:
-        """A boolean per row of ``keys`` (the nine DCIR columns): true where the warehouse has the same keys."""
-        hashed = _hashes(keys.select(list(DCIR_KEYS)))
+    def already_stored(self, keys: pa.Table, con: duckdb.DuckDBPyConnection) -> tuple[pa.Array, pa.Array]:
+        """A boolean per row of ``keys`` (the nine DCIR columns): true where the warehouse has the same keys; and
+        a boolean per row true where another row of ``keys`` has the same hash (a superset of the rows whose keys
+        repeat within ``keys``: equal keys hash alike)."""
+        hashed = _hashes(keys.select(list(DCIR_KEYS)), con)
         days = hashed.column("day").to_numpy(zero_copy_only=False)
         values = hashed.column("h").to_numpy(zero_copy_only=False).astype(np.uint64)
         found = np.zeros(len(values), dtype=bool)
@@ -73,4 +74,6 @@ class KnownClaims:
             candidates = values[rows]
             positions = np.searchsorted(known, candidates).clip(max=len(known) - 1)
             found[rows] = known[positions] == candidates
-        return pa.array(found)
+        distinct, counts = np.unique(values, return_counts=True)
+        repeated = np.isin(values, distinct[counts > 1])
+        return pa.array(found), pa.array(repeated)

@@ -461,6 +461,33 @@ def test_a_failed_build_publishes_nothing_and_orphans_are_swept(
     assert sorted(p.name for p in (base / "membership").iterdir()) == ["2.parquet", "3.parquet"]
 
 
+def test_a_write_failing_on_the_writer_thread_fails_the_build_and_leaves_nothing(
+    populated: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoding and encryption run on a background thread while the next month is read: a failure there (disk
+    full on the second month's write) must still reach the caller, and nothing of the generation may stay."""
+    hub = populated
+    project = make_project(hub, BROAD)
+    base = hub.settings.data_dir / "projects" / str(project.id)
+    original = views._Output.write
+    calls = []
+
+    def fail_later(self: views._Output, data: Any) -> None:
+        calls.append(self.path.name)
+        if self.path.name == "ER_PRS_F.parquet" and calls.count("ER_PRS_F.parquet") == 2:
+            raise OSError("disk full")
+        original(self, data)
+
+    with monkeypatch.context() as m:
+        m.setattr(views._Output, "write", fail_later)
+        with hub.session() as session, pytest.raises(OSError, match="disk full"):
+            build_view(hub, session, project, actor="account:1")
+        with hub.session() as session:
+            assert session.scalars(select(ProjectView).where(ProjectView.project_id == project.id)).all() == []
+    assert calls.count("ER_PRS_F.parquet") == 2  # the scope spans several months: the failure was mid-build
+    assert not (base / "views" / "1").exists() and not (base / "membership" / "1.parquet").exists()
+
+
 def test_open_view_reads_only_its_tables(populated: Hub) -> None:
     hub = populated
     project = make_project(hub, BROAD)

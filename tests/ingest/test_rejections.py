@@ -13,7 +13,7 @@ import pytest
 from hygie.hub import Hub
 from hygie.ingest.pipeline import ingest_batch
 from hygie.warehouse.stats import collect
-from tests.delivery import Delivery, refresh_manifest, small_delivery
+from tests.delivery import Delivery, care, refresh_manifest, small_delivery
 
 
 def _bad_nir_key(d: Delivery) -> None:
@@ -188,3 +188,16 @@ def test_the_same_claims_under_another_batch_id_and_other_bytes_are_refused(hub:
     assert result.status == "rejected"
     lines = {e.line for e in result.errors if "already in the warehouse" in e.reason}
     assert lines == set(range(2, 15)), result.errors
+
+
+def test_care_rows_repeating_their_nine_keys_within_a_batch_are_named(hub: Hub, tmp_path: Path) -> None:
+    d = small_delivery()
+    nir = d.rows["IR_BEN_R"][2]["BEN_NIR"]
+    # Same nine keys as line 4 (person 2's row), another amount: two rows of the batch claim one identity.
+    d.rows["ER_PRS_F"].append({**care(2, nir), "PRS_PAI_MNT": "45.00"})
+    d.rows["ER_PRS_F"].append({**care(2, nir, line=2)})  # keys differ by one field: not a repeat
+    result = ingest_batch(hub, d.write(tmp_path / "b", "B"))
+    assert result.status == "rejected"
+    assert [(e.file, e.line, e.field) for e in result.errors] == [("ER_PRS_F.csv", 15, None)], result.errors
+    assert "repeat those of line 4" in result.errors[0].reason
+    assert_nothing_stored(hub)
