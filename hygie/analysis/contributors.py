@@ -59,9 +59,12 @@ class MemberLists:
         self._finest = pc.is_valid(column)
         self._dims = result.select([f"d{i}" for i in range(len(plan.spec.group_by))]).filter(self._finest)
         lists = column.filter(self._finest).combine_chunks()
+        flat = pc.list_flatten(lists)
         self._lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False) if len(lists) else np.zeros(0)
-        self._values = pc.list_flatten(lists).to_numpy(zero_copy_only=False) if len(lists) else np.zeros(0)
-        self.population = sorted_bitmap(np.unique(self._values))
+        self._values = flat.to_numpy(zero_copy_only=False) if len(lists) else np.zeros(0)
+        # Arrow's hash-based unique, then a sort of the distinct keys only: numpy's unique sorts every membership
+        # (20 million for regions x months over 1.4 million people: 12 s against 1 s).
+        self.population = sorted_bitmap(pc.unique(flat).to_numpy(zero_copy_only=False))
 
     @property
     def cells(self) -> Mapping[CellKey, BitMap]:
