@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(
         default=2.0, description="A signed checkpoint of the audit log at least this often while events flow."
     )
+    audit_read_commit_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a citizen read waits for the group commit of its audit event; past it the read is "
+        "answered 503 (never without its event durable).",
+    )
     audit_witnesses: list[str] = Field(
         default=[],
         description="Outside witnesses of the audit log (C2SP tlog-witness), each '<submission URL prefix> "

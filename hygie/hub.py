@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from hygie import logging as _logging  # noqa: F401  (JSON logs to stderr)
@@ -26,6 +29,9 @@ from hygie.keys import KeyCustody, KeyPurpose, open_custody
 from hygie.locks import exclusive
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import Warehouse
+
+if TYPE_CHECKING:
+    from hygie.audit.recorder import BatchRecorder
 
 
 class HubNotInitialised(Exception):
@@ -75,6 +81,8 @@ class Hub:
     """NIRs this process has found in the vault (memory only), so later batches check them in one pass."""
     closed: bool = False
     """Set by :meth:`close`: background work over this hub (analysis workers) stops."""
+    _recorder: BatchRecorder | None = field(default=None, repr=False)
+    _recorder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def init(cls, settings: Settings) -> Hub:
@@ -143,6 +151,33 @@ class Hub:
         finally:
             os.close(fd)
 
+    def record_read(self, **fields: Any) -> None:
+        """Record the event of a read through group commit, and return once it is committed (durable).
+
+        The events of concurrent reads share one transaction and one fsync (:class:`~hygie.audit.recorder.
+        BatchRecorder`, which also gives them their leaves in the same commit); the caller returns its result only
+        after this returns. Past ``audit_read_commit_wait_seconds`` it raises SQLAlchemy's ``TimeoutError`` (a
+        database fault: the portal answers 503), and the result is never returned without its event.
+        """
+        with self._recorder_lock:
+            if self.closed:
+                raise RuntimeError("the hub is closed")
+            if self._recorder is None:
+                from hygie.audit.recorder import BatchRecorder
+
+                self._recorder = BatchRecorder(self.engine)
+            recorder = self._recorder
+        done = recorder.submit(**fields)
+        wait = self.settings.audit_read_commit_wait_seconds
+        try:
+            done.result(timeout=wait)
+        except FutureTimeout:
+            raise DatabaseTimeout(f"the audit event of this read was not committed within {wait:g} s") from None
+
     def close(self) -> None:
-        self.closed = True
+        with self._recorder_lock:
+            self.closed = True
+            recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.close()  # commits what was submitted before the engine goes
         self.engine.dispose()

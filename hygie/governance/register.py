@@ -187,8 +187,9 @@ def data_uses(
                 None,
             )
         )
-    record(session, actor=actor.ref, role=actor.role_name, action="citizen.data_uses",
-           detail={"projects": len(uses), "delayed": sum(1 for u in uses if u.delayed_until)})  # fmt: skip
+    # Committed (group commit with concurrent reads) before the answer is returned.
+    hub.record_read(actor=actor.ref, role=actor.role_name, action="citizen.data_uses",
+                    detail={"projects": len(uses), "delayed": sum(1 for u in uses if u.delayed_until)})  # fmt: skip
     return len(uses), uses[offset : offset + limit]
 
 

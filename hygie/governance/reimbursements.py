@@ -18,7 +18,6 @@ from functools import cache
 
 from sqlalchemy.orm import Session
 
-from hygie.audit import record
 from hygie.governance.accounts import Actor
 from hygie.governance.citizen_index import CareRow, care_rows, for_person
 from hygie.governance.errors import Conflict, Denied
@@ -108,6 +107,7 @@ def my_reimbursements(hub: Hub, session: Session, actor: Actor, *, offset: int, 
                 amount_reimbursed=_decimal(reimbursed),
             )
         )
-    record(session, actor=actor.ref, role=actor.role_name, action="citizen.reimbursements",
-           detail={"offset": offset, "rows": len(rows), "total": total})  # fmt: skip
+    # Committed (group commit with concurrent reads) before the page is returned.
+    hub.record_read(actor=actor.ref, role=actor.role_name, action="citizen.reimbursements",
+                    detail={"offset": offset, "rows": len(rows), "total": total})  # fmt: skip
     return ReimbursementPage(total=total, offset=offset, rows=rows)

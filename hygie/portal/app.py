@@ -154,7 +154,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(breach_routes.router)
     app.include_router(dummy_data.router)
     app.include_router(control_routes.router)
-    _include_audit(app, hub)
+    _include_audit(app)
     install_resilience(app, hub)
     # Outermost: an oversized body is refused before anything reads it.
     app.add_middleware(
@@ -177,8 +177,7 @@ def _location(error: Any) -> list[Any]:
     return loc
 
 
-def _include_audit(app: FastAPI, hub: Hub) -> None:
+def _include_audit(app: FastAPI) -> None:
     from hygie.audit import http as audit_http
 
-    app.include_router(audit_http.router)
-    app.dependency_overrides[audit_http.get_hub] = lambda: hub
+    app.include_router(audit_http.router)  # its get_hub reads app.state.hub

@@ -1,0 +1,85 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
+"""Citizens' reads record their events through group commit (one transaction and one fsync for many concurrent
+reads): the answer still never leaves before its event is committed, and a read whose event cannot be committed is
+refused (503), never answered."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hygie.audit.events import AuditEvent
+from hygie.audit.recorder import BatchRecorder
+from hygie.audit.storage import AuditLeaf
+from tests.portal.world import World
+
+READS = {"/me/data-uses": "citizen.data_uses", "/me/reimbursements": "citizen.reimbursements"}
+
+
+def test_a_read_is_answered_only_once_its_event_is_committed_and_sequenced(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.active_project()
+    headers = world.headers("citizen1")
+    answered = threading.Event()
+    answered_before_commit: list[bool] = []
+    commit = BatchRecorder._commit
+
+    def held_commit(self: BatchRecorder, batch: list[Any]) -> None:
+        # An answer that did not wait for this commit gets every chance to leave first. The wait is only a bound:
+        # with the defence in place no answer can come, so it always runs out.
+        answered.wait(timeout=2)
+        answered_before_commit.append(answered.is_set())
+        commit(self, batch)
+
+    monkeypatch.setattr(BatchRecorder, "_commit", held_commit)
+    for path, action in READS.items():
+        answered.clear()
+        r = world.client.get(path, headers=headers)
+        answered.set()
+        assert r.status_code == 200, r.text
+        with world.hub.session() as session:  # a connection of its own: only committed rows
+            event = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).one()
+            assert event.action == action and event.actor == f"account:{world.ids['citizen1']}"
+            # Sequenced in the same commit: its leaf is in the tamper-evident log already.
+            assert session.scalar(select(AuditLeaf.leaf_index).where(AuditLeaf.event_id == event.id)) is not None
+    assert answered_before_commit == [False, False]
+
+
+def test_a_read_whose_event_is_not_committed_is_refused_never_answered(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = world.headers("citizen1")
+
+    def failing(self: BatchRecorder, events: list[Any]) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(BatchRecorder, "_store_sequenced", failing)
+    for path in READS:
+        r = world.client.get(path, headers=headers)
+        assert r.status_code == 503 and "retry-after" in r.headers, (path, r.status_code, r.text)
+        assert "uses" not in r.text and "reimbursements" not in r.text
+
+
+def test_a_read_whose_commit_hangs_is_refused_in_bounded_time(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = world.headers("citizen1")
+    release = threading.Event()
+    commit = BatchRecorder._commit
+
+    def hung_commit(self: BatchRecorder, batch: list[Any]) -> None:
+        release.wait(timeout=60)
+        commit(self, batch)
+
+    monkeypatch.setattr(BatchRecorder, "_commit", hung_commit)
+    monkeypatch.setattr(world.hub.settings, "audit_read_commit_wait_seconds", 0.2)
+    try:
+        r = world.client.get("/me/data-uses", headers=headers)
+        assert r.status_code == 503 and "retry-after" in r.headers, r.text
+        assert "uses" not in r.json()
+    finally:
+        release.set()
