@@ -140,6 +140,18 @@ class Settings(BaseSettings):
         description="Longest a citizen read waits for the group commit of its audit event; past it the read is "
         "answered 503 (never without its event durable).",
     )
+    citizen_memo_entries: int = Field(
+        default=100_000,
+        ge=0,
+        description="Citizens' hub pseudonyms and person keys kept in each server process's memory (derivations "
+        "that never change for a key version: a hit saves a vault decryption and a custody call; 0: none).",
+    )
+    citizen_memo_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long such a derivation is kept before it is computed again (a key version destroyed in "
+        "custody stops being usable from memory after this).",
+    )
     audit_witnesses: list[str] = Field(
         default=[],
         description="Outside witnesses of the audit log (C2SP tlog-witness), each '<submission URL prefix> "

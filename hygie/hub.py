@@ -27,6 +27,7 @@ from hygie.identity.pseudonym import Pseudonymiser
 from hygie.identity.vault import IdentityVault, KnownPeople
 from hygie.keys import KeyCustody, KeyPurpose, open_custody
 from hygie.locks import exclusive
+from hygie.memo import BoundedMemo
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import Warehouse
 
@@ -81,6 +82,8 @@ class Hub:
     """NIRs this process has found in the vault (memory only), so later batches check them in one pass."""
     closed: bool = False
     """Set by :meth:`close`: background work over this hub (analysis workers) stops."""
+    citizen_memo: BoundedMemo | None = field(default=None, repr=False)
+    """Citizens' pseudonyms and person keys (:mod:`hygie.memo`); set by :meth:`_assemble`."""
     _recorder: BatchRecorder | None = field(default=None, repr=False)
     _recorder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -120,6 +123,7 @@ class Hub:
             sessions=make_sessionmaker(engine),
             warehouse=Warehouse(settings.data_dir / "warehouse", ParquetCrypto(custody)),
             pseudonymiser=Pseudonymiser(custody),
+            citizen_memo=BoundedMemo(settings.citizen_memo_entries, settings.citizen_memo_seconds),
         )
 
     def session(self) -> Session:
@@ -150,6 +154,12 @@ class Hub:
             return True
         finally:
             os.close(fd)
+
+    def memo(self) -> BoundedMemo:
+        """The citizens' memo (one of the settings' size if this hub was built without :meth:`_assemble`)."""
+        if self.citizen_memo is None:
+            self.citizen_memo = BoundedMemo(self.settings.citizen_memo_entries, self.settings.citizen_memo_seconds)
+        return self.citizen_memo
 
     def record_read(self, **fields: Any) -> None:
         """Record the event of a read through group commit, and return once it is committed (durable).

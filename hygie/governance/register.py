@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from hygie.audit import record
 from hygie.governance.accounts import Actor
-from hygie.governance.citizen_index import for_person
+from hygie.governance.citizen_index import for_person, person_index_of
 from hygie.governance.errors import Conflict, Denied, Invalid
 from hygie.governance.freetext import check_free_text
-from hygie.governance.models import Account, Project, ProjectView
+from hygie.governance.models import Project, ProjectView
 from hygie.governance.policy import PURPOSE_LABELS, Role
 from hygie.governance.privacy import DP, PrivacyBudget, population_key
 from hygie.governance.projects import MIN_REASON, Projects, aware
@@ -159,10 +159,10 @@ def data_uses(
     """The projects whose views included the signed-in citizen, newest first (with the total count)."""
     if actor.role != Role.CITIZEN or actor.account_id is None:
         raise Denied(N_("only a signed-in citizen sees who used their data, for themselves"))
-    account = session.get(Account, actor.account_id)
-    if account is None or account.person_index is None:
+    person_index = person_index_of(session, actor.account_id)
+    if person_index is None:
         raise Denied(N_("this account is not tied to an insured person"))
-    ids = for_person(hub, session, account.person_index, lambda p: projects_including(hub, session, p))
+    ids = for_person(hub, session, person_index, lambda p: projects_including(hub, session, p))
     if ids is None:
         raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
     projects = session.scalars(select(Project).where(Project.id.in_(ids)).order_by(Project.id.desc())).all()

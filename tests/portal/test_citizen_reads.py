@@ -11,11 +11,13 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hygie.audit.events import AuditEvent
 from hygie.audit.recorder import BatchRecorder
 from hygie.audit.storage import AuditLeaf
+from hygie.governance.models import Account
+from hygie.memo import BoundedMemo
 from tests.portal.world import World
 
 READS = {"/me/data-uses": "citizen.data_uses", "/me/reimbursements": "citizen.reimbursements"}
@@ -83,3 +85,59 @@ def test_a_read_whose_commit_hangs_is_refused_in_bounded_time(world: World, monk
         assert "uses" not in r.json()
     finally:
         release.set()
+
+
+def test_a_closed_session_or_disabled_account_is_refused_at_the_next_read(world: World) -> None:
+    """Nothing about sessions or accounts is kept between requests: the next read after a sign-out, or after the
+    account is disabled (by any process: here straight in the database), is refused."""
+    for path in READS:
+        headers = world.headers("citizen1")
+        assert world.client.get(path, headers=headers).status_code == 200
+        assert world.client.post("/auth/logout", headers=headers).status_code == 200
+        assert world.client.get(path, headers=headers).status_code == 401
+        world.tokens.pop("citizen1")
+    headers = world.headers("citizen2")
+    assert world.client.get("/me/data-uses", headers=headers).status_code == 200
+    with world.hub.session() as session:
+        session.execute(update(Account).where(Account.id == world.ids["citizen2"]).values(disabled=True))
+        session.commit()
+    for path in READS:
+        r = world.client.get(path, headers=headers)
+        assert r.status_code == 401 and "disabled" in r.json()["detail"], r.text
+
+
+def test_the_memo_never_answers_one_citizen_with_anothers_data(world: World) -> None:
+    """Each citizen's pseudonym and person key are kept in memory once read; two citizens reading in turn each get
+    their own answer, the one given with nothing kept."""
+    world.active_project()
+    memo = world.hub.memo()
+    fresh: dict[tuple[str, str], Any] = {}
+    for name in ("citizen1", "citizen2"):
+        for path in READS:
+            memo.clear()
+            fresh[(name, path)] = world.call(name, "GET", path).json()
+    assert fresh[("citizen1", "/me/reimbursements")] != fresh[("citizen2", "/me/reimbursements")]
+    for _ in range(2):  # the memo is warm from the second round on
+        for name in ("citizen1", "citizen2"):
+            for path in READS:
+                assert world.call(name, "GET", path).json() == fresh[(name, path)], (name, path)
+    assert len(memo) > 0
+
+
+def test_the_memo_is_bounded_expires_and_keeps_no_absence() -> None:
+    calls: list[str] = []
+
+    def compute(key: str, value: str | None) -> Any:
+        return lambda: calls.append(key) or value
+
+    memo = BoundedMemo(entries=2, seconds=600)
+    for key in ("a", "b", "a", "c", "a", "b"):  # "b" went when "c" came (the oldest used first)
+        memo.get(key, compute(key, key.upper()))
+    assert calls == ["a", "b", "c", "b"] and len(memo) == 2
+    assert memo.get("absent", compute("absent", None)) is None
+    assert memo.get("absent", compute("absent", None)) is None
+    assert calls[-2:] == ["absent", "absent"]  # "not in the vault" is asked again, never remembered
+    expired = BoundedMemo(entries=10, seconds=-1)  # every entry is past its time at once
+    expired.get("a", compute("a", "A"))
+    expired.get("a", compute("a", "A"))
+    assert calls[-2:] == ["a", "a"]
