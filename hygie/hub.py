@@ -165,9 +165,10 @@ class Hub:
         """Record the event of a read through group commit, and return once it is committed (durable).
 
         The events of concurrent reads share one transaction and one fsync (:class:`~hygie.audit.recorder.
-        BatchRecorder`, which also gives them their leaves in the same commit); the caller returns its result only
-        after this returns. Past ``audit_read_commit_wait_seconds`` it raises SQLAlchemy's ``TimeoutError`` (a
-        database fault: the portal answers 503), and the result is never returned without its event.
+        BatchRecorder`); the caller returns its result only after this returns. Their leaves are given by the
+        checkpointer's sequencer, within ``audit_checkpoint_seconds``. Past ``audit_read_commit_wait_seconds`` it
+        raises SQLAlchemy's ``TimeoutError`` (a database fault: the portal answers 503), and the result is never
+        returned without its event.
         """
         with self._recorder_lock:
             if self.closed:
@@ -175,7 +176,11 @@ class Hub:
             if self._recorder is None:
                 from hygie.audit.recorder import BatchRecorder
 
-                self._recorder = BatchRecorder(self.engine)
+                # Inserts only: the checkpointer's sequencer gives the leaves, as it does for events recorded in
+                # callers' transactions. Sequencing in the recorder's commit made the recorders of several server
+                # processes reload each other's tree frontier at every batch (a quarter of a second per read with
+                # two processes on PostgreSQL).
+                self._recorder = BatchRecorder(self.engine, sequence=False)
             recorder = self._recorder
         done = recorder.submit(**fields)
         wait = self.settings.audit_read_commit_wait_seconds

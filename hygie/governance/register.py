@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from hygie.audit import record
@@ -153,6 +153,23 @@ class DataUse:
     delayed_until: datetime | None
 
 
+_USED_BY = (
+    select(
+        Project.id,
+        Project.title,
+        Project.organisation,
+        Project.purpose,
+        Project.public_summary,
+        Project.status,
+        Project.activated_at,
+        Project.ended_at,
+        Project.disclosure_delayed_until,
+    )
+    .where(Project.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Project.id.desc())
+)
+
+
 def data_uses(
     hub: Hub, session: Session, actor: Actor, *, offset: int = 0, limit: int = 20
 ) -> tuple[int, list[DataUse]]:
@@ -165,7 +182,9 @@ def data_uses(
     ids = for_person(hub, session, person_index, lambda p: projects_including(hub, session, p))
     if ids is None:
         raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
-    projects = session.scalars(select(Project).where(Project.id.in_(ids)).order_by(Project.id.desc())).all()
+    # The columns shown, not the rows: loading a project would also decrypt its sealed justification, which a
+    # citizen is never shown.
+    projects = session.execute(_USED_BY, {"ids": ids}).all() if ids else []
     now = datetime.now(UTC)
     uses = []
     for p in projects:

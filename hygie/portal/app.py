@@ -60,6 +60,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if listener is not None:
             listener.shutdown()
             listener.server_close()
+        if getattr(app.state, "owns_hub", False):
+            hub.close()
+
+
+def app_from_environment() -> FastAPI:
+    """The application over the hub of the environment's settings, which it closes when it stops: the factory each
+    server process of `hygie serve --workers N` calls."""
+    from hygie.config import get_settings
+    from hygie.console import open_hub
+
+    app = create_app(open_hub(get_settings()))
+    app.state.owns_hub = True
+    return app
 
 
 def _start_metrics_listener(app: FastAPI, hub: Hub) -> WSGIServer | None:
