@@ -543,6 +543,9 @@ def serve(
     if workers > 1 and not settings.database.startswith("postgresql"):
         # A process starting later would take the jobs another one runs for orphans (hygie/analysis/worker.py).
         raise _fail("--workers above 1 needs PostgreSQL (HYGIE_DATABASE_URL): SQLite serves one process")
+    if workers > 1 and settings.metrics_port is not None:
+        # Each process has its own metrics, on a port of its own: one `hygie serve` unit per port instead.
+        raise _fail("--workers above 1 cannot share HYGIE_METRICS_PORT; run one `hygie serve` per port instead")
     hub = _open_hub(settings)
     _record(hub, "service.start", detail={"host": host, "port": port, "workers": workers})
     err.print(f"Hygie API on http://{host}:{port}/docs" + (f" ({workers} processes)" if workers > 1 else ""))
