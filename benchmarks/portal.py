@@ -4,14 +4,17 @@
 then ten times that load; every answer checked.
 
     uv run python benchmarks/portal.py [--people 2000] [--step-seconds 4] [--overload-seconds 60] [--work DIR]
+                                       [--postgres [--workers N]]
 
 Loopback only (127.0.0.1). Setup, in this process: a hub with the synthetic population (``--people`` x 1 year,
 ingested), staff accounts, an enrolled citizen and an active project whose view includes them (so "who used my
 data" is not trivially empty); the correct answer of each endpoint is taken here, before the server starts.
 
 Then the real app runs under uvicorn in a subprocess (``--serve``), and a bare FastAPI app returning the same JSON
-in another (``--serve-bare``), one worker each, access log off. The load generator is a small asyncio HTTP/1.1
-client with keep-alive (no third-party client: httpx costs more CPU than the servers on two cores).
+in another (``--serve-bare``), one worker each, access log off; with ``--postgres`` the hub's database is a
+throwaway PostgreSQL cluster (fsync on), and ``--workers N`` serves the real app as `hygie serve --workers N`
+does. The load generator is a small asyncio HTTP/1.1 client with keep-alive (no third-party client: httpx costs
+more CPU than the servers on two cores); it runs on the same cores as the servers.
 
 - capacity: closed loops of 1, 2, 4, ... clients for ``--step-seconds`` each; capacity is the best throughput whose
   p99 stays under 300 ms with only 200s;
@@ -30,12 +33,15 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,14 +59,39 @@ MAX_CONNECTIONS = 1000
 """Connections the overload may open (each carries one request at a time, as a browser's would)."""
 
 
+SETTINGS = {"key_passphrase": PASSPHRASE, "kdf_memory_kib": 8192, "kdf_iterations": 1, "kdf_lanes": 1}
+
+
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
-        kdf_memory_kib=8192,
-        kdf_iterations=1,
-        kdf_lanes=1,
-    )
+    """The hub's settings; PostgreSQL when ``HYGIE_DATABASE_URL`` is set (``--postgres`` sets it)."""
+    return Settings(data_dir=data_dir, **SETTINGS)  # type: ignore[arg-type]
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster with its durability left as in production (fsync and synchronous_commit on,
+    unlike the test suite's); yields the database URL."""
+    from tests import postgres
+
+    initdb, pg_ctl = postgres._binary("initdb"), postgres._binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        raise SystemExit("--postgres: PostgreSQL binaries (initdb, pg_ctl) not found")
+    root = Path(tempfile.mkdtemp(prefix="hygie-bench-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)  # fmt: skip
+    options = f"-p {port} -k {root} -c listen_addresses='' -c max_connections=200"
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        yield postgres.create_database(f"postgresql+psycopg://postgres@/?host={root}&port={port}", "hygie_bench")
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- setup (in this process) ---------------------------------------------------------------------------------------
@@ -140,7 +171,14 @@ def prepare(work: Path, people: int) -> dict[str, Any]:
 # -- servers (subprocesses) ----------------------------------------------------------------------------------------
 
 
-def serve(data_dir: Path, port: int) -> None:
+def serve(data_dir: Path, port: int, workers: int) -> None:
+    if workers > 1:  # as `hygie serve --workers N` does: each process opens the hub from the environment
+        os.environ["HYGIE_DATA_DIR"] = str(data_dir)
+        os.environ.update({f"HYGIE_{k.upper()}": str(v) for k, v in SETTINGS.items()})
+        from hygie.cli import serve as hygie_serve
+
+        hygie_serve(host="127.0.0.1", port=port, workers=workers)
+        return
     import uvicorn
 
     from hygie.hub import Hub
@@ -410,19 +448,33 @@ def main() -> None:
     parser.add_argument("--overload-seconds", type=float, default=60.0)
     parser.add_argument("--paths", nargs="*", help="Only these endpoints (default: all the citizen list endpoints).")
     parser.add_argument("--work", type=Path, default=None, help="Work folder (a temporary one by default).")
+    parser.add_argument("--workers", type=int, default=1, help="Server processes (above 1: needs --postgres).")
+    parser.add_argument(
+        "--postgres", action="store_true", help="The hub's database in a throwaway PostgreSQL cluster (fsync on)."
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.workers)
         return
     if args.serve_bare:
         serve_bare(args.serve_bare, args.port)
         return
+    if args.workers > 1 and not args.postgres:
+        raise SystemExit("--workers above 1 needs --postgres: SQLite serves one process")
+    with postgres_cluster() if args.postgres else nullcontext(None) as url:
+        if url is not None:
+            os.environ["HYGIE_DATABASE_URL"] = url  # this process and the servers it starts
+        run(args)
 
+
+def run(args: argparse.Namespace) -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="hygie-portal-bench-"))
     print(f"# portal benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}", flush=True)
+    database = "PostgreSQL (fsync on)" if args.postgres else "SQLite (WAL, synchronous=FULL)"
+    print(f"# servers: {args.workers} process(es) over {database}; the load generator runs on the same cores")
     started = time.perf_counter()
     known = prepare(work, args.people)
     print(
@@ -443,7 +495,7 @@ def main() -> None:
     print(f"baseline capacity (p99 < 300 ms): {base:,.0f} requests/s", flush=True)
 
     port = free_port()
-    server = start(["--serve", str(work / "hub")], port)
+    server = start(["--serve", str(work / "hub"), "--workers", str(args.workers)], port)
     try:
         for path in args.paths or known["paths"]:
             correct = known["correct"][path]

@@ -524,6 +524,14 @@ def keys_new_key_file(path: Path) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port (PostgreSQL only: SQLite serves one process). With more than "
+            "one, the background tasks run once, in this supervising process.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -531,20 +539,41 @@ def serve(
     from hygie.portal.app import create_app
     from hygie.portal.resilience import uvicorn_options
 
-    hub = _open_hub(get_settings())
-    _record(hub, "service.start", detail={"host": host, "port": port})
-    err.print(f"Hygie API on http://{host}:{port}/docs")
+    settings = get_settings()
+    if workers > 1 and not settings.database.startswith("postgresql"):
+        # A process starting later would take the jobs another one runs for orphans (hygie/analysis/worker.py).
+        raise _fail("--workers above 1 needs PostgreSQL (HYGIE_DATABASE_URL): SQLite serves one process")
+    if workers > 1 and settings.metrics_port is not None:
+        # Each process has its own metrics, on a port of its own: one `hygie serve` unit per port instead.
+        raise _fail("--workers above 1 cannot share HYGIE_METRICS_PORT; run one `hygie serve` per port instead")
+    hub = _open_hub(settings)
+    _record(hub, "service.start", detail={"host": host, "port": port, "workers": workers})
+    err.print(f"Hygie API on http://{host}:{port}/docs" + (f" ({workers} processes)" if workers > 1 else ""))
+    options: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        **uvicorn_options(hub.settings),
+        **proxy_options(hub.settings),
+    )
+    if workers == 1:
+        try:
+            uvicorn.run(create_app(hub), **options)
+        finally:
+            hub.close()
+        return
+    stop_background = None
+    if settings.serve_background_tasks:  # once for the hub, here; the server processes leave them to this one
+        from hygie.portal.background import start_background
+
+        stop_background = start_background(hub)
+    os.environ["HYGIE_SERVE_BACKGROUND_TASKS"] = "false"  # read by each server process as it starts
     try:
-        uvicorn.run(
-            create_app(hub),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            **uvicorn_options(hub.settings),
-            **proxy_options(hub.settings),
-        )
+        uvicorn.run("hygie.portal.app:app_from_environment", factory=True, workers=workers, **options)
     finally:
+        if stop_background is not None:
+            stop_background()
         hub.close()
 
 

@@ -134,6 +134,24 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(
         default=2.0, description="A signed checkpoint of the audit log at least this often while events flow."
     )
+    audit_read_commit_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a citizen read waits for the group commit of its audit event; past it the read is "
+        "answered 503 (never without its event durable).",
+    )
+    citizen_memo_entries: int = Field(
+        default=100_000,
+        ge=0,
+        description="Citizens' hub pseudonyms and person keys kept in each server process's memory (derivations "
+        "that never change for a key version: a hit saves a vault decryption and a custody call; 0: none).",
+    )
+    citizen_memo_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long such a derivation is kept before it is computed again (a key version destroyed in "
+        "custody stops being usable from memory after this).",
+    )
     audit_witnesses: list[str] = Field(
         default=[],
         description="Outside witnesses of the audit log (C2SP tlog-witness), each '<submission URL prefix> "

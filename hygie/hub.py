@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from hygie import logging as _logging  # noqa: F401  (JSON logs to stderr)
@@ -24,9 +27,13 @@ from hygie.identity.pseudonym import Pseudonymiser
 from hygie.identity.vault import IdentityVault, KnownPeople
 from hygie.keys import KeyCustody, KeyPurpose, open_custody
 from hygie.locks import exclusive
+from hygie.memo import BoundedMemo
 from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.store import Warehouse
 from hygie.warehouse.viewcache import ViewCache, machine_memory_bytes
+
+if TYPE_CHECKING:
+    from hygie.audit.recorder import BatchRecorder
 
 
 class HubNotInitialised(Exception):
@@ -84,6 +91,10 @@ class Hub:
     """Decrypted project views kept in memory between analysis runs (``analysis_view_cache_mb``)."""
     closed: bool = False
     """Set by :meth:`close`: background work over this hub (analysis workers) stops."""
+    citizen_memo: BoundedMemo | None = field(default=None, repr=False)
+    """Citizens' pseudonyms and person keys (:mod:`hygie.memo`); set by :meth:`_assemble`."""
+    _recorder: BatchRecorder | None = field(default=None, repr=False)
+    _recorder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def init(cls, settings: Settings) -> Hub:
@@ -122,6 +133,7 @@ class Hub:
             warehouse=Warehouse(settings.data_dir / "warehouse", ParquetCrypto(custody)),
             pseudonymiser=Pseudonymiser(custody),
             view_cache=ViewCache(_view_cache_budget(settings), settings.analysis_view_cache_idle_seconds),
+            citizen_memo=BoundedMemo(settings.citizen_memo_entries, settings.citizen_memo_seconds),
         )
 
     def session(self) -> Session:
@@ -153,7 +165,45 @@ class Hub:
         finally:
             os.close(fd)
 
+    def memo(self) -> BoundedMemo:
+        """The citizens' memo (one of the settings' size if this hub was built without :meth:`_assemble`)."""
+        if self.citizen_memo is None:
+            self.citizen_memo = BoundedMemo(self.settings.citizen_memo_entries, self.settings.citizen_memo_seconds)
+        return self.citizen_memo
+
+    def record_read(self, **fields: Any) -> None:
+        """Record the event of a read through group commit, and return once it is committed (durable).
+
+        The events of concurrent reads share one transaction and one fsync (:class:`~hygie.audit.recorder.
+        BatchRecorder`); the caller returns its result only after this returns. Their leaves are given by the
+        checkpointer's sequencer, within ``audit_checkpoint_seconds``. Past ``audit_read_commit_wait_seconds`` it
+        raises SQLAlchemy's ``TimeoutError`` (a database fault: the portal answers 503), and the result is never
+        returned without its event.
+        """
+        with self._recorder_lock:
+            if self.closed:
+                raise RuntimeError("the hub is closed")
+            if self._recorder is None:
+                from hygie.audit.recorder import BatchRecorder
+
+                # Inserts only: the checkpointer's sequencer gives the leaves, as it does for events recorded in
+                # callers' transactions. Sequencing in the recorder's commit made the recorders of several server
+                # processes reload each other's tree frontier at every batch (a quarter of a second per read with
+                # two processes on PostgreSQL).
+                self._recorder = BatchRecorder(self.engine, sequence=False)
+            recorder = self._recorder
+        done = recorder.submit(**fields)
+        wait = self.settings.audit_read_commit_wait_seconds
+        try:
+            done.result(timeout=wait)
+        except FutureTimeout:
+            raise DatabaseTimeout(f"the audit event of this read was not committed within {wait:g} s") from None
+
     def close(self) -> None:
-        self.closed = True
+        with self._recorder_lock:
+            self.closed = True
+            recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.close()  # commits what was submitted before the engine goes
         self.view_cache.clear()
         self.engine.dispose()

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,3 +59,13 @@ def test_forwarded_for_is_believed_only_from_named_proxies() -> None:
     assert trusted == {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}
     with served(**trusted) as url:  # a proxy named in the setting is believed
         assert source_seen(url) == "203.0.113.66"
+
+
+def test_several_server_processes_are_refused_over_sqlite(tmp_path: Path) -> None:
+    """SQLite serves one process: a second would take the analysis jobs the first runs for orphans."""
+    from typer.testing import CliRunner
+
+    from hygie.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--workers", "2"], env={"HYGIE_DATA_DIR": str(tmp_path)})
+    assert result.exit_code != 0 and "needs PostgreSQL" in result.output

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -49,9 +49,16 @@ class PublicEntriesOut(BaseModel):
     entries: list[PublicEntryOut]
 
 
-def get_hub() -> Hub:
-    """Overridden by the application (``app.dependency_overrides[get_hub]``) with its open hub."""
-    raise RuntimeError("no hub: the application must override hygie.audit.http.get_hub")
+def get_hub(request: Request) -> Hub:
+    """The application's open hub (``app.state.hub``).
+
+    Not through ``app.dependency_overrides``: while that mapping is not empty, FastAPI analyses every dependency of
+    every request again (``get_dependant``, signatures included), a tenth of a citizen read's time in the portal.
+    """
+    hub: Hub | None = getattr(request.app.state, "hub", None)
+    if hub is None:
+        raise RuntimeError("no hub: the application must set app.state.hub")
+    return hub
 
 
 def get_log(hub: Annotated[Hub, Depends(get_hub)]) -> TransparencyLog:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from hygie.audit import Outcome, record
@@ -143,6 +143,14 @@ SYSTEM = Actor(account_id=None, role=None, via="system")
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_SESSION_CHECK = (
+    select(AuthSession.revoked_at, AuthSession.expires_at, Account.id, Account.role, Account.disabled)
+    .join(Account, Account.id == AuthSession.account_id)
+    .where(AuthSession.token_hash == bindparam("digest"))
+)
+"""A session token's state and its account's, in one statement built once (asked at every request)."""
 
 
 def _aware(value: datetime) -> datetime:
@@ -688,14 +696,15 @@ class Accounts:
         now = _now()
         digest = credentials.token_hash(token)
         if token.startswith(credentials.SESSION_PREFIX):
-            auth = self.session.scalar(select(AuthSession).where(AuthSession.token_hash == digest))
-            if auth is None or auth.revoked_at is not None or _aware(auth.expires_at) <= now:
+            # Every request asks this afresh (no cache: a sign-out or a disabled account acts at once), in one
+            # statement rather than two ORM loads (a tenth of a citizen read's own time went to loading them).
+            found = self.session.connection().execute(_SESSION_CHECK, {"digest": digest}).first()
+            if found is None or found.revoked_at is not None or _aware(found.expires_at) <= now:
                 raise Unauthenticated(N_("the session has expired or was closed; sign in again"))
-            account = self.get(auth.account_id)
-            scopes = ROLE_SCOPES[Role(account.role)]
-            project_id = None
-            via = "session"
-        elif token.startswith(credentials.TOKEN_PREFIX):
+            if found.disabled:
+                raise Unauthenticated(N_("this account is disabled"))
+            return Actor(found.id, Role(found.role), ROLE_SCOPES[Role(found.role)], None, "session")
+        if token.startswith(credentials.TOKEN_PREFIX):
             api = self.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
             if api is None or api.revoked_at is not None or _aware(api.expires_at) <= now:
                 raise Unauthenticated(N_("the API token has expired or was revoked; mint a new one"))

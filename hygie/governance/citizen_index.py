@@ -32,20 +32,37 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import DateTime, ForeignKey, ForeignKeyConstraint, Integer, LargeBinary, String, delete, select
+from sqlalchemy import (
+    DateTime,
+    Executable,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    String,
+    bindparam,
+    delete,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hygie.db import Base, bulk
-from hygie.governance.models import ProjectView
+from hygie.governance.models import Account, ProjectView
 from hygie.hub import Hub
-from hygie.identity.pseudonym import PseudonymVersionChanged, active_version, hold_version
+from hygie.identity.pseudonym import (
+    FIRST_VERSION,
+    HubPseudonymState,
+    PseudonymVersionChanged,
+    active_version,
+    hold_version,
+)
 from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
 from hygie.keys import KeyPurpose
 from hygie.warehouse.catalog import BatchRow, FileRow
@@ -128,15 +145,66 @@ def for_person(hub: Hub, session: Session, person_index: bytes, read: Callable[[
     ``read`` runs (on PostgreSQL each statement sees the newest commit), the read is started again, never
     answered half in one version and half in the other ("no care" would be a lie).
     """
-    vault = hub.vault(session)
 
     def read_under(version: int) -> T | None:
-        pseudonyms = vault.pseudonyms_of([person_index], version)
-        return read(pseudonyms[person_index]) if person_index in pseudonyms else None
+        pseudonym = hub_pseudonym(hub, session, person_index, version)
+        return None if pseudonym is None else read(pseudonym)
 
     return _consistent(
-        lambda: active_version(session), read_under, "the hub's pseudonyms are being switched to a new key"
+        lambda: _active_version(session), read_under, "the hub's pseudonyms are being switched to a new key"
     )
+
+
+# The statements of a citizen read, built once: building a statement and running it through the ORM cost more
+# than the database's work for these indexed reads. They run on the session's connection, in its transaction.
+_PERSON_INDEX = select(Account.person_index).where(Account.id == bindparam("account_id"))
+_ACTIVE_VERSION = select(HubPseudonymState.active_version).where(HubPseudonymState.id == 1)
+_EXTRACT_MARKERS = select(
+    CitizenExtractBatch.batch_id, CitizenExtractBatch.key_version, CitizenExtractBatch.wrapped_key
+)
+_EXTRACTS = select(CitizenExtract.person_key, CitizenExtract.batch_id, CitizenExtract.payload).where(
+    CitizenExtract.person_key.in_(bindparam("keys", expanding=True))
+)
+_CARE_FILES = select(FileRow.batch_id, FileRow.path).where(FileRow.table_name == CARE_TABLE).order_by(FileRow.id)
+_USE_MARKERS = select(
+    CitizenUseGeneration.project_id, CitizenUseGeneration.generation, CitizenUseGeneration.key_version
+)
+_USES = select(CitizenUse.project_id, CitizenUse.generation, CitizenUse.person_key).where(
+    CitizenUse.person_key.in_(bindparam("keys", expanding=True))
+)
+_VIEWS = select(ProjectView.project_id, ProjectView.generation, ProjectView.membership_file).order_by(
+    ProjectView.project_id, ProjectView.generation
+)
+
+
+def _run(session: Session, statement: Executable, **params: object) -> Any:
+    """The statement's result (rows of its columns)."""
+    return session.connection().execute(statement, params)
+
+
+def person_index_of(session: Session, account_id: int) -> bytes | None:
+    """The blind index of the insured person a citizen account is tied to (None: no such account, or not tied), as
+    one column read: the account row itself is not needed by a citizen read."""
+    found = _run(session, _PERSON_INDEX, account_id=account_id).scalar()
+    return None if found is None else bytes(found)
+
+
+def hub_pseudonym(hub: Hub, session: Session, person_index: bytes, version: int) -> str | None:
+    """The person's hub pseudonym under ``version`` (None: not in the vault), memoised per process: it is an HMAC
+    of the NIR the blind index stands for, so it never changes for a version (and vault records are never
+    removed); a hit saves the vault's decryption of the record and a custody call."""
+
+    def from_vault() -> str | None:
+        return hub.vault(session).pseudonyms_of([person_index], version).get(person_index)
+
+    return hub.memo().get(("hub-pseudonym", version, person_index), from_vault)
+
+
+def _active_version(session: Session) -> int:
+    """:func:`~hygie.identity.pseudonym.active_version` as one column read, without loading the row into the
+    session (read twice per citizen read; always from the database, never from a cache)."""
+    found = _run(session, _ACTIVE_VERSION).scalar()
+    return FIRST_VERSION if found is None else int(found)
 
 
 def _consistent(snapshot: Callable[[], S], read: Callable[[S], T], busy: str) -> T:
@@ -177,7 +245,16 @@ def person_keys(hub: Hub, hub_pseudonyms: Sequence[str], version: int) -> list[s
 
 def _keys_of(hub: Hub, hub_pseudonym: str, versions: Iterable[int]) -> dict[int, str]:
     """The person's key under each version of ``citizen-index`` the index uses (one, unless mid-rotation)."""
-    return {v: person_keys(hub, [hub_pseudonym], v)[0] for v in sorted(set(versions))}
+    return {v: _person_key(hub, hub_pseudonym, v) for v in sorted(set(versions))}
+
+
+def _person_key(hub: Hub, hub_pseudonym: str, version: int) -> str:
+    """One person key, memoised per process (an HMAC: it never changes for a version)."""
+    found = hub.memo().get(
+        ("person-key", version, hub_pseudonym), lambda: person_keys(hub, [hub_pseudonym], version)[0]
+    )
+    assert found is not None  # person_keys always gives one
+    return found
 
 
 # -- extracts: written at ingestion -------------------------------------------------------------------------
@@ -304,9 +381,7 @@ def care_rows(hub: Hub, session: Session, hub_pseudonym: str) -> list[CareRow]:
 
 
 def _extract_markers(session: Session) -> dict[str, tuple[int, bytes]]:
-    found = session.execute(
-        select(CitizenExtractBatch.batch_id, CitizenExtractBatch.key_version, CitizenExtractBatch.wrapped_key)
-    )
+    found = _run(session, _EXTRACT_MARKERS)
     return {batch_id: (version, bytes(wrapped)) for batch_id, version, wrapped in found}
 
 
@@ -314,20 +389,14 @@ def _care_rows(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[str
     rows: list[CareRow] = []
     if markers:
         mine = _keys_of(hub, hub_pseudonym, {version for version, _ in markers.values()})
-        found = session.execute(
-            select(CitizenExtract.person_key, CitizenExtract.batch_id, CitizenExtract.payload).where(
-                CitizenExtract.person_key.in_(list(mine.values()))
-            )
-        ).all()
+        found = _run(session, _EXTRACTS, keys=list(mine.values())).all()
         for key, batch_id, payload in found:
             marker = markers.get(batch_id)
             if marker is None or mine[marker[0]] != key:
                 continue  # indexed since the markers were read (checked again by the caller), or another version
             aead = AESGCM(hub.custody.unwrap(EXTRACT_KEY, marker[1], batch_id.encode()))
             rows += _open(aead, key, batch_id, payload)
-    care = session.execute(
-        select(FileRow.batch_id, FileRow.path).where(FileRow.table_name == CARE_TABLE).order_by(FileRow.id)
-    ).all()
+    care = _run(session, _CARE_FILES).all()
     pending = [path for batch_id, path in care if batch_id not in markers]
     if pending:
         table = _care_table(hub, [hub.warehouse.directory / p for p in pending], hub_pseudonym)
@@ -375,9 +444,7 @@ def uses_of(hub: Hub, session: Session, hub_pseudonym: str) -> Uses:
 
 
 def _use_markers(session: Session) -> dict[tuple[int, int], int]:
-    found = session.execute(
-        select(CitizenUseGeneration.project_id, CitizenUseGeneration.generation, CitizenUseGeneration.key_version)
-    )
+    found = _run(session, _USE_MARKERS)
     return {(project, generation): version for project, generation, version in found}
 
 
@@ -385,20 +452,12 @@ def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple
     projects: set[int] = set()
     if markers:
         mine = _keys_of(hub, hub_pseudonym, set(markers.values()))
-        found = session.execute(
-            select(CitizenUse.project_id, CitizenUse.generation, CitizenUse.person_key).where(
-                CitizenUse.person_key.in_(list(mine.values()))
-            )
-        ).all()
+        found = _run(session, _USES, keys=list(mine.values())).all()
         for project, generation, key in found:
             version = markers.get((project, generation))
             if version is not None and mine[version] == key:
                 projects.add(project)
-    views = session.execute(
-        select(ProjectView.project_id, ProjectView.generation, ProjectView.membership_file).order_by(
-            ProjectView.project_id, ProjectView.generation
-        )
-    ).all()
+    views = _run(session, _VIEWS).all()
     return Uses(projects, [(p, f) for p, g, f in views if (p, g) not in markers])
 
 

@@ -16,15 +16,15 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from hygie.audit import record
 from hygie.governance.accounts import Actor
-from hygie.governance.citizen_index import for_person
+from hygie.governance.citizen_index import for_person, person_index_of
 from hygie.governance.errors import Conflict, Denied, Invalid
 from hygie.governance.freetext import check_free_text
-from hygie.governance.models import Account, Project, ProjectView
+from hygie.governance.models import Project, ProjectView
 from hygie.governance.policy import PURPOSE_LABELS, Role
 from hygie.governance.privacy import DP, PrivacyBudget, population_key
 from hygie.governance.projects import MIN_REASON, Projects, aware
@@ -153,19 +153,38 @@ class DataUse:
     delayed_until: datetime | None
 
 
+_USED_BY = (
+    select(
+        Project.id,
+        Project.title,
+        Project.organisation,
+        Project.purpose,
+        Project.public_summary,
+        Project.status,
+        Project.activated_at,
+        Project.ended_at,
+        Project.disclosure_delayed_until,
+    )
+    .where(Project.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Project.id.desc())
+)
+
+
 def data_uses(
     hub: Hub, session: Session, actor: Actor, *, offset: int = 0, limit: int = 20
 ) -> tuple[int, list[DataUse]]:
     """The projects whose views included the signed-in citizen, newest first (with the total count)."""
     if actor.role != Role.CITIZEN or actor.account_id is None:
         raise Denied(N_("only a signed-in citizen sees who used their data, for themselves"))
-    account = session.get(Account, actor.account_id)
-    if account is None or account.person_index is None:
+    person_index = person_index_of(session, actor.account_id)
+    if person_index is None:
         raise Denied(N_("this account is not tied to an insured person"))
-    ids = for_person(hub, session, account.person_index, lambda p: projects_including(hub, session, p))
+    ids = for_person(hub, session, person_index, lambda p: projects_including(hub, session, p))
     if ids is None:
         raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
-    projects = session.scalars(select(Project).where(Project.id.in_(ids)).order_by(Project.id.desc())).all()
+    # The columns shown, not the rows: loading a project would also decrypt its sealed justification, which a
+    # citizen is never shown.
+    projects = session.execute(_USED_BY, {"ids": ids}).all() if ids else []
     now = datetime.now(UTC)
     uses = []
     for p in projects:
@@ -187,8 +206,9 @@ def data_uses(
                 None,
             )
         )
-    record(session, actor=actor.ref, role=actor.role_name, action="citizen.data_uses",
-           detail={"projects": len(uses), "delayed": sum(1 for u in uses if u.delayed_until)})  # fmt: skip
+    # Committed (group commit with concurrent reads) before the answer is returned.
+    hub.record_read(actor=actor.ref, role=actor.role_name, action="citizen.data_uses",
+                    detail={"projects": len(uses), "delayed": sum(1 for u in uses if u.delayed_until)})  # fmt: skip
     return len(uses), uses[offset : offset + limit]
 
 

@@ -18,11 +18,9 @@ from functools import cache
 
 from sqlalchemy.orm import Session
 
-from hygie.audit import record
 from hygie.governance.accounts import Actor
-from hygie.governance.citizen_index import CareRow, care_rows, for_person
+from hygie.governance.citizen_index import CareRow, care_rows, for_person, person_index_of
 from hygie.governance.errors import Conflict, Denied
-from hygie.governance.models import Account
 from hygie.governance.policy import REFERENCE_DIR, Role
 from hygie.hub import Hub
 from hygie.i18n import N_
@@ -62,10 +60,10 @@ def act_labels() -> dict[int, str]:
 def _care_rows(hub: Hub, session: Session, actor: Actor) -> list[CareRow]:
     if actor.role != Role.CITIZEN or actor.account_id is None:
         raise Denied(N_("only a signed-in citizen reads their reimbursements, for themselves"))
-    account = session.get(Account, actor.account_id)
-    if account is None or account.person_index is None:
+    person_index = person_index_of(session, actor.account_id)
+    if person_index is None:
         raise Denied(N_("this account is not tied to an insured person"))
-    rows = for_person(hub, session, account.person_index, lambda p: care_rows(hub, session, p))
+    rows = for_person(hub, session, person_index, lambda p: care_rows(hub, session, p))
     if rows is None:
         raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
     return rows
@@ -108,6 +106,7 @@ def my_reimbursements(hub: Hub, session: Session, actor: Actor, *, offset: int, 
                 amount_reimbursed=_decimal(reimbursed),
             )
         )
-    record(session, actor=actor.ref, role=actor.role_name, action="citizen.reimbursements",
-           detail={"offset": offset, "rows": len(rows), "total": total})  # fmt: skip
+    # Committed (group commit with concurrent reads) before the page is returned.
+    hub.record_read(actor=actor.ref, role=actor.role_name, action="citizen.reimbursements",
+                    detail={"offset": offset, "rows": len(rows), "total": total})  # fmt: skip
     return ReimbursementPage(total=total, offset=offset, rows=rows)

@@ -60,6 +60,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if listener is not None:
             listener.shutdown()
             listener.server_close()
+        if getattr(app.state, "owns_hub", False):
+            hub.close()
+
+
+def app_from_environment() -> FastAPI:
+    """The application over the hub of the environment's settings, which it closes when it stops: the factory each
+    server process of `hygie serve --workers N` calls."""
+    from hygie.config import get_settings
+    from hygie.console import open_hub
+
+    app = create_app(open_hub(get_settings()))
+    app.state.owns_hub = True
+    return app
 
 
 def _start_metrics_listener(app: FastAPI, hub: Hub) -> WSGIServer | None:
@@ -154,7 +167,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(breach_routes.router)
     app.include_router(dummy_data.router)
     app.include_router(control_routes.router)
-    _include_audit(app, hub)
+    _include_audit(app)
     install_resilience(app, hub)
     # Outermost: an oversized body is refused before anything reads it.
     app.add_middleware(
@@ -177,8 +190,7 @@ def _location(error: Any) -> list[Any]:
     return loc
 
 
-def _include_audit(app: FastAPI, hub: Hub) -> None:
+def _include_audit(app: FastAPI) -> None:
     from hygie.audit import http as audit_http
 
-    app.include_router(audit_http.router)
-    app.dependency_overrides[audit_http.get_hub] = lambda: hub
+    app.include_router(audit_http.router)  # its get_hub reads app.state.hub

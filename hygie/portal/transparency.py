@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from hygie.analysis.models import AnalysisJob, AnalysisRelease
@@ -86,6 +87,33 @@ def jobs(session: Session, *, offset: int = 0, limit: int = 50, quantum: float =
     ]
 
 
+@dataclass(frozen=True)
+class _ReleaseQueries:
+    recent: Any
+    count: Any
+    page: Any
+
+
+@cache
+def _release_queries(for_projects: bool) -> _ReleaseQueries:
+    """The statements of :func:`releases`, built once (bind parameters ``projects``, ``since``, ``offset``,
+    ``limit``): building them cost more than running them on a citizen's read."""
+    where = AnalysisRelease.status == "released"
+    if for_projects:
+        where = where & AnalysisRelease.project_id.in_(bindparam("projects", expanding=True))
+    else:
+        where = where & AnalysisRelease.project_id.in_(select(Project.id).where(Project.status.in_(PUBLIC_STATUSES)))
+    joined = select(AnalysisRelease, AnalysisJob).join(AnalysisJob, AnalysisJob.id == AnalysisRelease.job_id)
+    return _ReleaseQueries(
+        recent=joined.where(where, AnalysisRelease.created_at >= bindparam("since")),
+        count=select(func.count()).select_from(AnalysisRelease).where(where),
+        page=joined.where(where)
+        .order_by(AnalysisJob.id.desc())  # by submission: the order of release rows is that of ends of run
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit")),
+    )
+
+
 def releases(
     session: Session,
     *,
@@ -99,29 +127,21 @@ def releases(
     creation: its exact end of run would tell a data-dependent duration."""
     from hygie.analysis.service import shown_job
 
-    where = AnalysisRelease.status == "released"
-    if project_ids is not None:
-        where = where & AnalysisRelease.project_id.in_(project_ids)
-    else:
-        where = where & AnalysisRelease.project_id.in_(select(Project.id).where(Project.status.in_(PUBLIC_STATUSES)))
+    if project_ids is not None and not project_ids:
+        return 0, []  # no project: nothing to list (and no query)
+    queries = _release_queries(project_ids is not None)
+    params: dict[str, Any] = {} if project_ids is None else {"projects": list(project_ids)}
+    unseen: list[int] = []
     if quantum > 0:  # only outputs of the last quantum can still be unseen by their project
-        recent = session.execute(
-            select(AnalysisRelease, AnalysisJob)
-            .join(AnalysisJob, AnalysisJob.id == AnalysisRelease.job_id)
-            .where(where, AnalysisRelease.created_at >= datetime.now(UTC) - timedelta(seconds=quantum))
-        ).all()
+        since = datetime.now(UTC) - timedelta(seconds=quantum)
+        recent = session.execute(queries.recent, params | {"since": since}).all()
         unseen = [r.id for r, j in recent if shown_job(j, r, quantum).status != "released"]
-        if unseen:
-            where = where & AnalysisRelease.id.not_in(unseen)
-    total = int(session.scalar(select(func.count()).select_from(AnalysisRelease).where(where)) or 0)
-    rows = session.execute(
-        select(AnalysisRelease, AnalysisJob)
-        .join(AnalysisJob, AnalysisJob.id == AnalysisRelease.job_id)
-        .where(where)
-        .order_by(AnalysisJob.id.desc())  # by submission: the order of release rows is that of ends of run
-        .offset(offset)
-        .limit(limit)
-    ).all()
+    count, page = queries.count, queries.page
+    if unseen:  # rare (an output of the last quantum): these statements are built for the occasion
+        count = count.where(AnalysisRelease.id.not_in(unseen))
+        page = page.where(AnalysisRelease.id.not_in(unseen))
+    total = int(session.scalar(count, params) or 0)
+    rows = session.execute(page, params | {"offset": offset, "limit": limit}).all()
     entries = []
     for r, j in rows:
         shown = shown_job(j, r, quantum).finished_at or _aware(r.created_at) or datetime.now(UTC)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from hygie.audit import AuditEvent, record_now
 from hygie.audit.checkpointer import start_checkpointer
 from hygie.audit.cli import audit_app
-from hygie.audit.http import get_hub, router
+from hygie.audit.http import router
 from hygie.audit.log import TransparencyLog
 from hygie.audit.recorder import BatchRecorder
 from hygie.hub import Hub
@@ -173,7 +173,7 @@ def test_cli(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_http(hub: Hub) -> None:
     app = FastAPI()
     app.include_router(router)
-    app.dependency_overrides[get_hub] = lambda: hub
+    app.state.hub = hub
     fill(hub, 18)
     client = TestClient(app)
     verifier = client.get("/audit/public-key").text.strip()
