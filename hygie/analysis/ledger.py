@@ -392,11 +392,15 @@ def empty_margins(candidate: Record, earlier: list[Record]) -> list[str]:
 def atoms_of(records: list[Record]) -> tuple[list[tuple[int, ...]], int]:
     """For every cell of every record in order, the indices of its atoms; and the number of atoms."""
     atoms, count, _ = atoms_and_sizes([c.members for rec in records for c in rec.cells])
+    assert atoms is not None
     return atoms, count
 
 
-def atoms_and_sizes(sets: list[BitMap]) -> tuple[list[tuple[int, ...]], int, list[int]]:
-    """For every set in order, the indices of its atoms; the number of atoms; and each atom's size.
+def atoms_and_sizes(
+    sets: list[BitMap], max_atoms: int | None = None
+) -> tuple[list[tuple[int, ...]] | None, int, list[int]]:
+    """For every set in order, the indices of its atoms; the number of atoms; and each atom's size. Beyond
+    ``max_atoms`` atoms the sets' atom lists are not built (None): the audit stops at its size anyway.
 
     An atom is a group of people lying in exactly the same sets. Each person's membership is summed into a 128-bit
     signature of random weights (one pair per set), indexed by the person's dense number directly; atoms are the
@@ -409,40 +413,46 @@ def atoms_and_sizes(sets: list[BitMap]) -> tuple[list[tuple[int, ...]], int, lis
     arrays = [np.asarray(c.to_array(), dtype=np.int64) for c in sets]
     if not arrays or not sum(len(a) for a in arrays):
         return [() for _ in sets], 0, []
-    people = np.concatenate(arrays)
-    set_of = np.repeat(np.arange(len(sets), dtype=np.int64), [len(a) for a in arrays])
-    size = int(people.max()) + 1
+    size = int(max(int(a.max()) for a in arrays if len(a))) + 1
     rng = np.random.default_rng(0x1EDCE)
     weights = rng.integers(0, 2**63, size=(len(sets), 2), dtype=np.uint64, endpoint=False)
     signature = np.zeros((size, 2), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        np.add.at(signature[:, 0], people, weights[set_of, 0])
-        np.add.at(signature[:, 1], people, weights[set_of, 1])
     present = np.zeros(size, dtype=bool)
-    present[people] = True
-    _, atom = np.unique(signature[present], axis=0, return_inverse=True)
-    atom = atom.reshape(-1)
+    with np.errstate(over="ignore"):
+        for i, members in enumerate(arrays):  # a set holds each person once: a plain indexed add is exact
+            signature[members] += weights[i]
+            present[members] = True
+    sig = signature[present]
+    # Rows in lexicographic order (as numpy's unique along an axis numbers them, at a fraction of its cost).
+    order = np.lexsort((sig[:, 1], sig[:, 0]))
+    ordered = sig[order]
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = (ordered[1:, 0] != ordered[:-1, 0]) | (ordered[1:, 1] != ordered[:-1, 1])
+    atom = np.empty(len(ordered), dtype=np.int64)
+    atom[order] = np.cumsum(first) - 1
     count = int(atom.max()) + 1
+    sizes = np.bincount(atom, minlength=count).tolist()
+    if max_atoms is not None and count > max_atoms:
+        return None, count, sizes
     atom_of = np.zeros(size, dtype=np.int64)
     atom_of[present] = atom
-    pairs = np.sort(set_of * count + atom_of[people])
-    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
-    owner, atoms = np.divmod(pairs, count)
-    bounds = np.searchsorted(owner, np.arange(len(sets) + 1)).tolist()
-    listed = atoms.tolist()
-    out = [tuple(listed[bounds[i] : bounds[i + 1]]) for i in range(len(sets))]
-    sizes = np.bincount(atom, minlength=count).tolist()
+    out = [tuple(np.unique(atom_of[members]).tolist()) for members in arrays]
     return out, count, sizes
 
 
-def audit_cells(records: list[Record], candidate: Record) -> tuple[list[AuditCell], int]:
+def audit_cells(records: list[Record], candidate: Record, max_atoms: int | None = None) -> tuple[list[AuditCell], int]:
     """The audit's cells: every cell of every record, each record's population (it shapes the atoms; it says at
     least the threshold when the record published a non-empty cell), and, as targets, the suppressed small cells
     and every atom of 1 to threshold - 1 people (people lying in exactly the same released cells and populations:
-    differencing several releases, A - B - C with B and C disjoint halves of A, isolates them)."""
+    differencing several releases, A - B - C with B and C disjoint halves of A, isolates them).
+
+    Beyond ``max_atoms`` atoms the audit cannot run (:func:`hygie.disclosure.lpaudit.audit` stops at its size when
+    there is anything to bound): only the first target is returned, which is all that answer depends on."""
     everything = [*records, candidate]
     sets = [c.members for rec in everything for c in rec.cells] + [rec.population for rec in everything]
-    atoms, count, sizes = atoms_and_sizes(sets)
+    atoms, count, sizes = atoms_and_sizes(sets, max_atoms)
+    if atoms is None:
+        return _first_target(everything, sizes, candidate.threshold), count
     cells: list[AuditCell] = []
     single: set[tuple[int, ...]] = set()
     k = 0
@@ -480,6 +490,20 @@ def audit_cells(records: list[Record], candidate: Record) -> tuple[list[AuditCel
             ref = N_("a group of people lying in the same cells of the project's releases (#{group})", group=i)
             cells.append(AuditCell(ref, (i,), 0.0, float("inf"), target=True))
     return cells, count
+
+
+def _first_target(everything: list[Record], sizes: list[int], threshold: int) -> list[AuditCell]:
+    """The first thing the audit would have to bound, if any (a suppressed small cell, else a small atom)."""
+    for rec in everything:
+        for c in rec.cells:
+            if c.suppressed and 0 < c.people < rec.threshold:
+                ref = N_("suppressed cell analysis {job} {cell}", job=rec.job_id, cell=_show(c.key))
+                return [AuditCell(ref, (), 0.0, float("inf"), target=True, candidate=rec is everything[-1])]
+    for i, size in enumerate(sizes):
+        if 0 < size < threshold:
+            ref = N_("a group of people lying in the same cells of the project's releases (#{group})", group=i)
+            return [AuditCell(ref, (i,), 0.0, float("inf"), target=True)]
+    return []
 
 
 HOLD_TRIGGERS = ("refused", "unchecked")
@@ -625,7 +649,7 @@ def _check(
     guard.findings += pairs
     empties = empty_margins(candidate, earlier)
     guard.findings += empties
-    cells, atoms = audit_cells(earlier, candidate)
+    cells, atoms = audit_cells(earlier, candidate, s.lpaudit_max_atoms)
     result = audit(cells, atoms, policy.required_width, max_atoms=s.lpaudit_max_atoms, max_cells=s.lpaudit_max_cells,
                    max_targets=s.lpaudit_max_targets)  # fmt: skip
     guard.findings += audit_findings(result, policy.required_width)

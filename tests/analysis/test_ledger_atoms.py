@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
-from hygie.analysis.ledger import atoms_and_sizes
+from hygie.analysis.ledger import LedgerCell, Record, atoms_and_sizes, audit_cells
+from hygie.disclosure.lpaudit import audit
 
 memberships = st.lists(st.frozensets(st.integers(0, 200), max_size=40), max_size=12)
 
@@ -35,3 +36,37 @@ def test_atoms_are_the_groups_of_people_with_the_same_cells(sets: list[frozenset
         assert set().union(*(atom_people[a] for a in atoms[i])) == set(s)
         assert list(atoms[i]) == sorted(set(atoms[i]))
     assert all(sizes[a] == len(g) for a, g in atom_people.items())
+
+
+records = st.lists(
+    st.tuples(st.lists(st.tuples(st.frozensets(st.integers(0, 60), max_size=15), st.booleans()), max_size=5),
+              st.frozensets(st.integers(0, 60), max_size=30)),
+    min_size=1, max_size=4,
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(records, st.integers(0, 40))
+def test_an_audit_beyond_its_atoms_answers_as_the_whole_audit(
+    given_records: list[tuple[list[tuple[frozenset[int], bool]], frozenset[int]]], max_atoms: int
+) -> None:
+    """Past ``lpaudit_max_atoms`` the ledger builds no cells (the audit stops at its size): the audit's answer, and
+    whether there was anything to bound, must be those of the whole list of cells."""
+    built = []
+    for job, (cells, population) in enumerate(given_records):
+        ledger_cells = [
+            LedgerCell((str(i),), BitMap(members), None if hidden else len(members), hidden, len(members), BitMap())
+            for i, (members, hidden) in enumerate(cells)
+        ]
+        built.append(Record(job, True, 5, 5, BitMap(population | frozenset().union(*(m for m, _ in cells))),
+                            ledger_cells))  # fmt: skip
+    *earlier, candidate = built
+    whole, count = audit_cells(earlier, candidate)
+    short, same = audit_cells(earlier, candidate, max_atoms)
+    assert same == count
+    limits = {"max_atoms": max_atoms, "max_cells": 10**6, "max_targets": 10**6}
+    a, b = audit(whole, count, 3, **limits), audit(short, count, 3, **limits)
+    assert (a.too_large is None) == (b.too_large is None) and a.refuses == b.refuses
+    assert any(c.target for c in whole) == any(c.target for c in short)
+    if count <= max_atoms:
+        assert short == whole
