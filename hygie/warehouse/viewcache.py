@@ -61,6 +61,8 @@ class ViewCache:
         self._lock = threading.Lock()
         self._loading: dict[Hashable, threading.Lock] = {}
         self._sweeper: threading.Thread | None = None
+        self._drops: dict[int, int] = {}
+        """Per project, how many times its views were dropped: a load that began before a drop is not kept."""
         self._closed = threading.Event()
 
     @property
@@ -89,6 +91,8 @@ class ViewCache:
         with self._lock:
             loading = self._loading.setdefault(key, threading.Lock())
         with loading:  # one load per view at a time: a second run waits for the first's tables
+            with self._lock:
+                drops = self._drops.get(project_id, 0)
             try:
                 found = self._get(key)
                 if found is not None:
@@ -99,9 +103,12 @@ class ViewCache:
                 self._make_room(expected)
                 tables = load()
                 size = sum(t.nbytes for t in tables.values())
-                if size <= self.budget:
-                    with self._lock:
+                with self._lock:
+                    # A view destroyed (or the hub closed) while it was being read is not kept.
+                    keep = size <= self.budget and self._drops.get(project_id, 0) == drops and not self._closed.is_set()
+                    if keep:
                         self._entries[key] = _Entry(project_id, tables, size, time.monotonic())
+                if keep:
                     self._make_room(0)
                     self._start_sweeper()
                     log.info("view.cache.load", project=project_id, bytes=size)
@@ -127,6 +134,7 @@ class ViewCache:
     def drop_project(self, project_id: int) -> None:
         """Forget every view of a project (its view was destroyed)."""
         with self._lock:
+            self._drops[project_id] = self._drops.get(project_id, 0) + 1
             for key in [k for k, e in self._entries.items() if e.project_id == project_id]:
                 del self._entries[key]
 

@@ -96,3 +96,16 @@ def test_concurrent_runs_load_a_view_once() -> None:
     for t in threads:
         t.join()
     assert calls == [1]
+
+
+def test_a_view_destroyed_or_a_hub_closed_while_it_loads_is_not_kept() -> None:
+    """Crypto-shredding must not be undone by a load that had opened the files before they were destroyed."""
+    for close in (False, True):
+        cache = ViewCache(1 << 20, 60)
+
+        def load_then_destroy(cache: ViewCache = cache, close: bool = close) -> dict[str, pa.Table]:
+            cache.clear() if close else cache.drop_project(1)  # what destroy_view or Hub.close does meanwhile
+            return table(10)
+
+        assert cache.tables("k", 1, estimate=lambda: 80, load=load_then_destroy) is not None  # this run only
+        assert cache.size == 0
