@@ -96,8 +96,10 @@ class MemberLists:
 
 def sorted_bitmap(keys: np.ndarray) -> BitMap:
     """A bitmap of 32-bit keys, built from sorted values (pyroaring is an order of magnitude slower on unsorted
-    random keys)."""
-    return BitMap(np.sort(keys.astype(np.uint32, copy=False)).tolist())
+    random keys), passed as a buffer (ten times faster than a list of Python integers)."""
+    import array
+
+    return BitMap(array.array("I", np.sort(keys.astype(np.uint32, copy=False)).tobytes()))
 
 
 def split_members(plan: AggregatePlan, result: pa.Table) -> tuple[pa.Table, MemberLists | None]:

@@ -31,11 +31,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import structlog
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 def machine_memory_bytes() -> int:
@@ -64,6 +66,8 @@ class ViewCache:
         self._drops: dict[int, int] = {}
         """Per project, how many times its views were dropped: a load that began before a drop is not kept."""
         self._closed = threading.Event()
+        self._attached: dict[tuple[int, str], list[Any]] = {}
+        """Per (project, name): [object, last use] (:meth:`attached`)."""
 
     @property
     def enabled(self) -> bool:
@@ -117,6 +121,22 @@ class ViewCache:
                 with self._lock:
                     self._loading.pop(key, None)
 
+    def attached(self, project_id: int, name: str, make: Callable[[], T]) -> T | None:
+        """A per-project object derived from the project's decrypted data (the release ledger's unsealed entries),
+        kept under the same rules as its views: memory only, dropped with the project's views, at idle expiry and at
+        close; None when the cache is off (the caller works without it). Not counted in the budget: the caller
+        keeps it small beside the views."""
+        if not self.enabled or self._closed.is_set():
+            return None
+        with self._lock:
+            slot = self._attached.get((project_id, name))
+            if slot is None:
+                slot = self._attached[(project_id, name)] = [make(), time.monotonic()]
+            slot[1] = time.monotonic()
+            found: T = slot[0]
+        self._start_sweeper()
+        return found
+
     def _get(self, key: Hashable) -> dict[str, pa.Table] | None:
         with self._lock:
             entry = self._entries.get(key)
@@ -137,6 +157,8 @@ class ViewCache:
             self._drops[project_id] = self._drops.get(project_id, 0) + 1
             for key in [k for k, e in self._entries.items() if e.project_id == project_id]:
                 del self._entries[key]
+            for slot in [k for k in self._attached if k[0] == project_id]:
+                del self._attached[slot]
 
     def sweep(self, now: float | None = None) -> None:
         """Drop views idle for longer than the expiry."""
@@ -144,11 +166,14 @@ class ViewCache:
         with self._lock:
             for key in [k for k, e in self._entries.items() if now - e.used > self.idle_seconds]:
                 del self._entries[key]
+            for slot in [k for k, (_, used) in self._attached.items() if now - used > self.idle_seconds]:
+                del self._attached[slot]
 
     def clear(self) -> None:
         self._closed.set()
         with self._lock:
             self._entries.clear()
+            self._attached.clear()
 
     def _start_sweeper(self) -> None:
         with self._lock:
@@ -162,6 +187,6 @@ class ViewCache:
         while not self._closed.wait(period):
             self.sweep()
             with self._lock:
-                if not self._entries:
+                if not self._entries and not self._attached:
                     self._sweeper = None
                     return

@@ -4,11 +4,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
-from hygie.analysis.ledger import LedgerCell, Record, atoms_and_sizes, audit_cells
+from hygie.analysis.ledger import (
+    LedgerCell,
+    LedgerMemo,
+    Record,
+    Signatures,
+    atoms_and_sizes,
+    audit_cells,
+    number_atoms,
+    record_sets,
+)
 from hygie.disclosure.lpaudit import audit
 
 memberships = st.lists(st.frozensets(st.integers(0, 200), max_size=40), max_size=12)
@@ -17,7 +28,11 @@ memberships = st.lists(st.frozensets(st.integers(0, 200), max_size=40), max_size
 @settings(max_examples=200, deadline=None)
 @given(memberships)
 def test_atoms_are_the_groups_of_people_with_the_same_cells(sets: list[frozenset[int]]) -> None:
-    atoms, count, sizes = atoms_and_sizes([BitMap(s) for s in sets])
+    assert_atoms(sets, *atoms_and_sizes([BitMap(s) for s in sets]))
+
+
+def assert_atoms(sets: list[frozenset[int]], atoms: list[tuple[int, ...]] | None, count: int, sizes: list[int]) -> None:
+    assert atoms is not None
     people = set().union(*sets) if sets else set()
     by_cells: dict[frozenset[int], set[int]] = {}
     for person in people:
@@ -70,3 +85,36 @@ def test_an_audit_beyond_its_atoms_answers_as_the_whole_audit(
     assert any(c.target for c in whole) == any(c.target for c in short)
     if count <= max_atoms:
         assert short == whole
+
+
+@settings(max_examples=100, deadline=None)
+@given(records, st.data())
+def test_running_signatures_are_the_sums_of_the_entries_that_count(
+    given_records: list[tuple[list[tuple[frozenset[int], bool]], frozenset[int]]], data: st.DataObject
+) -> None:
+    """A project's memo adds the entries that start counting and takes out those that stop (a rejected release):
+    its signatures are then exactly those summed afresh over the entries that count, and number the same atoms."""
+    built = {}
+    for job, (cells, population) in enumerate(given_records):
+        ledger_cells = [LedgerCell((str(i),), BitMap(m), None, hidden, len(m)) for i, (m, hidden) in enumerate(cells)]
+        built[100 + job] = Record(job, True, 5, 5, BitMap(population), ledger_cells)
+    memo = LedgerMemo()
+    for _ in range(3):
+        counting = sorted(data.draw(st.sets(st.sampled_from(sorted(built)))))
+        entries = [(entry_id, built[entry_id]) for entry_id in counting]
+        running = memo.signatures(entries)
+        fresh = Signatures(running.key)
+        for _, rec in entries:
+            for tag, members in record_sets(rec):
+                fresh.add(tag, members)
+        size = max(len(fresh.count), len(running.count))
+        assert (pad(running.count, size) == pad(fresh.count, size)).all()
+        assert (pad(running.signature, size) == pad(fresh.signature, size)).all()
+        sets = [members for _, rec in entries for _, members in record_sets(rec)]
+        assert_atoms([frozenset(m) for m in sets], *number_atoms(running, sets))
+
+
+def pad(values: Any, size: int) -> Any:
+    import numpy as np
+
+    return np.concatenate([values, np.zeros((size - len(values), *values.shape[1:]), dtype=values.dtype)])

@@ -67,6 +67,22 @@ def test_idle_views_projects_and_a_closed_hub_are_forgotten() -> None:
     assert cache.tables("p2", 2, estimate=lambda: 8, load=loader(1, calls)) is None  # type: ignore[arg-type]
 
 
+def test_what_is_attached_to_a_project_goes_with_its_views() -> None:
+    """Derived decrypted data (the release ledger's memo) lives exactly as long as the project's views may."""
+    cache = ViewCache(1 << 20, 60)
+    memo = cache.attached(1, "ledger", dict)
+    assert memo is not None and cache.attached(1, "ledger", dict) is memo  # kept between checks
+    assert cache.attached(2, "ledger", dict) is not memo
+    cache.drop_project(1)  # the view destroyed
+    assert cache.attached(1, "ledger", dict) is not memo
+    kept = cache.attached(2, "ledger", dict)
+    cache.sweep(now=time.monotonic() + 61)  # idle
+    assert cache.attached(2, "ledger", dict) is not kept
+    cache.clear()  # the hub closed
+    assert cache.attached(2, "ledger", dict) is None
+    assert ViewCache(0, 60).attached(1, "ledger", dict) is None  # the cache off: nothing kept
+
+
 def test_the_sweeper_drops_an_idle_view_without_another_access() -> None:
     cache, calls = ViewCache(1 << 20, 0.05), []
     cache.tables("k", 1, estimate=lambda: 8, load=loader(1, calls))  # type: ignore[arg-type]
