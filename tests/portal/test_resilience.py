@@ -323,7 +323,12 @@ def test_readyz_reflects_a_dead_database_while_healthz_stays_up(
 
     async def run() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
         async with client(app) as c:
-            ready = await c.get("/readyz")
+            # Polled, as an orchestrator does: on a loaded machine one probe may miss its time limit and honestly
+            # answer "not ready" before the database is killed.
+            for _ in range(10):
+                ready = await c.get("/readyz")
+                if ready.status_code == 200:
+                    break
             kill_database(hub, tmp_path)
             return ready, await c.get("/readyz"), await c.get("/healthz")
 
