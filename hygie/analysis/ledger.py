@@ -248,14 +248,10 @@ def save_roster(hub: Hub, session: Session, project_id: int, roster: Roster, row
         row.sealed, row.updated_at = sealed, datetime.now(UTC)
 
 
-def load(hub: Hub, session: Session, project_id: int, memo: LedgerMemo | None = None) -> list[Record]:
-    """The project's entries that count (their release is released or pending), oldest first."""
-    return [rec for _, rec in _entries(hub, session, project_id, memo)]
-
-
-def _entries(hub: Hub, session: Session, project_id: int, memo: LedgerMemo | None) -> list[tuple[int, Record]]:
-    """(entry id, record) of the entries that count, oldest first; with ``memo``, only the entries it does not hold
-    yet are read and unsealed (an entry never changes once written)."""
+def load(hub: Hub, session: Session, project_id: int, memo: LedgerMemo | None = None) -> list[tuple[int, Record]]:
+    """(entry id, record) of the project's entries that count (their release is released or pending), oldest first;
+    with ``memo``, only the entries it does not hold yet are read and unsealed (an entry never changes once
+    written)."""
     counted = session.execute(
         select(LedgerEntry.id, LedgerEntry.job_id)
         .join(AnalysisRelease, AnalysisRelease.job_id == LedgerEntry.job_id)
@@ -790,7 +786,7 @@ def _check(
         return guard
     memo = ledger_memo(hub, project.id)
     with memo.lock if memo is not None else contextlib.nullcontext():
-        entries = _entries(hub, session, project.id, memo)
+        entries = load(hub, session, project.id, memo)
         earlier = [rec for _, rec in entries]
         pairs = differencing(candidate, earlier, policy.threshold)
         guard.findings += pairs
