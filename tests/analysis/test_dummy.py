@@ -32,6 +32,10 @@ def dummy_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield world
 
 
+ONCE = pytest.mark.parametrize("dummy_world", ["sqlite"], indirect=True)
+"""Dummy data is made from the view's schema, above the database: these tests run once, on SQLite (the suite's time);
+those that keep drafts and run jobs on both databases."""
+
 YEAR = {"period_start": "2024-01-01", "period_end": "2024-12-31"}
 SCOPES: dict[str, dict[str, Any]] = {
     "care by month": {
@@ -85,6 +89,7 @@ def real_tables(world: World, pid: int) -> dict[str, pa.Table]:
             con.close()
 
 
+@ONCE
 @pytest.mark.parametrize("scope", list(SCOPES), ids=list(SCOPES))
 def test_schema_is_the_real_views(dummy_world: World, scope: str) -> None:
     pid = dummy_world.active_project(scope=SCOPES[scope])
@@ -109,6 +114,7 @@ def test_schema_is_the_real_views(dummy_world: World, scope: str) -> None:
     assert "SYNTHÉTIQUES" in readme and "SYNTHETIC" in readme
 
 
+@ONCE
 def test_nothing_comes_from_the_real_warehouse(dummy_world: World) -> None:
     w = dummy_world
     pid = w.active_project(scope=SCOPES["care by month"])
@@ -134,6 +140,7 @@ def test_nothing_comes_from_the_real_warehouse(dummy_world: World) -> None:
         assert person["BEN_NIR"][:13].encode() not in content
 
 
+@ONCE
 def test_made_without_reading_the_real_warehouse(dummy_world: World) -> None:
     """Dummy data needs the project's scope only: it is made with the real warehouse out of reach."""
     w = dummy_world
@@ -156,6 +163,7 @@ def test_made_without_reading_the_real_warehouse(dummy_world: World) -> None:
     assert set(dummy_tables(zipfile.ZipFile(io.BytesIO(export.content)))) == {"IR_BEN_R", "ER_PRS_F"}
 
 
+@ONCE
 def test_the_same_sql_runs_on_dummy_and_real(dummy_world: World) -> None:
     w = dummy_world
     pid = w.active_project(scope=SCOPES["care by month"])
@@ -202,6 +210,7 @@ def test_available_for_a_draft_reproducible_and_following_scope_changes(dummy_wo
     assert events[0].actor == f"account:{w.ids['researcher1']}"
 
 
+@ONCE
 def test_members_only(dummy_world: World) -> None:
     w = dummy_world
     pid = int(w.call("researcher1", "POST", "/projects", json=project_request()).json()["id"])
@@ -253,6 +262,7 @@ def test_code_tried_on_dummy_data_runs_unchanged_on_the_real_view(dummy_world: W
     assert ran(w, real_sql.json()["id"]) == "succeeded"
 
 
+@ONCE
 def test_dummy_data_applies_the_projects_own_threshold_to_quantiles(dummy_world: World) -> None:
     """A project stricter than the platform sees on dummy data what its real view would give: quantile bounds are
     computed at its own threshold (computed at the platform's, every quantile of such a project was withheld)."""
