@@ -5,13 +5,13 @@
 Each person of a project's view gets ``record_key(project pseudonym, secret)``, where the secret is an HMAC under
 the project's own PSEUDONYM key in custody (``project-<id>-cellkey``, destroyed with the project's other keys).
 The keys are computed per view generation (and per set of people excluded from it by objections since its build)
-and kept in memory only; they are registered next to the view for aggregate runs, under a name a user's SQL can
-never reach. They cover exactly the people the filtered view holds.
+and kept in memory only, with the project's decrypted view (``ViewCache.attached``: the newest generation only,
+dropped with the view, at idle expiry and at close; recomputed on every run when that cache is off); they are
+registered next to the view for aggregate runs, under a name a user's SQL can never reach. They cover exactly the
+people the filtered view holds.
 """
 
 from __future__ import annotations
-
-import threading
 
 import pyarrow as pa
 from sqlalchemy.orm import Session
@@ -27,10 +27,6 @@ from hygie.keys import KeyPurpose
 RKEY_TABLE = "_hygie_rkeys"
 """Auxiliary table (BEN_NIR_PSA, rkey) of aggregate runs; user SQL naming it is refused like any other table."""
 _SECRET_LABEL = b"hygie/analysis/cell-key-secret/v1"
-
-_cache: dict[tuple[str, int, int], tuple[frozenset[str], pa.Table]] = {}
-"""(data dir, project, generation) -> (people excluded since the build, their record keys)."""
-_lock = threading.Lock()
 
 
 class CellKeyError(Exception):
@@ -51,10 +47,11 @@ def project_record_keys(hub: Hub, session: Session, project: Project) -> pa.Tabl
     view = newest_ready(session, project.id)
     if view is None:
         raise CellKeyError(N_("project {project} has no ready view", project=project.id))
-    cache_key = (str(hub.settings.data_dir), project.id, view.generation)
     excluded = excluded_since_build(hub, session, project, view)
-    with _lock:
-        cached = _cache.get(cache_key)
+    # generation -> (people excluded since the build, their record keys); a module-wide dict kept every generation
+    # of every project for the life of the process, destroyed projects included.
+    kept: dict[int, tuple[frozenset[str], pa.Table]] | None = hub.view_cache.attached(project.id, "record_keys", dict)
+    cached = kept.get(view.generation) if kept is not None else None
     if cached is not None and cached[0] == excluded:
         return cached[1]
     secret = _secret(hub, project.id)
@@ -72,6 +69,7 @@ def project_record_keys(hub: Hub, session: Session, project: Project) -> pa.Tabl
             "rkey": pa.array(record_keys(people, secret), pa.int64()),
         }
     )
-    with _lock:
-        _cache[cache_key] = (excluded, table)
+    if kept is not None:
+        kept.clear()  # an older generation is never read again
+        kept[view.generation] = (excluded, table)
     return table

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hygie.analysis.cellkeys import project_record_keys
+from hygie.governance.models import Project
 from hygie.governance.views import ViewError, destroy_view, newest_ready
 from hygie.hub import Hub
 from hygie.warehouse.viewcache import ViewCache
@@ -84,8 +86,12 @@ def test_a_rewritten_or_destroyed_view_is_never_served_from_memory(populated: Hu
     query(hub, project, COUNTS)
     assert hub.view_cache.size > 0
     with hub.session() as session:
+        project_record_keys(hub, session, session.get(Project, project.id))
+    assert hub.view_cache.attached(project.id, "record_keys", dict)  # derived from the view: kept beside it
+    with hub.session() as session:
         destroy_view(hub, session, project, actor="account:1")
         session.commit()
     assert hub.view_cache.size == 0
+    assert hub.view_cache.attached(project.id, "record_keys", dict) == {}  # and gone with it
     with pytest.raises(ViewError):
         query(hub, project, COUNTS)
