@@ -96,7 +96,8 @@ class MemberLists:
 
 def sorted_bitmap(keys: np.ndarray) -> BitMap:
     """A bitmap of 32-bit keys, built from sorted values (pyroaring is an order of magnitude slower on unsorted
-    random keys), passed as a buffer (ten times faster than a list of Python integers)."""
+    random keys), passed as a buffer rather than a list of Python integers (the conversion alone about ten
+    times faster)."""
     import array
 
     return BitMap(array.array("I", np.sort(keys.astype(np.uint32, copy=False)).tobytes()))

@@ -258,7 +258,10 @@ def load(hub: Hub, session: Session, project_id: int, memo: LedgerMemo | None = 
         .where(LedgerEntry.project_id == project_id, AnalysisRelease.status.in_(COUNTED))
         .order_by(LedgerEntry.seq)
     ).all()
-    known = memo.records if memo is not None else {}
+    # An entry id names the same record while its row lives; a row replaced under the same id (a restore under a
+    # running process) is read again rather than trusted.
+    jobs = dict(counted)
+    known = {e: rec for e, rec in (memo.records if memo is not None else {}).items() if rec.job_id == jobs.get(e)}
     missing = [entry_id for entry_id, _ in counted if entry_id not in known]
     read: dict[int, Record] = {}
     for start in range(0, len(missing), 100):
@@ -277,7 +280,7 @@ def load(hub: Hub, session: Session, project_id: int, memo: LedgerMemo | None = 
 class LedgerMemo:
     """A project's ledger as this process last read it: the unsealed entries and the running signatures of their
     sets (:class:`Signatures`), so that a check reads, unseals and sums only what changed since the previous one.
-    At 1.4 million people and some thirty releases, unsealing every entry and summing every set again took 13 to 17 s
+    At 1.4 million people and some thirty releases, unsealing every entry and summing every set again took 13 to 24 s
     of each check. Decrypted data: kept with the project's decrypted views (``ViewCache.attached``: memory only,
     dropped with the view, at idle expiry and at close), and none when that cache is off."""
 
@@ -581,7 +584,7 @@ def audit_cells(
     else:
         signatures = running.copy()
         for tag, members in record_sets(candidate):
-            signatures.add(tag, members)
+            signatures.add(f"candidate|{tag}", members)  # never an earlier entry's tag, whatever its job id
         atoms, count, sizes = number_atoms(signatures, sets, max_atoms)
     if atoms is None:
         return _first_target(everything, sizes, candidate.threshold), count

@@ -122,13 +122,16 @@ class ViewCache:
                     self._loading.pop(key, None)
 
     def attached(self, project_id: int, name: str, make: Callable[[], T]) -> T | None:
-        """A per-project object derived from the project's decrypted data (the release ledger's unsealed entries),
-        kept under the same rules as its views: memory only, dropped with the project's views, at idle expiry and at
-        close; None when the cache is off (the caller works without it). Not counted in the budget: the caller
-        keeps it small beside the views."""
+        """A per-project object derived from the project's decrypted data (the release ledger's unsealed entries,
+        record keys), with the views' drop points: memory only, dropped when the project's views are dropped
+        (destroyed), after the same idle expiry and at close; None when the cache is off (the caller works without
+        it). Not counted in the budget, and not evicted with a view that makes room for another: small beside the
+        views (the ledger's signatures: 16 bytes per person)."""
         if not self.enabled or self._closed.is_set():
             return None
         with self._lock:
+            if self._closed.is_set():  # closed since the check above: nothing may be kept any more
+                return None
             slot = self._attached.get((project_id, name))
             if slot is None:
                 slot = self._attached[(project_id, name)] = [make(), time.monotonic()]

@@ -112,6 +112,16 @@ def test_running_signatures_are_the_sums_of_the_entries_that_count(
         assert (pad(running.signature, size) == pad(fresh.signature, size)).all()
         sets = [members for _, rec in entries for _, members in record_sets(rec)]
         assert_atoms([frozenset(m) for m in sets], *number_atoms(running, sets))
+        # A check through the memo answers as one that sums everything afresh (atoms numbered otherwise).
+        earlier = [rec for _, rec in entries]
+        last = built[max(built)]
+        candidate = Record(999, True, 5, 5, last.population, last.cells)
+        whole, count = audit_cells(earlier, candidate)
+        memo_cells, memo_count = audit_cells(earlier, candidate, None, running)
+        limits = {"max_atoms": 10**6, "max_cells": 10**6, "max_targets": 10**6}
+        a, b = audit(whole, count, 3, **limits), audit(memo_cells, memo_count, 3, **limits)
+        assert memo_count == count and len(memo_cells) == len(whole)
+        assert (a.refuses, len(a.narrowed), a.infeasible) == (b.refuses, len(b.narrowed), b.infeasible)
 
 
 def pad(values: Any, size: int) -> Any:

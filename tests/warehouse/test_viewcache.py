@@ -72,10 +72,11 @@ def test_what_is_attached_to_a_project_goes_with_its_views() -> None:
     cache = ViewCache(1 << 20, 60)
     memo = cache.attached(1, "ledger", dict)
     assert memo is not None and cache.attached(1, "ledger", dict) is memo  # kept between checks
-    assert cache.attached(2, "ledger", dict) is not memo
+    kept = cache.attached(2, "ledger", dict)
+    assert kept is not memo
     cache.drop_project(1)  # the view destroyed
     assert cache.attached(1, "ledger", dict) is not memo
-    kept = cache.attached(2, "ledger", dict)
+    assert cache.attached(2, "ledger", dict) is kept  # another project's stays
     cache.sweep(now=time.monotonic() + 61)  # idle
     assert cache.attached(2, "ledger", dict) is not kept
     cache.clear()  # the hub closed
