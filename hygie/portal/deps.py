@@ -18,7 +18,9 @@ from hygie.i18n import N_
 bearer = HTTPBearer(auto_error=False, description="A session token (hs_…) from POST /auth/login, or an API token")
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:
+    # Async: FastAPI runs a plain function dependency in its thread pool, a thread hop (and its share of the
+    # event loop's time) per request for reading an attribute.
     hub: Hub = request.app.state.hub
     return hub
 

@@ -133,8 +133,8 @@ def my_data_uses(
     with act(hub, actor, "citizen.data_uses") as session:
         total, uses = data_uses(hub, session, actor, offset=offset, limit=limit)
         shown = [u.project_id for u in uses if u.project_id is not None]
-        _, release_entries = transparency.releases(
-            session, project_ids=shown, limit=100, quantum=hub.settings.analysis_visible_quantum_seconds
+        release_entries = transparency.project_releases(
+            session, shown, limit=100, quantum=hub.settings.analysis_visible_quantum_seconds
         )
         return DataUsesOut(
             total=total,
