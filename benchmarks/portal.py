@@ -21,7 +21,10 @@ more CPU than the servers on two cores); it runs on the same cores as the server
 - overload: an open loop at 10x that capacity for ``--overload-seconds`` (latency counted from each request's
   scheduled time, so client-side waiting is not hidden): shares of 200 and 503, any other status, p99 of the
   admitted (200) requests, and wrong answers: a 200 whose body differs from the correct answer, or a 503 without
-  Retry-After and an explicit detail;
+  Retry-After and an explicit detail; and the same run apart from the generator's own queue (it runs on the
+  server's cores, at most 1,000 connections, and requests it could not write on schedule wait in it): the p99 of
+  that wait, the requests still unwritten when the overload stopped, and the p99 of admitted requests from the
+  moment they were written (the figures above are unchanged, comparable with earlier runs);
 - recovery: from the end of the overload, the time until 5 requests in a row answer 200, correct, under 300 ms.
 """
 
@@ -277,8 +280,18 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     wrong: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    sent_latencies: list[float] = field(default_factory=list)
+    """Of 200 answers, from the moment the request was written (open loop): without the generator's own queue."""
+    unsent_at_stop: int = 0
+    """Open loop: requests issued on schedule but not yet written when the overload stopped (the generator's queue,
+    which it still sends after the stop: recovery is timed while they are answered)."""
+    waits: list[float] = field(default_factory=list)
+    """Open loop: how long each request waited in the generator (for a connection, or for the generator's CPU)
+    after its scheduled time, before it was written."""
 
-    def add(self, status: int, headers: dict[str, str], body: bytes, correct: Any, latency: float) -> None:
+    def add(
+        self, status: int, headers: dict[str, str], body: bytes, correct: Any, latency: float, sent: float = 0.0
+    ) -> None:
         self.statuses[status] += 1
         try:
             answer = json.loads(body)
@@ -286,6 +299,8 @@ class Tally:
             answer = None
         if status == 200:
             self.latencies.append(latency)
+            if sent:
+                self.sent_latencies.append(time.perf_counter() - sent)
             self.wrong += answer != correct
         elif status == 503:
             explicit = isinstance(answer, dict) and answer.get("detail") and "retry_after" in answer
@@ -295,10 +310,11 @@ class Tally:
     def total(self) -> int:
         return sum(self.statuses.values())
 
-    def p99(self) -> float:
-        if not self.latencies:
+    def p99(self, values: list[float] | None = None) -> float:
+        values = self.latencies if values is None else values
+        if not values:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
@@ -344,25 +360,28 @@ async def open_loop(
     recovery time."""
     tally = Tally()
     idle: list[Connection] = []
-    opened = 0
+    opened = unsent = 0
     slots = asyncio.Semaphore(MAX_CONNECTIONS)
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(scheduled: float) -> None:
-        nonlocal opened
+        nonlocal opened, unsent
         async with slots:
             if idle:
                 connection = idle.pop()
             else:
                 connection = await Connection.open(port)
                 opened += 1
+            sent = time.perf_counter()
+            unsent -= 1
+            tally.waits.append(sent - scheduled)
             try:
                 status, got, body = await connection.get(path, headers)
             except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
                 tally.errors[type(exc).__name__] += 1
                 connection.close()
                 return
-            tally.add(status, got, body, correct, time.perf_counter() - scheduled)
+            tally.add(status, got, body, correct, time.perf_counter() - scheduled, sent)
             idle.append(connection)
 
     start = time.perf_counter()
@@ -378,8 +397,10 @@ async def open_loop(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         issued += 1
+        unsent += 1
     stopped = time.perf_counter()
     achieved = issued / (stopped - start)
+    tally.unsent_at_stop = unsent
     # Recovery is timed from the moment the overload stops, while the requests still out are answered.
     recovered, _ = await asyncio.gather(recovery(port, path, headers, correct, stopped), asyncio.gather(*tasks))
     for connection in idle:
@@ -522,6 +543,12 @@ def run(args: argparse.Namespace) -> None:
                   f"{tally.total:,} answers {share}; other statuses {others or 'none'}; connection errors "
                   f"{dict(tally.errors) or 'none'}; p99 of admitted {tally.p99() * 1000:.0f} ms; wrong answers "
                   f"{tally.wrong}; recovered {recovered:.2f} s after the overload stopped", flush=True)  # fmt: skip
+            # The same run seen apart from the generator's own queue (it shares the cores with the server): how
+            # long requests waited in it before being written, how many were still unsent when the overload
+            # stopped, and the p99 of admitted requests from the moment they were written.
+            print(f"  generator: p99 wait before writing {tally.p99(tally.waits) * 1000:.0f} ms, "
+                  f"{tally.unsent_at_stop:,} unsent at the stop; p99 of admitted from writing "
+                  f"{tally.p99(tally.sent_latencies) * 1000:.0f} ms", flush=True)  # fmt: skip
     finally:
         stop(server)
 

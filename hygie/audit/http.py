@@ -49,8 +49,8 @@ class PublicEntriesOut(BaseModel):
     entries: list[PublicEntryOut]
 
 
-def get_hub(request: Request) -> Hub:
-    """The application's open hub (``app.state.hub``).
+async def get_hub(request: Request) -> Hub:
+    """The application's open hub (``app.state.hub``); async, so that FastAPI does not send it to its thread pool.
 
     Not through ``app.dependency_overrides``: while that mapping is not empty, FastAPI analyses every dependency of
     every request again (``get_dependant``, signatures included), a tenth of a citizen read's time in the portal.

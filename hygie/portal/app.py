@@ -95,6 +95,10 @@ def create_app(hub: Hub) -> FastAPI:
         summary="Sovereign platform for national health-insurance data",
         description="Purpose-bound projects over pseudonymised, encrypted national claims. Every act is recorded.",
         version="0.1.0",
+        # FastAPI's native OpenTelemetry: off. The portal's metrics are its own (Prometheus, on a listener apart);
+        # traces of requests would leave with their paths for whatever provider a library configured, and checking
+        # for one read the environment three times per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.hub = hub
     app.state.signin_throttle = SignInThrottle(hub.settings)
@@ -168,16 +172,19 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(dummy_data.router)
     app.include_router(control_routes.router)
     _include_audit(app)
-    install_resilience(app, hub)
-    # Outermost: an oversized body is refused before anything reads it.
+    # An oversized body is refused before anything reads it.
     app.add_middleware(
         BodyLimit,
         limit=hub.settings.request_body_max_kib * 2**10,
         upload_limit=keep_uploads_in_memory(upload_limit(hub.settings)),
         uploads=UPLOAD_PATHS,
     )
-    # Outermost of all: refused input (422, 413) is recorded, at most refused_records_per_minute per source.
+    # Refused input (422, 413) is recorded, at most refused_records_per_minute per source.
     app.add_middleware(RefusedRecorder, hub=hub, routes=app.router.routes)
+    # Outermost of the app's own layers: admission (and draining, breakers) decides before anything else runs, so a
+    # request shed under overload costs no more than reading its path; an admitted one holds its slot for the
+    # layers above too (recording a refused input is a database write).
+    install_resilience(app, hub)
     openapi.install(app)
     return app
 

@@ -9,6 +9,7 @@ at the top of the stack, rather than in :mod:`hygie.governance.register`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -142,12 +143,36 @@ def releases(
         page = page.where(AnalysisRelease.id.not_in(unseen))
     total = int(session.scalar(count, params) or 0)
     rows = session.execute(page, params | {"offset": offset, "limit": limit}).all()
+    return total, _entries(rows, quantum)
+
+
+def _entries(rows: Sequence[Any], quantum: float) -> list[ReleaseEntry]:
+    from hygie.analysis.service import shown_job
+
     entries = []
     for r, j in rows:
         shown = shown_job(j, r, quantum).finished_at or _aware(r.created_at) or datetime.now(UTC)
         decided = _aware(r.decided_at)
         entries.append(ReleaseEntry(r.project_id, r.job_id, r.status, shown, max(decided, shown) if decided else None))
-    return total, entries
+    return entries
+
+
+def project_releases(session: Session, project_ids: list[int], *, limit: int, quantum: float) -> list[ReleaseEntry]:
+    """The first ``limit`` entries of :func:`releases` for these projects, without their total: in one statement
+    where none of them is still unseen by its project (the usual case), else through :func:`releases`.
+
+    The same entries either way: the outputs :func:`releases` leaves out are unseen ones, so where the first
+    ``limit`` rows hold none, leaving the others out changes nothing in them.
+    """
+    from hygie.analysis.service import shown_job
+
+    if not project_ids:
+        return []
+    queries = _release_queries(True)
+    rows = session.execute(queries.page, {"projects": list(project_ids), "offset": 0, "limit": limit}).all()
+    if quantum > 0 and any(shown_job(j, r, quantum).status != "released" for r, j in rows):
+        return releases(session, project_ids=project_ids, limit=limit, quantum=quantum)[1]
+    return _entries(rows, quantum)
 
 
 # -- the audit log, as a citizen sees it: their own entries, with salts and inclusion proofs ------------------------

@@ -190,16 +190,20 @@ def test_browsers_get_a_plain_french_page_saying_busy_safe_and_when(used: tuple[
     holds = Holds(app)
     headers = {**world.headers("citizen1"), "Accept": "text/html,application/xhtml+xml;q=0.9"}
 
-    async def run() -> httpx.Response:
+    async def run() -> tuple[httpx.Response, httpx.Response]:
         async with client(app) as c:
             held = [asyncio.create_task(c.get("/me/slow", headers=headers)) for _ in range(2)]
             await wait_for(lambda: resilience(app).admission.gates[RouteClass.CITIZEN].active == 2)
             page = await c.get("/me/data-uses", headers=headers)
+            # Admission decides first, before the body limit and routing: shed, not 413 nor 405.
+            big = b"x" * (world.hub.settings.request_body_max_kib * 2**10 + 1)
+            oversized = await c.post("/me/data-uses", headers=headers, content=big)
             holds.release.set()
             await asyncio.gather(*held)
-            return page
+            return page, oversized
 
-    page = asyncio.run(run())
+    page, oversized = asyncio.run(run())
+    assert oversized.status_code == 503 and "votre demande n&#x27;a rien modifié" in oversized.text
     assert page.status_code == 503 and page.headers["retry-after"] == "7"
     assert page.headers["content-type"].startswith("text/html")
     text = page.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from html import escape
 
 
@@ -31,7 +32,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 @dataclass(frozen=True)
 class Answer:
     status: int
-    headers: list[tuple[bytes, bytes]]
+    headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
 
 
@@ -121,7 +122,17 @@ def wants_html(headers: list[tuple[bytes, bytes]]) -> bool:
 
 def refusal(kind: Refusal, *, method: str, retry_after: int, html: bool, ran: bool = False, what: str = "") -> Answer:
     """The 503 for a refused or failed request. ``ran``: the request's code started (a change may have happened);
-    ``what`` names the class or dependency (no data, no identifier)."""
+    ``what`` names the class or dependency (no data, no identifier).
+
+    Made once per kind of answer and kept (a few dozen at most: the method counts only as safe or not, and ``what``
+    is one of the classes' or dependencies' names): under overload most answers are these, and writing the page or
+    the JSON again for each was a share of what refusing cost."""
+    return _refusal(kind, method in SAFE_METHODS, retry_after, html, ran, str(what))
+
+
+@lru_cache(maxsize=256)
+def _refusal(kind: Refusal, safe: bool, retry_after: int, html: bool, ran: bool, what: str) -> Answer:
+    method = "GET" if safe else "POST"  # all that the words depend on
     headers = [(b"retry-after", str(retry_after).encode()), (b"cache-control", b"no-store")]
     if html:
         body = page(kind, method, retry_after, ran).encode()
@@ -132,4 +143,4 @@ def refusal(kind: Refusal, *, method: str, retry_after: int, html: bool, ran: bo
         body = json.dumps({"detail": detail, "retry_after": retry_after}).encode()
         headers.append((b"content-type", b"application/json"))
     headers.append((b"content-length", str(len(body)).encode()))
-    return Answer(503, headers, body)
+    return Answer(503, tuple(headers), body)

@@ -93,5 +93,9 @@ class Drain:
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """Options for ``uvicorn.run`` / ``uvicorn.Config`` that go with draining (see the module docstring)."""
-    return {"timeout_graceful_shutdown": settings.shutdown_grace_seconds}
+    """Options for ``uvicorn.run`` / ``uvicorn.Config``: those that go with draining (see the module docstring), and
+    the compiled HTTP parser and event loop (httptools, uvloop; dependencies of the project). uvicorn's pure-Python
+    parser (h11) and asyncio's loop cost most of what a refusal costs: at ten times the citizens' capacity the
+    process spent its core parsing requests and writing 503s, and admitted reads waited seconds behind them
+    (docs/benchmarks.md, "Portal under load")."""
+    return {"timeout_graceful_shutdown": settings.shutdown_grace_seconds, "http": "httptools", "loop": "uvloop"}

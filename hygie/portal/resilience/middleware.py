@@ -45,6 +45,8 @@ class ResilienceMiddleware:
         self.metrics = metrics
         self.settings = settings
         self._running: set[asyncio.Task[None]] = set()
+        self._request_counts: dict[tuple[RouteClass, int], Any] = {}
+        self._latencies: dict[RouteClass, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,9 +56,24 @@ class ResilienceMiddleware:
         path: str = scope["path"]
         route_class = classify(path)
         status = await self._handle(scope, receive, send, path, route_class)
-        label = route_class.value
-        self.metrics.requests.labels(label, str(status)).inc()
-        self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+        self._counted(route_class, status).inc()
+        self._timed(route_class).observe(time.perf_counter() - started)
+
+    def _counted(self, route_class: RouteClass, status: int) -> Any:
+        """The metric's child for this class and status, looked up once (``labels()`` takes a lock and builds a key
+        on every call: a share of a refusal's cost)."""
+        child = self._request_counts.get((route_class, status))
+        if child is None:
+            child = self._request_counts[(route_class, status)] = self.metrics.requests.labels(
+                route_class.value, str(status)
+            )
+        return child
+
+    def _timed(self, route_class: RouteClass) -> Any:
+        child = self._latencies.get(route_class)
+        if child is None:
+            child = self._latencies[route_class] = self.metrics.latency.labels(route_class.value)
+        return child
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, route_class: RouteClass) -> int:
         method: str = scope["method"]

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from hygie.governance.acts import act
 from hygie.governance.register import data_uses, delay_disclosure, register
 from hygie.portal import transparency
 from hygie.portal.bodies import RequestBody
-from hygie.portal.deps import ActorDep, HubDep
+from hygie.portal.deps import ActorDep, HubDep, answer
 
 router = APIRouter(tags=["register"])
 
@@ -126,21 +126,25 @@ def public_register(hub: HubDep, offset: int = Query(0, ge=0), limit: int = Quer
     )
 
 
-@router.get("/me/data-uses", summary="Which projects used my data (a citizen), newest first")
+@router.get(
+    "/me/data-uses", summary="Which projects used my data (a citizen), newest first", response_model=DataUsesOut
+)
 def my_data_uses(
     hub: HubDep, actor: ActorDep, offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=100)
-) -> DataUsesOut:
+) -> Response:
     with act(hub, actor, "citizen.data_uses") as session:
         total, uses = data_uses(hub, session, actor, offset=offset, limit=limit)
         shown = [u.project_id for u in uses if u.project_id is not None]
-        _, release_entries = transparency.releases(
-            session, project_ids=shown, limit=100, quantum=hub.settings.analysis_visible_quantum_seconds
+        release_entries = transparency.project_releases(
+            session, shown, limit=100, quantum=hub.settings.analysis_visible_quantum_seconds
         )
-        return DataUsesOut(
-            total=total,
-            offset=offset,
-            uses=[DataUseOut(**u.__dict__) for u in uses],
-            releases=[ReleaseOut(**r.__dict__) for r in release_entries],
+        return answer(
+            DataUsesOut(
+                total=total,
+                offset=offset,
+                uses=[DataUseOut(**u.__dict__) for u in uses],
+                releases=[ReleaseOut(**r.__dict__) for r in release_entries],
+            )
         )
 
 

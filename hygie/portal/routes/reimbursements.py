@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from hygie.governance.acts import act
 from hygie.governance.reimbursements import my_reimbursements
-from hygie.portal.deps import ActorDep, HubDep
+from hygie.portal.deps import ActorDep, HubDep, answer
 
 router = APIRouter(tags=["citizens"])
 
@@ -33,15 +33,19 @@ class ReimbursementsOut(BaseModel):
     reimbursements: list[ReimbursementOut]
 
 
-@router.get("/me/reimbursements", summary="My reimbursements (a citizen), newest care first")
+@router.get(
+    "/me/reimbursements", summary="My reimbursements (a citizen), newest care first", response_model=ReimbursementsOut
+)
 def reimbursements(
     hub: HubDep, actor: ActorDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=200)
-) -> ReimbursementsOut:
+) -> Response:
     with act(hub, actor, "citizen.reimbursements") as session:
         page = my_reimbursements(hub, session, actor, offset=offset, limit=limit)
-        return ReimbursementsOut(
-            total=page.total,
-            offset=page.offset,
-            limit=limit,
-            reimbursements=[ReimbursementOut(**r.__dict__) for r in page.rows],
+        return answer(
+            ReimbursementsOut(
+                total=page.total,
+                offset=page.offset,
+                limit=limit,
+                reimbursements=[ReimbursementOut(**r.__dict__) for r in page.rows],
+            )
         )

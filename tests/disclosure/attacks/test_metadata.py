@@ -36,6 +36,7 @@ from hygie.analysis.worker import QUEUE_FULL, workers_for
 from hygie.audit import AuditEvent
 from hygie.disclosure.counts import shown_count
 from hygie.governance.models import ProjectView
+from hygie.portal import transparency
 from tests.portal.world import SCOPE, World, people
 
 RUN_ACTIONS = ("analysis.run", "analysis.release", "analysis.airlock", "analysis.release.refuse")
@@ -262,6 +263,11 @@ def test_a_finished_job_shows_only_at_the_next_quantum(attack_world: World, proj
         public = [j for j in register["jobs"] if j["id"] == job_id]
         assert public and public[0]["status"] == "running", public
         assert not [r for r in register["releases"] if r["job_id"] == job_id]  # nor listed as released yet
+        with w.hub.session() as session:  # nor to citizens (their one-statement list falls back while it is unseen)
+            for quantum in (3600.0, 0.0):
+                quick = transparency.project_releases(session, [present], limit=100, quantum=quantum)
+                assert quick == transparency.releases(session, project_ids=[present], limit=100, quantum=quantum)[1]
+                assert quantum == 0.0 or job_id not in [e.job_id for e in quick], quick
         # finished_at is set at the commit that ends the run: after the checks, the ledger and the record
         with w.hub.session() as session:
             ended = stored(w, job_id).finished_at
