@@ -463,20 +463,22 @@ def atoms_and_sizes(
     ``max_atoms`` atoms the sets' atom lists are not built (None): the audit stops at its size anyway.
 
     An atom is a group of people lying in exactly the same sets. Each person's membership is summed into a 128-bit
-    signature of random weights (one pair per set), indexed by the person's dense number directly; atoms are the
-    distinct signatures, numbered in sorted order. Everything is sorting and indexing in numpy: a release over
-    60,000 people and 500 cells (2 million memberships) takes 0.2 s (numpy's hash-based ``unique`` and a Python
-    loop over the (set, atom) pairs took 2 to 6 s).
+    signature of weights (one pair per set, from a keyed hash under this process's key: nobody outside the process
+    can choose sets whose weights collide), indexed by the person's dense number directly; atoms are the distinct
+    signatures, numbered in sorted order. Everything is sorting and indexing in numpy: a release over 60,000 people
+    and 500 cells (2 million memberships) takes 0.2 s (numpy's hash-based ``unique`` and a Python loop over the
+    (set, atom) pairs took 2 to 6 s).
     """
-    import numpy as np
-
-    rng = np.random.default_rng(0x1EDCE)
-    weights = rng.integers(0, 2**63, size=(len(sets), 2), dtype=np.uint64, endpoint=False)
-    signatures = Signatures()
+    signatures = Signatures(_PROCESS_KEY)
     signatures.reserve(max((m.max() + 1 for m in sets if m), default=0))
     for i, members in enumerate(sets):
-        signatures.add_weighted(weights[i], members)
+        signatures.add(str(i), members)
     return number_atoms(signatures, sets, max_atoms)
+
+
+_PROCESS_KEY = os.urandom(32)
+"""The atoms' weights key when no project memo holds one (fixed for the process: two computations over the same
+sets number their atoms alike; a fixed public seed before)."""
 
 
 class Signatures:

@@ -28,6 +28,7 @@ from hygie.analysis.engine import DuckDBEngine, QueryStopped
 from hygie.analysis.models import AnalysisRelease, LedgerEntry
 from hygie.audit import AuditEvent
 from hygie.governance.policy import departements_by_region
+from hygie.warehouse.viewcache import ViewCache
 from tests.portal.world import World
 
 YEAR = 2024
@@ -243,7 +244,12 @@ def test_differencing_by_cells_exposed_people_before_the_ledger(
     assert exposed == at_risk > 0
 
 
-def test_differencing_by_cells_learns_nobody(attack_world: World, people: dict[str, Person]) -> None:
+@pytest.mark.parametrize("memory", ["kept", "off"])
+def test_differencing_by_cells_learns_nobody(
+    attack_world: World, people: dict[str, Person], memory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if memory == "off":  # no decrypted view kept, so no ledger memo: every check unseals and sums everything again
+        monkeypatch.setattr(attack_world.hub, "view_cache", ViewCache(0, 60))
     at_risk, exposed, differ = attack_by_cells(attack_world, people)
     print(f"\nwith the ledger: {exposed} of {at_risk} people at band edges exposed, amounts differ for {differ}")
     assert exposed == differ == 0 and at_risk > 0
