@@ -486,7 +486,7 @@ class Signatures:
     weights of the sets holding them (modulo 2^64, twice), and how many sets hold them. Sums are exact in modular
     arithmetic, so a set can be taken out again (an entry that stops counting) by subtracting its weights."""
 
-    def __init__(self, key: bytes = b"") -> None:
+    def __init__(self, key: bytes) -> None:
         import numpy as np
 
         self.key = key
@@ -504,13 +504,11 @@ class Signatures:
         return np.frombuffer(digest, dtype=np.uint64).copy()
 
     def add(self, tag: str, members: BitMap, sign: int = 1) -> None:
-        self.add_weighted(self.weight(tag), members, sign)
-
-    def add_weighted(self, weight: Any, members: BitMap, sign: int = 1) -> None:
         import numpy as np
 
         if not members:
             return
+        weight = self.weight(tag)
         self.reserve(members.max() + 1)
         index = np.frombuffer(members.to_array(), dtype=np.uint32).astype(np.intp)
         with np.errstate(over="ignore"):  # a set holds each person once: a plain indexed add is exact
