@@ -130,10 +130,24 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     # do nothing under pytest 9, which ignores the node id xdist rewrites; scheduling by scope does not need them.)
     from xdist.scheduler import LoadScopeScheduling
 
+    from tests import scheduling
+
     class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        _ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return "spark" if _uses_spark(path) else path
+
+        def _assign_work_unit(self, node: object) -> None:
+            # The queue is complete at the first assignment: longest scope first (tests/scheduling.py).
+            if not self._ordered:
+                seconds = scheduling.recorded()
+                units = sorted(self.workqueue.items(), key=lambda unit: -scheduling.estimate(unit[1], seconds))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self._ordered = True
+            super()._assign_work_unit(node)
 
     return ModuleScheduling(config, log)
 
