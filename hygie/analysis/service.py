@@ -102,23 +102,48 @@ def shown_job(
     committed states are read: its end in a worker also tells when the jobs queued before it ended), then
     ``released``, ``withheld`` (the same message whatever the reason) or, for a query invalid on the view's schema,
     ``refused``."""
-    if job.status == REFUSED and job.started_at is None:  # decided from the text alone, in the request
-        return ShownJob(SHOWN_REFUSED, job.finished_at, job.error_said)
-    if job.status in (QUEUED, RUNNING) or job.finished_at is None:
-        return ShownJob(SHOWN_RUNNING, None, None)
-    submitted, finished = _aware(job.submitted_at), _aware(job.finished_at)
+    status, visible = shown_state(
+        job.status,
+        job.started_at,
+        job.submitted_at,
+        job.finished_at,
+        None if release is None else release.status,
+        quantum,
+        now,
+    )
+    if status == SHOWN_REFUSED:
+        return ShownJob(SHOWN_REFUSED, visible, job.error_said)
+    return ShownJob(status, visible, WITHHELD_MESSAGE if status == SHOWN_WITHHELD else None)
+
+
+def shown_state(
+    status: str,
+    started_at: datetime | None,
+    submitted_at: datetime,
+    finished_at: datetime | None,
+    release_status: str | None,
+    quantum: float,
+    now: datetime | None = None,
+) -> tuple[str, datetime | None]:
+    """:func:`shown_job`'s status and visible end from the columns it reads (no message): for lists read as plain
+    rows, without loading the job and its release."""
+    if status == REFUSED and started_at is None:  # decided from the text alone, in the request
+        return SHOWN_REFUSED, finished_at
+    if status in (QUEUED, RUNNING) or finished_at is None:
+        return SHOWN_RUNNING, None
+    submitted, finished = _aware(submitted_at), _aware(finished_at)
     visible = finished
     if quantum > 0:  # finished_at is set just before the commit; the guard keeps the boundary after the commit
         guard = COMMIT_GUARD_FRACTION * quantum
         quanta = max(1, math.ceil(((finished - submitted).total_seconds() + guard) / quantum))
         visible = submitted + timedelta(seconds=quanta * quantum)
     if _aware(now or _now()) < visible:
-        return ShownJob(SHOWN_RUNNING, None, None)
-    if job.status == REFUSED:  # invalid on the view's schema, found while planning: the text's fault, said as such
-        return ShownJob(SHOWN_REFUSED, visible, job.error_said)
-    if release is not None and release.status == RELEASED:
-        return ShownJob(SHOWN_RELEASED, visible, None)
-    return ShownJob(SHOWN_WITHHELD, visible, WITHHELD_MESSAGE)
+        return SHOWN_RUNNING, None
+    if status == REFUSED:  # invalid on the view's schema, found while planning: the text's fault, said as such
+        return SHOWN_REFUSED, visible
+    if release_status == RELEASED:
+        return SHOWN_RELEASED, visible
+    return SHOWN_WITHHELD, visible
 
 
 def disclosure_policy(hub: Hub, project: Project) -> DisclosurePolicy:

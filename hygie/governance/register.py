@@ -184,7 +184,7 @@ def data_uses(
         raise Conflict(N_("your record could not be found in the identity vault; contact your insurance fund"))
     # The columns shown, not the rows: loading a project would also decrypt its sealed justification, which a
     # citizen is never shown.
-    projects = session.execute(_USED_BY, {"ids": ids}).all() if ids else []
+    projects = session.connection().execute(_USED_BY, {"ids": ids}).all() if ids else []
     now = datetime.now(UTC)
     uses = []
     for p in projects:

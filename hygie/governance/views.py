@@ -820,10 +820,12 @@ def projects_including(hub: Hub, session: Session, hub_pseudonym: str) -> list[i
         raise ViewError(N_("this person's hub pseudonym is malformed; the answer cannot be given (check the vault)"))
     uses = uses_of(hub, session, hub_pseudonym)
     found = set(uses.projects)
-    crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
+    crypto: ParquetCrypto | None = None  # only for generations the index lacks (none, once it is rebuilt)
     for project_id, membership in uses.unindexed:
         if project_id in found:
             continue
+        if crypto is None:
+            crypto = ParquetCrypto(hub.custody, master_key=MEMBERSHIP_KEY)
         path = hub.settings.data_dir / membership
         if not path.exists():
             raise ViewError(
