@@ -60,6 +60,9 @@ _KINDS = {
 }
 
 
+PERSON_NUMBER = "pnum"
+"""Column of the record-key table numbering its people 0, 1, 2...: unique, unlike the 32-bit record keys."""
+
 CODES_TABLE = "_hygie_codes_"
 """Prefix of the auxiliary tables holding code lists computed beforehand (one per dimension: ``_hygie_codes_0``...);
 user SQL naming them is refused like any table outside the view."""
@@ -104,9 +107,13 @@ class _Compiler:
         threshold: int = DEFAULT_THRESHOLD,
         code_lists: Mapping[str, pa.Table] | None = None,
         members: bool = False,
+        keyed: bool = False,
     ) -> None:
         self.spec = spec
         self.keep_members = members
+        self.keyed = keyed
+        """The record-key table is read by the query (aggregates, not differentially private releases): see
+        :attr:`keyed_rows`."""
         self.view = view
         self.year = reference_year
         self.threshold = threshold
@@ -203,6 +210,8 @@ class _Compiler:
             listed = exp.In(this=code, query=exp.Subquery(this=self.codes(i)))
             cols.append(exp.alias_(exp.If(this=listed, true=code.copy(), false=exp.Literal.string(OTHER)), f"d{i}"))
         cols.append(exp.column("pid", table="r"))
+        if self.keyed_rows:
+            cols.append(exp.column("rkey", table="r"))
         if self.care_lines_repeat:
             cols.append(exp.column("cid", table="r"))
         cols += [exp.column(f"a_{name}", table="r") for name in self.amounts]
@@ -267,8 +276,13 @@ class _Compiler:
         if fact == CARE_TABLE and BENEFICIARY_TABLE in self.tables:
             dims = [(self._per_person(raw, hoisted), self._per_person(code, hoisted)) for raw, code in dims]
             where = [self._per_person(w, hoisted) for w in where]
+        keyed = with_filters and self.keyed_rows
         projections: list[exp.Expr] = [exp.alias_(code, f"d{i}") for i, (_, code) in enumerate(dims)]
-        projections.append(exp.alias_(person, "pid"))
+        if keyed:  # the person's number and record key, from the per-person subquery (see keyed_rows)
+            projections.append(exp.alias_(exp.column(PERSON_NUMBER, table=ALIASES[BENEFICIARY_TABLE]), "pid"))
+            projections.append(exp.alias_(exp.column("rkey", table=ALIASES[BENEFICIARY_TABLE]), "rkey"))
+        else:
+            projections.append(exp.alias_(person, "pid"))
         if self.care_lines_repeat:
             projections.append(exp.alias_(_col(CARE_TABLE, CLAIM_KEY), "cid"))
         projections += [exp.alias_(col, f"a_{name}") for name, col in amounts.items()]
@@ -277,6 +291,12 @@ class _Compiler:
             people = exp.select(
                 _col(BENEFICIARY_TABLE, PSEUDONYM_COLUMN), *(exp.alias_(e, name) for name, e in hoisted.items())
             ).from_(exp.to_table(BENEFICIARY_TABLE).as_("b"))
+            if keyed:
+                people = people.select(exp.column(PERSON_NUMBER, table="k"), exp.column("rkey", table="k")).join(
+                    exp.to_table(RKEY_TABLE).as_("k"),
+                    on=exp.EQ(this=exp.column(PSEUDONYM_COLUMN, table="k"),
+                              expression=_col(BENEFICIARY_TABLE, PSEUDONYM_COLUMN)),
+                )  # fmt: skip
             query = query.join(
                 exp.Subquery(this=people, alias=exp.TableAlias(this=exp.to_identifier("b"))),
                 on=exp.EQ(this=_col(BENEFICIARY_TABLE, PSEUDONYM_COLUMN), expression=person.copy()),
@@ -322,19 +342,29 @@ class _Compiler:
             and any(m.kind != "people" for m in self.spec.measures)
         )
 
+    @property
+    def keyed_rows(self) -> bool:
+        """The request's rows carry each person's number (``pid``, an integer unique in the view) and record key
+        (``rkey``), joined once per person to the beneficiary table the dimensions already read: the per-(cell,
+        person) rows are then grouped on an integer rather than the pseudonym's text, and need no join with the
+        key table (some 20 million probes for regions x months). Without a beneficiary dimension the care lines
+        are not joined to people: the keys are joined to the per-(cell, person) rows instead."""
+        return self.keyed and CARE_TABLE in self.tables and BENEFICIARY_TABLE in self.tables
+
     def lines(self, members: tuple[int, ...]) -> exp.Expr:
         """One row per (cell, person, line): a care line's amount once (all its rows carry the same value), a
         detail amount summed over the care line's detail rows in the cell, with how many rows had one."""
         group = [exp.column(f"d{i}") for i in members]
+        person = self.person()
         if not self.care_lines_repeat:
-            cols: list[exp.Expr] = [*group, exp.column("pid")]
+            cols: list[exp.Expr] = [*group, *person]
             for name in self.amounts:
                 a = exp.column(f"a_{name}")
                 cols.append(exp.alias_(a.copy(), f"a_{name}"))
                 cols.append(exp.alias_(exp.cast(exp.Not(this=exp.Is(this=a, expression=exp.null())), "INTEGER"),
                                        f"c_{name}"))  # fmt: skip
             return exp.Subquery(this=exp.select(*cols).from_("base"), alias=exp.TableAlias(this=exp.to_identifier("l")))
-        cols = [*group, exp.column("pid"), exp.column("cid")]
+        cols = [*group, *person, exp.column("cid")]
         for name in self.amounts:
             a = exp.column(f"a_{name}")
             if self.amount_tables[name] == CARE_TABLE:
@@ -345,8 +375,13 @@ class _Compiler:
             else:
                 cols.append(exp.alias_(exp.Sum(this=a), f"a_{name}"))
                 cols.append(exp.alias_(exp.Count(this=a.copy()), f"c_{name}"))
-        query = exp.select(*cols).from_("base").group_by(*group, exp.column("pid"), exp.column("cid"))
+        query = exp.select(*cols).from_("base").group_by(*group, *self.person(), exp.column("cid"))
         return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("l")))
+
+    def person(self) -> list[exp.Expr]:
+        """The columns naming a person in the request's rows: ``pid``, and with keyed rows its record key (the same
+        for all rows of a person, so grouping on both makes the same groups)."""
+        return [exp.column("pid"), exp.column("rkey")] if self.keyed_rows else [exp.column("pid")]
 
     @property
     def amounts(self) -> list[str]:
@@ -356,14 +391,14 @@ class _Compiler:
         """Cells of one grouping set: dimensions not in ``members`` carry the total code."""
         group = [exp.column(f"d{i}") for i in members]
         per_person: list[exp.Expr] = [exp.column(f"d{i}") for i in members] + [
-            exp.column("pid"),
+            *self.person(),
             exp.alias_(exp.Count(this=exp.Star()), "ev"),
         ]
         amounts = self.amounts
         for name in amounts:
             per_person.append(exp.alias_(exp.Sum(this=exp.column(f"a_{name}")), f"s_{name}"))
             per_person.append(exp.alias_(exp.Sum(this=exp.column(f"c_{name}")), f"n_{name}"))
-        pp = exp.select(*per_person).from_(self.lines(members)).group_by(*group, exp.column("pid"))
+        pp = exp.select(*per_person).from_(self.lines(members)).group_by(*group, *self.person())
 
         def top2(column: str) -> exp.Expr:
             return exp.Anonymous(this="max", expressions=[exp.column(column, table="pp"), exp.Literal.number(2)])
@@ -372,7 +407,7 @@ class _Compiler:
             exp.alias_(exp.column(f"d{i}", table="pp") if i in members else exp.Literal.string(TOTAL), f"d{i}")
             for i in range(n)
         ]
-        rkey = exp.column("rkey", table="k")
+        rkey = exp.column("rkey", table="pp" if self.keyed_rows else "k")
         cells += [
             # pp holds one row per (cell, person) and the key table one row per person: counting rows counts
             # people, without the hash set per cell a DISTINCT would build.
@@ -390,15 +425,13 @@ class _Compiler:
             # One row per (cell, person) here, so the list holds each person's key once. Only the finest cells:
             # every event row lies in exactly one, so a margin's people (and the population) are their unions.
             cells.append(exp.alias_(exp.func("list", rkey.copy()), "members"))
-        query = (
-            exp.select(*cells)
-            .from_(exp.Subquery(this=pp, alias=exp.TableAlias(this=exp.to_identifier("pp"))))
-            .join(
+        query = exp.select(*cells).from_(exp.Subquery(this=pp, alias=exp.TableAlias(this=exp.to_identifier("pp"))))
+        if not self.keyed_rows:
+            query = query.join(
                 exp.to_table(RKEY_TABLE).as_("k"),
                 on=exp.EQ(this=exp.column(PSEUDONYM_COLUMN, table="k"), expression=exp.column("pid", table="pp")),
             )
-            .group_by(*[exp.column(f"d{i}", table="pp") for i in members])
-        )
+        query = query.group_by(*[exp.column(f"d{i}", table="pp") for i in members])
         quantiles = [m for m in self.spec.measures if m.kind == "quantile"]
         if not quantiles:
             return query
@@ -497,13 +530,22 @@ def compile_aggregate(
     ``threshold`` is the project's disclosure threshold: it decides the listed codes and the quantile bounds.
     ``code_lists``: lists computed beforehand for this view (:mod:`hygie.analysis.codelists`). ``members``: see
     :attr:`AggregatePlan.members`."""
-    compiler = _Compiler(spec, view, reference_year, threshold, code_lists, members)
+    compiler = _Compiler(spec, view, reference_year, threshold, code_lists, members, keyed=True)
     tree = compiler.compile()
-    auxiliary: dict[str, pa.Table] = {RKEY_TABLE: record_keys, **compiler.code_tables}
+    auxiliary: dict[str, pa.Table] = {RKEY_TABLE: _numbered(record_keys), **compiler.code_tables}
     if DRUG_TABLE in compiler.tables:
         auxiliary[DRUGS_TABLE] = _drug_atc()
     query = CompiledQuery(tree, frozenset(compiler.tables), auxiliary, joins_as_written=True)
     return AggregatePlan(spec, query, threshold, dict(code_lists or {}), members)
+
+
+def _numbered(record_keys: pa.Table) -> pa.Table:
+    """The record-key table with its people's numbers (:data:`PERSON_NUMBER`), added once."""
+    if PERSON_NUMBER in record_keys.column_names:
+        return record_keys
+    import numpy as np
+
+    return record_keys.append_column(PERSON_NUMBER, pa.array(np.arange(record_keys.num_rows, dtype=np.int32)))
 
 
 def output_table(plan: AggregatePlan, result: pa.Table) -> OutputTable:
