@@ -40,6 +40,12 @@ def _any(mask: pa.Array) -> bool:
     return bool(pc.any(mask).as_py())
 
 
+def has_hexadecimal_prefix(column: pa.ChunkedArray | pa.Array) -> bool:
+    """Whether a text column holds a value the typed reader would take as a hexadecimal integer (``0x1F``, with the
+    spaces or tabs it tolerates around numbers)."""
+    return bool(pc.any(pc.match_substring_regex(column, r"^[ \t]*0[xX]")).as_py())
+
+
 def parse_text(rule: FieldRule, column: pa.Array) -> tuple[pa.Array, Violation | None]:
     """Type a text column the slow, row-exact way (used once a fast typed read has failed)."""
     target = rule.read_type
