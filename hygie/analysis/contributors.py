@@ -15,7 +15,7 @@ control reads it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Protocol
@@ -72,7 +72,15 @@ class MemberLists:
             self._cells = self._cell_sets()
         return self._cells
 
-    def _cell_sets(self) -> dict[CellKey, BitMap]:
+    def dense_cells(self, index: Callable[[np.ndarray], BitMap]) -> dict[CellKey, BitMap]:
+        """Each cell's people as ``index`` numbers them (record keys to the ledger roster's dense numbers), made
+        from the listed keys directly: the cells' sets of record keys are never built (their people are in the
+        population, from which the roster was just extended). A margin is the union of its finest cells in either
+        numbering, since ``index`` gives distinct keys distinct numbers."""
+        return self._cell_sets(index)
+
+    def _cell_sets(self, index: Callable[[np.ndarray], BitMap] | None = None) -> dict[CellKey, BitMap]:
+        index = index or sorted_bitmap
         n = len(self._plan.spec.group_by)
         ends = np.cumsum(self._lengths)
         starts = ends - self._lengths
@@ -80,7 +88,7 @@ class MemberLists:
         cells: dict[CellKey, BitMap] = {}
         for row in range(len(self._lengths)):
             key = tuple(str(d[row]) for d in dims)
-            cells[key] = sorted_bitmap(self._values[starts[row] : ends[row]])
+            cells[key] = index(self._values[starts[row] : ends[row]].astype(np.uint32, copy=False))
         if self._plan.spec.totals:
             finest_cells = list(cells.items())
             for size in range(n - 1, -1, -1):

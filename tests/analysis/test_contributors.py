@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from itertools import combinations
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from pyroaring import BitMap
@@ -23,6 +24,7 @@ from hygie.analysis.cellkeys import RKEY_TABLE
 from hygie.analysis.compile import DRUG_TABLE, DRUGS_TABLE, TOTAL, AggregatePlan, _Compiler, compile_aggregate
 from hygie.analysis.contributors import MEMBERS, split_members
 from hygie.analysis.engine import CompiledQuery, Limits, engine_for
+from hygie.analysis.ledger import Roster
 from hygie.analysis.spec import Aggregate, AggregateSpec
 from hygie.governance.views import _drug_atc
 from hygie.ingest.contract import PSEUDONYM_COLUMN
@@ -121,3 +123,8 @@ def test_members_from_the_aggregate_are_each_cells_distinct_people(sqlite_world:
         assert len(population) > 0
         assert found.population == population, spec
         assert dict(found.cells) == cells, spec
+        # The ledger numbers them through its roster straight from the listed keys: the same sets, renumbered.
+        roster = Roster(np.zeros(0, dtype=np.uint32))
+        roster.add(BitMap([7, 3]))  # numbers already given to people of earlier releases
+        roster.add(found.population)
+        assert found.dense_cells(roster.dense_keys) == {k: roster.dense(v) for k, v in cells.items()}, spec
