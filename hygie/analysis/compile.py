@@ -112,6 +112,8 @@ class _Compiler:
         self.spec = spec
         self.keep_members = members
         self.keyed = keyed
+        self.folded: set[int] = set()
+        """Dimensions whose code the request's rows carry already folded into ``OTHER`` (per person)."""
         """The record-key table is read by the query (aggregates, not differentially private releases): see
         :attr:`keyed_rows`."""
         self.view = view
@@ -207,6 +209,9 @@ class _Compiler:
         cols: list[exp.Expr] = []
         for i in range(len(self.spec.group_by)):
             code = exp.column(f"d{i}", table="r")
+            if i in self.folded:
+                cols.append(exp.alias_(code, f"d{i}"))
+                continue
             listed = exp.In(this=code, query=exp.Subquery(this=self.codes(i)))
             cols.append(exp.alias_(exp.If(this=listed, true=code.copy(), false=exp.Literal.string(OTHER)), f"d{i}"))
         cols.append(exp.column("pid", table="r"))
@@ -273,10 +278,14 @@ class _Compiler:
         # its join to the care lines: the region's CASE over 18 lists of départements costs 60,000 evaluations,
         # not one per care line (1.2 million).
         hoisted: dict[str, exp.Expr] = {}
-        if fact == CARE_TABLE and BENEFICIARY_TABLE in self.tables:
-            dims = [(self._per_person(raw, hoisted), self._per_person(code, hoisted)) for raw, code in dims]
-            where = [self._per_person(w, hoisted) for w in where]
         keyed = with_filters and self.keyed_rows
+        if fact == CARE_TABLE and BENEFICIARY_TABLE in self.tables:
+            dims = [
+                (self._per_person(raw, hoisted), self._folded_per_person(i, code, hoisted) if keyed else
+                 self._per_person(code, hoisted))
+                for i, (raw, code) in enumerate(dims)
+            ]  # fmt: skip
+            where = [self._per_person(w, hoisted) for w in where]
         projections: list[exp.Expr] = [exp.alias_(code, f"d{i}") for i, (_, code) in enumerate(dims)]
         if keyed:  # the person's number and record key, from the per-person subquery (see keyed_rows)
             projections.append(exp.alias_(exp.column(PERSON_NUMBER, table=ALIASES[BENEFICIARY_TABLE]), "pid"))
@@ -318,6 +327,19 @@ class _Compiler:
         if where and with_filters:
             query = query.where(exp.and_(*where))
         return query
+
+    def _folded_per_person(self, i: int, code: exp.Expr, hoisted: dict[str, exp.Expr]) -> exp.Expr:
+        """Dimension ``i``'s code already folded into ``OTHER`` (see :meth:`base`), computed once per person when it
+        reads the beneficiary table alone: the request's rows then carry the folded code, and the check against the
+        code list runs 1.4 million times instead of once per care line (55 million, a tenth of the query)."""
+        columns = list(code.find_all(exp.Column))
+        if not columns or any(c.table != ALIASES[BENEFICIARY_TABLE] for c in columns):
+            return self._per_person(code, hoisted)
+        listed = exp.In(this=code.copy(), query=exp.Subquery(this=self.codes(i)))
+        name = f"f{i}"
+        hoisted[name] = exp.If(this=listed, true=code.copy(), false=exp.Literal.string(OTHER))
+        self.folded.add(i)
+        return exp.column(name, table=ALIASES[BENEFICIARY_TABLE])
 
     @staticmethod
     def _per_person(expr: exp.Expr, hoisted: dict[str, exp.Expr]) -> exp.Expr:
