@@ -112,10 +112,10 @@ class _Compiler:
         self.spec = spec
         self.keep_members = members
         self.keyed = keyed
-        self.folded: set[int] = set()
-        """Dimensions whose code the request's rows carry already folded into ``OTHER`` (per person)."""
         """The record-key table is read by the query (aggregates, not differentially private releases): see
         :attr:`keyed_rows`."""
+        self.folded: set[int] = set()
+        """Dimensions whose code the request's rows carry already folded into ``OTHER`` (per person)."""
         self.view = view
         self.year = reference_year
         self.threshold = threshold
