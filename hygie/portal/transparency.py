@@ -149,12 +149,18 @@ def releases(
 def _entries(rows: Sequence[Any], quantum: float) -> list[ReleaseEntry]:
     from hygie.analysis.service import shown_job
 
-    entries = []
-    for r, j in rows:
-        shown = shown_job(j, r, quantum).finished_at or _aware(r.created_at) or datetime.now(UTC)
-        decided = _aware(r.decided_at)
-        entries.append(ReleaseEntry(r.project_id, r.job_id, r.status, shown, max(decided, shown) if decided else None))
-    return entries
+    now = datetime.now(UTC)
+    return [_entry(r.project_id, r.job_id, r.status, shown_job(j, r, quantum).finished_at, r.created_at, r.decided_at,
+                   now) for r, j in rows]  # fmt: skip
+
+
+def _entry(project_id: int, job_id: int, status: str, visible: datetime | None, created_at: datetime | None,
+           decided_at: datetime | None, now: datetime) -> ReleaseEntry:  # fmt: skip
+    """A release as listed: created when its job shows as ended to its project (else when recorded), decided no
+    earlier than that."""
+    at = visible or _aware(created_at) or now
+    decided = _aware(decided_at)
+    return ReleaseEntry(project_id, job_id, status, at, max(decided, at) if decided else None)
 
 
 _PROJECT_RELEASES = (
@@ -196,9 +202,7 @@ def project_releases(session: Session, project_ids: list[int], *, limit: int, qu
         shown, visible = shown_state(j_status, started, submitted, finished, status, quantum, now)
         if quantum > 0 and shown != SHOWN_RELEASED:
             return releases(session, project_ids=project_ids, limit=limit, quantum=quantum)[1]
-        at = visible or _aware(created_at) or now
-        decided = _aware(decided_at)
-        entries.append(ReleaseEntry(project_id, job_id, status, at, max(decided, at) if decided else None))
+        entries.append(_entry(project_id, job_id, status, visible, created_at, decided_at, now))
     return entries
 
 
