@@ -33,13 +33,12 @@ MEMBERS = "members"
 
 
 class ContributorSets(Protocol):
-    """The population of an output and each cell's people."""
+    """The population of an output (record keys) and each cell's people, numbered as the ledger asks."""
 
     @property
     def population(self) -> BitMap: ...
 
-    @property
-    def cells(self) -> Mapping[CellKey, BitMap]: ...
+    def dense_cells(self, index: Callable[[np.ndarray], BitMap]) -> dict[CellKey, BitMap]: ...
 
 
 @dataclass(frozen=True)

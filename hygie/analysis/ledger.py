@@ -56,7 +56,7 @@ from pyroaring import BitMap
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hygie.analysis.contributors import Contributors, ContributorSets, MemberLists, sorted_bitmap
+from hygie.analysis.contributors import Contributors, ContributorSets, sorted_bitmap
 from hygie.analysis.models import AnalysisRelease, LedgerEntry, LedgerRoster
 from hygie.audit import Outcome, record
 from hygie.disclosure import CellKey, DisclosurePolicy, OutputTable, ProtectedOutput
@@ -277,10 +277,8 @@ def load(hub: Hub, session: Session, project_id: int, memo: LedgerMemo | None = 
             )
         ).all()
         read.update({entry_id: unseal(hub, project_id, job_id, blob) for entry_id, job_id, blob in rows})
-    out = [(entry_id, known[entry_id] if entry_id in known else read[entry_id]) for entry_id, _ in counted]
-    if memo is not None:  # entries that stopped counting (a rejected release) never count again
-        memo.records = dict(out)
-    return out
+    # The memo keeps them once ``signatures`` has summed them (the check does, under the same lock).
+    return [(entry_id, known[entry_id] if entry_id in known else read[entry_id]) for entry_id, _ in counted]
 
 
 class LedgerMemo:
@@ -295,27 +293,26 @@ class LedgerMemo:
 
         self.lock = threading.Lock()
         """Held for a whole check (checks of one project are serialised by the database anyway)."""
-        self.records: dict[int, Record] = {}
-        """By entry id: the entries that counted at the last check."""
         self.running = Signatures(os.urandom(32))
-        self._summed: dict[int, Record] = {}
-        """By entry id: the records whose sets ``running`` sums."""
+        self.records: dict[int, Record] = {}
+        """By entry id: the unsealed records whose sets ``running`` sums (those that counted at the last check)."""
 
     def signatures(self, entries: list[tuple[int, Record]]) -> Signatures:
         """The running signatures brought to exactly the sets of ``entries`` (taking out the entries that stopped
         counting, adding the new ones)."""
         try:
             wanted = dict(entries)
-            for entry_id in [e for e in self._summed if e not in wanted]:
-                for tag, members in record_sets(self._summed.pop(entry_id)):
+            # Out: entries that stopped counting, and any read again as another record (a row replaced under its id).
+            for entry_id in [e for e, rec in self.records.items() if wanted.get(e) is not rec]:
+                for tag, members in record_sets(self.records.pop(entry_id)):
                     self.running.add(tag, members, -1)
             for entry_id, rec in wanted.items():
-                if entry_id not in self._summed:
+                if entry_id not in self.records:
                     for tag, members in record_sets(rec):
                         self.running.add(tag, members)
-                    self._summed[entry_id] = rec
+                    self.records[entry_id] = rec
         except BaseException:  # a half-summed record would corrupt every later check: start again next time
-            self.running, self._summed = Signatures(os.urandom(32)), {}
+            self.running, self.records = Signatures(os.urandom(32)), {}
             raise
         return self.running
 
@@ -786,15 +783,8 @@ def _check(
         guard.entry = _population_entry(hub, session, project, job_id, table, policy, found)
         return guard
     roster, roster_row = load_roster(hub, session, project.id)
-    roster.add(found.population)
-    if isinstance(found, MemberLists):  # the population is the union of the listed cells: nothing else to add
-        sets = found.dense_cells(roster.dense_keys)
-    else:
-        for members in found.cells.values():
-            if not members.issubset(found.population):  # a cell's people are in the population: a surprise
-                roster.add(members)
-        sets = {k: roster.dense(v) for k, v in found.cells.items()}
-    dense = Contributors(roster.dense(found.population), sets)
+    roster.add(found.population)  # every cell's people are in it (the population is the union of the cells)
+    dense = Contributors(roster.dense(found.population), found.dense_cells(roster.dense_keys))
     candidate = make_record(job_id, table, out, dense, policy)
     unmatched = sum(1 for c in candidate.cells if c.people > 0 and len(c.members) == 0)
     if unmatched:  # the members and the cells disagree: a platform bug, never silent

@@ -128,3 +128,19 @@ def pad(values: Any, size: int) -> Any:
     import numpy as np
 
     return np.concatenate([values, np.zeros((size - len(values), *values.shape[1:]), dtype=values.dtype)])
+
+
+def test_an_entry_read_again_as_another_record_is_summed_anew() -> None:
+    """A ledger row replaced under the same id (a restore under a running process) is read again by ``load``; the
+    memo must then take the old record's sets out and add the new one's, not keep summing the old."""
+    old = Record(1, True, 5, 5, BitMap(range(10)), [LedgerCell(("a",), BitMap(range(5)), None, False, 5)])
+    new = Record(2, True, 5, 5, BitMap(range(3, 12)), [LedgerCell(("a",), BitMap(range(3, 7)), None, False, 4)])
+    memo = LedgerMemo()
+    memo.signatures([(7, old)])
+    running = memo.signatures([(7, new)])
+    fresh = Signatures(running.key)
+    for tag, members in record_sets(new):
+        fresh.add(tag, members)
+    size = max(len(fresh.count), len(running.count))
+    assert (pad(running.count, size) == pad(fresh.count, size)).all()
+    assert (pad(running.signature, size) == pad(fresh.signature, size)).all()
