@@ -58,6 +58,7 @@ from sqlalchemy.orm import Session
 
 from hygie.audit.events import record
 from hygie.governance.citizen_index import index_generation, uses_of
+from hygie.governance.claimkeys import ClaimKeys
 from hygie.governance.models import OptOut, Project, ProjectView, PseudonymRotationFile
 from hygie.governance.policy import CLAIM_KEY, Scope
 from hygie.hub import Hub
@@ -142,26 +143,28 @@ _WRITES_QUEUED = 4
 
 
 class _Writer:
-    """The view's Parquet encoding, compression and encryption, on one background thread (they release the GIL)
-    so that DuckDB reads and joins the next month meanwhile; one thread, so each file's writes keep their order."""
+    """The view's row ordering (a take), Parquet encoding, compression and encryption, on one background thread
+    (they release the GIL) so that DuckDB reads and joins the next month meanwhile; one thread, so each file's
+    writes keep their order."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, "hygie-view-writer")
         self._pending: deque[Future[None]] = deque()
         self._failed = threading.Event()
 
-    def write(self, out: _Output, data: pa.Table) -> None:
+    def write(self, out: _Output, data: pa.Table, order: pa.Array | None = None) -> None:
+        """Queue ``data`` (its rows taken in ``order`` first, when given) for ``out``."""
         if self._failed.is_set():
             self.drain()  # raises the failure at once: the build is lost, stop reading
-        self._pending.append(self._pool.submit(self._write, out, data))
+        self._pending.append(self._pool.submit(self._write, out, data, order))
         while len(self._pending) > _WRITES_QUEUED:
             self._pending.popleft().result()
 
-    def _write(self, out: _Output, data: pa.Table) -> None:
+    def _write(self, out: _Output, data: pa.Table, order: pa.Array | None) -> None:
         if self._failed.is_set():
             return  # a write before this one failed: the build is lost
         try:
-            out.write(data)
+            out.write(data if order is None else data.take(order))
         except BaseException:
             self._failed.set()
             raise
@@ -281,8 +284,12 @@ def _source(hub: Hub, session: Session, table: str, months: list[str] | None) ->
     query = select(FileRow.path).where(FileRow.table_name == table)
     if months is not None:
         query = query.where(FileRow.care_month.in_(months))
-    paths = [hub.warehouse.directory / p for p in session.scalars(query.order_by(FileRow.id))]
-    return hub.warehouse.dataset_of(paths) if paths else _empty(table)
+    return _dataset(hub, table, [Path(p) for p in session.scalars(query.order_by(FileRow.id))])
+
+
+def _dataset(hub: Hub, table: str, paths: list[Path]) -> ds.Dataset | pa.Table:
+    """The warehouse files at ``paths`` (relative to the warehouse) as one dataset, or an empty table."""
+    return hub.warehouse.dataset_of([hub.warehouse.directory / p for p in paths]) if paths else _empty(table)
 
 
 def _months(start: date, end: date) -> list[str]:
@@ -398,63 +405,62 @@ def _write_care(
 ) -> None:
     """Care rows and their details, one care month at a time (memory stays bounded by a month of claims).
 
-    Claim keys are a random permutation of 0..n-1 drawn for this build, handed out month by month: unique,
-    unrelated to the DCIR keys (which hold flow dates) and to the warehouse's row order, and not comparable
-    between builds or projects. Rows are written in claim-key order, which shuffles them too. ``owners``, when
-    given, receives each claim key with its person (the opt-out filter's link for detail-only views).
+    Claim keys (:mod:`hygie.governance.claimkeys`) are drawn for this build month by month; each month's rows are
+    written in claim-key order, which shuffles them (rows are put in a random order and given the month's keys in
+    ascending order). ``owners``, when given, receives each claim key with its person (the opt-out filter's link
+    for detail-only views). The warehouse's files are listed once, before the first month is read: a batch
+    accepted during the build is in none of its months, never in some.
     """
     pop = plan.scope.population
     dates = [pop.period_start.isoformat(), pop.period_end.isoformat()]
     period = "t.EXE_SOI_DTD BETWEEN ?::DATE AND ?::DATE"
     months = _months(pop.period_start, pop.period_end)
-    # One scan for every month's count (files hold one care month each): a query per month re-plans and
-    # restarts the scan twelve times a year.
-    con.register("prs", _source(hub, session, CARE_TABLE, months))
-    by_month = dict(
-        con.sql(
-            f"SELECT strftime(t.EXE_SOI_DTD, '%Y-%m'), count(*) FROM prs t JOIN pop p ON t.BEN_NIR_PSA = p.psa "
-            f"WHERE {period} GROUP BY 1",
-            params=dates,
-        ).fetchall()
-    )
-    counts = [int(by_month.get(month, 0)) for month in months]
-    claims = np.random.default_rng(secrets.randbits(128)).permutation(sum(counts)).astype(np.int64)
-    offset = 0
+    details = [t for t in outputs if t in DETAIL_TABLES]
+    files = _listing(session, [CARE_TABLE, *details], months)
+    claims = ClaimKeys()
+    shuffle = np.random.default_rng(secrets.randbits(128))
     fetch = [f"t.{k}" for k in DCIR_KEYS] + ["p.pid AS _pid"]
     fetch += [plan.expr(CARE_TABLE, c) for c in plan.data_columns(CARE_TABLE)]
     joined = " AND ".join(f"t.{k} = c.{k}" for k in DCIR_KEYS)
-    for month, count in zip(months, counts, strict=True):
-        con.register("prs", _source(hub, session, CARE_TABLE, [month]))
+    for month in months:
+        con.register("prs", _dataset(hub, CARE_TABLE, files.get((CARE_TABLE, month), [])))
         care = con.sql(
             f"SELECT {', '.join(fetch)} FROM prs t JOIN pop p ON t.BEN_NIR_PSA = p.psa WHERE {period}", params=dates
         ).to_arrow_table()
-        if care.num_rows != count:
-            raise ViewError(N_("the warehouse changed while the view was being built; build the view again"))
-        mine = claims[offset : offset + count]
-        offset += count
-        care = care.append_column(CLAIM_KEY, pa.array(mine))
+        # Row ``order[i]`` gets the i-th smallest key: the rows in key order are ``care.take(order)``, taken on
+        # the writer's thread.
+        order = shuffle.permutation(care.num_rows)
+        keys = np.empty(care.num_rows, dtype=np.int64)
+        keys[order] = claims.draw(care.num_rows)
+        care = care.append_column(CLAIM_KEY, pa.array(keys))
         con.register("c", care)
-        for table, out in outputs.items():
-            if table == CARE_TABLE:
-                # The rows in claim-key order, as ``ORDER BY`` gives them, by one take of the written columns: no
-                # round trip of the month's rows through DuckDB and its sort.
-                order = pa.array(np.argsort(mine, kind="stable"))
-                written = {c: care.column("_pid" if c == PSEUDONYM_COLUMN else c) for c in plan.columns[table]}
-                writer.write(out, pa.table(written).take(order))
-                continue
-            if table in DETAIL_TABLES:
-                con.register("det", _source(hub, session, table, [month]))
-                selects = [
-                    _from_care(c) if c in (CLAIM_KEY, PSEUDONYM_COLUMN) else plan.expr(table, c)
-                    for c in plan.columns[table]
-                ]
-                query = f"SELECT {', '.join(selects)} FROM det t JOIN c ON {joined}"
-            else:
-                continue
-            writer.write(out, con.sql(f"{query} ORDER BY c.{CLAIM_KEY}").to_arrow_table())
+        if CARE_TABLE in outputs:
+            written = {c: care.column("_pid" if c == PSEUDONYM_COLUMN else c) for c in plan.columns[CARE_TABLE]}
+            writer.write(outputs[CARE_TABLE], pa.table(written), order=pa.array(order))
+        for table in details:
+            con.register("det", _dataset(hub, table, files.get((table, month), [])))
+            selects = [
+                _from_care(c) if c in (CLAIM_KEY, PSEUDONYM_COLUMN) else plan.expr(table, c)
+                for c in plan.columns[table]
+            ]
+            query = f"SELECT {', '.join(selects)} FROM det t JOIN c ON {joined} ORDER BY c.{CLAIM_KEY}"
+            writer.write(outputs[table], con.sql(query).to_arrow_table())
         if owners is not None:
             writer.write(owners, con.sql(f"SELECT c.{CLAIM_KEY}, c._pid AS {PSEUDONYM_COLUMN} FROM c").to_arrow_table())
         con.unregister("c")
+
+
+def _listing(session: Session, tables: list[str], months: list[str]) -> dict[tuple[str, str], list[Path]]:
+    """The warehouse's files of these tables and care months, by (table, month), in the catalog's order."""
+    rows = session.execute(
+        select(FileRow.table_name, FileRow.care_month, FileRow.path)
+        .where(FileRow.table_name.in_(tables), FileRow.care_month.in_(months))
+        .order_by(FileRow.id)
+    )
+    out: dict[tuple[str, str], list[Path]] = {}
+    for table, month, path in rows:
+        out.setdefault((table, month), []).append(Path(path))
+    return out
 
 
 def _from_care(column: str) -> str:

@@ -147,6 +147,29 @@ def test_only_approved_columns_and_gated_columns_coarsened(populated: Hub) -> No
     assert summary["tables"]["ER_PRS_F"] == {"rows": care, "columns": con_columns["ER_PRS_F"]}
 
 
+def test_rows_are_written_in_claim_key_order_each_month(populated: Hub) -> None:
+    """Care rows and details are written month by month in claim-key order (so not in the warehouse's order),
+    with keys distinct over the whole view."""
+    hub = populated
+    project = make_project(hub, BROAD)
+    view = build(hub, project)
+    crypto = ParquetCrypto(hub.custody, project_view_key(project.id))
+    months: dict[str, list[list[int]]] = {}
+    for table in ("ER_PRS_F", "ER_PHA_F"):
+        path = hub.settings.data_dir / view.tables[table]["file"]
+        file = pq.ParquetFile(path, decryption_properties=crypto.decryption_properties())
+        groups = [
+            file.read_row_group(i, columns=["CLE_DCI_JNT"]).column(0).to_pylist() for i in range(file.num_row_groups)
+        ]
+        months[table] = [g for g in groups if g]
+        assert all(g == sorted(g) for g in months[table]), table
+    care = [k for g in months["ER_PRS_F"] for k in g]
+    assert len(months["ER_PRS_F"]) == 12 and len(set(care)) == len(care) == view.tables["ER_PRS_F"]["rows"]
+    assert all(len(set(g)) == len(g) for g in months["ER_PRS_F"])
+    # Each month's dispensations carry keys of that month's care rows.
+    assert all(set(d) <= set(c) for d, c in zip(months["ER_PHA_F"], months["ER_PRS_F"], strict=True))
+
+
 def duckdb_describe(hub: Hub, project: Project, table: str) -> list[tuple[Any, ...]]:
     return query(hub, project, f"DESCRIBE {table}")
 
