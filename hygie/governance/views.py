@@ -450,14 +450,14 @@ def _write_care(
         con.unregister("c")
 
 
-def _listing(session: Session, tables: list[str], months: list[str]) -> dict[tuple[str, str], list[Path]]:
+def _listing(session: Session, tables: list[str], months: list[str]) -> dict[tuple[str, str | None], list[Path]]:
     """The warehouse's files of these tables and care months, by (table, month), in the catalog's order."""
     rows = session.execute(
         select(FileRow.table_name, FileRow.care_month, FileRow.path)
         .where(FileRow.table_name.in_(tables), FileRow.care_month.in_(months))
         .order_by(FileRow.id)
     )
-    out: dict[tuple[str, str], list[Path]] = {}
+    out: dict[tuple[str, str | None], list[Path]] = {}
     for table, month, path in rows:
         out.setdefault((table, month), []).append(Path(path))
     return out
