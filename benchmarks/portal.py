@@ -502,7 +502,17 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    work = args.work or Path(tempfile.mkdtemp(prefix="hygie-portal-bench-"))
+    if args.work is not None:
+        measure(args, args.work)
+        return
+    work = Path(tempfile.mkdtemp(prefix="hygie-portal-bench-"))
+    try:
+        measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # its hub, keys and synthetic deliveries: nothing to keep
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
     print(f"# portal benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}", flush=True)
     database = "PostgreSQL (fsync on)" if args.postgres else "SQLite (WAL, synchronous=FULL)"
     print(f"# servers: {args.workers} process(es) over {database}; the load generator runs on the same cores")
