@@ -36,6 +36,7 @@ from hygie.governance.views import (
 from hygie.hub import Hub
 from hygie.identity.vault import IdentityRow
 from hygie.keys import KeyDestroyed
+from hygie.warehouse.catalog import FileRow
 from hygie.warehouse.encryption import ParquetCrypto
 from tests.conftest import make_settings
 from tests.ingest.test_security import scan_data_dir
@@ -168,6 +169,40 @@ def test_rows_are_written_in_claim_key_order_each_month(populated: Hub) -> None:
     assert all(len(set(g)) == len(g) for g in months["ER_PRS_F"])
     # Each month's dispensations carry keys of that month's care rows.
     assert all(set(d) <= set(c) for d, c in zip(months["ER_PHA_F"], months["ER_PRS_F"], strict=True))
+
+
+def test_files_published_while_a_view_is_built_are_in_none_of_its_months(
+    populated: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build lists the warehouse's files once: files a batch publishes once it has started reading care
+    (here, for December, a month it has not read yet) are left out whole, never read for some months and not for
+    others. (The code before counted every month first and refused the build when a month had changed since.)"""
+    hub = populated
+    project = make_project(hub, BROAD)
+    ((care,),) = warehouse(hub, "SELECT count(*) FROM ER_PRS_F WHERE year(EXE_SOI_DTD) = 2023")
+    with hub.session() as session:
+        rows = session.scalars(select(FileRow).where(FileRow.table_name == "ER_PRS_F")).all()
+        january = {hub.warehouse.directory / r.path for r in rows if r.care_month == "2023-01"}
+    dataset_of = hub.warehouse.dataset_of
+    published: list[str] = []
+
+    def then_a_batch(paths: list[Path]) -> Any:
+        if not published and january & set(paths):  # the build's first read of care
+            with hub.session() as other:
+                for row in other.scalars(select(FileRow).where(FileRow.care_month == "2023-12")).all():
+                    copy = Path(row.path).with_name(f"published-meanwhile-{Path(row.path).name}").as_posix()
+                    shutil.copyfile(hub.warehouse.directory / row.path, hub.warehouse.directory / copy)
+                    other.add(FileRow(batch_id=row.batch_id, table_name=row.table_name, care_month=row.care_month,
+                                      path=copy, rows=row.rows, bytes=row.bytes, sha256=row.sha256))  # fmt: skip
+                    published.append(copy)
+                other.commit()
+        return dataset_of(paths)
+
+    monkeypatch.setattr(hub.warehouse, "dataset_of", then_a_batch)
+    view = build(hub, project)
+    assert published and view.tables["ER_PRS_F"]["rows"] == care
+    # A build after the copies reads them (so the check above could fail).
+    assert build(hub, project).tables["ER_PRS_F"]["rows"] > care
 
 
 def duckdb_describe(hub: Hub, project: Project, table: str) -> list[tuple[Any, ...]]:
