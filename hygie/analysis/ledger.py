@@ -230,7 +230,10 @@ class Roster:
 
         # Searched in sorted order: the same positions, found about five times faster than in list order.
         pos, found = self._find(np.sort(keys))
-        assert found.all(), "every key was added to the roster first"
+        if not found.all():
+            # Never an assert: numbering a stranger's key as someone else's would check the release against the
+            # wrong people. A platform bug: the release fails rather than pass unchecked.
+            raise RuntimeError("a record key was numbered before it was added to the project's roster")
         return sorted_bitmap(self._order[pos])
 
 
@@ -498,13 +501,6 @@ class Signatures:
         self.first = np.zeros(0, dtype=np.uint64)
         self.second = np.zeros(0, dtype=np.uint64)
         self.count = np.zeros(0, dtype=np.int32)
-
-    @property
-    def signature(self) -> Any:
-        """(people, 2): each person's pair of sums."""
-        import numpy as np
-
-        return np.stack((self.first, self.second), axis=1)
 
     def weight(self, tag: str) -> Any:
         """A set's pair of weights, from its tag under this object's key (a keyed hash: random to anyone without

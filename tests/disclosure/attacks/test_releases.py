@@ -294,6 +294,10 @@ def test_the_dense_index_is_stable_and_append_only() -> None:
     again = ledger.Roster(roster.keys)
     again.add(first)
     assert not again.grown and again.dense(later) == roster.dense(later)
+    # A key never added is refused, never numbered as whoever sorts next to it (and not by an assert, which
+    # python -O would drop).
+    with pytest.raises(RuntimeError, match="before it was added"):
+        roster.dense(BitMap([17, 18]))
 
 
 # -- the refusal as an oracle: one answer per project before a person looks ----------------------------------------
