@@ -103,14 +103,7 @@ def test_running_signatures_are_the_sums_of_the_entries_that_count(
         counting = sorted(data.draw(st.sets(st.sampled_from(sorted(built)))))
         entries = [(entry_id, built[entry_id]) for entry_id in counting]
         running = memo.signatures(entries)
-        fresh = Signatures(running.key)
-        for _, rec in entries:
-            for tag, members in record_sets(rec):
-                fresh.add(tag, members)
-        size = max(len(fresh.count), len(running.count))
-        assert (pad(running.count, size) == pad(fresh.count, size)).all()
-        assert (pad(running.first, size) == pad(fresh.first, size)).all()
-        assert (pad(running.second, size) == pad(fresh.second, size)).all()
+        assert_sums_of(running, [rec for _, rec in entries])
         sets = [members for _, rec in entries for _, members in record_sets(rec)]
         assert_atoms([frozenset(m) for m in sets], *number_atoms(running, sets))
         # A check through the memo answers as one that sums everything afresh (atoms numbered otherwise).
@@ -125,10 +118,21 @@ def test_running_signatures_are_the_sums_of_the_entries_that_count(
         assert (a.refuses, len(a.narrowed), a.infeasible) == (b.refuses, len(b.narrowed), b.infeasible)
 
 
+def assert_sums_of(running: Signatures, records: list[Record]) -> None:
+    """``running`` holds exactly the sums of the records' sets, as a fresh sum gives them (up to its length)."""
+    fresh = Signatures(running.key)
+    for rec in records:
+        for tag, members in record_sets(rec):
+            fresh.add(tag, members)
+    size = max(len(fresh.count), len(running.count))
+    for name in ("count", "first", "second"):
+        assert (pad(getattr(running, name), size) == pad(getattr(fresh, name), size)).all(), name
+
+
 def pad(values: Any, size: int) -> Any:
     import numpy as np
 
-    return np.concatenate([values, np.zeros((size - len(values), *values.shape[1:]), dtype=values.dtype)])
+    return np.concatenate([values, np.zeros(size - len(values), dtype=values.dtype)])
 
 
 def test_an_entry_read_again_as_another_record_is_summed_anew() -> None:
@@ -138,11 +142,4 @@ def test_an_entry_read_again_as_another_record_is_summed_anew() -> None:
     new = Record(2, True, 5, 5, BitMap(range(3, 12)), [LedgerCell(("a",), BitMap(range(3, 7)), None, False, 4)])
     memo = LedgerMemo()
     memo.signatures([(7, old)])
-    running = memo.signatures([(7, new)])
-    fresh = Signatures(running.key)
-    for tag, members in record_sets(new):
-        fresh.add(tag, members)
-    size = max(len(fresh.count), len(running.count))
-    assert (pad(running.count, size) == pad(fresh.count, size)).all()
-    assert (pad(running.first, size) == pad(fresh.first, size)).all()
-    assert (pad(running.second, size) == pad(fresh.second, size)).all()
+    assert_sums_of(memo.signatures([(7, new)]), [new])
