@@ -14,9 +14,13 @@ without the key, a person key says nothing about anyone.
   batch does not open. The data key is wrapped under the custody WRAP key ``citizen-extract`` in
   ``citizen_extract_batch``, written in the batch's own catalog transaction (the ingestion commit point): a
   batch is in the warehouse and in the extracts, or in neither.
-- ``citizen_use``: (person key, project, generation) for every person a view generation included, written in the
-  transaction that publishes the generation. The membership files stay the durable record; this index is
-  rebuilt from them by :func:`rebuild` (``hygie citizen-index rebuild``).
+- ``citizen_use``: (person key, project, generation) for every person a view generation included. A generation
+  is written in the transaction that publishes it to ``citizen_use_recent``, generation first, where its rows
+  append at one place; :func:`merge` later moves several generations at once to ``citizen_use``, person first,
+  where a citizen's rows sit together. Written person first directly, each generation's keys (random) landed in
+  nearly every page of the index, so a build rewrote the whole index: its cost grew with every generation ever
+  indexed (docs/benchmarks.md). A read looks in both, in one statement. The membership files stay the durable
+  record; the index is rebuilt from them by :func:`rebuild` (``hygie citizen-index rebuild``).
 
 Completeness is checked, never assumed: every indexed batch and generation has a marker row carrying the
 index key version it was keyed with. Batches or generations without one (data older than the index, or a
@@ -40,6 +44,7 @@ import pyarrow.dataset as ds
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Executable,
     ForeignKey,
@@ -49,11 +54,19 @@ from sqlalchemy import (
     String,
     bindparam,
     delete,
+    func,
+    insert,
     select,
+    tuple_,
+    union_all,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hygie.audit import record
 from hygie.db import Base, bulk
+from hygie.governance.accounts import Actor
+from hygie.governance.acts import act
 from hygie.governance.models import Account, ProjectView
 from hygie.hub import Hub
 from hygie.identity.pseudonym import (
@@ -123,6 +136,8 @@ class CitizenUseGeneration(Base):
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_version: Mapped[int] = mapped_column(Integer, nullable=False)
     people: Mapped[int] = mapped_column(Integer, nullable=False)
+    merged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    """Its rows are in ``citizen_use`` (else in ``citizen_use_recent``)."""
 
 
 class CitizenUse(Base):
@@ -136,6 +151,23 @@ class CitizenUse(Base):
     person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class CitizenUseRecent(Base):
+    """Generations not merged into ``citizen_use`` yet, generation first: a new one appends at one place."""
+
+    __tablename__ = "citizen_use_recent"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["project_id", "generation"],
+            ["citizen_use_generation.project_id", "citizen_use_generation.generation"],
+        ),
+        # On SQLite the rows live in the primary key's tree itself: one tree to append to, not two.
+        {"sqlite_with_rowid": False},
+    )
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
 
 
 def for_person(hub: Hub, session: Session, person_index: bytes, read: Callable[[str], T]) -> T | None:
@@ -167,10 +199,24 @@ _EXTRACTS = select(CitizenExtract.person_key, CitizenExtract.batch_id, CitizenEx
 )
 _CARE_FILES = select(FileRow.batch_id, FileRow.path).where(FileRow.table_name == CARE_TABLE).order_by(FileRow.id)
 _USE_MARKERS = select(
-    CitizenUseGeneration.project_id, CitizenUseGeneration.generation, CitizenUseGeneration.key_version
+    CitizenUseGeneration.project_id,
+    CitizenUseGeneration.generation,
+    CitizenUseGeneration.key_version,
+    CitizenUseGeneration.merged,
 )
-_USES = select(CitizenUse.project_id, CitizenUse.generation, CitizenUse.person_key).where(
-    CitizenUse.person_key.in_(bindparam("keys", expanding=True))
+# One statement, so one snapshot of both tables: a merge committing between two statements would move a row from
+# the second's table to the first's after the first was read. Recent generations are looked up by each column's
+# list of values (row-value IN lists are scanned by SQLite, not searched): a few point lookups per generation, and
+# combinations that name no generation find nothing.
+_USES = union_all(
+    select(CitizenUse.project_id, CitizenUse.generation, CitizenUse.person_key).where(
+        CitizenUse.person_key.in_(bindparam("keys", expanding=True))
+    ),
+    select(CitizenUseRecent.project_id, CitizenUseRecent.generation, CitizenUseRecent.person_key).where(
+        CitizenUseRecent.project_id.in_(bindparam("recent_projects", expanding=True)),
+        CitizenUseRecent.generation.in_(bindparam("recent_generations", expanding=True)),
+        CitizenUseRecent.person_key.in_(bindparam("recent_keys", expanding=True)),
+    ),
 )
 _VIEWS = select(ProjectView.project_id, ProjectView.generation, ProjectView.membership_file).order_by(
     ProjectView.project_id, ProjectView.generation
@@ -220,7 +266,7 @@ def _consistent(snapshot: Callable[[], S], read: Callable[[S], T], busy: str) ->
 
 def clear(session: Session) -> None:
     """Empty the index (the caller commits): readers take the slow path until :func:`rebuild` fills it again."""
-    for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
+    for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseRecent, CitizenUseGeneration):
         session.execute(delete(model))
 
 
@@ -409,18 +455,21 @@ def _care_rows(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[str
 
 
 def index_generation(hub: Hub, session: Session, project_id: int, generation: int, people: Sequence[str]) -> None:
-    """Index who a view generation includes, in the transaction that publishes it (the caller commits)."""
+    """Index who a view generation includes, in the transaction that publishes it (the caller commits): to
+    ``citizen_use_recent``, until :func:`merge` moves it."""
     version = _index_version(hub)
     session.add(
-        CitizenUseGeneration(project_id=project_id, generation=generation, key_version=version, people=len(people))
+        CitizenUseGeneration(
+            project_id=project_id, generation=generation, key_version=version, people=len(people), merged=False
+        )
     )
     session.flush()
-    # In key order: random keys would each land in another page of the primary-key index (measured on SQLite:
-    # a generation of 160,000 people inserted in 2.0 s in random order, 0.7 s in key order, on a table of 320,000).
+    # In key order, each row lands after the previous one: the generation's rows are one run at the end of its
+    # (project, generation) range.
     keys = sorted(person_keys(hub, people, version)) if people else []
     bulk.insert(
-        session, CitizenUse.__tablename__, ("person_key", "project_id", "generation"),
-        ((k, project_id, generation) for k in keys),
+        session, CitizenUseRecent.__tablename__, ("project_id", "generation", "person_key"),
+        ((project_id, generation, k) for k in keys),
     )  # fmt: skip
 
 
@@ -443,25 +492,89 @@ def uses_of(hub: Hub, session: Session, hub_pseudonym: str) -> Uses:
     )
 
 
-def _use_markers(session: Session) -> dict[tuple[int, int], int]:
+def _use_markers(session: Session) -> dict[tuple[int, int], tuple[int, bool]]:
+    """(key version, merged) of each indexed generation: a merge changes the latter, so a read it overlaps starts
+    again (:func:`_consistent`)."""
     found = _run(session, _USE_MARKERS)
-    return {(project, generation): version for project, generation, version in found}
+    return {(project, generation): (version, bool(merged)) for project, generation, version, merged in found}
 
 
-def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple[int, int], int]) -> Uses:
+def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple[int, int], tuple[int, bool]]) -> Uses:
     projects: set[int] = set()
     if markers:
-        mine = _keys_of(hub, hub_pseudonym, set(markers.values()))
-        found = _run(session, _USES, keys=list(mine.values())).all()
+        mine = _keys_of(hub, hub_pseudonym, {version for version, _ in markers.values()})
+        keys = list(mine.values())
+        recent = [(p, g) for (p, g), (_, merged) in markers.items() if not merged]
+        found = _run(
+            session,
+            _USES,
+            keys=keys,
+            recent_projects=sorted({p for p, _ in recent}),
+            recent_generations=sorted({g for _, g in recent}),
+            recent_keys=keys if recent else [],
+        ).all()
         for project, generation, key in found:
-            version = markers.get((project, generation))
-            if version is not None and mine[version] == key:
+            marker = markers.get((project, generation))
+            if marker is not None and mine[marker[0]] == key:
                 projects.add(project)
     views = _run(session, _VIEWS).all()
     return Uses(projects, [(p, f) for p, g, f in views if (p, g) not in markers])
 
 
 # -- maintenance --------------------------------------------------------------------------------------------
+
+
+def unmerged(session: Session) -> int:
+    """How many generations wait in ``citizen_use_recent``."""
+    found = session.scalar(select(func.count()).where(CitizenUseGeneration.merged.is_(False)))
+    return int(found or 0)
+
+
+def merge_recorded(hub: Hub, actor: Actor, *, due_only: bool = False) -> int:
+    """:func:`merge` in a transaction of its own, recorded with how many generations moved; with ``due_only``,
+    only once ``citizen_index_merge_generations`` wait (else nothing is done or recorded, and 0 returned)."""
+    with act(hub, actor, "citizen_index.merge") as session:
+        if due_only and unmerged(session) < hub.settings.citizen_index_merge_generations:
+            return 0
+        moved = merge(session)
+        record(
+            session, actor=actor.ref, role=actor.role_name, action="citizen_index.merge", detail={"generations": moved}
+        )
+    return moved
+
+
+def merge(session: Session) -> int:
+    """Move every committed generation of ``citizen_use_recent`` to ``citizen_use`` in person-key order, so
+    that each page of the person-first index is rewritten once for all of them (the caller commits); how many.
+
+    Their markers are locked first (on PostgreSQL; SQLite has one writer): a second merge waits, then finds
+    nothing left. Readers see the rows in one table or the other, never neither (one statement reads both)."""
+    pending = [
+        (int(p), int(g))
+        for p, g in session.execute(
+            select(CitizenUseGeneration.project_id, CitizenUseGeneration.generation)
+            .where(CitizenUseGeneration.merged.is_(False))
+            .order_by(CitizenUseGeneration.project_id, CitizenUseGeneration.generation)
+            .with_for_update()
+        )
+    ]
+    if not pending:
+        return 0
+    recent = CitizenUseRecent
+    chosen = tuple_(recent.project_id, recent.generation).in_(pending)
+    session.execute(
+        insert(CitizenUse).from_select(
+            ["person_key", "project_id", "generation"],
+            select(recent.person_key, recent.project_id, recent.generation).where(chosen).order_by(recent.person_key),
+        )
+    )
+    session.execute(delete(recent).where(chosen))
+    session.execute(
+        update(CitizenUseGeneration)
+        .where(tuple_(CitizenUseGeneration.project_id, CitizenUseGeneration.generation).in_(pending))
+        .values(merged=True)
+    )
+    return len(pending)
 
 
 @dataclass(frozen=True)
@@ -509,6 +622,7 @@ def rebuild(hub: Hub, session: Session, *, from_scratch: bool = False) -> Rebuil
             )
         members = ds.dataset(str(path), format=crypto.file_format()).to_table(columns=[PSEUDONYM_COLUMN])
         index_generation(hub, session, view.project_id, view.generation, members.column(0).to_pylist())
+    merge(session)
     try:
         # Everything above was keyed from pseudonyms of this version: a rotation's switch in between voids it.
         hold_version(session, version)

@@ -49,3 +49,21 @@ def rebuild_command(
     finally:
         hub.close()
     print(f"indexed {done.batches} batch(es) and {done.generations} view generation(s)")
+
+
+@citizen_index_app.command("merge")
+def merge_command() -> None:
+    """Move the view generations waiting in the recent table to the person-first table, now.
+
+    The server does this on its own once HYGIE_CITIZEN_INDEX_MERGE_GENERATIONS wait; reads are whole either way.
+    """
+    from hygie.console import open_hub as _open_hub
+    from hygie.governance.accounts import CONSOLE
+    from hygie.governance.citizen_index import merge_recorded
+
+    hub = _open_hub(get_settings())
+    try:
+        moved = merge_recorded(hub, CONSOLE)
+    finally:
+        hub.close()
+    print(f"merged {moved} view generation(s)")

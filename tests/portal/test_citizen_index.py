@@ -13,8 +13,10 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
+from hygie.audit import AuditEvent
+from hygie.governance.accounts import SYSTEM
 from hygie.governance.citizen_index import (
     CareRow,
     CitizenExtract,
@@ -22,9 +24,15 @@ from hygie.governance.citizen_index import (
     CitizenIndexError,
     CitizenUse,
     CitizenUseGeneration,
+    CitizenUseRecent,
+    _use_markers,
+    _uses_of,
     care_rows,
+    merge,
+    merge_recorded,
     person_keys,
     rebuild,
+    unmerged,
 )
 from hygie.governance.models import ProjectView
 from hygie.governance.views import MEMBERSHIP_KEY, projects_including
@@ -117,7 +125,7 @@ def test_the_index_holds_no_pseudonym_or_identifier(shared_world: World) -> None
     secrets = set(everyone(world)) | {p["BEN_NIR"] for p in delivered}
     stored: list[bytes] = []
     with world.hub.session() as session:
-        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
+        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseRecent, CitizenUseGeneration):
             for row in session.execute(select(model.__table__)):
                 stored += [v if isinstance(v, bytes) else str(v).encode() for v in row]
         assert session.scalar(select(CitizenExtract.person_key).limit(1)) is not None
@@ -156,7 +164,7 @@ def test_what_the_index_lacks_is_read_the_slow_way_then_rebuilt(world: World) ->
     with world.hub.session() as session:
         before = {p: projects_including(world.hub, session, p) for p in sample}
         assert any(before.values())
-        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseGeneration):
+        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseRecent, CitizenUseGeneration):
             session.execute(delete(model))  # a hub ingested before the index existed
         session.commit()
         for psa in sample:
@@ -170,6 +178,8 @@ def test_what_the_index_lacks_is_read_the_slow_way_then_rebuilt(world: World) ->
             assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
             assert projects_including(world.hub, session, psa) == before[psa]
         assert session.scalar(select(CitizenUseGeneration.project_id)) == pid
+        assert unmerged(session) == 0  # a rebuilt index is merged: reads find it in one place
+        assert session.scalar(select(func.count()).select_from(CitizenUseRecent)) == 0
 
 
 def test_a_rotated_index_key_keeps_answers_whole_until_rebuilt(world: World) -> None:
@@ -208,3 +218,55 @@ def test_an_extract_moved_to_another_person_is_refused_not_shown(world: World) -
         session.commit()
         with pytest.raises(CitizenIndexError, match="does not open"):
             care_rows(world.hub, session, me)
+
+
+def rows_in(session: Any, model: type[CitizenUse] | type[CitizenUseRecent]) -> set[tuple[int, int, str]]:
+    return {(p, g, k) for p, g, k in session.execute(select(model.project_id, model.generation, model.person_key))}
+
+
+def test_new_generations_wait_generation_first_and_a_merge_moves_them_whole(world: World) -> None:
+    first = world.active_project()
+    second = world.active_project(requester="researcher2")
+    sample = everyone(world)[::7]
+    with world.hub.session() as session:
+        waiting = rows_in(session, CitizenUseRecent)
+        assert rows_in(session, CitizenUse) == set()  # written generation first, nothing person first yet
+        assert {(p, g) for p, g, _ in waiting} == {(first, 1), (second, 1)}
+        assert unmerged(session) == 2
+        before = _use_markers(session)
+        expected = {psa: members_by_scan(world, psa) for psa in sample}
+        assert any(expected.values())
+        for psa in sample:
+            assert projects_including(world.hub, session, psa) == expected[psa]
+        assert merge(session) == 2
+        session.commit()
+        assert rows_in(session, CitizenUse) == waiting  # every row moved, none lost or added
+        assert rows_in(session, CitizenUseRecent) == set()
+        assert unmerged(session) == 0 and merge(session) == 0
+        for psa in sample:
+            assert projects_including(world.hub, session, psa) == expected[psa]
+            # A read that took the markers before the merge and looks up after it still finds every use.
+            assert sorted(_uses_of(world.hub, session, psa, before).projects) == expected[psa]
+    third = world.active_project(requester="researcher2")  # after a merge, the next one waits again
+    with world.hub.session() as session:
+        assert {(p, g) for p, g, _ in rows_in(session, CitizenUseRecent)} == {(third, 1)}
+        for psa in sample:
+            assert projects_including(world.hub, session, psa) == members_by_scan(world, psa)
+
+
+def test_the_background_merge_waits_for_enough_generations_and_is_recorded(world: World) -> None:
+    world.active_project()
+    world.hub.settings = world.hub.settings.model_copy(update={"citizen_index_merge_generations": 2})
+
+    def merges() -> list[dict[str, Any]]:
+        with world.hub.session() as session:
+            found = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "citizen_index.merge"))
+            return [dict(d) for d in found]
+
+    assert merge_recorded(world.hub, SYSTEM, due_only=True) == 0  # one waits: not due, nothing recorded
+    assert merges() == []
+    world.active_project(requester="researcher2")
+    assert merge_recorded(world.hub, SYSTEM, due_only=True) == 2
+    assert merges() == [{"generations": 2}]
+    with world.hub.session() as session:
+        assert unmerged(session) == 0

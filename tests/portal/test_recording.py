@@ -239,6 +239,7 @@ def test_every_cli_command_records_or_says_why_not(world: World, tmp_path: Path)
         "breach send": ([], None),
         "breach sweep": ([], None),
         "citizen-index rebuild": ([], None),
+        "citizen-index merge": ([], None),
         "vault rebuild-pivot": ([], None),
         "outbox list": ([], None),
         "outbox print": (["--out", str(tmp_path / "printed")], None),
