@@ -173,12 +173,12 @@ class Settings(BaseSettings):
     project_sweep_seconds: float = Field(
         default=60.0, description="How often the server ends projects past their term (access stops at expiry anyway)."
     )
-    citizen_index_merge_generations: int = Field(
+    citizen_index_merge_waiting: int = Field(
         default=8,
         ge=1,
-        description="View generations waiting in the citizen index's recent table that start a merge into its "
-        "person-first table: each waiting one costs every 'who used my data' read one more lookup, each merge "
-        "rewrites the person-first table once (docs/benchmarks.md).",
+        description="Accepted batches, or view generations, waiting in the citizen index's recent tables that start "
+        "a merge into its person-first tables: each waiting one costs a citizen's read one more point lookup, each "
+        "merge rewrites the person-first tables once (docs/benchmarks.md).",
     )
     citizen_index_merge_seconds: float = Field(
         default=300.0, gt=0, description="How often the server checks whether the citizen index has a merge due."

@@ -14,13 +14,16 @@ without the key, a person key says nothing about anyone.
   batch does not open. The data key is wrapped under the custody WRAP key ``citizen-extract`` in
   ``citizen_extract_batch``, written in the batch's own catalog transaction (the ingestion commit point): a
   batch is in the warehouse and in the extracts, or in neither.
-- ``citizen_use``: (person key, project, generation) for every person a view generation included. A generation
-  is written in the transaction that publishes it to ``citizen_use_recent``, generation first, where its rows
-  append at one place; :func:`merge` later moves several generations at once to ``citizen_use``, person first,
-  where a citizen's rows sit together. Written person first directly, each generation's keys (random) landed in
-  nearly every page of the index, so a build rewrote the whole index: its cost grew with every generation ever
-  indexed (docs/benchmarks.md). A read looks in both, in one statement. The membership files stay the durable
-  record; the index is rebuilt from them by :func:`rebuild` (``hygie citizen-index rebuild``).
+- ``citizen_use``: (person key, project, generation) for every person a view generation included, written in the
+  transaction that publishes the generation.
+
+Both are written in two steps. A batch or a generation is first written to its ``_recent`` table, keyed by batch
+or generation first, where its rows append at one place; :func:`merge` later moves everything waiting, in
+person-key order, to the person-first table, where a citizen's rows sit together. Written person first directly,
+each batch's or generation's keys (random) landed in nearly every page of the index, so each one rewrote the whole
+index: its cost grew with everything ever indexed (docs/benchmarks.md). A read looks in both tables in one
+statement. The warehouse and the membership files stay the durable record; the index is rebuilt from them by
+:func:`rebuild` (``hygie citizen-index rebuild``).
 
 Completeness is checked, never assumed: every indexed batch and generation has a marker row carrying the
 index key version it was keyed with. Batches or generations without one (data older than the index, or a
@@ -119,12 +122,23 @@ class CitizenExtractBatch(Base):
     """Version of ``citizen-index`` the batch's person keys were computed with."""
     people: Mapped[int] = mapped_column(Integer, nullable=False)
     indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    merged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    """Its extracts are in ``citizen_extract`` (else in ``citizen_extract_recent``)."""
 
 
 class CitizenExtract(Base):
     __tablename__ = "citizen_extract"
     person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("citizen_extract_batch.batch_id"), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class CitizenExtractRecent(Base):
+    """Batches not merged into ``citizen_extract`` yet, batch first: a new one appends at one place."""
+
+    __tablename__ = "citizen_extract_recent"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("citizen_extract_batch.batch_id"), primary_key=True)
+    person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
@@ -192,10 +206,23 @@ def for_person(hub: Hub, session: Session, person_index: bytes, read: Callable[[
 _PERSON_INDEX = select(Account.person_index).where(Account.id == bindparam("account_id"))
 _ACTIVE_VERSION = select(HubPseudonymState.active_version).where(HubPseudonymState.id == 1)
 _EXTRACT_MARKERS = select(
-    CitizenExtractBatch.batch_id, CitizenExtractBatch.key_version, CitizenExtractBatch.wrapped_key
+    CitizenExtractBatch.batch_id,
+    CitizenExtractBatch.key_version,
+    CitizenExtractBatch.wrapped_key,
+    CitizenExtractBatch.merged,
 )
-_EXTRACTS = select(CitizenExtract.person_key, CitizenExtract.batch_id, CitizenExtract.payload).where(
-    CitizenExtract.person_key.in_(bindparam("keys", expanding=True))
+# Each read of the index is one statement over both of its tables, so one snapshot of them: a merge committing
+# between two statements would move a row from the second's table to the first's after the first was read. The
+# recent table is searched by each column's list of values (SQLite scans for a row-value IN list): a few point
+# lookups per waiting batch or generation; combinations that name none find nothing.
+_EXTRACTS = union_all(
+    select(CitizenExtract.person_key, CitizenExtract.batch_id, CitizenExtract.payload).where(
+        CitizenExtract.person_key.in_(bindparam("keys", expanding=True))
+    ),
+    select(CitizenExtractRecent.person_key, CitizenExtractRecent.batch_id, CitizenExtractRecent.payload).where(
+        CitizenExtractRecent.batch_id.in_(bindparam("recent_batches", expanding=True)),
+        CitizenExtractRecent.person_key.in_(bindparam("recent_keys", expanding=True)),
+    ),
 )
 _CARE_FILES = select(FileRow.batch_id, FileRow.path).where(FileRow.table_name == CARE_TABLE).order_by(FileRow.id)
 _USE_MARKERS = select(
@@ -204,10 +231,6 @@ _USE_MARKERS = select(
     CitizenUseGeneration.key_version,
     CitizenUseGeneration.merged,
 )
-# One statement, so one snapshot of both tables: a merge committing between two statements would move a row from
-# the second's table to the first's after the first was read. Recent generations are looked up by each column's
-# list of values (row-value IN lists are scanned by SQLite, not searched): a few point lookups per generation, and
-# combinations that name no generation find nothing.
 _USES = union_all(
     select(CitizenUse.project_id, CitizenUse.generation, CitizenUse.person_key).where(
         CitizenUse.person_key.in_(bindparam("keys", expanding=True))
@@ -266,7 +289,14 @@ def _consistent(snapshot: Callable[[], S], read: Callable[[S], T], busy: str) ->
 
 def clear(session: Session) -> None:
     """Empty the index (the caller commits): readers take the slow path until :func:`rebuild` fills it again."""
-    for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseRecent, CitizenUseGeneration):
+    for model in (
+        CitizenExtract,
+        CitizenExtractRecent,
+        CitizenExtractBatch,
+        CitizenUse,
+        CitizenUseRecent,
+        CitizenUseGeneration,
+    ):
         session.execute(delete(model))
 
 
@@ -392,8 +422,8 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
         nonces = secrets.token_bytes(NONCE_BYTES * len(keys))
         for i, (key, plain) in enumerate(zip(keys, documents, strict=True)):
             nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
-            extracts.append((key, batch_id, nonce + aead.encrypt(nonce, plain, _aad(key, batch_id))))
-        # In key order: each insert then lands beside the previous one in the primary-key index.
+            extracts.append((batch_id, key, nonce + aead.encrypt(nonce, plain, _aad(key, batch_id))))
+        # In key order, each row lands after the previous one: the batch's rows are one run in the recent table.
         extracts.sort()
     session.add(
         CitizenExtractBatch(
@@ -402,11 +432,12 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
             key_version=version,
             people=len(extracts),
             indexed_at=datetime.now(UTC),
+            merged=False,
         )
     )
     session.flush()  # the batch row first: extracts reference it
     # Through the driver (COPY on PostgreSQL): the ORM's bulk insert cost twice the database's own work here.
-    bulk.insert(session, CitizenExtract.__tablename__, ("person_key", "batch_id", "payload"), extracts)
+    bulk.insert(session, CitizenExtractRecent.__tablename__, ("batch_id", "person_key", "payload"), extracts)
 
 
 # -- extracts: read by a citizen ----------------------------------------------------------------------------
@@ -426,16 +457,21 @@ def care_rows(hub: Hub, session: Session, hub_pseudonym: str) -> list[CareRow]:
     )
 
 
-def _extract_markers(session: Session) -> dict[str, tuple[int, bytes]]:
+def _extract_markers(session: Session) -> dict[str, tuple[int, bytes, bool]]:
+    """(key version, wrapped data key, merged) of each indexed batch."""
     found = _run(session, _EXTRACT_MARKERS)
-    return {batch_id: (version, bytes(wrapped)) for batch_id, version, wrapped in found}
+    return {batch_id: (version, bytes(wrapped), bool(merged)) for batch_id, version, wrapped, merged in found}
 
 
-def _care_rows(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[str, tuple[int, bytes]]) -> list[CareRow]:
+def _care_rows(
+    hub: Hub, session: Session, hub_pseudonym: str, markers: dict[str, tuple[int, bytes, bool]]
+) -> list[CareRow]:
     rows: list[CareRow] = []
     if markers:
-        mine = _keys_of(hub, hub_pseudonym, {version for version, _ in markers.values()})
-        found = _run(session, _EXTRACTS, keys=list(mine.values())).all()
+        mine = _keys_of(hub, hub_pseudonym, {version for version, _, _ in markers.values()})
+        keys = list(mine.values())
+        recent = sorted(batch_id for batch_id, (_, _, merged) in markers.items() if not merged)
+        found = _run(session, _EXTRACTS, keys=keys, recent_batches=recent, recent_keys=keys if recent else []).all()
         for key, batch_id, payload in found:
             marker = markers.get(batch_id)
             if marker is None or mine[marker[0]] != key:
@@ -524,56 +560,76 @@ def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple
 # -- maintenance --------------------------------------------------------------------------------------------
 
 
-def unmerged(session: Session) -> int:
-    """How many generations wait in ``citizen_use_recent``."""
-    found = session.scalar(select(func.count()).where(CitizenUseGeneration.merged.is_(False)))
-    return int(found or 0)
+@dataclass(frozen=True)
+class Waiting:
+    """Batches and view generations in the recent tables (moved, for :func:`merge`'s answer)."""
+
+    batches: int
+    generations: int
+
+    def __bool__(self) -> bool:
+        return bool(self.batches or self.generations)
 
 
-def merge_recorded(hub: Hub, actor: Actor, *, due_only: bool = False) -> int:
-    """:func:`merge` in a transaction of its own, recorded with how many generations moved; with ``due_only``,
-    only once ``citizen_index_merge_generations`` wait (else nothing is done or recorded, and 0 returned)."""
+def unmerged(session: Session) -> Waiting:
+    """What waits in the recent tables."""
+
+    def count(marker: type[CitizenExtractBatch] | type[CitizenUseGeneration]) -> int:
+        return int(session.scalar(select(func.count()).where(marker.merged.is_(False))) or 0)
+
+    return Waiting(batches=count(CitizenExtractBatch), generations=count(CitizenUseGeneration))
+
+
+def merge_recorded(hub: Hub, actor: Actor, *, due_only: bool = False) -> Waiting:
+    """:func:`merge` in a transaction of its own, recorded with what moved; with ``due_only``, only once
+    ``citizen_index_merge_waiting`` batches or generations wait (else nothing is done or recorded)."""
     with act(hub, actor, "citizen_index.merge") as session:
-        if due_only and unmerged(session) < hub.settings.citizen_index_merge_generations:
-            return 0
+        if due_only:
+            waiting = unmerged(session)
+            if max(waiting.batches, waiting.generations) < hub.settings.citizen_index_merge_waiting:
+                return Waiting(0, 0)
         moved = merge(session)
-        record(
-            session, actor=actor.ref, role=actor.role_name, action="citizen_index.merge", detail={"generations": moved}
-        )
+        detail = {"batches": moved.batches, "generations": moved.generations}
+        record(session, actor=actor.ref, role=actor.role_name, action="citizen_index.merge", detail=detail)
     return moved
 
 
-def merge(session: Session) -> int:
-    """Move every committed generation of ``citizen_use_recent`` to ``citizen_use`` in person-key order, so
-    that each page of the person-first index is rewritten once for all of them (the caller commits); how many.
+def merge(session: Session) -> Waiting:
+    """Move every committed batch and generation of the recent tables to the person-first ones, in person-key
+    order, so that each page of a person-first index is rewritten once for all of them (the caller commits).
 
     Their markers are locked first (on PostgreSQL; SQLite has one writer): a second merge waits, then finds
-    nothing left. Readers see the rows in one table or the other, never neither (one statement reads both)."""
-    pending = [
-        (int(p), int(g))
-        for p, g in session.execute(
-            select(CitizenUseGeneration.project_id, CitizenUseGeneration.generation)
-            .where(CitizenUseGeneration.merged.is_(False))
-            .order_by(CitizenUseGeneration.project_id, CitizenUseGeneration.generation)
-            .with_for_update()
-        )
-    ]
+    nothing left. Readers see a row in one table or the other, never neither (one statement reads both)."""
+    batches = _move(session, CitizenExtractBatch, ("batch_id",), CitizenExtractRecent, CitizenExtract)
+    generations = _move(session, CitizenUseGeneration, ("project_id", "generation"), CitizenUseRecent, CitizenUse)
+    return Waiting(batches=batches, generations=generations)
+
+
+def _move(
+    session: Session,
+    marker: type[CitizenExtractBatch] | type[CitizenUseGeneration],
+    unit: tuple[str, ...],
+    recent: type[CitizenExtractRecent] | type[CitizenUseRecent],
+    main: type[CitizenExtract] | type[CitizenUse],
+) -> int:
+    """Move the rows of ``recent`` whose ``unit`` (batch, or project and generation) is marked unmerged."""
+    ordered = [getattr(marker, c) for c in unit]
+    locked = select(*ordered).where(marker.merged.is_(False)).order_by(*ordered).with_for_update()
+    pending = [tuple(row) for row in session.execute(locked)]
     if not pending:
         return 0
-    recent = CitizenUseRecent
-    chosen = tuple_(recent.project_id, recent.generation).in_(pending)
-    session.execute(
-        insert(CitizenUse).from_select(
-            ["person_key", "project_id", "generation"],
-            select(recent.person_key, recent.project_id, recent.generation).where(chosen).order_by(recent.person_key),
-        )
-    )
-    session.execute(delete(recent).where(chosen))
-    session.execute(
-        update(CitizenUseGeneration)
-        .where(tuple_(CitizenUseGeneration.project_id, CitizenUseGeneration.generation).in_(pending))
-        .values(merged=True)
-    )
+
+    def chosen(model: type[Base]) -> Any:
+        columns = [getattr(model, c) for c in unit]
+        if len(columns) == 1:
+            return columns[0].in_([p[0] for p in pending])
+        return tuple_(*columns).in_(pending)
+
+    names = [c.name for c in main.__table__.columns]
+    rows = select(*(getattr(recent, c) for c in names)).where(chosen(recent)).order_by(recent.person_key)
+    session.execute(insert(main).from_select(names, rows))
+    session.execute(delete(recent).where(chosen(recent)))
+    session.execute(update(marker).where(chosen(marker)).values(merged=True))
     return len(pending)
 
 

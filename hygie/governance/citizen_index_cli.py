@@ -53,9 +53,9 @@ def rebuild_command(
 
 @citizen_index_app.command("merge")
 def merge_command() -> None:
-    """Move the view generations waiting in the recent table to the person-first table, now.
+    """Move the batches and view generations waiting in the recent tables to the person-first tables, now.
 
-    The server does this on its own once HYGIE_CITIZEN_INDEX_MERGE_GENERATIONS wait; reads are whole either way.
+    The server does this on its own once HYGIE_CITIZEN_INDEX_MERGE_WAITING wait; reads are whole either way.
     """
     from hygie.console import open_hub as _open_hub
     from hygie.governance.accounts import CONSOLE
@@ -66,4 +66,4 @@ def merge_command() -> None:
         moved = merge_recorded(hub, CONSOLE)
     finally:
         hub.close()
-    print(f"merged {moved} view generation(s)")
+    print(f"merged {moved.batches} batch(es) and {moved.generations} view generation(s)")

@@ -21,10 +21,14 @@ from hygie.governance.citizen_index import (
     CareRow,
     CitizenExtract,
     CitizenExtractBatch,
+    CitizenExtractRecent,
     CitizenIndexError,
     CitizenUse,
     CitizenUseGeneration,
     CitizenUseRecent,
+    Waiting,
+    _care_rows,
+    _extract_markers,
     _use_markers,
     _uses_of,
     care_rows,
@@ -43,6 +47,9 @@ from tests.portal.test_citizens import hub_pseudonym
 from tests.portal.world import World, people
 
 COLUMNS = "EXE_SOI_DTD, PRS_NAT_REF, PRS_ACT_QTE, PRS_PAI_MNT, BSE_REM_MNT"
+ALL_TABLES = (
+    CitizenExtract, CitizenExtractRecent, CitizenExtractBatch, CitizenUse, CitizenUseRecent, CitizenUseGeneration
+)  # fmt: skip
 
 
 def _total(row: CareRow) -> tuple[tuple[bool, str], ...]:
@@ -125,10 +132,10 @@ def test_the_index_holds_no_pseudonym_or_identifier(shared_world: World) -> None
     secrets = set(everyone(world)) | {p["BEN_NIR"] for p in delivered}
     stored: list[bytes] = []
     with world.hub.session() as session:
-        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseRecent, CitizenUseGeneration):
+        for model in ALL_TABLES:
             for row in session.execute(select(model.__table__)):
                 stored += [v if isinstance(v, bytes) else str(v).encode() for v in row]
-        assert session.scalar(select(CitizenExtract.person_key).limit(1)) is not None
+        assert any(session.scalar(select(m.person_key).limit(1)) for m in (CitizenExtract, CitizenExtractRecent))
     blob = b"\x00".join(stored)
     assert b"2024-" not in b"".join(v for v in stored if len(v) > 40)  # payloads are ciphertext
     leaked = [s for s in secrets if s.encode() in blob]
@@ -164,7 +171,7 @@ def test_what_the_index_lacks_is_read_the_slow_way_then_rebuilt(world: World) ->
     with world.hub.session() as session:
         before = {p: projects_including(world.hub, session, p) for p in sample}
         assert any(before.values())
-        for model in (CitizenExtract, CitizenExtractBatch, CitizenUse, CitizenUseRecent, CitizenUseGeneration):
+        for model in ALL_TABLES:
             session.execute(delete(model))  # a hub ingested before the index existed
         session.commit()
         for psa in sample:
@@ -178,8 +185,9 @@ def test_what_the_index_lacks_is_read_the_slow_way_then_rebuilt(world: World) ->
             assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
             assert projects_including(world.hub, session, psa) == before[psa]
         assert session.scalar(select(CitizenUseGeneration.project_id)) == pid
-        assert unmerged(session) == 0  # a rebuilt index is merged: reads find it in one place
-        assert session.scalar(select(func.count()).select_from(CitizenUseRecent)) == 0
+        assert not unmerged(session)  # a rebuilt index is merged: reads find it in one place
+        for model in (CitizenUseRecent, CitizenExtractRecent):
+            assert session.scalar(select(func.count()).select_from(model)) == 0
 
 
 def test_a_rotated_index_key_keeps_answers_whole_until_rebuilt(world: World) -> None:
@@ -198,23 +206,25 @@ def test_a_rotated_index_key_keeps_answers_whole_until_rebuilt(world: World) -> 
         assert projects_including(world.hub, session, me) == members_by_scan(world, me)
 
 
-def test_an_extract_moved_to_another_person_is_refused_not_shown(world: World) -> None:
+@pytest.mark.parametrize("merged", [False, True], ids=["waiting", "merged"])
+def test_an_extract_moved_to_another_person_is_refused_not_shown(world: World, merged: bool) -> None:
     me, other = hub_pseudonym(world, "citizen1"), hub_pseudonym(world, "citizen2")
+    table = CitizenExtract if merged else CitizenExtractRecent
     with world.hub.session() as session:
+        if merged:
+            assert merge(session).batches
+            session.commit()
         assert care_rows(world.hub, session, me) and care_rows(world.hub, session, other)
         [mine] = person_keys(world.hub, [me], 1)
         [theirs] = person_keys(world.hub, [other], 1)
-        batches = {k: set(session.scalars(select(CitizenExtract.batch_id).where(CitizenExtract.person_key == k)))
+        batches = {k: set(session.scalars(select(table.batch_id).where(table.person_key == k)))
                    for k in (mine, theirs)}  # fmt: skip
         batch = sorted(batches[mine] & batches[theirs])[0]
-        payload = session.scalar(
-            select(CitizenExtract.payload).where(CitizenExtract.person_key == theirs, CitizenExtract.batch_id == batch)
+        payload = session.scalar(select(table.payload).where(table.person_key == theirs, table.batch_id == batch))
+        moved = session.execute(
+            update(table).where(table.person_key == mine, table.batch_id == batch).values(payload=payload)
         )
-        session.execute(
-            update(CitizenExtract)
-            .where(CitizenExtract.person_key == mine, CitizenExtract.batch_id == batch)
-            .values(payload=payload)
-        )
+        assert moved.rowcount == 1  # type: ignore[attr-defined]
         session.commit()
         with pytest.raises(CitizenIndexError, match="does not open"):
             care_rows(world.hub, session, me)
@@ -232,17 +242,17 @@ def test_new_generations_wait_generation_first_and_a_merge_moves_them_whole(worl
         waiting = rows_in(session, CitizenUseRecent)
         assert rows_in(session, CitizenUse) == set()  # written generation first, nothing person first yet
         assert {(p, g) for p, g, _ in waiting} == {(first, 1), (second, 1)}
-        assert unmerged(session) == 2
+        assert unmerged(session).generations == 2
         before = _use_markers(session)
         expected = {psa: members_by_scan(world, psa) for psa in sample}
         assert any(expected.values())
         for psa in sample:
             assert projects_including(world.hub, session, psa) == expected[psa]
-        assert merge(session) == 2
+        assert merge(session).generations == 2
         session.commit()
         assert rows_in(session, CitizenUse) == waiting  # every row moved, none lost or added
         assert rows_in(session, CitizenUseRecent) == set()
-        assert unmerged(session) == 0 and merge(session) == 0
+        assert not unmerged(session) and not merge(session)
         for psa in sample:
             assert projects_including(world.hub, session, psa) == expected[psa]
             # A read that took the markers before the merge and looks up after it still finds every use.
@@ -254,19 +264,47 @@ def test_new_generations_wait_generation_first_and_a_merge_moves_them_whole(worl
             assert projects_including(world.hub, session, psa) == members_by_scan(world, psa)
 
 
-def test_the_background_merge_waits_for_enough_generations_and_is_recorded(world: World) -> None:
-    world.active_project()
-    world.hub.settings = world.hub.settings.model_copy(update={"citizen_index_merge_generations": 2})
+def test_new_batches_wait_batch_first_and_a_merge_moves_them_whole(shared_world: World) -> None:
+    world = shared_world
+    expected = full_scan(world)
+    sample = everyone(world)[::5]
 
+    def extracts(model: type[CitizenExtract] | type[CitizenExtractRecent]) -> set[tuple[str, str, bytes]]:
+        found = session.execute(select(model.person_key, model.batch_id, model.payload))
+        return {(k, b, bytes(p)) for k, b, p in found}
+
+    with world.hub.session() as session:
+        waiting = extracts(CitizenExtractRecent)
+        assert waiting and extracts(CitizenExtract) == set()  # written batch first at ingestion
+        batches = set(session.scalars(select(BatchRow.batch_id)))
+        assert unmerged(session).batches == len(batches) > 1
+        before = _extract_markers(session)
+        for psa in sample:
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+        assert merge(session).batches == len(batches)
+        session.commit()
+        assert extracts(CitizenExtract) == waiting  # every extract moved, none lost, altered or added
+        assert extracts(CitizenExtractRecent) == set()
+        for psa in sample:
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+            # A read that took the markers before the merge and looks up after it still finds every row.
+            assert sorted(_care_rows(world.hub, session, psa, before), key=_total) == expected.get(psa, [])
+
+
+def test_the_background_merge_waits_for_enough_to_wait_and_is_recorded(world: World) -> None:
     def merges() -> list[dict[str, Any]]:
         with world.hub.session() as session:
             found = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "citizen_index.merge"))
             return [dict(d) for d in found]
 
-    assert merge_recorded(world.hub, SYSTEM, due_only=True) == 0  # one waits: not due, nothing recorded
-    assert merges() == []
+    ingested = merge_recorded(world.hub, SYSTEM)  # by hand (the CLI's way): whatever waits, recorded
+    assert ingested.batches > 1 and merges() == [{"batches": ingested.batches, "generations": 0}]
+    world.hub.settings = world.hub.settings.model_copy(update={"citizen_index_merge_waiting": 2})
+    world.active_project()
+    assert merge_recorded(world.hub, SYSTEM, due_only=True) == Waiting(0, 0)  # one waits: not due, not recorded
+    assert len(merges()) == 1
     world.active_project(requester="researcher2")
-    assert merge_recorded(world.hub, SYSTEM, due_only=True) == 2
-    assert merges() == [{"generations": 2}]
+    assert merge_recorded(world.hub, SYSTEM, due_only=True) == Waiting(batches=0, generations=2)
+    assert merges()[1:] == [{"batches": 0, "generations": 2}]
     with world.hub.session() as session:
-        assert unmerged(session) == 0
+        assert not unmerged(session)

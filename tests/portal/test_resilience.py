@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, delete
 
 from hygie.config import AdmissionLimits
 from hygie.db import make_sessionmaker
-from hygie.governance.citizen_index import CitizenUse, CitizenUseGeneration
+from hygie.governance.citizen_index import CitizenUse, CitizenUseGeneration, CitizenUseRecent
 from hygie.governance.models import ProjectView
 from hygie.hub import Hub
 from hygie.portal.app import create_app
@@ -358,8 +358,8 @@ def test_a_lost_warehouse_file_is_unavailable_not_an_empty_list(used: tuple[Worl
         )
         # Without its index rows, the generation is answered from its membership file (hubs indexed before the
         # citizen index, or an index being rebuilt): that file going missing must not mean "nobody".
-        session.execute(delete(CitizenUse))
-        session.execute(delete(CitizenUseGeneration))
+        for model in (CitizenUse, CitizenUseRecent, CitizenUseGeneration):
+            session.execute(delete(model))
         session.commit()
     hidden = membership.with_name(membership.name + ".away")
     os.rename(membership, hidden)
