@@ -47,5 +47,6 @@ def downgrade() -> None:
         "SELECT person_key, project_id, generation FROM citizen_use_recent ORDER BY person_key"
     )
     op.drop_table("citizen_use_recent")
-    with op.batch_alter_table("citizen_use_generation", schema=None) as batch_op:
-        batch_op.drop_column("merged")
+    # Not in batch mode: on SQLite that copies the table, and dropping the old copy fails while rows of other
+    # tables reference it (foreign keys are enforced). SQLite has dropped columns in place since 3.35.
+    op.execute("ALTER TABLE citizen_use_generation DROP COLUMN merged")
