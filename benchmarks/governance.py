@@ -14,6 +14,10 @@ Timed, in this process, for each scope:
   project's key, membership file, catalog row, audit event) and its commit, then ``open_view`` and one count query;
 - plain: DuckDB selects the same population, period and columns from the plaintext copies and writes them as
   plain Parquet (no encryption, no re-keying, no claim key, no membership), then the same count query.
+
+Then, per population, the citizen index's merge (``merge_recorded``: what the background tasks do once
+``citizen_index_merge_waiting`` generations wait, off the approval's path) of every generation waiting, this run's
+and earlier runs' on the same hub: its time and its time per generation, the share each build leaves for later.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import cpu_model
 from hygie.config import Settings
+from hygie.governance.accounts import CONSOLE
+from hygie.governance.citizen_index import merge_recorded
 from hygie.governance.models import Account, Project
 from hygie.governance.views import build_view, destroy_view, open_view
 from hygie.hub import Hub
@@ -223,7 +229,8 @@ def main() -> None:
         f"DuckDB {duckdb.__version__}, pyarrow {pyarrow.__version__}",
         flush=True,
     )
-    lines = []
+    lines: list[str] = []
+    merges: list[str] = []
     for people in args.people:
         hub = prepare(work, people, args.years, args.seed)
         plain_copies(hub, work / f"plain-{people}")
@@ -242,10 +249,19 @@ def main() -> None:
             )
             print(line, flush=True)
             lines.append(line)
+        started = time.perf_counter()
+        moved = merge_recorded(hub, CONSOLE).generations
+        merged_s = time.perf_counter() - started
+        merges.append(
+            f"[{people:,}] citizen index merge (background, off the approval's path): {moved} generation(s) in "
+            f"{merged_s:.1f} s" + (f", {merged_s / moved:.1f} s per generation" if moved else "")
+        )
+        print(merges[-1], flush=True)
         hub.close()
     print("\n| people | scope | view | plain DuckDB | approval to queryable view | secure / plain | destroy |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(lines))
+    print("\n".join(merges))
 
 
 if __name__ == "__main__":

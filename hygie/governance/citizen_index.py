@@ -60,6 +60,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     tuple_,
     union_all,
     update,
@@ -600,6 +601,9 @@ def merge(session: Session) -> Waiting:
 
     Their markers are locked first (on PostgreSQL; SQLite has one writer): a second merge waits, then finds
     nothing left. Readers see a row in one table or the other, never neither (one statement reads both)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # A national merge moves tens of millions of rows in one statement: longer than a request may take.
+        session.execute(text("SET LOCAL statement_timeout = 0"))
     batches = _move(session, CitizenExtractBatch, ("batch_id",), CitizenExtractRecent, CitizenExtract)
     generations = _move(session, CitizenUseGeneration, ("project_id", "generation"), CitizenUseRecent, CitizenUse)
     return Waiting(batches=batches, generations=generations)

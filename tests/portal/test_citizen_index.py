@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from hygie.audit import AuditEvent
 from hygie.governance.accounts import SYSTEM
@@ -351,3 +351,18 @@ def test_the_migrations_keep_every_waiting_row_both_ways(world: World) -> None:
             assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
             assert projects_including(world.hub, session, psa) == members_by_scan(world, psa)
         assert any(projects_including(world.hub, session, psa) == [pid] for psa in sample)
+
+
+def test_a_merge_is_not_cut_short_by_the_statement_timeout(world: World) -> None:
+    """A national merge moves tens of millions of rows in one statement: PostgreSQL's per-connection timeout
+    (HYGIE_DATABASE_STATEMENT_TIMEOUT_MS, for requests) is lifted for the merge's transaction, and only there."""
+    if world.hub.settings.database_url is None:
+        pytest.skip("SQLite has no statement timeout")
+    world.active_project()
+    with world.hub.session() as session:
+        configured = session.scalar(text("SHOW statement_timeout"))
+        assert configured not in (None, "0")
+        assert merge(session)
+        assert session.scalar(text("SHOW statement_timeout")) == "0"
+        session.commit()
+        assert session.scalar(text("SHOW statement_timeout")) == configured
