@@ -48,6 +48,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (
     Boolean,
+    CompoundSelect,
     DateTime,
     Executable,
     ForeignKey,
@@ -212,19 +213,6 @@ _EXTRACT_MARKERS = select(
     CitizenExtractBatch.wrapped_key,
     CitizenExtractBatch.merged,
 )
-# Each read of the index is one statement over both of its tables, so one snapshot of them: a merge committing
-# between two statements would move a row from the second's table to the first's after the first was read. The
-# recent table is searched by each column's list of values (SQLite scans for a row-value IN list): a few point
-# lookups per waiting batch or generation; combinations that name none find nothing.
-_EXTRACTS = union_all(
-    select(CitizenExtract.person_key, CitizenExtract.batch_id, CitizenExtract.payload).where(
-        CitizenExtract.person_key.in_(bindparam("keys", expanding=True))
-    ),
-    select(CitizenExtractRecent.person_key, CitizenExtractRecent.batch_id, CitizenExtractRecent.payload).where(
-        CitizenExtractRecent.batch_id.in_(bindparam("recent_batches", expanding=True)),
-        CitizenExtractRecent.person_key.in_(bindparam("recent_keys", expanding=True)),
-    ),
-)
 _CARE_FILES = select(FileRow.batch_id, FileRow.path).where(FileRow.table_name == CARE_TABLE).order_by(FileRow.id)
 _USE_MARKERS = select(
     CitizenUseGeneration.project_id,
@@ -232,15 +220,38 @@ _USE_MARKERS = select(
     CitizenUseGeneration.key_version,
     CitizenUseGeneration.merged,
 )
-_USES = union_all(
-    select(CitizenUse.project_id, CitizenUse.generation, CitizenUse.person_key).where(
-        CitizenUse.person_key.in_(bindparam("keys", expanding=True))
-    ),
-    select(CitizenUseRecent.project_id, CitizenUseRecent.generation, CitizenUseRecent.person_key).where(
-        CitizenUseRecent.project_id.in_(bindparam("recent_projects", expanding=True)),
-        CitizenUseRecent.generation.in_(bindparam("recent_generations", expanding=True)),
-        CitizenUseRecent.person_key.in_(bindparam("recent_keys", expanding=True)),
-    ),
+
+
+def _both(
+    main: type[CitizenExtract] | type[CitizenUse],
+    recent: type[CitizenExtractRecent] | type[CitizenUseRecent],
+    columns: tuple[str, ...],
+    waiting: dict[str, str],
+) -> CompoundSelect[Any]:
+    """A person's rows (their ``keys``) in the person-first table and, in the same statement, in the waiting
+    batches or generations of the recent table (``waiting``: column -> parameter of its values).
+
+    One statement, so one snapshot of both tables: a merge committing between two statements would move a row
+    from the second's table to the first's after the first was read. The recent table is searched by each
+    column's list of values (SQLite scans the table for a row-value IN list): a few point lookups per waiting
+    batch or generation; combinations that name none find nothing."""
+    return union_all(
+        select(*(getattr(main, c) for c in columns)).where(main.person_key.in_(bindparam("keys", expanding=True))),
+        select(*(getattr(recent, c) for c in columns)).where(
+            *(getattr(recent, c).in_(bindparam(parameter, expanding=True)) for c, parameter in waiting.items()),
+            recent.person_key.in_(bindparam("recent_keys", expanding=True)),
+        ),
+    )
+
+
+_EXTRACTS = _both(
+    CitizenExtract, CitizenExtractRecent, ("person_key", "batch_id", "payload"), {"batch_id": "recent_batches"}
+)
+_USES = _both(
+    CitizenUse,
+    CitizenUseRecent,
+    ("project_id", "generation", "person_key"),
+    {"project_id": "recent_projects", "generation": "recent_generations"},
 )
 _VIEWS = select(ProjectView.project_id, ProjectView.generation, ProjectView.membership_file).order_by(
     ProjectView.project_id, ProjectView.generation
