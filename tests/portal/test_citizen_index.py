@@ -5,6 +5,7 @@ never answers short: what it lacks is read the slow way, what is altered is refu
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
@@ -366,3 +367,27 @@ def test_a_merge_is_not_cut_short_by_the_statement_timeout(world: World) -> None
         assert session.scalar(text("SHOW statement_timeout")) == "0"
         session.commit()
         assert session.scalar(text("SHOW statement_timeout")) == configured
+
+
+def test_the_background_tasks_merge_once_enough_waits(world: World) -> None:
+    from hygie.portal.background import start_background
+
+    world.active_project()
+    world.active_project(requester="researcher2")
+    world.hub.settings = world.hub.settings.model_copy(
+        update={"citizen_index_merge_waiting": 2, "citizen_index_merge_seconds": 0.05}
+    )
+    stop = start_background(world.hub)
+    try:
+        deadline = time.monotonic() + 120  # a wait for the thread, not a timing assertion
+        while True:
+            with world.hub.session() as session:
+                if not unmerged(session):
+                    break
+            assert time.monotonic() < deadline, "the background tasks never merged the waiting generations"
+            time.sleep(0.05)
+    finally:
+        stop()
+    with world.hub.session() as session:
+        assert rows_in(session, CitizenUseRecent) == set()
+        assert session.scalar(select(func.count()).where(AuditEvent.action == "citizen_index.merge")) == 1
