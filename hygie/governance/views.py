@@ -183,37 +183,6 @@ class _Writer:
 
 
 @dataclass
-class _Kept:
-    """The view's tables as written, kept in this process's memory while they fit the view cache's budget: the
-    build hands them to the cache once committed, so the first run after an approval reads no file back (2.5 s
-    of decryption at a million people). Past the budget nothing is kept (the first run reads the files)."""
-
-    budget: int
-    size: int = 0
-    chunks: dict[str, list[pa.Table]] | None = field(default_factory=dict)
-
-    def add(self, table: str, data: pa.Table) -> None:
-        if self.chunks is None:
-            return
-        self.size += data.nbytes
-        if self.size > self.budget:
-            self.chunks = None
-            return
-        self.chunks.setdefault(table, []).append(data)
-
-    def tables(self, outputs: dict[str, _Output]) -> dict[str, pa.Table] | None:
-        """Each output's rows as its file holds them (None: not kept)."""
-        if self.chunks is None:
-            return None
-        found = {}
-        for table, out in outputs.items():
-            assert out.schema is not None, "every output gets at least one (possibly empty) write"
-            chunks = self.chunks.get(table, [])
-            found[table] = pa.concat_tables(chunks) if chunks else out.schema.empty_table()
-        return found
-
-
-@dataclass
 class _Output:
     """One encrypted Parquet file of the view being written."""
 
@@ -222,8 +191,6 @@ class _Output:
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     rows: int = 0
-    kept: tuple[_Kept, str] | None = None
-    """Where the rows written are also kept, under which table."""
 
     def write(self, data: pa.Table) -> None:
         if self.writer is None:
@@ -236,11 +203,8 @@ class _Output:
                 encryption_properties=self.crypto.encryption_properties(),
             )
         if data.num_rows:
-            stored = data.cast(self.schema)
-            self.writer.write_table(stored, row_group_size=1_000_000)
+            self.writer.write_table(data.cast(self.schema), row_group_size=1_000_000)
             self.rows += data.num_rows
-            if self.kept is not None:
-                self.kept[0].add(self.kept[1], stored)
 
     def close(self) -> str:
         assert self.writer is not None, "every output gets at least one (possibly empty) write"
@@ -580,20 +544,15 @@ def _live_key(hub: Hub, name: str, purpose: KeyPurpose, project_id: int) -> None
 
 def _write_view_duckdb(
     hub: Hub, session: Session, plan: _Plan, project: Project, target: Path, view_crypto: ParquetCrypto
-) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, pa.Table] | None]:
-    """Write the view's files into ``target`` with DuckDB; return its people (hub pseudonyms), its tables, and
-    their rows when they fit the view cache (:class:`_Kept`)."""
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Write the view's files into ``target`` with DuckDB; return its people (hub pseudonyms) and tables."""
     con = duckdb.connect(config={"temp_directory": ""})  # decrypted rows never spill to disk
     writer = _Writer()
-    kept = _Kept(hub.view_cache.budget) if hub.view_cache.enabled else None
     try:
         people = _population(hub, session, con, plan, project)
         pids = rekey(hub, project.id, people)
         con.register("pop", pa.table({"psa": pa.array(people, pa.string()), "pid": pa.array(pids, pa.string())}))
-        outputs = {
-            t: _Output(target / f"{t}.parquet", view_crypto, kept=None if kept is None else (kept, t))
-            for t in plan.columns
-        }
+        outputs = {t: _Output(target / f"{t}.parquet", view_crypto) for t in plan.columns}
         owners = _Output(target / OWNERS_FILE, view_crypto) if plan.needs_owners else None
         if BENEFICIARY_TABLE in outputs:
             _write_beneficiaries(hub, session, con, plan, outputs[BENEFICIARY_TABLE], writer)
@@ -614,7 +573,7 @@ def _write_view_duckdb(
             "file": out.path.relative_to(hub.settings.data_dir).as_posix(),
             "sha256": digest,
         }
-    return people, tables, None if kept is None else kept.tables(outputs)
+    return people, tables
 
 
 def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> ProjectView:
@@ -640,9 +599,8 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
                 from hygie.governance.spark_views import write_view_spark
 
                 people, tables = write_view_spark(hub, session, plan, project, target, view_crypto, actor=actor)
-                kept = None
             else:
-                people, tables, kept = _write_view_duckdb(hub, session, plan, project, target, view_crypto)
+                people, tables = _write_view_duckdb(hub, session, plan, project, target, view_crypto)
             members = _Output(membership_path, membership_crypto)
             members.write(pa.table({PSEUDONYM_COLUMN: pa.array(people, pa.string())}))
             members.close()
@@ -701,41 +659,22 @@ def build_view(hub: Hub, session: Session, project: Project, *, actor: str) -> P
                 "build_seconds": view.build_seconds,
             },
         )
-    paths = {t: hub.settings.data_dir / meta["file"] for t, meta in tables.items()}
-    offer = None if kept is None else (_cache_key(project.id, generation, paths), kept)
-    del kept
-    _after_transaction(
-        session, hub, project.id, remove_on_commit=[r.generation for r in older], new=generation, offer=offer
-    )
+    _after_transaction(session, hub, project.id, remove_on_commit=[r.generation for r in older], new=generation)
     return view
 
 
-def _after_transaction(
-    session: Session,
-    hub: Hub,
-    project_id: int,
-    *,
-    remove_on_commit: list[int],
-    new: int,
-    offer: tuple[tuple[object, ...], dict[str, pa.Table]] | None = None,
-) -> None:
-    """Once the caller commits, the superseded generations' files go and the new one's rows (``offer``: its cache
-    key and tables, when the build kept them) go to the view cache; if it rolls back, the new one's files go.
+def _after_transaction(session: Session, hub: Hub, project_id: int, *, remove_on_commit: list[int], new: int) -> None:
+    """Once the caller commits, the superseded generations' files go; if it rolls back, the new one's do.
     Either clean-up missed (a crash) is done by the next build's sweep."""
     base = project_dir(hub, project_id)
-    held = [offer]  # let go at either end of the transaction: the tables are the whole view
 
     def committed(_session: Session) -> None:
         event.remove(session, "after_rollback", rolled_back)
         for generation in remove_on_commit:
             shutil.rmtree(base / "views" / str(generation), ignore_errors=True)
-        found = held.pop()
-        if found is not None:
-            hub.view_cache.offer(found[0], project_id, found[1])
 
     def rolled_back(_session: Session) -> None:
         event.remove(session, "after_commit", committed)
-        held.clear()
         shutil.rmtree(base / "views" / str(new), ignore_errors=True)
         (base / "membership" / f"{new}.parquet").unlink(missing_ok=True)
 

@@ -121,22 +121,6 @@ class ViewCache:
                 with self._lock:
                     self._loading.pop(key, None)
 
-    def offer(self, key: Hashable, project_id: int, tables: dict[str, pa.Table]) -> bool:
-        """Keep a view's tables that are already in memory (the build that wrote them), as a first read would:
-        within the budget, older views evicted first; never over an entry already there; False when not kept."""
-        size = sum(t.nbytes for t in tables.values())
-        if not self.enabled or self._closed.is_set() or size > self.budget:
-            return False
-        self._make_room(size)
-        with self._lock:
-            if self._closed.is_set() or key in self._entries:
-                return False
-            self._entries[key] = _Entry(project_id, tables, size, time.monotonic())
-        self._make_room(0)
-        self._start_sweeper()
-        log.info("view.cache.offer", project=project_id, bytes=size)
-        return True
-
     def attached(self, project_id: int, name: str, make: Callable[[], T]) -> T | None:
         """A per-project object derived from the project's decrypted data (the release ledger's unsealed entries,
         record keys), with the views' drop points: memory only, dropped when the project's views are dropped

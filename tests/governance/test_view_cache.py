@@ -12,22 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
 
 from hygie.analysis.cellkeys import project_record_keys
 from hygie.governance.models import Project
-from hygie.governance.views import (
-    ViewError,
-    _cache_key,
-    build_view,
-    destroy_view,
-    newest_ready,
-    project_view_key,
-)
+from hygie.governance.views import ViewError, destroy_view, newest_ready
 from hygie.hub import Hub
-from hygie.warehouse.encryption import ParquetCrypto
 from hygie.warehouse.viewcache import ViewCache
 from tests.portal.world import Template, clone_hub, release_hub
 
@@ -105,49 +95,3 @@ def test_a_rewritten_or_destroyed_view_is_never_served_from_memory(populated: Hu
     assert hub.view_cache.attached(project.id, "record_keys", dict) == {}  # and gone with it
     with pytest.raises(ViewError):
         query(hub, project, COUNTS)
-
-
-def _files(hub: Hub, project: Project) -> tuple[tuple[object, ...], dict[str, pa.Table]]:
-    """The newest view's cache key and its tables as its encrypted files hold them."""
-    crypto = ParquetCrypto(hub.custody, master_key=project_view_key(project.id))
-    with hub.session() as session:
-        view = newest_ready(session, project.id)
-        assert view is not None
-        paths = {t: hub.settings.data_dir / meta["file"] for t, meta in view.tables.items()}
-        key = _cache_key(project.id, view.generation, paths)
-    return key, {t: ds.dataset(str(p), format=crypto.file_format()).to_table() for t, p in paths.items()}
-
-
-def _unread() -> dict[str, pa.Table]:
-    raise AssertionError("the view was read from its files")
-
-
-def test_a_build_hands_its_rows_to_the_cache_as_its_files_hold_them(populated: Hub, delivery: Path) -> None:
-    hub = populated
-    hub.view_cache = ViewCache(1 << 30, 60)
-    project = make_project(hub, BROAD)
-    build(hub, project)
-    assert hub.view_cache.size > 0  # before any read
-    key, files = _files(hub, project)
-    held = hub.view_cache.tables(key, project.id, estimate=lambda: 0, load=_unread)
-    assert held is not None and set(held) == set(files)
-    for table, stored in files.items():
-        assert held[table].equals(stored), table  # same rows, same order, same types
-    hub.view_cache = ViewCache(0, 60)
-    streamed = query(hub, project, COUNTS)
-    hub.view_cache = ViewCache(1 << 30, 60)
-    hub.view_cache.offer(key, project.id, held)
-    assert query(hub, project, COUNTS) == streamed
-
-
-def test_a_build_keeps_nothing_past_the_budget_or_when_rolled_back(populated: Hub, delivery: Path) -> None:
-    hub = populated
-    hub.view_cache = ViewCache(1024, 60)  # smaller than the view
-    project = make_project(hub, BROAD)
-    build(hub, project)
-    assert hub.view_cache.size == 0
-    hub.view_cache = ViewCache(1 << 30, 60)
-    with hub.session() as session:
-        build_view(hub, session, session.get(Project, project.id), actor="account:1")
-        session.rollback()
-    assert hub.view_cache.size == 0
