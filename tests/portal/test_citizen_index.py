@@ -391,3 +391,62 @@ def test_the_background_tasks_merge_once_enough_waits(world: World) -> None:
     with world.hub.session() as session:
         assert rows_in(session, CitizenUseRecent) == set()
         assert session.scalar(select(func.count()).where(AuditEvent.action == "citizen_index.merge")) == 1
+
+
+def _unmerge(session: Any) -> None:
+    """The inverse of a merge (for the test only): every row back to the recent tables, markers unmerged."""
+    for marker, recent, main in (
+        (CitizenExtractBatch, CitizenExtractRecent, CitizenExtract),
+        (CitizenUseGeneration, CitizenUseRecent, CitizenUse),
+    ):
+        names = [c.name for c in recent.__table__.columns]
+        session.execute(recent.__table__.insert().from_select(names, select(*(main.__table__.c[n] for n in names))))
+        session.execute(delete(main))
+        session.execute(update(marker).values(merged=False))
+
+
+def test_reads_stay_whole_while_merges_commit_under_them(world: World) -> None:
+    """Rows move between the two tables in commits made while citizens read: every read gives the whole answer
+    (one statement sees both tables at one moment; a changed marker starts the read again)."""
+    import threading
+
+    world.active_project()
+    sample = everyone(world)[::25]
+    expected_care = full_scan(world)
+    expected_uses = {psa: members_by_scan(world, psa) for psa in sample}
+    assert any(expected_uses.values())
+    stop = threading.Event()
+    moves: list[int] = []
+
+    def churn() -> None:
+        while not stop.is_set() and len(moves) < 40:
+            with world.hub.session() as session:
+                if unmerged(session):
+                    merge(session)
+                else:
+                    _unmerge(session)
+                session.commit()
+            moves.append(1)
+
+    mover = threading.Thread(target=churn)
+    mover.start()
+    reads = 0
+    try:
+        with world.hub.session() as session:
+            while mover.is_alive() or reads < len(sample):
+                psa = sample[reads % len(sample)]
+                try:
+                    care = sorted(care_rows(world.hub, session, psa), key=_total)
+                    uses = projects_including(world.hub, session, psa)
+                except CitizenIndexError as exc:
+                    assert "being rebuilt" in str(exc)  # refused after three tries: never a short answer
+                    continue
+                finally:
+                    session.rollback()  # each read in a transaction of its own, as a request's
+                assert care == expected_care.get(psa, []), psa
+                assert uses == expected_uses[psa], psa
+                reads += 1
+    finally:
+        stop.set()
+        mover.join()
+    assert len(moves) >= 2 and reads >= len(sample)
