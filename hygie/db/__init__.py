@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, inspect, make_url, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, inspect, make_url, text
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -96,13 +96,19 @@ def migrate(engine: Engine) -> None:
     if heads is not None and _database_revisions(engine) == heads:
         return
     from alembic import command
+
+    with engine.begin() as connection:
+        command.upgrade(migration_config(connection), "heads")
+
+
+def migration_config(connection: Connection) -> Any:
+    """Alembic's configuration for this package's migrations, run on ``connection`` (its transaction)."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "heads")
+    config.attributes["connection"] = connection
+    return config
 
 
 def _script_heads(versions: Path) -> set[str] | None:

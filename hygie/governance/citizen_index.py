@@ -483,7 +483,7 @@ def _care_rows(
         mine = _keys_of(hub, hub_pseudonym, {version for version, _, _ in markers.values()})
         keys = list(mine.values())
         recent = sorted(batch_id for batch_id, (_, _, merged) in markers.items() if not merged)
-        found = _run(session, _EXTRACTS, keys=keys, recent_batches=recent, recent_keys=keys if recent else []).all()
+        found = _run(session, _EXTRACTS, keys=keys, recent_batches=recent, recent_keys=keys).all()
         for key, batch_id, payload in found:
             marker = markers.get(batch_id)
             if marker is None or mine[marker[0]] != key:
@@ -559,7 +559,7 @@ def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple
             keys=keys,
             recent_projects=sorted({p for p, _ in recent}),
             recent_generations=sorted({g for _, g in recent}),
-            recent_keys=keys if recent else [],
+            recent_keys=keys,
         ).all()
         for project, generation, key in found:
             marker = markers.get((project, generation))

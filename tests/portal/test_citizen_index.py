@@ -9,15 +9,16 @@ import time
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
+from alembic import command
 from sqlalchemy import delete, func, select, text, update
 
 from hygie.audit import AuditEvent
+from hygie.db import migrate, migration_config
 from hygie.governance.accounts import SYSTEM
 from hygie.governance.citizen_index import (
     CareRow,
@@ -312,19 +313,6 @@ def test_the_background_merge_waits_for_enough_to_wait_and_is_recorded(world: Wo
         assert not unmerged(session)
 
 
-def _migrate(world: World, direction: str, target: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    import hygie.db
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(hygie.db.__file__).parent / "migrations"))
-    with world.hub.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, direction)(config, target)
-
-
 def test_the_migrations_keep_every_waiting_row_both_ways(world: World) -> None:
     """Down to the one-table index, what waits is merged first (nothing lost); up again, what the person-first
     tables hold is marked merged, and every read still gives what a full scan gives."""
@@ -337,14 +325,15 @@ def test_the_migrations_keep_every_waiting_row_both_ways(world: World) -> None:
             tuple(r) for r in session.execute(select(CitizenExtractRecent.person_key, CitizenExtractRecent.batch_id))
         }
         assert uses and extracts
-    _migrate(world, "downgrade", "0015fm")
+    with world.hub.engine.begin() as connection:
+        command.downgrade(migration_config(connection), "0015fm")
     with world.hub.engine.connect() as connection:
         assert {
             tuple(r) for r in connection.exec_driver_sql("SELECT project_id, generation, person_key FROM citizen_use")
         } == uses
         found = connection.exec_driver_sql("SELECT person_key, batch_id FROM citizen_extract")
         assert {tuple(r) for r in found} == extracts
-    _migrate(world, "upgrade", "heads")
+    migrate(world.hub.engine)
     with world.hub.session() as session:
         assert not unmerged(session)
         assert rows_in(session, CitizenUse) == uses and rows_in(session, CitizenUseRecent) == set()
