@@ -31,7 +31,7 @@ from hygie.config import Settings
 from hygie.governance.accounts import CONSOLE
 from hygie.governance.citizen_index import merge_recorded
 from hygie.hub import Hub
-from hygie.ingest.pipeline import expand_batches, ingest_batch
+from hygie.ingest.pipeline import expand_batches, ingest_batches
 from hygie.synth import generate
 
 
@@ -65,10 +65,9 @@ def secure(batches: list[Path], data_dir: Path) -> tuple[float, float]:
     settings = Settings(data_dir=data_dir, key_passphrase="benchmark passphrase")  # type: ignore[arg-type]
     hub = Hub.init(settings)
     started = time.perf_counter()
-    for b in batches:
-        result = ingest_batch(hub, b)
+    for result in ingest_batches(hub, batches):  # as `hygie ingest` takes a delivery
         if result.status != "accepted":
-            raise SystemExit(f"{b.name}: {result.status} {result.errors[:5]}")
+            raise SystemExit(f"{result.batch_dir.name}: {result.status} {result.errors[:5]}")
     elapsed = time.perf_counter() - started
     started = time.perf_counter()
     merge_recorded(hub, CONSOLE)

@@ -197,18 +197,20 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")] = False,
 ) -> None:
     """Check, pseudonymise and store delivery batches: each batch is accepted whole or rejected whole."""
-    from hygie.ingest.pipeline import expand_batches, ingest_batch, planned_rows
+    from hygie.ingest.pipeline import expand_batches, ingest_batches, planned_rows
 
     settings = get_settings()
     hub = _open_hub(settings)
     batches = expand_batches(batch_dirs)
-    results = []
     try:
         with _progress(err, disable=as_json and not sys.stderr.isatty()) as bar:
             total = bar.add_task("rows", total=sum(planned_rows(b) for b in batches) or None)
-            for batch in batches:
-                bar.update(total, description=batch.name)
-                results.append(ingest_batch(hub, batch, progress=lambda n: bar.advance(total, n)))
+            results = ingest_batches(
+                hub,
+                batches,
+                progress=lambda n: bar.advance(total, n),
+                starting=lambda batch: bar.update(total, description=batch.name),
+            )
     finally:
         hub.close()
     if as_json:

@@ -11,6 +11,7 @@ compared only with the claims of its own flow dates. Two different claims of one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -25,13 +26,19 @@ from hygie.warehouse.catalog import FileRow
 _HASH = f"SELECT FLX_DIS_DTD AS day, hash({', '.join(DCIR_KEYS)}) AS h FROM claims"
 
 
-def _hashes(keys: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    con.register("claims", keys)
+def hashes(keys: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The flow day and the 64-bit hash of the nine DCIR keys of each row of ``keys`` (other columns ignored)."""
+    con.register("claims", keys.select(list(DCIR_KEYS)))
     try:
         table: pa.Table = con.sql(_HASH).to_arrow_table()
         return table
     finally:
         con.unregister("claims")
+
+
+def _columns(hashed: pa.Table) -> tuple[Any, Any]:
+    days = hashed.column("day").to_numpy(zero_copy_only=False)
+    return days, hashed.column("h").to_numpy(zero_copy_only=False).astype(np.uint64)
 
 
 class KnownClaims:
@@ -47,24 +54,18 @@ class KnownClaims:
         if not new:
             return
         dataset = hub.warehouse.dataset_of([hub.warehouse.directory / f.path for f in new])
-        self._add(_hashes(dataset.to_table(columns=list(DCIR_KEYS)), con))
+        self.add(hashes(dataset.to_table(columns=list(DCIR_KEYS)), con))
         self._loaded.update(f.id for f in new)
 
-    def _add(self, hashed: pa.Table) -> None:
-        days = hashed.column("day").to_numpy(zero_copy_only=False)
-        values = hashed.column("h").to_numpy(zero_copy_only=False).astype(np.uint64)
+    def add(self, hashed: pa.Table) -> None:
+        """Remember claims given as :func:`hashes` returns them."""
+        days, values = _columns(hashed)
         for day in np.unique(days):
             part = values[days == day]
             old = self._by_day.get(day)
             self._by_day[day] = np.sort(part if old is None else np.concatenate([old, part]))
 
-    def already_stored(self, keys: pa.Table, con: duckdb.DuckDBPyConnection) -> tuple[pa.Array, pa.Array]:
-        """A boolean per row of ``keys`` (the nine DCIR columns): true where the warehouse has the same keys; and
-        a boolean per row true where another row of ``keys`` has the same hash (a superset of the rows whose keys
-        repeat within ``keys``: equal keys hash alike)."""
-        hashed = _hashes(keys.select(list(DCIR_KEYS)), con)
-        days = hashed.column("day").to_numpy(zero_copy_only=False)
-        values = hashed.column("h").to_numpy(zero_copy_only=False).astype(np.uint64)
+    def _found(self, days: Any, values: Any) -> Any:
         found = np.zeros(len(values), dtype=bool)
         for day in np.unique(days):
             known = self._by_day.get(day)
@@ -74,6 +75,16 @@ class KnownClaims:
             candidates = values[rows]
             positions = np.searchsorted(known, candidates).clip(max=len(known) - 1)
             found[rows] = known[positions] == candidates
+        return found
+
+    def already_stored(self, hashed: pa.Table, pending: Sequence[KnownClaims] = ()) -> tuple[pa.Array, pa.Array]:
+        """For claims given as :func:`hashes` returns them: a boolean per row true where the warehouse (or
+        ``pending``: batches accepted but perhaps not yet committed) has the same keys; and a boolean per row true
+        where another row has the same hash (a superset of the rows whose keys repeat: equal keys hash alike)."""
+        days, values = _columns(hashed)
+        found = self._found(days, values)
+        for claims in pending:
+            found |= claims._found(days, values)
         distinct, counts = np.unique(values, return_counts=True)
         repeated = np.isin(values, distinct[counts > 1])
         return pa.array(found), pa.array(repeated)

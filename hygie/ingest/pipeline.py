@@ -16,8 +16,10 @@ import hashlib
 import mmap
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +40,7 @@ from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, valid_nirs, validate_nir
 from hygie.identity.pseudonym import active_version
 from hygie.ingest import checks
-from hygie.ingest.claims import KnownClaims
+from hygie.ingest.claims import KnownClaims, hashes
 from hygie.ingest.contract import (
     BENEFICIARY_TABLE,
     CARE_TABLE,
@@ -55,7 +57,7 @@ from hygie.ingest.errors import DeliveryError, ErrorLog
 from hygie.ingest.manifest import Manifest, read_manifest
 from hygie.ingest.rules import FieldRule, rules, stored_schema
 from hygie.warehouse.catalog import BatchRow
-from hygie.warehouse.store import Staging
+from hygie.warehouse.store import StagedFile, Staging
 
 log = structlog.get_logger("hygie.ingest")
 INGEST_ACTOR = "console"
@@ -105,14 +107,26 @@ class _FastPathFailed(Exception):
 
 
 @dataclass
+class _Pending:
+    """What batches committing beside this one add, should they commit: checked as if already stored, so that
+    the next batch is checked while they commit. Should one fail, every batch after it is checked again."""
+
+    beneficiaries: frozenset[str] = frozenset()
+    claims: tuple[KnownClaims, ...] = ()
+
+
+@dataclass
 class _TableState:
     keys: list[pa.Table] = field(default_factory=list)
     stored: list[pa.Table] = field(default_factory=list)
 
 
 class _BatchIngestion:
-    def __init__(self, hub: Hub, batch_dir: Path, manifest: Manifest, progress: Progress | None) -> None:
+    def __init__(
+        self, hub: Hub, batch_dir: Path, manifest: Manifest, progress: Progress | None, pending: _Pending
+    ) -> None:
         self.hub = hub
+        self.pending = pending
         self.dir = batch_dir
         self.manifest = manifest
         self.progress = progress
@@ -130,6 +144,12 @@ class _BatchIngestion:
         self.physical_lines: dict[str, int] = {}
         self.failed_fast = False
         """A file was refused by the typed reader: the batch is rejected whatever the re-check finds."""
+        self.staged: list[StagedFile] = []
+        self.token = uuid.uuid4().hex
+        self.staging_area = ExitStack()
+        self.adds = _Pending()
+        """What this batch adds to the warehouse once committed (for checking the batches after it)."""
+        self.claim_hashes: pa.Table | None = None
         self.session = hub.session()
         self.vault = hub.vault(self.session)
         # Read under the ingestion lock, which a pseudonym rotation's switch also holds: a batch is keyed with
@@ -434,7 +454,7 @@ class _BatchIngestion:
     def unknown_beneficiaries(self, nirs: pa.Array) -> list[str]:
         """The NIRs (distinct, valid) that name nobody in this batch's IR_BEN_R nor in the vault."""
         fresh = pc.filter(nirs, pc.invert(pc.is_in(nirs, value_set=self.hub.confirmed_nirs)))
-        todo = [n for n in fresh.to_pylist() if n not in self.beneficiaries]
+        todo = [n for n in fresh.to_pylist() if n not in self.beneficiaries and n not in self.pending.beneficiaries]
         if not todo:
             return []
         found = self.hub.known_people.contains(self.hub.pseudonymiser.indexes(todo))
@@ -541,7 +561,8 @@ class _BatchIngestion:
         claims: KnownClaims = self.hub.ingest_memo.setdefault("claims", KnownClaims())
         con = self.duckdb()
         claims.refresh(self.hub, con)
-        stored, repeated = claims.already_stored(self.care_keys, con)
+        self.claim_hashes = hashes(self.care_keys, con)
+        stored, repeated = claims.already_stored(self.claim_hashes, self.pending.claims)
         self.report(
             f"{CARE_TABLE}.csv",
             self.care_keys.column("__line").combine_chunks(),
@@ -614,14 +635,13 @@ class _BatchIngestion:
 
     # -- the batch ------------------------------------------------------------------------------------
 
-    def run(self) -> BatchResult:
-        try:
-            return self._run()
-        finally:
-            self.session.close()
-
-    def _run(self) -> BatchResult:
+    def prepare(self, recover: bool) -> bool:
+        """Check the whole batch and stage it encrypted; true if it can be committed. Reads only: the
+        database is not written until :meth:`commit`. ``recover``: nothing is committing beside this batch, so
+        what a killed ingestion left can be cleared first."""
         manifest = self.manifest
+        if recover:
+            self.hub.warehouse.recover(self.session)
         for entry in manifest.files:
             digest, self.physical_lines[entry.name] = _digest_and_lines(self.dir / entry.name)
             if digest != entry.sha256.lower():
@@ -633,8 +653,8 @@ class _BatchIngestion:
                 )
         present = {manifest.table_of(f.name) for f in manifest.files}
         self.hub.known_people.refresh(self.vault)
-        token = uuid.uuid4().hex
-        with self.hub.warehouse.staging(token, {t: stored_schema(t) for t in TABLES}) as staging:
+        with ExitStack() as stack:
+            staging = stack.enter_context(self.hub.warehouse.staging(self.token, {t: stored_schema(t) for t in TABLES}))
             for table in INGEST_ORDER:
                 if table in present and self.errors.room:
                     self.ingest_file(table, staging)
@@ -642,11 +662,27 @@ class _BatchIngestion:
                         self.check_care_keys_unique()
             if self.errors:
                 staging.abort()
-                return self.result("rejected")
-            staged = staging.close()
+                return False
+            self.staged = staging.close()
+            self.staging_area = stack.pop_all()  # removed once committed, or discarded
+        self.session.rollback()  # no read transaction left open while the batches before commit
+        self.adds = _Pending(frozenset(self.beneficiaries), self._claims_added())
+        return True
+
+    def _claims_added(self) -> tuple[KnownClaims, ...]:
+        claims = KnownClaims()
+        if self.claim_hashes is not None:
+            claims.add(self.claim_hashes)
+        return (claims,)
+
+    def commit(self) -> BatchResult:
+        """Publish the staged files and commit the batch with its identities, extracts and record."""
+        manifest = self.manifest
+        try:
+            # Sealed here, on the committing thread, which has time to spare while the next batch is checked.
             identity_rows = self.seal_identities()
             faults.point("before-publish")
-            files = self.hub.warehouse.publish(staged, manifest.batch_id, token)
+            files = self.hub.warehouse.publish(self.staged, manifest.batch_id, self.token)
             faults.point("after-publish")
             try:
                 self.session.add(
@@ -677,8 +713,15 @@ class _BatchIngestion:
                 # recovery (under the ingestion lock) keeps them if the catalog has the batch, removes them if not.
                 self.session.rollback()
                 raise
-            self.hub.warehouse.settle(token)
+            self.hub.warehouse.settle(self.token)
+        finally:
+            self.discard()
         return self.result("accepted")
+
+    def discard(self) -> None:
+        """Remove the staging area (what was published stays for the catalog or recovery) and the session."""
+        self.staging_area.close()
+        self.session.close()
 
     def result(self, status: str) -> BatchResult:
         self.session.close()
@@ -829,76 +872,205 @@ def _parse_failure(exc: Exception, offset: int | None = None) -> str:
 def ingest_batch(hub: Hub, batch_dir: Path, progress: Progress | None = None) -> BatchResult:
     """Check and store one batch, accepted whole or rejected whole; the outcome is on the record before this
     returns (an accepted batch's event commits with the batch itself)."""
-    result = _ingest_batch(hub, batch_dir, progress)
-    if result.status != "accepted":
-        record_now(
-            hub.session,
-            actor=INGEST_ACTOR,
-            action="delivery.ingest",
-            outcome=Outcome.OK if result.status == "duplicate" else Outcome.FAILED,
-            object=f"batch:{result.batch_id}" if result.batch_id else None,
-            detail={"status": result.status, "errors": len(result.errors) + result.errors_not_shown},
+    return ingest_batches(hub, [batch_dir], progress)[0]
+
+
+def ingest_batches(
+    hub: Hub,
+    batch_dirs: Sequence[Path],
+    progress: Progress | None = None,
+    starting: Callable[[Path], None] | None = None,
+) -> list[BatchResult]:
+    """Ingest batches in order, each accepted or rejected whole as if alone, the outcomes in the same order.
+
+    The ingestion lock is held for the whole run. Accepted batches commit, in order, on a thread of their own
+    while the next ones are checked and staged (both cores busy: most of either step releases the GIL). A batch
+    is checked as if the batches still committing were already stored; should one of those commits fail, every
+    batch after it is checked again from the start. ``starting`` is called with each batch's folder before it is
+    checked.
+    """
+    results: list[BatchResult] = []
+    with hub.ingest_lock(), ThreadPoolExecutor(1, "hygie-commit") as committer:
+        run = _Run(hub, committer, progress, results)
+        for batch_dir in batch_dirs:
+            if starting is not None:
+                starting(batch_dir)
+            run.take(batch_dir)
+        run.settle()
+    return results
+
+
+_COMMITTING = 2
+"""Batches checked and waiting for (or in) their commit at most: two smooth out batches of unequal cost (the
+beneficiaries' batch commits slowly, a month of care is checked slowly) without holding many batches' work."""
+
+
+class _Run:
+    """Batches taken one after another under one holding of the ingestion lock."""
+
+    def __init__(
+        self, hub: Hub, committer: ThreadPoolExecutor, progress: Progress | None, results: list[BatchResult]
+    ) -> None:
+        self.hub = hub
+        self.committer = committer
+        self.progress = progress
+        self.results = results
+        self.committing: deque[tuple[_BatchIngestion, Future[BatchResult | None]]] = deque()
+        self.broken = False
+        """Set on the committing thread when a commit fails: the batches queued after it are not committed."""
+
+    def take(self, batch_dir: Path) -> None:
+        errors = ErrorLog(self.hub.settings.ingest_max_errors)
+        manifest = read_manifest(batch_dir, errors)
+        if manifest is None:
+            self.settle()
+            self.finish(
+                BatchResult(batch_dir, None, "rejected", errors=list(errors.errors), errors_not_shown=errors.dropped)
+            )
+            return
+        if any(
+            manifest.batch_id == other.manifest.batch_id or manifest.content_digest() == other.manifest.content_digest()
+            for other, _ in self.committing
+        ):
+            self.settle()  # the same batch again: compared with it once it is in the catalog
+        screened = _screen(self.hub, batch_dir, manifest)
+        if screened is not None:
+            self.settle()
+            self.finish(screened)
+            return
+        self.queue(batch_dir, manifest)
+
+    def queue(self, batch_dir: Path, manifest: Manifest) -> None:
+        outcome = self.prepare(batch_dir, manifest)
+        again = self.wait(everything=isinstance(outcome, BatchResult))
+        if again is not None:
+            # Checked as if the batches before were stored, and one of their commits failed: check again alone.
+            if isinstance(outcome, _BatchIngestion):
+                outcome.discard()
+            for earlier_dir, earlier in [*again, (batch_dir, manifest)]:
+                self.queue(earlier_dir, earlier)
+        elif isinstance(outcome, BatchResult):
+            self.finish(outcome)
+        else:
+            self.committing.append((outcome, self.committer.submit(self.commit, outcome)))
+
+    def prepare(self, batch_dir: Path, manifest: Manifest) -> _BatchIngestion | BatchResult:
+        """The batch checked and staged, ready to commit; or its outcome if rejected."""
+        committing = [ingestion.adds for ingestion, _ in self.committing]
+        pending = _Pending(
+            frozenset().union(*(p.beneficiaries for p in committing)), tuple(c for p in committing for c in p.claims)
         )
-    return result
+        try:
+            ingestion = _BatchIngestion(self.hub, batch_dir, manifest, self.progress, pending)
+        except Exception as exc:
+            return _internal_error(batch_dir, manifest, exc)
+        try:
+            if ingestion.prepare(recover=not self.committing):
+                return ingestion
+            return ingestion.result("rejected")
+        except Exception as exc:
+            ingestion.discard()
+            return _internal_error(batch_dir, manifest, exc)
+
+    def commit(self, ingestion: _BatchIngestion) -> BatchResult | None:
+        """On the committing thread: the batch's commit, or None if one before it failed (checked again later)."""
+        if self.broken:
+            ingestion.discard()
+            return None
+        try:
+            return ingestion.commit()
+        except Exception as exc:
+            self.broken = True
+            return _internal_error(ingestion.dir, ingestion.manifest, exc)
+
+    def wait(self, everything: bool) -> list[tuple[Path, Manifest]] | None:
+        """Report the oldest commits until fewer than :data:`_COMMITTING` remain (none if ``everything``). If one
+        failed, wait for the rest, which were not committed, and return them to be checked again."""
+        while self.committing and (everything or len(self.committing) >= _COMMITTING):
+            _, future = self.committing.popleft()
+            result = future.result()
+            assert result is not None  # the oldest is never skipped: only batches after a failure are
+            self.finish(result)
+            if result.status != "accepted":
+                again = [(ingestion.dir, ingestion.manifest) for ingestion, _ in self.committing]
+                for _, skipped in self.committing:
+                    skipped.result()
+                self.committing.clear()
+                self.broken = False
+                return again
+        return None
+
+    def settle(self) -> None:
+        """Wait for every batch committing (checking again, and committing, those after a failed one)."""
+        again = self.wait(everything=True)
+        while again:
+            for batch_dir, manifest in again:
+                self.queue(batch_dir, manifest)
+            again = self.wait(everything=True)
+
+    def finish(self, result: BatchResult) -> None:
+        if result.status != "accepted":
+            record_now(
+                self.hub.session,
+                actor=INGEST_ACTOR,
+                action="delivery.ingest",
+                outcome=Outcome.OK if result.status == "duplicate" else Outcome.FAILED,
+                object=f"batch:{result.batch_id}" if result.batch_id else None,
+                detail={"status": result.status, "errors": len(result.errors) + result.errors_not_shown},
+            )
+        log.info(
+            "ingest.batch",
+            batch_id=result.batch_id,
+            status=result.status,
+            rows=result.rows,
+            errors=len(result.errors) + result.errors_not_shown,
+        )
+        self.results.append(result)
 
 
-def _ingest_batch(hub: Hub, batch_dir: Path, progress: Progress | None = None) -> BatchResult:
-    errors = ErrorLog(hub.settings.ingest_max_errors)
-    manifest = read_manifest(batch_dir, errors)
-    if manifest is None:
-        return BatchResult(batch_dir, None, "rejected", errors=list(errors.errors), errors_not_shown=errors.dropped)
-    with hub.ingest_lock():
-        with hub.session() as session:
-            hub.warehouse.recover(session)
-            previous = session.get(BatchRow, manifest.batch_id)
-            same_content = session.scalars(
-                select(BatchRow).where(BatchRow.content_digest == manifest.content_digest())
-            ).first()
-        if previous is not None and previous.content_digest != manifest.content_digest():
+def _internal_error(batch_dir: Path, manifest: Manifest, exc: Exception) -> BatchResult:
+    # Never str(exc): library messages can quote delivered values. The type is enough to investigate.
+    log.error("ingest.internal_error", batch_id=manifest.batch_id, error=type(exc).__name__)
+    reason = f"internal error while checking the batch ({type(exc).__name__}); nothing was stored"
+    return BatchResult(batch_dir, manifest.batch_id, "rejected", errors=[DeliveryError(MANIFEST, None, None, reason)])
+
+
+def _screen(hub: Hub, batch_dir: Path, manifest: Manifest) -> BatchResult | None:
+    """The outcome of a batch already in the catalog (same id or same content), or None for a new one."""
+    with hub.session() as session:
+        previous = session.get(BatchRow, manifest.batch_id)
+        same_content = session.scalars(
+            select(BatchRow).where(BatchRow.content_digest == manifest.content_digest())
+        ).first()
+    if previous is not None and previous.content_digest != manifest.content_digest():
+        return BatchResult(
+            batch_dir,
+            manifest.batch_id,
+            "rejected",
+            errors=[
+                DeliveryError(
+                    MANIFEST,
+                    None,
+                    "batch_id",
+                    "this batch_id was already accepted with different content; send a correction as a new batch",
+                )
+            ],
+        )
+    if previous is not None or same_content is not None:
+        assert same_content is not None
+        altered = [f.name for f in manifest.files if _digest_and_lines(batch_dir / f.name)[0] != f.sha256.lower()]
+        if altered:
+            # The manifest matches an accepted batch but the files do not: a damaged copy, not a duplicate.
+            reason = "checksum mismatch: the file is not the one the manifest describes (truncated or altered?)"
             return BatchResult(
                 batch_dir,
                 manifest.batch_id,
                 "rejected",
-                errors=[
-                    DeliveryError(
-                        MANIFEST,
-                        None,
-                        "batch_id",
-                        "this batch_id was already accepted with different content; send a correction as a new batch",
-                    )
-                ],
+                errors=[DeliveryError(name, None, None, reason) for name in altered],
             )
-        if previous is not None or same_content is not None:
-            assert same_content is not None
-            altered = [f.name for f in manifest.files if _digest_and_lines(batch_dir / f.name)[0] != f.sha256.lower()]
-            if altered:
-                # The manifest matches an accepted batch but the files do not: a damaged copy, not a duplicate.
-                reason = "checksum mismatch: the file is not the one the manifest describes (truncated or altered?)"
-                return BatchResult(
-                    batch_dir,
-                    manifest.batch_id,
-                    "rejected",
-                    errors=[DeliveryError(name, None, None, reason) for name in altered],
-                )
-            note = None if previous else f"same content as batch {same_content.batch_id}, already stored"
-            return BatchResult(batch_dir, manifest.batch_id, "duplicate", rows=dict(same_content.rows), note=note)
-        try:
-            result = _BatchIngestion(hub, batch_dir, manifest, progress).run()
-        except Exception as exc:
-            # Never str(exc): library messages can quote delivered values. The type is enough to investigate.
-            log.error("ingest.internal_error", batch_id=manifest.batch_id, error=type(exc).__name__)
-            reason = f"internal error while checking the batch ({type(exc).__name__}); nothing was stored"
-            result = BatchResult(
-                batch_dir, manifest.batch_id, "rejected", errors=[DeliveryError(MANIFEST, None, None, reason)]
-            )
-    log.info(
-        "ingest.batch",
-        batch_id=result.batch_id,
-        status=result.status,
-        rows=result.rows,
-        errors=len(result.errors) + result.errors_not_shown,
-    )
-    return result
+        note = None if previous else f"same content as batch {same_content.batch_id}, already stored"
+        return BatchResult(batch_dir, manifest.batch_id, "duplicate", rows=dict(same_content.rows), note=note)
+    return None
 
 
 def expand_batches(paths: list[Path]) -> list[Path]:

@@ -1,0 +1,152 @@
+# This Source Code Form is subject to the terms of the Mozilla Public License, v. 2.0. If a copy of the MPL was not
+# distributed with this file, You can obtain one at https://mozilla.org/MPL/2.0/.
+"""A run of several batches: a batch is checked while the ones before it commit, yet each outcome is the one it
+would have alone, in order — also when a commit fails under a batch checked as if it had succeeded."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+import hygie.ingest.pipeline as pipeline
+from hygie.audit import AuditEvent
+from hygie.governance import citizen_index
+from hygie.hub import Hub
+from hygie.identity.vault import IdentityRow
+from hygie.ingest.pipeline import ingest_batch, ingest_batches
+from hygie.warehouse.stats import collect
+from hygie.warehouse.store import STAGING
+from tests.delivery import Delivery, care, person
+
+UNKNOWN = "no beneficiary with this NIR in IR_BEN_R, in this batch or an earlier one"
+STORED = "this care row (same nine DCIR keys) is already in the warehouse from an earlier batch"
+
+
+def people(folder: Path, batch_id: str, which: range) -> Path:
+    return Delivery({"IR_BEN_R": [person(i) for i in which]}).write(folder, batch_id)
+
+
+def claims(folder: Path, batch_id: str, which: range, first_claim: int) -> Path:
+    """One care row per person of ``which``, claim numbers from ``first_claim``."""
+    rows = [care(first_claim + n, person(i)["BEN_NIR"]) for n, i in enumerate(which)]
+    return Delivery({"ER_PRS_F": rows}).write(folder, batch_id)
+
+
+@pytest.fixture
+def commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Callable[[], None]]]:
+    """Steer commits: ``commits[batch_id]`` runs on the committing thread as that batch's extracts are written
+    (inside its commit, before the catalog commit)."""
+    steer: dict[str, Callable[[], None]] = {}
+    real = citizen_index.index_batch
+
+    def index_batch(hub: Hub, session: Any, batch_id: str, files: Any) -> None:
+        if batch_id in steer:
+            steer[batch_id]()
+        real(hub, session, batch_id, files)
+
+    monkeypatch.setattr(pipeline, "index_batch", index_batch)
+    yield steer
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> dict[str, threading.Event]:
+    """``checked[batch_id]`` is set once that batch has been checked (whatever the outcome)."""
+    events: dict[str, threading.Event] = {}
+    real = pipeline._BatchIngestion.prepare
+
+    def prepare(self: pipeline._BatchIngestion, recover: bool) -> bool:
+        try:
+            return real(self, recover)
+        finally:
+            events.setdefault(self.manifest.batch_id, threading.Event()).set()
+
+    monkeypatch.setattr(pipeline._BatchIngestion, "prepare", prepare)
+    return events
+
+
+def held_until_checked(
+    checked: dict[str, threading.Event], batch_id: str, then: Callable[[], None] | None = None
+) -> Callable[[], None]:
+    """A commit step that waits until ``batch_id`` has been checked: that batch is checked while this one's
+    commit is open. Were batches not checked beside commits, the wait would time out and the commit fail."""
+
+    def step() -> None:
+        assert checked.setdefault(batch_id, threading.Event()).wait(120), f"{batch_id} was not checked meanwhile"
+        if then is not None:
+            then()
+
+    return step
+
+
+def fail() -> None:
+    raise RuntimeError("the disk is full")
+
+
+def statuses(results: list[pipeline.BatchResult]) -> list[tuple[str | None, str]]:
+    return [(r.batch_id, r.status) for r in results]
+
+
+def test_a_batch_checked_while_its_beneficiaries_commit_finds_them(
+    hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]], checked: dict[str, threading.Event]
+) -> None:
+    commits["P"] = held_until_checked(checked, "C")
+    results = ingest_batches(hub, [people(tmp_path / "p", "P", range(6)), claims(tmp_path / "c", "C", range(6), 1)])
+    assert statuses(results) == [("P", "accepted"), ("C", "accepted")], results[1].errors
+    assert collect(hub)["tables"] == {"IR_BEN_R": 6, "ER_PRS_F": 6}
+
+
+def test_a_claim_repeated_from_a_batch_still_committing_is_refused(
+    hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]], checked: dict[str, threading.Event]
+) -> None:
+    assert ingest_batch(hub, people(tmp_path / "p", "P", range(6))).status == "accepted"
+    commits["A"] = held_until_checked(checked, "B")
+    first = claims(tmp_path / "a", "A", range(3), 1)
+    again = claims(tmp_path / "b", "B", range(2, 4), 3)  # its first row repeats A's last claim
+    results = ingest_batches(hub, [first, again])
+    assert statuses(results) == [("A", "accepted"), ("B", "rejected")]
+    assert [(e.file, e.line, e.reason) for e in results[1].errors] == [("ER_PRS_F.csv", 2, STORED)]
+
+
+def test_after_a_failed_commit_the_batches_checked_meanwhile_are_checked_again(
+    hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]], checked: dict[str, threading.Event]
+) -> None:
+    assert ingest_batch(hub, people(tmp_path / "p0", "P0", range(100, 104))).status == "accepted"
+    with hub.session() as session:
+        identities = session.scalar(select(func.count()).select_from(IdentityRow))
+    # P's commit fails once B (which needs P's people) and C (which does not) have been checked as if P were in.
+    commits["P"] = held_until_checked(checked, "C", then=fail)
+    run = [
+        people(tmp_path / "p", "P", range(6)),
+        claims(tmp_path / "b", "B", range(6), 1),
+        claims(tmp_path / "c", "C", range(100, 104), 50),
+    ]
+    results = ingest_batches(hub, run)
+    assert statuses(results) == [("P", "rejected"), ("B", "rejected"), ("C", "accepted")]
+    assert "internal error" in results[0].errors[0].reason
+    assert {e.reason for e in results[1].errors} == {UNKNOWN}
+    with hub.session() as session:
+        assert session.scalar(select(func.count()).select_from(IdentityRow)) == identities
+        ingested = session.execute(
+            select(AuditEvent.object, AuditEvent.outcome)
+            .where(AuditEvent.action == "delivery.ingest")
+            .order_by(AuditEvent.id)
+        ).all()
+        assert hub.warehouse.verify(session) == []
+    assert [tuple(row) for row in ingested][-3:] == [("batch:P", "failed"), ("batch:B", "failed"), ("batch:C", "ok")]
+    assert collect(hub)["batches"] == 2
+    assert not list((hub.warehouse.directory / STAGING).glob("*"))
+
+
+def test_the_same_batch_twice_in_a_run_is_a_duplicate(
+    hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]]
+) -> None:
+    commits["P"] = lambda: time.sleep(0.5)  # P still committing when its copy is taken, most runs
+    folder = people(tmp_path / "p", "P", range(6))
+    results = ingest_batches(hub, [folder, folder])
+    assert statuses(results) == [("P", "accepted"), ("P", "duplicate")]
