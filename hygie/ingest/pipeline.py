@@ -17,7 +17,7 @@ import mmap
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -123,10 +123,22 @@ class _TableState:
 
 class _BatchIngestion:
     def __init__(
-        self, hub: Hub, batch_dir: Path, manifest: Manifest, progress: Progress | None, pending: _Pending
+        self,
+        hub: Hub,
+        batch_dir: Path,
+        manifest: Manifest,
+        progress: Progress | None,
+        pending: _Pending,
+        ahead: _ReadAhead,
+        following: Path | None,
     ) -> None:
         self.hub = hub
         self.pending = pending
+        self.ahead = ahead
+        self.following = following
+        """The batch to be taken after this one, if known: its files are read ahead."""
+        self.present: list[str] = []
+        """The tables this batch delivers, in the order they are checked."""
         self.dir = batch_dir
         self.manifest = manifest
         self.progress = progress
@@ -180,50 +192,11 @@ class _BatchIngestion:
     # -- files --------------------------------------------------------------------------------------
 
     def read_header(self, name: str, path: Path) -> list[str] | None:
-        """Read and check the header row. A cell is echoed only if it looks like a column name: when the header
-        row is missing, the "header" is a row of data, and its values must not appear in any error."""
-        contract = TABLES[name.removesuffix(".csv")]
-        with path.open("rb") as f:
-            raw = f.readline(_MAX_HEADER_BYTES + 1)
-        if not raw.strip():
-            self.errors.add(name, 1, None, "the file is empty: a header row is required")
-            return None
-        if len(raw) > _MAX_HEADER_BYTES or not raw.endswith(b"\n"):
-            self.errors.add(name, 1, None, "the header row is missing, too long, or not followed by any line end")
-            return None
-        try:
-            text = raw.decode("utf-8-sig").rstrip("\r\n")
-        except UnicodeDecodeError:
-            self.errors.add(name, 1, None, NOT_UTF8)
-            return None
-        try:
-            # RFC 4180: cells may be quoted (all, some or none), a quoted cell may hold commas and doubled quotes.
-            header = next(csv.reader([text], strict=True))
-        except csv.Error:
-            self.errors.add(name, 1, None, "the header row is not valid CSV (a quote is not closed or is misplaced)")
-            return None
-        ok = True
-        seen: set[str] = set()
-        for position, column in enumerate(header, start=1):
-            if not _COLUMN_NAME.match(column):
-                self.errors.add(
-                    name, 1, None, f"header cell {position} is not a column name (is the header row missing?)"
-                )
-                ok = False
-                continue
-            if column in seen:
-                self.errors.add(name, 1, column, "column appears twice in the header")
-                ok = False
-            seen.add(column)
-            if column not in contract.columns:
-                hint = " (send the clear NIR in BEN_NIR)" if column == PSEUDONYM_COLUMN else ""
-                self.errors.add(name, 1, column, f"column not accepted in {contract.name}{hint}")
-                ok = False
-        for column in contract.required:
-            if column not in seen:
-                self.errors.add(name, 1, column, "required column missing from the header")
-                ok = False
-        return header if ok else None
+        """Read and check the header row; report what is wrong with it."""
+        header, problems = _header(name, path)
+        for column, reason in problems:
+            self.errors.add(name, 1, column, reason)
+        return None if problems else header
 
     def ingest_file(self, table: str, staging: Staging) -> None:
         entry = next(f for f in self.manifest.files if f.name == f"{table}.csv")
@@ -336,27 +309,46 @@ class _BatchIngestion:
         self, table: str, name: str, path: Path, header: list[str], staging: Staging, types: dict[str, pa.DataType]
     ) -> int | None:
         """The fast path: the file cut at line ends into large segments, each parsed by all cores while the
-        previous one is being checked."""
+        previous one is being checked (and, while its last is checked, the next file's first)."""
         offset = 0
-        with ThreadPoolExecutor(1, "hygie-csv") as reader:
-            segments = _segments(path)
-            pending = reader.submit(_parse_segment, path, next(segments, None), header, types)
-            while True:
-                try:
-                    segment = pending.result()
-                except (pa.ArrowInvalid, UnicodeDecodeError):
-                    raise _FastPathFailed from None
-                if segment is None:
-                    return offset
-                pending = reader.submit(_parse_segment, path, next(segments, None), header, types)
-                lines = pa.array(np.arange(offset + 2, offset + 2 + segment.num_rows, dtype=np.int64))
-                self.check_chunk(table, name, segment, lines, staging, diagnose=False)
-                offset += segment.num_rows
-                if self.progress:
-                    self.progress(segment.num_rows)
-                if self.errors.room == 0:
+        segments = _segments(path)
+        span = next(segments, None)
+        pending = self.ahead.parse(path, span, header, types) if span is not None else None
+        while pending is not None:
+            try:
+                segment = pending.result()
+            except (pa.ArrowInvalid, UnicodeDecodeError):
+                raise _FastPathFailed from None
+            span = next(segments, None)
+            if span is not None:
+                pending = self.ahead.parse(path, span, header, types)
+            else:
+                pending = None
+                self.read_ahead_after(table)
+            lines = pa.array(np.arange(offset + 2, offset + 2 + segment.num_rows, dtype=np.int64))
+            self.check_chunk(table, name, segment, lines, staging, diagnose=False)
+            offset += segment.num_rows
+            if self.progress:
+                self.progress(segment.num_rows)
+            if self.errors.room == 0:
+                if pending is not None:
                     pending.cancel()
-                    return None
+                return None
+        return offset
+
+    def read_ahead_after(self, table: str) -> None:
+        """Start reading what comes after ``table``: the batch's next file, or the next batch's files."""
+        later = self.present[self.present.index(table) + 1 :] if table in self.present else []
+        if later:
+            self.ahead.parse_first_segment(self.dir, later[0])
+        elif self.following is not None:
+            manifest = read_manifest(self.following, ErrorLog(1))
+            if manifest is not None:
+                self.ahead.digest_ahead([self.following / f.name for f in manifest.files])
+                present = {manifest.table_of(f.name) for f in manifest.files}
+                first = next((t for t in INGEST_ORDER if t in present), None)
+                if first is not None:
+                    self.ahead.parse_first_segment(self.following, first)
 
     # -- one chunk ------------------------------------------------------------------------------------
 
@@ -412,7 +404,11 @@ class _BatchIngestion:
 
     def check_nirs(self, table: str, name: str, columns: dict[str, pa.Array], lines: pa.Array) -> pa.Array:
         nirs = columns[NIR_COLUMN]
-        ok = valid_nirs(nirs)
+        # Each distinct NIR checked and keyed once: a person's rows repeat their NIR (care: several a month).
+        distinct = pc.unique(nirs)
+        where = pc.index_in(nirs, value_set=distinct)
+        distinct_ok = valid_nirs(distinct)
+        ok = pc.take(distinct_ok, where)
         if not pc.all(pc.or_(ok, pc.is_null(nirs))).as_py():
             bad = pc.filter(nirs, pc.invert(pc.fill_null(ok, True)))
             by_reason: dict[str, list[str]] = {}
@@ -425,7 +421,7 @@ class _BatchIngestion:
                 by_reason.setdefault(reason, []).append(nir)
             for reason, values in by_reason.items():
                 self.report(name, lines, pc.is_in(nirs, value_set=pa.array(values, pa.string())), NIR_COLUMN, reason)
-        valid = pc.unique(pc.filter(nirs, pc.fill_null(ok, False)))
+        valid = pc.filter(distinct, pc.fill_null(distinct_ok, False))
         if table == BENEFICIARY_TABLE:
             valid_list: list[str] = valid.to_pylist()
             counts = pc.value_counts(nirs.drop_null())
@@ -448,8 +444,9 @@ class _BatchIngestion:
                 )
         if not self.writing:
             return pa.nulls(len(nirs), pa.string())
-        positions = pc.index_in(nirs, value_set=valid)
-        return pc.take(self.pseudonymiser.pseudonym_array(valid), positions)
+        # Null for a missing NIR (checked above as required or not), the pseudonym of each valid one otherwise.
+        of_distinct = pc.take(self.pseudonymiser.pseudonym_array(valid), pc.index_in(distinct, value_set=valid))
+        return pc.take(of_distinct, where)
 
     def unknown_beneficiaries(self, nirs: pa.Array) -> list[str]:
         """The NIRs (distinct, valid) that name nobody in this batch's IR_BEN_R nor in the vault."""
@@ -643,7 +640,7 @@ class _BatchIngestion:
         if recover:
             self.hub.warehouse.recover(self.session)
         for entry in manifest.files:
-            digest, self.physical_lines[entry.name] = _digest_and_lines(self.dir / entry.name)
+            digest, self.physical_lines[entry.name] = self.ahead.digest(self.dir / entry.name)
             if digest != entry.sha256.lower():
                 self.errors.add(
                     entry.name,
@@ -652,11 +649,12 @@ class _BatchIngestion:
                     "checksum mismatch: the file is not the one the manifest describes (truncated or altered?)",
                 )
         present = {manifest.table_of(f.name) for f in manifest.files}
+        self.present = [t for t in INGEST_ORDER if t in present]
         self.hub.known_people.refresh(self.vault)
         with ExitStack() as stack:
             staging = stack.enter_context(self.hub.warehouse.staging(self.token, {t: stored_schema(t) for t in TABLES}))
-            for table in INGEST_ORDER:
-                if table in present and self.errors.room:
+            for table in self.present:
+                if self.errors.room:
                     self.ingest_file(table, staging)
                     if table == CARE_TABLE:
                         self.check_care_keys_unique()
@@ -735,6 +733,97 @@ class _BatchIngestion:
         )
 
 
+class _ReadAhead:
+    """Files read ahead of the checks, on one thread: while a file is checked, the next one's first segment is
+    parsed (at a batch's last file: the next batch's files digested and its first file's first segment parsed).
+    A result is kept under everything it depends on and used only for that same request; at most one parse and
+    one batch's digests wait, and nothing is reported from here: the checks read headers and manifests again."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, "hygie-csv")
+        self._waiting: dict[tuple[object, ...], Future[Any]] = {}
+
+    def parse(
+        self, path: Path, span: tuple[int, int], header: list[str], types: dict[str, pa.DataType]
+    ) -> Future[pa.Table]:
+        found = self._waiting.pop(("parse", path, span, tuple(header)), None)
+        return found if found is not None else self._pool.submit(_parse_segment, path, span, header, types)
+
+    def parse_first_segment(self, batch_dir: Path, table: str) -> None:
+        path = batch_dir / f"{table}.csv"
+        try:
+            header, problems = _header(path.name, path)
+            segments = _segments(path)
+            span = next(segments, None)
+            segments.close()
+        except OSError:
+            return  # the checks will say what is wrong with the file
+        if problems or span is None:
+            return
+        table_rules = rules(table)
+        types = {c: table_rules[c].read_type for c in header}
+        self._drop("parse")
+        self._waiting[("parse", path, span, tuple(header))] = self._pool.submit(
+            _parse_segment, path, span, header, types
+        )
+
+    def digest(self, path: Path) -> tuple[str, int]:
+        found = self._waiting.pop(("digest", path), None)
+        return found.result() if found is not None else _digest_and_lines(path)
+
+    def digest_ahead(self, paths: list[Path]) -> None:
+        self._drop("digest")
+        for path in paths:
+            self._waiting[("digest", path)] = self._pool.submit(_digest_and_lines, path)
+
+    def _drop(self, kind: str) -> None:
+        for key in [k for k in self._waiting if k[0] == kind]:
+            self._waiting.pop(key).cancel()
+
+    def close(self) -> None:
+        self._drop("parse")
+        self._drop("digest")
+        self._pool.shutdown(wait=True)
+
+
+def _header(name: str, path: Path) -> tuple[list[str], list[tuple[str | None, str]]]:
+    """The header row of a delivered file and what is wrong with it (column, reason), in reading order. A cell is
+    echoed only if it looks like a column name: when the header row is missing, the "header" is a row of data,
+    and its values must not appear in any error."""
+    contract = TABLES[name.removesuffix(".csv")]
+    with path.open("rb") as f:
+        raw = f.readline(_MAX_HEADER_BYTES + 1)
+    if not raw.strip():
+        return [], [(None, "the file is empty: a header row is required")]
+    if len(raw) > _MAX_HEADER_BYTES or not raw.endswith(b"\n"):
+        return [], [(None, "the header row is missing, too long, or not followed by any line end")]
+    try:
+        text = raw.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return [], [(None, NOT_UTF8)]
+    try:
+        # RFC 4180: cells may be quoted (all, some or none), a quoted cell may hold commas and doubled quotes.
+        header = next(csv.reader([text], strict=True))
+    except csv.Error:
+        return [], [(None, "the header row is not valid CSV (a quote is not closed or is misplaced)")]
+    problems: list[tuple[str | None, str]] = []
+    seen: set[str] = set()
+    for position, column in enumerate(header, start=1):
+        if not _COLUMN_NAME.match(column):
+            problems.append((None, f"header cell {position} is not a column name (is the header row missing?)"))
+            continue
+        if column in seen:
+            problems.append((column, "column appears twice in the header"))
+        seen.add(column)
+        if column not in contract.columns:
+            hint = " (send the clear NIR in BEN_NIR)" if column == PSEUDONYM_COLUMN else ""
+            problems.append((column, f"column not accepted in {contract.name}{hint}"))
+    for column in contract.required:
+        if column not in seen:
+            problems.append((column, "required column missing from the header"))
+    return header, problems
+
+
 def _digest_and_lines(path: Path) -> tuple[str, int]:
     """SHA-256 of the file and its data lines as the bytes count them, in one read."""
     digest = hashlib.sha256()
@@ -786,7 +875,7 @@ def _lines_not_utf8(path: Path, limit: int) -> list[int]:
     return found
 
 
-def _segments(path: Path) -> Iterator[tuple[int, int]]:
+def _segments(path: Path) -> Generator[tuple[int, int], None, None]:
     """Byte ranges of the data rows, cut at line ends about every ``_SEGMENT_BYTES``."""
     size = path.stat().st_size
     if size == 0:
@@ -890,13 +979,17 @@ def ingest_batches(
     checked.
     """
     results: list[BatchResult] = []
-    with hub.ingest_lock(), ThreadPoolExecutor(1, "hygie-commit") as committer:
-        run = _Run(hub, committer, progress, results)
-        for batch_dir in batch_dirs:
-            if starting is not None:
-                starting(batch_dir)
-            run.take(batch_dir)
-        run.settle()
+    ahead = _ReadAhead()
+    try:
+        with hub.ingest_lock(), ThreadPoolExecutor(1, "hygie-commit") as committer:
+            run = _Run(hub, committer, ahead, progress, results)
+            for i, batch_dir in enumerate(batch_dirs):
+                if starting is not None:
+                    starting(batch_dir)
+                run.take(batch_dir, batch_dirs[i + 1] if i + 1 < len(batch_dirs) else None)
+            run.settle()
+    finally:
+        ahead.close()
     return results
 
 
@@ -909,17 +1002,25 @@ class _Run:
     """Batches taken one after another under one holding of the ingestion lock."""
 
     def __init__(
-        self, hub: Hub, committer: ThreadPoolExecutor, progress: Progress | None, results: list[BatchResult]
+        self,
+        hub: Hub,
+        committer: ThreadPoolExecutor,
+        ahead: _ReadAhead,
+        progress: Progress | None,
+        results: list[BatchResult],
     ) -> None:
         self.hub = hub
         self.committer = committer
+        self.ahead = ahead
+        self.following: Path | None = None
         self.progress = progress
         self.results = results
         self.committing: deque[tuple[_BatchIngestion, Future[BatchResult | None]]] = deque()
         self.broken = False
         """Set on the committing thread when a commit fails: the batches queued after it are not committed."""
 
-    def take(self, batch_dir: Path) -> None:
+    def take(self, batch_dir: Path, following: Path | None) -> None:
+        self.following = following
         errors = ErrorLog(self.hub.settings.ingest_max_errors)
         manifest = read_manifest(batch_dir, errors)
         if manifest is None:
@@ -961,7 +1062,9 @@ class _Run:
             frozenset().union(*(p.beneficiaries for p in committing)), tuple(c for p in committing for c in p.claims)
         )
         try:
-            ingestion = _BatchIngestion(self.hub, batch_dir, manifest, self.progress, pending)
+            ingestion = _BatchIngestion(
+                self.hub, batch_dir, manifest, self.progress, pending, self.ahead, self.following
+            )
         except Exception as exc:
             return _internal_error(batch_dir, manifest, exc)
         try:

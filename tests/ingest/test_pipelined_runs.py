@@ -22,7 +22,7 @@ from hygie.identity.vault import IdentityRow
 from hygie.ingest.pipeline import ingest_batch, ingest_batches
 from hygie.warehouse.stats import collect
 from hygie.warehouse.store import STAGING
-from tests.delivery import Delivery, care, person
+from tests.delivery import Delivery, care, person, refresh_manifest
 
 UNKNOWN = "no beneficiary with this NIR in IR_BEN_R, in this batch or an earlier one"
 STORED = "this care row (same nine DCIR keys) is already in the warehouse from an earlier batch"
@@ -150,3 +150,48 @@ def test_the_same_batch_twice_in_a_run_is_a_duplicate(
     folder = people(tmp_path / "p", "P", range(6))
     results = ingest_batches(hub, [folder, folder])
     assert statuses(results) == [("P", "accepted"), ("P", "duplicate")]
+
+
+@pytest.mark.parametrize(("field", "value"), [("PRS_ACT_QTE", "0x1F"), ("PRS_ACT_QTE", "un")])
+def test_errors_in_a_file_read_ahead_name_their_line_and_field(
+    hub: Hub, tmp_path: Path, field: str, value: str
+) -> None:
+    """The first file of the batch after P is parsed while P is checked; the typed parse refuses these values
+    there, and the file is read again exactly when its turn comes."""
+    d = Delivery({"ER_PRS_F": [care(n, person(n)["BEN_NIR"]) for n in range(4)]})
+    d.rows["ER_PRS_F"][2][field] = value
+    run = [people(tmp_path / "p", "P", range(4)), d.write(tmp_path / "c", "C")]
+    results = ingest_batches(hub, run)
+    assert statuses(results) == [("P", "accepted"), ("C", "rejected")]
+    assert [(e.file, e.line, e.field) for e in results[1].errors] == [("ER_PRS_F.csv", 4, field)]
+
+
+def test_a_header_read_ahead_is_checked_again_when_its_file_is(hub: Hub, tmp_path: Path) -> None:
+    claims_folder = claims(tmp_path / "c", "C", range(4), 1)
+    path = claims_folder / "ER_PRS_F.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace("BEN_NIR", "NIR_BEN", 1), encoding="utf-8")
+    refresh_manifest(claims_folder)
+    results = ingest_batches(hub, [people(tmp_path / "p", "P", range(4)), claims_folder])
+    assert statuses(results) == [("P", "accepted"), ("C", "rejected")]
+    assert ("ER_PRS_F.csv", 1, "NIR_BEN") in [(e.file, e.line, e.field) for e in results[1].errors]
+
+
+def test_what_is_read_ahead_serves_only_the_same_request(tmp_path: Path) -> None:
+    folder = claims(tmp_path / "c", "C", range(3), 1)
+    path = folder / "ER_PRS_F.csv"
+    ahead = pipeline._ReadAhead()
+    try:
+        ahead.parse_first_segment(folder, "ER_PRS_F")
+        header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+        span = (len(",".join(header)) + 1, path.stat().st_size)
+        types = {c: pipeline.rules("ER_PRS_F")[c].read_type for c in header}
+        waiting = dict(ahead._waiting)
+        assert list(waiting) == [("parse", path, span, tuple(header))]
+        assert ahead.parse(path, span, header[:-1], types) is not waiting[next(iter(waiting))]  # another header
+        assert ahead.parse(path, span, header, types) is waiting[next(iter(waiting))]
+        assert ahead._waiting == {}  # used once
+        ahead.digest_ahead([path])
+        ahead.digest_ahead([folder / "manifest.json"])  # the batch after another: the first one's are dropped
+        assert list(ahead._waiting) == [("digest", folder / "manifest.json")]
+    finally:
+        ahead.close()
