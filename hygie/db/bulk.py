@@ -5,11 +5,13 @@
 
 SQLAlchemy's per-statement and per-row work (expanding an IN list of hundreds of parameters, binding each value
 through its type) costs more than the database itself at the sizes a leak brings; these helpers hand plain tuples
-to the driver: ``COPY`` on PostgreSQL, ``executemany`` on SQLite, and ``= ANY(array)`` or an IN list for lookups.
+to the driver: ``COPY`` on PostgreSQL, multi-row ``INSERT`` on SQLite, and ``= ANY(array)`` or an IN list for
+lookups.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,6 +20,11 @@ from sqlalchemy.orm import Session
 _SQLITE_IN = 900
 """Parameters per IN list on SQLite (it accepts 32,766; a few hundred keep each statement small)."""
 _PG_ANY = 10_000
+_SQLITE_ROWS = 10_000
+"""Rows per INSERT statement on SQLite (fewer if the library's limit on parameters is lower). Python's driver
+lets go of the GIL around each statement it steps: ``executemany`` does so once per row, and each row then
+waits for the GIL while another thread computes (the ingestion checks the next batch while one commits) — a
+500,000-row insert beside a busy Python thread took minutes that way, 2 s in statements of 10,000 rows."""
 
 
 def insert(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -30,10 +37,17 @@ def insert(session: Session, table: str, columns: Sequence[str], rows: Iterable[
             for row in rows:
                 copy.write_row(row)
     else:
-        marks = ", ".join("?" * len(columns))
+        driver = connection.connection.driver_connection
+        limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+        per = max(1, min(_SQLITE_ROWS, limit // len(columns)))
+        one = f"({', '.join('?' * len(columns))})"
         batch = list(rows)
-        if batch:
-            connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", batch)
+        for start in range(0, len(batch), per):
+            part = batch[start : start + per]
+            values = ", ".join([one] * len(part))
+            connection.exec_driver_sql(
+                f"INSERT INTO {table} ({names}) VALUES {values}", tuple(v for row in part for v in row)
+            )
 
 
 def select_in(session: Session, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:

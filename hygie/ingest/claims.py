@@ -11,7 +11,7 @@ compared only with the claims of its own flow dates. Two different claims of one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import duckdb
@@ -46,16 +46,26 @@ class KnownClaims:
         self._by_day: dict[Any, np.ndarray[Any, np.dtype[np.uint64]]] = {}
         self._loaded: set[int] = set()
 
-    def refresh(self, hub: Hub, con: duckdb.DuckDBPyConnection) -> None:
-        """Read the keys of care files published since the last call (all of them the first time)."""
+    def refresh(self, hub: Hub, con: duckdb.DuckDBPyConnection, skip: Collection[str] = ()) -> None:
+        """Read the keys of care files published since the last call (all of them the first time), except the
+        files of the batches in ``skip``, whose keys the caller has and will give to :meth:`learn`."""
+        query = select(FileRow.id, FileRow.path).where(FileRow.table_name == CARE_TABLE)
+        if skip:
+            query = query.where(FileRow.batch_id.not_in(list(skip)))
         with hub.session() as session:
-            files = session.execute(select(FileRow.id, FileRow.path).where(FileRow.table_name == CARE_TABLE)).all()
+            files = session.execute(query).all()
         new = [f for f in files if f.id not in self._loaded]
         if not new:
             return
         dataset = hub.warehouse.dataset_of([hub.warehouse.directory / f.path for f in new])
         self.add(hashes(dataset.to_table(columns=list(DCIR_KEYS)), con))
         self._loaded.update(f.id for f in new)
+
+    def learn(self, hashed: pa.Table, file_ids: Collection[int]) -> None:
+        """Remember the claims of a committed batch, from its own check, instead of reading its files back."""
+        if file_ids and not self._loaded.intersection(file_ids):
+            self.add(hashed)
+            self._loaded.update(file_ids)
 
     def add(self, hashed: pa.Table) -> None:
         """Remember claims given as :func:`hashes` returns them."""

@@ -111,6 +111,7 @@ class _Pending:
     """What batches committing beside this one add, should they commit: checked as if already stored, so that
     the next batch is checked while they commit. Should one fail, every batch after it is checked again."""
 
+    batches: frozenset[str] = frozenset()
     beneficiaries: frozenset[str] = frozenset()
     claims: tuple[KnownClaims, ...] = ()
 
@@ -162,6 +163,7 @@ class _BatchIngestion:
         self.adds = _Pending()
         """What this batch adds to the warehouse once committed (for checking the batches after it)."""
         self.claim_hashes: pa.Table | None = None
+        self.care_file_ids: list[int] = []
         self.session = hub.session()
         self.vault = hub.vault(self.session)
         # Read under the ingestion lock, which a pseudonym rotation's switch also holds: a batch is keyed with
@@ -557,7 +559,7 @@ class _BatchIngestion:
             return
         claims: KnownClaims = self.hub.ingest_memo.setdefault("claims", KnownClaims())
         con = self.duckdb()
-        claims.refresh(self.hub, con)
+        claims.refresh(self.hub, con, skip=self.pending.batches)
         self.claim_hashes = hashes(self.care_keys, con)
         stored, repeated = claims.already_stored(self.claim_hashes, self.pending.claims)
         self.report(
@@ -664,7 +666,7 @@ class _BatchIngestion:
             self.staged = staging.close()
             self.staging_area = stack.pop_all()  # removed once committed, or discarded
         self.session.rollback()  # no read transaction left open while the batches before commit
-        self.adds = _Pending(frozenset(self.beneficiaries), self._claims_added())
+        self.adds = _Pending(frozenset([manifest.batch_id]), frozenset(self.beneficiaries), self._claims_added())
         return True
 
     def _claims_added(self) -> tuple[KnownClaims, ...]:
@@ -696,6 +698,7 @@ class _BatchIngestion:
                 self.session.flush()
                 self.session.add_all(files)
                 index_batch(self.hub, self.session, manifest.batch_id, files)  # citizens' extracts, same commit
+                self.care_file_ids = [f.id for f in files if f.table_name == CARE_TABLE]  # flushed: numbered
                 self.vault.store(identity_rows)
                 record(
                     self.session,
@@ -1059,7 +1062,9 @@ class _Run:
         """The batch checked and staged, ready to commit; or its outcome if rejected."""
         committing = [ingestion.adds for ingestion, _ in self.committing]
         pending = _Pending(
-            frozenset().union(*(p.beneficiaries for p in committing)), tuple(c for p in committing for c in p.claims)
+            frozenset().union(*(p.batches for p in committing)),
+            frozenset().union(*(p.beneficiaries for p in committing)),
+            tuple(c for p in committing for c in p.claims),
         )
         try:
             ingestion = _BatchIngestion(
@@ -1090,9 +1095,12 @@ class _Run:
         """Report the oldest commits until fewer than :data:`_COMMITTING` remain (none if ``everything``). If one
         failed, wait for the rest, which were not committed, and return them to be checked again."""
         while self.committing and (everything or len(self.committing) >= _COMMITTING):
-            _, future = self.committing.popleft()
+            ingestion, future = self.committing.popleft()
             result = future.result()
             assert result is not None  # the oldest is never skipped: only batches after a failure are
+            if result.status == "accepted" and ingestion.claim_hashes is not None:
+                claims: KnownClaims = self.hub.ingest_memo.setdefault("claims", KnownClaims())
+                claims.learn(ingestion.claim_hashes, ingestion.care_file_ids)
             self.finish(result)
             if result.status != "accepted":
                 again = [(ingestion.dir, ingestion.manifest) for ingestion, _ in self.committing]

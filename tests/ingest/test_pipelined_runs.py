@@ -195,3 +195,19 @@ def test_what_is_read_ahead_serves_only_the_same_request(tmp_path: Path) -> None
         assert list(ahead._waiting) == [("digest", folder / "manifest.json")]
     finally:
         ahead.close()
+
+
+def test_a_claim_repeated_from_a_batch_committed_earlier_in_the_run_is_refused(hub: Hub, tmp_path: Path) -> None:
+    """A's claims are remembered from its own check once it commits (not read back from its files): a batch
+    after it, checked once A is reported, still finds them."""
+    assert ingest_batch(hub, people(tmp_path / "p", "P", range(6))).status == "accepted"
+    broken = Delivery({"ER_PRS_F": [care(90, person(0)["BEN_NIR"])]}).write(tmp_path / "x", "X")
+    (broken / "ER_PRS_F.csv").write_text("", encoding="utf-8")  # rejected: the run waits for A before X's outcome
+    run = [claims(tmp_path / "a", "A", range(3), 1), broken, claims(tmp_path / "b", "B", range(2, 4), 3)]
+    results = ingest_batches(hub, run)
+    assert statuses(results) == [("A", "accepted"), ("X", "rejected"), ("B", "rejected")]
+    assert [(e.file, e.line, e.reason) for e in results[2].errors] == [("ER_PRS_F.csv", 2, STORED)]
+    # And in a later run, from the files.
+    hub.ingest_memo.clear()
+    again = ingest_batches(hub, [claims(tmp_path / "b2", "B2", range(2, 4), 3)])
+    assert [(e.file, e.line, e.reason) for e in again[0].errors] == [("ER_PRS_F.csv", 2, STORED)]
