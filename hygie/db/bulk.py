@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -46,7 +47,7 @@ def insert(session: Session, table: str, columns: Sequence[str], rows: Iterable[
             part = batch[start : start + per]
             values = ", ".join([one] * len(part))
             connection.exec_driver_sql(
-                f"INSERT INTO {table} ({names}) VALUES {values}", tuple(v for row in part for v in row)
+                f"INSERT INTO {table} ({names}) VALUES {values}", tuple(chain.from_iterable(part))
             )
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import mmap
 import re
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -983,19 +984,31 @@ def ingest_batches(
     """
     results: list[BatchResult] = []
     ahead = _ReadAhead()
+    switch = sys.getswitchinterval()
+    # The checking thread calls into Arrow thousands of times per batch and needs the GIL back after each call,
+    # while the committing thread runs Python (sealing, encrypting extracts): at the default 5 ms, each return
+    # could wait that long for the other thread to be told to let go.
+    sys.setswitchinterval(_SWITCH_SECONDS)
     try:
         with hub.ingest_lock(), ThreadPoolExecutor(1, "hygie-commit") as committer:
             run = _Run(hub, committer, ahead, progress, results)
-            for i, batch_dir in enumerate(batch_dirs):
-                if starting is not None:
-                    starting(batch_dir)
-                run.take(batch_dir, batch_dirs[i + 1] if i + 1 < len(batch_dirs) else None)
-            run.settle()
+            try:
+                for i, batch_dir in enumerate(batch_dirs):
+                    if starting is not None:
+                        starting(batch_dir)
+                    run.take(batch_dir, batch_dirs[i + 1] if i + 1 < len(batch_dirs) else None)
+                run.settle()
+            except BaseException:
+                run.broken = True  # interrupted: a commit under way finishes, the batches waiting are not committed
+                raise
     finally:
         ahead.close()
+        sys.setswitchinterval(switch)
     return results
 
 
+_SWITCH_SECONDS = 0.001
+"""The interpreter's thread switch interval during a run of batches (Python's default is 0.005 s)."""
 _COMMITTING = 2
 """Batches checked and waiting for (or in) their commit at most: two smooth out batches of unequal cost (the
 beneficiaries' batch commits slowly, a month of care is checked slowly) without holding many batches' work."""
@@ -1087,8 +1100,10 @@ class _Run:
             return None
         try:
             return ingestion.commit()
-        except Exception as exc:
+        except BaseException as exc:
             self.broken = True
+            if not isinstance(exc, Exception):
+                raise
             return _internal_error(ingestion.dir, ingestion.manifest, exc)
 
     def wait(self, everything: bool) -> list[tuple[Path, Manifest]] | None:

@@ -5,6 +5,7 @@ would have alone, in order — also when a commit fails under a batch checked as
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -211,3 +212,36 @@ def test_a_claim_repeated_from_a_batch_committed_earlier_in_the_run_is_refused(h
     hub.ingest_memo.clear()
     again = ingest_batches(hub, [claims(tmp_path / "b2", "B2", range(2, 4), 3)])
     assert [(e.file, e.line, e.reason) for e in again[0].errors] == [("ER_PRS_F.csv", 2, STORED)]
+
+
+def test_a_run_gives_back_the_interpreter_switch_interval(
+    hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]]
+) -> None:
+    before = sys.getswitchinterval()
+    assert ingest_batches(hub, [people(tmp_path / "p", "P", range(3))])[0].status == "accepted"
+    assert sys.getswitchinterval() == before
+    commits["Q"] = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # an interrupt in the middle of a commit
+    with pytest.raises(KeyboardInterrupt):
+        ingest_batches(hub, [people(tmp_path / "q", "Q", range(3, 6))])
+    assert sys.getswitchinterval() == before
+
+
+def test_an_interrupted_run_commits_nothing_checked_after_the_interrupt(
+    hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]], checked: dict[str, threading.Event]
+) -> None:
+    """P's commit is interrupted once A and B were checked as if P were stored: neither A nor B is committed."""
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    commits["P"] = held_until_checked(checked, "B", then=interrupt)
+    run = [
+        people(tmp_path / "p", "P", range(4)),
+        claims(tmp_path / "a", "A", range(2), 1),
+        claims(tmp_path / "b", "B", range(2, 4), 3),
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        ingest_batches(hub, run)
+    assert collect(hub)["batches"] == 0
+    with hub.session() as session:
+        assert hub.warehouse.verify(session) == []
