@@ -55,7 +55,7 @@ from hygie.governance.policy import departements_by_region
 from hygie.governance.views import READY, _drug_atc, build_view
 from hygie.hub import Hub
 from hygie.ingest.contract import DCIR_KEYS
-from hygie.ingest.pipeline import expand_batches, ingest_batch
+from hygie.ingest.pipeline import expand_batches, ingest_batches
 from hygie.synth import generate
 
 PASSPHRASE = "hygie analysis benchmark"
@@ -115,11 +115,10 @@ def prepare(work: Path, people: int, years: int, seed: int, memory_mb: int) -> H
     generate(delivery, people=people, years=years, seed=seed, start_year=FIRST_YEAR)
     print(f"synthesised in {time.perf_counter() - started:.0f} s; ingesting", flush=True)
     started = time.perf_counter()
-    for batch in expand_batches([delivery]):
-        result = ingest_batch(hub, batch)
+    for result in ingest_batches(hub, expand_batches([delivery])):
         if result.status != "accepted":
-            raise SystemExit(f"batch {batch} was {result.status}: {result.errors[:3]}")
-        print(f"  {batch.name} ({time.perf_counter() - started:.0f} s)", flush=True)
+            raise SystemExit(f"batch {result.batch_dir} was {result.status}: {result.errors[:3]}")
+    print(f"  ingested ({time.perf_counter() - started:.0f} s)", flush=True)
     return hub
 
 

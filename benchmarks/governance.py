@@ -45,7 +45,7 @@ from hygie.governance.models import Account, Project
 from hygie.governance.views import build_view, destroy_view, open_view
 from hygie.hub import Hub
 from hygie.ingest.contract import DCIR_KEYS
-from hygie.ingest.pipeline import expand_batches, ingest_batch
+from hygie.ingest.pipeline import expand_batches, ingest_batches
 from hygie.synth import generate
 
 PASSPHRASE = "hygie governance benchmark"
@@ -101,11 +101,10 @@ def prepare(work: Path, people: int, years: int, seed: int) -> Hub:
     generate(delivery, people=people, years=years, seed=seed, start_year=2023)
     print(f"[{people:,}] synthesised in {time.perf_counter() - started:.0f} s; ingesting", flush=True)
     started = time.perf_counter()
-    for batch in expand_batches([delivery]):
-        result = ingest_batch(hub, batch)
+    for result in ingest_batches(hub, expand_batches([delivery])):
         if result.status != "accepted":
-            raise SystemExit(f"batch {batch} was {result.status}: {result.errors[:3]}")
-        print(f"[{people:,}]   {batch.name} ({time.perf_counter() - started:.0f} s)", flush=True)
+            raise SystemExit(f"batch {result.batch_dir} was {result.status}: {result.errors[:3]}")
+    print(f"[{people:,}]   ingested ({time.perf_counter() - started:.0f} s)", flush=True)
     return hub
 
 

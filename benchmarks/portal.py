@@ -112,16 +112,16 @@ def prepare(work: Path, people: int) -> dict[str, Any]:
     from hygie.governance.citizens import Citizens
     from hygie.governance.policy import Role
     from hygie.hub import Hub
-    from hygie.ingest.pipeline import expand_batches, ingest_batch
+    from hygie.ingest.pipeline import expand_batches, ingest_batches
     from hygie.portal.app import create_app
     from hygie.synth import generate
 
     delivery = work / "delivery"
     generate(delivery, people=people, years=1, seed=11, start_year=2024)
     hub = Hub.init(settings_for(work / "hub"))
-    for batch in expand_batches([delivery]):
-        if (status := ingest_batch(hub, batch).status) != "accepted":
-            raise SystemExit(f"batch {batch.name} was {status}")
+    for result in ingest_batches(hub, expand_batches([delivery])):
+        if result.status != "accepted":
+            raise SystemExit(f"batch {result.batch_dir.name} was {result.status}")
     import csv
 
     with (delivery / "000-beneficiaries" / "IR_BEN_R.csv").open(encoding="utf-8", newline="") as f:

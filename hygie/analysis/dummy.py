@@ -59,7 +59,7 @@ from hygie.governance.policy import Scope
 from hygie.governance.views import ViewError, build_view, newest_ready, open_view
 from hygie.hub import Hub
 from hygie.i18n import N_
-from hygie.ingest.pipeline import expand_batches, ingest_batch
+from hygie.ingest.pipeline import expand_batches, ingest_batches
 from hygie.locks import exclusive
 from hygie.synth import generate
 from hygie.tabular import safe_table
@@ -177,14 +177,13 @@ def _open_dummy_hub(settings: Settings, first_year: int, years: int) -> Hub:
                 start_year=first_year,
                 producer="HYGIE-DUMMY",
             )
-            for batch in expand_batches([Path(delivery)]):
-                result = ingest_batch(hub, batch)
+            for result in ingest_batches(hub, expand_batches([Path(delivery)])):
                 if result.status != "accepted":
                     raise DummyDataError(
                         N_(
                             "the synthetic batch {batch} for dummy data {first_year}+{years} was {status}: {errors}; "
                             "this is a bug in hygie.synth or the ingestion rules",
-                            batch=batch.name,
+                            batch=result.batch_dir.name,
                             first_year=first_year,
                             years=years,
                             status=result.status,

@@ -25,7 +25,7 @@ from hygie.governance.acts import act
 from hygie.governance.policy import Role
 from hygie.governance.projects import Projects
 from hygie.hub import Hub
-from hygie.ingest.pipeline import expand_batches, ingest_batch
+from hygie.ingest.pipeline import expand_batches, ingest_batches
 from hygie.synth import generate
 from hygie.synth.anomalies import inject
 
@@ -68,8 +68,7 @@ def bench(people: int, seed: int, rates: dict[str, float] | None = None) -> Benc
                             kdf_iterations=1, kdf_lanes=1, password_memory_kib=1024, password_iterations=1)  # fmt: skip
         hub = Hub.init(settings)
         try:
-            for batch in expand_batches([delivery]):
-                ingest_batch(hub, batch)
+            ingest_batches(hub, expand_batches([delivery]))
             with act(hub, CONSOLE, "bench.setup") as session:
                 accounts = Accounts(session, hub.custody, hub.settings)
                 made = {name: accounts.create(CONSOLE, username=name, role=role, password=BENCH_PASSWORD,
