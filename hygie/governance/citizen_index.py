@@ -58,6 +58,7 @@ from sqlalchemy import (
     String,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -213,7 +214,17 @@ _EXTRACT_MARKERS = select(
     CitizenExtractBatch.wrapped_key,
     CitizenExtractBatch.merged,
 )
-_CARE_FILES = select(FileRow.batch_id, FileRow.path).where(FileRow.table_name == CARE_TABLE).order_by(FileRow.id)
+# Only what the index does not hold (normally nothing), chosen by the database: a read must not list every care
+# file and generation of the hub, which grow with every delivery and approval. A batch or generation indexed after
+# the markers were read is caught by the markers read again after (:func:`_consistent`).
+_UNINDEXED_CARE_FILES = (
+    select(FileRow.batch_id, FileRow.path)
+    .where(
+        FileRow.table_name == CARE_TABLE,
+        ~exists().where(CitizenExtractBatch.batch_id == FileRow.batch_id),
+    )
+    .order_by(FileRow.id)
+)
 _USE_MARKERS = select(
     CitizenUseGeneration.project_id,
     CitizenUseGeneration.generation,
@@ -253,8 +264,15 @@ _USES = _both(
     ("project_id", "generation", "person_key"),
     {"project_id": "recent_projects", "generation": "recent_generations"},
 )
-_VIEWS = select(ProjectView.project_id, ProjectView.generation, ProjectView.membership_file).order_by(
-    ProjectView.project_id, ProjectView.generation
+_UNINDEXED_VIEWS = (
+    select(ProjectView.project_id, ProjectView.generation, ProjectView.membership_file)
+    .where(
+        ~exists().where(
+            CitizenUseGeneration.project_id == ProjectView.project_id,
+            CitizenUseGeneration.generation == ProjectView.generation,
+        )
+    )
+    .order_by(ProjectView.project_id, ProjectView.generation)
 )
 
 
@@ -490,7 +508,7 @@ def _care_rows(
                 continue  # indexed since the markers were read (checked again by the caller), or another version
             aead = AESGCM(hub.custody.unwrap(EXTRACT_KEY, marker[1], batch_id.encode()))
             rows += _open(aead, key, batch_id, payload)
-    care = _run(session, _CARE_FILES).all()
+    care = _run(session, _UNINDEXED_CARE_FILES).all()
     pending = [path for batch_id, path in care if batch_id not in markers]
     if pending:
         table = _care_table(hub, [hub.warehouse.directory / p for p in pending], hub_pseudonym)
@@ -565,7 +583,7 @@ def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple
             marker = markers.get((project, generation))
             if marker is not None and mine[marker[0]] == key:
                 projects.add(project)
-    views = _run(session, _VIEWS).all()
+    views = _run(session, _UNINDEXED_VIEWS).all()
     return Uses(projects, [(p, f) for p, g, f in views if (p, g) not in markers])
 
 

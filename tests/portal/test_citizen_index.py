@@ -193,6 +193,28 @@ def test_what_the_index_lacks_is_read_the_slow_way_then_rebuilt(world: World) ->
             assert session.scalar(select(func.count()).select_from(model)) == 0
 
 
+@pytest.mark.parametrize("merged", [False, True], ids=["waiting", "merged"])
+def test_one_batch_the_index_lacks_is_read_the_slow_way_beside_the_indexed_ones(world: World, merged: bool) -> None:
+    # The database picks the care files of batches without extracts: one such batch among indexed ones (waiting in
+    # the recent table or merged) must be scanned, and only it, so each care row is counted once.
+    world.active_project()
+    expected = full_scan(world)
+    sample = everyone(world)[:40]
+    with world.hub.session() as session:
+        if merged:
+            assert merge(session).batches
+            session.commit()
+        batches = sorted(session.scalars(select(CitizenExtractBatch.batch_id)))
+        assert len(batches) > 1
+        lacking = batches[len(batches) // 2]
+        for model in (CitizenExtract, CitizenExtractRecent, CitizenExtractBatch):
+            session.execute(delete(model).where(model.batch_id == lacking))
+        session.commit()
+        assert lacking not in _extract_markers(session)
+        for psa in sample:
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+
+
 def test_a_rotated_index_key_keeps_answers_whole_until_rebuilt(world: World) -> None:
     world.active_project()
     me = hub_pseudonym(world, "citizen1")
