@@ -1030,6 +1030,8 @@ class _Run:
         self.ahead = ahead
         self.following: Path | None = None
         self.progress = progress
+        self.reported: dict[Path, int] = {}
+        """Rows of each batch already reported to ``progress``."""
         self.results = results
         self.committing: deque[tuple[_BatchIngestion, Future[BatchResult | None]]] = deque()
         self.broken = False
@@ -1081,7 +1083,7 @@ class _Run:
         )
         try:
             ingestion = _BatchIngestion(
-                self.hub, batch_dir, manifest, self.progress, pending, self.ahead, self.following
+                self.hub, batch_dir, manifest, self.progress_of(batch_dir), pending, self.ahead, self.following
             )
         except Exception as exc:
             return _internal_error(batch_dir, manifest, exc)
@@ -1092,6 +1094,24 @@ class _Run:
         except Exception as exc:
             ingestion.discard()
             return _internal_error(batch_dir, manifest, exc)
+
+    def progress_of(self, batch_dir: Path) -> Progress | None:
+        """``progress`` for one check of a batch: a batch checked again (a commit before it failed) reports only
+        the rows its earlier check had not, so a run's progress never passes the rows delivered."""
+        report = self.progress
+        if report is None:
+            return None
+        seen, done = self.reported.get(batch_dir, 0), 0
+
+        def counted(rows: int) -> None:
+            nonlocal done
+            fresh = max(0, done + rows - seen) - max(0, done - seen)
+            done += rows
+            self.reported[batch_dir] = max(seen, done)
+            if fresh:
+                report(fresh)
+
+        return counted
 
     def commit(self, ingestion: _BatchIngestion) -> BatchResult | None:
         """On the committing thread: the batch's commit, or None if one before it failed (checked again later)."""

@@ -20,7 +20,7 @@ from hygie.audit import AuditEvent
 from hygie.governance import citizen_index
 from hygie.hub import Hub
 from hygie.identity.vault import IdentityRow
-from hygie.ingest.pipeline import ingest_batch, ingest_batches
+from hygie.ingest.pipeline import ingest_batch, ingest_batches, planned_rows
 from hygie.warehouse.stats import collect
 from hygie.warehouse.store import STAGING
 from tests.delivery import Delivery, care, person, refresh_manifest
@@ -127,8 +127,10 @@ def test_after_a_failed_commit_the_batches_checked_meanwhile_are_checked_again(
         claims(tmp_path / "b", "B", range(6), 1),
         claims(tmp_path / "c", "C", range(100, 104), 50),
     ]
-    results = ingest_batches(hub, run)
+    reported: list[int] = []
+    results = ingest_batches(hub, run, reported.append)
     assert statuses(results) == [("P", "rejected"), ("B", "rejected"), ("C", "accepted")]
+    assert sum(reported) == sum(planned_rows(d) for d in run)  # B and C checked twice, their rows counted once
     assert "internal error" in results[0].errors[0].reason
     assert {e.reason for e in results[1].errors} == {UNKNOWN}
     with hub.session() as session:
