@@ -1030,8 +1030,9 @@ class _Run:
         self.ahead = ahead
         self.following: Path | None = None
         self.progress = progress
-        self.reported: dict[Path, int] = {}
-        """Rows of each batch already reported to ``progress``."""
+        self.reported: dict[int, tuple[Manifest, int]] = {}
+        """Rows of each batch taken (by its manifest: the same folder given twice is two batches) already reported
+        to ``progress``; the manifest is held so that its ``id`` is not reused."""
         self.results = results
         self.committing: deque[tuple[_BatchIngestion, Future[BatchResult | None]]] = deque()
         self.broken = False
@@ -1083,7 +1084,7 @@ class _Run:
         )
         try:
             ingestion = _BatchIngestion(
-                self.hub, batch_dir, manifest, self.progress_of(batch_dir), pending, self.ahead, self.following
+                self.hub, batch_dir, manifest, self.progress_of(manifest), pending, self.ahead, self.following
             )
         except Exception as exc:
             return _internal_error(batch_dir, manifest, exc)
@@ -1095,19 +1096,19 @@ class _Run:
             ingestion.discard()
             return _internal_error(batch_dir, manifest, exc)
 
-    def progress_of(self, batch_dir: Path) -> Progress | None:
+    def progress_of(self, manifest: Manifest) -> Progress | None:
         """``progress`` for one check of a batch: a batch checked again (a commit before it failed) reports only
         the rows its earlier check had not, so a run's progress never passes the rows delivered."""
         report = self.progress
         if report is None:
             return None
-        seen, done = self.reported.get(batch_dir, 0), 0
+        seen, done = self.reported.get(id(manifest), (manifest, 0))[1], 0
 
         def counted(rows: int) -> None:
             nonlocal done
             fresh = max(0, done + rows - seen) - max(0, done - seen)
             done += rows
-            self.reported[batch_dir] = max(seen, done)
+            self.reported[id(manifest)] = (manifest, max(seen, done))
             if fresh:
                 report(fresh)
 
