@@ -8,10 +8,14 @@ Both are keyed by a *person key*: HMAC under the custody PSEUDONYM key ``citizen
 so the metadata database holds no hub pseudonym that could be joined to the warehouse or to a membership file;
 without the key, a person key says nothing about anyone.
 
-- ``citizen_extract``: per (person key, accepted batch), that person's care rows of the batch (care date, act,
-  quantity, amounts; nothing else) as JSON padded to a multiple of ``PAD_BYTES``, encrypted with AES-GCM under the
-  batch's data key; the person key and batch are the authenticated data, so a row moved to another person or
-  batch does not open. The data key is wrapped under the custody WRAP key ``citizen-extract`` in
+- ``citizen_extract``: per (bucket, accepted batch), the care rows of the batch (care date, act, quantity,
+  amounts; nothing else) of the people whose person keys begin with the bucket (their first
+  :func:`bucket_chars` characters, about ``BUCKET_PEOPLE`` people), each under their person key, in a binary
+  layout padded to a multiple of ``PAD_BYTES`` and encrypted with AES-GCM under the batch's data key; the bucket
+  and batch are the authenticated data, so a row moved to another bucket or batch does not open. One seal and one
+  row per bucket, not per person: sealed per person, a national batch's millions of extracts were the largest cost
+  of its ingestion (docs/benchmarks.md). Batches indexed before hold one row per person (its whole person key,
+  JSON; see :func:`_open_person`), still read. The data key is wrapped under the custody WRAP key ``citizen-extract`` in
   ``citizen_extract_batch``, written in the batch's own catalog transaction (the ingestion commit point): a
   batch is in the warehouse and in the extracts, or in neither.
 - ``citizen_use``: (person key, project, generation) for every person a view generation included, written in the
@@ -33,14 +37,17 @@ from-scratch rebuild in progress) are read the slow way, so an answer is never s
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import secrets
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -97,8 +104,25 @@ PERSON_KEY_LENGTH = 22
 EXTRACT_COLUMNS = ("EXE_SOI_DTD", "PRS_NAT_REF", "PRS_ACT_QTE", "PRS_PAI_MNT", "BSE_REM_MNT")
 """What a citizen is shown of a care row: the extract holds these and nothing else."""
 PAD_BYTES = 256
-"""Extracts are padded to a multiple of this, so their length only roughly tells how much care a person had."""
+"""Extracts are padded to a multiple of this, so their length only roughly tells how much care their people had."""
 NONCE_BYTES = 12
+BUCKET_PEOPLE = 32
+"""A batch's extracts are sealed by bucket of people: as few characters of the person keys as keep the buckets
+at about this many people on average at most (64 buckets per character). A citizen's read opens one bucket per
+batch: larger ones cost reads more, smaller ones cost ingestion more seals and rows."""
+MAX_BUCKET_CHARS = 4
+"""At most 64**4 buckets per batch (more than 500 million people at ``BUCKET_PEOPLE``); always fewer characters
+than a person key, so a row's key length tells a bucket from a person key."""
+
+_ENTRY = np.dtype([("key", f"S{PERSON_KEY_LENGTH}"), ("rows", "<u4")])
+"""A person in a bucket: their person key and how many of the bucket's records are theirs."""
+_RECORD = np.dtype(
+    [("valid", "u1"), ("date", "<i4"), ("act", "<i8"), ("quantity", "<f8"), ("paid", "<f8"), ("reimbursed", "<f8")]
+)
+"""A care row in a bucket: ``EXTRACT_COLUMNS`` in order (the date as days since 1970-01-01), and a bit per column in
+``valid`` (0: null)."""
+_COUNT = struct.Struct("<I")
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 READ_ATTEMPTS = 3
 """Reads of a person's data started again when a pseudonym rotation's switch or an index rebuild lands in the
@@ -130,6 +154,9 @@ class CitizenExtractBatch(Base):
 
 
 class CitizenExtract(Base):
+    """A batch's extract of a bucket of people. ``person_key`` names the bucket (the first characters of its
+    people's person keys), or, in batches indexed before buckets, one person (their whole person key)."""
+
     __tablename__ = "citizen_extract"
     person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("citizen_extract_batch.batch_id"), primary_key=True)
@@ -137,7 +164,8 @@ class CitizenExtract(Base):
 
 
 class CitizenExtractRecent(Base):
-    """Batches not merged into ``citizen_extract`` yet, batch first: a new one appends at one place."""
+    """Batches not merged into ``citizen_extract`` yet, batch first: a new one appends at one place. Rows as in
+    ``citizen_extract``."""
 
     __tablename__ = "citizen_extract_recent"
     batch_id: Mapped[str] = mapped_column(ForeignKey("citizen_extract_batch.batch_id"), primary_key=True)
@@ -367,53 +395,113 @@ def _person_key(hub: Hub, hub_pseudonym: str, version: int) -> str:
 
 
 def _aad(person_key: str, batch_id: str) -> bytes:
+    """Authenticated data of a batch's extract of one person (the layout before buckets)."""
     return f"{person_key}|{batch_id}".encode()
 
 
-def _json_numbers(values: pa.Array) -> pa.Array:
-    """JSON text of numbers, ``null`` for a missing one: Arrow's shortest round-trip form, and Python's spelling
-    of the non-finite values (which :func:`json.loads` reads back)."""
-    text = pc.cast(values, pa.string())
-    if pa.types.is_floating(values.type):
-        finite = pc.is_finite(values)
-        if not pc.all(pc.fill_null(finite, True)).as_py():
-            spelled = pc.if_else(pc.is_nan(values), "NaN", pc.if_else(pc.greater(values, 0), "Infinity", "-Infinity"))
-            text = pc.if_else(pc.fill_null(finite, True), text, spelled)
-    return pc.fill_null(text, "null")
+def _bucket_aad(bucket: str, batch_id: str) -> bytes:
+    # Its own spelling: no bucket's authenticated data is ever a person extract's, whatever the characters.
+    return f"bucket|{bucket}|{batch_id}".encode()
 
 
-def extract_documents(table: pa.Table) -> tuple[list[str], list[bytes]]:
-    """The hub pseudonyms of a batch's care rows and, for each, the JSON list of their rows in ``EXTRACT_COLUMNS``
-    order, padded to a multiple of ``PAD_BYTES``. Built column-wise in Arrow: per person in Python, a national
-    batch's tens of millions of values cost more than the rest of the ingestion (see docs/benchmarks.md)."""
-    table = table.take(pc.sort_indices(table, [(PSEUDONYM_COLUMN, "ascending")]))
-    column = {c: table.column(c).combine_chunks() for c in (PSEUDONYM_COLUMN, *EXTRACT_COLUMNS)}
-    dates = pc.cast(column[EXTRACT_COLUMNS[0]], pa.string())
-    parts = [pc.fill_null(pc.binary_join_element_wise('"', dates, '"', ""), "null")]
-    parts += [_json_numbers(column[c]) for c in EXTRACT_COLUMNS[1:]]
-    rows = pc.binary_join_element_wise("[", pc.binary_join_element_wise(*parts, ","), "]", "")
-    people = column[PSEUDONYM_COLUMN]
-    n = len(people)
-    starts = pc.indices_nonzero(pc.not_equal(people.slice(1), people.slice(0, n - 1))) if n > 1 else pa.array([])
-    offsets = pa.concat_arrays(
-        [pa.array([0], pa.int32()), pc.add(starts, 1).cast(pa.int32()), pa.array([n], pa.int32())]
-    )
-    lists = pa.ListArray.from_arrays(offsets, rows)
-    documents = pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
-    first = pc.take(people, offsets.slice(0, len(offsets) - 1))
-    padded = [d + b" " * (-len(d) % PAD_BYTES) for d in pc.cast(documents, pa.binary()).to_pylist()]
-    return first.to_pylist(), padded
+def bucket_chars(people: int) -> int:
+    """How many characters of the person keys name a bucket in a batch of ``people`` people."""
+    chars = 1
+    while chars < MAX_BUCKET_CHARS and people > BUCKET_PEOPLE * 64**chars:
+        chars += 1
+    return chars
 
 
-def _open(aead: AESGCM, person_key: str, batch_id: str, payload: bytes) -> list[CareRow]:
+def _records(table: pa.Table) -> np.ndarray[Any, np.dtype[np.void]]:
+    """The table's care rows as ``_RECORD`` values, in the table's order."""
+    records = np.zeros(table.num_rows, _RECORD)
+    valid = np.zeros(table.num_rows, np.uint8)
+    kinds = (pa.int32(), pa.int64(), pa.float64(), pa.float64(), pa.float64())
+    fields = ("date", "act", "quantity", "paid", "reimbursed")
+    for bit, (field, column, kind) in enumerate(zip(fields, EXTRACT_COLUMNS, kinds, strict=True)):
+        values = table.column(column).combine_chunks().cast(kind)  # a date32 is its days since 1970 as int32
+        valid |= pc.is_valid(values).to_numpy(zero_copy_only=False).astype(np.uint8) << bit
+        records[field] = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+    records["valid"] = valid
+    return records
+
+
+def extract_buckets(table: pa.Table, keys_of: Callable[[list[str]], list[str]]) -> tuple[int, list[tuple[str, bytes]]]:
+    """How many people a batch's care rows (``table``) describe and its buckets in clear: (bucket, padded layout).
+
+    ``keys_of`` gives the person keys of hub pseudonyms, in their order. A bucket holds a count of people
+    (``_COUNT``), their ``_ENTRY`` values in person-key order, then their ``_RECORD`` values in the same order (a
+    person's in the table's order), then zeros up to a multiple of ``PAD_BYTES``. Built column-wise (numpy,
+    Arrow): per person in Python, a national batch cost more than the rest of its ingestion."""
+    pseudonyms = pc.dictionary_encode(table.column(PSEUDONYM_COLUMN).combine_chunks())
+    if pseudonyms.null_count:
+        raise CitizenIndexError("a care row without a hub pseudonym cannot be indexed")
+    keys = keys_of(pseudonyms.dictionary.to_pylist())
+    if not keys:
+        return 0, []
+    spelled = np.array(keys, dtype=_ENTRY["key"])
+    by_key = np.argsort(spelled)
+    rank = np.empty(len(keys), np.int64)
+    rank[by_key] = np.arange(len(keys))
+    person_of_row = pseudonyms.indices.to_numpy(zero_copy_only=False)
+    records = _records(table)[np.argsort(rank[person_of_row], kind="stable")]
+    entries = np.empty(len(keys), _ENTRY)
+    entries["key"] = spelled[by_key]
+    entries["rows"] = np.bincount(person_of_row, minlength=len(keys))[by_key]
+    first_record = np.concatenate([[0], np.cumsum(entries["rows"], dtype=np.int64)])
+    chars = bucket_chars(len(keys))
+    prefixes = entries["key"].astype(f"S{chars}")
+    bounds = [0, *(np.flatnonzero(prefixes[1:] != prefixes[:-1]) + 1).tolist(), len(keys)]
+    buckets = []
+    for start, end in itertools.pairwise(bounds):
+        layout = b"".join(
+            (
+                _COUNT.pack(end - start),
+                entries[start:end].tobytes(),
+                records[first_record[start] : first_record[end]].tobytes(),
+            )
+        )
+        buckets.append((prefixes[start].decode("ascii"), layout + bytes(-len(layout) % PAD_BYTES)))
+    return len(keys), buckets
+
+
+def rows_in_bucket(layout: bytes, person_key: str) -> list[CareRow]:
+    """The person's care rows in a bucket's layout (none if they are not in it)."""
+    (people,) = _COUNT.unpack_from(layout)
+    entries = np.frombuffer(layout, _ENTRY, count=people, offset=_COUNT.size)
+    found = np.flatnonzero(entries["key"] == person_key.encode("ascii"))
+    if not found.size:
+        return []
+    at = int(found[0])
+    skipped = int(entries["rows"][:at].sum(dtype=np.int64))
+    offset = _COUNT.size + people * _ENTRY.itemsize + skipped * _RECORD.itemsize
+    records = np.frombuffer(layout, _RECORD, count=int(entries["rows"][at]), offset=offset)
+    return [
+        (
+            date.fromordinal(_EPOCH_ORDINAL + day) if valid & 1 else None,
+            act if valid & 2 else None,
+            quantity if valid & 4 else None,
+            paid if valid & 8 else None,
+            reimbursed if valid & 16 else None,
+        )
+        for valid, day, act, quantity, paid, reimbursed in records.tolist()
+    ]
+
+
+def _decrypt(aead: AESGCM, payload: bytes, aad: bytes, batch_id: str) -> bytes:
     try:
-        plain = aead.decrypt(payload[:NONCE_BYTES], payload[NONCE_BYTES:], _aad(person_key, batch_id))
+        return aead.decrypt(payload[:NONCE_BYTES], payload[NONCE_BYTES:], aad)
     except InvalidTag:
-        # Moved from another person or batch, or altered: never shown, never replaced by "no care".
+        # Moved from another person, bucket or batch, or altered: never shown, never replaced by "no care".
         raise CitizenIndexError(
             f"a citizen extract of batch {batch_id} does not open (altered or moved); the answer cannot be given: "
             "run `hygie citizen-index rebuild --from-scratch`"
         ) from None
+
+
+def _open_person(aead: AESGCM, person_key: str, batch_id: str, payload: bytes) -> list[CareRow]:
+    """A person's extract as batches indexed before buckets hold it: JSON of their rows, sealed for them alone."""
+    plain = _decrypt(aead, payload, _aad(person_key, batch_id), batch_id)
     # Numbers are typed here, not by their spelling: 2.0 may be written "2".
     return [
         (
@@ -425,6 +513,10 @@ def _open(aead: AESGCM, person_key: str, batch_id: str, payload: bytes) -> list[
         )
         for d, act, qty, paid, reimbursed in json.loads(plain)
     ]
+
+
+def _open_bucket(aead: AESGCM, bucket: str, batch_id: str, payload: bytes, person_key: str) -> list[CareRow]:
+    return rows_in_bucket(_decrypt(aead, payload, _bucket_aad(bucket, batch_id), batch_id), person_key)
 
 
 def _care_table(hub: Hub, paths: list[Path], pseudonym: str | None = None) -> pa.Table:
@@ -445,22 +537,20 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
     aead = AESGCM(data_key)
     care = [hub.warehouse.directory / f.path for f in files if f.table_name == CARE_TABLE]
     table = _care_table(hub, care) if care else None
-    extracts: list[tuple[str, str, bytes]] = []
-    if table is not None and table.num_rows:
-        people, documents = extract_documents(table)
-        keys = person_keys(hub, people, version)
-        nonces = secrets.token_bytes(NONCE_BYTES * len(keys))
-        # In key order, each row lands after the previous one: the batch's rows are one run in the recent table.
-        # (Sorted by Arrow, without the GIL: the batch commits while the next one is checked on another thread.)
-        for i in pc.sort_indices(pa.array(keys, pa.string())).to_pylist():
-            key, nonce = keys[i], nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
-            extracts.append((batch_id, key, nonce + aead.encrypt(nonce, documents[i], _aad(key, batch_id))))
+    people, buckets = (0, []) if table is None else extract_buckets(table, lambda p: person_keys(hub, p, version))
+    nonces = secrets.token_bytes(NONCE_BYTES * len(buckets))
+    # In bucket order, each row lands after the previous one: the batch's rows are one run in the recent table.
+    extracts = [
+        (batch_id, bucket, nonce + aead.encrypt(nonce, layout, _bucket_aad(bucket, batch_id)))
+        for i, (bucket, layout) in enumerate(buckets)
+        for nonce in (nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES],)
+    ]
     session.add(
         CitizenExtractBatch(
             batch_id=batch_id,
             wrapped_key=hub.custody.wrap(EXTRACT_KEY, data_key, batch_id.encode()),
             key_version=version,
-            people=len(extracts),
+            people=people,
             indexed_at=datetime.now(UTC),
             merged=False,
         )
@@ -499,15 +589,19 @@ def _care_rows(
     rows: list[CareRow] = []
     if markers:
         mine = _keys_of(hub, hub_pseudonym, {version for version, _, _ in markers.values()})
-        keys = list(mine.values())
+        # Their own extracts (batches indexed before buckets) and every bucket they could be in.
+        keys = [k[:chars] for k in mine.values() for chars in range(1, MAX_BUCKET_CHARS + 1)] + list(mine.values())
         recent = sorted(batch_id for batch_id, (_, _, merged) in markers.items() if not merged)
         found = _run(session, _EXTRACTS, keys=keys, recent_batches=recent, recent_keys=keys).all()
         for key, batch_id, payload in found:
             marker = markers.get(batch_id)
-            if marker is None or mine[marker[0]] != key:
+            if marker is None or not mine[marker[0]].startswith(key):
                 continue  # indexed since the markers were read (checked again by the caller), or another version
             aead = AESGCM(hub.custody.unwrap(EXTRACT_KEY, marker[1], batch_id.encode()))
-            rows += _open(aead, key, batch_id, payload)
+            if len(key) == PERSON_KEY_LENGTH:
+                rows += _open_person(aead, key, batch_id, payload)
+            else:
+                rows += _open_bucket(aead, key, batch_id, payload, mine[marker[0]])
     care = _run(session, _UNINDEXED_CARE_FILES).all()
     pending = [path for batch_id, path in care if batch_id not in markers]
     if pending:

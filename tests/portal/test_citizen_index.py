@@ -5,6 +5,8 @@ never answers short: what it lacks is read the slow way, what is altered is refu
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import defaultdict
 from datetime import date
@@ -15,12 +17,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 from alembic import command
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select, text, update
 
 from hygie.audit import AuditEvent
 from hygie.db import migrate, migration_config
 from hygie.governance.accounts import SYSTEM
 from hygie.governance.citizen_index import (
+    EXTRACT_KEY,
+    PERSON_KEY_LENGTH,
     CareRow,
     CitizenExtract,
     CitizenExtractBatch,
@@ -31,6 +36,7 @@ from hygie.governance.citizen_index import (
     CitizenUseRecent,
     Waiting,
     _care_rows,
+    _care_table,
     _extract_markers,
     _use_markers,
     _uses_of,
@@ -44,7 +50,7 @@ from hygie.governance.citizen_index import (
 from hygie.governance.models import ProjectView
 from hygie.governance.views import MEMBERSHIP_KEY, projects_including
 from hygie.ingest.contract import CARE_TABLE, PSEUDONYM_COLUMN
-from hygie.warehouse.catalog import BatchRow
+from hygie.warehouse.catalog import BatchRow, FileRow
 from hygie.warehouse.encryption import ParquetCrypto
 from tests.portal.test_citizens import hub_pseudonym
 from tests.portal.world import World, people
@@ -232,27 +238,58 @@ def test_a_rotated_index_key_keeps_answers_whole_until_rebuilt(world: World) -> 
 
 
 @pytest.mark.parametrize("merged", [False, True], ids=["waiting", "merged"])
-def test_an_extract_moved_to_another_person_is_refused_not_shown(world: World, merged: bool) -> None:
-    me, other = hub_pseudonym(world, "citizen1"), hub_pseudonym(world, "citizen2")
+def test_an_extract_moved_to_another_bucket_is_refused_not_shown(world: World, merged: bool) -> None:
+    me = hub_pseudonym(world, "citizen1")
     table = CitizenExtract if merged else CitizenExtractRecent
     with world.hub.session() as session:
         if merged:
             assert merge(session).batches
             session.commit()
-        assert care_rows(world.hub, session, me) and care_rows(world.hub, session, other)
+        assert care_rows(world.hub, session, me)
         [mine] = person_keys(world.hub, [me], 1)
-        [theirs] = person_keys(world.hub, [other], 1)
-        batches = {k: set(session.scalars(select(table.batch_id).where(table.person_key == k)))
-                   for k in (mine, theirs)}  # fmt: skip
-        batch = sorted(batches[mine] & batches[theirs])[0]
-        payload = session.scalar(select(table.payload).where(table.person_key == theirs, table.batch_id == batch))
+        rows = session.execute(select(table.batch_id, table.person_key, table.payload)).all()
+        batch, bucket = next((b, k) for b, k, _ in rows if mine.startswith(k))
+        payload = next(p for b, k, p in rows if b == batch and k != bucket)  # another bucket's, same batch and key
         moved = session.execute(
-            update(table).where(table.person_key == mine, table.batch_id == batch).values(payload=payload)
+            update(table).where(table.person_key == bucket, table.batch_id == batch).values(payload=payload)
         )
         assert moved.rowcount == 1  # type: ignore[attr-defined]
         session.commit()
         with pytest.raises(CitizenIndexError, match="does not open"):
             care_rows(world.hub, session, me)
+
+
+def _seal_per_person(world: World, session: Any, batch_id: str) -> None:
+    """Rewrite a batch's extracts as batches indexed before buckets hold them: one JSON extract per person."""
+    marker = session.get(CitizenExtractBatch, batch_id)
+    aead = AESGCM(world.hub.custody.unwrap(EXTRACT_KEY, marker.wrapped_key, batch_id.encode()))
+    files = session.scalars(select(FileRow).where(FileRow.batch_id == batch_id, FileRow.table_name == CARE_TABLE))
+    table = _care_table(world.hub, [world.hub.warehouse.directory / f.path for f in files])
+    by_person: dict[str, list[list[Any]]] = defaultdict(list)
+    for psa, day, *numbers in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+        by_person[psa].append([None if day is None else day.isoformat(), *numbers])
+    session.execute(delete(CitizenExtractRecent).where(CitizenExtractRecent.batch_id == batch_id))
+    for psa, found in by_person.items():
+        [key] = person_keys(world.hub, [psa], marker.key_version)
+        document = json.dumps(found).encode()
+        nonce = os.urandom(12)
+        sealed = nonce + aead.encrypt(nonce, document + b" " * (-len(document) % 256), f"{key}|{batch_id}".encode())
+        session.add(CitizenExtractRecent(batch_id=batch_id, person_key=key, payload=sealed))
+
+
+def test_batches_indexed_per_person_before_buckets_are_still_read(world: World) -> None:
+    expected = full_scan(world)
+    with world.hub.session() as session:
+        batches = sorted(session.scalars(select(FileRow.batch_id).where(FileRow.table_name == CARE_TABLE).distinct()))
+        assert len(batches) > 1
+        _seal_per_person(world, session, batches[0])
+        session.commit()
+        assert any(len(k) == PERSON_KEY_LENGTH for k in session.scalars(select(CitizenExtractRecent.person_key)))
+        for merged in (False, True):  # waiting, then merged beside the buckets of the other batches
+            for psa in everyone(world):
+                assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+            merge(session)
+            session.commit()
 
 
 def rows_in(session: Any, model: type[CitizenUse] | type[CitizenUseRecent]) -> set[tuple[int, int, str]]:
