@@ -18,8 +18,10 @@ without the key, a person key says nothing about anyone.
   JSON; see :func:`_open_person`), still read. The data key is wrapped under the custody WRAP key ``citizen-extract`` in
   ``citizen_extract_batch``, written in the batch's own catalog transaction (the ingestion commit point): a
   batch is in the warehouse and in the extracts, or in neither.
-- ``citizen_use``: (person key, project, generation) for every person a view generation included, written in the
-  transaction that publishes the generation.
+- ``citizen_use``: per (bucket, project, generation), the person keys of the bucket's people a view generation
+  included (sorted, end to end; in clear: a person key says nothing without the key), written in the transaction
+  that publishes the generation. Generations indexed before buckets hold one row per person (no member list),
+  still read.
 
 Both are written in two steps. A batch or a generation is first written to its ``_recent`` table, keyed by batch
 or generation first, where its rows append at one place; :func:`merge` later moves everything waiting, in
@@ -107,12 +109,13 @@ PAD_BYTES = 256
 """Extracts are padded to a multiple of this, so their length only roughly tells how much care their people had."""
 NONCE_BYTES = 12
 BUCKET_PEOPLE = 32
-"""A batch's extracts are sealed by bucket of people: as few characters of the person keys as keep the buckets
-at about this many people on average at most (64 buckets per character). A citizen's read opens one bucket per
-batch: larger ones cost reads more, smaller ones cost ingestion more seals and rows."""
+"""A batch's extracts, and a generation's people, are grouped by bucket of people: as many characters of the person
+keys as bring the buckets' average nearest this many people (64 buckets per character, so between an eighth of it
+and eight times it). A citizen's read opens one bucket per batch and per generation: larger ones cost reads more,
+smaller ones cost ingestion and view builds more seals and rows."""
 MAX_BUCKET_CHARS = 4
-"""At most 64**4 buckets per batch (more than 500 million people at ``BUCKET_PEOPLE``); always fewer characters
-than a person key, so a row's key length tells a bucket from a person key."""
+"""At most 64**4 buckets per batch or generation; always fewer characters than a person key, so a row's key length
+tells a bucket from a person key."""
 
 _ENTRY = np.dtype([("key", f"S{PERSON_KEY_LENGTH}"), ("rows", "<u4")])
 """A person in a bucket: their person key and how many of the bucket's records are theirs."""
@@ -186,6 +189,10 @@ class CitizenUseGeneration(Base):
 
 
 class CitizenUse(Base):
+    """A generation's people of a bucket: ``person_key`` names the bucket (the first characters of their person
+    keys) and ``members`` holds their person keys, sorted, end to end; in generations indexed before buckets, one
+    person (their whole person key, no ``members``)."""
+
     __tablename__ = "citizen_use"
     __table_args__ = (
         ForeignKeyConstraint(
@@ -196,10 +203,12 @@ class CitizenUse(Base):
     person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    members: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class CitizenUseRecent(Base):
-    """Generations not merged into ``citizen_use`` yet, generation first: a new one appends at one place."""
+    """Generations not merged into ``citizen_use`` yet, generation first: a new one appends at one place. Rows as
+    in ``citizen_use``."""
 
     __tablename__ = "citizen_use_recent"
     __table_args__ = (
@@ -213,6 +222,7 @@ class CitizenUseRecent(Base):
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_key: Mapped[str] = mapped_column(String(PERSON_KEY_LENGTH), primary_key=True)
+    members: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 def for_person(hub: Hub, session: Session, person_index: bytes, read: Callable[[str], T]) -> T | None:
@@ -289,7 +299,7 @@ _EXTRACTS = _both(
 _USES = _both(
     CitizenUse,
     CitizenUseRecent,
-    ("project_id", "generation", "person_key"),
+    ("project_id", "generation", "person_key", "members"),
     {"project_id": "recent_projects", "generation": "recent_generations"},
 )
 _UNINDEXED_VIEWS = (
@@ -405,11 +415,22 @@ def _bucket_aad(bucket: str, batch_id: str) -> bytes:
 
 
 def bucket_chars(people: int) -> int:
-    """How many characters of the person keys name a bucket in a batch of ``people`` people."""
+    """How many characters of the person keys name a bucket in a batch or generation of ``people`` people: the
+    number whose average bucket is nearest ``BUCKET_PEOPLE`` people (in ratio). The smallest number keeping every
+    average under it left a 400,000-person batch with 262,144 buckets of 1.6 people, each padded, and as many rows."""
     chars = 1
-    while chars < MAX_BUCKET_CHARS and people > BUCKET_PEOPLE * 64**chars:
+    while chars < MAX_BUCKET_CHARS and people > BUCKET_PEOPLE * 8 * 64**chars:
         chars += 1
     return chars
+
+
+def _bucket_bounds(keys: np.ndarray[Any, np.dtype[np.bytes_]]) -> list[tuple[str, int, int]]:
+    """The buckets of sorted person keys: (bucket, first, end) of each, in key order."""
+    if not len(keys):
+        return []
+    prefixes = keys.astype(f"S{bucket_chars(len(keys))}")
+    bounds = [0, *(np.flatnonzero(prefixes[1:] != prefixes[:-1]) + 1).tolist(), len(keys)]
+    return [(prefixes[a].decode("ascii"), a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _records(table: pa.Table) -> np.ndarray[Any, np.dtype[np.void]]:
@@ -449,11 +470,8 @@ def extract_buckets(table: pa.Table, keys_of: Callable[[list[str]], list[str]]) 
     entries["key"] = spelled[by_key]
     entries["rows"] = np.bincount(person_of_row, minlength=len(keys))[by_key]
     first_record = np.concatenate([[0], np.cumsum(entries["rows"], dtype=np.int64)])
-    chars = bucket_chars(len(keys))
-    prefixes = entries["key"].astype(f"S{chars}")
-    bounds = [0, *(np.flatnonzero(prefixes[1:] != prefixes[:-1]) + 1).tolist(), len(keys)]
     buckets = []
-    for start, end in itertools.pairwise(bounds):
+    for bucket, start, end in _bucket_bounds(entries["key"]):
         layout = b"".join(
             (
                 _COUNT.pack(end - start),
@@ -461,7 +479,7 @@ def extract_buckets(table: pa.Table, keys_of: Callable[[list[str]], list[str]]) 
                 records[first_record[start] : first_record[end]].tobytes(),
             )
         )
-        buckets.append((prefixes[start].decode("ascii"), layout + bytes(-len(layout) % PAD_BYTES)))
+        buckets.append((bucket, layout + bytes(-len(layout) % PAD_BYTES)))
     return len(keys), buckets
 
 
@@ -624,13 +642,22 @@ def index_generation(hub: Hub, session: Session, project_id: int, generation: in
         )
     )
     session.flush()
-    # In key order, each row lands after the previous one: the generation's rows are one run at the end of its
-    # (project, generation) range.
-    keys = sorted(person_keys(hub, people, version)) if people else []
+    # In bucket order, each row lands after the previous one: the generation's rows are one run at the end of its
+    # (project, generation) range. One row per bucket, not per person: a national generation's rows were most of
+    # a view build's index time and of the merges after it.
+    keys = np.sort(np.array(person_keys(hub, people, version) if people else [], f"S{PERSON_KEY_LENGTH}"))
     bulk.insert(
-        session, CitizenUseRecent.__tablename__, ("project_id", "generation", "person_key"),
-        ((project_id, generation, k) for k in keys),
+        session, CitizenUseRecent.__tablename__, ("project_id", "generation", "person_key", "members"),
+        ((project_id, generation, bucket, keys[a:b].tobytes()) for bucket, a, b in _bucket_bounds(keys)),
     )  # fmt: skip
+
+
+def in_members(members: bytes, person_key: str) -> bool:
+    """Whether a bucket's ``members`` (sorted person keys end to end) holds this person key."""
+    keys = np.frombuffer(members, f"S{PERSON_KEY_LENGTH}")
+    wanted = np.bytes_(person_key.encode("ascii"))
+    at = int(np.searchsorted(keys, wanted))
+    return at < len(keys) and bool(keys[at] == wanted)
 
 
 @dataclass(frozen=True)
@@ -663,7 +690,8 @@ def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple
     projects: set[int] = set()
     if markers:
         mine = _keys_of(hub, hub_pseudonym, {version for version, _ in markers.values()})
-        keys = list(mine.values())
+        # Every bucket they could be in, and their own rows (generations indexed before buckets).
+        keys = [k[:chars] for k in mine.values() for chars in range(1, MAX_BUCKET_CHARS + 1)] + list(mine.values())
         recent = [(p, g) for (p, g), (_, merged) in markers.items() if not merged]
         found = _run(
             session,
@@ -673,9 +701,14 @@ def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple
             recent_generations=sorted({g for _, g in recent}),
             recent_keys=keys,
         ).all()
-        for project, generation, key in found:
+        for project, generation, key, members in found:
             marker = markers.get((project, generation))
-            if marker is not None and mine[marker[0]] == key:
+            if marker is None or not mine[marker[0]].startswith(key):
+                continue  # indexed since the markers were read (checked again by the caller), or another version
+            if members is None:
+                if key == mine[marker[0]]:
+                    projects.add(project)
+            elif in_members(bytes(members), mine[marker[0]]):
                 projects.add(project)
     views = _run(session, _UNINDEXED_VIEWS).all()
     return Uses(projects, [(p, f) for p, g, f in views if (p, g) not in markers])

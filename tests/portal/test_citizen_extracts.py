@@ -83,14 +83,27 @@ def test_buckets_read_back_as_the_rows(data: list[tuple[Any, ...]], chunk: int) 
 
 @pytest.mark.parametrize(
     ("people", "chars"),
-    [(1, 1), (BUCKET_PEOPLE * 64, 1), (BUCKET_PEOPLE * 64 + 1, 2), (BUCKET_PEOPLE * 64**2 + 1, 3), (10**12, 4)],
+    [
+        (1, 1),
+        (BUCKET_PEOPLE * 8 * 64, 1),
+        (BUCKET_PEOPLE * 8 * 64 + 1, 2),
+        (BUCKET_PEOPLE * 8 * 64**2, 2),
+        (BUCKET_PEOPLE * 8 * 64**2 + 1, 3),
+        (10**12, 4),
+    ],
 )
 def test_buckets_grow_with_the_batch_and_stay_shorter_than_a_person_key(people: int, chars: int) -> None:
     assert bucket_chars(people) == chars <= MAX_BUCKET_CHARS < PERSON_KEY_LENGTH
 
 
+@pytest.mark.parametrize("people", [10, 2_000, 16_385, 400_000, 1_048_576, 1_048_577, 30_000_000, 67_108_864])
+def test_average_buckets_stay_within_eight_times_the_set_size_either_way(people: int) -> None:
+    average = people / 64 ** bucket_chars(people)
+    assert people < BUCKET_PEOPLE * 8 or BUCKET_PEOPLE / 8 <= average <= BUCKET_PEOPLE * 8
+
+
 def test_a_batch_of_many_people_has_buckets_of_about_the_set_size() -> None:
-    n = BUCKET_PEOPLE * 64 * 3  # two characters: 4,096 buckets
+    n = BUCKET_PEOPLE * 8 * 64 * 3  # two characters: 4,096 buckets
     pseudonyms = [f"person-{i}" for i in range(n)]
     table = pa.table(
         {
@@ -100,4 +113,4 @@ def test_a_batch_of_many_people_has_buckets_of_about_the_set_size() -> None:
     )
     people, buckets = extract_buckets(table, keys_of)
     assert people == n and all(len(bucket) == 2 for bucket, _ in buckets)
-    assert n / len(buckets) <= BUCKET_PEOPLE
+    assert BUCKET_PEOPLE / 8 <= n / len(buckets) <= BUCKET_PEOPLE * 8

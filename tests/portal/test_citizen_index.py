@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import time
 from collections import defaultdict
 from datetime import date
@@ -18,6 +19,8 @@ import pyarrow.dataset as ds
 import pytest
 from alembic import command
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, text, update
 
 from hygie.audit import AuditEvent
@@ -40,7 +43,9 @@ from hygie.governance.citizen_index import (
     _extract_markers,
     _use_markers,
     _uses_of,
+    bucket_chars,
     care_rows,
+    in_members,
     merge,
     merge_recorded,
     person_keys,
@@ -372,34 +377,123 @@ def test_the_background_merge_waits_for_enough_to_wait_and_is_recorded(world: Wo
         assert not unmerged(session)
 
 
-def test_the_migrations_keep_every_waiting_row_both_ways(world: World) -> None:
-    """Down to the one-table index, what waits is merged first (nothing lost); up again, what the person-first
-    tables hold is marked merged, and every read still gives what a full scan gives."""
+def _index_per_person(world: World, session: Any, project_id: int, generation: int) -> None:
+    """Rewrite a generation's index rows as generations indexed before buckets hold them: one row per person."""
+    marker = session.get(CitizenUseGeneration, (project_id, generation))
+    view = session.scalars(
+        select(ProjectView).where(ProjectView.project_id == project_id, ProjectView.generation == generation)
+    ).one()
+    crypto = ParquetCrypto(world.hub.custody, master_key=MEMBERSHIP_KEY)
+    members = ds.dataset(str(world.hub.settings.data_dir / view.membership_file), format=crypto.file_format())
+    keys = person_keys(world.hub, members.to_table().column(PSEUDONYM_COLUMN).to_pylist(), marker.key_version)
+    model = CitizenUse if marker.merged else CitizenUseRecent
+    session.execute(delete(model).where(model.project_id == project_id, model.generation == generation))
+    session.add_all(model(project_id=project_id, generation=generation, person_key=k) for k in keys)
+
+
+def test_generations_indexed_per_person_before_buckets_are_still_read(world: World) -> None:
+    first = world.active_project()
+    second = world.active_project(requester="researcher2")
+    sample = everyone(world)[::3]
+    expected = {psa: members_by_scan(world, psa) for psa in sample}
+    assert any(expected.values())
+    with world.hub.session() as session:
+        _index_per_person(world, session, first, 1)
+        session.commit()
+        assert any(k is None for k in session.scalars(select(CitizenUseRecent.members)))
+        for _ in ("waiting", "merged"):  # then merged beside the buckets of the other generation
+            for psa in sample:
+                assert projects_including(world.hub, session, psa) == expected[psa]
+            merge(session)
+            session.commit()
+        assert {len(k) for k in session.scalars(select(CitizenUse.person_key).where(CitizenUse.project_id == second))}
+        assert all(len(k) == PERSON_KEY_LENGTH for k in session.scalars(
+            select(CitizenUse.person_key).where(CitizenUse.project_id == first)))  # fmt: skip
+
+
+def test_a_generation_is_indexed_by_bucket_holding_exactly_its_people(world: World) -> None:
     pid = world.active_project()
+    with world.hub.session() as session:
+        view = session.scalars(select(ProjectView).where(ProjectView.project_id == pid)).one()
+        crypto = ParquetCrypto(world.hub.custody, master_key=MEMBERSHIP_KEY)
+        members = ds.dataset(str(world.hub.settings.data_dir / view.membership_file), format=crypto.file_format())
+        psas = members.to_table().column(PSEUDONYM_COLUMN).to_pylist()
+        marker = session.get(CitizenUseGeneration, (pid, 1))
+        wanted = sorted(person_keys(world.hub, psas, marker.key_version))
+        rows = session.execute(select(CitizenUseRecent.person_key, CitizenUseRecent.members)).all()
+        assert len(rows) < len(psas) / 4  # a row per bucket, not per person
+        assert {len(bucket) for bucket, _ in rows} == {bucket_chars(len(psas))}
+        listed = []
+        for bucket, packed in sorted(rows):
+            assert packed is not None and len(packed) % PERSON_KEY_LENGTH == 0
+            keys = [packed[i : i + PERSON_KEY_LENGTH].decode() for i in range(0, len(packed), PERSON_KEY_LENGTH)]
+            assert keys == sorted(keys) and all(k.startswith(bucket) for k in keys)
+            listed += keys
+        assert listed == wanted  # everyone in it, once, and nobody else
+
+
+@given(
+    st.sets(st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=22, max_size=22), max_size=60),
+    st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=22, max_size=22),
+)
+def test_a_bucket_holds_a_key_exactly_when_it_was_listed(listed: set[str], probe: str) -> None:
+    packed = b"".join(k.encode() for k in sorted(listed))
+    assert in_members(packed, probe) == (probe in listed)
+    assert all(in_members(packed, k) for k in listed)
+
+
+def test_the_migrations_keep_what_each_version_can_read(world: World) -> None:
+    """Down to the one-table index, what waits is merged first (nothing lost), and what is indexed by bucket (which
+    the code of that version cannot read) is taken out of the index whole, to be read the slow way; up again,
+    every read gives what a full scan gives, and a rebuild indexes what was taken out."""
+    pid = world.active_project()
+    second = world.active_project(requester="researcher2")
     expected = full_scan(world)
     sample = everyone(world)[::9]
     with world.hub.session() as session:
-        uses = rows_in(session, CitizenUseRecent)
-        extracts = {
-            tuple(r) for r in session.execute(select(CitizenExtractRecent.person_key, CitizenExtractRecent.batch_id))
+        batches = sorted(session.scalars(select(FileRow.batch_id).where(FileRow.table_name == CARE_TABLE).distinct()))
+        _seal_per_person(world, session, batches[0])
+        _index_per_person(world, session, pid, 1)
+        session.commit()
+        kept_uses = {r for r in rows_in(session, CitizenUseRecent) if r[0] == pid}
+        kept_extracts = {
+            tuple(r)
+            for r in session.execute(
+                select(CitizenExtractRecent.person_key, CitizenExtractRecent.batch_id).where(
+                    CitizenExtractRecent.batch_id == batches[0]
+                )
+            )
         }
-        assert uses and extracts
+        assert kept_uses and kept_extracts
+        all_batches = set(session.scalars(select(CitizenExtractBatch.batch_id)))
     with world.hub.engine.begin() as connection:
         command.downgrade(migration_config(connection), "0015fm")
     with world.hub.engine.connect() as connection:
-        assert {
-            tuple(r) for r in connection.exec_driver_sql("SELECT project_id, generation, person_key FROM citizen_use")
-        } == uses
+        found = connection.exec_driver_sql("SELECT project_id, generation, person_key FROM citizen_use")
+        assert {tuple(r) for r in found} == kept_uses
         found = connection.exec_driver_sql("SELECT person_key, batch_id FROM citizen_extract")
-        assert {tuple(r) for r in found} == extracts
+        assert {tuple(r) for r in found} == kept_extracts
+        markers = connection.exec_driver_sql("SELECT batch_id FROM citizen_extract_batch")
+        assert {b for (b,) in markers} == {batches[0]} | {  # batches without care rows have no rows to read
+            b for b in all_batches if b not in batches
+        }
+        assert [tuple(r) for r in connection.exec_driver_sql("SELECT project_id FROM citizen_use_generation")] == [
+            (pid,)
+        ]
     migrate(world.hub.engine)
     with world.hub.session() as session:
         assert not unmerged(session)
-        assert rows_in(session, CitizenUse) == uses and rows_in(session, CitizenUseRecent) == set()
+        for psa in sample:  # what the index lost is read from the warehouse and the membership files
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+            assert projects_including(world.hub, session, psa) == members_by_scan(world, psa)
+        done = rebuild(world.hub, session)
+        session.commit()
+        assert done.batches == len(batches) - 1 and done.generations == 1
+        assert session.get(CitizenUseGeneration, (second, 1)) is not None
         for psa in sample:
             assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
             assert projects_including(world.hub, session, psa) == members_by_scan(world, psa)
-        assert any(projects_including(world.hub, session, psa) == [pid] for psa in sample)
+        assert any(projects_including(world.hub, session, psa) == [pid, second] for psa in sample)
 
 
 def test_a_merge_is_not_cut_short_by_the_statement_timeout(world: World) -> None:
