@@ -280,4 +280,9 @@ class KnownPeople:
     def contains(self, indexes: list[bytes]) -> list[bool]:
         if not indexes:
             return []
-        return [bool(x) for x in np.isin(self._prefixes(indexes), self._sorted, assume_unique=False)]
+        wanted = self._prefixes(indexes)
+        if not len(self._sorted):
+            return [False] * len(indexes)
+        # A binary search in the set kept sorted: np.isin sorted the whole vault's set again at every call.
+        at = np.minimum(np.searchsorted(self._sorted, wanted), len(self._sorted) - 1)
+        return (self._sorted[at] == wanted).tolist()  # type: ignore[no-any-return]
