@@ -84,9 +84,10 @@ class Hub:
     pseudonymiser: Pseudonymiser
     known_people: KnownPeople = field(default_factory=KnownPeople)
     confirmed_nirs: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    """NIRs an ingestion run has found in the vault (memory only, emptied when the run ends), so its later batches
+    check them in one pass."""
     ingest_memo: dict[str, Any] = field(default_factory=dict)
     """Indexes the ingestion keeps for this process (e.g. the care rows already stored)."""
-    """NIRs this process has found in the vault (memory only), so later batches check them in one pass."""
     view_cache: ViewCache = field(default_factory=lambda: ViewCache(0, 1.0))
     """Decrypted project views kept in memory between analysis runs (``analysis_view_cache_mb``)."""
     closed: bool = False

@@ -111,10 +111,11 @@ class Pseudonymiser:
     """Turns NIRs into hub pseudonyms (under one version of the hub pseudonym key) and vault indexes, caching
     each NIR's results for one run.
 
-    The cache lives in memory only, for the length of an ingestion, so each distinct NIR costs one MAC call
-    to key custody however many care rows carry it. Only the bulk calls of ingestion fill it: single lookups
-    (:meth:`index`, :meth:`pseudonym`: what a citizen types on the portal) and ``cache=False`` calls leave no NIR
-    behind. :meth:`at` gives the pseudonymiser of another key version (see :class:`HubPseudonymState`).
+    The cache lives in memory only, for the length of an ingestion run (:meth:`forget` empties it when the run
+    ends), so each distinct NIR costs one MAC call to key custody however many care rows carry it. Only the bulk
+    calls of ingestion fill it: single lookups (:meth:`index`, :meth:`pseudonym`: what a citizen types on the
+    portal) and ``cache=False`` calls leave no NIR behind. :meth:`at` gives the pseudonymiser of another key
+    version (see :class:`HubPseudonymState`).
     """
 
     def __init__(self, custody: KeyCustody, version: int | None = None) -> None:
@@ -124,8 +125,8 @@ class Pseudonymiser:
         self.version = version
         self._pseudonyms: dict[str, str] = {}
         self._indexes: dict[str, bytes] = {}
-        self._memo_nirs = pa.array([], pa.string())
-        self._memo_pseudonyms = pa.array([], pa.string())
+        self._memo = (pa.array([], pa.string()), pa.array([], pa.string()))
+        """Seen NIRs and their pseudonyms, in one attribute: replaced whole, never read half old, half new."""
         self._others: dict[int, Pseudonymiser] = {}
         self._others_lock = threading.Lock()
 
@@ -144,14 +145,33 @@ class Pseudonymiser:
         NIRs seen before (in this process) cost no Python work: claims name the same people month after
         month, so after the first flows almost every NIR of a batch is found by ``index_in``.
         """
-        positions = pc.index_in(nirs, value_set=self._memo_nirs)
+        seen, pseudonyms = self._memo
+        positions = pc.index_in(nirs, value_set=seen)
         missing = pc.filter(nirs, pc.is_null(positions))
         if len(missing):
             computed = pa.array(self.pseudonyms(missing.to_pylist()), pa.string())
-            self._memo_nirs = pa.concat_arrays([self._memo_nirs, missing])
-            self._memo_pseudonyms = pa.concat_arrays([self._memo_pseudonyms, computed])
-            positions = pc.index_in(nirs, value_set=self._memo_nirs)
-        return pc.take(self._memo_pseudonyms, positions)
+            seen, pseudonyms = pa.concat_arrays([seen, missing]), pa.concat_arrays([pseudonyms, computed])
+            self._memo = (seen, pseudonyms)
+            positions = pc.index_in(nirs, value_set=seen)
+        return pc.take(pseudonyms, positions)
+
+    def forget(self) -> None:
+        """Drop every NIR this pseudonymiser, and those of the other versions it gave, remember: an ingestion run
+        calls it when it ends, so that no NIR stays in clear in a long-lived process (a portal, a demo)."""
+        self._pseudonyms = {}
+        self._indexes = {}
+        self._memo = (pa.array([], pa.string()), pa.array([], pa.string()))
+        with self._others_lock:
+            others = list(self._others.values())
+        for other in others:
+            other.forget()
+
+    def remembers(self) -> int:
+        """How many NIRs this pseudonymiser and the other versions' hold (for the tests of :meth:`forget`)."""
+        with self._others_lock:
+            others = list(self._others.values())
+        held = len(self._pseudonyms) + len(self._indexes) + len(self._memo[0])
+        return held + sum(o.remembers() for o in others)
 
     def _macs(self, nirs: list[str]) -> list[str]:
         if self.version is None:
@@ -166,34 +186,35 @@ class Pseudonymiser:
     def pseudonyms(self, nirs: Iterable[str], *, cache: bool = True) -> list[str]:
         """Hub pseudonyms of ``nirs``; ``cache=False`` (lookups, rotations) keeps no NIR in memory after."""
         nirs = list(nirs)
-        missing = [n for n in dict.fromkeys(nirs) if n not in self._pseudonyms]
+        known = self._pseudonyms  # one dict throughout: :meth:`forget` may replace it meanwhile
+        missing = [n for n in dict.fromkeys(nirs) if n not in known]
         if not cache:
             found = dict(zip(missing, self._macs(missing), strict=True)) if missing else {}
-            return [found[n] if n in found else self._pseudonyms[n] for n in nirs]
+            return [found[n] if n in found else known[n] for n in nirs]
         if missing:
-            self._pseudonyms.update(zip(missing, self._macs(missing), strict=True))
-        return [self._pseudonyms[n] for n in nirs]
+            known.update(zip(missing, self._macs(missing), strict=True))
+        return [known[n] for n in nirs]
 
     def indexes(self, nirs: Iterable[str], *, cache: bool = True) -> list[bytes]:
         """Vault indexes of ``nirs``. ``cache=False`` (lookups of what someone typed, a leak's rows) keeps nothing:
-        the cache holds NIRs in clear for the process's life, so only ingestion, which delivers the vault's own
-        people again and again, fills it."""
+        the cache holds NIRs in clear until the ingestion run ends, so only ingestion, which delivers the vault's
+        own people again and again, fills it."""
         nirs = list(nirs)
-        missing = [n for n in dict.fromkeys(nirs) if n not in self._indexes]
+        known = self._indexes  # one dict throughout: :meth:`forget` may replace it meanwhile
+        missing = [n for n in dict.fromkeys(nirs) if n not in known]
         if not cache:
             macs = self._custody.mac(VAULT_INDEX_KEY, [_INDEX_LABEL + n.encode("ascii") for n in missing])
             found = dict(zip(missing, macs, strict=True))
-            return [found[n] if n in found else self._indexes[n] for n in nirs]
+            return [found[n] if n in found else known[n] for n in nirs]
         if missing:
             macs = self._custody.mac(VAULT_INDEX_KEY, [_INDEX_LABEL + n.encode("ascii") for n in missing])
-            self._indexes.update(zip(missing, macs, strict=True))
-        return [self._indexes[n] for n in nirs]
+            known.update(zip(missing, macs, strict=True))
+        return [known[n] for n in nirs]
 
     def pseudonym(self, nir: str) -> str:
         """One NIR's pseudonym, not cached (a single lookup is someone's typing, not an ingestion)."""
-        if nir in self._pseudonyms:
-            return self._pseudonyms[nir]
-        return self._macs([nir])[0]
+        found = self._pseudonyms.get(nir)
+        return found if found is not None else self._macs([nir])[0]
 
     def index(self, nir: str) -> bytes:
         """One NIR's vault index, not cached: the portal's lookups (enrolment, letters, activation) go through here,

@@ -1004,6 +1004,9 @@ def ingest_batches(
     finally:
         ahead.close()
         sys.setswitchinterval(switch)
+        # The run's NIRs, remembered so that each costs one MAC per run, go with it.
+        hub.pseudonymiser.forget()
+        hub.confirmed_nirs = pa.array([], pa.string())
     return results
 
 

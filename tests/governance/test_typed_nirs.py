@@ -31,7 +31,7 @@ def test_typed_nirs_are_not_kept_in_clear_in_memory(populated: Hub, delivery: Pa
                                         source="203.0.113.30")  # fmt: skip
     with hub.session() as session:
         assert hub.vault(session).find(person["BEN_NIR"]) is not None
-    held = set(pseudonymiser._indexes) | set(pseudonymiser._pseudonyms) | set(pseudonymiser._memo_nirs.to_pylist())
+    held = set(pseudonymiser._indexes) | set(pseudonymiser._pseudonyms) | set(pseudonymiser._memo[0].to_pylist())
     assert person["BEN_NIR"] not in held and guessed not in held
     # The single lookups give what ingestion's cached bulk lookups give.
     single = (pseudonymiser.index(person["BEN_NIR"]), pseudonymiser.at(1).pseudonym(person["BEN_NIR"]))

@@ -228,6 +228,26 @@ def test_a_run_gives_back_the_interpreter_switch_interval(
     assert sys.getswitchinterval() == before
 
 
+def test_no_nir_stays_in_memory_after_a_run_whatever_its_end(
+    hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]], checked: dict[str, threading.Event]
+) -> None:
+    """A run remembers its NIRs (one MAC each per run, not per row); a long-lived process (the portal, the demo)
+    must not keep them in clear after it: accepted, refused or interrupted."""
+    seen: list[int] = []
+    commits["C"] = lambda: seen.append(hub.pseudonymiser.remembers())  # during the run: remembered
+    results = ingest_batches(hub, [people(tmp_path / "p", "P", range(6)), claims(tmp_path / "c", "C", range(6), 1)])
+    assert statuses(results) == [("P", "accepted"), ("C", "accepted")]
+    assert seen and seen[0] > 0
+    assert hub.pseudonymiser.remembers() == 0 and len(hub.confirmed_nirs) == 0
+    refused = claims(tmp_path / "r", "R", range(3), 1)  # claims already stored
+    assert ingest_batches(hub, [refused])[0].status == "rejected"
+    assert hub.pseudonymiser.remembers() == 0 and len(hub.confirmed_nirs) == 0
+    commits["Q"] = lambda: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_batches(hub, [people(tmp_path / "q", "Q", range(6, 9)), claims(tmp_path / "d", "D", range(3), 50)])
+    assert hub.pseudonymiser.remembers() == 0 and len(hub.confirmed_nirs) == 0
+
+
 def test_an_interrupted_run_commits_nothing_checked_after_the_interrupt(
     hub: Hub, tmp_path: Path, commits: dict[str, Callable[[], None]], checked: dict[str, threading.Event]
 ) -> None:
