@@ -483,14 +483,24 @@ def extract_buckets(table: pa.Table, keys_of: Callable[[list[str]], list[str]]) 
     return len(keys), buckets
 
 
+def _entry_at(packed: bytes, key: bytes, start: int, size: int, count: int) -> int:
+    """Position of ``key`` among ``count`` fixed-size entries that begin with their key, from ``start`` (-1: not
+    there). A bytes search, not numpy: a read opens a bucket per batch and is in most of them not at all, and
+    numpy's per-call cost was most of a citizen's read."""
+    end = start + size * count
+    found = packed.find(key, start, end)
+    while found != -1 and (found - start) % size:  # inside an entry, not at its start: look further
+        found = packed.find(key, found + 1, end)
+    return -1 if found == -1 else (found - start) // size
+
+
 def rows_in_bucket(layout: bytes, person_key: str) -> list[CareRow]:
     """The person's care rows in a bucket's layout (none if they are not in it)."""
     (people,) = _COUNT.unpack_from(layout)
-    entries = np.frombuffer(layout, _ENTRY, count=people, offset=_COUNT.size)
-    found = np.flatnonzero(entries["key"] == person_key.encode("ascii"))
-    if not found.size:
+    at = _entry_at(layout, person_key.encode("ascii"), _COUNT.size, _ENTRY.itemsize, people)
+    if at == -1:
         return []
-    at = int(found[0])
+    entries = np.frombuffer(layout, _ENTRY, count=people, offset=_COUNT.size)
     skipped = int(entries["rows"][:at].sum(dtype=np.int64))
     offset = _COUNT.size + people * _ENTRY.itemsize + skipped * _RECORD.itemsize
     records = np.frombuffer(layout, _RECORD, count=int(entries["rows"][at]), offset=offset)
@@ -504,6 +514,19 @@ def rows_in_bucket(layout: bytes, person_key: str) -> list[CareRow]:
         )
         for valid, day, act, quantity, paid, reimbursed in records.tolist()
     ]
+
+
+def _extract_aead(hub: Hub, batch_id: str, wrapped: bytes) -> AESGCM:
+    """The batch's extract cipher, its data key unwrapped once per process and memoised (:meth:`Hub.memo`: bounded,
+    expiring, so a destroyed custody key stops opening extracts from memory too): a read opens a bucket of every
+    batch, and unwrapping each batch's key at every read was half a citizen's read. Keyed by the wrapped key, so
+    a batch indexed again under another key is another entry."""
+    found = hub.memo().get(
+        ("extract-key", batch_id, wrapped),
+        lambda: AESGCM(hub.custody.unwrap(EXTRACT_KEY, wrapped, batch_id.encode())),
+    )
+    assert found is not None  # unwrap raises or gives a key
+    return found
 
 
 def _decrypt(aead: AESGCM, payload: bytes, aad: bytes, batch_id: str) -> bytes:
@@ -615,7 +638,7 @@ def _care_rows(
             marker = markers.get(batch_id)
             if marker is None or not mine[marker[0]].startswith(key):
                 continue  # indexed since the markers were read (checked again by the caller), or another version
-            aead = AESGCM(hub.custody.unwrap(EXTRACT_KEY, marker[1], batch_id.encode()))
+            aead = _extract_aead(hub, batch_id, marker[1])
             if len(key) == PERSON_KEY_LENGTH:
                 rows += _open_person(aead, key, batch_id, payload)
             else:
@@ -654,10 +677,8 @@ def index_generation(hub: Hub, session: Session, project_id: int, generation: in
 
 def in_members(members: bytes, person_key: str) -> bool:
     """Whether a bucket's ``members`` (sorted person keys end to end) holds this person key."""
-    keys = np.frombuffer(members, f"S{PERSON_KEY_LENGTH}")
-    wanted = np.bytes_(person_key.encode("ascii"))
-    at = int(np.searchsorted(keys, wanted))
-    return at < len(keys) and bool(keys[at] == wanted)
+    count = len(members) // PERSON_KEY_LENGTH
+    return _entry_at(members, person_key.encode("ascii"), 0, PERSON_KEY_LENGTH, count) != -1
 
 
 @dataclass(frozen=True)

@@ -442,6 +442,13 @@ def test_a_bucket_holds_a_key_exactly_when_it_was_listed(listed: set[str], probe
     assert all(in_members(packed, k) for k in listed)
 
 
+def test_a_key_spanning_two_members_is_not_one_of_them() -> None:
+    first, second = "A" * 11 + "C" * 11, "C" * 11 + "B" * 11
+    packed = (first + second).encode()
+    assert in_members(packed, first) and in_members(packed, second)
+    assert not in_members(packed, "C" * 22)  # the bytes are there, across the two entries: not a member
+
+
 def test_the_migrations_keep_what_each_version_can_read(world: World) -> None:
     """Down to the one-table index, what waits is merged first (nothing lost), and what is indexed by bucket (which
     the code of that version cannot read) is taken out of the index whole, to be read the slow way; up again,
