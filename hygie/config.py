@@ -143,8 +143,9 @@ class Settings(BaseSettings):
     citizen_memo_entries: int = Field(
         default=100_000,
         ge=0,
-        description="Citizens' hub pseudonyms and person keys kept in each server process's memory (derivations "
-        "that never change for a key version: a hit saves a vault decryption and a custody call; 0: none).",
+        description="Citizens' hub pseudonyms and person keys, and batches' unwrapped extract keys, kept in each "
+        "server process's memory (derivations that never change for a key version: a hit saves a vault decryption "
+        "or a custody call; 0: none).",
     )
     citizen_memo_seconds: float = Field(
         default=600.0,
