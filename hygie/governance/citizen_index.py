@@ -151,6 +151,9 @@ class CitizenExtractBatch(Base):
     key_version: Mapped[int] = mapped_column(Integer, nullable=False)
     """Version of ``citizen-index`` the batch's person keys were computed with."""
     people: Mapped[int] = mapped_column(Integer, nullable=False)
+    bucket_chars: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """How many characters of the person keys name its buckets (None: indexed before this was kept, per person or
+    by buckets of any length: a read then looks for every length)."""
     indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     merged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     """Its extracts are in ``citizen_extract`` (else in ``citizen_extract_recent``)."""
@@ -184,6 +187,8 @@ class CitizenUseGeneration(Base):
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_version: Mapped[int] = mapped_column(Integer, nullable=False)
     people: Mapped[int] = mapped_column(Integer, nullable=False)
+    bucket_chars: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """As :attr:`CitizenExtractBatch.bucket_chars`."""
     merged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     """Its rows are in ``citizen_use`` (else in ``citizen_use_recent``)."""
 
@@ -251,6 +256,7 @@ _EXTRACT_MARKERS = select(
     CitizenExtractBatch.key_version,
     CitizenExtractBatch.wrapped_key,
     CitizenExtractBatch.merged,
+    CitizenExtractBatch.bucket_chars,
 )
 # Only what the index does not hold (normally nothing), chosen by the database: a read must not list every care
 # file and generation of the hub, which grow with every delivery and approval. A batch or generation indexed after
@@ -268,6 +274,7 @@ _USE_MARKERS = select(
     CitizenUseGeneration.generation,
     CitizenUseGeneration.key_version,
     CitizenUseGeneration.merged,
+    CitizenUseGeneration.bucket_chars,
 )
 
 
@@ -592,6 +599,7 @@ def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileR
             wrapped_key=hub.custody.wrap(EXTRACT_KEY, data_key, batch_id.encode()),
             key_version=version,
             people=people,
+            bucket_chars=bucket_chars(people),
             indexed_at=datetime.now(UTC),
             merged=False,
         )
@@ -618,25 +626,46 @@ def care_rows(hub: Hub, session: Session, hub_pseudonym: str) -> list[CareRow]:
     )
 
 
-def _extract_markers(session: Session) -> dict[str, tuple[int, bytes, bool]]:
-    """(key version, wrapped data key, merged) of each indexed batch."""
+def _extract_markers(session: Session) -> dict[str, tuple[int, bytes, bool, int | None]]:
+    """(key version, wrapped data key, merged, bucket characters) of each indexed batch."""
     found = _run(session, _EXTRACT_MARKERS)
-    return {batch_id: (version, bytes(wrapped), bool(merged)) for batch_id, version, wrapped, merged in found}
+    return {
+        batch_id: (version, bytes(wrapped), bool(merged), chars) for batch_id, version, wrapped, merged, chars in found
+    }
+
+
+def _lookup_keys(mine: dict[int, str], indexed: Iterable[tuple[int, int | None]]) -> list[str]:
+    """The keys to look up for a person whose key under each version is ``mine``, given the (key version, bucket
+    characters) of what is indexed: their bucket of each length in use; for what was indexed before lengths were
+    kept, every length and their whole key (rows of one person)."""
+    keys: set[str] = set()
+    for version, chars in set(indexed):
+        key = mine[version]
+        if chars is None:
+            keys.update([key[:n] for n in range(1, MAX_BUCKET_CHARS + 1)] + [key])
+        else:
+            keys.add(key[:chars])
+    return sorted(keys)
+
+
+def _is_mine(key: str, mine: str, chars: int | None) -> bool:
+    """Whether a row found under ``key`` can hold the person whose key is ``mine``, in a unit indexed with buckets
+    of ``chars`` characters."""
+    return mine.startswith(key) if chars is None else key == mine[:chars]
 
 
 def _care_rows(
-    hub: Hub, session: Session, hub_pseudonym: str, markers: dict[str, tuple[int, bytes, bool]]
+    hub: Hub, session: Session, hub_pseudonym: str, markers: dict[str, tuple[int, bytes, bool, int | None]]
 ) -> list[CareRow]:
     rows: list[CareRow] = []
     if markers:
-        mine = _keys_of(hub, hub_pseudonym, {version for version, _, _ in markers.values()})
-        # Their own extracts (batches indexed before buckets) and every bucket they could be in.
-        keys = [k[:chars] for k in mine.values() for chars in range(1, MAX_BUCKET_CHARS + 1)] + list(mine.values())
-        recent = sorted(batch_id for batch_id, (_, _, merged) in markers.items() if not merged)
+        mine = _keys_of(hub, hub_pseudonym, {version for version, _, _, _ in markers.values()})
+        keys = _lookup_keys(mine, ((version, chars) for version, _, _, chars in markers.values()))
+        recent = sorted(batch_id for batch_id, (_, _, merged, _) in markers.items() if not merged)
         found = _run(session, _EXTRACTS, keys=keys, recent_batches=recent, recent_keys=keys).all()
         for key, batch_id, payload in found:
             marker = markers.get(batch_id)
-            if marker is None or not mine[marker[0]].startswith(key):
+            if marker is None or not _is_mine(key, mine[marker[0]], marker[3]):
                 continue  # indexed since the markers were read (checked again by the caller), or another version
             aead = _extract_aead(hub, batch_id, marker[1])
             if len(key) == PERSON_KEY_LENGTH:
@@ -661,7 +690,12 @@ def index_generation(hub: Hub, session: Session, project_id: int, generation: in
     version = _index_version(hub)
     session.add(
         CitizenUseGeneration(
-            project_id=project_id, generation=generation, key_version=version, people=len(people), merged=False
+            project_id=project_id,
+            generation=generation,
+            key_version=version,
+            people=len(people),
+            bucket_chars=bucket_chars(len(people)),
+            merged=False,
         )
     )
     session.flush()
@@ -700,20 +734,23 @@ def uses_of(hub: Hub, session: Session, hub_pseudonym: str) -> Uses:
     )
 
 
-def _use_markers(session: Session) -> dict[tuple[int, int], tuple[int, bool]]:
-    """(key version, merged) of each indexed generation: a merge changes the latter, so a read it overlaps starts
-    again (:func:`_consistent`)."""
+def _use_markers(session: Session) -> dict[tuple[int, int], tuple[int, bool, int | None]]:
+    """(key version, merged, bucket characters) of each indexed generation: a merge changes the second, so a read
+    it overlaps starts again (:func:`_consistent`)."""
     found = _run(session, _USE_MARKERS)
-    return {(project, generation): (version, bool(merged)) for project, generation, version, merged in found}
+    return {
+        (project, generation): (version, bool(merged), chars) for project, generation, version, merged, chars in found
+    }
 
 
-def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple[int, int], tuple[int, bool]]) -> Uses:
+def _uses_of(
+    hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple[int, int], tuple[int, bool, int | None]]
+) -> Uses:
     projects: set[int] = set()
     if markers:
-        mine = _keys_of(hub, hub_pseudonym, {version for version, _ in markers.values()})
-        # Every bucket they could be in, and their own rows (generations indexed before buckets).
-        keys = [k[:chars] for k in mine.values() for chars in range(1, MAX_BUCKET_CHARS + 1)] + list(mine.values())
-        recent = [(p, g) for (p, g), (_, merged) in markers.items() if not merged]
+        mine = _keys_of(hub, hub_pseudonym, {version for version, _, _ in markers.values()})
+        keys = _lookup_keys(mine, ((version, chars) for version, _, chars in markers.values()))
+        recent = [(p, g) for (p, g), (_, merged, _) in markers.items() if not merged]
         found = _run(
             session,
             _USES,
@@ -724,7 +761,7 @@ def _uses_of(hub: Hub, session: Session, hub_pseudonym: str, markers: dict[tuple
         ).all()
         for project, generation, key, members in found:
             marker = markers.get((project, generation))
-            if marker is None or not mine[marker[0]].startswith(key):
+            if marker is None or not _is_mine(key, mine[marker[0]], marker[2]):
                 continue  # indexed since the markers were read (checked again by the caller), or another version
             if members is None:
                 if key == mine[marker[0]]:

@@ -41,6 +41,7 @@ from hygie.governance.citizen_index import (
     _care_rows,
     _care_table,
     _extract_markers,
+    _lookup_keys,
     _use_markers,
     _uses_of,
     bucket_chars,
@@ -273,6 +274,7 @@ def _seal_per_person(world: World, session: Any, batch_id: str) -> None:
     by_person: dict[str, list[list[Any]]] = defaultdict(list)
     for psa, day, *numbers in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
         by_person[psa].append([None if day is None else day.isoformat(), *numbers])
+    marker.bucket_chars = None  # as batches indexed per person were (no length kept)
     session.execute(delete(CitizenExtractRecent).where(CitizenExtractRecent.batch_id == batch_id))
     for psa, found in by_person.items():
         [key] = person_keys(world.hub, [psa], marker.key_version)
@@ -386,6 +388,7 @@ def _index_per_person(world: World, session: Any, project_id: int, generation: i
     crypto = ParquetCrypto(world.hub.custody, master_key=MEMBERSHIP_KEY)
     members = ds.dataset(str(world.hub.settings.data_dir / view.membership_file), format=crypto.file_format())
     keys = person_keys(world.hub, members.to_table().column(PSEUDONYM_COLUMN).to_pylist(), marker.key_version)
+    marker.bucket_chars = None  # as generations indexed per person were (no length kept)
     model = CitizenUse if marker.merged else CitizenUseRecent
     session.execute(delete(model).where(model.project_id == project_id, model.generation == generation))
     session.add_all(model(project_id=project_id, generation=generation, person_key=k) for k in keys)
@@ -440,6 +443,25 @@ def test_a_bucket_holds_a_key_exactly_when_it_was_listed(listed: set[str], probe
     packed = b"".join(k.encode() for k in sorted(listed))
     assert in_members(packed, probe) == (probe in listed)
     assert all(in_members(packed, k) for k in listed)
+
+
+def test_a_read_looks_up_the_bucket_lengths_in_use_and_every_length_where_none_was_kept(world: World) -> None:
+    world.active_project()
+    expected = full_scan(world)
+    sample = everyone(world)[::6]
+    uses = {psa: members_by_scan(world, psa) for psa in sample}
+    with world.hub.session() as session:
+        markers = _extract_markers(session)
+        assert {chars for *_, chars in markers.values()} == {1}  # the test hub's batches: one character
+        mine = {1: "abcdefghijklmnopqrstuv"}
+        assert _lookup_keys(mine, [(1, 1), (1, 2)]) == ["a", "ab"]
+        assert _lookup_keys(mine, [(1, None)]) == ["a", "ab", "abc", "abcd", mine[1]]
+        for model in (CitizenExtractBatch, CitizenUseGeneration):  # as a hub indexed before lengths were kept
+            session.execute(update(model).values(bucket_chars=None))
+        session.commit()
+        for psa in sample:
+            assert sorted(care_rows(world.hub, session, psa), key=_total) == expected.get(psa, [])
+            assert projects_including(world.hub, session, psa) == uses[psa]
 
 
 def test_a_key_spanning_two_members_is_not_one_of_them() -> None:

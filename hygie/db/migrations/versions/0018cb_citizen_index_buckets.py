@@ -25,6 +25,10 @@ def upgrade() -> None:
     # Rows indexed before stay one per person (no members) and are still read.
     for table in ("citizen_use", "citizen_use_recent"):
         op.add_column(table, sa.Column("members", sa.LargeBinary(), nullable=True))
+    # Which length of bucket a batch or generation uses, so that a read looks up that one; none for what is
+    # indexed already (per person, or by buckets of an earlier rule): a read looks for every length there.
+    for table in ("citizen_extract_batch", "citizen_use_generation"):
+        op.add_column(table, sa.Column("bucket_chars", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
@@ -54,3 +58,5 @@ def downgrade() -> None:
     # Not in batch mode: on SQLite that copies the table (see 0016cu). SQLite drops columns in place since 3.35.
     for table in ("citizen_use", "citizen_use_recent"):
         op.execute(f"ALTER TABLE {table} DROP COLUMN members")
+    for table in ("citizen_extract_batch", "citizen_use_generation"):
+        op.execute(f"ALTER TABLE {table} DROP COLUMN bucket_chars")
