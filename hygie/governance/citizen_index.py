@@ -763,10 +763,9 @@ def _uses_of(
             marker = markers.get((project, generation))
             if marker is None or not _is_mine(key, mine[marker[0]], marker[2]):
                 continue  # indexed since the markers were read (checked again by the caller), or another version
-            if members is None:
-                if key == mine[marker[0]]:
-                    projects.add(project)
-            elif in_members(bytes(members), mine[marker[0]]):
+            person_key = mine[marker[0]]
+            # A row without members is one person's (indexed before buckets); else the bucket lists its people.
+            if key == person_key if members is None else in_members(bytes(members), person_key):
                 projects.add(project)
     views = _run(session, _UNINDEXED_VIEWS).all()
     return Uses(projects, [(p, f) for p, g, f in views if (p, g) not in markers])
