@@ -574,17 +574,21 @@ def _care_table(hub: Hub, paths: list[Path], pseudonym: str | None = None) -> pa
     return dataset.to_table(columns=columns, filter=where)
 
 
-def index_batch(hub: Hub, session: Session, batch_id: str, files: Sequence[FileRow]) -> None:
+def index_batch(
+    hub: Hub, session: Session, batch_id: str, files: Sequence[FileRow], care: pa.Table | None = None
+) -> None:
     """Write the extracts of a batch being accepted, in the caller's transaction (its catalog commit).
 
-    ``files`` are the batch's catalog rows, published (their files in place) but perhaps not flushed.
+    ``files`` are the batch's catalog rows, published (their files in place) but perhaps not flushed. ``care``:
+    the batch's care rows (at least ``PSEUDONYM_COLUMN`` and ``EXTRACT_COLUMNS``, any order) when the caller
+    has them, as an ingestion does; otherwise they are read from the care files.
     """
     version = _index_version(hub)
     hub.custody.ensure(EXTRACT_KEY, KeyPurpose.WRAP)
     data_key = AESGCM.generate_key(bit_length=256)
     aead = AESGCM(data_key)
-    care = [hub.warehouse.directory / f.path for f in files if f.table_name == CARE_TABLE]
-    table = _care_table(hub, care) if care else None
+    paths = [hub.warehouse.directory / f.path for f in files if f.table_name == CARE_TABLE]
+    table = care if care is not None else _care_table(hub, paths) if paths else None
     people, buckets = (0, []) if table is None else extract_buckets(table, lambda p: person_keys(hub, p, version))
     nonces = secrets.token_bytes(NONCE_BYTES * len(buckets))
     # In bucket order, each row lands after the previous one: the batch's rows are one run in the recent table.

@@ -36,7 +36,7 @@ from sqlalchemy import select
 
 from hygie import faults
 from hygie.audit import Outcome, record, record_now
-from hygie.governance.citizen_index import index_batch
+from hygie.governance.citizen_index import EXTRACT_COLUMNS, index_batch
 from hygie.hub import Hub
 from hygie.identity.nir import InvalidNIR, valid_nirs, validate_nir
 from hygie.identity.pseudonym import active_version
@@ -153,6 +153,9 @@ class _BatchIngestion:
         self.beneficiaries: set[str] = set()
         self.identities: list[pa.Table] = []
         self.care_keys: pa.Table | None = None
+        self.extracts: list[pa.Table] = []
+        """The care rows' columns a citizen is shown, kept from the check for the batch's extracts: read back
+        from the encrypted files, they cost a decryption of the whole batch again."""
         self.details: dict[str, _TableState] = {}
         self.rows: dict[str, int] = {}
         self.physical_lines: dict[str, int] = {}
@@ -208,7 +211,13 @@ class _BatchIngestion:
         if header is None:
             return
         mark = self.errors.mark()
-        saved = (set(self.beneficiaries), self.care_keys, len(self.identities), self.details.get(table))
+        saved = (
+            set(self.beneficiaries),
+            self.care_keys,
+            len(self.identities),
+            self.details.get(table),
+            len(self.extracts),
+        )
         try:
             count = self.scan(table, entry.name, path, header, staging, diagnose=False)
         except _FastPathFailed:
@@ -216,6 +225,7 @@ class _BatchIngestion:
             self.errors.rollback(mark)
             self.beneficiaries, self.care_keys = saved[0], saved[1]
             del self.identities[saved[2] :]
+            del self.extracts[saved[4] :]
             self.details.pop(table, None)
             if saved[3] is not None:
                 self.details[table] = saved[3]
@@ -401,6 +411,7 @@ class _BatchIngestion:
             self.identities.append(pa.table({c: columns[c] for c in (NIR_COLUMN, "BEN_RNG_GEM", *IDENTITY_COLUMNS)}))
             staging.append(table, None, stored)
         elif table == CARE_TABLE:
+            self.extracts.append(stored.select([PSEUDONYM_COLUMN, *EXTRACT_COLUMNS]))
             self.append_by_month(staging, table, stored, months)
         else:
             self.details[table].stored.append(stored)
@@ -698,7 +709,8 @@ class _BatchIngestion:
                 )
                 self.session.flush()
                 self.session.add_all(files)
-                index_batch(self.hub, self.session, manifest.batch_id, files)  # citizens' extracts, same commit
+                care, self.extracts = (pa.concat_tables(self.extracts) if self.extracts else None), []
+                index_batch(self.hub, self.session, manifest.batch_id, files, care)  # citizens' extracts, same commit
                 self.care_file_ids = [f.id for f in files if f.table_name == CARE_TABLE]  # flushed: numbered
                 self.vault.store(identity_rows)
                 record(

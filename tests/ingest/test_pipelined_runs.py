@@ -46,10 +46,10 @@ def commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Callable[[], 
     steer: dict[str, Callable[[], None]] = {}
     real = citizen_index.index_batch
 
-    def index_batch(hub: Hub, session: Any, batch_id: str, files: Any) -> None:
+    def index_batch(hub: Hub, session: Any, batch_id: str, files: Any, care: Any = None) -> None:
         if batch_id in steer:
             steer[batch_id]()
-        real(hub, session, batch_id, files)
+        real(hub, session, batch_id, files, care)
 
     monkeypatch.setattr(pipeline, "index_batch", index_batch)
     yield steer
