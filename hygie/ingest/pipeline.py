@@ -412,7 +412,7 @@ class _BatchIngestion:
             staging.append(table, None, stored)
         elif table == CARE_TABLE:
             self.extracts.append(stored.select([PSEUDONYM_COLUMN, *EXTRACT_COLUMNS]))
-            self.append_by_month(staging, table, stored, months)
+            staging.append_by_month(table, stored, months, UNKNOWN_MONTH)
         else:
             self.details[table].stored.append(stored)
 
@@ -555,17 +555,6 @@ class _BatchIngestion:
             arrays.append(pc.cast(value, f.type))
         return pa.Table.from_arrays(arrays, schema=schema)
 
-    def append_by_month(self, staging: Staging, table: str, stored: pa.Table, months: pa.Array) -> None:
-        order = pc.sort_indices(months)
-        stored, months = stored.take(order), pc.take(months, order)
-        counts = pc.value_counts(months)
-        start = 0
-        for month, count in sorted(
-            zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
-        ):
-            staging.append(table, None if month == UNKNOWN_MONTH else month, stored.slice(start, count))
-            start += count
-
     def check_care_keys_unique(self) -> None:
         if self.care_keys is None or self.care_keys.num_rows == 0:
             return
@@ -622,7 +611,7 @@ class _BatchIngestion:
         )
         if self.writing and state.stored:
             stored = pa.concat_tables(state.stored)
-            self.append_by_month(staging, table, stored, months)
+            staging.append_by_month(table, stored, months, UNKNOWN_MONTH)
 
     def seal_identities(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []

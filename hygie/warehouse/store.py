@@ -30,6 +30,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from sqlalchemy import func, select
@@ -97,9 +98,31 @@ class Staging:
         release the GIL), so the next chunk is checked while this one is written; order is kept."""
         if data.num_rows == 0:
             return
-        self._pending.append(self._writer.submit(self._write, table, care_month, data))
+        self._queue(self._write, table, care_month, data)
+
+    def append_by_month(self, table: str, data: pa.Table, months: pa.Array, unknown: str) -> None:
+        """Queue rows for writing by care month (``months``, one per row; ``unknown`` for rows without one).
+        The rows are grouped by month on the writing thread too: a gather of every column, it was a tenth of
+        the checking thread's time."""
+        if data.num_rows == 0:
+            return
+        self._queue(self._write_by_month, table, data, months, unknown)
+
+    def _queue(self, write: Callable[..., None], *args: object) -> None:
+        self._pending.append(self._writer.submit(write, *args))
         if len(self._pending) > 8:
             self._pending.pop(0).result()
+
+    def _write_by_month(self, table: str, data: pa.Table, months: pa.Array, unknown: str) -> None:
+        order = pc.sort_indices(months)
+        data, months = data.take(order), pc.take(months, order)
+        counts = pc.value_counts(months)
+        start = 0
+        for month, count in sorted(
+            zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+        ):
+            self._write(table, None if month == unknown else month, data.slice(start, count))
+            start += count
 
     def _drain(self) -> None:
         pending, self._pending = self._pending, []
