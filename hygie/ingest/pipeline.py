@@ -68,6 +68,7 @@ Progress = Callable[[int], None]
 """Called with the number of rows just processed."""
 
 UNKNOWN_MONTH = "unknown"
+_DIGEST_BLOCK_BYTES = 16 << 20
 _BLOCK_BYTES = 64 << 20
 _MAX_HEADER_BYTES = 16 << 10
 _COLUMN_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
@@ -833,11 +834,15 @@ def _digest_and_lines(path: Path) -> tuple[str, int]:
     """SHA-256 of the file and its data lines as the bytes count them, in one read."""
     digest = hashlib.sha256()
     breaks, last = 0, b""
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(16 << 20), b""):
-            digest.update(block)
-            breaks += block.count(b"\n")
-            last = block[-1:]
+    # One buffer read into again: a new 16 MB bytes object per block was faulted in (zeroed) by the kernel
+    # each time, a third of this function's time.
+    block = bytearray(_DIGEST_BLOCK_BYTES)
+    view = memoryview(block)
+    with path.open("rb", buffering=0) as f:
+        while size := f.readinto(block):
+            digest.update(view[:size])
+            breaks += block.count(b"\n", 0, size)
+            last = bytes(view[size - 1 : size])
     lines = 0 if not last else max(0, breaks - 1 + (0 if last == b"\n" else 1))
     return digest.hexdigest(), lines
 
