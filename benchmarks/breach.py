@@ -37,6 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hygie  # noqa: F401  (first: it sets Arrow's allocator options, which pyarrow reads once, as it loads)
+
+# isort: split
+
 import duckdb
 import numpy as np
 import pyarrow as pa

@@ -29,6 +29,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import hygie  # noqa: F401  (first: it sets Arrow's allocator options, which pyarrow reads once, as it loads)
+
+# isort: split
+
 import duckdb
 import pyarrow.parquet as pq
 

@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hygie  # noqa: F401  (first: it sets Arrow's allocator options, which pyarrow reads once, as it loads)
+
+# isort: split
+
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

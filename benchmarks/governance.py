@@ -31,6 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import hygie  # noqa: F401  (first: it sets Arrow's allocator options, which pyarrow reads once, as it loads)
+
+# isort: split
+
 import duckdb
 import pyarrow
 import pyarrow.parquet as pq

@@ -22,6 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+import hygie  # noqa: F401  (first: it sets Arrow's allocator options, which pyarrow reads once, as it loads)
+
+# isort: split
+
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

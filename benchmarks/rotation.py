@@ -32,6 +32,10 @@ import sys
 import time
 from pathlib import Path
 
+import hygie  # noqa: F401  (first: it sets Arrow's allocator options, which pyarrow reads once, as it loads)
+
+# isort: split
+
 import duckdb
 import pyarrow as pa
 from sqlalchemy import select

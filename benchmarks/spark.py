@@ -35,6 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hygie  # noqa: F401  (first: it sets Arrow's allocator options, which pyarrow reads once, as it loads)
+
+# isort: split
+
 import duckdb
 import pyarrow as pa
 

@@ -4,10 +4,13 @@
 
 import os as _os
 
-# Arrow allocates its arrays with mimalloc, which by default decommits freed memory (MADV_DONTNEED) about a
-# second after it is freed: each chunk of an ingestion then faulted its arrays in again, zeroed page by page, and
-# the default benchmark spent 4 to 5 s more of system time and wall clock in a 43 s run (docs/benchmarks.md,
-# 2026-12-05). Handed back with MADV_FREE instead, the pages are reused while the process needs them and the
-# kernel still takes them when memory is short. mimalloc reads this once, when pyarrow is first loaded, so it is
-# set here, before any module of Hygie can load it; an operator's own value is kept.
+# Arrow allocates its arrays with mimalloc, which by default (1) decommits freed memory (MADV_DONTNEED) about a
+# second after it is freed and (2) asks for transparent huge pages. Every chunk of an ingestion then faulted its
+# arrays in again, zeroed page by page, and each fault in a huge-page area zeroed 2 MB: a fifth of a view build's
+# CPU was the kernel clearing pages. With freed memory handed back lazily (MADV_FREE: reused while the process
+# needs it, taken by the kernel when memory is short) and ordinary pages, the default ingestion benchmark ran 4 to
+# 6 s faster in 43 s and a million-people view build 3 s faster in 23 s (docs/benchmarks.md, 2026-12-05).
+# mimalloc reads its options once, when pyarrow is first loaded, so they are set here, before any module of Hygie
+# can load it; an operator's own values are kept.
 _os.environ.setdefault("MIMALLOC_PURGE_DECOMMITS", "0")
+_os.environ.setdefault("MIMALLOC_ALLOW_THP", "0")

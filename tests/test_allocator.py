@@ -21,9 +21,13 @@ def _options(env: dict[str, str]) -> str:
     return done.stderr
 
 
-def test_freed_arrow_memory_is_handed_back_lazily() -> None:
-    assert "option 'purge_decommits': 0" in _options({})
+def test_freed_arrow_memory_is_handed_back_lazily_in_ordinary_pages() -> None:
+    shown = _options({})
+    assert "option 'purge_decommits': 0" in shown
+    assert "option 'allow_thp': 0" in shown
 
 
 def test_an_operators_choice_is_kept() -> None:
-    assert "option 'purge_decommits': 1" in _options({"MIMALLOC_PURGE_DECOMMITS": "1"})
+    shown = _options({"MIMALLOC_PURGE_DECOMMITS": "1", "MIMALLOC_ALLOW_THP": "1"})
+    assert "option 'purge_decommits': 1" in shown
+    assert "option 'allow_thp': 1" in shown
