@@ -9,7 +9,7 @@ import os as _os
 # arrays in again, zeroed page by page, and each fault in a huge-page area zeroed 2 MB: a fifth of a view build's
 # CPU was the kernel clearing pages. With freed memory handed back lazily (MADV_FREE: reused while the process
 # needs it, taken by the kernel when memory is short) and ordinary pages, the default ingestion benchmark ran 4 to
-# 6 s faster in 43 s and a million-people view build 3 s faster in 23 s (docs/benchmarks.md, 2026-12-05).
+# 6 s faster in 43 s and a million-people view build 3 to 4 s faster in 23 s (docs/benchmarks.md, 2026-12-05).
 # mimalloc reads its options once, when pyarrow is first loaded, so they are set here, before any module of Hygie
 # can load it; an operator's own values are kept.
 _os.environ.setdefault("MIMALLOC_PURGE_DECOMMITS", "0")
