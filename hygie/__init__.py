@@ -4,13 +4,12 @@
 
 import os as _os
 
-# Arrow allocates its arrays with mimalloc, which by default (1) decommits freed memory (MADV_DONTNEED) about a
-# second after it is freed and (2) asks for transparent huge pages. Every chunk of an ingestion then faulted its
-# arrays in again, zeroed page by page, and each fault in a huge-page area zeroed 2 MB: a fifth of a view build's
-# CPU was the kernel clearing pages. With freed memory handed back lazily (MADV_FREE: reused while the process
-# needs it, taken by the kernel when memory is short) and ordinary pages, the default ingestion benchmark ran 4 to
-# 6 s faster in 43 s and a million-people view build 3 to 4 s faster in 23 s (docs/benchmarks.md, 2026-12-05).
-# mimalloc reads its options once, when pyarrow is first loaded, so they are set here, before any module of Hygie
-# can load it; an operator's own values are kept.
+# Arrow allocates its arrays with mimalloc, which by default decommits freed memory (MADV_DONTNEED) about a second
+# after it is freed: every chunk of an ingestion then faulted its arrays in again, zeroed page by page, and the
+# default ingestion benchmark spent 4 to 6 s more in 43 s (docs/benchmarks.md, 2026-12-05 afternoon). Handed back
+# with MADV_FREE instead, the pages are reused while the process needs them and the kernel still takes them when
+# memory is short. (Turning off mimalloc's transparent huge pages too made a view build 3 to 4 s faster in 23 s,
+# but the analyses, which scan views held in memory, 5-10 % slower: kept on.) mimalloc reads its options once,
+# when pyarrow is first loaded, so this is set here, before any module of Hygie can load it; an operator's own
+# value is kept.
 _os.environ.setdefault("MIMALLOC_PURGE_DECOMMITS", "0")
-_os.environ.setdefault("MIMALLOC_ALLOW_THP", "0")
